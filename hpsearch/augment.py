@@ -1,0 +1,79 @@
+"""Training augmentation as a few tensor operations over a whole uint8 batch, on its device.
+
+No per-image Python, no PIL: a batch of random crops is one gather, flips one `where`, cutout one
+mask. Every random draw comes from the caller's generator, so a seed fixes the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = False
+    crop_padding: int = 0  # 0: no random crop
+    cutout_size: int = 0  # 0: no cutout
+
+    @classmethod
+    def from_name(cls, name: str, *, crop_padding: int = 4, cutout_size: int = 8) -> Augment:
+        """'none', 'flip', 'flip_crop', 'flip_crop_cutout', ... (see params.AUGMENT_OPS)."""
+        ops = set(name.split("_")) - {"none"}
+        return cls(flip="flip" in ops, crop_padding=crop_padding if "crop" in ops else 0,
+                   cutout_size=cutout_size if "cutout" in ops else 0)
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.crop_padding > 0 or self.cutout_size > 0
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, generator)
+        if self.flip:
+            x = random_flip(x, generator)
+        if self.cutout_size:
+            x = cutout(x, self.cutout_size, generator)
+        return x
+
+
+def _uniform_ints(n: int, high: int, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, high, (n,), device=generator.device, generator=generator).to(x.device)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = _uniform_ints(len(x), 2, x, generator).bool().view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `padding` pixels, then cut each image back to its size at a random offset."""
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding,) * 4)
+    dy = _uniform_ints(n, 2 * padding + 1, x, generator)
+    dx = _uniform_ints(n, 2 * padding + 1, x, generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols].contiguous(memory_format=_layout(x))
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one size x size square per image, centred anywhere (it may overhang the border)."""
+    n, _, h, w = x.shape
+    cy = _uniform_ints(n, h, x, generator)[:, None]
+    cx = _uniform_ints(n, w, x, generator)[:, None]
+    top, left = cy - size // 2, cx - size // 2
+    ys, xs = torch.arange(h, device=x.device)[None, :], torch.arange(w, device=x.device)[None, :]
+    inside_rows = (ys >= top) & (ys < top + size)  # (N, H)
+    inside_cols = (xs >= left) & (xs < left + size)  # (N, W)
+    mask = (inside_rows[:, :, None] & inside_cols[:, None, :])[:, None]  # (N, 1, H, W)
+    return x.masked_fill(mask, 0)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
+        else torch.contiguous_format

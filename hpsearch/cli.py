@@ -1,0 +1,115 @@
+"""The `hpsearch` command: parse options, call the library, print. No training logic here.
+
+Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a
+missing dataset, an unreachable storage) end with one line per problem and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+import optuna
+from rich.console import Console
+
+from hpsearch import catalog, study as study_module
+from hpsearch.display import RunDisplay, render
+from hpsearch.errors import HpsearchError
+from hpsearch.storage import DEFAULT_STORAGE, mask, storage_url
+
+EXIT_INTERRUPTED = 130
+
+storage_option = click.option(
+    "--storage", metavar="URL", default=None,
+    help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
+
+
+def friendly_errors(command):
+    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except HpsearchError as exc:
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: run the same command again to resume the study", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def main() -> None:
+    """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # hpsearch prints its own line per trial
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A shipped study (see `hpsearch studies`) or a path to a study file.")
+@storage_option
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Trials to add in this run. Default: the study's budget.trials.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop starting new trials after this many seconds.")
+@click.option("--seed", type=int, default=None, help="Sampler seed. Default: the study file's sampler.seed.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where to train; auto picks CUDA when available.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@click.option("--stop-at-target/--no-stop-at-target", default=True,
+              help="End the run once a trial of this run reaches the study's target.")
+@friendly_errors
+def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_target):
+    """Run trials of a study; running it again continues the same study."""
+    spec = catalog.load_study_spec(study_name)
+    url = storage_url(storage)
+    options = study_module.RunOptions(n_trials=n_trials, timeout=timeout, device=device, seed=seed,
+                                      stop_at_target=stop_at_target, data_dir=data_dir)
+    console = Console(stderr=True)
+    console.print(f"study {spec.name} ({spec.dataset.name}, {spec.budget.epochs} epochs a trial, "
+                  f"target {spec.describe_target()}) on {mask(url)}", highlight=False, soft_wrap=True)
+    with RunDisplay(console, n_trials or spec.budget.trials, spec.budget.epochs) as display:
+        study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    reached = study_module.reached_target(study, spec)
+    if reached is not None:
+        console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
+                      soft_wrap=True)
+    click.echo(render(study_module.summarize(study), "text"))
+
+
+@main.command()
+@friendly_errors
+def studies():
+    """List the shipped studies: name, dataset, epoch budget, target."""
+    rows = [("name", "dataset", "epochs", "target", "about")]
+    for path in catalog.shipped_study_files():
+        spec = catalog.load_study_spec(str(path))
+        rows.append((spec.name, spec.dataset.name, str(spec.budget.epochs), spec.describe_target(), spec.about))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
+@friendly_errors
+def best(study_name, storage, fmt):
+    """Print the best trial of a study: parameters, validation and test accuracy, size, time."""
+    path = catalog.find_study_file(study_name)
+    name = catalog.load_study_spec(study_name).name if path is not None else study_name
+    study = study_module.load_existing(name, storage_url(storage))
+    summary = study_module.summarize(study)
+    if summary["best"] is None:
+        raise HpsearchError(f"study {name!r} has no completed trial yet: `hpsearch run --study {study_name}`")
+    click.echo(render(summary, fmt))
+

@@ -1,0 +1,263 @@
+"""Datasets -> uint8 tensors resident on the training device, with a fixed validation split.
+
+Each dataset is read once per process and kept on the device: trials never rebuild loaders or
+copy data again. Images stay uint8 (4x smaller than float32) and are normalised per batch.
+The validation split is carved from the training set with a fixed seed, stratified by class;
+the test set is the dataset's own (or, for digits, a fixed stratified carve-out).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from hpsearch.errors import DatasetError
+
+if TYPE_CHECKING:
+    from hpsearch.spec import DatasetSpec
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class Images:
+    """A dataset as read from disk, before splitting: uint8 (N, C, H, W) images, int64 labels."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor | None  # None: the dataset has no official test split
+    test_y: torch.Tensor | None
+    classes: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """The three splits on the training device, plus what a model needs to know of the input."""
+
+    name: str
+    source: str
+    classes: tuple[str, ...]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: torch.Tensor  # (1, C, 1, 1) float32, of the training split
+    std: torch.Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float32, standardised with the training split's channel statistics."""
+        return (x.float().div_(255.0) - self.mean) / self.std
+
+
+# --------------------------------------------------------------------------------------------
+# Readers, one per dataset: each returns Images or raises DatasetError naming the fix.
+
+
+def _read_digits(spec: DatasetSpec, data_dir: Path) -> Images:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 0..16 intensities -> 0..255, so every dataset shares one uint8 pipeline.
+    x = torch.from_numpy(np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(digits.target.astype(np.int64))
+    return Images(x, y, None, None, tuple(str(c) for c in digits.target_names), "scikit-learn load_digits")
+
+
+def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path) -> Images:
+    candidates = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir, FASHION_MNIST_SYSTEM_DIR]
+    folder = next((d for d in candidates if all(_idx_path(d, f) for f in FASHION_MNIST_FILES)), None)
+    if folder is None and _may_download(spec):
+        _download(lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True))
+        folder = data_dir / "FashionMNIST" / "raw"
+    if folder is None:
+        raise DatasetError(
+            f"fashion-mnist not found: put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in "
+            f"{data_dir / 'FashionMNIST' / 'raw'} (or `apt-get install dataset-fashion-mnist`, or run once online)")
+    train_x, train_y, test_x, test_y = (_read_idx(_idx_path(folder, f)) for f in FASHION_MNIST_FILES)
+    return Images(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(),
+                  FASHION_MNIST_CLASSES, str(folder))
+
+
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """The original MNIST idx format: a magic number whose last byte is the rank, then the dims."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DatasetError(f"{path} is not an idx file of unsigned bytes: delete it and fetch it again")
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank)
+    return torch.from_numpy(data.reshape(dims).copy())
+
+
+def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Callable[[DatasetSpec, Path], Images]:
+    """CIFAR-10/100: torchvision's pickled batches, or an image-folder copy (train/<class>/*)."""
+
+    def read(spec: DatasetSpec, data_dir: Path) -> Images:
+        folder_copy = next((d for d in (data_dir / name, data_dir / f"{name}-jpeg", data_dir)
+                            if (d / "train").is_dir() and (d / "test").is_dir()), None)
+        if folder_copy is not None:
+            train_x, train_y, classes = read_image_folder(folder_copy / "train")
+            test_x, test_y, test_classes = read_image_folder(folder_copy / "test")
+            if test_classes != classes:
+                raise DatasetError(f"{folder_copy}: train/ and test/ hold different class folders")
+            return Images(train_x, train_y, test_x, test_y, classes, f"{folder_copy} (image folder)")
+        if not (data_dir / torchvision_folder).is_dir():
+            if not _may_download(spec):
+                raise DatasetError(
+                    f"{name} not found: put torchvision's {torchvision_folder}/ (from the official "
+                    f"python tarball) or an image folder with train/<class>/ and test/<class>/ in "
+                    f"{data_dir / name} (--data-dir chooses the folder), or run once online")
+        cls = getattr(__import__("torchvision").datasets, dataset_class)
+        train = _download(lambda: cls(str(data_dir), train=True, download=_may_download(spec)))
+        test = cls(str(data_dir), train=False, download=False)
+        as_tensor = lambda ds: torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        return Images(as_tensor(train), torch.tensor(train.targets), as_tensor(test), torch.tensor(test.targets),
+                      tuple(train.classes), str(data_dir / torchvision_folder))
+
+    return read
+
+
+def _may_download(spec: DatasetSpec) -> bool:
+    return spec.download and os.environ.get("HPSEARCH_OFFLINE", "") not in ("1", "true", "yes")
+
+
+def _download(fetch):
+    try:
+        return fetch()
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
+        raise DatasetError(f"download failed ({exc}); offline, put the files in place by hand "
+                           f"(see README, 'Datasets') or set dataset.download: false") from None
+
+
+DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
+    "digits": _read_digits,
+    "fashion-mnist": _read_fashion_mnist,
+    "cifar10": _cifar_reader("cifar10", "cifar-10-batches-py", "CIFAR10"),
+    "cifar100": _cifar_reader("cifar100", "cifar-100-python", "CIFAR100"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Image folders: decoded once (threads), then cached as one tensor file beside the data.
+
+
+def read_image_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A <class>/<image> tree -> uint8 (N, C, H, W), labels, class names; all images one size."""
+    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
+    files = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    fingerprint = hashlib.sha256("".join(f"{f.relative_to(root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}\n"
+                                         for f, _ in files).encode()).hexdigest()[:16]
+    cache = _cache_path(root, fingerprint)
+    if cache.is_file():
+        cached = torch.load(cache, weights_only=True)
+        return cached["x"], cached["y"], tuple(cached["classes"])
+    import torchvision.io as tvio
+
+    def decode(path: Path) -> torch.Tensor:
+        return tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        images = list(pool.map(decode, (f for f, _ in files), chunksize=256))
+    sizes = {tuple(im.shape) for im in images}
+    if len(sizes) > 1:
+        raise DatasetError(f"{root}: images differ in size ({sorted(sizes)[:3]} ...); resize them to one size")
+    x, y = torch.stack(images), torch.tensor([label for _, label in files])
+    try:
+        torch.save({"x": x, "y": y, "classes": list(classes)}, cache)
+    except OSError as exc:
+        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", cache, exc)
+    return x, y, classes
+
+
+def _cache_path(root: Path, fingerprint: str) -> Path:
+    if os.access(root.parent, os.W_OK):
+        return root.parent / f".hpsearch-{root.name}-{fingerprint}.pt"
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hpsearch"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir / f"{root.name}-{fingerprint}.pt"
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and placing on the device.
+
+
+_LOADED: dict[tuple, DeviceData] = {}
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("HPSEARCH_DATA_DIR", "data"))
+
+
+def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None) -> DeviceData:
+    """The dataset of `spec` on `device`, read from disk at most once per process."""
+    data_dir = Path(spec.data_dir or data_dir or default_data_dir()).expanduser()
+    key = (spec, str(data_dir), str(device))
+    if key not in _LOADED:
+        images = DATASETS[spec.name](spec, data_dir)
+        _LOADED[key] = _split_to_device(spec, images, device)
+    return _LOADED[key]
+
+
+def _split_to_device(spec: DatasetSpec, images: Images, device: torch.device) -> DeviceData:
+    train_x, train_y, test_x, test_y = images.train_x, images.train_y, images.test_x, images.test_y
+    if test_x is None:
+        train_x, test_x, train_y, test_y = _stratified_split(train_x, train_y, spec.test, spec.split_seed)
+    train_x, val_x, train_y, val_y = _stratified_split(train_x, train_y, spec.validation, spec.split_seed)
+    pixels = train_x.float().div_(255.0)
+    mean = pixels.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
+    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+    if device.type == "cuda":  # NHWC matches the channels_last layout the CUDA models use
+        move = lambda t: t.to(device, memory_format=torch.channels_last) if t.dim() == 4 else t.to(device)
+    else:
+        move = lambda t: t.to(device)
+    return DeviceData(spec.name, images.source, images.classes, move(train_x), move(train_y), move(val_x),
+                      move(val_y), move(test_x), move(test_y), mean.to(device), std.to(device))
+
+
+def _stratified_split(x: torch.Tensor, y: torch.Tensor, size: float, seed: int):
+    """(x_kept, x_carved, y_kept, y_carved): a seeded, class-stratified carve-out of `size`."""
+    size = int(size) if size >= 1 else size
+    if isinstance(size, int) and size >= len(y):
+        raise DatasetError(f"cannot carve {size} images out of {len(y)}: lower dataset.validation / dataset.test")
+    kept, carved = train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y.numpy())
+    kept, carved = torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(carved))
+    return x[kept], x[carved], y[kept], y[carved]

@@ -1,0 +1,25 @@
+"""The errors hpsearch expects and turns into one line on the command line (exit status 2).
+
+Anything else is a bug and is allowed to surface with its traceback.
+"""
+
+
+class HpsearchError(Exception):
+    """A problem with the user's input or environment, with its fix in the message."""
+
+
+class SpecError(HpsearchError):
+    """A study file that cannot be used: every problem found, one per line."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+
+
+class DatasetError(HpsearchError):
+    """A dataset that is unknown, missing or unreadable."""
+
+
+class StorageError(HpsearchError):
+    """A storage URL that cannot be opened."""

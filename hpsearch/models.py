@@ -1,0 +1,98 @@
+"""ModelConfig -> torch.nn.Module: one parameterised CNN whose arguments are the searched axes.
+
+A net is `blocks` conv blocks (each: convs_per_block x [conv, BatchNorm?, activation], then a
+pool, then dropout), an optional global pool, then a fully connected head. blocks = 0 gives a
+plain fully connected net on the flattened image. The model knows nothing of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hpsearch.errors import HpsearchError
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+}
+POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+GLOBAL_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+
+
+class ArchitectureError(HpsearchError):
+    """A config that cannot be built for this input, e.g. pooling an 8x8 image five times."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    widths: tuple[int, ...] = ()  # filters per conv block; () = fully connected net
+    convs_per_block: int = 2
+    kernel_sizes: tuple[int, ...] = ()  # per block
+    padding: str = "same"
+    pool: str = "max"
+    pool_sizes: tuple[int, ...] = ()  # per block
+    batchnorm: bool = True
+    bn_momentum: float = 0.1
+    conv_dropout: float = 0.0
+    global_pool: str = "none"
+    head_widths: tuple[int, ...] = ()
+    head_dropout: float = 0.0
+    activation: str = "relu"
+
+
+def build_model(cfg: ModelConfig) -> nn.Sequential:
+    """The network for `cfg`; raises ArchitectureError if a layer would shrink the image below 1x1."""
+    act = ACTIVATIONS[cfg.activation]
+    layers: list[nn.Module] = []
+    channels, height, width = cfg.input_shape
+    for block, filters in enumerate(cfg.widths):
+        kernel = cfg.kernel_sizes[block]
+        for _ in range(cfg.convs_per_block):
+            layers.append(nn.Conv2d(channels, filters, kernel, padding=cfg.padding, bias=not cfg.batchnorm))
+            if cfg.padding == "valid":
+                height, width = height - kernel + 1, width - kernel + 1
+            if cfg.batchnorm:
+                layers.append(nn.BatchNorm2d(filters, momentum=cfg.bn_momentum))
+            layers.append(act())
+            channels = filters
+            _check_size(height, width, f"conv block {block + 1}", cfg)
+        if cfg.pool != "none" and cfg.pool_sizes[block] > 1:
+            size = cfg.pool_sizes[block]
+            layers.append(POOLS[cfg.pool](size))
+            height, width = height // size, width // size
+            _check_size(height, width, f"the pool of block {block + 1}", cfg)
+        if cfg.conv_dropout > 0:
+            layers.append(nn.Dropout(cfg.conv_dropout))
+    if cfg.widths and cfg.global_pool != "none":
+        layers.append(GLOBAL_POOLS[cfg.global_pool](1))
+        height = width = 1
+    layers.append(nn.Flatten())
+    features = channels * height * width
+    for hidden in cfg.head_widths:
+        layers += [nn.Linear(features, hidden), act()]
+        if cfg.head_dropout > 0:
+            layers.append(nn.Dropout(cfg.head_dropout))
+        features = hidden
+    layers.append(nn.Linear(features, cfg.num_classes))
+    return nn.Sequential(*layers)
+
+
+def _check_size(height: int, width: int, where: str, cfg: ModelConfig) -> None:
+    if height < 1 or width < 1:
+        raise ArchitectureError(
+            f"the {cfg.input_shape[1]}x{cfg.input_shape[2]} input shrinks to nothing at {where} "
+            f"(blocks={len(cfg.widths)}, padding={cfg.padding}, kernel_sizes={list(cfg.kernel_sizes)}, "
+            f"pool_sizes={list(cfg.pool_sizes)}): use fewer blocks, padding 'same' or smaller pools")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,92 @@
+"""One trial: sample a config, build the model, fit it reporting every epoch, prune, record.
+
+Only expected failures are caught: a NaN/inf loss, CUDA out-of-memory, and an architecture that
+does not fit the input. Each ends the trial as FAILED with its reason in the `failure` user
+attribute, and the study goes on. Anything else is a bug and stops the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import platform
+import time
+from typing import Any
+
+import optuna
+import torch
+
+from hpsearch import space
+from hpsearch.data import DeviceData
+from hpsearch.models import ArchitectureError, build_model, count_parameters
+from hpsearch.spec import StudySpec
+from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
+
+
+class TrialFailed(Exception):
+    """An expected failure, recorded on the trial; the study continues."""
+
+
+class RunEvents:
+    """What a display may want to hear about while a study runs. The defaults ignore it all."""
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None):
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised."""
+    events = events or RunEvents()
+    device = data.train_x.device
+    provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
+                  "dataset_source": data.source}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = space.sample(trial, spec)
+        trial.set_user_attr("config", params)
+        for key, value in provenance.items():
+            trial.set_user_attr(key, value)
+        events.trial_started(trial.number, params)
+        started = time.perf_counter()
+        epochs_run = 0
+
+        def on_epoch(stats: EpochStats) -> None:
+            nonlocal epochs_run
+            epochs_run = stats.epoch
+            trial.report(stats.val_accuracy, stats.epoch)
+            events.epoch_finished(trial.number, stats)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
+
+        try:
+            model_cfg = space.model_config(params, data.shape, data.num_classes)
+            torch.manual_seed(spec.seed)
+            model = prepare(build_model(model_cfg), device)
+            trial.set_user_attr("param_count", count_parameters(model))
+            history = fit(model, data, space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed),
+                          on_epoch)
+            trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
+            trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
+            return history[-1].val_accuracy
+        except (ArchitectureError, TrainingDiverged) as exc:
+            failure = str(exc)
+        except torch.OutOfMemoryError:
+            failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
+        finally:
+            trial.set_user_attr("epochs", epochs_run)
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        # Out of the except blocks, nothing refers to the failed step's tensors any more.
+        model = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        trial.set_user_attr("failure", failure)
+        raise TrialFailed(failure)
+
+    return objective

@@ -1,0 +1,167 @@
+"""Every parameter a study can search or fix: its type, default, allowed values and when it matters.
+
+One table serves three readers: the study-file validator (names, types, bounds), the search
+space (what to sample, in this order, and which parameters are inactive given earlier ones),
+and the config builders (defaults for whatever a study leaves out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+AUGMENT_OPS = ("flip", "crop", "cutout")
+
+
+def _augment_choices() -> tuple[str, ...]:
+    """'none' and every combination of the ops, joined by '_' in canonical order (flip_crop)."""
+    combos = ["none"]
+    for mask in range(1, 2 ** len(AUGMENT_OPS)):
+        combos.append("_".join(op for i, op in enumerate(AUGMENT_OPS) if mask >> i & 1))
+    return tuple(sorted(combos, key=lambda c: (c.count("_"), c)))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable axis.
+
+    kind: "int", "float", "bool", "choice" (one of `choices`) or "ints" (a list of ints, one per
+    block or head layer; searched as a choice among lists).
+    low/high: inclusive bounds a value must respect (None: unbounded on that side);
+    high_open makes the upper bound exclusive (dropout < 1).
+    active: given the parameters resolved so far, whether this one has any effect; inactive
+    parameters are neither sampled nor stored.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    active: Callable[[Mapping[str, Any]], bool] = lambda p: True
+
+    def bounds_text(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"[{low}, {high}{')' if self.high_open else ']'}"
+
+    def check_value(self, value: Any) -> str | None:
+        """Why `value` is not allowed for this parameter, or None if it is."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.kind == "choice":
+            return None if value in self.choices else f"must be one of {', '.join(map(str, self.choices))}"
+        if self.kind == "ints":
+            if not isinstance(value, list) or not all(is_int(v) for v in value):
+                return "must be a list of integers, e.g. [32, 64]"
+            bad = [v for v in value if self.low is not None and v < self.low]
+            return f"list values must be >= {self.low:g}" if bad else None
+        if self.kind == "int" and not is_int(value):
+            return "must be an integer"
+        if self.kind == "float" and not is_number(value):
+            return "must be a number"
+        if not math.isfinite(value):
+            return "must be finite"
+        if self.low is not None and value < self.low:
+            return f"must be in {self.bounds_text()}"
+        if self.high is not None and (value > self.high or (self.high_open and value >= self.high)):
+            return f"must be in {self.bounds_text()}"
+        return None
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _has_convs(p: Mapping[str, Any]) -> bool:
+    return p["blocks"] > 0
+
+
+def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
+    return lambda p: op in p["augment"].split("_")
+
+
+PARAMS: tuple[Param, ...] = (
+    # --- model: convolutional trunk -------------------------------------------------------
+    Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8),
+    Param("convs_per_block", "int", 2, "Conv layers in each block.", low=1, high=6, active=_has_convs),
+    Param("widths", "ints", None, "Filters per block, one entry per block (overrides width and width_growth).",
+          low=1, active=_has_convs),
+    Param("width", "int", 32, "Filters in the first block.", low=1, high=4096,
+          active=lambda p: _has_convs(p) and p["widths"] is None),
+    Param("width_growth", "float", 2.0, "Each block has this many times the filters of the one before.",
+          low=0.25, high=8.0, active=lambda p: p["blocks"] > 1 and p["widths"] is None),
+    Param("kernel_size", "int", 3, "Conv kernel size (square).", low=1, high=15, active=_has_convs),
+    Param("kernel_sizes", "ints", None, "Kernel size per block (overrides kernel_size).", low=1, active=_has_convs),
+    Param("padding", "choice", "same", "'same' keeps the spatial size through a conv, 'valid' shrinks it.",
+          choices=("same", "valid"), active=_has_convs),
+    Param("pool", "choice", "max", "Pooling at the end of each block.", choices=("max", "avg", "none"),
+          active=_has_convs),
+    Param("pool_size", "int", 2, "Pooling window and stride.", low=1, high=8,
+          active=lambda p: _has_convs(p) and p["pool"] != "none"),
+    Param("pool_sizes", "ints", None, "Pool size per block (overrides pool_size).", low=1,
+          active=lambda p: _has_convs(p) and p["pool"] != "none"),
+    Param("batchnorm", "bool", True, "BatchNorm after every conv.", active=_has_convs),
+    Param("bn_momentum", "float", 0.1, "BatchNorm running-average momentum (PyTorch meaning: weight of the new batch).",
+          low=0.0, high=1.0, active=lambda p: _has_convs(p) and p["batchnorm"]),
+    Param("conv_dropout", "float", 0.0, "Dropout probability after each conv block.", low=0.0, high=1.0,
+          high_open=True, active=_has_convs),
+    Param("global_pool", "choice", "none", "Collapse the last feature map by a global pool before the head, "
+          "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs),
+    # --- model: head --------------------------------------------------------------------
+    Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1),
+    Param("head_dropout", "float", 0.0, "Dropout probability after each hidden fully connected layer.",
+          low=0.0, high=1.0, high_open=True, active=lambda p: len(p["head_widths"]) > 0),
+    Param("activation", "choice", "relu", "Activation after every conv and hidden layer.",
+          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh")),
+    # --- training -------------------------------------------------------------------------
+    Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
+    Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=10.0),
+    Param("momentum", "float", 0.9, "SGD momentum.", low=0.0, high=1.0, high_open=True,
+          active=lambda p: p["optimizer"].startswith("sgd")),
+    Param("weight_decay", "float", 5e-4, "L2 weight decay (decoupled for adamw).", low=0.0, high=1.0),
+    Param("batch_size", "int", 128, "Training batch size.", low=1, high=65536),
+    Param("schedule", "choice", "cosine", "Learning-rate schedule over the trial's steps.",
+          choices=("constant", "cosine", "warmup_linear")),
+    Param("warmup_fraction", "float", 0.2, "Fraction of the steps spent warming up linearly from zero.",
+          low=0.0, high=1.0, high_open=True, active=lambda p: p["schedule"] == "warmup_linear"),
+    Param("label_smoothing", "float", 0.0, "Label smoothing of the cross-entropy loss.", low=0.0, high=1.0,
+          high_open=True),
+    Param("augment", "choice", "none", "Training augmentation, done on the device over whole batches.",
+          choices=_augment_choices()),
+    Param("crop_padding", "int", 4, "Pixels of zero padding for random crops.", low=1, high=64,
+          active=_augments("crop")),
+    Param("cutout_size", "int", 8, "Side of the square cut out of each image.", low=1, high=512,
+          active=_augments("cutout")),
+)
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+
+
+def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
+    """The complete, canonical params dict of a trial: `choose` gives each active parameter's value.
+
+    Parameters are visited in table order, so `choose` may depend on (and `active` reads) the
+    values chosen before; inactive parameters are neither chosen nor stored.
+    """
+    resolved: dict[str, Any] = {}
+    for param in PARAMS:
+        if param.active({p.name: resolved.get(p.name, p.default) for p in PARAMS}):
+            value = choose(param)
+            if value is not None:  # None: an optional override (widths, kernel_sizes) left out
+                resolved[param.name] = value
+    return resolved
+
+
+def complete(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with defaults filled in and inactive parameters dropped."""
+    return resolve(lambda p: values.get(p.name, p.default))

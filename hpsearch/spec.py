@@ -1,0 +1,346 @@
+"""A study file (YAML) -> a validated, frozen StudySpec.
+
+Validation happens once, on load, before anything touches a storage: every problem is collected
+and reported as `file: key: what is wrong (what is allowed)`. Raw YAML never travels further.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpsearch import params as P
+from hpsearch.data import DATASETS
+from hpsearch.errors import SpecError
+from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
+
+TARGET_METRICS = ("test_accuracy", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How one parameter is searched: an int or float range, or a choice among values."""
+
+    kind: str  # "int", "float" or "choice"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    validation: float = 0.1  # a fraction of the training set, or a count if >= 1
+    test: float = 0.2  # only for datasets without an official test split (digits)
+    split_seed: int = 0
+    data_dir: str | None = None
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    trials: int = 20
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: its name in the table and the options for its Optuna class."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: str
+    about: str
+    dataset: DatasetSpec
+    budget: Budget
+    target: Target | None
+    sampler: Component
+    pruner: Component
+    space: Mapping[str, Distribution]
+    fixed: Mapping[str, Any]
+    seed: int = 0
+
+    def describe_target(self) -> str:
+        if self.target is None:
+            return "none"
+        return f"{self.target.metric} >= {self.target.value:.2%}"
+
+
+_TOP_KEYS = {
+    "name": "a short name, used as the Optuna study name",
+    "about": "one line on what the study is for",
+    "dataset": "the dataset and its split",
+    "budget": "epochs per trial and trials per run",
+    "target": "the accuracy that ends the search",
+    "sampler": "the Optuna sampler",
+    "pruner": "the Optuna pruner",
+    "space": "the searched parameters",
+    "fixed": "parameters held at one value",
+    "seed": "the training seed shared by all trials",
+}
+_REQUIRED = ("dataset", "budget")
+
+
+class _Problems:
+    """Collects every problem in a study file so one run reports them all."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{key}: {message}")
+
+    def unknown_keys(self, where: str, given: Mapping[str, Any], allowed: Mapping[str, Any] | set[str]) -> None:
+        for key in given:
+            if key not in allowed:
+                self.add(f"{where}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file; raise SpecError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+    return parse_spec(raw, path=str(path), default_name=path.stem)
+
+
+def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
+    problems = _Problems()
+    if not isinstance(raw, dict):
+        raise SpecError(path, ["the file must be a mapping of keys such as dataset, budget, space"])
+    problems.unknown_keys("", raw, _TOP_KEYS)
+    for key in _REQUIRED:
+        if key not in raw:
+            problems.add(key, f"missing ({_TOP_KEYS[key]})")
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        problems.add("name", "must be a non-empty string")
+    about = raw.get("about", "")
+    if not isinstance(about, str):
+        problems.add("about", "must be a string")
+    seed = raw.get("seed", 0)
+    if not P.is_int(seed):
+        problems.add("seed", "must be an integer")
+
+    dataset = _parse_dataset(raw.get("dataset"), problems) if "dataset" in raw else None
+    budget = _parse_budget(raw.get("budget"), problems) if "budget" in raw else None
+    target = _parse_target(raw.get("target"), problems)
+    space = _parse_space(raw.get("space", {}), problems)
+    fixed = _parse_fixed(raw.get("fixed", {}), problems)
+    for both in sorted(set(space) & set(fixed)):
+        problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
+    epochs = budget.epochs if budget else 1
+    sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), SAMPLERS, problems,
+                               build=lambda c: make_sampler(c.name, c.options, None))
+    pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems,
+                              build=lambda c: make_pruner(c.name, c.options, epochs), extra={"min_epochs"})
+
+    if problems.lines:
+        raise SpecError(path, problems.lines)
+    return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
+                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed)
+
+
+def _mapping(value: Any, key: str, problems: _Problems) -> dict | None:
+    if not isinstance(value, dict):
+        problems.add(key, f"must be a mapping, got {_show(value)}")
+        return None
+    return value
+
+
+def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
+    if isinstance(value, str):
+        value = {"name": value}
+    value = _mapping(value, "dataset", problems)
+    if value is None:
+        return None
+    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"}
+    problems.unknown_keys("dataset.", value, allowed)
+    name = value.get("name")
+    if name not in DATASETS:
+        problems.add("dataset.name", f"unknown dataset {_show(name)} (allowed: {', '.join(DATASETS)})")
+    for key in ("validation", "test"):
+        fraction = value.get(key, 0.1 if key == "validation" else 0.2)
+        if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
+            problems.add(f"dataset.{key}", f"must be a fraction in (0, 1) or a whole count, got {_show(fraction)}")
+    if not P.is_int(value.get("split_seed", 0)):
+        problems.add("dataset.split_seed", "must be an integer")
+    if not isinstance(value.get("data_dir", ""), (str, type(None))):
+        problems.add("dataset.data_dir", "must be a path")
+    if not isinstance(value.get("download", True), bool):
+        problems.add("dataset.download", "must be true or false")
+    return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
+
+
+def _parse_budget(value: Any, problems: _Problems) -> Budget | None:
+    value = _mapping(value, "budget", problems)
+    if value is None:
+        return None
+    problems.unknown_keys("budget.", value, {"epochs", "trials", "timeout"})
+    epochs, trials, timeout = value.get("epochs"), value.get("trials", 20), value.get("timeout")
+    if not P.is_int(epochs) or epochs < 1:
+        problems.add("budget.epochs", f"must be a whole number >= 1, got {_show(epochs)}")
+    if not P.is_int(trials) or trials < 1:
+        problems.add("budget.trials", f"must be a whole number >= 1, got {_show(trials)}")
+    if timeout is not None and (not P.is_number(timeout) or timeout <= 0):
+        problems.add("budget.timeout", f"must be a number of seconds > 0, got {_show(timeout)}")
+    return Budget(epochs=epochs, trials=trials, timeout=timeout)
+
+
+def _parse_target(value: Any, problems: _Problems) -> Target | None:
+    if value is None:
+        return None
+    value = _mapping(value, "target", problems)
+    if value is None:
+        return None
+    problems.unknown_keys("target.", value, {"metric", "value"})
+    metric, threshold = value.get("metric", "test_accuracy"), value.get("value")
+    if metric not in TARGET_METRICS:
+        problems.add("target.metric", f"unknown metric {_show(metric)} (allowed: {', '.join(TARGET_METRICS)})")
+    if not P.is_number(threshold) or not 0 < threshold <= 1:
+        problems.add("target.value", f"must be an accuracy in (0, 1], got {_show(threshold)}")
+    return Target(metric=metric, value=threshold)
+
+
+def _parse_component(key: str, value: Any, table: Mapping[str, type], problems: _Problems, *, build,
+                     extra: set[str] = frozenset()) -> Component:
+    if isinstance(value, str):
+        value = {"name": value}
+    value = _mapping(value, key, problems)
+    if value is None:
+        return Component("invalid")
+    name = value.get("name")
+    if name not in table:
+        problems.add(f"{key}.name", f"unknown {key} {_show(name)} (allowed: {', '.join(table)})")
+        return Component("invalid")
+    options = {k: v for k, v in value.items() if k != "name"}
+    allowed = option_names(table[name]) | set(extra)
+    problems.unknown_keys(f"{key}.", options, allowed)
+    if any(k not in allowed for k in options):
+        return Component(name, options)
+    component = Component(name, options)
+    try:
+        build(component)
+    except (TypeError, ValueError) as exc:
+        problems.add(key, f"{name} rejects these options: {exc}")
+    return component
+
+
+def _parse_space(value: Any, problems: _Problems) -> dict[str, Distribution]:
+    value = _mapping(value, "space", problems)
+    if value is None:
+        return {}
+    space = {}
+    for name, dist in value.items():
+        key = f"space.{name}"
+        param = P.BY_NAME.get(name)
+        if param is None:
+            problems.add(key, f"unknown parameter (allowed: {', '.join(P.BY_NAME)})")
+            continue
+        parsed = _parse_distribution(param, dist, key, problems)
+        if parsed is not None:
+            space[name] = parsed
+    return space
+
+
+def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems) -> Distribution | None:
+    numeric = param.kind in ("int", "float")
+    forms = f"{{{param.kind}: [low, high]}} or {{choice: [...]}}" if numeric else "{choice: [...]}"
+    if not isinstance(dist, dict) or not dist:
+        problems.add(key, f"must be a distribution such as {forms}, got {_show(dist)} (use fixed: for one value)")
+        return None
+    kind = next(iter(dist))
+    if kind == "choice":
+        problems.unknown_keys(f"{key}.", dist, {"choice"})
+        choices = dist["choice"]
+        if not isinstance(choices, list) or not choices:
+            problems.add(f"{key}.choice", "must be a non-empty list of values")
+            return None
+        bad = [(c, why) for c in choices if (why := param.check_value(c))]
+        for choice, why in bad:
+            problems.add(f"{key}.choice", f"{_show(choice)} {why}")
+        return None if bad else Distribution("choice", choices=tuple(_freeze(c) for c in choices))
+    if kind != param.kind:
+        problems.add(key, f"{param.name} is {_kind_text(param)}: write {forms}")
+        return None
+    problems.unknown_keys(f"{key}.", dist, {kind, "log", "step"})
+    bounds, log, step = dist[kind], dist.get("log", False), dist.get("step")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(P.is_number(b) for b in bounds)):
+        problems.add(f"{key}.{kind}", f"must be [low, high], got {_show(bounds)}")
+        return None
+    low, high = bounds
+    for bound in bounds:
+        if why := param.check_value(bound):
+            problems.add(f"{key}.{kind}", f"{_show(bound)} is out of range: {param.name} {why}")
+            return None
+    if low >= high:
+        what = "empty" if low == high else "inverted"
+        problems.add(f"{key}.{kind}", f"{what} range [{low}, {high}]: low must be below high (use fixed: for one value)")
+        return None
+    if not isinstance(log, bool):
+        problems.add(f"{key}.log", "must be true or false")
+    elif log and low <= 0:
+        problems.add(f"{key}.log", f"a log range needs low > 0, got {low}")
+    if step is not None and (not P.is_number(step) or step <= 0 or (kind == "int" and not P.is_int(step))):
+        problems.add(f"{key}.step", f"must be a positive {'integer' if kind == 'int' else 'number'}")
+    elif step is not None and log:
+        problems.add(f"{key}.step", "cannot be combined with log: true")
+    return Distribution(kind, low=low, high=high, log=log, step=step)
+
+
+def _parse_fixed(value: Any, problems: _Problems) -> dict[str, Any]:
+    value = _mapping(value, "fixed", problems)
+    if value is None:
+        return {}
+    fixed = {}
+    for name, v in value.items():
+        param = P.BY_NAME.get(name)
+        if param is None:
+            problems.add(f"fixed.{name}", f"unknown parameter (allowed: {', '.join(P.BY_NAME)})")
+        elif why := param.check_value(v):
+            problems.add(f"fixed.{name}", f"{_show(v)} {why}")
+        else:
+            fixed[name] = v
+    return fixed
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _kind_text(param: P.Param) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "true/false", "choice": "a choice",
+            "ints": "a list of integers"}[param.kind]
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, list, dict, bool, type(None))) else str(value)
