@@ -14,7 +14,7 @@ import click
 import optuna
 from rich.console import Console
 
-from hpsearch import catalog, study as study_module
+from hpsearch import catalog, params as params_module, study as study_module
 from hpsearch.display import RunDisplay, render
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import DEFAULT_STORAGE, mask, storage_url
@@ -73,9 +73,9 @@ def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_
     options = study_module.RunOptions(n_trials=n_trials, timeout=timeout, device=device, seed=seed,
                                       stop_at_target=stop_at_target, data_dir=data_dir)
     console = Console(stderr=True)
-    console.print(f"study {spec.name} ({spec.dataset.name}, {spec.budget.epochs} epochs a trial, "
-                  f"target {spec.describe_target()}) on {mask(url)}", highlight=False, soft_wrap=True)
-    with RunDisplay(console, n_trials or spec.budget.trials, spec.budget.epochs) as display:
+    header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
+              f"on {mask(url)}")
+    with RunDisplay(console, header, n_trials or spec.budget.trials, spec.budget.epochs) as display:
         study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     reached = study_module.reached_target(study, spec)
     if reached is not None:
@@ -95,6 +95,16 @@ def studies():
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+
+
+@main.command()
+def params():
+    """List every parameter a study file can search or fix, with its default and allowed values."""
+    for param in params_module.PARAMS:
+        allowed = ", ".join(map(str, param.choices)) if param.kind == "choice" else (
+            "true, false" if param.kind == "bool" else
+            f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
+        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}; {allowed}")
 
 
 @main.command()

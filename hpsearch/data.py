@@ -190,10 +190,11 @@ def read_image_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str
     if cache.is_file():
         cached = torch.load(cache, weights_only=True)
         return cached["x"], cached["y"], tuple(cached["classes"])
-    import torchvision.io as tvio
+    from PIL import Image
 
-    def decode(path: Path) -> torch.Tensor:
-        return tvio.decode_image(tvio.read_file(str(path)), mode=tvio.ImageReadMode.RGB)
+    def decode(path: Path) -> torch.Tensor:  # Pillow releases the GIL while decoding: threads help
+        with Image.open(path) as image:
+            return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         images = list(pool.map(decode, (f for f, _ in files), chunksize=256))

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hpsearch.data import DeviceData
 from hpsearch.objective import RunEvents
 from hpsearch.train import EpochStats
 
@@ -18,8 +19,9 @@ from hpsearch.train import EpochStats
 class RunDisplay(RunEvents):
     """Two bars (trials of this run, epochs of the running trial) and one line per finished trial."""
 
-    def __init__(self, console: Console, n_trials: int, epochs: int):
+    def __init__(self, console: Console, header: str, n_trials: int, epochs: int):
         self.console = console
+        self.header = header
         self.epochs = epochs
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True)
@@ -32,6 +34,12 @@ class RunDisplay(RunEvents):
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+
+    def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
+        stored = len(study.get_trials(deepcopy=False))
+        resumed = f", resuming after {stored} stored trials" if stored else ""
+        self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
+                           highlight=False, soft_wrap=True)
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         self.progress.update(self.trials_bar, description=f"trial #{number}")

@@ -17,10 +17,9 @@ AUGMENT_OPS = ("flip", "crop", "cutout")
 
 def _augment_choices() -> tuple[str, ...]:
     """'none' and every combination of the ops, joined by '_' in canonical order (flip_crop)."""
-    combos = ["none"]
-    for mask in range(1, 2 ** len(AUGMENT_OPS)):
-        combos.append("_".join(op for i, op in enumerate(AUGMENT_OPS) if mask >> i & 1))
-    return tuple(sorted(combos, key=lambda c: (c.count("_"), c)))
+    combos = ["_".join(op for i, op in enumerate(AUGMENT_OPS) if mask >> i & 1)
+              for mask in range(1, 2 ** len(AUGMENT_OPS))]
+    return ("none", *sorted(combos, key=lambda c: (c.count("_"), c)))
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ PARAMS: tuple[Param, ...] = (
           choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh")),
     # --- training -------------------------------------------------------------------------
     Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
-    Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=10.0),
+    Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=100.0),
     Param("momentum", "float", 0.9, "SGD momentum.", low=0.0, high=1.0, high_open=True,
           active=lambda p: p["optimizer"].startswith("sgd")),
     Param("weight_decay", "float", 5e-4, "L2 weight decay (decoupled for adamw).", low=0.0, high=1.0),

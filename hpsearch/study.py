@@ -22,13 +22,15 @@ from hpsearch.spec import StudySpec
 from hpsearch.storage import mask, open_storage
 
 
-def open_study(spec: StudySpec, storage_url: str, *, seed: int | None = None) -> optuna.Study:
+def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
+               seed: int | None = None) -> optuna.Study:
     """The study named spec.name on the storage, created if new (maximising validation accuracy).
 
     The sampler is seeded with seed + the number of trials already stored: a resumed run is as
     repeatable as the first, without replaying the first run's random draws.
     """
-    storage = open_storage(storage_url)
+    if isinstance(storage, str):
+        storage = open_storage(storage)
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
     study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize", pruner=pruner,
                                 load_if_exists=True)
@@ -92,8 +94,11 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         callbacks: list[Any] = ()) -> optuna.Study:
     """Add trials to the study until n_trials ran, the timeout passed, or a trial of this run hits the target."""
     device = resolve_device(options.device)
-    study = open_study(spec, storage_url, seed=options.seed)
+    storage = open_storage(storage_url)  # fail fast on a bad URL, before reading any data
     data = data_module.load(spec.dataset, device, options.data_dir)
+    study = open_study(spec, storage, seed=options.seed)  # only now is anything written
+    events = events or RunEvents()
+    events.study_opened(study, data)
     all_callbacks = list(callbacks)
     if options.stop_at_target and spec.target is not None:
         def stop_at_target(study: optuna.Study, trial: FrozenTrial) -> None:

@@ -1,0 +1,49 @@
+"""Shared fixtures: every test runs in its own folder with its own SQLite file and no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+TINY_DIGITS = {
+    "name": "tiny-digits",
+    "about": "a few seconds of real training for tests",
+    "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
+    "budget": {"epochs": 3, "trials": 3},
+    "sampler": {"name": "random", "seed": 0},
+    "pruner": {"name": "none"},
+    "space": {"lr": {"float": [0.01, 0.2], "log": True}, "width": {"int": [4, 16]}},
+    "fixed": {"blocks": 1, "convs_per_block": 1, "batch_size": 64, "optimizer": "sgd_nesterov"},
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder, no inherited storage, and downloads switched off."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    monkeypatch.setenv("HPSEARCH_OFFLINE", "1")
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "data"))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return tmp_path
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def write_study(tmp_path: Path):
+    """write_study(**overrides) -> path of a study file: TINY_DIGITS with top-level keys replaced."""
+
+    def write(name: str = "study.yaml", **overrides) -> Path:
+        body = {**TINY_DIGITS, **overrides}
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({k: v for k, v in body.items() if v is not None}, sort_keys=False))
+        return path
+
+    return write

@@ -1,0 +1,108 @@
+"""Datasets: real digits, idx files in torchvision's layout, image folders, and the offline error."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hpsearch import data
+from hpsearch.data import FASHION_MNIST_SYSTEM_DIR, DatasetError
+from hpsearch.spec import DatasetSpec
+
+CPU = torch.device("cpu")
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint():
+    d = data.load(DatasetSpec("digits", validation=0.15, test=0.2), CPU)
+    total = len(d.train_y) + len(d.val_y) + len(d.test_y)
+    assert total == 1797 and d.shape == (1, 8, 8) and d.num_classes == 10
+    assert d.train_x.dtype == torch.uint8 and d.train_x.max() == 255
+    assert torch.bincount(d.val_y).min() >= 20  # stratified: every class is represented
+    again = data._split_to_device(DatasetSpec("digits", validation=0.15, test=0.2),
+                                  data._read_digits(None, Path()), CPU)
+    assert torch.equal(again.val_x, d.val_x) and torch.equal(again.test_y, d.test_y)
+    rows = lambda x: {bytes(r) for r in x.flatten(1).numpy()}
+    assert not rows(d.val_x) & rows(d.test_x) - rows(d.train_x)  # no image moves between splits
+
+
+def test_dataset_is_loaded_once_per_process():
+    spec = DatasetSpec("digits")
+    assert data.load(spec, CPU) is data.load(spec, CPU)
+
+
+def test_normalize_uses_training_statistics():
+    d = data.load(DatasetSpec("digits"), CPU)
+    x = d.normalize(d.train_x)
+    assert abs(x.mean().item()) < 1e-3 and abs(x.std().item() - 1) < 1e-2
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_idx_files_in_torchvision_layout(tmp_path):
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 200), ("t10k", 50)):
+        write_idx(raw / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    d = data.load(DatasetSpec("fashion-mnist", validation=20), CPU, tmp_path / "data")
+    assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (180, 20, 50)
+    assert d.shape == (1, 28, 28) and d.classes[0] == "T-shirt/top"
+    assert str(raw) == d.source
+
+
+@pytest.mark.skipif(not FASHION_MNIST_SYSTEM_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_debian_package_needs_no_option(tmp_path):
+    d = data.load(DatasetSpec("fashion-mnist", validation=5000), CPU, tmp_path / "empty")
+    assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (55_000, 5_000, 10_000)
+    assert torch.bincount(d.test_y).tolist() == [1000] * 10
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class: int = 4, size: int = 8) -> None:
+    gen = torch.Generator().manual_seed(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            image = torch.randint(0, 256, (size, size, 3), dtype=torch.uint8, generator=gen)
+            Image.fromarray(image.numpy()).save(root / c / f"{i}.png")
+
+
+def test_cifar10_reads_an_image_folder_copy_and_caches_it(tmp_path):
+    root = tmp_path / "data" / "cifar10"
+    make_image_folder(root / "train", per_class=10)
+    make_image_folder(root / "test", per_class=2)
+    d = data.load(DatasetSpec("cifar10", validation=6), CPU, tmp_path / "data")
+    assert d.classes == ("cat", "dog", "frog") and d.shape == (3, 8, 8)
+    assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (24, 6, 6)
+    first = torch.from_numpy(np.array(Image.open(root / "train" / "cat" / "0.png"))).permute(2, 0, 1)
+    x, _, _ = data.read_image_folder(root / "train")
+    assert torch.equal(x[0], first)  # pixels are exact (PNG), order is sorted by class then name
+    caches = list(root.glob(".hpsearch-train-*.pt"))
+    assert len(caches) == 1
+    (root / "train" / "cat" / "0.png").unlink()  # a changed folder is decoded again, not served stale
+    x2, _, _ = data.read_image_folder(root / "train")
+    assert len(x2) == 29 and len(list(root.glob(".hpsearch-train-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("cifar10", "cifar-10-batches-py"),
+    ("cifar100", "cifar-100-python"),
+])
+def test_missing_dataset_offline_says_where_to_put_which_files(tmp_path, name, hint):
+    with pytest.raises(DatasetError, match=f"{name} not found: put torchvision's {hint}"):
+        data.load(DatasetSpec(name), CPU, tmp_path / "nowhere")
+
+
+def test_missing_fashion_mnist_offline(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
+    with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz.*FashionMNIST/raw"):
+        data.load(DatasetSpec("fashion-mnist"), CPU, tmp_path / "nowhere")

@@ -1,0 +1,88 @@
+"""The search space: samples stay inside the declared bounds; inactive parameters are not sampled."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpsearch import params as P
+from hpsearch.space import sample, train_config
+from hpsearch.spec import load_spec
+
+SPACE = {
+    "blocks": {"int": [0, 3]},
+    "width": {"int": [8, 64], "log": True},
+    "lr": {"float": [1.0e-4, 0.3], "log": True},
+    "conv_dropout": {"float": [0.0, 0.5], "step": 0.1},
+    "batchnorm": {"choice": [True, False]},
+    "bn_momentum": {"float": [0.01, 0.9]},
+    "optimizer": {"choice": ["sgd_nesterov", "adamw"]},
+    "momentum": {"float": [0.5, 0.99]},
+    "head_widths": {"choice": [[], [64], [128, 64]]},
+    "augment": {"choice": ["none", "flip_crop", "flip_crop_cutout"]},
+    "schedule": {"choice": ["constant", "warmup_linear"]},
+    "warmup_fraction": {"float": [0.05, 0.3]},
+}
+
+
+@pytest.fixture
+def spec(write_study):
+    return load_spec(write_study(space=SPACE, fixed={"batch_size": 32}))
+
+
+def test_sampled_values_lie_inside_the_declared_bounds(spec):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = []
+    for _ in range(200):
+        trial = study.ask()
+        seen.append(sample(trial, spec))
+        study.tell(trial, 0.0)
+    for params in seen:
+        for name, dist in spec.space.items():
+            if name not in params:
+                continue
+            value = params[name]
+            if dist.kind == "choice":
+                assert (tuple(value) if isinstance(value, list) else value) in dist.choices
+            else:
+                assert dist.low <= value <= dist.high
+        assert params["batch_size"] == 32  # fixed
+        assert params["weight_decay"] == P.BY_NAME["weight_decay"].default  # neither: the default
+    assert {p["blocks"] for p in seen} == {0, 1, 2, 3}
+    assert all(round(p["conv_dropout"] * 10, 6).is_integer() for p in seen if "conv_dropout" in p)
+
+
+def test_inactive_parameters_are_neither_sampled_nor_stored(spec):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    for _ in range(100):
+        trial = study.ask()
+        params = sample(trial, spec)
+        study.tell(trial, 0.0)
+        stored = study.trials[-1].params
+        if params["blocks"] == 0:
+            assert "width" not in stored and "batchnorm" not in params
+        if params.get("batchnorm") is False:
+            assert "bn_momentum" not in stored
+        if params["optimizer"] == "adamw":
+            assert "momentum" not in stored
+        if params["schedule"] == "constant":
+            assert "warmup_fraction" not in stored
+
+
+def test_fixed_trial_drives_the_space(spec):
+    trial = optuna.trial.FixedTrial({
+        "blocks": 2, "width": 16, "lr": 0.01, "conv_dropout": 0.2, "batchnorm": True, "bn_momentum": 0.3,
+        "optimizer": "sgd_nesterov", "momentum": 0.8, "head_widths": "[128, 64]", "augment": "flip_crop",
+        "schedule": "warmup_linear", "warmup_fraction": 0.1,
+    })
+    params = sample(trial, spec)
+    assert params["head_widths"] == [128, 64]
+    cfg = train_config(params, epochs=5, seed=3)
+    assert (cfg.lr, cfg.momentum, cfg.warmup_fraction, cfg.batch_size, cfg.seed) == (0.01, 0.8, 0.1, 32, 3)
+    assert cfg.augment.flip and cfg.augment.crop_padding == 4 and cfg.augment.cutout_size == 0
+
+
+def test_augment_choices_cover_every_combination():
+    choices = P.BY_NAME["augment"].choices
+    assert choices[0] == "none" and len(choices) == 8
+    assert {"flip", "crop", "cutout", "flip_crop", "flip_crop_cutout"} <= set(choices)

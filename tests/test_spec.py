@@ -1,0 +1,88 @@
+"""Study files are validated on load: every problem named with its file and key, nothing run."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpsearch.catalog import shipped_study_files
+from hpsearch.errors import SpecError
+from hpsearch.spec import load_spec
+
+
+def problems_of(path) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert all(line.startswith(str(path)) for line in str(caught.value).splitlines())
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("path", shipped_study_files(), ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    assert spec.budget.epochs >= 1
+
+
+def test_tiny_study_parses_into_typed_spec(write_study):
+    spec = load_spec(write_study())
+    assert spec.dataset.name == "digits"
+    assert spec.space["lr"].kind == "float" and spec.space["lr"].log
+    assert spec.fixed["blocks"] == 1
+
+
+@pytest.mark.parametrize("overrides, key, allowed", [
+    ({"colour": "red"}, "colour", "allowed: about, budget"),
+    ({"dataset": {"name": "mnist3d"}}, "dataset.name", "allowed: digits, fashion-mnist, cifar10, cifar100"),
+    ({"dataset": {"name": "digits", "valdation": 0.1}}, "dataset.valdation", "unknown key"),
+    ({"budget": {"epochs": "ten"}}, "budget.epochs", "whole number >= 1"),
+    ({"budget": {"epochs": 0}}, "budget.epochs", "whole number >= 1"),
+    ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: test_accuracy, val_accuracy"),
+    ({"target": {"value": 93}}, "target.value", "accuracy in (0, 1]"),
+    ({"sampler": {"name": "genetic"}}, "sampler.name", "allowed: tpe, random, cmaes, gp, qmc"),
+    ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
+    ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
+    ({"pruner": {"name": "median", "min_epochs": "two"}}, "pruner", "median rejects these options"),
+    ({"space": {"depth": {"int": [1, 3]}}}, "space.depth", "allowed: blocks"),
+    ({"space": {"lr": {"float": [0.1, 0.01]}}}, "space.lr.float", "inverted range"),
+    ({"space": {"lr": {"float": [0.1, 0.1]}}}, "space.lr.float", "empty range"),
+    ({"space": {"lr": {"float": [-1.0, 0.1]}}}, "space.lr.float", "out of range"),
+    ({"space": {"lr": {"float": [0.0001, 0.1], "log": "yes"}}}, "space.lr.log", "true or false"),
+    ({"space": {"blocks": {"float": [1.0, 3.0]}}}, "space.blocks", "blocks is an integer"),
+    ({"space": {"blocks": {"int": [1.5, 3]}}}, "space.blocks.int", "must be an integer"),
+    ({"space": {"optimizer": {"choice": ["sgd", "lion"]}}}, "space.optimizer.choice", "sgd_nesterov, sgd, adam, adamw"),
+    ({"space": {"augment": {"choice": ["mixup"]}}}, "space.augment.choice", "flip_crop_cutout"),
+    ({"space": {"conv_dropout": {"float": [0.0, 1.0]}}}, "space.conv_dropout.float", "[0, 1)"),
+    ({"space": {"lr": 0.1}}, "space.lr", "use fixed: for one value"),
+    ({"fixed": {"batch_size": "big"}}, "fixed.batch_size", "must be an integer"),
+    ({"fixed": {"head_widths": [512, "x"]}}, "fixed.head_widths", "list of integers"),
+    ({"fixed": {"lr": 0.1}}, "fixed.lr", "is also in space"),
+])
+def test_each_problem_is_one_line_naming_key_and_what_is_allowed(write_study, overrides, key, allowed):
+    problems = problems_of(write_study(**overrides))
+    matching = [p for p in problems if p.startswith(f"{key}:")]
+    assert matching, problems
+    assert allowed in matching[0]
+
+
+def test_every_problem_is_reported_at_once(write_study):
+    path = write_study(budget={"epochs": -1}, sampler={"name": "nope"}, fixed={"lr": -3})
+    keys = {p.split(":")[0] for p in problems_of(path)}
+    assert {"budget.epochs", "sampler.name", "fixed.lr"} <= keys
+
+
+def test_missing_required_keys(write_study):
+    path = write_study(dataset=None, budget=None)
+    keys = {p.split(":")[0] for p in problems_of(path)}
+    assert keys == {"dataset", "budget"}
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: {name: digits\nbudget: [\n")
+    (problem,) = problems_of(path)
+    assert "line" in problem and "not valid YAML" in problem
+
+
+def test_unreadable_file(tmp_path):
+    (problem,) = problems_of(tmp_path / "absent.yaml")
+    assert "cannot read the file" in problem

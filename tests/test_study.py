@@ -1,0 +1,107 @@
+"""Whole studies on digits with real training: pruning, failures recorded, resume, target stop."""
+
+from __future__ import annotations
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from hpsearch import objective as objective_module
+from hpsearch.spec import load_spec
+from hpsearch.study import RunOptions, run, summarize
+
+
+def states(study):
+    return [t.state for t in study.trials]
+
+
+def test_a_pruner_really_prunes(write_study, storage):
+    spec = load_spec(write_study(
+        budget={"epochs": 4, "trials": 10},
+        pruner={"name": "median", "n_startup_trials": 2, "min_epochs": 1},
+        space={"lr": {"float": [1.0e-5, 0.2], "log": True}},
+        fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batchnorm": False, "batch_size": 128},
+    ))
+    study = run(spec, storage, RunOptions(device="cpu"))
+    assert len(study.trials) == 10
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, states(study)
+    for trial in pruned:
+        assert trial.user_attrs["epochs"] < 4 and "test_accuracy" not in trial.user_attrs
+        assert max(trial.intermediate_values) == trial.user_attrs["epochs"]
+
+
+def test_completed_trials_record_what_a_reader_needs(write_study, storage):
+    study = run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
+    (trial,) = study.trials
+    attrs = trial.user_attrs
+    assert trial.state == TrialState.COMPLETE
+    assert attrs["val_accuracy"] == trial.value and 0.5 < attrs["test_accuracy"] <= 1
+    assert attrs["epochs"] == 3 and attrs["seconds"] > 0 and attrs["param_count"] > 0
+    assert attrs["torch"] == torch.__version__ and attrs["optuna"] == optuna.__version__
+    assert attrs["device"].startswith("cpu") and attrs["config"]["lr"] == trial.params["lr"]
+    assert list(trial.intermediate_values) == [1, 2, 3]
+
+
+def test_nan_loss_is_recorded_and_the_study_goes_on(write_study, storage):
+    spec = load_spec(write_study(
+        budget={"epochs": 2, "trials": 6},
+        space={"lr": {"choice": [0.05, 100.0]}},
+        fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batchnorm": False, "optimizer": "sgd",
+               "momentum": 0.0},
+    ))
+    study = run(spec, storage, RunOptions(device="cpu"))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(study.trials) == 6 and failed and TrialState.COMPLETE in states(study)
+    for trial in failed:
+        assert trial.params["lr"] == 100.0
+        assert "training loss became" in trial.user_attrs["failure"]
+
+
+def test_cuda_out_of_memory_fails_the_trial_only(write_study, storage, monkeypatch):
+    """CPU stand-in for a GPU running out of memory: the error torch raises, injected into fit."""
+    real_fit = objective_module.fit
+    calls = []
+
+    def fit_that_runs_out_of_memory_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "fit", fit_that_runs_out_of_memory_once)
+    study = run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=2))
+    assert states(study) == [TrialState.FAIL, TrialState.COMPLETE]
+    assert "CUDA out of memory" in study.trials[0].user_attrs["failure"]
+
+
+def test_architecture_that_does_not_fit_is_a_recorded_failure(write_study, storage):
+    spec = load_spec(write_study(space={"blocks": {"int": [1, 6]}}, fixed={"padding": "valid"},
+                                 budget={"epochs": 1, "trials": 6}))
+    study = run(spec, storage, RunOptions(device="cpu"))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("shrinks to nothing" in t.user_attrs["failure"] for t in failed)
+    assert all(t.params["blocks"] >= 2 for t in failed)
+
+
+def test_a_second_run_continues_the_same_study(write_study, storage):
+    spec = load_spec(write_study())
+    run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    study = run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    lrs = [t.params["lr"] for t in study.trials]
+    assert len(set(lrs)) == 4  # the resumed sampler does not replay the first run's draws
+
+
+def test_the_run_stops_once_a_trial_reaches_the_target(write_study, storage):
+    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.5}, budget={"epochs": 3, "trials": 5}))
+    assert len(run(spec, storage, RunOptions(device="cpu")).trials) == 1
+    again = run(spec, storage, RunOptions(device="cpu", stop_at_target=False, n_trials=2))
+    assert len(again.trials) == 3
+
+
+def test_summary_counts_states_and_picks_the_best_by_validation(write_study, storage):
+    study = run(load_spec(write_study()), storage, RunOptions(device="cpu"))
+    summary = summarize(study)
+    assert summary["trials"] == summary["complete"] == 3
+    assert summary["best"]["val_accuracy"] == max(t.value for t in study.trials)
