@@ -14,7 +14,8 @@ import click
 import optuna
 from rich.console import Console
 
-from hpsearch import catalog, params as params_module, study as study_module
+from hpsearch import catalog, params as params_module, report as report_module, study as study_module
+from hpsearch.baselines import BASELINES, built_param_count
 from hpsearch.display import RunDisplay, render
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import DEFAULT_STORAGE, mask, storage_url
@@ -88,13 +89,29 @@ def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_
 @friendly_errors
 def studies():
     """List the shipped studies: name, dataset, epoch budget, target."""
-    rows = [("name", "dataset", "epochs", "target", "about")]
+    rows = [("name", "dataset", "epochs", "target", "baselines")]
     for path in catalog.shipped_study_files():
         spec = catalog.load_study_spec(str(path))
-        rows.append((spec.name, spec.dataset.name, str(spec.budget.epochs), spec.describe_target(), spec.about))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append((spec.name, spec.dataset.name, str(spec.budget.epochs), spec.describe_target(),
+                     ", ".join(spec.baselines) or "none"))
+    _echo_columns(rows)
+
+
+@main.command()
+def baselines():
+    """List the reports' models that studies run as fixed trials, with what the reports say of them."""
+    rows = [("name", "dataset", "params", "reported", "source")]
+    for b in BASELINES.values():
+        count = f"{built_param_count(b):,}" + (" (as stated)" if b.param_count == built_param_count(b) else "")
+        rows.append((b.name, b.dataset, count, b.reported, f"report {b.report}"))
+    _echo_columns(rows)
+
+
+def _echo_columns(rows: list[tuple[str, ...]]) -> None:
+    """Aligned columns; the last one runs free."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
 
 
 @main.command()
@@ -115,11 +132,31 @@ def params():
 @friendly_errors
 def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time."""
-    path = catalog.find_study_file(study_name)
-    name = catalog.load_study_spec(study_name).name if path is not None else study_name
-    study = study_module.load_existing(name, storage_url(storage))
+    study = study_module.load_existing(_study_name(study_name), storage_url(storage))
     summary = study_module.summarize(study)
     if summary["best"] is None:
         raise HpsearchError(f"study {name!r} has no completed trial yet: `hpsearch run --study {study_name}`")
     click.echo(render(summary, fmt))
 
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table to this Markdown file.")
+@friendly_errors
+def report(study_name, storage, out):
+    """Print the baselines beside the best searched trials, as one Markdown table."""
+    spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
+    study = study_module.load_existing(_study_name(study_name), storage_url(storage))
+    text = report_module.markdown(study, spec.baselines if spec else (), epochs=spec.budget.epochs if spec else None)
+    click.echo(text, nl=False)
+    if out is not None:
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+
+
+def _study_name(name_or_path: str) -> str:
+    """The Optuna study name a --study argument means: a study file's name, else the argument."""
+    return catalog.load_study_spec(name_or_path).name if catalog.find_study_file(name_or_path) else name_or_path

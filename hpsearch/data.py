@@ -172,6 +172,14 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
     "cifar100": _cifar_reader("cifar100", "cifar-100-python", "CIFAR100"),
 }
 
+# What a model sees of each dataset, known without reading it: (C, H, W) and the class count.
+INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+
 
 # --------------------------------------------------------------------------------------------
 # Image folders: decoded once (threads), then cached as one tensor file beside the data.

@@ -36,7 +36,8 @@ class RunDisplay(RunEvents):
         self.progress.stop()
 
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
-        stored = len(study.get_trials(deepcopy=False))
+        stored = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                               TrialState.FAIL)))
         resumed = f", resuming after {stored} stored trials" if stored else ""
         self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
                            highlight=False, soft_wrap=True)

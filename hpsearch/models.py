@@ -43,10 +43,17 @@ class ModelConfig:
     batchnorm: bool = True
     bn_momentum: float = 0.1
     conv_dropout: float = 0.0
+    conv_dropout_at: str = "all"  # "all" blocks or the "last" one only
     global_pool: str = "none"
     head_widths: tuple[int, ...] = ()
     head_dropout: float = 0.0
+    head_dropout_at: str = "all"  # after "all" hidden layers or the "last" one only
+    output: str = "softmax"  # "sigmoid": one logit for two classes (binary cross-entropy)
     activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.output == "sigmoid" and self.num_classes != 2:
+            raise ArchitectureError(f"output 'sigmoid' needs exactly 2 classes, the data has {self.num_classes}")
 
 
 def build_model(cfg: ModelConfig) -> nn.Sequential:
@@ -70,19 +77,19 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
             layers.append(POOLS[cfg.pool](size))
             height, width = height // size, width // size
             _check_size(height, width, f"the pool of block {block + 1}", cfg)
-        if cfg.conv_dropout > 0:
+        if cfg.conv_dropout > 0 and (cfg.conv_dropout_at == "all" or block == len(cfg.widths) - 1):
             layers.append(nn.Dropout(cfg.conv_dropout))
     if cfg.widths and cfg.global_pool != "none":
         layers.append(GLOBAL_POOLS[cfg.global_pool](1))
         height = width = 1
     layers.append(nn.Flatten())
     features = channels * height * width
-    for hidden in cfg.head_widths:
+    for i, hidden in enumerate(cfg.head_widths):
         layers += [nn.Linear(features, hidden), act()]
-        if cfg.head_dropout > 0:
+        if cfg.head_dropout > 0 and (cfg.head_dropout_at == "all" or i == len(cfg.head_widths) - 1):
             layers.append(nn.Dropout(cfg.head_dropout))
         features = hidden
-    layers.append(nn.Linear(features, cfg.num_classes))
+    layers.append(nn.Linear(features, 1 if cfg.output == "sigmoid" else cfg.num_classes))
     return nn.Sequential(*layers)
 
 

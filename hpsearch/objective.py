@@ -16,6 +16,7 @@ import optuna
 import torch
 
 from hpsearch import space
+from hpsearch.baselines import BASELINES
 from hpsearch.data import DeviceData
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.spec import StudySpec
@@ -50,7 +51,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                   "dataset_source": data.source}
 
     def objective(trial: optuna.Trial) -> float:
-        params = space.sample(trial, spec)
+        baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
+        params = BASELINES[baseline].config() if baseline else space.sample(trial, spec)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
@@ -63,7 +65,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             epochs_run = stats.epoch
             trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
-            if trial.should_prune():
+            if not baseline and trial.should_prune():  # a baseline always runs its full budget
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
 
         try:

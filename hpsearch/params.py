@@ -114,12 +114,18 @@ PARAMS: tuple[Param, ...] = (
           low=0.0, high=1.0, active=lambda p: _has_convs(p) and p["batchnorm"]),
     Param("conv_dropout", "float", 0.0, "Dropout probability after each conv block.", low=0.0, high=1.0,
           high_open=True, active=_has_convs),
+    Param("conv_dropout_at", "choice", "all", "Dropout after every conv block, or after the last one only.",
+          choices=("all", "last"), active=lambda p: _has_convs(p) and p["conv_dropout"] > 0),
     Param("global_pool", "choice", "none", "Collapse the last feature map by a global pool before the head, "
           "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs),
     # --- model: head --------------------------------------------------------------------
     Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1),
     Param("head_dropout", "float", 0.0, "Dropout probability after each hidden fully connected layer.",
           low=0.0, high=1.0, high_open=True, active=lambda p: len(p["head_widths"]) > 0),
+    Param("head_dropout_at", "choice", "all", "Dropout after every hidden layer, or only before the output layer.",
+          choices=("all", "last"), active=lambda p: len(p["head_widths"]) > 0 and p["head_dropout"] > 0),
+    Param("output", "choice", "softmax", "Softmax over the classes with cross-entropy, or (two classes only) "
+          "one sigmoid logit with binary cross-entropy.", choices=("softmax", "sigmoid")),
     Param("activation", "choice", "relu", "Activation after every conv and hidden layer.",
           choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh")),
     # --- training -------------------------------------------------------------------------

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from hpsearch import params as P
 from hpsearch.augment import Augment
 from hpsearch.models import ArchitectureError, ModelConfig
-from hpsearch.spec import Distribution, StudySpec
 from hpsearch.train import TrainConfig
+
+if TYPE_CHECKING:
+    from hpsearch.spec import Distribution, StudySpec
 
 
 def sample(trial: optuna.trial.BaseTrial, spec: StudySpec) -> dict[str, Any]:
@@ -47,9 +49,10 @@ def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
     p = P.complete(params)
     blocks = p["blocks"]
+    head = dict(head_widths=tuple(p["head_widths"]), head_dropout=p.get("head_dropout", 0.0),
+                head_dropout_at=p.get("head_dropout_at", "all"), output=p["output"], activation=p["activation"])
     if blocks == 0:
-        return ModelConfig(input_shape=input_shape, num_classes=num_classes, head_widths=tuple(p["head_widths"]),
-                           head_dropout=p.get("head_dropout", 0.0), activation=p["activation"])
+        return ModelConfig(input_shape=input_shape, num_classes=num_classes, **head)
     widths = p.get("widths") or [max(1, round(p["width"] * p.get("width_growth", 1.0) ** i)) for i in range(blocks)]
     kernel_sizes = p.get("kernel_sizes") or [p["kernel_size"]] * blocks
     pool_sizes = p.get("pool_sizes") or [p.get("pool_size", 1)] * blocks
@@ -68,10 +71,9 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
         batchnorm=p["batchnorm"],
         bn_momentum=p.get("bn_momentum", 0.1),
         conv_dropout=p["conv_dropout"],
+        conv_dropout_at=p.get("conv_dropout_at", "all"),
         global_pool=p["global_pool"],
-        head_widths=tuple(p["head_widths"]),
-        head_dropout=p.get("head_dropout", 0.0),
-        activation=p["activation"],
+        **head,
     )
 
 

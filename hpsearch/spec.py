@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from hpsearch import params as P
-from hpsearch.data import DATASETS
+from hpsearch.baselines import BASELINES, fit_problem
+from hpsearch.data import DATASETS, INPUTS
 from hpsearch.errors import SpecError
 from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
 
@@ -78,6 +79,7 @@ class StudySpec:
     space: Mapping[str, Distribution]
     fixed: Mapping[str, Any]
     seed: int = 0
+    baselines: tuple[str, ...] = ()
 
     def describe_target(self) -> str:
         if self.target is None:
@@ -96,6 +98,7 @@ _TOP_KEYS = {
     "space": "the searched parameters",
     "fixed": "parameters held at one value",
     "seed": "the training seed shared by all trials",
+    "baselines": "hand-made models from the reports, run first as fixed trials",
 }
 _REQUIRED = ("dataset", "budget")
 
@@ -164,10 +167,12 @@ def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems,
                               build=lambda c: make_pruner(c.name, c.options, epochs), extra={"min_epochs"})
 
+    baselines = _parse_baselines(raw.get("baselines", []), dataset, problems)
+
     if problems.lines:
         raise SpecError(path, problems.lines)
     return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
-                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed)
+                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines)
 
 
 def _mapping(value: Any, key: str, problems: _Problems) -> dict | None:
@@ -315,6 +320,23 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems
     elif step is not None and log:
         problems.add(f"{key}.step", "cannot be combined with log: true")
     return Distribution(kind, low=low, high=high, log=log, step=step)
+
+
+def _parse_baselines(value: Any, dataset: DatasetSpec | None, problems: _Problems) -> tuple[str, ...]:
+    """Known names that fit the dataset's input and classes, checked now rather than mid-study."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
+        return ()
+    for name in value:
+        if name not in BASELINES:
+            problems.add("baselines", f"unknown baseline {_show(name)} (allowed: {', '.join(BASELINES)}; "
+                                      "`hpsearch baselines` lists them)")
+        elif dataset is not None and dataset.name in INPUTS:
+            if why := fit_problem(BASELINES[name], *INPUTS[dataset.name]):
+                problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
+    if len(set(value)) != len(value):
+        problems.add("baselines", "lists a baseline twice")
+    return tuple(value)
 
 
 def _parse_fixed(value: Any, problems: _Problems) -> dict[str, Any]:

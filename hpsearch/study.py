@@ -45,6 +45,15 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
     return study
 
 
+def enqueue_baselines(study: optuna.Study, spec: StudySpec) -> list[str]:
+    """Queue the study's baselines that no earlier run queued, ahead of the sampler's trials."""
+    queued = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    missing = [name for name in spec.baselines if name not in queued]
+    for name in missing:
+        study.enqueue_trial({}, user_attrs={"baseline": name})
+    return missing
+
+
 def load_existing(name: str, storage_url: str) -> optuna.Study:
     storage = open_storage(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
@@ -97,6 +106,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     storage = open_storage(storage_url)  # fail fast on a bad URL, before reading any data
     data = data_module.load(spec.dataset, device, options.data_dir)
     study = open_study(spec, storage, seed=options.seed)  # only now is anything written
+    enqueue_baselines(study, spec)
     events = events or RunEvents()
     events.study_opened(study, data)
     all_callbacks = list(callbacks)

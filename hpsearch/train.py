@@ -75,6 +75,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy over the classes; for a single logit, binary cross-entropy (a sigmoid head)."""
+    if logits.shape[1] == 1:
+        target = y.float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        return nn.functional.binary_cross_entropy_with_logits(logits.squeeze(1), target)
+    return nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+
+def predict(logits: torch.Tensor) -> torch.Tensor:
+    """Class indices: the largest logit, or for a single sigmoid logit, whether it is positive."""
+    return (logits.squeeze(1) > 0).long() if logits.shape[1] == 1 else logits.argmax(dim=1)
+
+
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     """Move a model to the training device in the layout the data uses there."""
     if device.type == "cuda":
@@ -91,7 +104,6 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     optimizer = make_optimizer(model, cfg)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     n = len(data.train_y)
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch  # the remainder is dropped; the next epoch reshuffles it in
@@ -112,7 +124,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
             xb = data.normalize(x_epoch[i * batch:(i + 1) * batch])
             yb = y_epoch[i * batch:(i + 1) * batch]
             with _autocast(device):
-                loss = criterion(model(xb), yb)
+                loss = classification_loss(model(xb), yb, cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -137,7 +149,7 @@ def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tenso
     for start in range(0, len(y), EVAL_BATCH):
         with _autocast(x.device):
             logits = model(data.normalize(x[start:start + EVAL_BATCH]))
-        correct += (logits.argmax(dim=1) == y[start:start + EVAL_BATCH]).sum()
+        correct += (predict(logits) == y[start:start + EVAL_BATCH]).sum()
     return correct.item() / len(y)
 
 

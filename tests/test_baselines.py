@@ -1,0 +1,111 @@
+"""Baselines: exact parameter counts, fixed trials queued once, refused when they do not fit, reported."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from hpsearch import data
+from hpsearch.baselines import BASELINES, built_param_count, fit_problem
+from hpsearch.cli import main
+from hpsearch.errors import SpecError
+from hpsearch.models import build_model
+from hpsearch.space import model_config, train_config
+from hpsearch.spec import DatasetSpec, load_spec
+from hpsearch.study import RunOptions, run
+from hpsearch.train import evaluate, fit
+
+STATED = [b for b in BASELINES.values() if b.param_count is not None]
+
+
+def test_the_six_stated_counts_are_all_covered():
+    assert {b.name: b.param_count for b in STATED}.items() >= {
+        "seed001-cnn": 890_410, "seed002-fc": 12_523_266, "seed002-cnn": 81_834, "seed003-tutorial": 62_006,
+        "seed004-fc": 29_778_020, "seed000-catsdogs": 26_308_673}.items()
+
+
+@pytest.mark.parametrize("baseline", STATED, ids=lambda b: b.name)
+def test_built_model_matches_the_stated_parameter_count(baseline):
+    assert built_param_count(baseline) == baseline.param_count
+
+
+def test_q9_matches_its_approximate_count_within_ten_percent():
+    assert abs(built_param_count(BASELINES["seed002-cnn-q9"]) / 654_454 - 1) < 0.10
+
+
+@pytest.mark.parametrize("baseline", BASELINES.values(), ids=lambda b: b.name)
+def test_every_baseline_fits_its_own_report_input(baseline):
+    assert fit_problem(baseline, baseline.input_shape, baseline.num_classes) is None
+    assert baseline.config()["schedule"] in ("constant", "cosine")  # hpsearch's defaults never leak in silently
+
+
+def run_study(write_study, storage, n_trials, baselines=("seed002-cnn-q9", "seed002-fc"), **overrides):
+    spec = load_spec(write_study(baselines=list(baselines), budget={"epochs": 2, "trials": n_trials},
+                                 pruner={"name": "median", "n_startup_trials": 0, "min_epochs": 0}, **overrides))
+    return run(spec, storage, RunOptions(device="cpu"))
+
+
+def test_baselines_are_queued_first_and_once_across_runs(write_study, storage):
+    run_study(write_study, storage, 3)
+    study = run_study(write_study, storage, 2)
+    tags = [t.user_attrs.get("baseline") for t in study.trials]
+    assert tags == ["seed002-cnn-q9", "seed002-fc", None, None, None]
+    q9 = study.trials[0]
+    assert q9.state == TrialState.COMPLETE and q9.params == {}  # fixed: nothing sampled
+    assert q9.user_attrs["config"] == BASELINES["seed002-cnn-q9"].config()
+    assert q9.user_attrs["param_count"] == 128_490  # the q9 net rebuilt for 8x8 one-channel digits
+    assert q9.user_attrs["epochs"] == 2  # a baseline is never pruned: it runs the study's budget
+
+
+@pytest.mark.parametrize("dataset, name, why", [
+    ("digits", "seed001-cnn", "seed001-cnn does not fit digits: the 8x8 input shrinks to nothing"),
+    ("cifar10", "seed000-catsdogs", "seed000-catsdogs does not fit cifar10: output 'sigmoid' needs exactly 2"),
+    ("digits", "seed999-magic", 'unknown baseline "seed999-magic" (allowed: seed001-cnn'),
+])
+def test_a_baseline_that_does_not_fit_is_refused_on_load(write_study, dataset, name, why):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_study(dataset={"name": dataset}, baselines=[name]))
+    assert any(p.startswith("baselines: " + why) for p in caught.value.problems), caught.value.problems
+
+
+def test_report_shows_finished_and_pending_baselines_and_the_best_searched(write_study, storage, tmp_path):
+    path = write_study(baselines=["seed002-cnn-q9", "seed002-fc"], budget={"epochs": 2, "trials": 1})
+    runner = CliRunner()
+    assert runner.invoke(main, ["run", "--study", str(path), "--storage", storage]).exit_code == 0
+    result = runner.invoke(main, ["report", "--study", str(path), "--storage", storage, "--out", "r.md"])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "r.md").read_text().splitlines()
+    q9 = next(line for line in lines if "seed002-cnn-q9" in line)
+    fc = next(line for line in lines if "seed002-fc" in line)
+    assert "78.20% test on cifar10" in q9 and "| 128,490 | 2 |" in q9 and "%" in q9.split("|")[5]
+    assert "| pending | pending |" in fc and "0.00%" not in fc
+    assert result.stdout == (tmp_path / "r.md").read_text()
+    runner.invoke(main, ["run", "--study", str(path), "--storage", storage, "--n-trials", "2"])
+    table = runner.invoke(main, ["report", "--study", str(path), "--storage", storage]).stdout
+    assert "pending" not in table and "searched #1" in table
+
+
+def test_baselines_command_lists_every_baseline():
+    result = CliRunner().invoke(main, ["baselines"])
+    assert result.exit_code == 0
+    for b in BASELINES.values():
+        assert b.name in result.stdout
+    assert "890,410 (as stated)" in result.stdout and "report 001 §1.2" in result.stdout
+
+
+def test_sigmoid_head_trains_two_classes_with_binary_cross_entropy():
+    digits = data.load(DatasetSpec("digits"), torch.device("cpu"))
+    keep = lambda y: (y == 0) | (y == 1)
+    two = dataclasses.replace(digits, classes=("0", "1"), **{
+        f"{split}_{part}": getattr(digits, f"{split}_{part}")[keep(getattr(digits, f"{split}_y"))]
+        for split in ("train", "val", "test") for part in ("x", "y")})
+    params = {"blocks": 1, "convs_per_block": 1, "width": 8, "output": "sigmoid", "batch_size": 32, "lr": 0.05}
+    torch.manual_seed(0)
+    model = build_model(model_config(params, two.shape, 2))
+    assert model[-1].out_features == 1
+    history = fit(model, two, train_config(params, epochs=3, seed=0))
+    assert history[-1].val_accuracy > 0.95 and evaluate(model, two, two.test_x, two.test_y) > 0.95
