@@ -31,7 +31,7 @@ def test_tiny_study_parses_into_typed_spec(write_study):
 
 
 @pytest.mark.parametrize("overrides, key, allowed", [
-    ({"colour": "red"}, "colour", "allowed: about, budget"),
+    ({"colour": "red"}, "colour", "allowed: about, baselines, budget"),
     ({"dataset": {"name": "mnist3d"}}, "dataset.name", "allowed: digits, fashion-mnist, cifar10, cifar100"),
     ({"dataset": {"name": "digits", "valdation": 0.1}}, "dataset.valdation", "unknown key"),
     ({"budget": {"epochs": "ten"}}, "budget.epochs", "whole number >= 1"),
