@@ -135,7 +135,7 @@ def best(study_name, storage, fmt):
     study = study_module.load_existing(_study_name(study_name), storage_url(storage))
     summary = study_module.summarize(study)
     if summary["best"] is None:
-        raise HpsearchError(f"study {name!r} has no completed trial yet: `hpsearch run --study {study_name}`")
+        raise HpsearchError(f"study {study.study_name!r} has no completed trial yet: `hpsearch run --study {study_name}`")
     click.echo(render(summary, fmt))
 
 

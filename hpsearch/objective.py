@@ -8,7 +8,9 @@ attribute, and the study goes on. Anything else is a bug and stops the run.
 from __future__ import annotations
 
 import gc
+import os
 import platform
+import socket
 import time
 from typing import Any
 
@@ -48,7 +50,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     events = events or RunEvents()
     device = data.train_x.device
     provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
-                  "dataset_source": data.source}
+                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
     def objective(trial: optuna.Trial) -> float:
         baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
@@ -80,6 +82,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             return history[-1].val_accuracy
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted (Ctrl-C); run the same command again to resume")
+            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130
         except torch.OutOfMemoryError:
             failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -25,8 +26,17 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for `url`, or StorageError with one line saying what to fix."""
+DEFAULT_HEARTBEAT_S = 30  # a trial whose worker is silent for 2 heartbeats is failed and retried
+MAX_RETRIES = 3
+
+
+def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`, or StorageError with one line saying what to fix.
+
+    Running trials send a heartbeat; one whose worker died (SIGKILL, a lost machine) is marked
+    FAIL once its heartbeat is older than the grace period, and a copy with the same parameters
+    is queued so the study still reaches its total.
+    """
     engine_kwargs = {}
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -35,7 +45,11 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                                "does not exist or is not writable (choose another with --storage)")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8; they are what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from None

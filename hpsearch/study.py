@@ -19,7 +19,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spec import StudySpec
-from hpsearch.storage import mask, open_storage
+from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
@@ -31,6 +31,7 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
+    _check_existing(spec, storage)
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
     study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize", pruner=pruner,
                                 load_if_exists=True)
@@ -43,6 +44,26 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
     return study
+
+
+def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> None:
+    """Refuse to add trials to a same-named study that was made for something else."""
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        return
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise HpsearchError(f"study {spec.name!r} in the storage minimises; hpsearch studies maximise accuracy: "
+                            "rename the study (name: in the file) or use another --storage")
+    made_for = study.user_attrs.get("dataset")
+    if made_for is not None and made_for != spec.dataset.name:
+        raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
+                            f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that produced a result (complete or pruned): what --until counts."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 def enqueue_baselines(study: optuna.Study, spec: StudySpec) -> list[str]:
@@ -92,18 +113,20 @@ def reached_target(study: optuna.Study, spec: StudySpec) -> FrozenTrial | None:
 @dataclass(frozen=True)
 class RunOptions:
     n_trials: int | None = None  # None: the study's budget.trials
+    until: int | None = None  # run until the study holds this many finished trials (overrides n_trials)
     timeout: float | None = None  # seconds; None: the study's budget.timeout
     device: str = "auto"
     seed: int | None = None
     stop_at_target: bool = True
     data_dir: Path | None = None
+    heartbeat: int = DEFAULT_HEARTBEAT_S
 
 
 def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvents | None = None,
         callbacks: list[Any] = ()) -> optuna.Study:
     """Add trials to the study until n_trials ran, the timeout passed, or a trial of this run hits the target."""
     device = resolve_device(options.device)
-    storage = open_storage(storage_url)  # fail fast on a bad URL, before reading any data
+    storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
     data = data_module.load(spec.dataset, device, options.data_dir)
     study = open_study(spec, storage, seed=options.seed)  # only now is anything written
     enqueue_baselines(study, spec)
@@ -117,7 +140,12 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
                 study.stop()
 
         all_callbacks.append(stop_at_target)
-    study.optimize(make_objective(spec, data, events), n_trials=options.n_trials or spec.budget.trials,
+    n_trials = options.n_trials or spec.budget.trials
+    if options.until is not None:
+        n_trials = options.until - finished_count(study)
+        if n_trials <= 0:
+            return study
+    study.optimize(make_objective(spec, data, events), n_trials=n_trials,
                    timeout=options.timeout or spec.budget.timeout, catch=(TrialFailed,),
                    callbacks=all_callbacks, gc_after_trial=False)
     return study
