@@ -12,19 +12,41 @@ from pathlib import Path
 
 import click
 import optuna
+import torch
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
 from hpsearch.baselines import BASELINES, built_param_count
-from hpsearch.display import RunDisplay, render
+from hpsearch.display import ParallelDisplay, RunDisplay, describe_trial, render
 from hpsearch.errors import HpsearchError
-from hpsearch.storage import DEFAULT_STORAGE, mask, storage_url
+from hpsearch.storage import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, mask, open_storage, storage_url
+from hpsearch.workers import Workers, plan_workers, watch
 
 EXIT_INTERRUPTED = 130
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
     help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
+
+
+class GpuList(click.ParamType):
+    """'0,1,3' -> (0, 1, 3)."""
+
+    name = "gpus"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            gpus = tuple(int(g) for g in value.split(",") if g.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of GPU indices such as 0,1,2", param, ctx)
+        if any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+            self.fail(f"{value!r}: GPU indices must be distinct and >= 0", param, ctx)
+        return gpus
+
+
+GPU_LIST = GpuList()
 
 
 def friendly_errors(command):
@@ -51,37 +73,115 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # hpsearch prints its own line per trial
 
 
+def trial_options(command):
+    """The options `run` and `worker` share: which study, where, how many trials, on what."""
+    options = [
+        click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+                     help="A shipped study (see `hpsearch studies`) or a path to a study file."),
+        storage_option,
+        click.option("--n-trials", type=click.IntRange(min=1), default=None,
+                     help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
+        click.option("--until", type=click.IntRange(min=1), default=None,
+                     help="Instead of --n-trials: run until the study holds this many finished (complete or "
+                          "pruned) trials, whatever earlier runs did."),
+        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop starting new trials after this many seconds."),
+        click.option("--seed", type=int, default=None, help="Sampler seed. Default: the study file's sampler.seed."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                     help="Where to train; auto picks CUDA when available."),
+        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data."),
+        click.option("--stop-at-target/--no-stop-at-target", default=True,
+                     help="End the run once a trial of this run reaches the study's target."),
+        click.option("--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT_S,
+                     help="Seconds between a running trial's heartbeats; a trial silent for two is failed "
+                          "and retried (its worker died)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
+    if n_trials is not None and until is not None:
+        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
+    return study_module.RunOptions(n_trials=n_trials, until=until, **kwargs)
+
+
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A shipped study (see `hpsearch studies`) or a path to a study file.")
-@storage_option
-@click.option("--n-trials", type=click.IntRange(min=1), default=None,
-              help="Trials to add in this run. Default: the study's budget.trials.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop starting new trials after this many seconds.")
-@click.option("--seed", type=int, default=None, help="Sampler seed. Default: the study file's sampler.seed.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              help="Where to train; auto picks CUDA when available.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data.")
-@click.option("--stop-at-target/--no-stop-at-target", default=True,
-              help="End the run once a trial of this run reaches the study's target.")
+@trial_options
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes on this machine, all on one study. Default: 1.")
+@click.option("--gpus", type=GPU_LIST, default="", metavar="0,1,...",
+              help="One worker per listed GPU, each pinned with CUDA_VISIBLE_DEVICES.")
+@click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
+              help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @friendly_errors
-def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_target):
+def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
+        workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = study_module.RunOptions(n_trials=n_trials, timeout=timeout, device=device, seed=seed,
-                                      stop_at_target=stop_at_target, data_dir=data_dir)
+    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
+                           data_dir=data_dir, heartbeat=heartbeat)
+    slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
               f"on {mask(url)}")
-    with RunDisplay(console, header, n_trials or spec.budget.trials, spec.budget.epochs) as display:
-        study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    total = until or n_trials or spec.budget.trials
+    if len(slots) == 1 and slots[0].gpu is None:
+        with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None) as display:
+            study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    else:
+        study = _run_workers(spec, url, options, slots, console, header, total)
     reached = study_module.reached_target(study, spec)
     if reached is not None:
         console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
                       soft_wrap=True)
+    click.echo(render(study_module.summarize(study), "text"))
+
+
+def _run_workers(spec, url, options, slots, console, header, total) -> optuna.Study:
+    """Start the worker processes and show their trials in one view until they all exit."""
+    storage = open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
+    gpus = sorted({s.gpu for s in slots if s.gpu is not None})
+    where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
+    pool = Workers(spec.path, url, options, slots)
+    with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
+                         counting_study=options.until is not None, run_id=pool.run_id) as display:
+        try:
+            watch(pool, spec.name, storage, display.trial_ended, display.polled)
+        except KeyboardInterrupt:
+            pool.interrupt()
+            raise
+    problems = pool.problems()
+    if problems:
+        raise HpsearchError("\n".join(problems))
+    return study_module.load_existing(spec.name, url)
+
+
+@main.command()
+@trial_options
+@click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
+@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
+@friendly_errors
+def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
+           run_id, worker_index):
+    """Join a study as one more worker, from this or any machine that reaches its storage.
+
+    Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
+    --until N makes all of them stop once the study holds N finished trials.
+    """
+    spec = catalog.load_study_spec(study_name)
+    url = storage_url(storage)
+    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
+                           data_dir=data_dir, heartbeat=heartbeat, run_id=run_id, worker_index=worker_index)
+    console = Console(stderr=True)
+
+    def trial_finished(study, trial):
+        console.print(describe_trial(trial), highlight=False, soft_wrap=True)
+
+    study = study_module.run(spec, url, options, callbacks=[trial_finished])
     click.echo(render(study_module.summarize(study), "text"))
 
 

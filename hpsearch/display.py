@@ -16,13 +16,21 @@ from hpsearch.objective import RunEvents
 from hpsearch.train import EpochStats
 
 
-class RunDisplay(RunEvents):
-    """Two bars (trials of this run, epochs of the running trial) and one line per finished trial."""
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-    def __init__(self, console: Console, header: str, n_trials: int, epochs: int):
+
+class RunDisplay(RunEvents):
+    """Two bars (trials, epochs of the running trial) and one line per finished trial.
+
+    The trials bar counts this run's trials, or with `counting_study` (--until) the study's
+    finished trials against the total it should reach.
+    """
+
+    def __init__(self, console: Console, header: str, n_trials: int, epochs: int, *, counting_study: bool = False):
         self.console = console
         self.header = header
         self.epochs = epochs
+        self.counting_study = counting_study
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True)
         self.trials_bar = self.progress.add_task("trials", total=n_trials)
@@ -41,6 +49,8 @@ class RunDisplay(RunEvents):
         resumed = f", resuming after {stored} stored trials" if stored else ""
         self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
                            highlight=False, soft_wrap=True)
+        if self.counting_study:
+            self.progress.update(self.trials_bar, completed=len(study.get_trials(deepcopy=False, states=FINISHED)))
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         self.progress.update(self.trials_bar, description=f"trial #{number}")
@@ -52,10 +62,52 @@ class RunDisplay(RunEvents):
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """An Optuna callback: one line that stays when the bars move on."""
-        self.progress.advance(self.trials_bar)
+        if self.counting_study:
+            self.progress.update(self.trials_bar, completed=len(study.get_trials(deepcopy=False, states=FINISHED)))
+        else:
+            self.progress.advance(self.trials_bar)
         done = int(self.progress.tasks[self.trials_bar].completed)
         total = int(self.progress.tasks[self.trials_bar].total)
         self.console.print(f"[{done}/{total}] {describe_trial(trial)}", highlight=False, soft_wrap=True)
+
+
+class ParallelDisplay:
+    """Several workers' trials in one view: a bar of trials, how many run now, a line per ended trial."""
+
+    def __init__(self, console: Console, header: str, total: int, *, counting_study: bool, run_id: str):
+        self.console = console
+        self.total = total
+        self.counting_study = counting_study
+        self.run_id = run_id
+        self.earlier: int | None = None
+        self.done = 0
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.bar = self.progress.add_task("trials", total=total)
+        console.print(header, highlight=False, soft_wrap=True)
+
+    def __enter__(self) -> ParallelDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def polled(self, trials: list[FrozenTrial]) -> None:
+        """Called with the study's trials before the trials that ended since the last poll are shown."""
+        if self.earlier is None:  # with --until, finished trials of earlier runs count towards the total
+            self.earlier = sum(t.state in FINISHED and t.user_attrs.get("run") != self.run_id
+                               for t in trials) if self.counting_study else 0
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        self.progress.update(self.bar, description=f"trials ({running} running)")
+
+    def trial_ended(self, trial: FrozenTrial, worker: int | None) -> None:
+        if trial.state in FINISHED or not self.counting_study:
+            self.done += 1
+        self.progress.update(self.bar, completed=self.earlier + self.done)
+        who = f"w{worker} " if worker is not None else ""
+        self.console.print(f"[{self.earlier + self.done}/{self.total}] {who}{describe_trial(trial)}",
+                           highlight=False, soft_wrap=True)
 
 
 def describe_trial(trial: FrozenTrial) -> str:
@@ -69,7 +121,8 @@ def describe_trial(trial: FrozenTrial) -> str:
         last = trial.intermediate_values.get(attrs.get("epochs"), float("nan"))
         return f"{head}{tag} pruned after epoch {attrs.get('epochs')} (val {last:.4f}), {attrs.get('seconds', 0):.1f}s"
     if trial.state == TrialState.FAIL:
-        return f"{head}{tag} failed: {attrs.get('failure', 'see the storage for its reason')}"
+        reason = attrs.get("failure") or "no reason recorded: its worker died or lost the storage (a retry is queued)"
+        return f"{head}{tag} failed: {reason}"
     return f"{head}{tag} {trial.state.name.lower()}"
 
 

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,6 +20,7 @@ import torch
 
 from hpsearch import space
 from hpsearch.baselines import BASELINES
+from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.spec import StudySpec
@@ -45,8 +47,13 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None):
-    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised."""
+def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
+                   checkpoints: Path | None = None):
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
+
+    With `checkpoints` (a folder), each trial saves its training state after every epoch there,
+    and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
+    """
     events = events or RunEvents()
     device = data.train_x.device
     provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
@@ -61,9 +68,12 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         events.trial_started(trial.number, params)
         started = time.perf_counter()
         epochs_run = 0
+        checkpoint = _checkpoint_file(checkpoints, trial) if checkpoints else None
 
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
+            if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
+                trial.set_user_attr("resumed_from_epoch", stats.epoch - 1)
             epochs_run = stats.epoch
             trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
@@ -76,7 +86,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             model = prepare(build_model(model_cfg), device)
             trial.set_user_attr("param_count", count_parameters(model))
             history = fit(model, data, space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed),
-                          on_epoch)
+                          on_epoch, checkpoint=checkpoint)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
             return history[-1].val_accuracy
@@ -84,10 +94,13 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             failure = str(exc)
         except KeyboardInterrupt:
             trial.set_user_attr("failure", "interrupted (Ctrl-C); run the same command again to resume")
+            checkpoint = None  # kept for the resumed copy
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130
         except torch.OutOfMemoryError:
             failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
         finally:
+            if checkpoint is not None:
+                checkpoint.delete()
             trial.set_user_attr("epochs", epochs_run)
             trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
         # Out of the except blocks, nothing refers to the failed step's tensors any more.
@@ -99,3 +112,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         raise TrialFailed(failure)
 
     return objective
+
+
+def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
+    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain)."""
+    first = trial.study.get_trials(deepcopy=False)[trial.number].system_attrs.get("retry_history", [trial.number])[0]
+    return CheckpointFile(folder / trial.study.study_name / f"trial-{first}.pt")

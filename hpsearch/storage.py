@@ -30,6 +30,18 @@ DEFAULT_HEARTBEAT_S = 30  # a trial whose worker is silent for 2 heartbeats is f
 MAX_RETRIES = 3
 
 
+def driver_url(url: str) -> str:
+    """postgresql:// spelled with the psycopg 3 driver hpsearch installs (SQLAlchemy < 2.1 would pick psycopg2)."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Queues a failed trial's copy, same parameters and epochs reported so far, at most MAX_RETRIES times."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+
+
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`, or StorageError with one line saying what to fix.
 
@@ -48,8 +60,8 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8; they are what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
+                driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                heartbeat_stale_trial_callback=retry_callback())
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from None

@@ -6,6 +6,9 @@ was made from, and stops at the study's target.
 
 from __future__ import annotations
 
+import time
+import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,19 +18,22 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module
+from hpsearch.checkpoint import checkpoint_root
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spec import StudySpec
-from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage
+from hpsearch.slots import study_lock
+from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage, retry_callback
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
-               seed: int | None = None) -> optuna.Study:
+               seed: int | None = None, offset: int = 0) -> optuna.Study:
     """The study named spec.name on the storage, created if new (maximising validation accuracy).
 
-    The sampler is seeded with seed + the number of trials already stored: a resumed run is as
-    repeatable as the first, without replaying the first run's random draws.
+    The sampler is seeded with seed + the number of trials already stored (+ 1000 x the worker's
+    index): a resumed run is as repeatable as the first without replaying its random draws, and
+    parallel workers do not sample the same parameters.
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
@@ -38,7 +44,7 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
     existing = len(study.get_trials(deepcopy=False))
     base_seed = seed if seed is not None else spec.sampler.options.get("seed")
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.options,
-                                 None if base_seed is None else base_seed + existing)
+                                 None if base_seed is None else base_seed + existing + 1000 * offset)
     if existing == 0:
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("epochs", spec.budget.epochs)
@@ -59,11 +65,6 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials that produced a result (complete or pruned): what --until counts."""
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 def enqueue_baselines(study: optuna.Study, spec: StudySpec) -> list[str]:
@@ -112,43 +113,128 @@ def reached_target(study: optuna.Study, spec: StudySpec) -> FrozenTrial | None:
 
 @dataclass(frozen=True)
 class RunOptions:
-    n_trials: int | None = None  # None: the study's budget.trials
-    until: int | None = None  # run until the study holds this many finished trials (overrides n_trials)
+    n_trials: int | None = None  # trials this run adds; None: the study's budget.trials
+    until: int | None = None  # instead: run until the study holds this many finished trials
     timeout: float | None = None  # seconds; None: the study's budget.timeout
     device: str = "auto"
     seed: int | None = None
     stop_at_target: bool = True
     data_dir: Path | None = None
     heartbeat: int = DEFAULT_HEARTBEAT_S
+    run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
+    worker_index: int = 0  # offsets the sampler seed, so parallel workers do not draw alike
+
+
+START, WAIT, DONE = "start", "wait", "done"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class RunBudget:
+    """Whether a worker may start another trial, judged from the study's trials in the storage.
+
+    Every worker of a run, on any machine, asks this under the study lock (slots.py), so the
+    run adds exactly n_trials trials, or the study ends with exactly `until` finished ones.
+    """
+
+    def __init__(self, spec: StudySpec, options: RunOptions, run_id: str):
+        self.spec = spec
+        self.options = options
+        self.run_id = run_id
+        self.n_trials = options.n_trials or spec.budget.trials
+        timeout = options.timeout or spec.budget.timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def decide(self, study: optuna.Study) -> str:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return DONE
+        trials = study.get_trials(deepcopy=False)
+        ours = [t for t in trials if t.user_attrs.get("run") == self.run_id]
+        if self.options.stop_at_target and self._target_reached(ours):
+            return DONE
+        if self.options.until is None:
+            return START if len(ours) < self.n_trials else DONE
+        finished = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if finished >= self.options.until:
+            return DONE
+        if finished + running < self.options.until:
+            return START
+        return WAIT  # the running trials will finish, fail (a slot frees up) or go stale (and be retried)
+
+    def _target_reached(self, trials: list[FrozenTrial]) -> bool:
+        if self.spec.target is None:
+            return False
+        values = (target_metric(t, self.spec.target.metric) for t in trials)
+        return any(v is not None and v >= self.spec.target.value for v in values)
 
 
 def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvents | None = None,
         callbacks: list[Any] = ()) -> optuna.Study:
-    """Add trials to the study until n_trials ran, the timeout passed, or a trial of this run hits the target."""
+    """One worker: add trials to the study until the run's budget, timeout or target says stop.
+
+    Several workers (processes, GPUs, machines) may run this on one study at once; see RunBudget.
+    """
     device = resolve_device(options.device)
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
+    _check_existing(spec, storage)
     data = data_module.load(spec.dataset, device, options.data_dir)
-    study = open_study(spec, storage, seed=options.seed)  # only now is anything written
-    enqueue_baselines(study, spec)
-    events = events or RunEvents()
-    events.study_opened(study, data)
-    all_callbacks = list(callbacks)
-    if options.stop_at_target and spec.target is not None:
-        def stop_at_target(study: optuna.Study, trial: FrozenTrial) -> None:
-            value = target_metric(trial, spec.target.metric)
-            if value is not None and value >= spec.target.value:
-                study.stop()
-
-        all_callbacks.append(stop_at_target)
-    n_trials = options.n_trials or spec.budget.trials
-    if options.until is not None:
-        n_trials = options.until - finished_count(study)
-        if n_trials <= 0:
-            return study
-    study.optimize(make_objective(spec, data, events), n_trials=n_trials,
-                   timeout=options.timeout or spec.budget.timeout, catch=(TrialFailed,),
-                   callbacks=all_callbacks, gc_after_trial=False)
+    lock = study_lock(storage_url, spec.name)
+    try:
+        lock.acquire()
+        try:  # creating the study and queueing its baselines once, whoever comes first
+            study = open_study(spec, storage, seed=options.seed, offset=options.worker_index)
+            enqueue_baselines(study, spec)
+        finally:
+            lock.release()
+        events = events or RunEvents()
+        events.study_opened(study, data)
+        run_id = options.run_id or uuid.uuid4().hex
+        _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url)),
+              RunBudget(spec, options, run_id), lock, list(callbacks), options.heartbeat)
+    finally:
+        lock.close()
     return study
+
+
+def _work(study: optuna.Study, objective, budget: RunBudget, lock, callbacks: list[Any], heartbeat: int) -> None:
+    """Start trials one at a time; the lock is held from the budget check until the trial exists."""
+    running: list[int] = []  # the number of the trial in progress, while there is one
+
+    def objective_in_slot(trial: optuna.Trial) -> float:
+        trial.set_user_attr("run", budget.run_id)
+        running.append(trial.number)
+        lock.release()
+        return objective(trial)
+
+    while True:
+        lock.acquire()
+        try:
+            decision = budget.decide(study)
+            if decision == START:
+                study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
+        except KeyboardInterrupt:
+            if running:
+                requeue(study, running[0])
+            raise
+        finally:
+            running.clear()
+            lock.release()
+        if decision == DONE:
+            return
+        if decision == WAIT:
+            time.sleep(min(heartbeat, 2))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+
+
+def requeue(study: optuna.Study, number: int) -> None:
+    """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint)."""
+    trial = study.get_trials(deepcopy=False)[number]
+    if trial.state == TrialState.FAIL:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry_callback()(study, trial)
 
 
 def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hpsearch.augment import Augment
+from hpsearch.checkpoint import Checkpoint, CheckpointFile
 from hpsearch.data import DeviceData
 
 EVAL_BATCH = 2048  # inference needs no activations for backward: large batches are free speed
@@ -96,10 +97,13 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
-        on_epoch: Callable[[EpochStats], None] | None = None) -> list[EpochStats]:
+        on_epoch: Callable[[EpochStats], None] | None = None, *,
+        checkpoint: CheckpointFile | None = None) -> list[EpochStats]:
     """Train `model` (already on the data's device) for cfg.epochs; call on_epoch after each.
 
     on_epoch may raise (optuna.TrialPruned) to stop early. Raises TrainingDiverged on NaN/inf loss.
+    With `checkpoint`, training resumes from it if it exists and saves it after every epoch, so
+    an interrupted run continues exactly where it stopped (bit for bit on the CPU).
     """
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -109,8 +113,11 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     steps_per_epoch = n // batch  # the remainder is dropped; the next epoch reshuffles it in
     total_steps = steps_per_epoch * cfg.epochs
     history: list[EpochStats] = []
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        history = _restore(saved, model, optimizer, generator)
+    step = len(history) * steps_per_epoch
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, device=device, generator=generator)
@@ -138,7 +145,28 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         history.append(stats)
         if on_epoch is not None:
             on_epoch(stats)
+        if checkpoint is not None and epoch < cfg.epochs:
+            checkpoint.save(_snapshot(history, model, optimizer, generator))
     return history
+
+
+def _snapshot(history: list[EpochStats], model: nn.Module, optimizer: torch.optim.Optimizer,
+              generator: torch.Generator) -> Checkpoint:
+    return Checkpoint(epoch=len(history), model=model.state_dict(), optimizer=optimizer.state_dict(),
+                      generator=generator.get_state(), cpu_rng=torch.get_rng_state(),
+                      cuda_rng=torch.cuda.get_rng_state() if generator.device.type == "cuda" else None,
+                      history=[vars(h) for h in history])
+
+
+def _restore(saved: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
+             generator: torch.Generator) -> list[EpochStats]:
+    model.load_state_dict(saved.model)
+    optimizer.load_state_dict(saved.optimizer)
+    generator.set_state(saved.generator)
+    torch.set_rng_state(saved.cpu_rng)
+    if saved.cuda_rng is not None and generator.device.type == "cuda":
+        torch.cuda.set_rng_state(saved.cuda_rng)
+    return [EpochStats(**h) for h in saved.history]
 
 
 @torch.inference_mode()

@@ -40,9 +40,9 @@ def storage(tmp_path: Path) -> str:
 def write_study(tmp_path: Path):
     """write_study(**overrides) -> path of a study file: TINY_DIGITS with top-level keys replaced."""
 
-    def write(name: str = "study.yaml", **overrides) -> Path:
+    def write(filename: str = "study.yaml", **overrides) -> Path:
         body = {**TINY_DIGITS, **overrides}
-        path = tmp_path / name
+        path = tmp_path / filename
         path.write_text(yaml.safe_dump({k: v for k, v in body.items() if v is not None}, sort_keys=False))
         return path
 

@@ -1,0 +1,141 @@
+"""Several worker processes on one study: start them, pin them to GPUs, watch them in one view.
+
+Each worker is `hpsearch worker`, the same command a user starts on another machine; they share
+one run id, so RunBudget counts their trials together. The storage is the only channel: the
+parent reads finished trials from it and prints them, whichever worker ran them. The storage URL
+travels in the environment, not on the command line, where `ps` would show its password.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsearch.errors import HpsearchError
+from hpsearch.study import FINISHED, RunOptions
+
+POLL_S = 0.5
+STOP_GRACE_S = 30  # after Ctrl-C, how long workers get to record their trial as failed
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    device: str  # the worker's --device
+    gpu: int | None  # pinned with CUDA_VISIBLE_DEVICES, or None
+
+
+def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int | None, device: str,
+                 visible_gpus: int) -> list[WorkerSlot]:
+    """Which workers to start: N on `device`, or K per listed (or, with only K, every visible) GPU."""
+    if gpus or trials_per_gpu:
+        if workers is not None:
+            raise HpsearchError("--workers cannot be combined with --gpus/--trials-per-gpu: "
+                                "workers are then one per GPU times --trials-per-gpu")
+        if device == "cpu":
+            raise HpsearchError("--gpus/--trials-per-gpu need --device cuda or auto, not cpu")
+        chosen = gpus or tuple(range(visible_gpus))
+        if not chosen:
+            raise HpsearchError("--trials-per-gpu: no CUDA device is visible (use --workers N on the CPU)")
+        if visible_gpus and any(g >= visible_gpus for g in chosen):
+            raise HpsearchError(f"--gpus {','.join(map(str, chosen))}: only GPUs 0..{visible_gpus - 1} exist here")
+        return [WorkerSlot("cuda", gpu) for gpu in chosen for _ in range(trials_per_gpu or 1)]
+    return [WorkerSlot(device, None) for _ in range(workers or 1)]
+
+
+def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, index: int, run_id: str) -> list[str]:
+    cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
+           "--run-id", run_id, "--worker-index", str(index), "--heartbeat", str(options.heartbeat)]
+    if options.until is not None:
+        cmd += ["--until", str(options.until)]
+    elif options.n_trials is not None:
+        cmd += ["--n-trials", str(options.n_trials)]
+    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if not options.stop_at_target:
+        cmd.append("--no-stop-at-target")
+    return cmd
+
+
+class Workers:
+    """The started worker processes, their logs, and how they ended."""
+
+    def __init__(self, study_path: str, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
+        self.run_id = uuid.uuid4().hex
+        self.log_dir = Path(tempfile.mkdtemp(prefix="hpsearch-workers-"))
+        self.processes: list[subprocess.Popen] = []
+        cpu_workers = sum(slot.gpu is None for slot in slots)
+        for index, slot in enumerate(slots):
+            env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "PYTHONUNBUFFERED": "1"}
+            if slot.gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+            else:  # share the cores instead of every worker starting one thread per core
+                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
+            log = open(self.log_dir / f"worker-{index}.log", "w")
+            self.processes.append(subprocess.Popen(
+                worker_command(study_path, options, slot, index, self.run_id), env=env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            log.close()
+
+    def index_of(self, trial_worker: str | None) -> int | None:
+        """Which of our workers ran a trial, from its `worker` attribute (host:pid)."""
+        pid = (trial_worker or "").rpartition(":")[2]
+        return next((i for i, p in enumerate(self.processes) if str(p.pid) == pid), None)
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.processes)
+
+    def interrupt(self) -> None:
+        """Ask every worker to stop as Ctrl-C would (its trial is recorded as failed), then wait."""
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for p in self.processes:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def problems(self) -> list[str]:
+        """One line per distinct way workers ended badly: which, their status, the last thing they said."""
+        ended_badly: dict[tuple[int, str], list[int]] = {}
+        for index, p in enumerate(self.processes):
+            if p.returncode not in (0, None):
+                said = (self.log_dir / f"worker-{index}.log").read_text().strip().splitlines()
+                last = said[-1].removeprefix("error: ") if said else "(no output)"
+                ended_badly.setdefault((p.returncode, last), []).append(index)
+        return [f"worker{'s' if len(who) > 1 else ''} {', '.join(map(str, who))} exited with status {status}: "
+                f"{last} (logs: {self.log_dir})" for (status, last), who in ended_badly.items()]
+
+
+def watch(workers: Workers, study_name: str, storage: optuna.storages.BaseStorage, on_trial, on_poll) -> None:
+    """Until every worker has exited: report each newly ended trial of this run, and the counts."""
+    seen: set[int] = set()
+    while True:
+        alive = workers.running()
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:  # no worker has created the study yet
+            study = None
+        if study is not None:
+            trials = study.get_trials(deepcopy=False)
+            on_poll(trials)
+            for t in trials:
+                ended = t.state in FINISHED or t.state == TrialState.FAIL
+                if ended and t.number not in seen and t.user_attrs.get("run") == workers.run_id:
+                    seen.add(t.number)
+                    on_trial(t, workers.index_of(t.user_attrs.get("worker")))
+        if not alive:
+            return
+        time.sleep(POLL_S)
