@@ -112,7 +112,7 @@ def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
 @trial_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes on this machine, all on one study. Default: 1.")
-@click.option("--gpus", type=GPU_LIST, default="", metavar="0,1,...",
+@click.option("--gpus", type=GPU_LIST, default="", metavar="0,1,...", show_default=False,
               help="One worker per listed GPU, each pinned with CUDA_VISIBLE_DEVICES.")
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
