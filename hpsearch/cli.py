@@ -15,6 +15,7 @@ import optuna
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
+from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
 from hpsearch.display import RunDisplay, render
 from hpsearch.errors import HpsearchError
@@ -66,13 +67,16 @@ def main() -> None:
               help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data.")
 @click.option("--stop-at-target/--no-stop-at-target", default=True,
               help="End the run once a trial of this run reaches the study's target.")
+@click.option("--keep-weights", type=click.IntRange(min=0), default=DEFAULT_KEEP,
+              help="Keep the trained weights of the study's best this many completed trials as Optuna artifacts "
+                   "beside the storage; 0 keeps none.")
 @friendly_errors
-def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_target):
+def run(study_name, storage, n_trials, timeout, seed, device, data_dir, stop_at_target, keep_weights):
     """Run trials of a study; running it again continues the same study."""
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = study_module.RunOptions(n_trials=n_trials, timeout=timeout, device=device, seed=seed,
-                                      stop_at_target=stop_at_target, data_dir=data_dir)
+                                      stop_at_target=stop_at_target, data_dir=data_dir, keep_weights=keep_weights)
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
               f"on {mask(url)}")

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -45,8 +46,13 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None):
-    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised."""
+def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None,
+                   on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None):
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
+
+    on_complete(trial, model) runs after a trial trained to the end, while the trial can still
+    take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
+    """
     events = events or RunEvents()
     device = data.train_x.device
     provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
@@ -79,6 +85,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                           on_epoch)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
+            if on_complete is not None:
+                on_complete(trial, model)
             return history[-1].val_accuracy
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)

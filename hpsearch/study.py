@@ -15,6 +15,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module
+from hpsearch.artifacts import DEFAULT_KEEP, WeightKeeper
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
@@ -43,6 +44,10 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
+        # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
+        study.set_user_attr("dataset_split", {"name": spec.dataset.name, "validation": spec.dataset.validation,
+                                              "test": spec.dataset.test, "split_seed": spec.dataset.split_seed})
+        study.set_user_attr("seed", spec.seed)
     return study
 
 
@@ -120,6 +125,7 @@ class RunOptions:
     stop_at_target: bool = True
     data_dir: Path | None = None
     heartbeat: int = DEFAULT_HEARTBEAT_S
+    keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
 
 
 def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvents | None = None,
@@ -127,6 +133,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     """Add trials to the study until n_trials ran, the timeout passed, or a trial of this run hits the target."""
     device = resolve_device(options.device)
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
+    keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     data = data_module.load(spec.dataset, device, options.data_dir)
     study = open_study(spec, storage, seed=options.seed)  # only now is anything written
     enqueue_baselines(study, spec)
@@ -145,7 +152,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         n_trials = options.until - finished_count(study)
         if n_trials <= 0:
             return study
-    study.optimize(make_objective(spec, data, events), n_trials=n_trials,
+    study.optimize(make_objective(spec, data, events, on_complete=keeper), n_trials=n_trials,
                    timeout=options.timeout or spec.budget.timeout, catch=(TrialFailed,),
                    callbacks=all_callbacks, gc_after_trial=False)
     return study
