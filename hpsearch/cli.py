@@ -7,6 +7,7 @@ missing dataset, an unreachable storage) end with one line per problem and exit 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import optuna
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
+from hpsearch import export as export_module
 from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
-from hpsearch.display import RunDisplay, render
+from hpsearch.display import RetrainDisplay, RunDisplay, render
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import DEFAULT_STORAGE, mask, storage_url
 
@@ -159,6 +161,76 @@ def report(study_name, storage, out):
     if out is not None:
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--trial", "number", type=click.IntRange(min=0), default=None,
+              help="The trial number to export. Default: the best completed trial.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
+@click.option("--weights/--no-weights", default=True,
+              help="Copy the trial's stored weights (if it kept any) beside the config.")
+@friendly_errors
+def export(study_name, storage, number, out, weights):
+    """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
+    spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
+    url = storage_url(storage)
+    study = study_module.load_existing(_study_name(study_name), url)
+    trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
+    click.echo(f"wrote {out} (trial #{trial.number}, val {trial.value:.4f}, "
+               f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)
+    if copied is not None:
+        click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
+    elif weights:
+        click.echo(f"trial #{trial.number} has no stored weights (only the best trials keep theirs): "
+                   f"`hpsearch train --config {out}` trains it again", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A config written by `hpsearch export`.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1,
+              help="Train this many times, with the config's seed, seed + 1, and so on.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the weights (seed-S.safetensors), a copy of the config and results.json. "
+                   "Default: the config's name without its suffix, plus -trained.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where to train; auto picks CUDA when available.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@friendly_errors
+def train(config_path, seeds, out, device, data_dir):
+    """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
+    config = export_module.read_config(config_path)
+    torch_device = study_module.resolve_device(device)
+    out = out or config_path.with_name(config_path.stem + "-trained")
+    export_module.start_out_dir(out, config_path)
+    for note in export_module.differences(config, torch_device):
+        click.echo(f"note: {note}", err=True)
+    metrics = config.metrics
+    runs = []
+    with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
+        for seed in range(config.seed, config.seed + seeds):
+            display.seed_started(seed)
+            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir, on_epoch=display.epoch_finished)
+            export_module.save_retrained(retrained, out, config_path)
+            display.seed_finished()
+            runs.append(retrained)
+            line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
+            if seed == config.seed and metrics.get("test_accuracy") is not None:
+                same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
+                line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
+                         f"{': identical' if same else ''})")
+            click.echo(line)
+    summary = export_module.results(runs, torch_device)
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"test accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f} "
+               f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
+    click.echo(f"wrote {out}/: config{config_path.suffix}, "
+               f"{', '.join(f'seed-{r.seed}.safetensors' for r in runs)}, results.json", err=True)
 
 
 def _study_name(name_or_path: str) -> str:
