@@ -16,7 +16,7 @@ import optuna
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
-from hpsearch import export as export_module
+from hpsearch import dashboard as dashboard_module, export as export_module
 from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
 from hpsearch.display import RetrainDisplay, RunDisplay, render
@@ -161,6 +161,29 @@ def report(study_name, storage, out):
     if out is not None:
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--host", default=dashboard_module.DEFAULT_HOST,
+              help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
+@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_module.DEFAULT_PORT, help="Port to listen on.")
+@friendly_errors
+def dashboard(study_name, storage, host, port):
+    """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
+    url = storage_url(storage)
+    name = study_module.load_existing(_study_name(study_name), url).study_name
+
+    def announce(address: str) -> None:
+        click.echo(address)
+        sys.stdout.flush()  # a script reading the address through a pipe gets it now
+
+    try:
+        dashboard_module.serve(url, name, host=host, port=port, announce=announce)
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped", err=True)
 
 
 @main.command()
