@@ -149,18 +149,25 @@ def best(study_name, storage, fmt):
 @click.option("--study", "study_name", required=True, metavar="NAME|FILE",
               help="A study name in the storage, a shipped study, or a study file.")
 @storage_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the table to this Markdown file.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also write the table to this Markdown file (a name ending in .md), or else make this folder "
+                   "and write report.md, PNG plots and an index.html showing both into it.")
 @friendly_errors
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     study = study_module.load_existing(_study_name(study_name), storage_url(storage))
-    text = report_module.markdown(study, spec.baselines if spec else (), epochs=spec.budget.epochs if spec else None)
+    listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
+    text = report_module.markdown(study, listed, epochs=epochs)
     click.echo(text, nl=False)
-    if out is not None:
+    if out is not None and out.suffix == ".md":
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
+    elif out is not None:
+        if out.exists() and not out.is_dir():
+            raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
+        written = report_module.write_directory(study, listed, epochs=epochs, out=out)
+        click.echo(f"wrote {', '.join(written)} in {out}", err=True)
 
 
 @main.command()
