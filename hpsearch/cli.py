@@ -7,6 +7,7 @@ missing dataset, an unreachable storage) end with one line per problem and exit 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import torch
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
+from hpsearch import dashboard as dashboard_module, export as export_module
+from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
-from hpsearch.display import ParallelDisplay, RunDisplay, describe_trial, render
+from hpsearch.display import ParallelDisplay, RetrainDisplay, RunDisplay, describe_trial, render
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, mask, open_storage, storage_url
 from hpsearch.workers import Workers, plan_workers, watch
@@ -96,6 +99,9 @@ def trial_options(command):
         click.option("--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT_S,
                      help="Seconds between a running trial's heartbeats; a trial silent for two is failed "
                           "and retried (its worker died)."),
+        click.option("--keep-weights", type=click.IntRange(min=0), default=DEFAULT_KEEP,
+                     help="Keep the trained weights of the study's best this many completed trials as Optuna "
+                          "artifacts beside the storage; 0 keeps none."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -118,12 +124,12 @@ def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @friendly_errors
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-        workers, gpus, trials_per_gpu):
+        keep_weights, workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
@@ -166,7 +172,7 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
 @click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           run_id, worker_index):
+           keep_weights, run_id, worker_index):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -175,7 +181,8 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, run_id=run_id, worker_index=worker_index)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=run_id,
+                           worker_index=worker_index)
     console = Console(stderr=True)
 
     def trial_finished(study, trial):
@@ -243,18 +250,118 @@ def best(study_name, storage, fmt):
 @click.option("--study", "study_name", required=True, metavar="NAME|FILE",
               help="A study name in the storage, a shipped study, or a study file.")
 @storage_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the table to this Markdown file.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Also write the table to this Markdown file (a name ending in .md), or else make this folder "
+                   "and write report.md, PNG plots and an index.html showing both into it.")
 @friendly_errors
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     study = study_module.load_existing(_study_name(study_name), storage_url(storage))
-    text = report_module.markdown(study, spec.baselines if spec else (), epochs=spec.budget.epochs if spec else None)
+    listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
+    text = report_module.markdown(study, listed, epochs=epochs)
     click.echo(text, nl=False)
-    if out is not None:
+    if out is not None and out.suffix == ".md":
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
+    elif out is not None:
+        if out.exists() and not out.is_dir():
+            raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
+        written = report_module.write_directory(study, listed, epochs=epochs, out=out)
+        click.echo(f"wrote {', '.join(written)} in {out}", err=True)
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--host", default=dashboard_module.DEFAULT_HOST,
+              help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
+@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_module.DEFAULT_PORT, help="Port to listen on.")
+@friendly_errors
+def dashboard(study_name, storage, host, port):
+    """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
+    url = storage_url(storage)
+    name = study_module.load_existing(_study_name(study_name), url).study_name
+
+    def announce(address: str) -> None:
+        click.echo(address)
+        sys.stdout.flush()  # a script reading the address through a pipe gets it now
+
+    try:
+        dashboard_module.serve(url, name, host=host, port=port, announce=announce)
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped", err=True)
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--trial", "number", type=click.IntRange(min=0), default=None,
+              help="The trial number to export. Default: the best completed trial.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
+@click.option("--weights/--no-weights", default=True,
+              help="Copy the trial's stored weights (if it kept any) beside the config.")
+@friendly_errors
+def export(study_name, storage, number, out, weights):
+    """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
+    spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
+    url = storage_url(storage)
+    study = study_module.load_existing(_study_name(study_name), url)
+    trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
+    click.echo(f"wrote {out} (trial #{trial.number}, val {trial.value:.4f}, "
+               f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)
+    if copied is not None:
+        click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
+    elif weights:
+        click.echo(f"trial #{trial.number} has no stored weights (only the best trials keep theirs): "
+                   f"`hpsearch train --config {out}` trains it again", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A config written by `hpsearch export`.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1,
+              help="Train this many times, with the config's seed, seed + 1, and so on.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the weights (seed-S.safetensors), a copy of the config and results.json. "
+                   "Default: the config's name without its suffix, plus -trained.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where to train; auto picks CUDA when available.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@friendly_errors
+def train(config_path, seeds, out, device, data_dir):
+    """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
+    config = export_module.read_config(config_path)
+    torch_device = study_module.resolve_device(device)
+    out = out or config_path.with_name(config_path.stem + "-trained")
+    export_module.start_out_dir(out, config_path)
+    for note in export_module.differences(config, torch_device):
+        click.echo(f"note: {note}", err=True)
+    metrics = config.metrics
+    runs = []
+    with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
+        for seed in range(config.seed, config.seed + seeds):
+            display.seed_started(seed)
+            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir, on_epoch=display.epoch_finished)
+            export_module.save_retrained(retrained, out, config_path)
+            display.seed_finished()
+            runs.append(retrained)
+            line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
+            if seed == config.seed and metrics.get("test_accuracy") is not None:
+                same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
+                line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
+                         f"{': identical' if same else ''})")
+            click.echo(line)
+    summary = export_module.results(runs, torch_device)
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"test accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f} "
+               f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
+    click.echo(f"wrote {out}/: config{config_path.suffix}, "
+               f"{', '.join(f'seed-{r.seed}.safetensors' for r in runs)}, results.json", err=True)
 
 
 def _study_name(name_or_path: str) -> str:

@@ -110,6 +110,35 @@ class ParallelDisplay:
                            highlight=False, soft_wrap=True)
 
 
+class RetrainDisplay:
+    """Two bars while `hpsearch train` runs: seeds done, and epochs of the seed in training."""
+
+    def __init__(self, console: Console, seeds: int, epochs: int):
+        self.epochs = epochs
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+        self.seeds_bar = self.progress.add_task("seeds", total=seeds)
+        self.epochs_bar = self.progress.add_task("epochs", total=epochs)
+
+    def __enter__(self) -> RetrainDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def seed_started(self, seed: int) -> None:
+        self.progress.update(self.seeds_bar, description=f"seed {seed}")
+        self.progress.reset(self.epochs_bar, total=self.epochs, description="epoch")
+
+    def epoch_finished(self, stats: EpochStats) -> None:
+        self.progress.update(self.epochs_bar, completed=stats.epoch,
+                             description=f"epoch {stats.epoch} val {stats.val_accuracy:.4f}")
+
+    def seed_finished(self) -> None:
+        self.progress.advance(self.seeds_bar)
+
+
 def describe_trial(trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
     head = f"trial #{trial.number}"

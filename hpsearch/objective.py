@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +49,14 @@ def device_name(device: torch.device) -> str:
 
 
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
-                   checkpoints: Path | None = None):
+                   checkpoints: Path | None = None,
+                   on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
 
     With `checkpoints` (a folder), each trial saves its training state after every epoch there,
     and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
+    on_complete(trial, model) runs after a trial trained to the end, while the trial can still
+    take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
     """
     events = events or RunEvents()
     device = data.train_x.device
@@ -89,6 +93,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                           on_epoch, checkpoint=checkpoint)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
+            if on_complete is not None:
+                on_complete(trial, model)
             return history[-1].val_accuracy
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)

@@ -2,11 +2,14 @@
 
 A baseline's reported accuracy stands beside what it reached in this study's pipeline and budget,
 so the gap the search opens is read off one table. Unfinished baselines show as pending.
+A report folder adds the study's plots (plots.py) and an index.html that shows table and plots.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -59,13 +62,50 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
             f"{attrs.get('seconds', 0):.1f}")
 
 
+def _title(study: optuna.Study, epochs: int | None) -> str:
+    return f"{study.study_name}: baselines and best searched trials" + (f", {epochs} epochs a trial" if epochs else "")
+
+
+NOTE = ("Reported: the accuracy the report gives, under its own budget. Val and test: this study's pipeline, budget "
+        "and split; searched trials are ranked by validation accuracy.")
+
+
 def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None) -> str:
     """The table as Markdown, headed by the study name and its per-trial budget."""
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
-    budget = f", {epochs} epochs a trial" if epochs else ""
-    lines = [f"# {study.study_name}: baselines and best searched trials{budget}", "",
+    lines = [f"# {_title(study, epochs)}", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table]
-    lines += ["", "Reported: the accuracy the report gives, under its own budget. Val and test: this study's "
-                  "pipeline, budget and split; searched trials are ranked by validation accuracy."]
+    lines += ["", NOTE]
     return "\n".join(lines) + "\n"
+
+
+def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
+                    out: Path) -> list[str]:
+    """report.md, the PNG plots and an index.html showing both, in the folder `out`; the names written."""
+    from hpsearch import plots  # matplotlib takes seconds to import: only this report needs it
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(study, listed, epochs=epochs))
+    drawn = plots.write_plots(study, out)
+    table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
+    figures = "\n".join(
+        f"<h2>{html.escape(p.title)}</h2>\n<p>{html.escape(p.about)}</p>\n"
+        + (f"<p><em>Not drawn: {html.escape(p.skipped)}.</em></p>" if p.skipped
+           else f'<img src="{p.file}" alt="{html.escape(p.title)}">')
+        for p in drawn)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(study.study_name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(_title(study, epochs))}</h1>
+<table><thead><tr>{cells(HEADER, "th")}</tr></thead><tbody>
+{"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}
+</tbody></table>
+<p>{html.escape(NOTE)}</p>
+{figures}
+</body></html>
+"""
+    (out / "index.html").write_text(page)
+    return ["report.md", *(p.file for p in drawn if not p.skipped), "index.html"]

@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module
 from hpsearch.checkpoint import checkpoint_root
+from hpsearch.artifacts import DEFAULT_KEEP, WeightKeeper
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
@@ -49,6 +50,10 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
+        # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
+        study.set_user_attr("dataset_split", {"name": spec.dataset.name, "validation": spec.dataset.validation,
+                                              "test": spec.dataset.test, "split_seed": spec.dataset.split_seed})
+        study.set_user_attr("seed", spec.seed)
     return study
 
 
@@ -123,6 +128,7 @@ class RunOptions:
     heartbeat: int = DEFAULT_HEARTBEAT_S
     run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
     worker_index: int = 0  # offsets the sampler seed, so parallel workers do not draw alike
+    keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
 
 
 START, WAIT, DONE = "start", "wait", "done"
@@ -177,6 +183,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     device = resolve_device(options.device)
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
     _check_existing(spec, storage)
+    keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     data = data_module.load(spec.dataset, device, options.data_dir)
     lock = study_lock(storage_url, spec.name)
     try:
@@ -189,7 +196,8 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         events = events or RunEvents()
         events.study_opened(study, data)
         run_id = options.run_id or uuid.uuid4().hex
-        _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url)),
+        _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
+                                   on_complete=keeper),
               RunBudget(spec, options, run_id), lock, list(callbacks), options.heartbeat)
     finally:
         lock.close()

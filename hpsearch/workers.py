@@ -54,7 +54,8 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
 
 def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, index: int, run_id: str) -> list[str]:
     cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
-           "--run-id", run_id, "--worker-index", str(index), "--heartbeat", str(options.heartbeat)]
+           "--run-id", run_id, "--worker-index", str(index), "--heartbeat", str(options.heartbeat),
+           "--keep-weights", str(options.keep_weights)]
     if options.until is not None:
         cmd += ["--until", str(options.until)]
     elif options.n_trials is not None:

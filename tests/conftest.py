@@ -47,3 +47,25 @@ def write_study(tmp_path: Path):
         return path
 
     return write
+
+
+SHARED_DIGITS = {**TINY_DIGITS, "name": "shared-digits", "budget": {"epochs": 3, "trials": 6},
+                 "pruner": {"name": "median", "n_startup_trials": 2, "min_epochs": 1},
+                 "space": {"lr": {"float": [0.001, 0.3], "log": True}, "width": {"int": [4, 12]}}}
+
+
+@pytest.fixture(scope="session")
+def shared_study(tmp_path_factory: pytest.TempPathFactory):
+    """One finished digits study (6 trials, weights of the best 2 kept), run once for the tests that only read it.
+
+    Returns (storage URL, study file, study). Tests must not add trials to it.
+    """
+    from hpsearch.spec import load_spec
+    from hpsearch.study import RunOptions, run
+
+    folder = tmp_path_factory.mktemp("shared-study")
+    path = folder / "shared-digits.yaml"
+    path.write_text(yaml.safe_dump(SHARED_DIGITS, sort_keys=False))
+    url = f"sqlite:///{folder / 'shared.db'}"
+    study = run(load_spec(path), url, RunOptions(device="cpu", keep_weights=2))
+    return url, path, study

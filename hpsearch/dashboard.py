@@ -1,0 +1,46 @@
+"""optuna-dashboard on a study's storage and artifact store: hpsearch only picks the address.
+
+The server is optuna-dashboard's own (`run_server`, wsgiref: fine for one person's browser, not
+for the open internet), so it binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from optuna.artifacts import FileSystemArtifactStore
+from optuna_dashboard import run_server
+
+from hpsearch.artifacts import artifact_dir
+from hpsearch.errors import HpsearchError
+from hpsearch.storage import open_storage
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def study_url(host: str, port: int, study_id: int) -> str:
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address needs brackets in a URL
+    return f"http://{shown}:{port}/dashboard/studies/{study_id}"
+
+
+def serve(storage_url: str, study_name: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          announce: Callable[[str], None] = print) -> None:
+    """Serve the dashboard until interrupted; `announce` gets the study's page address first."""
+    storage = open_storage(storage_url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        raise HpsearchError(f"no study named {study_name!r} in this storage: check --study and --storage") from None
+    folder = artifact_dir(storage_url)
+    store = FileSystemArtifactStore(folder) if folder.is_dir() else None  # None: the dashboard says so
+    announce(study_url(host, port, study_id))
+    try:
+        run_server(storage, host=host, port=port, artifact_store=store)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise HpsearchError(f"port {port} on {host} is in use: choose another with --port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise HpsearchError(f"cannot listen on {host}: it is not an address of this machine (--host)") from None
+        raise

@@ -1,0 +1,243 @@
+"""A stored trial -> a config file that stands alone; a config file -> the same model trained again.
+
+The config carries everything the trial was trained from (every parameter with defaults filled
+in, the dataset and its split, epochs, seed) and what it reached (metrics, library versions), so
+`hpsearch train` needs neither the study file nor the storage. Retraining uses the builders and
+the seeding of objective.py, step for step: with the trial's own seed on the CPU it gives the
+trial's validation and test accuracy again, exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import data as data_module, params as P, space
+from hpsearch.artifacts import save_state_dict, trial_weights_path
+from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.models import build_model
+from hpsearch.spec import DatasetSpec, StudySpec, load_spec
+from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
+
+FORMAT = "hpsearch-config/1"
+SPLIT_KEYS = ("name", "validation", "test", "split_seed")
+_KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "metrics", "versions",
+         "weights"}
+_REQUIRED = ("format", "dataset", "epochs", "seed", "params")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """A config file, validated: what retraining needs, and what the trial reached for comparison."""
+
+    dataset: DatasetSpec
+    epochs: int
+    seed: int
+    params: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    versions: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Export: a stored trial -> config dict -> file.
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial `number`, or the best completed one; only a completed trial has metrics to carry."""
+    trials = study.get_trials(deepcopy=False)
+    if number is None:
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not completed:
+            raise HpsearchError(f"study {study.study_name!r} has no completed trial yet: "
+                                f"`hpsearch run --study {study.study_name}`")
+        return max(completed, key=lambda t: t.value)  # the first of equals, as `hpsearch best` picks
+    trial = next((t for t in trials if t.number == number), None)
+    if trial is None:
+        raise HpsearchError(f"study {study.study_name!r} has no trial #{number} (trials 0 to {len(trials) - 1})")
+    if trial.state != TrialState.COMPLETE:
+        raise HpsearchError(f"trial #{number} is {trial.state.name.lower()}, not complete: export a completed trial "
+                            "(leave out --trial for the best)")
+    return trial
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None = None) -> dict[str, Any]:
+    """The standalone config of a completed trial, as a plain dict ready for YAML or JSON.
+
+    Split and seed come from the study (recorded when it was created); for a study made before
+    that was recorded, from `spec` or the study file the study remembers.
+    """
+    split, seed = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
+    if split is None or seed is None:
+        spec = spec or _remembered_spec(study)
+        split = {key: getattr(spec.dataset, key) for key in SPLIT_KEYS}
+        seed = spec.seed
+    attrs = trial.user_attrs
+    config = {
+        "format": FORMAT,
+        "study": study.study_name,
+        "trial": trial.number,
+        **({"baseline": attrs["baseline"]} if "baseline" in attrs else {}),
+        "dataset": dict(split),
+        "epochs": attrs["epochs"],
+        "seed": seed,
+        "params": P.complete(attrs.get("config", trial.params)),
+        "metrics": {"val_accuracy": trial.value, "test_accuracy": attrs.get("test_accuracy"),
+                    "param_count": attrs.get("param_count"), "seconds": attrs.get("seconds"),
+                    "device": attrs.get("device"), "dataset_source": attrs.get("dataset_source")},
+        "versions": {"torch": attrs.get("torch"), "optuna": attrs.get("optuna"), "hpsearch": version("hpsearch")},
+    }
+    return config
+
+
+def _remembered_spec(study: optuna.Study) -> StudySpec:
+    path = study.user_attrs.get("spec_path")
+    if path is None or not Path(path).is_file():
+        raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
+                            f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
+    return load_spec(path)
+
+
+def write_config(config: dict[str, Any], out: Path, weights: Path | None = None) -> Path | None:
+    """Write `config` as YAML or JSON (by the suffix); with `weights`, copy them beside it and say so."""
+    if out.suffix not in (".yaml", ".yml", ".json"):
+        raise HpsearchError(f"-o {out}: the file name must end in .yaml, .yml or .json")
+    copied = None
+    if weights is not None:
+        copied = out.with_suffix(".safetensors")
+        shutil.copyfile(weights, copied)
+        config = {**config, "weights": {"file": copied.name, "sha256": _sha256(copied)}}
+    if out.suffix == ".json":
+        out.write_text(json.dumps(config, indent=2) + "\n")
+    else:
+        out.write_text(f"# hpsearch trial config: `hpsearch train --config {out.name}` trains it again\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    return copied
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_trial(study: optuna.Study, storage_url: str, number: int | None, out: Path, *,
+                 spec: StudySpec | None = None, include_weights: bool = True) -> tuple[FrozenTrial, Path | None]:
+    """Write the config of trial `number` (None: the best) to `out`; returns the trial and any weights file."""
+    trial = pick_trial(study, number)
+    weights = trial_weights_path(storage_url, trial) if include_weights else None
+    return trial, write_config(trial_config(study, trial, spec), out, weights)
+
+
+# --------------------------------------------------------------------------------------------
+# Train again: file -> TrialConfig -> model.
+
+
+def read_config(path: Path) -> TrialConfig:
+    """Read and validate a config file; SpecError lists every problem as `file: key: problem`."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})"]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(str(path), ["must be a mapping written by `hpsearch export`"])
+    problems = [f"{key}: unknown key (allowed: {', '.join(sorted(_KEYS))})" for key in raw if key not in _KEYS]
+    problems += [f"{key}: missing" for key in _REQUIRED if key not in raw]
+    if raw.get("format", FORMAT) != FORMAT:
+        problems.append(f"format: {raw['format']!r} is not {FORMAT!r} (export it again with this hpsearch)")
+    dataset = raw.get("dataset")
+    if not isinstance(dataset, dict) or set(dataset) != set(SPLIT_KEYS):
+        problems.append(f"dataset: must be a mapping of exactly {', '.join(SPLIT_KEYS)}")
+    elif dataset["name"] not in data_module.DATASETS:
+        problems.append(f"dataset.name: unknown dataset {dataset['name']!r} (allowed: {', '.join(data_module.DATASETS)})")
+    for key, low in (("epochs", 1), ("seed", 0)):
+        if key in raw and not (P.is_int(raw[key]) and raw[key] >= low):
+            problems.append(f"{key}: must be a whole number >= {low}, got {raw[key]!r}")
+    params = raw.get("params")
+    if not isinstance(params, dict):
+        problems.append("params: must be a mapping of parameter names to values")
+    else:
+        for name, value in params.items():
+            param = P.BY_NAME.get(name)
+            if param is None:
+                problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
+            elif why := param.check_value(value):
+                problems.append(f"params.{name}: {value!r} {why}")
+    if problems:
+        raise SpecError(str(path), problems)
+    return TrialConfig(dataset=DatasetSpec(**dataset), epochs=raw["epochs"], seed=raw["seed"], params=params,
+                       metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
+
+
+def differences(config: TrialConfig, device: torch.device) -> list[str]:
+    """What differs from the trial's own run, so that close-but-not-identical numbers are expected."""
+    notes = []
+    trained_on = str(config.metrics.get("device") or "")
+    if trained_on and trained_on.startswith("cpu") != (device.type == "cpu"):
+        notes.append(f"the trial trained on {trained_on}, this runs on {device}: expect close, not identical, numbers")
+    if config.versions.get("torch") not in (None, torch.__version__):
+        notes.append(f"the trial trained with torch {config.versions['torch']}, this is torch {torch.__version__}: "
+                     "the last digits may differ")
+    return notes
+
+
+@dataclass(frozen=True)
+class Retrained:
+    seed: int
+    model: torch.nn.Module
+    history: list[EpochStats]
+    val_accuracy: float
+    test_accuracy: float
+
+
+def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: Path | None = None,
+            on_epoch: Callable[[EpochStats], None] | None = None) -> Retrained:
+    """Train the config's model from scratch with `seed`, exactly as objective.py trains a trial."""
+    data = data_module.load(config.dataset, device, data_dir)
+    model_cfg = space.model_config(config.params, data.shape, data.num_classes)
+    torch.manual_seed(seed)
+    model = prepare(build_model(model_cfg), device)
+    try:
+        history = fit(model, data, space.train_config(config.params, epochs=config.epochs, seed=seed), on_epoch)
+    except TrainingDiverged as exc:
+        raise HpsearchError(f"seed {seed}: {exc}") from None
+    return Retrained(seed, model, history, history[-1].val_accuracy, evaluate(model, data, data.test_x, data.test_y))
+
+
+def start_out_dir(out: Path, config_path: Path) -> None:
+    """Create `out` and put an exact copy of the config in it, so the weights never lose their recipe."""
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / f"config{config_path.suffix}"
+    if not copy.exists() or not copy.samefile(config_path):
+        shutil.copyfile(config_path, copy)
+
+
+def save_retrained(run: Retrained, out: Path, config_path: Path) -> Path:
+    """The run's weights as out/seed-S.safetensors; the header names the config and the accuracies."""
+    path = out / f"seed-{run.seed}.safetensors"
+    save_state_dict(run.model, path, {"config": config_path.name, "seed": str(run.seed),
+                                      "val_accuracy": repr(run.val_accuracy), "test_accuracy": repr(run.test_accuracy)})
+    return path
+
+
+def results(runs: list[Retrained], device: torch.device) -> dict[str, Any]:
+    """Per-seed accuracies and the test accuracy's mean and sample standard deviation."""
+    tests = [r.test_accuracy for r in runs]
+    return {"seeds": [{"seed": r.seed, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
+                       "seconds": round(sum(s.seconds for s in r.history), 3)} for r in runs],
+            "test_accuracy_mean": statistics.fmean(tests),
+            "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "device": str(device), "torch": torch.__version__, "hpsearch": version("hpsearch")}

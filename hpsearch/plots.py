@@ -1,0 +1,117 @@
+"""A study's PNG plots: optimisation history, validation accuracy per epoch, importances, parallel coordinates.
+
+Three come from optuna.visualization.matplotlib. The per-epoch plot is drawn here: Optuna's
+colours each trial from a 20-colour cycle and marks no state, so a pruned trial cannot be told
+from a completed one, and telling them apart is what that plot is for. Importances and parallel
+coordinates look at the searched trials only: a baseline is a fixed model with no sampled
+parameters (the table in report.md compares the baselines).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+DPI = 110
+
+
+@dataclass(frozen=True)
+class Plot:
+    file: str  # name inside the output folder
+    title: str
+    about: str  # one sentence on how to read it
+    skipped: str | None = None  # why the plot was not drawn, if it was not
+
+
+def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
+    """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    searched = _searched_only(study)
+    n_searched = len(searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    too_few = None if n_searched >= 2 else f"needs two completed searched trials, the study has {n_searched}"
+    plots = [
+        (Plot("history.png", "Optimisation history",
+              "Validation accuracy of every completed trial in order, and the best so far."),
+         lambda: optuna_plots.plot_optimization_history(study, target_name="validation accuracy"), None),
+        (Plot("intermediate.png", "Validation accuracy per epoch",
+              "One line per trial: searched trials blue (the best red), baselines dotted, pruned trials grey "
+              "and dashed, ending with a cross where they were stopped."),
+         lambda: _intermediate(study), None),
+        (Plot("importances.png", "Parameter importances",
+              "How much of the variation in validation accuracy each searched parameter explains (PED-ANOVA)."),
+         lambda: optuna_plots.plot_param_importances(searched, target_name="validation accuracy"), too_few),
+        (Plot("parallel.png", "Parallel coordinates",
+              "Each completed searched trial is a line through its parameter values, coloured by validation accuracy."),
+         lambda: optuna_plots.plot_parallel_coordinate(searched, target_name="validation accuracy"), too_few),
+    ]
+    drawn = []
+    for plot, draw, skipped in plots:
+        if skipped is None:
+            _save(draw, out / plot.file)
+        drawn.append(Plot(plot.file, plot.title, plot.about, skipped))
+    return drawn
+
+
+def _searched_only(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of the study without its baseline trials."""
+    copy = optuna.create_study(direction=study.direction)
+    copy.add_trials([t for t in study.get_trials(deepcopy=False) if "baseline" not in t.user_attrs])
+    return copy
+
+
+def _save(draw, path: Path) -> None:
+    with matplotlib.rc_context(), warnings.catch_warnings():  # Optuna switches the global style to ggplot
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # these plots are what we need
+        warnings.simplefilter("ignore", UserWarning)  # e.g. an axis for a parameter all trials share: drawn anyway
+        ax = draw()
+        figure = ax.figure
+        if path.name == "parallel.png":  # one axis per parameter: give them room
+            figure.set_size_inches(max(8.0, 1.1 * len(ax.get_xticks())), 5.0)
+        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        plt.close(figure)
+
+
+def _intermediate(study: optuna.Study):
+    """Validation accuracy after each epoch, one line per trial, drawn by state."""
+    _, ax = plt.subplots(figsize=(8, 5))
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+              if t.intermediate_values]
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(completed, key=lambda t: t.value) if completed else None
+    baseline_colors = iter(["black", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"] * 4)
+    legend = []
+    for trial in trials:
+        epochs, values = zip(*sorted(trial.intermediate_values.items()))
+        if trial.state == TrialState.PRUNED:
+            ax.plot(epochs, values, color="0.6", linestyle="--", linewidth=1, marker="x", markevery=[-1])
+        elif "baseline" in trial.user_attrs:
+            line, = ax.plot(epochs, values, color=next(baseline_colors), linestyle=":", linewidth=1.5,
+                            label=f"baseline {trial.user_attrs['baseline']} (#{trial.number})")
+            legend.append(line)
+        else:
+            ax.plot(epochs, values, color="tab:blue", alpha=0.6, linewidth=1)
+    if best is not None:
+        epochs, values = zip(*sorted(best.intermediate_values.items()))
+        ax.plot(epochs, values, color="tab:red", linewidth=2.2)
+    n_searched = sum(t.state == TrialState.COMPLETE and "baseline" not in t.user_attrs for t in trials)
+    n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    legend = [plt.Line2D([], [], color="tab:blue", label=f"completed ({n_searched})"),
+              plt.Line2D([], [], color="0.6", linestyle="--", marker="x", label=f"pruned ({n_pruned})"), *legend]
+    if best is not None:
+        legend.append(plt.Line2D([], [], color="tab:red", linewidth=2.2, label=f"best (trial #{best.number})"))
+    ax.legend(handles=legend, loc="lower right")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{study.study_name}: validation accuracy per epoch")
+    ax.grid(alpha=0.3)
+    return ax

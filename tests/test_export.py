@@ -1,0 +1,106 @@
+"""Export a trial, train it again: the config stands alone and the CPU numbers come back exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from optuna.trial import TrialState
+from safetensors.torch import load_file
+
+from hpsearch import params as P
+from hpsearch.artifacts import load_trial_state_dict
+from hpsearch.cli import main
+from test_cli import assert_clean_error
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def best_trial(study):
+    return max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+
+
+def test_export_then_train_gives_the_trial_its_numbers_again(shared_study, tmp_path):
+    url, _, study = shared_study
+    best = best_trial(study)
+    result = invoke("export", "--study", "shared-digits", "--storage", url, "-o", "best.yaml")
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert config["trial"] == best.number and config["epochs"] == 3 and config["seed"] == 0
+    assert config["dataset"] == {"name": "digits", "validation": 0.15, "test": 0.2, "split_seed": 0}
+    assert config["params"] == P.complete(best.user_attrs["config"])
+    assert set(config["params"]) >= {"blocks", "width", "lr", "optimizer", "batch_size", "schedule", "augment"}
+    assert config["metrics"]["val_accuracy"] == best.value
+    assert config["metrics"]["test_accuracy"] == best.user_attrs["test_accuracy"]
+    assert config["versions"]["torch"] == torch.__version__ and "hpsearch" in config["versions"]
+    assert config["weights"]["file"] == "best.safetensors" and (tmp_path / "best.safetensors").is_file()
+
+    result = invoke("train", "--config", "best.yaml", "--seeds", "2", "--out", "retrained", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"seed 0: val {best.value:.4f}, test {best.user_attrs['test_accuracy']:.4f}" in result.stdout
+    assert ": identical)" in result.stdout and "mean ± sample std over 2 seeds" in result.stdout
+    out = tmp_path / "retrained"
+    assert (out / "config.yaml").read_bytes() == (tmp_path / "best.yaml").read_bytes()
+    results = json.loads((out / "results.json").read_text())
+    assert [s["seed"] for s in results["seeds"]] == [0, 1]
+    assert results["seeds"][0]["val_accuracy"] == best.value
+    assert results["seeds"][0]["test_accuracy"] == best.user_attrs["test_accuracy"]
+    # The same seed trains the same weights, bit for bit: the trial's stored ones and the retrained ones.
+    stored = load_trial_state_dict(url, "shared-digits", best.number)
+    retrained = load_file(str(out / "seed-0.safetensors"))
+    assert stored.keys() == retrained.keys() and all(torch.equal(stored[k], retrained[k]) for k in stored)
+    assert (out / "seed-1.safetensors").is_file()
+
+
+def test_a_json_config_trains_the_same_numbers_on_a_second_run(shared_study, tmp_path):
+    url, _, study = shared_study
+    best = best_trial(study)
+    assert invoke("export", "--study", "shared-digits", "--storage", url, "-o", "best.json", "--no-weights").exit_code == 0
+    assert "weights" not in json.loads((tmp_path / "best.json").read_text())
+    result = invoke("train", "--config", "best.json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "best-trained" / "results.json").read_text())
+    assert (results["seeds"][0]["val_accuracy"], results["seeds"][0]["test_accuracy"]) == (
+        best.value, best.user_attrs["test_accuracy"])
+    assert results["test_accuracy_std"] == 0.0
+
+
+def test_a_trial_without_weights_exports_its_config_and_says_so(shared_study, tmp_path):
+    url, _, study = shared_study
+    dropped = min(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    result = invoke("export", "--study", "shared-digits", "--storage", url, "--trial", str(dropped.number), "-o", "t.yaml")
+    assert result.exit_code == 0, result.output
+    assert f"trial #{dropped.number} has no stored weights" in result.stderr
+    assert yaml.safe_load((tmp_path / "t.yaml").read_text())["trial"] == dropped.number
+
+
+def test_export_refuses_what_it_cannot_write(shared_study):
+    url, _, study = shared_study
+    pruned = next(t for t in study.trials if t.state == TrialState.PRUNED)
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", url, "--trial", "99", "-o", "x.yaml"),
+                       "has no trial #99")
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", url, "--trial", str(pruned.number),
+                              "-o", "x.yaml"), f"trial #{pruned.number} is pruned, not complete")
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", url, "-o", "x.txt"),
+                       "must end in .yaml, .yml or .json")
+    assert_clean_error(invoke("export", "--study", "nope", "--storage", url, "-o", "x.yaml"), "no study named 'nope'")
+
+
+@pytest.mark.parametrize("body, problems", [
+    ("params: {lr: -1, wings: 2}\nepochs: 0\n",
+     ["format: missing", "dataset: missing", "epochs: must be a whole number >= 1", "params.lr: -1 must be in",
+      "params.wings: unknown parameter"]),
+    ("[1, 2]\n", ["must be a mapping written by `hpsearch export`"]),
+    ("format: hpsearch-config/1\ndataset: {name: mnist9, validation: 0.1, test: 0.2, split_seed: 0}\n"
+     "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.name: unknown dataset 'mnist9'"]),
+])
+def test_a_bad_config_lists_every_problem_without_a_traceback(tmp_path, body, problems):
+    (tmp_path / "bad.yaml").write_text(body)
+    result = invoke("train", "--config", "bad.yaml")
+    assert_clean_error(result, *(f"bad.yaml: {p}" for p in problems))
+    assert not (tmp_path / "bad-trained").exists()
