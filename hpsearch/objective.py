@@ -32,6 +32,8 @@ class TrialFailed(Exception):
 class RunEvents:
     """What a display may want to hear about while a study runs. The defaults ignore it all."""
 
+    progress = None  # a live rich Progress, if the display has one: data loading adds its bar to it
+
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None: ...
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...

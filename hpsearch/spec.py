@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from hpsearch import params as P
-from hpsearch.baselines import BASELINES, fit_problem
-from hpsearch.data import DATASETS, INPUTS
+from hpsearch.baselines import BASELINES, Baseline, fit_problem
+from hpsearch.data import DATASETS, INPUTS, RESIZE_POLICIES
 from hpsearch.errors import SpecError
 from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
 
@@ -43,6 +43,9 @@ class DatasetSpec:
     split_seed: int = 0
     data_dir: str | None = None
     download: bool = True
+    path: str | None = None  # imagefolder: the folder, relative to the data folder or absolute
+    image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
+    resize: str = "squash"  # imagefolder: how (data.RESIZE_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -188,11 +191,17 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     value = _mapping(value, "dataset", problems)
     if value is None:
         return None
-    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"}
+    folder_keys = {"path", "image_size", "resize"}
+    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
     if name not in DATASETS:
         problems.add("dataset.name", f"unknown dataset {_show(name)} (allowed: {', '.join(DATASETS)})")
+    if name == "imagefolder":
+        value = {**value, "image_size": _parse_image_folder(value, problems)}
+    else:
+        for key in sorted(folder_keys & value.keys()):
+            problems.add(f"dataset.{key}", "only for dataset imagefolder")
     for key in ("validation", "test"):
         fraction = value.get(key, 0.1 if key == "validation" else 0.2)
         if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
@@ -204,6 +213,22 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
+
+
+def _parse_image_folder(value: Mapping[str, Any], problems: _Problems) -> tuple[int, int] | None:
+    """Check an imagefolder's path and resize; its image_size as (H, W), or None if invalid."""
+    if not isinstance(value.get("path"), str) or not value["path"]:
+        problems.add("dataset.path", f"must be the image folder (relative to the data folder, --data-dir, or "
+                                     f"absolute), got {_show(value.get('path'))}")
+    if value.get("resize", "squash") not in RESIZE_POLICIES:
+        problems.add("dataset.resize", f"unknown policy {_show(value['resize'])} (allowed: {', '.join(RESIZE_POLICIES)})")
+    size = value.get("image_size")
+    sides = [size, size] if P.is_int(size) else size
+    if isinstance(sides, list) and len(sides) == 2 and all(P.is_int(n) and 1 <= n <= 4096 for n in sides):
+        return tuple(sides)
+    problems.add("dataset.image_size", f"must be a side such as 96 or [height, width], each 1 to 4096 pixels "
+                                       f"(every image is resized to it), got {_show(size)}")
+    return None
 
 
 def _parse_budget(value: Any, problems: _Problems) -> Budget | None:
@@ -323,20 +348,34 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems
 
 
 def _parse_baselines(value: Any, dataset: DatasetSpec | None, problems: _Problems) -> tuple[str, ...]:
-    """Known names that fit the dataset's input and classes, checked now rather than mid-study."""
+    """Known names that fit the dataset's input and classes, checked now rather than mid-study.
+
+    An imagefolder's classes are only known once it is read, so here its baselines are checked
+    on their own class count (study.run checks the real one).
+    """
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
         return ()
     for name in value:
-        if name not in BASELINES:
+        baseline = BASELINES.get(name)
+        if baseline is None:
             problems.add("baselines", f"unknown baseline {_show(name)} (allowed: {', '.join(BASELINES)}; "
                                       "`hpsearch baselines` lists them)")
-        elif dataset is not None and dataset.name in INPUTS:
-            if why := fit_problem(BASELINES[name], *INPUTS[dataset.name]):
+        elif dataset is not None and (data_input := _input_of(dataset, baseline)):
+            if why := fit_problem(baseline, *data_input):
                 problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
     if len(set(value)) != len(value):
         problems.add("baselines", "lists a baseline twice")
     return tuple(value)
+
+
+def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
+    """The (C, H, W) input and class count to check a baseline on, without reading any data."""
+    if dataset.name in INPUTS:
+        return INPUTS[dataset.name]
+    if dataset.name == "imagefolder" and dataset.image_size is not None:
+        return (3, *dataset.image_size), baseline.num_classes
+    return None
 
 
 def _parse_fixed(value: Any, problems: _Problems) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module
+from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
@@ -127,10 +128,11 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     """Add trials to the study until n_trials ran, the timeout passed, or a trial of this run hits the target."""
     device = resolve_device(options.device)
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
-    data = data_module.load(spec.dataset, device, options.data_dir)
+    events = events or RunEvents()
+    data = data_module.load(spec.dataset, device, options.data_dir, progress=events.progress)
+    _check_baselines_fit(spec, data)
     study = open_study(spec, storage, seed=options.seed)  # only now is anything written
     enqueue_baselines(study, spec)
-    events = events or RunEvents()
     events.study_opened(study, data)
     all_callbacks = list(callbacks)
     if options.stop_at_target and spec.target is not None:
@@ -149,6 +151,14 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
                    timeout=options.timeout or spec.budget.timeout, catch=(TrialFailed,),
                    callbacks=all_callbacks, gc_after_trial=False)
     return study
+
+
+def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData) -> None:
+    """The study file's check, now with the data's real classes (an imagefolder's)."""
+    for name in spec.baselines:
+        if why := fit_problem(BASELINES[name], data.shape, data.num_classes):
+            raise HpsearchError(f"{spec.path}: baselines: {name} does not fit {data.source} "
+                                f"({data.num_classes} classes): {why}")
 
 
 def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
