@@ -81,8 +81,12 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _cnn(p: Mapping[str, Any]) -> bool:
+    return p["family"] == "cnn"
+
+
 def _has_convs(p: Mapping[str, Any]) -> bool:
-    return p["blocks"] > 0
+    return _cnn(p) and p["blocks"] > 0
 
 
 def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -90,15 +94,19 @@ def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 PARAMS: tuple[Param, ...] = (
+    # --- model: the network family --------------------------------------------------------
+    Param("family", "choice", "cnn", "The network: hpsearch's parameterised CNN, or a torchvision architecture "
+          "(built untrained).", choices=("cnn", "resnet18", "squeezenet1_1")),
     # --- model: convolutional trunk -------------------------------------------------------
-    Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8),
+    Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8,
+          active=_cnn),
     Param("convs_per_block", "int", 2, "Conv layers in each block.", low=1, high=6, active=_has_convs),
     Param("widths", "ints", None, "Filters per block, one entry per block (overrides width and width_growth).",
           low=1, active=_has_convs),
     Param("width", "int", 32, "Filters in the first block.", low=1, high=4096,
           active=lambda p: _has_convs(p) and p["widths"] is None),
     Param("width_growth", "float", 2.0, "Each block has this many times the filters of the one before.",
-          low=0.25, high=8.0, active=lambda p: p["blocks"] > 1 and p["widths"] is None),
+          low=0.25, high=8.0, active=lambda p: _cnn(p) and p["blocks"] > 1 and p["widths"] is None),
     Param("kernel_size", "int", 3, "Conv kernel size (square).", low=1, high=15, active=_has_convs),
     Param("kernel_sizes", "ints", None, "Kernel size per block (overrides kernel_size).", low=1, active=_has_convs),
     Param("padding", "choice", "same", "'same' keeps the spatial size through a conv, 'valid' shrinks it.",
@@ -119,7 +127,8 @@ PARAMS: tuple[Param, ...] = (
     Param("global_pool", "choice", "none", "Collapse the last feature map by a global pool before the head, "
           "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs),
     # --- model: head --------------------------------------------------------------------
-    Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1),
+    Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1,
+          active=_cnn),
     Param("head_dropout", "float", 0.0, "Dropout probability after each hidden fully connected layer.",
           low=0.0, high=1.0, high_open=True, active=lambda p: len(p["head_widths"]) > 0),
     Param("head_dropout_at", "choice", "all", "Dropout after every hidden layer, or only before the output layer.",
@@ -127,7 +136,7 @@ PARAMS: tuple[Param, ...] = (
     Param("output", "choice", "softmax", "Softmax over the classes with cross-entropy, or (two classes only) "
           "one sigmoid logit with binary cross-entropy.", choices=("softmax", "sigmoid")),
     Param("activation", "choice", "relu", "Activation after every conv and hidden layer.",
-          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh")),
+          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh"), active=_cnn),
     # --- training -------------------------------------------------------------------------
     Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
     Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=100.0),

@@ -48,6 +48,8 @@ def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) 
 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
     p = P.complete(params)
+    if p["family"] != "cnn":
+        return ModelConfig(input_shape=input_shape, num_classes=num_classes, family=p["family"], output=p["output"])
     blocks = p["blocks"]
     head = dict(head_widths=tuple(p["head_widths"]), head_dropout=p.get("head_dropout", 0.0),
                 head_dropout_at=p.get("head_dropout_at", "all"), output=p["output"], activation=p["activation"])
