@@ -3,8 +3,8 @@
 A net is `blocks` conv blocks (each: convs_per_block x [conv, BatchNorm?, activation], then a
 pool, then dropout), an optional global pool, then a fully connected head. blocks = 0 gives a
 plain fully connected net on the flattened image. The model knows nothing of training.
-Other families are torchvision architectures, built untrained (never a download) with their
-output layer sized for the data.
+Other families are torchvision architectures, built untrained (weights come from `init:`, never
+from a download) with their output layer sized for the data.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import space
+from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.data import DeviceData
 from hpsearch.models import ArchitectureError, build_model, count_parameters
@@ -47,16 +47,25 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None):
-    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised."""
+def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None,
+                   source: transfer.Source | None = None):
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
+
+    source: the trained model a study with init: starts from; its config, where it has one, is
+    every trial's architecture.
+    """
     events = events or RunEvents()
     device = data.train_x.device
+    architecture = source.config if source is not None else None
     provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
-                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}",
+                  "input_shape": list(data.shape)}
+    if source is not None:
+        provenance["init"] = source.origin
 
     def objective(trial: optuna.Trial) -> float:
         baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
-        params = BASELINES[baseline].config() if baseline else space.sample(trial, spec)
+        params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
@@ -75,10 +84,13 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         try:
             model_cfg = space.model_config(params, data.shape, data.num_classes)
             torch.manual_seed(spec.seed)
-            model = prepare(build_model(model_cfg), device)
+            model = build_model(model_cfg)
+            reused = transfer.apply(model, source, params, data.shape) if params.get("pretrained") else ()
+            model = prepare(model, device)
             trial.set_user_attr("param_count", count_parameters(model))
+            trial.set_user_attr("trainable_count", sum(p.numel() for p in model.parameters() if p.requires_grad))
             history = fit(model, data, space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed),
-                          on_epoch)
+                          on_epoch, reused=reused)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
             return history[-1].val_accuracy

@@ -49,6 +49,16 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class InitSpec:
+    """The trained model a study starts from: a trial of another study, or a weights file."""
+
+    study: str | None = None
+    trial: int | str = "best"
+    storage: str | None = None  # the other study's storage; None: the run's own
+    weights: str | None = None  # a path, made absolute against the study file's folder
+
+
+@dataclass(frozen=True)
 class Budget:
     epochs: int
     trials: int = 20
@@ -83,6 +93,7 @@ class StudySpec:
     fixed: Mapping[str, Any]
     seed: int = 0
     baselines: tuple[str, ...] = ()
+    init: InitSpec | None = None
 
     def describe_target(self) -> str:
         if self.target is None:
@@ -102,6 +113,7 @@ _TOP_KEYS = {
     "fixed": "parameters held at one value",
     "seed": "the training seed shared by all trials",
     "baselines": "hand-made models from the reports, run first as fixed trials",
+    "init": "a trained model to start from: {study: NAME, trial: best} or {weights: FILE}",
 }
 _REQUIRED = ("dataset", "budget")
 
@@ -170,12 +182,15 @@ def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems,
                               build=lambda c: make_pruner(c.name, c.options, epochs), extra={"min_epochs"})
 
-    baselines = _parse_baselines(raw.get("baselines", []), dataset, problems)
+    init = _parse_init(raw["init"], path, problems) if "init" in raw else None
+    _check_transfer_params(init, space, fixed, problems)
+    baselines = _parse_baselines(raw.get("baselines", []), dataset, init, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
     return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
-                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines)
+                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines,
+                     init=init)
 
 
 def _mapping(value: Any, key: str, problems: _Problems) -> dict | None:
@@ -229,6 +244,41 @@ def _parse_image_folder(value: Mapping[str, Any], problems: _Problems) -> tuple[
     problems.add("dataset.image_size", f"must be a side such as 96 or [height, width], each 1 to 4096 pixels "
                                        f"(every image is resized to it), got {_show(size)}")
     return None
+
+
+def _parse_init(value: Any, path: str, problems: _Problems) -> InitSpec | None:
+    forms = "{study: NAME, trial: best} or {weights: FILE}"
+    if not isinstance(value, dict) or ("study" in value) == ("weights" in value):
+        problems.add("init", f"must be one of {forms}, got {_show(value)}")
+        return None
+    if "weights" in value:
+        problems.unknown_keys("init.", value, {"weights"})
+        weights = value["weights"]
+        if not isinstance(weights, str) or not weights:
+            problems.add("init.weights", f"must be a file path (relative to the study file's folder), got {_show(weights)}")
+            return None
+        return InitSpec(weights=str(Path(path).parent / Path(weights).expanduser()))
+    problems.unknown_keys("init.", value, {"study", "trial", "storage"})
+    study, trial, storage = value["study"], value.get("trial", "best"), value.get("storage")
+    if not isinstance(study, str) or not study:
+        problems.add("init.study", f"must be a study name, got {_show(study)}")
+    if trial != "best" and not (P.is_int(trial) and trial >= 0):
+        problems.add("init.trial", f"must be best or a trial number, got {_show(trial)}")
+    if storage is not None and not isinstance(storage, str):
+        problems.add("init.storage", "must be a storage URL (default: the run's --storage)")
+    return InitSpec(study=study, trial=trial, storage=storage)
+
+
+def _check_transfer_params(init: InitSpec | None, space: Mapping[str, Any], fixed: Mapping[str, Any],
+                           problems: _Problems) -> None:
+    """Transfer parameters need a model to start from; a source trial brings its own architecture."""
+    for where, names in (("space", space), ("fixed", fixed)):
+        for name in names:
+            if init is None and name in P.TRANSFER:
+                problems.add(f"{where}.{name}", "only for a study with init: (a trained model to start from)")
+            elif init is not None and init.study is not None and name in P.ARCHITECTURE:
+                problems.add(f"{where}.{name}", f"the architecture comes from init (study {init.study}'s trial "
+                                                "config): search or fix only the other parameters")
 
 
 def _parse_budget(value: Any, problems: _Problems) -> Budget | None:
@@ -347,11 +397,13 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems
     return Distribution(kind, low=low, high=high, log=log, step=step)
 
 
-def _parse_baselines(value: Any, dataset: DatasetSpec | None, problems: _Problems) -> tuple[str, ...]:
+def _parse_baselines(value: Any, dataset: DatasetSpec | None, init: InitSpec | None,
+                     problems: _Problems) -> tuple[str, ...]:
     """Known names that fit the dataset's input and classes, checked now rather than mid-study.
 
     An imagefolder's classes are only known once it is read, so here its baselines are checked
-    on their own class count (study.run checks the real one).
+    on their own class count (study.run checks the real one); transfer baselines take the source
+    model's architecture, known at run time.
     """
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
@@ -361,7 +413,13 @@ def _parse_baselines(value: Any, dataset: DatasetSpec | None, problems: _Problem
         if baseline is None:
             problems.add("baselines", f"unknown baseline {_show(name)} (allowed: {', '.join(BASELINES)}; "
                                       "`hpsearch baselines` lists them)")
-        elif dataset is not None and (data_input := _input_of(dataset, baseline)):
+        elif baseline.transfer and init is None:
+            problems.add("baselines", f"{name} starts from trained weights: it needs init: (the model to start from)")
+        elif not baseline.transfer and init is not None:
+            transfer = ", ".join(b.name for b in BASELINES.values() if b.transfer)
+            problems.add("baselines", f"{name} has an architecture of its own, and a study with init: takes the "
+                                      f"source model's (baselines that start from it: {transfer})")
+        elif not baseline.transfer and dataset is not None and (data_input := _input_of(dataset, baseline)):
             if why := fit_problem(baseline, *data_input):
                 problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
     if len(set(value)) != len(value):

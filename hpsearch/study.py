@@ -14,7 +14,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module
+from hpsearch import data as data_module, transfer
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
@@ -130,7 +130,10 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
     events = events or RunEvents()
     data = data_module.load(spec.dataset, device, options.data_dir, progress=events.progress)
-    _check_baselines_fit(spec, data)
+    source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None
+    if source is not None:
+        transfer.check_source(spec, data, source)
+    _check_baselines_fit(spec, data, source)
     study = open_study(spec, storage, seed=options.seed)  # only now is anything written
     enqueue_baselines(study, spec)
     events.study_opened(study, data)
@@ -147,16 +150,17 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         n_trials = options.until - finished_count(study)
         if n_trials <= 0:
             return study
-    study.optimize(make_objective(spec, data, events), n_trials=n_trials,
+    study.optimize(make_objective(spec, data, events, source), n_trials=n_trials,
                    timeout=options.timeout or spec.budget.timeout, catch=(TrialFailed,),
                    callbacks=all_callbacks, gc_after_trial=False)
     return study
 
 
-def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData) -> None:
-    """The study file's check, now with the data's real classes (an imagefolder's)."""
+def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:
+    """The study file's check, now with the data's real classes (an imagefolder's) and the init: model."""
+    architecture = source.config if source is not None else None
     for name in spec.baselines:
-        if why := fit_problem(BASELINES[name], data.shape, data.num_classes):
+        if why := fit_problem(BASELINES[name], data.shape, data.num_classes, architecture):
             raise HpsearchError(f"{spec.path}: baselines: {name} does not fit {data.source} "
                                 f"({data.num_classes} classes): {why}")
 
