@@ -247,6 +247,7 @@ def _parse_image_folder(value: Mapping[str, Any], problems: _Problems) -> tuple[
 
 
 def _parse_init(value: Any, path: str, problems: _Problems) -> InitSpec | None:
+    """The model to start from; a weights path is taken relative to the study file, like an include."""
     forms = "{study: NAME, trial: best} or {weights: FILE}"
     if not isinstance(value, dict) or ("study" in value) == ("weights" in value):
         problems.add("init", f"must be one of {forms}, got {_show(value)}")
@@ -257,7 +258,7 @@ def _parse_init(value: Any, path: str, problems: _Problems) -> InitSpec | None:
         if not isinstance(weights, str) or not weights:
             problems.add("init.weights", f"must be a file path (relative to the study file's folder), got {_show(weights)}")
             return None
-        return InitSpec(weights=str(Path(path).parent / Path(weights).expanduser()))
+        return InitSpec(weights=str((Path(path).parent / Path(weights).expanduser()).absolute()))
     problems.unknown_keys("init.", value, {"study", "trial", "storage"})
     study, trial, storage = value["study"], value.get("trial", "best"), value.get("storage")
     if not isinstance(study, str) or not study:

@@ -129,8 +129,8 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     device = resolve_device(options.device)
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
     events = events or RunEvents()
+    source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
     data = data_module.load(spec.dataset, device, options.data_dir, progress=events.progress)
-    source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
