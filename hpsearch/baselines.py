@@ -4,6 +4,9 @@ Each baseline runs as a fixed trial inside a study's own pipeline and budget, so
 shows how far the search gets beyond what people built by hand. Where a report states a
 parameter count, the model built here matches it exactly on the report's own input (tests check
 each). Where a report is silent, the conventional choice is made and written in `choices`.
+Transfer baselines (report 000's fine-tuning experiments) run only in a study with init:, where
+they start from its trained model and take its architecture; their own is the report's, for the
+counts.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from typing import Any
 
 import torch
 
-from hpsearch import params as P
 from hpsearch.models import ArchitectureError, build_model, count_parameters
-from hpsearch.space import model_config
+from hpsearch.space import model_config, with_architecture
 
 CIFAR = (3, 32, 32)
 
@@ -41,10 +43,13 @@ class Baseline:
     reported_metric: str = "test"  # "test" or "val"
     param_count: int | None = None  # as stated in the report
     choices: str = ""  # what the report left open and what was picked
+    transfer: bool = False  # starts from a study's init: model (params say what is reused and frozen)
+    trainable_count: int | None = None  # parameters left to train, as stated in the report
 
-    def config(self) -> dict[str, Any]:
-        """Every parameter's value, defaults included: what the baseline trial trains."""
-        return P.complete(self.params)
+    def config(self, architecture: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every parameter's value, defaults included: what the baseline trial trains. In a study
+        with init:, `architecture` is the source model's config and replaces the baseline's own."""
+        return with_architecture(self.params, architecture)
 
 
 def _baseline(name: str, params: Mapping[str, Any], **info: Any) -> Baseline:
@@ -64,6 +69,16 @@ _SEED004 = {"optimizer": "sgd", "momentum": 0.9, "lr": 1e-4, "batch_size": 256, 
 _SEED004_CNN = {"blocks": 4, "convs_per_block": 1, "widths": [32, 32, 32, 64], "kernel_size": 3, "padding": "valid",
                 "pool": "max", "pool_sizes": [1, 1, 1, 2], "head_widths": [4096, 4096], **_SEED004}
 _SEED004_WIDE = {**_SEED004_CNN, "widths": [128, 128, 128, 256]}
+
+_SEED000 = {"blocks": 3, "convs_per_block": 1, "widths": [32, 64, 128], "kernel_size": 3, "padding": "valid",
+            "pool": "max", "pool_size": 2, "conv_dropout": 0.5, "conv_dropout_at": "last", "head_widths": [512],
+            "output": "sigmoid", "activation": "relu", "optimizer": "adam", "lr": 1e-3, "batch_size": 32}
+_KERAS_TUTORIAL = ("the Keras cats-vs-dogs tutorial's Adam lr 1e-3 and batch 32; dropout 0.5 after the last block, "
+                   "one sigmoid output")
+# Report 000's experiments 1-4 on cats vs dogs: its own net at 180x180 gives the counts; in a transfer study
+# the architecture is the source model's and only how its weights are used differs between them.
+_SEED000_TRANSFER = dict(dataset="imagefolder", input_shape=(3, 180, 180), num_classes=2, reported_metric="val",
+                         param_count=26_308_673, transfer=True)
 
 _UNSTATED_SGD = "optimizer and batch size not stated: SGD momentum 0.9, lr 0.001 (1.3.7 doubles it to 0.002), batch 32"
 _KERAS = "Keras defaults where silent: batch 32; weight decay 1e-6 as stated"
@@ -134,22 +149,44 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
               report="004 end", dataset="cifar100", input_shape=CIFAR, num_classes=100, reported="52%",
               reported_accuracy=0.52,
               choices="the wide net with BatchNorm, dropout 0.8 before the last fc, horizontal flips, Adam lr 1e-3"),
-    _baseline("seed000-catsdogs", {"blocks": 3, "convs_per_block": 1, "widths": [32, 64, 128], "kernel_size": 3,
-                                   "padding": "valid", "pool": "max", "pool_size": 2, "conv_dropout": 0.5,
-                                   "conv_dropout_at": "last", "head_widths": [512], "output": "sigmoid",
-                                   "activation": "relu", "optimizer": "adam", "lr": 1e-3, "batch_size": 32},
+    _baseline("seed000-catsdogs", _SEED000,
               report="000 exp 4", dataset="imagefolder", input_shape=(3, 180, 180), num_classes=2,
               reported="val 85.73% (exp 1), 83.85% (exp 4)", reported_accuracy=0.8573, reported_metric="val",
-              param_count=26_308_673,
-              choices="the Keras cats-vs-dogs tutorial's Adam lr 1e-3 and batch 32; dropout 0.5 after the last "
-                      "block, one sigmoid output"),
+              param_count=26_308_673, choices=_KERAS_TUTORIAL),
+    _baseline("seed000-dogs", {**_SEED000, "output": "softmax"}, report="000 exp 1", dataset="imagefolder",
+              input_shape=(3, 180, 180), num_classes=120, reported="val 13.80% on Stanford Dogs (30 epochs)",
+              reported_accuracy=0.138, reported_metric="val",
+              choices="the cats-vs-dogs net with a softmax over the 120 breeds, as the report reused it; "
+                      + _KERAS_TUTORIAL.removesuffix(", one sigmoid output")),
+    _baseline("seed000-scratch", {**_SEED000, "pretrained": False}, report="000 exp 1",
+              reported="val 85.73% (30 epochs; best 86.57%)", reported_accuracy=0.8573,
+              choices="in a transfer study: the source model's architecture trained from scratch, the control for "
+                      "the three transfers (the report's own net from scratch is seed000-catsdogs); "
+                      + _KERAS_TUTORIAL, **_SEED000_TRANSFER),
+    _baseline("seed000-reuse-all", {**_SEED000, "pretrained": True}, report="000 exp 2",
+              reported="val 83.01% (50 epochs; best 83.75%)", reported_accuracy=0.8301,
+              choices="every layer but the output starts from the source model and trains (the report also padded "
+                      "its convs: here the architecture is the source model's); " + _KERAS_TUTORIAL,
+              **_SEED000_TRANSFER),
+    _baseline("seed000-reinit-2", {**_SEED000, "pretrained": True, "reinit_convs": 2}, report="000 exp 3",
+              reported="val 67.78% (50 epochs; best 68.16%)", reported_accuracy=0.6778,
+              choices="the first two conv layers re-initialised, the rest reused, all trained; " + _KERAS_TUTORIAL,
+              **_SEED000_TRANSFER),
+    _baseline("seed000-freeze-1", {**_SEED000, "pretrained": True, "freeze_convs": 1, "freeze_hidden": True},
+              report="000 exp 4", reported="val 82.77% (50 epochs; best 83.85%)", reported_accuracy=0.8277,
+              trainable_count=92_865,
+              choices="the first conv layer frozen; the report's 92,865 trainable parameters (convs 2 and 3 and "
+                      "the output layer) show its hidden fc 51200->512 was frozen too: freeze_hidden; "
+                      + _KERAS_TUTORIAL, **_SEED000_TRANSFER),
 )}
 
 
-def fit_problem(baseline: Baseline, input_shape: tuple[int, int, int], num_classes: int) -> str | None:
-    """Why `baseline` cannot run on data of this shape and class count, or None if it can."""
+def fit_problem(baseline: Baseline, input_shape: tuple[int, int, int], num_classes: int,
+                architecture: Mapping[str, Any] | None = None) -> str | None:
+    """Why `baseline` cannot run on data of this shape and class count (with the architecture of a
+    study's init: model, if given), or None if it can."""
     try:
-        _build_on_meta(baseline, input_shape, num_classes)
+        _build_on_meta(baseline.config(architecture), input_shape, num_classes)
     except ArchitectureError as exc:
         return str(exc)
     return None
@@ -157,10 +194,10 @@ def fit_problem(baseline: Baseline, input_shape: tuple[int, int, int], num_class
 
 def built_param_count(baseline: Baseline) -> int:
     """Parameters of the baseline built on its report's own input and classes."""
-    return count_parameters(_build_on_meta(baseline, baseline.input_shape, baseline.num_classes))
+    return count_parameters(_build_on_meta(baseline.params, baseline.input_shape, baseline.num_classes))
 
 
-def _build_on_meta(baseline: Baseline, input_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
+def _build_on_meta(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
     """The model with shapes but no storage: checking a 150M-parameter net costs nothing."""
     with torch.device("meta"):
-        return build_model(model_config(baseline.params, input_shape, num_classes))
+        return build_model(model_config(params, input_shape, num_classes))

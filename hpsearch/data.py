@@ -2,8 +2,9 @@
 
 Each dataset is read once per process and kept on the device: trials never rebuild loaders or
 copy data again. Images stay uint8 (4x smaller than float32) and are normalised per batch.
-The validation split is carved from the training set with a fixed seed, stratified by class;
-the test set is the dataset's own (or, for digits, a fixed stratified carve-out).
+The validation split is the dataset's own where it has one (an image folder's validation/),
+else carved from the training set with a fixed seed, stratified by class; likewise the test set
+(digits and image folders without test/ get a fixed stratified carve-out).
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import gzip
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.model_selection import train_test_split
 
 from hpsearch.errors import DatasetError
@@ -34,7 +40,9 @@ FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+RESIZE_POLICIES = ("squash", "crop", "pad")  # to image_size: ignore the aspect ratio, centre-crop, or letterbox
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class Images:
     test_y: torch.Tensor | None
     classes: tuple[str, ...]
     source: str
+    val_x: torch.Tensor | None = None  # None: carve the validation split from train
+    val_y: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,12 @@ class DeviceData:
 
 
 # --------------------------------------------------------------------------------------------
-# Readers, one per dataset: each returns Images or raises DatasetError naming the fix.
+# Readers, one per dataset: reader(spec, data_dir, progress=None) returns Images or raises
+# DatasetError naming the fix. `progress` is a live rich Progress (a run's display) that a reader
+# which decodes images adds its bar to.
 
 
-def _read_digits(spec: DatasetSpec, data_dir: Path) -> Images:
+def _read_digits(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -92,7 +104,7 @@ def _read_digits(spec: DatasetSpec, data_dir: Path) -> Images:
     return Images(x, y, None, None, tuple(str(c) for c in digits.target_names), "scikit-learn load_digits")
 
 
-def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path) -> Images:
+def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
     candidates = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir, FASHION_MNIST_SYSTEM_DIR]
     folder = next((d for d in candidates if all(_idx_path(d, f) for f in FASHION_MNIST_FILES)), None)
     if folder is None and _may_download(spec):
@@ -128,12 +140,12 @@ def _read_idx(path: Path) -> torch.Tensor:
 def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Callable[[DatasetSpec, Path], Images]:
     """CIFAR-10/100: torchvision's pickled batches, or an image-folder copy (train/<class>/*)."""
 
-    def read(spec: DatasetSpec, data_dir: Path) -> Images:
+    def read(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
         folder_copy = next((d for d in (data_dir / name, data_dir / f"{name}-jpeg", data_dir)
                             if (d / "train").is_dir() and (d / "test").is_dir()), None)
         if folder_copy is not None:
-            train_x, train_y, classes = read_image_folder(folder_copy / "train")
-            test_x, test_y, test_classes = read_image_folder(folder_copy / "test")
+            train_x, train_y, classes = read_image_folder(folder_copy / "train", progress=progress)
+            test_x, test_y, test_classes = read_image_folder(folder_copy / "test", progress=progress)
             if test_classes != classes:
                 raise DatasetError(f"{folder_copy}: train/ and test/ hold different class folders")
             return Images(train_x, train_y, test_x, test_y, classes, f"{folder_copy} (image folder)")
@@ -153,6 +165,41 @@ def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Cal
     return read
 
 
+def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
+    """Any <class>/<image> tree, or one split into train/, validation/ (or val/) and test/ folders.
+
+    Every image is resized to spec.image_size (spec.resize says how); a missing split is carved
+    out of train (see _split_to_device).
+    """
+    root = Path(spec.path).expanduser()
+    root = root if root.is_absolute() else data_dir / root
+    if not root.is_dir():
+        raise DatasetError(f"imagefolder: no folder {root}: put the images there as <class>/<image> (or train/, "
+                           "validation/ and test/ folders of those), or fix dataset.path (relative to the data "
+                           "folder, --data-dir)")
+    folders = {split: next((root / n for n in names if (root / n).is_dir()), None)
+               for split, names in SPLIT_FOLDERS.items()}
+    if folders["train"] is None:
+        if given := [f.name for f in folders.values() if f is not None]:
+            raise DatasetError(f"{root}: has {given[0]}/ but no train/: add train/<class>/ folders, or put the "
+                               "<class>/ folders directly in it and let hpsearch carve the splits")
+        folders["train"] = root
+    read = {split: read_image_folder(folder, spec.image_size, spec.resize, progress=progress)
+            for split, folder in folders.items() if folder is not None}
+    classes = read["train"][2]
+    for split, (_, _, split_classes) in read.items():
+        if split_classes != classes:
+            raise DatasetError(f"{folders[split]} holds other class folders than {folders['train']} "
+                               f"({', '.join(split_classes[:3])} ... against {', '.join(classes[:3])} ...)")
+    if len(classes) < 2:
+        raise DatasetError(f"{folders['train']}: one class folder only ({classes[0]}); a classifier needs two or more")
+    (train_x, train_y, _), (val_x, val_y, _), (test_x, test_y, _) = (
+        read.get(split, (None, None, None)) for split in SPLIT_FOLDERS)
+    height, width = spec.image_size
+    return Images(train_x, train_y, test_x, test_y, classes,
+                  f"{root} (image folder, {height}x{width} {spec.resize})", val_x, val_y)
+
+
 def _may_download(spec: DatasetSpec) -> bool:
     return spec.download and os.environ.get("HPSEARCH_OFFLINE", "") not in ("1", "true", "yes")
 
@@ -170,9 +217,11 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
     "fashion-mnist": _read_fashion_mnist,
     "cifar10": _cifar_reader("cifar10", "cifar-10-batches-py", "CIFAR10"),
     "cifar100": _cifar_reader("cifar100", "cifar-100-python", "CIFAR100"),
+    "imagefolder": _read_imagefolder,
 }
 
 # What a model sees of each dataset, known without reading it: (C, H, W) and the class count.
+# (An imagefolder's input is (3, *dataset.image_size); its classes are known once it is read.)
 INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
     "digits": ((1, 8, 8), 10),
     "fashion-mnist": ((1, 28, 28), 10),
@@ -182,39 +231,121 @@ INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
 
 
 # --------------------------------------------------------------------------------------------
-# Image folders: decoded once (threads), then cached as one tensor file beside the data.
+# Image folders: decoded and resized once (threads), then cached as one tensor file beside the data.
 
 
-def read_image_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """A <class>/<image> tree -> uint8 (N, C, H, W), labels, class names; all images one size."""
-    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
+def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, resize: str = "squash", *,
+                      progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A <class>/<image> tree -> uint8 (N, 3, H, W), labels, class names.
+
+    Without image_size every image must already have one size; with it, each is resized to
+    (H, W) by `resize` (RESIZE_POLICIES). The result is cached beside the folder under a key made
+    of every file's name, size and mtime and of the resize, so an unchanged folder loads without
+    decoding and a changed one is decoded again. Unreadable images are skipped and counted in
+    one warning.
+    """
+    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
     files = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
              if f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    fingerprint = hashlib.sha256("".join(f"{f.relative_to(root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}\n"
-                                         for f, _ in files).encode()).hexdigest()[:16]
-    cache = _cache_path(root, fingerprint)
+    stats = [(f"{classes[label]}/{f.name}", f.stat()) for f, label in files]  # one stat a file: 20k files add up
+    key = "".join(f"{name}:{st.st_size}:{st.st_mtime_ns}\n" for name, st in stats)
+    if image_size is not None:
+        key += f"resize:{image_size[0]}x{image_size[1]}:{resize}\n"
+    size_tag = "" if image_size is None else f"{image_size[0]}x{image_size[1]}-{resize}-"
+    cache = _cache_path(root, size_tag + hashlib.sha256(key.encode()).hexdigest()[:16])
     if cache.is_file():
         cached = torch.load(cache, weights_only=True)
-        return cached["x"], cached["y"], tuple(cached["classes"])
-    from PIL import Image
-
-    def decode(path: Path) -> torch.Tensor:  # Pillow releases the GIL while decoding: threads help
-        with Image.open(path) as image:
-            return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        images = list(pool.map(decode, (f for f, _ in files), chunksize=256))
-    sizes = {tuple(im.shape) for im in images}
-    if len(sizes) > 1:
-        raise DatasetError(f"{root}: images differ in size ({sorted(sizes)[:3]} ...); resize them to one size")
-    x, y = torch.stack(images), torch.tensor([label for _, label in files])
-    try:
-        torch.save({"x": x, "y": y, "classes": list(classes)}, cache)
-    except OSError as exc:
-        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", cache, exc)
+        x, y, skipped = cached["x"], cached["y"], cached.get("skipped", [])
+    else:
+        started = time.perf_counter()
+        x, y, skipped = _decode(root, files, image_size, resize, progress)
+        log.info("%s: decoded %d images in %.1f s", root, len(y), time.perf_counter() - started)
+        _write_cache(cache, {"x": x, "y": y, "classes": list(classes), "skipped": skipped})
+    if skipped:
+        log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", root, len(skipped),
+                    "s" if len(skipped) > 1 else "", len(files), skipped[0], ", ..." if len(skipped) > 1 else "")
     return x, y, classes
+
+
+def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
+            progress: Progress | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode (and resize) every file into one preallocated uint8 tensor; unreadable ones are listed."""
+
+    def decode(path: Path) -> torch.Tensor | str:  # Pillow releases the GIL while decoding: threads help
+        try:
+            with Image.open(path) as image:
+                if image_size is not None:  # JPEG: decode at the smallest DCT scale still >= the target
+                    image.draft("RGB", (image_size[1], image_size[0]))
+                image = image.convert("RGB")
+                if image_size is not None:
+                    image = _resized(image, image_size, resize)
+                return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # OSError: truncated or not an image
+            return f"{path.relative_to(root)}: {exc}"
+
+    x, labels, skipped = None, [], []
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count())
+    try:
+        with _progress_bar(progress, f"decoding {root.name}/", len(files)) as advance:
+            for (path, label), image in zip(files, pool.map(decode, (f for f, _ in files))):
+                advance()
+                if isinstance(image, str):
+                    skipped.append(image)
+                    continue
+                if x is None:
+                    x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
+                if image.shape != x.shape[1:]:
+                    raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
+                                       f"at {path.relative_to(root)}); give them one size (an imagefolder dataset "
+                                       "resizes them to dataset.image_size)")
+                x[len(labels)] = image
+                labels.append(label)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    if x is None:
+        raise DatasetError(f"{root}: none of its {len(files)} images can be read ({skipped[0]})")
+    if len(labels) < len(files):
+        x = x[:len(labels)].clone()  # a slice would save the whole preallocated storage
+    return x, torch.tensor(labels), skipped
+
+
+def _resized(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Image:
+    """`image` at (H, W) = size: squashed to it, centre-cropped to its aspect ratio, or letterboxed in black."""
+    target = (size[1], size[0])  # Pillow sizes are (W, H)
+    if policy == "crop":
+        return ImageOps.fit(image, target, Image.Resampling.BICUBIC)
+    if policy == "pad":
+        return ImageOps.pad(image, target, Image.Resampling.BICUBIC, color=(0, 0, 0))
+    return image.resize(target, Image.Resampling.BICUBIC)
+
+
+@contextmanager
+def _progress_bar(progress: Progress | None, description: str, total: int) -> Iterator[Callable[[], None]]:
+    """advance() for a bar on stderr: a task on the caller's live Progress if given, else our own."""
+    if progress is not None:
+        task = progress.add_task(description, total=total)
+        try:
+            yield lambda: progress.advance(task)
+        finally:
+            progress.remove_task(task)
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as own:
+        task = own.add_task(description, total=total)
+        yield lambda: own.advance(task)
+
+
+def _write_cache(cache: Path, payload: dict) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file, even with parallel workers."""
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, cache)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", cache, exc)
 
 
 def _cache_path(root: Path, fingerprint: str) -> Path:
@@ -236,12 +367,16 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("HPSEARCH_DATA_DIR", "data"))
 
 
-def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None) -> DeviceData:
-    """The dataset of `spec` on `device`, read from disk at most once per process."""
+def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None, *,
+         progress: Progress | None = None) -> DeviceData:
+    """The dataset of `spec` on `device`, read from disk at most once per process.
+
+    progress: a live rich Progress to show decoding on (else decoding shows its own bar on stderr).
+    """
     data_dir = Path(spec.data_dir or data_dir or default_data_dir()).expanduser()
     key = (spec, str(data_dir), str(device))
     if key not in _LOADED:
-        images = DATASETS[spec.name](spec, data_dir)
+        images = DATASETS[spec.name](spec, data_dir, progress=progress)
         _LOADED[key] = _split_to_device(spec, images, device)
     return _LOADED[key]
 
@@ -250,10 +385,10 @@ def _split_to_device(spec: DatasetSpec, images: Images, device: torch.device) ->
     train_x, train_y, test_x, test_y = images.train_x, images.train_y, images.test_x, images.test_y
     if test_x is None:
         train_x, test_x, train_y, test_y = _stratified_split(train_x, train_y, spec.test, spec.split_seed)
-    train_x, val_x, train_y, val_y = _stratified_split(train_x, train_y, spec.validation, spec.split_seed)
-    pixels = train_x.float().div_(255.0)
-    mean = pixels.mean(dim=(0, 2, 3)).view(1, -1, 1, 1)
-    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+    val_x, val_y = images.val_x, images.val_y
+    if val_x is None:
+        train_x, val_x, train_y, val_y = _stratified_split(train_x, train_y, spec.validation, spec.split_seed)
+    mean, std = _channel_stats(train_x)
     if device.type == "cuda":  # NHWC matches the channels_last layout the CUDA models use
         move = lambda t: t.to(device, memory_format=torch.channels_last) if t.dim() == 4 else t.to(device)
     else:
@@ -262,11 +397,26 @@ def _split_to_device(spec: DatasetSpec, images: Images, device: torch.device) ->
                       move(val_y), move(test_x), move(test_y), mean.to(device), std.to(device))
 
 
+def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (on the 0-1 scale, as (1, C, 1, 1)) of uint8 images, from a histogram
+    of each channel: exact, and five times faster than a float copy, which also needs 4x the memory."""
+    counts = torch.stack([torch.bincount(x[:, c].reshape(-1), minlength=256) for c in range(x.shape[1])]).double()
+    levels = torch.arange(256, dtype=torch.float64) / 255.0
+    n = counts.sum(dim=1)
+    mean = (counts * levels).sum(dim=1) / n
+    std = ((counts * (levels - mean[:, None]).square()).sum(dim=1) / (n - 1)).sqrt()
+    return mean.float().view(1, -1, 1, 1), std.float().clamp_min(1e-3).view(1, -1, 1, 1)
+
+
 def _stratified_split(x: torch.Tensor, y: torch.Tensor, size: float, seed: int):
     """(x_kept, x_carved, y_kept, y_carved): a seeded, class-stratified carve-out of `size`."""
     size = int(size) if size >= 1 else size
     if isinstance(size, int) and size >= len(y):
         raise DatasetError(f"cannot carve {size} images out of {len(y)}: lower dataset.validation / dataset.test")
-    kept, carved = train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y.numpy())
+    try:
+        kept, carved = train_test_split(np.arange(len(y)), test_size=size, random_state=seed, stratify=y.numpy())
+    except ValueError as exc:  # e.g. a class with one image, or fewer carved images than classes
+        raise DatasetError(f"cannot carve a stratified split of {size} from {len(y)} images ({exc}): change "
+                           "dataset.validation / dataset.test or add images") from None
     kept, carved = torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(carved))
     return x[kept], x[carved], y[kept], y[carved]

@@ -3,6 +3,8 @@
 A net is `blocks` conv blocks (each: convs_per_block x [conv, BatchNorm?, activation], then a
 pool, then dropout), an optional global pool, then a fully connected head. blocks = 0 gives a
 plain fully connected net on the flattened image. The model knows nothing of training.
+Other families are torchvision architectures, built untrained (weights come from `init:`, never
+from a download) with their output layer sized for the data.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ ACTIVATIONS = {
 }
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 GLOBAL_POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
+# torchvision families and the smallest image side each can take (squeezenet's unpadded
+# stride-2 conv and three ceil-mode pools leave nothing of a 16-pixel side).
+TORCHVISION_MIN_SIDE = {"resnet18": 1, "squeezenet1_1": 17}
 
 
 class ArchitectureError(HpsearchError):
@@ -34,6 +39,7 @@ class ArchitectureError(HpsearchError):
 class ModelConfig:
     input_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int
+    family: str = "cnn"  # or a torchvision architecture in TORCHVISION_MIN_SIDE; the fields below are the CNN's
     widths: tuple[int, ...] = ()  # filters per conv block; () = fully connected net
     convs_per_block: int = 2
     kernel_sizes: tuple[int, ...] = ()  # per block
@@ -56,8 +62,10 @@ class ModelConfig:
             raise ArchitectureError(f"output 'sigmoid' needs exactly 2 classes, the data has {self.num_classes}")
 
 
-def build_model(cfg: ModelConfig) -> nn.Sequential:
+def build_model(cfg: ModelConfig) -> nn.Module:
     """The network for `cfg`; raises ArchitectureError if a layer would shrink the image below 1x1."""
+    if cfg.family != "cnn":
+        return _torchvision_model(cfg)
     act = ACTIVATIONS[cfg.activation]
     layers: list[nn.Module] = []
     channels, height, width = cfg.input_shape
@@ -91,6 +99,19 @@ def build_model(cfg: ModelConfig) -> nn.Sequential:
         features = hidden
     layers.append(nn.Linear(features, 1 if cfg.output == "sigmoid" else cfg.num_classes))
     return nn.Sequential(*layers)
+
+
+def _torchvision_model(cfg: ModelConfig) -> nn.Module:
+    import torchvision  # only these families need it, and it costs a second to import
+
+    channels, height, width = cfg.input_shape
+    if channels != 3:
+        raise ArchitectureError(f"{cfg.family} takes 3-channel images, the data has {channels}")
+    if min(height, width) < TORCHVISION_MIN_SIDE[cfg.family]:
+        raise ArchitectureError(f"{cfg.family} needs images of at least {TORCHVISION_MIN_SIDE[cfg.family]} pixels a "
+                                f"side, the data has {height}x{width}: raise dataset.image_size")
+    outputs = 1 if cfg.output == "sigmoid" else cfg.num_classes
+    return getattr(torchvision.models, cfg.family)(weights=None, num_classes=outputs)
 
 
 def _check_size(height: int, width: int, where: str, cfg: ModelConfig) -> None:

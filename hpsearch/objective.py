@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import space
+from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
@@ -34,6 +34,8 @@ class TrialFailed(Exception):
 
 class RunEvents:
     """What a display may want to hear about while a study runs. The defaults ignore it all."""
+
+    progress = None  # a live rich Progress, if the display has one: data loading adds its bar to it
 
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None: ...
 
@@ -50,22 +52,29 @@ def device_name(device: torch.device) -> str:
 
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
-                   on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None):
+                   on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None,
+                   source: transfer.Source | None = None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
 
     With `checkpoints` (a folder), each trial saves its training state after every epoch there,
     and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
     on_complete(trial, model) runs after a trial trained to the end, while the trial can still
     take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
+    source: the trained model a study with init: starts from; its config, where it has one, is
+    every trial's architecture.
     """
     events = events or RunEvents()
     device = data.train_x.device
+    architecture = source.config if source is not None else None
     provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
-                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}",
+                  "input_shape": list(data.shape)}
+    if source is not None:
+        provenance["init"] = source.origin
 
     def objective(trial: optuna.Trial) -> float:
         baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
-        params = BASELINES[baseline].config() if baseline else space.sample(trial, spec)
+        params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
@@ -87,10 +96,13 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         try:
             model_cfg = space.model_config(params, data.shape, data.num_classes)
             torch.manual_seed(spec.seed)
-            model = prepare(build_model(model_cfg), device)
+            model = build_model(model_cfg)
+            reused = transfer.apply(model, source, params, data.shape) if params.get("pretrained") else ()
+            model = prepare(model, device)
             trial.set_user_attr("param_count", count_parameters(model))
+            trial.set_user_attr("trainable_count", sum(p.numel() for p in model.parameters() if p.requires_grad))
             history = fit(model, data, space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed),
-                          on_epoch, checkpoint=checkpoint)
+                          on_epoch, checkpoint=checkpoint, reused=reused)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
             if on_complete is not None:

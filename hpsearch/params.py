@@ -32,6 +32,9 @@ class Param:
     high_open makes the upper bound exclusive (dropout < 1).
     active: given the parameters resolved so far, whether this one has any effect; inactive
     parameters are neither sampled nor stored.
+    architecture: it decides the layers and their weights, so a study that starts from a trained
+    model (`init:`) takes it from that model instead of searching it.
+    transfer: it only means something for a trial that starts from trained weights.
     """
 
     name: str
@@ -43,6 +46,8 @@ class Param:
     high: float | None = None
     high_open: bool = False
     active: Callable[[Mapping[str, Any]], bool] = lambda p: True
+    architecture: bool = False
+    transfer: bool = False
 
     def bounds_text(self) -> str:
         low = "-inf" if self.low is None else f"{self.low:g}"
@@ -81,8 +86,16 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _cnn(p: Mapping[str, Any]) -> bool:
+    return p["family"] == "cnn"
+
+
 def _has_convs(p: Mapping[str, Any]) -> bool:
-    return p["blocks"] > 0
+    return _cnn(p) and p["blocks"] > 0
+
+
+def _reused(p: Mapping[str, Any]) -> bool:
+    return p["pretrained"]
 
 
 def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
@@ -90,26 +103,35 @@ def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
 
 
 PARAMS: tuple[Param, ...] = (
+    # --- model: the network family --------------------------------------------------------
+    Param("family", "choice", "cnn", "The network: hpsearch's parameterised CNN, or a torchvision architecture "
+          "(built untrained; init: weights loads a local file).", choices=("cnn", "resnet18", "squeezenet1_1"),
+          architecture=True),
     # --- model: convolutional trunk -------------------------------------------------------
-    Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8),
-    Param("convs_per_block", "int", 2, "Conv layers in each block.", low=1, high=6, active=_has_convs),
+    Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8,
+          active=_cnn, architecture=True),
+    Param("convs_per_block", "int", 2, "Conv layers in each block.", low=1, high=6, active=_has_convs,
+          architecture=True),
     Param("widths", "ints", None, "Filters per block, one entry per block (overrides width and width_growth).",
-          low=1, active=_has_convs),
+          low=1, active=_has_convs, architecture=True),
     Param("width", "int", 32, "Filters in the first block.", low=1, high=4096,
-          active=lambda p: _has_convs(p) and p["widths"] is None),
+          active=lambda p: _has_convs(p) and p["widths"] is None, architecture=True),
     Param("width_growth", "float", 2.0, "Each block has this many times the filters of the one before.",
-          low=0.25, high=8.0, active=lambda p: p["blocks"] > 1 and p["widths"] is None),
-    Param("kernel_size", "int", 3, "Conv kernel size (square).", low=1, high=15, active=_has_convs),
-    Param("kernel_sizes", "ints", None, "Kernel size per block (overrides kernel_size).", low=1, active=_has_convs),
+          low=0.25, high=8.0, active=lambda p: _cnn(p) and p["blocks"] > 1 and p["widths"] is None,
+          architecture=True),
+    Param("kernel_size", "int", 3, "Conv kernel size (square).", low=1, high=15, active=_has_convs,
+          architecture=True),
+    Param("kernel_sizes", "ints", None, "Kernel size per block (overrides kernel_size).", low=1, active=_has_convs,
+          architecture=True),
     Param("padding", "choice", "same", "'same' keeps the spatial size through a conv, 'valid' shrinks it.",
-          choices=("same", "valid"), active=_has_convs),
+          choices=("same", "valid"), active=_has_convs, architecture=True),
     Param("pool", "choice", "max", "Pooling at the end of each block.", choices=("max", "avg", "none"),
-          active=_has_convs),
+          active=_has_convs, architecture=True),
     Param("pool_size", "int", 2, "Pooling window and stride.", low=1, high=8,
-          active=lambda p: _has_convs(p) and p["pool"] != "none"),
+          active=lambda p: _has_convs(p) and p["pool"] != "none", architecture=True),
     Param("pool_sizes", "ints", None, "Pool size per block (overrides pool_size).", low=1,
-          active=lambda p: _has_convs(p) and p["pool"] != "none"),
-    Param("batchnorm", "bool", True, "BatchNorm after every conv.", active=_has_convs),
+          active=lambda p: _has_convs(p) and p["pool"] != "none", architecture=True),
+    Param("batchnorm", "bool", True, "BatchNorm after every conv.", active=_has_convs, architecture=True),
     Param("bn_momentum", "float", 0.1, "BatchNorm running-average momentum (PyTorch meaning: weight of the new batch).",
           low=0.0, high=1.0, active=lambda p: _has_convs(p) and p["batchnorm"]),
     Param("conv_dropout", "float", 0.0, "Dropout probability after each conv block.", low=0.0, high=1.0,
@@ -117,9 +139,10 @@ PARAMS: tuple[Param, ...] = (
     Param("conv_dropout_at", "choice", "all", "Dropout after every conv block, or after the last one only.",
           choices=("all", "last"), active=lambda p: _has_convs(p) and p["conv_dropout"] > 0),
     Param("global_pool", "choice", "none", "Collapse the last feature map by a global pool before the head, "
-          "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs),
+          "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs, architecture=True),
     # --- model: head --------------------------------------------------------------------
-    Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1),
+    Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1,
+          active=_cnn, architecture=True),
     Param("head_dropout", "float", 0.0, "Dropout probability after each hidden fully connected layer.",
           low=0.0, high=1.0, high_open=True, active=lambda p: len(p["head_widths"]) > 0),
     Param("head_dropout_at", "choice", "all", "Dropout after every hidden layer, or only before the output layer.",
@@ -127,7 +150,22 @@ PARAMS: tuple[Param, ...] = (
     Param("output", "choice", "softmax", "Softmax over the classes with cross-entropy, or (two classes only) "
           "one sigmoid logit with binary cross-entropy.", choices=("softmax", "sigmoid")),
     Param("activation", "choice", "relu", "Activation after every conv and hidden layer.",
-          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh")),
+          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh"), active=_cnn, architecture=True),
+    # --- transfer: a study with init: starts from a trained model -------------------------
+    Param("pretrained", "bool", False, "Start from the init: model's weights (true, the default in a study with "
+          "init:) or train the same architecture from scratch (false).", transfer=True),
+    Param("reinit_convs", "int", 0, "Re-initialise the first k conv layers (Conv2d in model order, the output "
+          "layer excluded) instead of keeping their trained weights.", low=0, high=1000, active=_reused,
+          transfer=True),
+    Param("freeze_convs", "int", 0, "Freeze the first k conv layers that keep their trained weights (those after "
+          "the re-initialised ones), with the BatchNorm after each.", low=0, high=1000, active=_reused,
+          transfer=True),
+    Param("freeze_hidden", "bool", False, "Freeze the reused hidden fully connected layers of the head (the "
+          "output layer is always new).", active=lambda p: _reused(p) and len(p["head_widths"]) > 0,
+          transfer=True),
+    Param("reused_lr_ratio", "float", 1.0, "Learning rate of the reused layers as a fraction of lr (the new "
+          "output layer and re-initialised layers train at lr).", low=0.0, high=10.0, active=_reused,
+          transfer=True),
     # --- training -------------------------------------------------------------------------
     Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
     Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=100.0),
@@ -150,6 +188,8 @@ PARAMS: tuple[Param, ...] = (
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+ARCHITECTURE: frozenset[str] = frozenset(p.name for p in PARAMS if p.architecture)
+TRANSFER: frozenset[str] = frozenset(p.name for p in PARAMS if p.transfer)
 
 
 def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:

@@ -23,17 +23,35 @@ if TYPE_CHECKING:
     from hpsearch.spec import Distribution, StudySpec
 
 
-def sample(trial: optuna.trial.BaseTrial, spec: StudySpec) -> dict[str, Any]:
-    """Every active parameter's value for this trial: fixed, sampled, or the default."""
+def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
+           architecture: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every active parameter's value for this trial: fixed, sampled, or the default.
+
+    In a study that starts from a trained model, `architecture` is that model's config: its
+    architecture parameters are taken, never searched, so that the trained weights fit; and
+    `pretrained` defaults to true there.
+    """
 
     def choose(param: P.Param) -> Any:
+        if architecture is not None and param.architecture:
+            return architecture.get(param.name, param.default)
         if param.name in spec.fixed:
             return spec.fixed[param.name]
         if param.name in spec.space:
             return _suggest(trial, param, spec.space[param.name])
+        if param.name == "pretrained" and spec.init is not None:
+            return True
         return param.default
 
     return P.resolve(choose)
+
+
+def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`params` completed, with its architecture parameters replaced by those of `architecture`."""
+    if architecture is None:
+        return P.complete(params)
+    return P.complete({**{k: v for k, v in params.items() if k not in P.ARCHITECTURE},
+                       **{k: v for k, v in architecture.items() if k in P.ARCHITECTURE}})
 
 
 def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
@@ -48,6 +66,8 @@ def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) 
 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
     p = P.complete(params)
+    if p["family"] != "cnn":
+        return ModelConfig(input_shape=input_shape, num_classes=num_classes, family=p["family"], output=p["output"])
     blocks = p["blocks"]
     head = dict(head_widths=tuple(p["head_widths"]), head_dropout=p.get("head_dropout", 0.0),
                 head_dropout_at=p.get("head_dropout_at", "all"), output=p["output"], activation=p["activation"])
@@ -89,6 +109,7 @@ def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainC
         schedule=p["schedule"],
         warmup_fraction=p.get("warmup_fraction", 0.0),
         label_smoothing=p["label_smoothing"],
+        reused_lr_ratio=p.get("reused_lr_ratio", 1.0),
         augment=Augment.from_name(p["augment"], crop_padding=p.get("crop_padding", 0),
                                   cutout_size=p.get("cutout_size", 0)),
         seed=seed,

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from hpsearch import params as P
-from hpsearch.baselines import BASELINES, fit_problem
-from hpsearch.data import DATASETS, INPUTS
+from hpsearch.baselines import BASELINES, Baseline, fit_problem
+from hpsearch.data import DATASETS, INPUTS, RESIZE_POLICIES
 from hpsearch.errors import SpecError
 from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
 
@@ -43,6 +43,19 @@ class DatasetSpec:
     split_seed: int = 0
     data_dir: str | None = None
     download: bool = True
+    path: str | None = None  # imagefolder: the folder, relative to the data folder or absolute
+    image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
+    resize: str = "squash"  # imagefolder: how (data.RESIZE_POLICIES)
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """The trained model a study starts from: a trial of another study, or a weights file."""
+
+    study: str | None = None
+    trial: int | str = "best"
+    storage: str | None = None  # the other study's storage; None: the run's own
+    weights: str | None = None  # a path, made absolute against the study file's folder
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,7 @@ class StudySpec:
     fixed: Mapping[str, Any]
     seed: int = 0
     baselines: tuple[str, ...] = ()
+    init: InitSpec | None = None
 
     def describe_target(self) -> str:
         if self.target is None:
@@ -99,6 +113,7 @@ _TOP_KEYS = {
     "fixed": "parameters held at one value",
     "seed": "the training seed shared by all trials",
     "baselines": "hand-made models from the reports, run first as fixed trials",
+    "init": "a trained model to start from: {study: NAME, trial: best} or {weights: FILE}",
 }
 _REQUIRED = ("dataset", "budget")
 
@@ -167,12 +182,15 @@ def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems,
                               build=lambda c: make_pruner(c.name, c.options, epochs), extra={"min_epochs"})
 
-    baselines = _parse_baselines(raw.get("baselines", []), dataset, problems)
+    init = _parse_init(raw["init"], path, problems) if "init" in raw else None
+    _check_transfer_params(init, space, fixed, problems)
+    baselines = _parse_baselines(raw.get("baselines", []), dataset, init, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
     return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
-                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines)
+                     sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines,
+                     init=init)
 
 
 def _mapping(value: Any, key: str, problems: _Problems) -> dict | None:
@@ -188,11 +206,17 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     value = _mapping(value, "dataset", problems)
     if value is None:
         return None
-    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"}
+    folder_keys = {"path", "image_size", "resize"}
+    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
     if name not in DATASETS:
         problems.add("dataset.name", f"unknown dataset {_show(name)} (allowed: {', '.join(DATASETS)})")
+    if name == "imagefolder":
+        value = {**value, "image_size": _parse_image_folder(value, problems)}
+    else:
+        for key in sorted(folder_keys & value.keys()):
+            problems.add(f"dataset.{key}", "only for dataset imagefolder")
     for key in ("validation", "test"):
         fraction = value.get(key, 0.1 if key == "validation" else 0.2)
         if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
@@ -204,6 +228,58 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
+
+
+def _parse_image_folder(value: Mapping[str, Any], problems: _Problems) -> tuple[int, int] | None:
+    """Check an imagefolder's path and resize; its image_size as (H, W), or None if invalid."""
+    if not isinstance(value.get("path"), str) or not value["path"]:
+        problems.add("dataset.path", f"must be the image folder (relative to the data folder, --data-dir, or "
+                                     f"absolute), got {_show(value.get('path'))}")
+    if value.get("resize", "squash") not in RESIZE_POLICIES:
+        problems.add("dataset.resize", f"unknown policy {_show(value['resize'])} (allowed: {', '.join(RESIZE_POLICIES)})")
+    size = value.get("image_size")
+    sides = [size, size] if P.is_int(size) else size
+    if isinstance(sides, list) and len(sides) == 2 and all(P.is_int(n) and 1 <= n <= 4096 for n in sides):
+        return tuple(sides)
+    problems.add("dataset.image_size", f"must be a side such as 96 or [height, width], each 1 to 4096 pixels "
+                                       f"(every image is resized to it), got {_show(size)}")
+    return None
+
+
+def _parse_init(value: Any, path: str, problems: _Problems) -> InitSpec | None:
+    """The model to start from; a weights path is taken relative to the study file, like an include."""
+    forms = "{study: NAME, trial: best} or {weights: FILE}"
+    if not isinstance(value, dict) or ("study" in value) == ("weights" in value):
+        problems.add("init", f"must be one of {forms}, got {_show(value)}")
+        return None
+    if "weights" in value:
+        problems.unknown_keys("init.", value, {"weights"})
+        weights = value["weights"]
+        if not isinstance(weights, str) or not weights:
+            problems.add("init.weights", f"must be a file path (relative to the study file's folder), got {_show(weights)}")
+            return None
+        return InitSpec(weights=str((Path(path).parent / Path(weights).expanduser()).absolute()))
+    problems.unknown_keys("init.", value, {"study", "trial", "storage"})
+    study, trial, storage = value["study"], value.get("trial", "best"), value.get("storage")
+    if not isinstance(study, str) or not study:
+        problems.add("init.study", f"must be a study name, got {_show(study)}")
+    if trial != "best" and not (P.is_int(trial) and trial >= 0):
+        problems.add("init.trial", f"must be best or a trial number, got {_show(trial)}")
+    if storage is not None and not isinstance(storage, str):
+        problems.add("init.storage", "must be a storage URL (default: the run's --storage)")
+    return InitSpec(study=study, trial=trial, storage=storage)
+
+
+def _check_transfer_params(init: InitSpec | None, space: Mapping[str, Any], fixed: Mapping[str, Any],
+                           problems: _Problems) -> None:
+    """Transfer parameters need a model to start from; a source trial brings its own architecture."""
+    for where, names in (("space", space), ("fixed", fixed)):
+        for name in names:
+            if init is None and name in P.TRANSFER:
+                problems.add(f"{where}.{name}", "only for a study with init: (a trained model to start from)")
+            elif init is not None and init.study is not None and name in P.ARCHITECTURE:
+                problems.add(f"{where}.{name}", f"the architecture comes from init (study {init.study}'s trial "
+                                                "config): search or fix only the other parameters")
 
 
 def _parse_budget(value: Any, problems: _Problems) -> Budget | None:
@@ -322,21 +398,43 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems
     return Distribution(kind, low=low, high=high, log=log, step=step)
 
 
-def _parse_baselines(value: Any, dataset: DatasetSpec | None, problems: _Problems) -> tuple[str, ...]:
-    """Known names that fit the dataset's input and classes, checked now rather than mid-study."""
+def _parse_baselines(value: Any, dataset: DatasetSpec | None, init: InitSpec | None,
+                     problems: _Problems) -> tuple[str, ...]:
+    """Known names that fit the dataset's input and classes, checked now rather than mid-study.
+
+    An imagefolder's classes are only known once it is read, so here its baselines are checked
+    on their own class count (study.run checks the real one); transfer baselines take the source
+    model's architecture, known at run time.
+    """
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
         return ()
     for name in value:
-        if name not in BASELINES:
+        baseline = BASELINES.get(name)
+        if baseline is None:
             problems.add("baselines", f"unknown baseline {_show(name)} (allowed: {', '.join(BASELINES)}; "
                                       "`hpsearch baselines` lists them)")
-        elif dataset is not None and dataset.name in INPUTS:
-            if why := fit_problem(BASELINES[name], *INPUTS[dataset.name]):
+        elif baseline.transfer and init is None:
+            problems.add("baselines", f"{name} starts from trained weights: it needs init: (the model to start from)")
+        elif not baseline.transfer and init is not None:
+            transfer = ", ".join(b.name for b in BASELINES.values() if b.transfer)
+            problems.add("baselines", f"{name} has an architecture of its own, and a study with init: takes the "
+                                      f"source model's (baselines that start from it: {transfer})")
+        elif not baseline.transfer and dataset is not None and (data_input := _input_of(dataset, baseline)):
+            if why := fit_problem(baseline, *data_input):
                 problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
     if len(set(value)) != len(value):
         problems.add("baselines", "lists a baseline twice")
     return tuple(value)
+
+
+def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
+    """The (C, H, W) input and class count to check a baseline on, without reading any data."""
+    if dataset.name in INPUTS:
+        return INPUTS[dataset.name]
+    if dataset.name == "imagefolder" and dataset.image_size is not None:
+        return (3, *dataset.image_size), baseline.num_classes
+    return None
 
 
 def _parse_fixed(value: Any, problems: _Problems) -> dict[str, Any]:

@@ -17,9 +17,10 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module
-from hpsearch.checkpoint import checkpoint_root
+from hpsearch import data as data_module, transfer
 from hpsearch.artifacts import DEFAULT_KEEP, WeightKeeper
+from hpsearch.baselines import BASELINES, fit_problem
+from hpsearch.checkpoint import checkpoint_root
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
@@ -184,7 +185,12 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
     _check_existing(spec, storage)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
-    data = data_module.load(spec.dataset, device, options.data_dir)
+    events = events or RunEvents()
+    source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
+    data = data_module.load(spec.dataset, device, options.data_dir, progress=events.progress)
+    if source is not None:
+        transfer.check_source(spec, data, source)
+    _check_baselines_fit(spec, data, source)
     lock = study_lock(storage_url, spec.name)
     try:
         lock.acquire()
@@ -193,11 +199,10 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
             enqueue_baselines(study, spec)
         finally:
             lock.release()
-        events = events or RunEvents()
         events.study_opened(study, data)
         run_id = options.run_id or uuid.uuid4().hex
         _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
-                                   on_complete=keeper),
+                                   on_complete=keeper, source=source),
               RunBudget(spec, options, run_id), lock, list(callbacks), options.heartbeat)
     finally:
         lock.close()
@@ -243,6 +248,15 @@ def requeue(study: optuna.Study, number: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry_callback()(study, trial)
+
+
+def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:
+    """The study file's check, now with the data's real classes (an imagefolder's) and the init: model."""
+    architecture = source.config if source is not None else None
+    for name in spec.baselines:
+        if why := fit_problem(BASELINES[name], data.shape, data.num_classes, architecture):
+            raise HpsearchError(f"{spec.path}: baselines: {name} does not fit {data.source} "
+                                f"({data.num_classes} classes): {why}")
 
 
 def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -34,6 +34,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_fraction: float = 0.2
     label_smoothing: float = 0.0
+    reused_lr_ratio: float = 1.0  # lr multiplier of layers that keep trained weights (see transfer.py)
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
 
@@ -64,8 +65,13 @@ def lr_factor(schedule: str, step: int, total_steps: int, warmup_fraction: float
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+def make_optimizer(model: nn.Module, cfg: TrainConfig, reused: Collection[str] = ()) -> torch.optim.Optimizer:
+    """The optimizer over the trainable parameters; those named in `reused` (trained weights a
+    transfer keeps) form a second group at cfg.reused_lr_ratio times the learning rate."""
+    trainable, reused = [(name, p) for name, p in model.named_parameters() if p.requires_grad], set(reused)
+    groups = [{"params": [p for name, p in trainable if name not in reused], "lr_scale": 1.0},
+              {"params": [p for name, p in trainable if name in reused], "lr_scale": cfg.reused_lr_ratio}]
+    params = [group for group in groups if group["params"]]
     if cfg.optimizer in ("sgd", "sgd_nesterov"):
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                nesterov=cfg.optimizer == "sgd_nesterov" and cfg.momentum > 0)
@@ -98,16 +104,18 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         on_epoch: Callable[[EpochStats], None] | None = None, *,
-        checkpoint: CheckpointFile | None = None) -> list[EpochStats]:
+        checkpoint: CheckpointFile | None = None, reused: Collection[str] = ()) -> list[EpochStats]:
     """Train `model` (already on the data's device) for cfg.epochs; call on_epoch after each.
 
-    on_epoch may raise (optuna.TrialPruned) to stop early. Raises TrainingDiverged on NaN/inf loss.
+    Parameters with requires_grad False stay as they are; those named in `reused` train at
+    cfg.reused_lr_ratio times the learning rate. on_epoch may raise (optuna.TrialPruned) to stop
+    early. Raises TrainingDiverged on NaN/inf loss.
     With `checkpoint`, training resumes from it if it exists and saves it after every epoch, so
     an interrupted run continues exactly where it stopped (bit for bit on the CPU).
     """
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, reused)
     n = len(data.train_y)
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch  # the remainder is dropped; the next epoch reshuffles it in
@@ -127,7 +135,8 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.schedule, step, total_steps, cfg.warmup_fraction)
+                group["lr"] = cfg.lr * group["lr_scale"] * lr_factor(cfg.schedule, step, total_steps,
+                                                                    cfg.warmup_fraction)
             xb = data.normalize(x_epoch[i * batch:(i + 1) * batch])
             yb = y_epoch[i * batch:(i + 1) * batch]
             with _autocast(device):

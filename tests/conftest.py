@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
+from PIL import Image
 
 TINY_DIGITS = {
     "name": "tiny-digits",
@@ -69,3 +71,21 @@ def shared_study(tmp_path_factory: pytest.TempPathFactory):
     url = f"sqlite:///{folder / 'shared.db'}"
     study = run(load_spec(path), url, RunOptions(device="cpu", keep_weights=2))
     return url, path, study
+
+
+def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, seed: int = 0) -> Path:
+    """<class>/<n>.png under root: noisy images of two sizes, each class tinted its own colour."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.normal(60, 30, (12, 20, 3) if i % 2 else (20, 14, 3))
+            pixels[..., label % 3] += 120
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder():
+    """image_folder(root, classes, per_class, seed) -> root, a generated <class>/<image> tree."""
+    return write_image_folder

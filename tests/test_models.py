@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hpsearch import params as P
 from hpsearch.models import ArchitectureError, ModelConfig, build_model, count_parameters
 from hpsearch.space import model_config
 
@@ -72,3 +73,24 @@ def test_config_is_frozen():
     cfg = ModelConfig(input_shape=CIFAR, num_classes=10)
     with pytest.raises(AttributeError):
         cfg.num_classes = 3
+
+
+@pytest.mark.parametrize("family", ["resnet18", "squeezenet1_1"])
+@pytest.mark.parametrize("output, outputs", [("softmax", 3), ("sigmoid", 1)])
+def test_torchvision_families_are_built_untrained_for_the_data(family, output, outputs):
+    classes = 3 if output == "softmax" else 2
+    params = {"family": family, "output": output}
+    torch.manual_seed(0)
+    model = build_model(model_config(params, (3, 32, 32), classes))
+    out = model(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, outputs) and torch.isfinite(out).all()
+    assert "blocks" not in P.complete(params) and "head_widths" not in P.complete(params)  # the CNN's axes are inactive
+
+
+@pytest.mark.parametrize("family, shape, message", [
+    ("squeezenet1_1", (3, 16, 16), "at least 17 pixels a side"),
+    ("resnet18", (1, 32, 32), "takes 3-channel images, the data has 1"),
+])
+def test_torchvision_input_that_does_not_fit_is_refused(family, shape, message):
+    with pytest.raises(ArchitectureError, match=message):
+        build_model(model_config({"family": family}, shape, 10))

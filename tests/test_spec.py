@@ -42,7 +42,7 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
     ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
     ({"pruner": {"name": "median", "min_epochs": "two"}}, "pruner", "median rejects these options"),
-    ({"space": {"depth": {"int": [1, 3]}}}, "space.depth", "allowed: blocks"),
+    ({"space": {"depth": {"int": [1, 3]}}}, "space.depth", "allowed: family, blocks"),
     ({"space": {"lr": {"float": [0.1, 0.01]}}}, "space.lr.float", "inverted range"),
     ({"space": {"lr": {"float": [0.1, 0.1]}}}, "space.lr.float", "empty range"),
     ({"space": {"lr": {"float": [-1.0, 0.1]}}}, "space.lr.float", "out of range"),

@@ -1,0 +1,205 @@
+"""Studies that start from a trained model: weights really reused, frozen, re-initialised; torchvision files."""
+
+from __future__ import annotations
+
+import sys
+import types
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+from optuna.trial import TrialState
+from torch import nn
+
+from hpsearch import objective as objective_module, params as P, transfer
+from hpsearch.baselines import BASELINES
+from hpsearch.cli import main
+from hpsearch.data import load
+from hpsearch.errors import SpecError
+from hpsearch.models import build_model
+from hpsearch.space import model_config, train_config
+from hpsearch.spec import load_spec, parse_spec
+from hpsearch.study import RunOptions, run
+from hpsearch.train import TrainConfig, fit, make_optimizer
+
+CPU = torch.device("cpu")
+SOURCE_ARCHITECTURE = {"blocks": 3, "convs_per_block": 1, "width": 4, "batchnorm": False, "head_widths": [8]}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, image_folder):
+    """A source study run on a generated 3-class folder, and its best config trained and saved with save_checkpoint."""
+    root = tmp_path_factory.mktemp("source")
+    image_folder(root / "breeds", ("beagle", "corgi", "pug"), per_class=8)
+    raw = {"dataset": {"name": "imagefolder", "path": str(root / "breeds"), "image_size": 16, "validation": 3,
+                       "test": 3},
+           "budget": {"epochs": 1, "trials": 1}, "sampler": {"name": "random", "seed": 0},
+           "fixed": {**SOURCE_ARCHITECTURE, "lr": 0.05, "batch_size": 6}}
+    spec = parse_spec(raw, path=str(root / "breeds.yaml"), default_name="breeds")
+    storage = f"sqlite:///{root / 'source.db'}"
+    best = run(spec, storage, RunOptions(device="cpu")).best_trial
+    config = best.user_attrs["config"]
+    dogs = load(spec.dataset, CPU)
+    torch.manual_seed(0)
+    model = build_model(model_config(config, dogs.shape, dogs.num_classes))
+    fit(model, dogs, train_config(config, epochs=2, seed=0))
+    transfer.save_checkpoint(root / "breeds.pt", model, config, dogs.shape)
+    return SimpleNamespace(storage=storage, config=config, trial=best.number, checkpoint=root / "breeds.pt",
+                           state={k: v.clone() for k, v in model.state_dict().items()})
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """(model, weights when fit began, weights when it ended) of every trial that trains."""
+    seen = []
+
+    def recording_fit(model, *args, **kwargs):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        history = real_fit(model, *args, **kwargs)
+        seen.append((model, before, {k: v.clone() for k, v in model.state_dict().items()}))
+        return history
+
+    real_fit = objective_module.fit
+    monkeypatch.setattr(objective_module, "fit", recording_fit)
+    return seen
+
+
+@pytest.fixture
+def pets(image_folder, isolated):
+    """A cats-vs-dogs folder with its own validation split, in the tests' data folder."""
+    image_folder(isolated / "data" / "pets" / "train", per_class=8, seed=1)
+    image_folder(isolated / "data" / "pets" / "validation", per_class=3, seed=2)
+    return {"name": "imagefolder", "path": "pets", "image_size": 16, "test": 4}
+
+
+def conv_keys(model: nn.Module) -> list[str]:
+    return [f"{name}.weight" for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def same_architecture(config, source_config) -> bool:
+    return all(config.get(k) == source_config.get(k) for k in P.ARCHITECTURE)
+
+
+def test_transfer_trials_start_from_the_source_weights(source, pets, write_study, storage, fits):
+    spec = load_spec(write_study(
+        init={"weights": str(source.checkpoint)}, dataset=pets, budget={"epochs": 2, "trials": 1},
+        space={"lr": {"float": [0.02, 0.1], "log": True}},
+        fixed={"output": "sigmoid", "reinit_convs": 1, "freeze_convs": 1, "reused_lr_ratio": 0.5, "batch_size": 4}))
+    (trial,) = run(spec, storage, RunOptions(device="cpu")).trials
+    assert trial.state == TrialState.COMPLETE and 0 <= trial.value <= 1
+    config = trial.user_attrs["config"]
+    assert same_architecture(config, source.config) and config["pretrained"] and config["output"] == "sigmoid"
+    assert trial.user_attrs["init"] == str(source.checkpoint)
+    assert trial.user_attrs["trainable_count"] < trial.user_attrs["param_count"]
+
+    (model, before, after), = fits
+    reinit, frozen, trained = conv_keys(model)
+    assert before.keys() == source.state.keys()  # same layers; only the output layer is new
+    assert model[-1].out_features == 1 and source.state[f"{len(model) - 1}.weight"].shape[0] == 3
+    assert not torch.equal(before[reinit], source.state[reinit])
+    assert torch.equal(before[frozen], source.state[frozen]) and torch.equal(after[frozen], source.state[frozen])
+    assert torch.equal(before[trained], source.state[trained]) and not torch.equal(after[trained], source.state[trained])
+    hidden = f"{len(model) - 3}.weight"  # Linear(., 8), ReLU, then the new output layer
+    assert torch.equal(before[hidden], source.state[hidden])
+
+
+def test_init_study_takes_the_source_trials_config_and_stored_weights(source, pets, write_study, storage, fits,
+                                                                      monkeypatch):
+    """The `study` form, with a stand-in for hpsearch.artifacts (the module that stores trial weights)."""
+    calls = []
+    artifacts = types.ModuleType("hpsearch.artifacts")
+    artifacts.load_trial_state_dict = lambda url, name, trial="best": calls.append((url, name, trial)) or source.state
+    monkeypatch.setitem(sys.modules, "hpsearch.artifacts", artifacts)
+    spec = load_spec(write_study(init={"study": "breeds", "storage": source.storage}, dataset=pets,
+                                 budget={"epochs": 1, "trials": 2}, space={}, fixed={"batch_size": 4},
+                                 baselines=["seed000-scratch"]))
+    scratch, searched = run(spec, storage, RunOptions(device="cpu")).trials
+    assert calls == [(source.storage, "breeds", source.trial)]
+    for trial in (scratch, searched):
+        assert trial.state == TrialState.COMPLETE and trial.user_attrs["init"] == f"study breeds trial #{source.trial}"
+        assert same_architecture(trial.user_attrs["config"], source.config)
+    assert scratch.user_attrs["config"]["pretrained"] is False and searched.user_attrs["config"]["pretrained"]
+    (_, scratch_start, _), (model, start, _) = fits
+    first = conv_keys(model)[0]
+    assert torch.equal(start[first], source.state[first]) and not torch.equal(scratch_start[first], source.state[first])
+
+
+def test_resnet18_starts_from_a_local_state_dict(image_folder, isolated, write_study, storage, fits):
+    import torchvision
+
+    torch.manual_seed(1)
+    imagenet_layout = torchvision.models.resnet18(weights=None).state_dict()  # 1000 classes, as downloaded
+    torch.save(imagenet_layout, isolated / "resnet18.pth")
+    image_folder(isolated / "data" / "pets", per_class=6)
+    spec = load_spec(write_study(
+        init={"weights": "resnet18.pth"}, budget={"epochs": 1, "trials": 1}, space={},
+        dataset={"name": "imagefolder", "path": "pets", "image_size": 32, "validation": 2, "test": 2},
+        fixed={"family": "resnet18", "freeze_convs": 1, "batch_size": 8, "lr": 0.01}))
+    (trial,) = run(spec, storage, RunOptions(device="cpu")).trials
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["config"]["family"] == "resnet18"
+    (model, before, after), = fits
+    assert model.fc.out_features == 2
+    assert torch.equal(after["conv1.weight"], imagenet_layout["conv1.weight"])  # frozen
+    assert torch.equal(before["layer4.1.conv2.weight"], imagenet_layout["layer4.1.conv2.weight"])
+    assert not torch.equal(after["layer4.1.conv2.weight"], imagenet_layout["layer4.1.conv2.weight"])
+
+
+def test_a_missing_weights_file_is_one_line_and_writes_nothing(write_study, storage, image_folder, isolated):
+    image_folder(isolated / "data" / "pets", per_class=4)
+    path = write_study(init={"weights": "resnet18-f37072fd.pth"}, space={}, fixed={"family": "resnet18"},
+                       dataset={"name": "imagefolder", "path": "pets", "image_size": 32, "test": 2, "validation": 2})
+    runner = CliRunner()
+    result = runner.invoke(main, ["run", "--study", str(path), "--storage", storage])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().startswith(f"error: init.weights: no file {isolated / 'resnet18-f37072fd.pth'}; hpsearch never")
+    assert "studies there: none" in runner.invoke(main, ["best", "--study", "x", "--storage", storage]).stderr
+
+
+def test_weights_that_do_not_fit_are_refused_before_any_trial(source, pets, write_study, storage):
+    spec = load_spec(write_study(init={"weights": str(source.checkpoint)}, space={}, fixed={},
+                                 budget={"epochs": 1, "trials": 1}, dataset={**pets, "image_size": 24}))
+    with pytest.raises(transfer.HpsearchError, match="source was trained on 3x16x16 images, this data is 3x24x24"):
+        run(spec, storage, RunOptions(device="cpu"))
+
+
+def test_more_layers_to_reinit_and_freeze_than_the_model_has_fail_that_trial(source, pets, write_study, storage):
+    spec = load_spec(write_study(init={"weights": str(source.checkpoint)}, dataset=pets, space={},
+                                 budget={"epochs": 1, "trials": 1}, fixed={"reinit_convs": 2, "freeze_convs": 2}))
+    (trial,) = run(spec, storage, RunOptions(device="cpu")).trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["failure"] == "reinit_convs 2 + freeze_convs 2 exceed the model's 3 conv layers"
+
+
+def test_report_000_exp4_leaves_its_stated_trainable_parameters():
+    exp4 = BASELINES["seed000-freeze-1"]
+    with torch.device("meta"):
+        model = build_model(model_config(exp4.config(), exp4.input_shape, exp4.num_classes))
+    source = transfer.Source(model.state_dict(), exp4.config(), exp4.input_shape, "itself")
+    reused = transfer.apply(model, source, exp4.config(), exp4.input_shape)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == exp4.trainable_count == 92_865
+    assert reused == {"3.weight", "3.bias", "6.weight", "6.bias"}  # convs 2 and 3: trained at reused_lr_ratio
+
+
+def test_reused_parameters_form_their_own_learning_rate_group():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    model[0].bias.requires_grad_(False)
+    optimizer = make_optimizer(model, TrainConfig(epochs=1, reused_lr_ratio=0.25), reused={"0.weight"})
+    assert [(g["lr_scale"], len(g["params"])) for g in optimizer.param_groups] == [(1.0, 2), (0.25, 1)]
+
+
+@pytest.mark.parametrize("overrides, key, message", [
+    ({"fixed": {"freeze_convs": 1}}, "fixed.freeze_convs", "only for a study with init:"),
+    ({"space": {"pretrained": {"choice": [True, False]}}}, "space.pretrained", "only for a study with init:"),
+    ({"init": {"study": "breeds"}, "space": {"width": {"int": [4, 8]}}}, "space.width",
+     "the architecture comes from init"),
+    ({"init": {"study": "breeds", "weights": "w.pt"}}, "init", "must be one of {study: NAME, trial: best}"),
+    ({"init": {"study": "breeds", "trial": "last"}}, "init.trial", "best or a trial number"),
+    ({"baselines": ["seed000-freeze-1"]}, "baselines", "seed000-freeze-1 starts from trained weights: it needs init:"),
+    ({"init": {"weights": "w.pt"}, "baselines": ["seed000-catsdogs"], "space": {}}, "baselines",
+     "seed000-catsdogs has an architecture of its own"),
+])
+def test_transfer_keys_are_validated(write_study, overrides, key, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_study(**overrides))
+    assert any(p.startswith(f"{key}: ") and message in p for p in caught.value.problems), caught.value.problems
