@@ -123,13 +123,8 @@ def check_source(spec: StudySpec, data: DeviceData, source: Source) -> None:
     params = with_architecture(spec.fixed, source.config)
     with torch.device("meta"):  # shapes only: checking a 26M-parameter net costs nothing
         model = build_model(model_config(params, data.shape, data.num_classes))
-    if why := mismatch(model, source, data.shape):
+    if why := _aligned(model, source, data.shape)[1]:
         raise HpsearchError(f"{spec.path}: init: {why}")
-
-
-def mismatch(model: nn.Module, source: Source, input_shape: tuple[int, int, int]) -> str | None:
-    """Why the source's weights do not fit `model` (output layer aside), or None if they do."""
-    return _aligned(model, source, input_shape)[1]
 
 
 def apply(model: nn.Module, source: Source, params: Mapping[str, Any],
