@@ -196,7 +196,7 @@ def run_usual(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, devi
     del train_loader, val_loader, test_loader  # ends the workers before the other pipeline runs
     return {**figures("usual", setup_s, epoch_s, trained_images(len(train_y), cfg.batch_size), losses, val_acc,
                       test_acc, load_before, load_after, count_parameters(model)),
-            "train_split": fingerprint(train_x, train_y)}
+            "data_source": images.source, "train_split": fingerprint(train_x, train_y)}
 
 
 def trained_images(n: int, batch: int) -> int:
@@ -233,7 +233,7 @@ def run_hpsearch(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, d
     return {**figures("hpsearch", setup_s, epoch_s, trained_images(len(data.train_y), cfg.batch_size),
                       [h.train_loss for h in history], [h.val_accuracy for h in history], test_acc,
                       load_before, load_after, count_parameters(model)),
-            "train_split": fingerprint(data.train_x, data.train_y)}
+            "data_source": data.source, "train_split": fingerprint(data.train_x, data.train_y)}
 
 
 def figures(name, setup_s, epoch_s, images_per_epoch, losses, val_acc, test_acc, load_before, load_after,
