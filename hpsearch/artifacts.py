@@ -27,6 +27,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hpsearch.errors import HpsearchError
@@ -89,7 +90,16 @@ class WeightKeeper:
 def save_state_dict(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """The model's state dict as a safetensors file on the CPU, with text metadata in its header."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata=metadata)
+    save_file(tensors, str(path), metadata={**metadata, "keys": json.dumps(list(tensors))})
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A file of save_state_dict, in the model's own key order (safetensors sorts by name;
+    transfer learning matches layers by position)."""
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        order = json.loads((f.metadata() or {}).get("keys", "[]"))
+    return {k: tensors[k] for k in order} if sorted(order) == sorted(tensors) else tensors
 
 
 def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
@@ -114,7 +124,7 @@ def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = 
         if found is None:
             raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights in "
                                 f"{artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
-        return load_file(str(found[1]))
+        return load_state_dict_file(found[1])
     if not str(trial).isdigit():
         raise HpsearchError(f"trial {trial!r}: give a trial number or \"best\"")
     number = int(trial)
@@ -124,5 +134,5 @@ def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = 
         raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights (only the best completed "
                             f"trials keep theirs): retrain it with `hpsearch export --study {study_name} --trial "
                             f"{number} -o trial.yaml` then `hpsearch train --config trial.yaml`")
-    return load_file(str(path))
+    return load_state_dict_file(path)
 

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 from torch import nn
 
 from hpsearch import params as P
+from hpsearch.artifacts import load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import ArchitectureError, build_model
 from hpsearch.space import model_config, with_architecture
@@ -86,20 +88,17 @@ def _from_file(path: Path) -> Source:
 def _from_study(name: str, trial: int | str, url: str) -> Source:
     """The weights stored for a trial of another study, and the config that trial trained."""
     try:
-        from hpsearch.artifacts import load_trial_state_dict  # written beside this module; absent in older installs
-    except ImportError:
-        raise HpsearchError("init.study needs hpsearch.artifacts (the weights studies store), which this "
-                            "installation lacks: use init: {weights: FILE}") from None
-    try:
         study = optuna.load_study(study_name=name, storage=open_storage(url))
     except KeyError:
         raise HpsearchError(f"init.study: no study named {name!r} in {mask(url)}: run it first "
                             f"(hpsearch run --study {name}) or set init.storage") from None
-    if trial == "best":
-        try:
-            frozen = study.best_trial
-        except ValueError:
-            raise HpsearchError(f"init.study: study {name!r} has no completed trial yet") from None
+    if trial == "best":  # the best trial that kept its weights (only the best few do; see artifacts.py)
+        completed = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                           key=lambda t: (-t.value, t.number))
+        frozen = next((t for t in completed if trial_weights_path(url, t)), None)
+        if frozen is None:
+            raise HpsearchError(f"init.study: study {name!r} has no completed trial with stored weights yet: "
+                                f"run it first (hpsearch run --study {name})")
     else:
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
         if frozen is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +11,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from hpsearch import objective as objective_module, params as P, transfer
+from hpsearch.artifacts import load_trial_state_dict
 from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
 from hpsearch.data import load
@@ -38,7 +37,7 @@ def source(tmp_path_factory, image_folder):
            "fixed": {**SOURCE_ARCHITECTURE, "lr": 0.05, "batch_size": 6}}
     spec = parse_spec(raw, path=str(root / "breeds.yaml"), default_name="breeds")
     storage = f"sqlite:///{root / 'source.db'}"
-    best = run(spec, storage, RunOptions(device="cpu")).best_trial
+    best = run(spec, storage, RunOptions(device="cpu", keep_weights=1)).best_trial
     config = best.user_attrs["config"]
     dogs = load(spec.dataset, CPU)
     torch.manual_seed(0)
@@ -104,25 +103,20 @@ def test_transfer_trials_start_from_the_source_weights(source, pets, write_study
     assert torch.equal(before[hidden], source.state[hidden])
 
 
-def test_init_study_takes_the_source_trials_config_and_stored_weights(source, pets, write_study, storage, fits,
-                                                                      monkeypatch):
-    """The `study` form, with a stand-in for hpsearch.artifacts (the module that stores trial weights)."""
-    calls = []
-    artifacts = types.ModuleType("hpsearch.artifacts")
-    artifacts.load_trial_state_dict = lambda url, name, trial="best": calls.append((url, name, trial)) or source.state
-    monkeypatch.setitem(sys.modules, "hpsearch.artifacts", artifacts)
+def test_init_study_takes_the_source_trials_config_and_stored_weights(source, pets, write_study, storage, fits):
+    """The `study` form: the weights the source study kept as an artifact, and the config of that trial."""
+    stored = load_trial_state_dict(source.storage, "breeds", "best")
     spec = load_spec(write_study(init={"study": "breeds", "storage": source.storage}, dataset=pets,
                                  budget={"epochs": 1, "trials": 2}, space={}, fixed={"batch_size": 4},
                                  baselines=["seed000-scratch"]))
     scratch, searched = run(spec, storage, RunOptions(device="cpu")).trials
-    assert calls == [(source.storage, "breeds", source.trial)]
     for trial in (scratch, searched):
         assert trial.state == TrialState.COMPLETE and trial.user_attrs["init"] == f"study breeds trial #{source.trial}"
         assert same_architecture(trial.user_attrs["config"], source.config)
     assert scratch.user_attrs["config"]["pretrained"] is False and searched.user_attrs["config"]["pretrained"]
     (_, scratch_start, _), (model, start, _) = fits
     first = conv_keys(model)[0]
-    assert torch.equal(start[first], source.state[first]) and not torch.equal(scratch_start[first], source.state[first])
+    assert torch.equal(start[first], stored[first]) and not torch.equal(scratch_start[first], stored[first])
 
 
 def test_resnet18_starts_from_a_local_state_dict(image_folder, isolated, write_study, storage, fits):
