@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import torch
 import yaml
@@ -100,3 +101,18 @@ def test_a_bad_config_lists_every_problem_without_a_traceback(tmp_path, body, pr
     result = invoke("train", "--config", "bad.yaml")
     assert_clean_error(result, *(f"bad.yaml: {p}" for p in problems))
     assert not (tmp_path / "bad-trained").exists()
+
+
+def test_a_study_that_predates_the_recorded_split_is_exported_from_its_study_file(shared_study, tmp_path):
+    url, path, study = shared_study
+    old = optuna.create_study(storage=f"sqlite:///{tmp_path / 'old.db'}", study_name="shared-digits",
+                              direction="maximize")
+    old.set_user_attr("spec_path", str(tmp_path / "moved.yaml"))  # as studies made before export existed
+    old.add_trial(best_trial(study))
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", storage, "-o", "a.yaml"),
+                       "does not record its dataset split and seed", "give the study file as --study FILE")
+    result = invoke("export", "--study", str(path), "--storage", storage, "-o", "b.yaml")
+    assert result.exit_code == 0, result.output
+    exported = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    assert exported["dataset"]["validation"] == 0.15 and exported["seed"] == 0
