@@ -25,8 +25,8 @@ def study_url(host: str, port: int, study_id: int) -> str:
     return f"http://{shown}:{port}/dashboard/studies/{study_id}"
 
 
-def serve(storage_url: str, study_name: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          announce: Callable[[str], None] = print) -> None:
+def serve(storage_url: str, study_name: str, *, announce: Callable[[str], None], host: str = DEFAULT_HOST,
+          port: int = DEFAULT_PORT) -> None:
     """Serve the dashboard until interrupted; `announce` gets the study's page address first."""
     storage = open_storage(storage_url)
     try:

@@ -84,7 +84,7 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None
         split = {key: getattr(spec.dataset, key) for key in SPLIT_KEYS}
         seed = spec.seed
     attrs = trial.user_attrs
-    config = {
+    return {
         "format": FORMAT,
         "study": study.study_name,
         "trial": trial.number,
@@ -98,7 +98,6 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None
                     "device": attrs.get("device"), "dataset_source": attrs.get("dataset_source")},
         "versions": {"torch": attrs.get("torch"), "optuna": attrs.get("optuna"), "hpsearch": version("hpsearch")},
     }
-    return config
 
 
 def _remembered_spec(study: optuna.Study) -> StudySpec:

@@ -52,7 +52,7 @@ def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
          lambda: optuna_plots.plot_param_importances(searched, target_name="validation accuracy"), too_few),
         (Plot("parallel.png", "Parallel coordinates",
               "Each completed searched trial is a line through its parameter values, coloured by validation accuracy."),
-         lambda: optuna_plots.plot_parallel_coordinate(searched, target_name="validation accuracy"), too_few),
+         lambda: _parallel(searched), too_few),
     ]
     drawn = []
     for plot, draw, skipped in plots:
@@ -73,12 +73,18 @@ def _save(draw, path: Path) -> None:
     with matplotlib.rc_context(), warnings.catch_warnings():  # Optuna switches the global style to ggplot
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # these plots are what we need
         warnings.simplefilter("ignore", UserWarning)  # e.g. an axis for a parameter all trials share: drawn anyway
-        ax = draw()
-        figure = ax.figure
-        if path.name == "parallel.png":  # one axis per parameter: give them room
-            figure.set_size_inches(max(8.0, 1.1 * len(ax.get_xticks())), 5.0)
+        figure = draw().figure
         figure.savefig(path, dpi=DPI, bbox_inches="tight")
         plt.close(figure)
+
+
+def _parallel(study: optuna.Study):
+    """Optuna's parallel coordinates, recoloured: its white-to-blue map draws the worst trials white, unseen."""
+    ax = optuna_plots.plot_parallel_coordinate(study, target_name="validation accuracy")
+    for collection in ax.collections:
+        collection.set_cmap("viridis")
+    ax.figure.set_size_inches(max(8.0, 1.1 * len(ax.get_xticks())), 5.0)  # one axis per parameter: give them room
+    return ax
 
 
 def _intermediate(study: optuna.Study):

@@ -58,17 +58,25 @@ def dashboard(url: str, name: str):
         proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def served(shared_study):
+    """One dashboard for this module's tests: starting it imports torch, which is slow on a busy machine."""
+    url, _, _ = shared_study
+    with dashboard(url, "shared-digits") as addresses:
+        yield addresses
+
+
 def get_json(url: str):
     with urllib.request.urlopen(url, timeout=30) as response:
         return json.loads(response.read())
 
 
-def test_the_dashboard_api_serves_the_study_and_its_weights(shared_study):
-    url, _, study = shared_study
-    with dashboard(url, "shared-digits") as (base, page):
-        (summary,) = get_json(f"{base}/api/studies")["study_summaries"]
-        assert summary["study_name"] == "shared-digits" and page.endswith(f"/studies/{summary['study_id']}")
-        detail = get_json(f"{base}/api/studies/{summary['study_id']}")
+def test_the_dashboard_api_serves_the_study_and_its_weights(shared_study, served):
+    _, _, study = shared_study
+    base, page = served
+    (summary,) = get_json(f"{base}/api/studies")["study_summaries"]
+    assert summary["study_name"] == "shared-digits" and page.endswith(f"/studies/{summary['study_id']}")
+    detail = get_json(f"{base}/api/studies/{summary['study_id']}")
     trials = {t["number"]: t for t in detail["trials"]}
     assert len(trials) == len(study.trials)
     for trial in study.trials:
@@ -83,9 +91,10 @@ def test_the_dashboard_api_serves_the_study_and_its_weights(shared_study):
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"{CHROMIUM} is not installed (Debian package chromium; "
                                                       ".ci/run installs it when apt-get can)")
-def test_a_headless_browser_shows_the_trials_on_the_study_page(shared_study):
-    url, _, study = shared_study
-    with dashboard(url, "shared-digits") as (_, page), tempfile.TemporaryDirectory() as profile:
+def test_a_headless_browser_shows_the_trials_on_the_study_page(shared_study, served):
+    _, _, study = shared_study
+    _, page = served
+    with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from hpsearch import params as P
 from hpsearch.artifacts import load_trial_state_dict
 from hpsearch.cli import main
+from hpsearch.export import read_config
 from test_cli import assert_clean_error
 
 
@@ -57,17 +59,12 @@ def test_export_then_train_gives_the_trial_its_numbers_again(shared_study, tmp_p
     assert (out / "seed-1.safetensors").is_file()
 
 
-def test_a_json_config_trains_the_same_numbers_on_a_second_run(shared_study, tmp_path):
-    url, _, study = shared_study
-    best = best_trial(study)
-    assert invoke("export", "--study", "shared-digits", "--storage", url, "-o", "best.json", "--no-weights").exit_code == 0
+def test_a_json_export_reads_back_as_the_same_config(shared_study, tmp_path):
+    url, _, _ = shared_study
+    for name in ("best.json", "best.yaml"):
+        assert invoke("export", "--study", "shared-digits", "--storage", url, "-o", name, "--no-weights").exit_code == 0
     assert "weights" not in json.loads((tmp_path / "best.json").read_text())
-    result = invoke("train", "--config", "best.json", "--device", "cpu")
-    assert result.exit_code == 0, result.output
-    results = json.loads((tmp_path / "best-trained" / "results.json").read_text())
-    assert (results["seeds"][0]["val_accuracy"], results["seeds"][0]["test_accuracy"]) == (
-        best.value, best.user_attrs["test_accuracy"])
-    assert results["test_accuracy_std"] == 0.0
+    assert read_config(tmp_path / "best.json") == read_config(tmp_path / "best.yaml")
 
 
 def test_a_trial_without_weights_exports_its_config_and_says_so(shared_study, tmp_path):
@@ -104,3 +101,18 @@ def test_a_bad_config_lists_every_problem_without_a_traceback(tmp_path, body, pr
     result = invoke("train", "--config", "bad.yaml")
     assert_clean_error(result, *(f"bad.yaml: {p}" for p in problems))
     assert not (tmp_path / "bad-trained").exists()
+
+
+def test_a_study_that_predates_the_recorded_split_is_exported_from_its_study_file(shared_study, tmp_path):
+    url, path, study = shared_study
+    old = optuna.create_study(storage=f"sqlite:///{tmp_path / 'old.db'}", study_name="shared-digits",
+                              direction="maximize")
+    old.set_user_attr("spec_path", str(tmp_path / "moved.yaml"))  # as studies made before export existed
+    old.add_trial(best_trial(study))
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", storage, "-o", "a.yaml"),
+                       "does not record its dataset split and seed", "give the study file as --study FILE")
+    result = invoke("export", "--study", str(path), "--storage", storage, "-o", "b.yaml")
+    assert result.exit_code == 0, result.output
+    exported = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    assert exported["dataset"]["validation"] == 0.15 and exported["seed"] == 0
