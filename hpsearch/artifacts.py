@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hpsearch.errors import HpsearchError
-from hpsearch.storage import mask, open_storage
+from hpsearch.storage import folder_beside, mask, open_storage
 
 WEIGHTS_ATTR = "weights_artifact"  # trial user attribute: the artifact id of its weights
 DEFAULT_KEEP = 3
@@ -39,10 +39,7 @@ DEFAULT_KEEP = 3
 
 def artifact_dir(storage_url: str) -> Path:
     """The folder of the artifact store that belongs to this storage (see the module docstring)."""
-    if storage_url.startswith("sqlite:///") and not storage_url.endswith(":memory:"):
-        db = Path(storage_url.removeprefix("sqlite:///"))
-        return db.with_name(f"{db.stem}-artifacts")
-    return Path(os.environ.get("HPSEARCH_ARTIFACTS") or "hpsearch-artifacts")
+    return folder_beside(storage_url, "artifacts", "HPSEARCH_ARTIFACTS")
 
 
 class WeightKeeper:

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from hpsearch.storage import folder_beside
+
 
 @dataclass
 class Checkpoint:
@@ -56,7 +58,4 @@ def checkpoint_root(storage_url: str) -> Path:
     With PostgreSQL and several machines, a retried trial resumes only where its checkpoint is
     visible (a shared folder in $HPSEARCH_CHECKPOINTS); elsewhere it starts again from epoch 1.
     """
-    if storage_url.startswith("sqlite:///"):
-        db = Path(storage_url.removeprefix("sqlite:///"))
-        return db.with_name(f"{db.stem}-checkpoints")
-    return Path(os.environ.get("HPSEARCH_CHECKPOINTS", "hpsearch-checkpoints"))
+    return folder_beside(storage_url, "checkpoints", "HPSEARCH_CHECKPOINTS")

@@ -257,7 +257,7 @@ def best(study_name, storage, fmt):
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
-    study = study_module.load_existing(_study_name(study_name), storage_url(storage))
+    study = study_module.load_existing(spec.name if spec else study_name, storage_url(storage))
     listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
     text = report_module.markdown(study, listed, epochs=epochs)
     click.echo(text, nl=False)
@@ -309,7 +309,7 @@ def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     url = storage_url(storage)
-    study = study_module.load_existing(_study_name(study_name), url)
+    study = study_module.load_existing(spec.name if spec else study_name, url)
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {trial.value:.4f}, "
                f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)

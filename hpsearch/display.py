@@ -13,13 +13,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hpsearch.data import DeviceData
 from hpsearch.objective import RunEvents
+from hpsearch.study import FINISHED
 from hpsearch.train import EpochStats
 
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+class LiveBars:
+    """Transient progress bars on the console; a display is used as `with SomeDisplay(...) as display:`."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console, transient=True)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
 
 
-class RunDisplay(RunEvents):
+class RunDisplay(LiveBars, RunEvents):
     """Two bars (trials, epochs of the running trial) and one line per finished trial.
 
     The trials bar counts this run's trials, or with `counting_study` (--until) the study's
@@ -27,30 +41,21 @@ class RunDisplay(RunEvents):
     """
 
     def __init__(self, console: Console, header: str, n_trials: int, epochs: int, *, counting_study: bool = False):
-        self.console = console
+        super().__init__(console)
         self.header = header
         self.epochs = epochs
         self.counting_study = counting_study
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
         self.trials_bar = self.progress.add_task("trials", total=n_trials)
         self.epochs_bar = self.progress.add_task("epochs", total=epochs)
 
-    def __enter__(self) -> RunDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
-        stored = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                               TrialState.FAIL)))
+        trials = study.get_trials(deepcopy=False)
+        stored = sum(t.state in FINISHED or t.state == TrialState.FAIL for t in trials)
         resumed = f", resuming after {stored} stored trials" if stored else ""
         self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
                            highlight=False, soft_wrap=True)
         if self.counting_study:
-            self.progress.update(self.trials_bar, completed=len(study.get_trials(deepcopy=False, states=FINISHED)))
+            self.progress.update(self.trials_bar, completed=sum(t.state in FINISHED for t in trials))
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         self.progress.update(self.trials_bar, description=f"trial #{number}")
@@ -71,27 +76,18 @@ class RunDisplay(RunEvents):
         self.console.print(f"[{done}/{total}] {describe_trial(trial)}", highlight=False, soft_wrap=True)
 
 
-class ParallelDisplay:
+class ParallelDisplay(LiveBars):
     """Several workers' trials in one view: a bar of trials, how many run now, a line per ended trial."""
 
     def __init__(self, console: Console, header: str, total: int, *, counting_study: bool, run_id: str):
-        self.console = console
+        super().__init__(console)
         self.total = total
         self.counting_study = counting_study
         self.run_id = run_id
         self.earlier: int | None = None
         self.done = 0
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
         self.bar = self.progress.add_task("trials", total=total)
         console.print(header, highlight=False, soft_wrap=True)
-
-    def __enter__(self) -> ParallelDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def polled(self, trials: list[FrozenTrial]) -> None:
         """Called with the study's trials before the trials that ended since the last poll are shown."""
@@ -110,22 +106,14 @@ class ParallelDisplay:
                            highlight=False, soft_wrap=True)
 
 
-class RetrainDisplay:
+class RetrainDisplay(LiveBars):
     """Two bars while `hpsearch train` runs: seeds done, and epochs of the seed in training."""
 
     def __init__(self, console: Console, seeds: int, epochs: int):
+        super().__init__(console)
         self.epochs = epochs
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
         self.seeds_bar = self.progress.add_task("seeds", total=seeds)
         self.epochs_bar = self.progress.add_task("epochs", total=epochs)
-
-    def __enter__(self) -> RetrainDisplay:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
 
     def seed_started(self, seed: int) -> None:
         self.progress.update(self.seeds_bar, description=f"seed {seed}")

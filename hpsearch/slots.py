@@ -17,7 +17,7 @@ from pathlib import Path
 import filelock
 import sqlalchemy
 
-from hpsearch.storage import driver_url
+from hpsearch.storage import driver_url, sqlite_file
 
 
 class NoLock:
@@ -65,8 +65,8 @@ class PostgresAdvisoryLock(NoLock):
 
 def study_lock(storage_url: str, study_name: str) -> NoLock:
     """The lock that serialises trial starts of `study_name` on this storage."""
-    if storage_url.startswith("sqlite:///"):
-        db = Path(storage_url.removeprefix("sqlite:///"))
+    db = sqlite_file(storage_url)
+    if db is not None:
         return FileLock(db.with_name(f"{db.name}.{re.sub(r'[^A-Za-z0-9_.-]', '_', study_name)}.lock"))
     if storage_url.startswith(("postgresql:", "postgresql+")):
         return PostgresAdvisoryLock(storage_url, study_name)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -30,6 +32,30 @@ DEFAULT_HEARTBEAT_S = 30  # a trial whose worker is silent for 2 heartbeats is f
 MAX_RETRIES = 3
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an `sqlite:///` URL, or None for other storages (and in-memory SQLite)."""
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def folder_beside(url: str, suffix: str, env_var: str) -> Path:
+    """A folder that belongs to this storage: x-SUFFIX/ beside an SQLite file x.db, else $ENV_VAR or
+    ./hpsearch-SUFFIX (for a server storage every machine must see the same folder to share it)."""
+    db = sqlite_file(url)
+    if db is not None:
+        return db.with_name(f"{db.stem}-{suffix}")
+    return Path(os.environ.get(env_var) or f"hpsearch-{suffix}")
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Optuna marks heartbeats and their retries "experimental" (since 2.8); they are what hpsearch needs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def driver_url(url: str) -> str:
     """postgresql:// spelled with the psycopg 3 driver hpsearch installs (SQLAlchemy < 2.1 would pick psycopg2)."""
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
@@ -37,8 +63,7 @@ def driver_url(url: str) -> str:
 
 def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
     """Queues a failed trial's copy, same parameters and epochs reported so far, at most MAX_RETRIES times."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with quiet_experimental():
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 
 
@@ -50,15 +75,14 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
     is queued so the study still reaches its total.
     """
     engine_kwargs = {}
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+    path = sqlite_file(url)
+    if path is not None:
         if not path.parent.exists() or not os.access(path.parent, os.W_OK):
             raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.resolve()} "
                                "does not exist or is not writable (choose another with --storage)")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8; they are what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with quiet_experimental():
             return optuna.storages.RDBStorage(
                 driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=retry_callback())

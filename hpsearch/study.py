@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spec import StudySpec
 from hpsearch.slots import study_lock
-from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage, retry_callback
+from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage, quiet_experimental, retry_callback
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
@@ -39,7 +38,6 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
-    _check_existing(spec, storage)
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
     study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize", pruner=pruner,
                                 load_if_exists=True)
@@ -108,9 +106,14 @@ def target_metric(trial: FrozenTrial, metric: str) -> float | None:
 
 def reached_target(study: optuna.Study, spec: StudySpec) -> FrozenTrial | None:
     """The first completed trial that meets the target, if any."""
+    return first_reaching(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec)
+
+
+def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
+    """The first of `trials` that completed at or above the study's target (None without a target)."""
     if spec.target is None:
         return None
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in trials:
         value = target_metric(trial, spec.target.metric)
         if value is not None and value >= spec.target.value:
             return trial
@@ -156,7 +159,7 @@ class RunBudget:
             return DONE
         trials = study.get_trials(deepcopy=False)
         ours = [t for t in trials if t.user_attrs.get("run") == self.run_id]
-        if self.options.stop_at_target and self._target_reached(ours):
+        if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
         if self.options.until is None:
             return START if len(ours) < self.n_trials else DONE
@@ -167,12 +170,6 @@ class RunBudget:
         if finished + running < self.options.until:
             return START
         return WAIT  # the running trials will finish, fail (a slot frees up) or go stale (and be retried)
-
-    def _target_reached(self, trials: list[FrozenTrial]) -> bool:
-        if self.spec.target is None:
-            return False
-        values = (target_metric(t, self.spec.target.metric) for t in trials)
-        return any(v is not None and v >= self.spec.target.value for v in values)
 
 
 def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvents | None = None,
@@ -236,8 +233,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, lock, callbacks: li
             return
         if decision == WAIT:
             time.sleep(min(heartbeat, 2))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
 
 
@@ -245,9 +241,7 @@ def requeue(study: optuna.Study, number: int) -> None:
     """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint)."""
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry_callback()(study, trial)
+        retry_callback()(study, trial)
 
 
 def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:

@@ -123,12 +123,14 @@ class Workers:
 def watch(workers: Workers, study_name: str, storage: optuna.storages.BaseStorage, on_trial, on_poll) -> None:
     """Until every worker has exited: report each newly ended trial of this run, and the counts."""
     seen: set[int] = set()
+    study = None
     while True:
         alive = workers.running()
-        try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:  # no worker has created the study yet
-            study = None
+        if study is None:
+            try:
+                study = optuna.load_study(study_name=study_name, storage=storage)
+            except KeyError:  # no worker has created the study yet
+                pass
         if study is not None:
             trials = study.get_trials(deepcopy=False)
             on_poll(trials)
