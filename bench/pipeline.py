@@ -273,6 +273,7 @@ def breakdown(spec: DatasetSpec, data_dir: Path, params: dict, device: torch.dev
     cfg = train_config(params, epochs=1, seed=SEED)
     batch, n = cfg.batch_size, len(data.train_y)
     steps_per_epoch = n // batch
+    steps = min(steps, steps_per_epoch)  # never time more steps than an epoch has
     out = {}
 
     images = hdata.DATASETS[spec.name](spec, data_dir)
@@ -283,7 +284,7 @@ def breakdown(spec: DatasetSpec, data_dir: Path, params: dict, device: torch.dev
     loader = DataLoader(UInt8Images(images.train_x[train_idx], images.train_y[train_idx], tf), batch_size=batch,
                         shuffle=True, drop_last=True, num_workers=workers, persistent_workers=workers > 0,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(SEED))
-    batches, warm = iter(loader), 5  # the first batches wait for the workers to start
+    batches, warm = iter(loader), min(5, steps_per_epoch - 1)  # the first batches wait for the workers to start
     for _ in range(warm):
         next(batches)
     t0 = clock()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -31,6 +33,20 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HPSEARCH_DATA_DIR", str(tmp_path / "data"))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def cuda_or_skip(request: pytest.FixtureRequest) -> None:
+    """Tests marked `cuda` skip without a GPU, fail without one under HPSEARCH_REQUIRE_CUDA=1 (the GPU
+    suite sets it, so a GPU that torch cannot see is never a silent pass), and run on the CPU under
+    HPSEARCH_TEST_DEVICE=cpu (the suite's --dry-run, so their logic is checked between GPUs)."""
+    if request.node.get_closest_marker("cuda") is None or os.environ.get("HPSEARCH_TEST_DEVICE") == "cpu":
+        return
+    if torch.cuda.is_available():
+        return
+    if os.environ.get("HPSEARCH_REQUIRE_CUDA") == "1":
+        pytest.fail("HPSEARCH_REQUIRE_CUDA=1 but torch sees no CUDA device")
+    pytest.skip("needs a CUDA GPU (bench/gpu_suite.py --stage check runs these)")
 
 
 @pytest.fixture
