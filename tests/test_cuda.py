@@ -78,7 +78,7 @@ def test_bf16_autocast_and_channels_last_are_really_on(image_folder, tmp_path, d
     spec = load_spec(write_folder_study(tmp_path))
     data = data_module.load(spec.dataset, device)
     assert data.train_x.device.type == device.type and data.train_x.shape[1] == 3
-    params = {**GOOD, "blocks": 2}
+    params = {**GOOD, "blocks": 2, "augment": "flip_crop_cutout", "crop_padding": 2, "cutout_size": 4}
     torch.manual_seed(0)
     model = prepare(build_model(space.model_config(params, data.shape, data.num_classes)), device)
     first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
