@@ -30,11 +30,11 @@ from optuna.trial import FrozenTrial, TrialState
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import folder_beside, mask, open_storage
 
 WEIGHTS_ATTR = "weights_artifact"  # trial user attribute: the artifact id of its weights
-DEFAULT_KEEP = 3
 
 
 def artifact_dir(storage_url: str) -> Path:

@@ -24,7 +24,7 @@ from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
 from hpsearch.models import ArchitectureError, build_model, count_parameters
-from hpsearch.spec import StudySpec
+from hpsearch.spectypes import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 
-DEFAULT_STORAGE = "sqlite:///hpsearch.db"  # an embedded file in the current directory
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for the lock, do not fail
 
 
@@ -28,7 +28,6 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-DEFAULT_HEARTBEAT_S = 30  # a trial whose worker is silent for 2 heartbeats is failed and retried
 MAX_RETRIES = 3
 
 

@@ -17,15 +17,16 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module, transfer
-from hpsearch.artifacts import DEFAULT_KEEP, WeightKeeper
+from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
-from hpsearch.spec import StudySpec
+from hpsearch.spectypes import StudySpec
 from hpsearch.slots import study_lock
-from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage, quiet_experimental, retry_callback
+from hpsearch.storage import mask, open_storage, quiet_experimental, retry_callback
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,

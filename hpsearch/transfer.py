@@ -36,7 +36,7 @@ from hpsearch.storage import mask, open_storage
 
 if TYPE_CHECKING:
     from hpsearch.data import DeviceData
-    from hpsearch.spec import InitSpec, StudySpec
+    from hpsearch.spectypes import InitSpec, StudySpec
 
 
 class TransferError(ArchitectureError):
