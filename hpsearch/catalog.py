@@ -8,7 +8,10 @@ from hpsearch.errors import HpsearchError
 from hpsearch.spec import load_spec
 from hpsearch.spectypes import StudySpec
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "studies"
+_PACKAGE = Path(__file__).resolve().parent
+# An installed hpsearch carries its studies as hpsearch/studies/ (pyproject.toml maps the repository's
+# studies/ there); a source checkout run as it is (PYTHONPATH) has them beside the package.
+SHIPPED_DIR = next((d for d in (_PACKAGE / "studies", _PACKAGE.parent / "studies") if d.is_dir()), _PACKAGE / "studies")
 
 
 def shipped_study_files() -> list[Path]:
