@@ -169,7 +169,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
     storage = open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
-    pool = Workers(spec.path, url, options, slots)
+    pool = Workers(spec, url, options, slots)
     with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
                          counting_study=options.until is not None, run_id=pool.run_id) as display:
         try:
@@ -180,6 +180,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
+    pool.remove_logs()
     return _study_layer().load_existing(spec.name, url)
 
 
