@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,5 +113,6 @@ def test_a_baseline_for_other_classes_fails_the_run_before_anything_is_written(w
                                  baselines=["seed000-catsdogs"]))
     with pytest.raises(HpsearchError, match="seed000-catsdogs does not fit .* needs exactly 2 classes, the data has 3"):
         run(spec, storage, RunOptions(device="cpu"))
-    with pytest.raises(HpsearchError, match="studies there: none"):
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
+    with pytest.raises(HpsearchError, match="no storage"):
         load_existing("tiny-digits", storage)
