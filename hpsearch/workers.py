@@ -11,8 +11,8 @@ Each worker's output goes to a log beside the storage (x-logs/ beside x.db, else
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
