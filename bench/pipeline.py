@@ -42,7 +42,7 @@ from hpsearch import data as hdata  # noqa: E402
 from hpsearch.baselines import BASELINES, fit_problem  # noqa: E402
 from hpsearch.models import build_model, count_parameters  # noqa: E402
 from hpsearch.space import model_config, train_config  # noqa: E402
-from hpsearch.spec import DatasetSpec  # noqa: E402
+from hpsearch.spectypes import INPUTS, DatasetSpec  # noqa: E402
 from hpsearch.train import EVAL_BATCH, evaluate, fit, lr_factor, make_optimizer, prepare  # noqa: E402
 
 # The training recipe, fixed: hpsearch's defaults plus random crops and flips. The network is a
@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.epochs < 2:
         p.error(f"--epochs must be at least 2 (the first is warm-up), got {args.epochs}")
-    problem = fit_problem(BASELINES[args.model], *hdata.INPUTS[args.dataset])
+    problem = fit_problem(BASELINES[args.model], *INPUTS[args.dataset])
     if problem is not None:
         p.error(f"--model {args.model} does not fit {args.dataset}: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -334,7 +334,7 @@ def main() -> None:
     spec = DatasetSpec(args.dataset, download=False)
     params = {**BASELINES[args.model].params, **RECIPE, "batch_size": args.batch_size,
               "crop_padding": CROP_PADDING[args.dataset]}
-    shape, classes = hdata.INPUTS[args.dataset]
+    shape, classes = INPUTS[args.dataset]
     result = {
         **provenance(device),
         "benchmark": "pipeline",

@@ -31,7 +31,8 @@ from hpsearch import data as hdata  # noqa: E402
 from hpsearch.baselines import BASELINES  # noqa: E402
 from hpsearch.models import build_model, count_parameters  # noqa: E402
 from hpsearch.space import model_config, train_config  # noqa: E402
-from hpsearch.spec import DatasetSpec, load_spec  # noqa: E402
+from hpsearch.spec import load_spec  # noqa: E402
+from hpsearch.spectypes import DatasetSpec  # noqa: E402
 from hpsearch.study import RunOptions, run  # noqa: E402
 from hpsearch.train import evaluate, fit, prepare  # noqa: E402
 

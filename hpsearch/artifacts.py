@@ -30,11 +30,11 @@ from optuna.trial import FrozenTrial, TrialState
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
-from hpsearch.storage import folder_beside, mask, open_storage
+from hpsearch.storage import folder_beside, mask, open_existing
 
 WEIGHTS_ATTR = "weights_artifact"  # trial user attribute: the artifact id of its weights
-DEFAULT_KEEP = 3
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -111,7 +111,7 @@ def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
 def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = "best") -> dict[str, torch.Tensor]:
     """The stored weights of a trial ("best": the best completed trial that has weights), on the CPU."""
     try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+        study = optuna.load_study(study_name=study_name, storage=open_existing(storage_url))
     except KeyError:
         raise HpsearchError(f"no study named {study_name!r} in {mask(storage_url)}: check --study and --storage") from None
     completed = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),

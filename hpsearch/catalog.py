@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpsearch.errors import HpsearchError
-from hpsearch.spec import StudySpec, load_spec
+from hpsearch.spec import load_spec
+from hpsearch.spectypes import StudySpec
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "studies"
+_PACKAGE = Path(__file__).resolve().parent
+# An installed hpsearch carries its studies as hpsearch/studies/ (pyproject.toml maps the repository's
+# studies/ there); a source checkout run as it is (PYTHONPATH) has them beside the package.
+SHIPPED_DIR = next((d for d in (_PACKAGE / "studies", _PACKAGE.parent / "studies") if d.is_dir()), _PACKAGE / "studies")
 
 
 def shipped_study_files() -> list[Path]:
@@ -26,10 +30,11 @@ def find_study_file(name_or_path: str) -> Path | None:
     return None
 
 
-def load_study_spec(name_or_path: str) -> StudySpec:
+def load_study_spec(name_or_path: str, *, deep: bool = True) -> StudySpec:
+    """The validated study a --study argument means (deep=False: without the checks that import Optuna and torch)."""
     path = find_study_file(name_or_path)
     if path is None:
         shipped = ", ".join(p.stem for p in shipped_study_files())
         raise HpsearchError(f"no study file {name_or_path!r}: give a path to a .yaml file or one of the "
                             f"shipped studies ({shipped}); `hpsearch studies` lists them")
-    return load_spec(path)
+    return load_spec(path, deep=deep)

@@ -2,6 +2,8 @@
 
 Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a
 missing dataset, an unreachable storage) end with one line per problem and exit status 2.
+Commands import the library layers they use in their bodies: torch, Optuna and scikit-learn take
+seconds to load, which `--help`, `studies` and `params` do without.
 """
 
 from __future__ import annotations
@@ -12,18 +14,10 @@ import sys
 from pathlib import Path
 
 import click
-import optuna
-import torch
-from rich.console import Console
 
-from hpsearch import catalog, params as params_module, report as report_module, study as study_module
-from hpsearch import dashboard as dashboard_module, export as export_module
-from hpsearch.artifacts import DEFAULT_KEEP
-from hpsearch.baselines import BASELINES, built_param_count
-from hpsearch.display import ParallelDisplay, RetrainDisplay, RunDisplay, describe_trial, render
+from hpsearch import __version__, catalog, params as params_module
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError
-from hpsearch.storage import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, mask, open_storage, storage_url
-from hpsearch.workers import Workers, plan_workers, watch
 
 EXIT_INTERRUPTED = 130
 
@@ -71,9 +65,20 @@ def friendly_errors(command):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, "--version", prog_name="hpsearch")
 def main() -> None:
     """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # hpsearch prints its own line per trial
+
+
+def _study_layer():
+    """hpsearch.study, imported by the commands that open a study (it loads Optuna and torch), with
+    Optuna's own log lines silenced: hpsearch prints its own line per trial."""
+    import optuna
+
+    from hpsearch import study
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return study
 
 
 def trial_options(command):
@@ -108,10 +113,10 @@ def trial_options(command):
     return command
 
 
-def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
+def _run_options(n_trials, until, **kwargs):
     if n_trials is not None and until is not None:
         raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
-    return study_module.RunOptions(n_trials=n_trials, until=until, **kwargs)
+    return _study_layer().RunOptions(n_trials=n_trials, until=until, **kwargs)
 
 
 @main.command()
@@ -126,6 +131,14 @@ def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
+    import torch
+    from rich.console import Console
+
+    from hpsearch.display import RunDisplay, render
+    from hpsearch.storage import mask, storage_url
+    from hpsearch.workers import plan_workers
+
+    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
@@ -147,12 +160,16 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     click.echo(render(study_module.summarize(study), "text"))
 
 
-def _run_workers(spec, url, options, slots, console, header, total) -> optuna.Study:
+def _run_workers(spec, url, options, slots, console, header, total):
     """Start the worker processes and show their trials in one view until they all exit."""
+    from hpsearch.display import ParallelDisplay
+    from hpsearch.storage import open_storage
+    from hpsearch.workers import Workers, watch
+
     storage = open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
-    pool = Workers(spec.path, url, options, slots)
+    pool = Workers(spec, url, options, slots)
     with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
                          counting_study=options.until is not None, run_id=pool.run_id) as display:
         try:
@@ -163,7 +180,8 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
-    return study_module.load_existing(spec.name, url)
+    pool.remove_logs()
+    return _study_layer().load_existing(spec.name, url)
 
 
 @main.command()
@@ -178,6 +196,12 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
     --until N makes all of them stop once the study holds N finished trials.
     """
+    from rich.console import Console
+
+    from hpsearch.display import describe_trial, render
+    from hpsearch.storage import storage_url
+
+    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
@@ -198,7 +222,7 @@ def studies():
     """List the shipped studies: name, dataset, epoch budget, target."""
     rows = [("name", "dataset", "epochs", "target", "baselines")]
     for path in catalog.shipped_study_files():
-        spec = catalog.load_study_spec(str(path))
+        spec = catalog.load_study_spec(str(path), deep=False)  # the shipped files pass the deep checks in the tests
         rows.append((spec.name, spec.dataset.name, str(spec.budget.epochs), spec.describe_target(),
                      ", ".join(spec.baselines) or "none"))
     _echo_columns(rows)
@@ -207,6 +231,8 @@ def studies():
 @main.command()
 def baselines():
     """List the reports' models that studies run as fixed trials, with what the reports say of them."""
+    from hpsearch.baselines import BASELINES, built_param_count
+
     rows = [("name", "dataset", "params", "reported", "source")]
     for b in BASELINES.values():
         count = f"{built_param_count(b):,}" + (" (as stated)" if b.param_count == built_param_count(b) else "")
@@ -239,6 +265,10 @@ def params():
 @friendly_errors
 def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time."""
+    from hpsearch.display import render
+    from hpsearch.storage import storage_url
+
+    study_module = _study_layer()
     study = study_module.load_existing(_study_name(study_name), storage_url(storage))
     summary = study_module.summarize(study)
     if summary["best"] is None:
@@ -256,6 +286,10 @@ def best(study_name, storage, fmt):
 @friendly_errors
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
+    from hpsearch import report as report_module
+    from hpsearch.storage import storage_url
+
+    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     study = study_module.load_existing(spec.name if spec else study_name, storage_url(storage))
     listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
@@ -275,14 +309,17 @@ def report(study_name, storage, out):
 @click.option("--study", "study_name", required=True, metavar="NAME|FILE",
               help="A study name in the storage, a shipped study, or a study file.")
 @storage_option
-@click.option("--host", default=dashboard_module.DEFAULT_HOST,
+@click.option("--host", default=DEFAULT_HOST,
               help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
-@click.option("--port", type=click.IntRange(1, 65535), default=dashboard_module.DEFAULT_PORT, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
 @friendly_errors
 def dashboard(study_name, storage, host, port):
     """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
+    from hpsearch import dashboard as dashboard_module
+    from hpsearch.storage import storage_url
+
     url = storage_url(storage)
-    name = study_module.load_existing(_study_name(study_name), url).study_name
+    name = _study_layer().load_existing(_study_name(study_name), url).study_name
 
     def announce(address: str) -> None:
         click.echo(address)
@@ -307,6 +344,10 @@ def dashboard(study_name, storage, host, port):
 @friendly_errors
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
+    from hpsearch import export as export_module
+    from hpsearch.storage import storage_url
+
+    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     url = storage_url(storage)
     study = study_module.load_existing(spec.name if spec else study_name, url)
@@ -335,6 +376,12 @@ def export(study_name, storage, number, out, weights):
 @friendly_errors
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
+    from rich.console import Console
+
+    from hpsearch import export as export_module
+    from hpsearch.display import RetrainDisplay
+
+    study_module = _study_layer()
     config = export_module.read_config(config_path)
     torch_device = study_module.resolve_device(device)
     out = out or config_path.with_name(config_path.stem + "-trained")

@@ -13,11 +13,9 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna_dashboard import run_server
 
 from hpsearch.artifacts import artifact_dir
+from hpsearch.defaults import DEFAULT_HOST, DEFAULT_PORT
 from hpsearch.errors import HpsearchError
 from hpsearch.storage import open_storage
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 
 
 def study_url(host: str, port: int, study_id: int) -> str:

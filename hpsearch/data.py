@@ -31,7 +31,7 @@ from sklearn.model_selection import train_test_split
 from hpsearch.errors import DatasetError
 
 if TYPE_CHECKING:
-    from hpsearch.spec import DatasetSpec
+    from hpsearch.spectypes import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-RESIZE_POLICIES = ("squash", "crop", "pad")  # to image_size: ignore the aspect ratio, centre-crop, or letterbox
 SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
 
 
@@ -212,21 +211,12 @@ def _download(fetch):
                            f"(see README, 'Datasets') or set dataset.download: false") from None
 
 
-DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
+DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {  # one per spectypes.DATASET_NAMES
     "digits": _read_digits,
     "fashion-mnist": _read_fashion_mnist,
     "cifar10": _cifar_reader("cifar10", "cifar-10-batches-py", "CIFAR10"),
     "cifar100": _cifar_reader("cifar100", "cifar-100-python", "CIFAR100"),
     "imagefolder": _read_imagefolder,
-}
-
-# What a model sees of each dataset, known without reading it: (C, H, W) and the class count.
-# (An imagefolder's input is (3, *dataset.image_size); its classes are known once it is read.)
-INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "fashion-mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
 }
 
 
@@ -239,7 +229,7 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
     """A <class>/<image> tree -> uint8 (N, 3, H, W), labels, class names.
 
     Without image_size every image must already have one size; with it, each is resized to
-    (H, W) by `resize` (RESIZE_POLICIES). The result is cached beside the folder under a key made
+    (H, W) by `resize` (spectypes.RESIZE_POLICIES). The result is cached beside the folder under a key made
     of every file's name, size and mtime and of the resize, so an unchanged folder loads without
     decoding and a changed one is decoded again. Unreadable images are skipped and counted in
     one warning.

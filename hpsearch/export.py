@@ -28,7 +28,8 @@ from hpsearch import data as data_module, params as P, space
 from hpsearch.artifacts import save_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
-from hpsearch.spec import DatasetSpec, StudySpec, load_spec
+from hpsearch.spec import load_spec
+from hpsearch.spectypes import DatasetSpec, StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 FORMAT = "hpsearch-config/1"

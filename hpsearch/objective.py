@@ -24,7 +24,8 @@ from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
 from hpsearch.models import ArchitectureError, build_model, count_parameters
-from hpsearch.spec import StudySpec
+from hpsearch.paths import slug
+from hpsearch.spectypes import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 
@@ -135,4 +136,4 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
 def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
     """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain)."""
     first = trial.study.get_trials(deepcopy=False)[trial.number].system_attrs.get("retry_history", [trial.number])[0]
-    return CheckpointFile(folder / trial.study.study_name / f"trial-{first}.pt")
+    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt")

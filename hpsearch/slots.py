@@ -11,12 +11,12 @@ Other storages get no lock, and a total may then be overshot by a trial or two.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import filelock
 import sqlalchemy
 
+from hpsearch.paths import slug
 from hpsearch.storage import driver_url, sqlite_file
 
 
@@ -67,7 +67,7 @@ def study_lock(storage_url: str, study_name: str) -> NoLock:
     """The lock that serialises trial starts of `study_name` on this storage."""
     db = sqlite_file(storage_url)
     if db is not None:
-        return FileLock(db.with_name(f"{db.name}.{re.sub(r'[^A-Za-z0-9_.-]', '_', study_name)}.lock"))
+        return FileLock(db.with_name(f"{db.name}.{slug(study_name)}.lock"))
     if storage_url.startswith(("postgresql:", "postgresql+")):
         return PostgresAdvisoryLock(storage_url, study_name)
     return NoLock()

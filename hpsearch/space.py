@@ -20,7 +20,7 @@ from hpsearch.models import ArchitectureError, ModelConfig
 from hpsearch.train import TrainConfig
 
 if TYPE_CHECKING:
-    from hpsearch.spec import Distribution, StudySpec
+    from hpsearch.spectypes import Distribution, StudySpec
 
 
 def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,

@@ -1,105 +1,30 @@
-"""A study file (YAML) -> a validated, frozen StudySpec.
+"""A study file (YAML) -> a validated, frozen StudySpec (the types live in spectypes.py).
 
 Validation happens once, on load, before anything touches a storage: every problem is collected
 and reported as `file: key: what is wrong (what is allowed)`. Raw YAML never travels further.
+Two checks need heavy libraries: sampler and pruner options (Optuna builds each) and whether each
+baseline fits the data (torch builds it on the meta device). They import those only when they
+run, so `hpsearch studies`, which lists the shipped studies without them, starts in a blink.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from hpsearch import params as P
-from hpsearch.baselines import BASELINES, Baseline, fit_problem
-from hpsearch.data import DATASETS, INPUTS, RESIZE_POLICIES
 from hpsearch.errors import SpecError
-from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
+from hpsearch.spectypes import (DATASET_NAMES, INPUTS, RESIZE_POLICIES, Budget, Component, DatasetSpec, Distribution,
+                                InitSpec, StudySpec, Target)
+
+if TYPE_CHECKING:
+    from hpsearch.baselines import Baseline
 
 TARGET_METRICS = ("test_accuracy", "val_accuracy")
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """How one parameter is searched: an int or float range, or a choice among values."""
-
-    kind: str  # "int", "float" or "choice"
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple = ()
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    validation: float = 0.1  # a fraction of the training set, or a count if >= 1
-    test: float = 0.2  # only for datasets without an official test split (digits)
-    split_seed: int = 0
-    data_dir: str | None = None
-    download: bool = True
-    path: str | None = None  # imagefolder: the folder, relative to the data folder or absolute
-    image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
-    resize: str = "squash"  # imagefolder: how (data.RESIZE_POLICIES)
-
-
-@dataclass(frozen=True)
-class InitSpec:
-    """The trained model a study starts from: a trial of another study, or a weights file."""
-
-    study: str | None = None
-    trial: int | str = "best"
-    storage: str | None = None  # the other study's storage; None: the run's own
-    weights: str | None = None  # a path, made absolute against the study file's folder
-
-
-@dataclass(frozen=True)
-class Budget:
-    epochs: int
-    trials: int = 20
-    timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    metric: str
-    value: float
-
-
-@dataclass(frozen=True)
-class Component:
-    """A sampler or pruner: its name in the table and the options for its Optuna class."""
-
-    name: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    name: str
-    path: str
-    about: str
-    dataset: DatasetSpec
-    budget: Budget
-    target: Target | None
-    sampler: Component
-    pruner: Component
-    space: Mapping[str, Distribution]
-    fixed: Mapping[str, Any]
-    seed: int = 0
-    baselines: tuple[str, ...] = ()
-    init: InitSpec | None = None
-
-    def describe_target(self) -> str:
-        if self.target is None:
-            return "none"
-        return f"{self.target.metric} >= {self.target.value:.2%}"
-
 
 _TOP_KEYS = {
     "name": "a short name, used as the Optuna study name",
@@ -133,8 +58,11 @@ class _Problems:
                 self.add(f"{where}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study file; raise SpecError listing every problem."""
+def load_spec(path: str | Path, *, deep: bool = True) -> StudySpec:
+    """Read and validate a study file; raise SpecError listing every problem.
+
+    deep=False skips the checks that import Optuna and torch (see the module docstring).
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -147,10 +75,10 @@ def load_spec(path: str | Path) -> StudySpec:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(str(path), [f"{where}not valid YAML ({problem})"]) from None
-    return parse_spec(raw, path=str(path), default_name=path.stem)
+    return parse_spec(raw, path=str(path), default_name=path.stem, deep=deep)
 
 
-def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
+def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> StudySpec:
     problems = _Problems()
     if not isinstance(raw, dict):
         raise SpecError(path, ["the file must be a mapping of keys such as dataset, budget, space"])
@@ -177,14 +105,15 @@ def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
     for both in sorted(set(space) & set(fixed)):
         problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
     epochs = budget.epochs if budget else 1
-    sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), SAMPLERS, problems,
-                               build=lambda c: make_sampler(c.name, c.options, None))
-    pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems,
-                              build=lambda c: make_pruner(c.name, c.options, epochs), extra={"min_epochs"})
+    sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), problems)
+    pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), problems)
 
     init = _parse_init(raw["init"], path, problems) if "init" in raw else None
     _check_transfer_params(init, space, fixed, problems)
-    baselines = _parse_baselines(raw.get("baselines", []), dataset, init, problems)
+    baselines = _parse_baselines(raw.get("baselines", []), problems)
+    if deep:
+        _check_components(sampler, pruner, epochs, problems)
+        _check_baselines(baselines, dataset, init, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
@@ -210,8 +139,8 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
-    if name not in DATASETS:
-        problems.add("dataset.name", f"unknown dataset {_show(name)} (allowed: {', '.join(DATASETS)})")
+    if name not in DATASET_NAMES:
+        problems.add("dataset.name", f"unknown dataset {_show(name)} (allowed: {', '.join(DATASET_NAMES)})")
     if name == "imagefolder":
         value = {**value, "image_size": _parse_image_folder(value, problems)}
     else:
@@ -312,28 +241,36 @@ def _parse_target(value: Any, problems: _Problems) -> Target | None:
     return Target(metric=metric, value=threshold)
 
 
-def _parse_component(key: str, value: Any, table: Mapping[str, type], problems: _Problems, *, build,
-                     extra: set[str] = frozenset()) -> Component:
+def _parse_component(key: str, value: Any, problems: _Problems) -> Component | None:
+    """A sampler or pruner as written: a name, or a mapping of its name and options (checked by _check_components)."""
     if isinstance(value, str):
         value = {"name": value}
     value = _mapping(value, key, problems)
     if value is None:
-        return Component("invalid")
-    name = value.get("name")
-    if name not in table:
-        problems.add(f"{key}.name", f"unknown {key} {_show(name)} (allowed: {', '.join(table)})")
-        return Component("invalid")
-    options = {k: v for k, v in value.items() if k != "name"}
-    allowed = option_names(table[name]) | set(extra)
-    problems.unknown_keys(f"{key}.", options, allowed)
-    if any(k not in allowed for k in options):
-        return Component(name, options)
-    component = Component(name, options)
-    try:
-        build(component)
-    except (TypeError, ValueError) as exc:
-        problems.add(key, f"{name} rejects these options: {exc}")
-    return component
+        return None
+    return Component(value.get("name"), {k: v for k, v in value.items() if k != "name"})
+
+
+def _check_components(sampler: Component | None, pruner: Component | None, epochs: int, problems: _Problems) -> None:
+    """Known names, and options their Optuna classes accept: each is built once (this imports Optuna)."""
+    from hpsearch.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
+
+    for key, component, table, build, extra in (
+            ("sampler", sampler, SAMPLERS, lambda c: make_sampler(c.name, c.options, None), set()),
+            ("pruner", pruner, PRUNERS, lambda c: make_pruner(c.name, c.options, epochs), {"min_epochs"})):
+        if component is None:
+            continue
+        if not isinstance(component.name, str) or component.name not in table:
+            problems.add(f"{key}.name", f"unknown {key} {_show(component.name)} (allowed: {', '.join(table)})")
+            continue
+        allowed = option_names(table[component.name]) | extra
+        problems.unknown_keys(f"{key}.", component.options, allowed)
+        if any(k not in allowed for k in component.options):
+            continue
+        try:
+            build(component)
+        except (TypeError, ValueError) as exc:
+            problems.add(key, f"{component.name} rejects these options: {exc}")
 
 
 def _parse_space(value: Any, problems: _Problems) -> dict[str, Distribution]:
@@ -398,18 +335,27 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: _Problems
     return Distribution(kind, low=low, high=high, log=log, step=step)
 
 
-def _parse_baselines(value: Any, dataset: DatasetSpec | None, init: InitSpec | None,
-                     problems: _Problems) -> tuple[str, ...]:
-    """Known names that fit the dataset's input and classes, checked now rather than mid-study.
+def _parse_baselines(value: Any, problems: _Problems) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
+        return ()
+    if len(set(value)) != len(value):
+        problems.add("baselines", "lists a baseline twice")
+    return tuple(value)
+
+
+def _check_baselines(names: tuple[str, ...], dataset: DatasetSpec | None, init: InitSpec | None,
+                     problems: _Problems) -> None:
+    """Known names that fit the dataset's input and classes, checked now rather than mid-study
+    (each is built on the meta device: this imports torch).
 
     An imagefolder's classes are only known once it is read, so here its baselines are checked
     on their own class count (study.run checks the real one); transfer baselines take the source
     model's architecture, known at run time.
     """
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.add("baselines", f"must be a list of baseline names, got {_show(value)}")
-        return ()
-    for name in value:
+    from hpsearch.baselines import BASELINES, fit_problem
+
+    for name in dict.fromkeys(names):
         baseline = BASELINES.get(name)
         if baseline is None:
             problems.add("baselines", f"unknown baseline {_show(name)} (allowed: {', '.join(BASELINES)}; "
@@ -423,9 +369,6 @@ def _parse_baselines(value: Any, dataset: DatasetSpec | None, init: InitSpec | N
         elif not baseline.transfer and dataset is not None and (data_input := _input_of(dataset, baseline)):
             if why := fit_problem(baseline, *data_input):
                 problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
-    if len(set(value)) != len(value):
-        problems.add("baselines", "lists a baseline twice")
-    return tuple(value)
 
 
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:

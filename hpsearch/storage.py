@@ -12,9 +12,9 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 
-DEFAULT_STORAGE = "sqlite:///hpsearch.db"  # an embedded file in the current directory
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for the lock, do not fail
 
 
@@ -28,7 +28,6 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-DEFAULT_HEARTBEAT_S = 30  # a trial whose worker is silent for 2 heartbeats is failed and retried
 MAX_RETRIES = 3
 
 
@@ -77,9 +76,7 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
     engine_kwargs = {}
     path = sqlite_file(url)
     if path is not None:
-        if not path.parent.exists() or not os.access(path.parent, os.W_OK):
-            raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.resolve()} "
-                               "does not exist or is not writable (choose another with --storage)")
+        check_sqlite_folder(path)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
         with quiet_experimental():
@@ -89,3 +86,25 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from None
+
+
+def check_sqlite_folder(path: Path) -> None:
+    """StorageError unless the SQLite file `path` can be made or written: its folder exists and is writable."""
+    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
+        raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.resolve()} "
+                           "does not exist or is not writable (choose another with --storage)")
+
+
+def is_new_sqlite(url: str) -> bool:
+    """Whether `url` is an SQLite file that does not exist yet (open_storage would create it)."""
+    path = sqlite_file(url)
+    return path is not None and not path.exists()
+
+
+def open_existing(url: str) -> optuna.storages.BaseStorage:
+    """open_storage for readers: an SQLite file that does not exist is refused instead of created, so
+    `best`, `export`, `report` and `dashboard` on a wrong --storage write nothing."""
+    if is_new_sqlite(url):
+        raise StorageError(f"no storage {sqlite_file(url)}: nothing has run there yet (`hpsearch run` creates it; "
+                           "--storage or $HPSEARCH_STORAGE chooses another)")
+    return open_storage(url)

@@ -17,15 +17,17 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module, transfer
-from hpsearch.artifacts import DEFAULT_KEEP, WeightKeeper
+from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
-from hpsearch.spec import StudySpec
+from hpsearch.spectypes import StudySpec
 from hpsearch.slots import study_lock
-from hpsearch.storage import DEFAULT_HEARTBEAT_S, mask, open_storage, quiet_experimental, retry_callback
+from hpsearch.storage import (check_sqlite_folder, is_new_sqlite, mask, open_existing, open_storage, quiet_experimental,
+                              retry_callback, sqlite_file)
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
@@ -81,7 +83,7 @@ def enqueue_baselines(study: optuna.Study, spec: StudySpec) -> list[str]:
 
 
 def load_existing(name: str, storage_url: str) -> optuna.Study:
-    storage = open_storage(storage_url)
+    storage = open_existing(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
         raise HpsearchError(f"no study named {name!r} in {mask(storage_url)} (studies there: "
@@ -179,8 +181,12 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     Several workers (processes, GPUs, machines) may run this on one study at once; see RunBudget.
     """
     device = resolve_device(options.device)
-    storage = open_storage(storage_url, heartbeat=options.heartbeat)  # fail fast, before reading any data
-    _check_existing(spec, storage)
+    storage = None
+    if is_new_sqlite(storage_url):  # made once the data is read: a run that cannot start writes nothing
+        check_sqlite_folder(sqlite_file(storage_url))
+    else:  # fail fast, before reading any data
+        storage = open_storage(storage_url, heartbeat=options.heartbeat)
+        _check_existing(spec, storage)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     events = events or RunEvents()
     source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
@@ -188,6 +194,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
+    storage = storage or open_storage(storage_url, heartbeat=options.heartbeat)
     lock = study_lock(storage_url, spec.name)
     try:
         lock.acquire()

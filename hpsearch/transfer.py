@@ -32,11 +32,11 @@ from hpsearch.artifacts import load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import ArchitectureError, build_model
 from hpsearch.space import model_config, with_architecture
-from hpsearch.storage import mask, open_storage
+from hpsearch.storage import mask, open_existing
 
 if TYPE_CHECKING:
     from hpsearch.data import DeviceData
-    from hpsearch.spec import InitSpec, StudySpec
+    from hpsearch.spectypes import InitSpec, StudySpec
 
 
 class TransferError(ArchitectureError):
@@ -88,7 +88,7 @@ def _from_file(path: Path) -> Source:
 def _from_study(name: str, trial: int | str, url: str) -> Source:
     """The weights stored for a trial of another study, and the config that trial trained."""
     try:
-        study = optuna.load_study(study_name=name, storage=open_storage(url))
+        study = optuna.load_study(study_name=name, storage=open_existing(url))
     except KeyError:
         raise HpsearchError(f"init.study: no study named {name!r} in {mask(url)}: run it first "
                             f"(hpsearch run --study {name}) or set init.storage") from None

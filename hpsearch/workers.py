@@ -4,24 +4,28 @@ Each worker is `hpsearch worker`, the same command a user starts on another mach
 one run id, so RunBudget counts their trials together. The storage is the only channel: the
 parent reads finished trials from it and prints them, whichever worker ran them. The storage URL
 travels in the environment, not on the command line, where `ps` would show its password.
+Each worker's output goes to a log beside the storage (x-logs/ beside x.db, else $HPSEARCH_LOGS or
+./hpsearch-logs), one folder per run; a run whose workers all exit well removes its folder.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from hpsearch.errors import HpsearchError
+from hpsearch.paths import slug
+from hpsearch.spectypes import StudySpec
+from hpsearch.storage import folder_beside
 from hpsearch.study import FINISHED, RunOptions
 
 POLL_S = 0.5
@@ -71,9 +75,10 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, index
 class Workers:
     """The started worker processes, their logs, and how they ended."""
 
-    def __init__(self, study_path: str, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
+    def __init__(self, spec: StudySpec, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
         self.run_id = uuid.uuid4().hex
-        self.log_dir = Path(tempfile.mkdtemp(prefix="hpsearch-workers-"))
+        self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(spec.name)}-{self.run_id[:8]}"
+        self.log_dir.mkdir(parents=True)
         self.processes: list[subprocess.Popen] = []
         cpu_workers = sum(slot.gpu is None for slot in slots)
         for index, slot in enumerate(slots):
@@ -84,7 +89,7 @@ class Workers:
                 env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
             log = open(self.log_dir / f"worker-{index}.log", "w")
             self.processes.append(subprocess.Popen(
-                worker_command(study_path, options, slot, index, self.run_id), env=env,
+                worker_command(spec.path, options, slot, index, self.run_id), env=env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             log.close()
 
@@ -107,6 +112,14 @@ class Workers:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
+
+    def remove_logs(self) -> None:
+        """The run ended well: its logs say nothing worth keeping (nor does an emptied logs folder)."""
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        try:
+            self.log_dir.parent.rmdir()
+        except OSError:  # other runs' logs are still there
+            pass
 
     def problems(self) -> list[str]:
         """One line per distinct way workers ended badly: which, their status, the last thing they said."""

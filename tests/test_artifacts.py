@@ -11,7 +11,8 @@ from hpsearch import data, space
 from hpsearch.artifacts import WEIGHTS_ATTR, artifact_dir, load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import build_model
-from hpsearch.spec import DatasetSpec, load_spec
+from hpsearch.spec import load_spec
+from hpsearch.spectypes import DatasetSpec
 from hpsearch.study import RunOptions, run
 from hpsearch.train import evaluate
 

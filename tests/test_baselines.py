@@ -15,7 +15,8 @@ from hpsearch.cli import main
 from hpsearch.errors import SpecError
 from hpsearch.models import build_model
 from hpsearch.space import model_config, train_config
-from hpsearch.spec import DatasetSpec, load_spec
+from hpsearch.spec import load_spec
+from hpsearch.spectypes import DatasetSpec
 from hpsearch.study import RunOptions, run
 from hpsearch.train import evaluate, fit
 

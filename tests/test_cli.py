@@ -81,11 +81,13 @@ def test_best_of_a_study_that_is_not_there(storage, write_study):
                        "no study named 'nope'", "studies there: tiny-digits")
 
 
-def test_missing_dataset_offline_is_one_line_and_creates_no_study(write_study, storage):
+def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, storage, isolated):
     path = write_study(dataset={"name": "cifar10"})
+    before = sorted(isolated.rglob("*"))
     assert_clean_error(invoke("run", "--study", str(path), "--storage", storage),
                        "cifar10 not found: put torchvision's cifar-10-batches-py")
-    assert_clean_error(invoke("best", "--study", "tiny-digits", "--storage", storage), "studies there: none")
+    assert sorted(isolated.rglob("*")) == before  # no database, no folders
+    assert_clean_error(invoke("best", "--study", "tiny-digits", "--storage", storage), "no storage")
 
 
 @pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"]])

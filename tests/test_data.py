@@ -12,7 +12,7 @@ from PIL import Image
 
 from hpsearch import data
 from hpsearch.data import FASHION_MNIST_SYSTEM_DIR, DatasetError
-from hpsearch.spec import DatasetSpec
+from hpsearch.spectypes import DatasetSpec
 
 CPU = torch.device("cpu")
 

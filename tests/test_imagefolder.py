@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from PIL import Image
 
 from hpsearch import data
 from hpsearch.errors import DatasetError, HpsearchError, SpecError
-from hpsearch.spec import DatasetSpec, load_spec
+from hpsearch.spec import load_spec
+from hpsearch.spectypes import RESIZE_POLICIES, DatasetSpec
 from hpsearch.study import RunOptions, load_existing, run
 
 CPU = torch.device("cpu")
@@ -46,7 +48,7 @@ def test_split_folders_are_used_as_given_and_a_missing_test_split_is_carved(imag
 
 def test_resize_policies_squash_crop_or_letterbox():
     wide = Image.new("RGB", (16, 8), (255, 255, 255))
-    squash, crop, pad = (np.array(data._resized(wide, (8, 8), policy)) for policy in data.RESIZE_POLICIES)
+    squash, crop, pad = (np.array(data._resized(wide, (8, 8), policy)) for policy in RESIZE_POLICIES)
     assert squash.shape == crop.shape == pad.shape == (8, 8, 3)
     assert squash.min() == crop.min() == 255  # both fill the square
     assert pad[0].max() == 0 and pad[-1].max() == 0 and pad[4].min() == 255  # black bars above and below
@@ -111,5 +113,6 @@ def test_a_baseline_for_other_classes_fails_the_run_before_anything_is_written(w
                                  baselines=["seed000-catsdogs"]))
     with pytest.raises(HpsearchError, match="seed000-catsdogs does not fit .* needs exactly 2 classes, the data has 3"):
         run(spec, storage, RunOptions(device="cpu"))
-    with pytest.raises(HpsearchError, match="studies there: none"):
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
+    with pytest.raises(HpsearchError, match="no storage"):
         load_existing("tiny-digits", storage)

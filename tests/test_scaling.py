@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
+from hpsearch.paths import slug
 from hpsearch.spec import load_spec
 from hpsearch.storage import mask
 from hpsearch.study import RunOptions, run
@@ -99,7 +100,7 @@ def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(writ
     path = write_study(budget={"epochs": 5, "trials": 2}, **SLOW)
     worker = hpsearch("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--until", "2",
                       "--heartbeat", "1")
-    checkpoint = tmp_path / "crash-checkpoints" / "tiny-digits" / "trial-0.pt"
+    checkpoint = tmp_path / "crash-checkpoints" / slug("tiny-digits") / "trial-0.pt"
 
     def two_epochs_saved() -> bool:
         assert worker.poll() is None, worker.communicate()

@@ -10,7 +10,7 @@ import torch
 from hpsearch import data
 from hpsearch.models import build_model
 from hpsearch.space import model_config, train_config
-from hpsearch.spec import DatasetSpec
+from hpsearch.spectypes import DatasetSpec
 from hpsearch.train import TrainingDiverged, evaluate, fit, lr_factor
 
 CPU = torch.device("cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -147,7 +148,8 @@ def test_a_missing_weights_file_is_one_line_and_writes_nothing(write_study, stor
     result = runner.invoke(main, ["run", "--study", str(path), "--storage", storage])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip().startswith(f"error: init.weights: no file {isolated / 'resnet18-f37072fd.pth'}; hpsearch never")
-    assert "studies there: none" in runner.invoke(main, ["best", "--study", "x", "--storage", storage]).stderr
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
+    assert "error: no storage" in runner.invoke(main, ["best", "--study", "x", "--storage", storage]).stderr
 
 
 def test_weights_that_do_not_fit_are_refused_before_any_trial(source, pets, write_study, storage):

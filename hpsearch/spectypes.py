@@ -1,0 +1,100 @@
+"""The study-file types every layer shares, and the dataset facts a study file is checked against.
+
+A leaf: it imports nothing outside the standard library, so that reading a study file, listing
+the shipped studies or printing `--help` never loads torch or Optuna (seconds) for these types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# What a model sees of each dataset, known without reading it: (C, H, W) and the class count.
+# (An imagefolder's input is (3, *dataset.image_size); its classes are known once it is read.)
+INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "digits": ((1, 8, 8), 10),
+    "fashion-mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+DATASET_NAMES = (*INPUTS, "imagefolder")  # data.DATASETS has a reader for each
+RESIZE_POLICIES = ("squash", "crop", "pad")  # to image_size: ignore the aspect ratio, centre-crop, or letterbox
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How one parameter is searched: an int or float range, or a choice among values."""
+
+    kind: str  # "int", "float" or "choice"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    validation: float = 0.1  # a fraction of the training set, or a count if >= 1
+    test: float = 0.2  # only for datasets without an official test split (digits)
+    split_seed: int = 0
+    data_dir: str | None = None
+    download: bool = True
+    path: str | None = None  # imagefolder: the folder, relative to the data folder or absolute
+    image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
+    resize: str = "squash"  # imagefolder: how (RESIZE_POLICIES)
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """The trained model a study starts from: a trial of another study, or a weights file."""
+
+    study: str | None = None
+    trial: int | str = "best"
+    storage: str | None = None  # the other study's storage; None: the run's own
+    weights: str | None = None  # a path, made absolute against the study file's folder
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    trials: int = 20
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: its name in the table and the options for its Optuna class."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    path: str
+    about: str
+    dataset: DatasetSpec
+    budget: Budget
+    target: Target | None
+    sampler: Component
+    pruner: Component
+    space: Mapping[str, Distribution]
+    fixed: Mapping[str, Any]
+    seed: int = 0
+    baselines: tuple[str, ...] = ()
+    init: InitSpec | None = None
+
+    def describe_target(self) -> str:
+        if self.target is None:
+            return "none"
+        return f"{self.target.metric} >= {self.target.value:.2%}"
