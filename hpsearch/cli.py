@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -21,11 +22,12 @@ from hpsearch import dashboard as dashboard_module, export as export_module
 from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
 from hpsearch.display import ParallelDisplay, RetrainDisplay, RunDisplay, describe_trial, render
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, Terminated, interruption
 from hpsearch.storage import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, mask, open_storage, storage_url
 from hpsearch.workers import Workers, plan_workers, watch
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
@@ -53,7 +55,7 @@ GPU_LIST = GpuList()
 
 
 def friendly_errors(command):
-    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130."""
+    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130, SIGTERM into 143."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -63,9 +65,32 @@ def friendly_errors(command):
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted: run the same command again to resume the study", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
+            sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+def sigterm_as_ctrl_c(command):
+    """While the command runs, SIGTERM (SLURM, Kubernetes, `timeout`) raises errors.Terminated where Ctrl-C
+    raises KeyboardInterrupt, so one path records the running trial as failed and queues its copy.
+
+    Only the first SIGTERM counts: a scheduler that signals every process of a job while the parent
+    passes it on too must not interrupt the clean-up the first one started.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        def terminate(signum, frame):
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            raise Terminated()
+
+        previous = signal.signal(signal.SIGTERM, terminate)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -123,6 +148,7 @@ def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @friendly_errors
+@sigterm_as_ctrl_c
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
@@ -153,13 +179,13 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = Workers(spec.path, url, options, slots)
-    with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
-                         counting_study=options.until is not None, run_id=pool.run_id) as display:
-        try:
+    try:
+        with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
+                             counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, storage, display.trial_ended, display.polled)
-        except KeyboardInterrupt:
-            pool.interrupt()
-            raise
+    except KeyboardInterrupt as exc:  # the workers hear it from us only (workers.py): pass it on
+        pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        raise
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
@@ -171,6 +197,7 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
+@sigterm_as_ctrl_c
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
            keep_weights, run_id, worker_index):
     """Join a study as one more worker, from this or any machine that reaches its storage.
@@ -333,6 +360,7 @@ def export(study_name, storage, number, out, weights):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
 @friendly_errors
+@sigterm_as_ctrl_c
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
     config = export_module.read_config(config_path)

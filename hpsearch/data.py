@@ -13,10 +13,12 @@ import gzip
 import hashlib
 import logging
 import os
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,13 +109,14 @@ def _read_digits(spec: DatasetSpec, data_dir: Path, progress: Progress | None = 
 def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
     candidates = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir, FASHION_MNIST_SYSTEM_DIR]
     folder = next((d for d in candidates if all(_idx_path(d, f) for f in FASHION_MNIST_FILES)), None)
+    put = (f"put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in {data_dir / 'FashionMNIST' / 'raw'} "
+           "(or `apt-get install dataset-fashion-mnist`)")
     if folder is None and _may_download(spec):
-        _download(lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True))
+        _download("fashion-mnist", lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True),
+                  data_dir, put)
         folder = data_dir / "FashionMNIST" / "raw"
     if folder is None:
-        raise DatasetError(
-            f"fashion-mnist not found: put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in "
-            f"{data_dir / 'FashionMNIST' / 'raw'} (or `apt-get install dataset-fashion-mnist`, or run once online)")
+        raise DatasetError(f"fashion-mnist not found: {put}, or run once online")
     train_x, train_y, test_x, test_y = (_read_idx(_idx_path(folder, f)) for f in FASHION_MNIST_FILES)
     return Images(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(),
                   FASHION_MNIST_CLASSES, str(folder))
@@ -149,14 +152,13 @@ def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Cal
             if test_classes != classes:
                 raise DatasetError(f"{folder_copy}: train/ and test/ hold different class folders")
             return Images(train_x, train_y, test_x, test_y, classes, f"{folder_copy} (image folder)")
+        put = (f"put torchvision's {torchvision_folder}/ (from the official python tarball) in {data_dir}, or an "
+               f"image folder with train/<class>/ and test/<class>/ in {data_dir / name} (--data-dir chooses the folder)")
         if not (data_dir / torchvision_folder).is_dir():
             if not _may_download(spec):
-                raise DatasetError(
-                    f"{name} not found: put torchvision's {torchvision_folder}/ (from the official "
-                    f"python tarball) or an image folder with train/<class>/ and test/<class>/ in "
-                    f"{data_dir / name} (--data-dir chooses the folder), or run once online")
+                raise DatasetError(f"{name} not found: {put}, or run once online")
         cls = getattr(__import__("torchvision").datasets, dataset_class)
-        train = _download(lambda: cls(str(data_dir), train=True, download=_may_download(spec)))
+        train = _download(name, lambda: cls(str(data_dir), train=True, download=_may_download(spec)), data_dir, put)
         test = cls(str(data_dir), train=False, download=False)
         as_tensor = lambda ds: torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         return Images(as_tensor(train), torch.tensor(train.targets), as_tensor(test), torch.tensor(test.targets),
@@ -204,12 +206,22 @@ def _may_download(spec: DatasetSpec) -> bool:
     return spec.download and os.environ.get("HPSEARCH_OFFLINE", "") not in ("1", "true", "yes")
 
 
-def _download(fetch):
+def _download(name: str, fetch, data_dir: Path, put: str):
+    """fetch() (a torchvision download into data_dir); if it fails, remove what it left there (empty
+    folders, partial archives) and say where to put the files by hand."""
+    before = set(data_dir.iterdir()) if data_dir.is_dir() else None
     try:
-        return fetch()
+        with redirect_stdout(sys.stderr):  # torchvision prints as it downloads: stdout is for results
+            return fetch()
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
-        raise DatasetError(f"download failed ({exc}); offline, put the files in place by hand "
-                           f"(see README, 'Datasets') or set dataset.download: false") from None
+        if before is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            for left in set(data_dir.iterdir()) - before:
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]  # torchvision's: one line per mirror
+        raise DatasetError(f"{name}: download failed ({reason}): {put}; HPSEARCH_OFFLINE=1 or dataset.download: "
+                           "false skips the attempt") from None
 
 
 DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {

@@ -23,6 +23,7 @@ from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
+from hpsearch.errors import interruption
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.spec import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
@@ -110,10 +111,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             return history[-1].val_accuracy
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure", "interrupted (Ctrl-C); run the same command again to resume")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+            trial.set_user_attr("failure", f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
-            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130
+            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
         except torch.OutOfMemoryError:
             failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
         finally:

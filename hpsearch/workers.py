@@ -25,7 +25,7 @@ from hpsearch.errors import HpsearchError
 from hpsearch.study import FINISHED, RunOptions
 
 POLL_S = 0.5
-STOP_GRACE_S = 30  # after Ctrl-C, how long workers get to record their trial as failed
+STOP_GRACE_S = 30  # after Ctrl-C or SIGTERM, how long workers get to record their trial as failed
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,12 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
                                 "workers are then one per GPU times --trials-per-gpu")
         if device == "cpu":
             raise HpsearchError("--gpus/--trials-per-gpu need --device cuda or auto, not cpu")
+        if visible_gpus == 0:
+            flag = "--gpus" if gpus else "--trials-per-gpu"
+            raise HpsearchError(f"{flag}: torch sees no CUDA device on this machine (a CPU-only torch build, no "
+                                "driver, or CUDA_VISIBLE_DEVICES hides them): use --workers N --device cpu here")
         chosen = gpus or tuple(range(visible_gpus))
-        if not chosen:
-            raise HpsearchError("--trials-per-gpu: no CUDA device is visible (use --workers N on the CPU)")
-        if visible_gpus and any(g >= visible_gpus for g in chosen):
+        if any(g >= visible_gpus for g in chosen):
             raise HpsearchError(f"--gpus {','.join(map(str, chosen))}: only GPUs 0..{visible_gpus - 1} exist here")
         return [WorkerSlot("cuda", gpu) for gpu in chosen for _ in range(trials_per_gpu or 1)]
     return [WorkerSlot(device, None) for _ in range(workers or 1)]
@@ -83,9 +85,11 @@ class Workers:
             else:  # share the cores instead of every worker starting one thread per core
                 env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
             log = open(self.log_dir / f"worker-{index}.log", "w")
+            # A session of its own: Ctrl-C at the terminal reaches the parent only, which passes it on
+            # once (stop); a worker hit twice could be interrupted while it records its trial.
             self.processes.append(subprocess.Popen(
                 worker_command(study_path, options, slot, index, self.run_id), env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
             log.close()
 
     def index_of(self, trial_worker: str | None) -> int | None:
@@ -96,17 +100,24 @@ class Workers:
     def running(self) -> bool:
         return any(p.poll() is None for p in self.processes)
 
-    def interrupt(self) -> None:
-        """Ask every worker to stop as Ctrl-C would (its trial is recorded as failed), then wait."""
+    def stop(self, sig: signal.Signals) -> None:
+        """Pass Ctrl-C (SIGINT) or SIGTERM on to every worker, which records its trial as failed and queues
+        its copy, and wait; a worker still running after STOP_GRACE_S, or when Ctrl-C comes again, is killed."""
         for p in self.processes:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(sig)
         deadline = time.monotonic() + STOP_GRACE_S
-        for p in self.processes:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
+        try:
+            for p in self.processes:
+                try:
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            for p in self.processes:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def problems(self) -> list[str]:
         """One line per distinct way workers ended badly: which, their status, the last thing they said."""

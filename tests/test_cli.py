@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
 from hpsearch.catalog import shipped_study_files
 from hpsearch.cli import main
+from hpsearch.errors import HpsearchError
+from hpsearch.workers import plan_workers
 
 
 def invoke(*args: str):
@@ -92,3 +95,17 @@ def test_missing_dataset_offline_is_one_line_and_creates_no_study(write_study, s
 def test_bad_options_are_usage_errors(args, write_study):
     result = invoke("run", "--study", str(write_study()), *args)
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_gpu_workers_are_refused_where_torch_sees_no_cuda():
+    for flags in [((0, 1), None), ((), 2)]:
+        with pytest.raises(HpsearchError, match="torch sees no CUDA device.*use --workers N --device cpu"):
+            plan_workers(None, *flags, "auto", visible_gpus=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: --gpus is allowed here")
+@pytest.mark.parametrize("flags", [("--gpus", "0,1"), ("--trials-per-gpu", "2")])
+def test_gpu_workers_on_a_machine_without_cuda_start_nothing(write_study, storage, flags):
+    result = invoke("run", "--study", str(write_study()), "--storage", storage, *flags)
+    assert_clean_error(result, f"{flags[0]}: torch sees no CUDA device")
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
