@@ -10,24 +10,27 @@ import functools
 import json
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import click
 import optuna
 import torch
+from optuna.trial import TrialState
 from rich.console import Console
 
 from hpsearch import catalog, params as params_module, report as report_module, study as study_module
 from hpsearch import dashboard as dashboard_module, export as export_module
 from hpsearch.artifacts import DEFAULT_KEEP
 from hpsearch.baselines import BASELINES, built_param_count
-from hpsearch.display import ParallelDisplay, RetrainDisplay, RunDisplay, describe_trial, render
+from hpsearch.display import ParallelDisplay, RetrainDisplay, RunDisplay, plural, render
 from hpsearch.errors import HpsearchError, Terminated, interruption
 from hpsearch.storage import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE, mask, open_storage, storage_url
 from hpsearch.workers import Workers, plan_workers, watch
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_ALL_FAILED = 1  # the run went as asked, and every trial it ran failed
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
@@ -155,7 +158,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
@@ -166,11 +169,27 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
             study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     else:
         study = _run_workers(spec, url, options, slots, console, header, total)
-    reached = study_module.reached_target(study, spec)
-    if reached is not None:
+    _finish(study, spec, options, console)
+
+
+def _finish(study: optuna.Study, spec, options: study_module.RunOptions, console: Console) -> None:
+    """Say what this run did (its trials are those with its run id), print the summary; exit status 1
+    when every trial of the run failed, naming the most common reason."""
+    trials = study.get_trials(deepcopy=False)
+    ours = [t for t in trials if t.user_attrs.get("run") == options.run_id]
+    finished = sum(t.state in study_module.FINISHED for t in trials)
+    if not ours and options.until is not None and finished >= options.until:
+        console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
+                      f"(--until {options.until})", highlight=False, soft_wrap=True)
+    elif (reached := study_module.first_reaching(ours, spec)) is not None:
         console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
                       soft_wrap=True)
     click.echo(render(study_module.summarize(study), "text"))
+    if ours and all(t.state == TrialState.FAIL for t in ours):
+        reason, count = report_module.most_common_failure(ours)
+        click.echo(f"error: every trial of this run failed ({plural(len(ours), 'trial')}); the most common reason "
+                   f"({count} of {len(ours)}): {reason}", err=True)
+        sys.exit(EXIT_ALL_FAILED)
 
 
 def _run_workers(spec, url, options, slots, console, header, total) -> optuna.Study:
@@ -180,7 +199,7 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = Workers(spec.path, url, options, slots)
     try:
-        with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
+        with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, storage, display.trial_ended, display.polled)
     except KeyboardInterrupt as exc:  # the workers hear it from us only (workers.py): pass it on
@@ -208,15 +227,17 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=run_id,
-                           worker_index=worker_index)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights,
+                           run_id=run_id or uuid.uuid4().hex, worker_index=worker_index)
     console = Console(stderr=True)
-
-    def trial_finished(study, trial):
-        console.print(describe_trial(trial), highlight=False, soft_wrap=True)
-
-    study = study_module.run(spec, url, options, callbacks=[trial_finished])
-    click.echo(render(study_module.summarize(study), "text"))
+    header = f"worker {worker_index} on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
+    with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
+                    counting_study=until is not None) as display:
+        study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
+        _finish(study, spec, options, console)
+    else:
+        click.echo(render(study_module.summarize(study), "text"))
 
 
 @main.command()
@@ -374,7 +395,8 @@ def train(config_path, seeds, out, device, data_dir):
     with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
         for seed in range(config.seed, config.seed + seeds):
             display.seed_started(seed)
-            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir, on_epoch=display.epoch_finished)
+            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir,
+                                              on_epoch=display.epoch_finished, progress=display.loading)
             export_module.save_retrained(retrained, out, config_path)
             display.seed_finished()
             runs.append(retrained)

@@ -36,7 +36,7 @@ class TrialFailed(Exception):
 class RunEvents:
     """What a display may want to hear about while a study runs. The defaults ignore it all."""
 
-    progress = None  # a live rich Progress, if the display has one: data loading adds its bar to it
+    def loading(self, what: str, done: int, total: int) -> None: ...  # e.g. decoding an image folder
 
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None: ...
 

@@ -8,6 +8,7 @@ A report folder adds the study's plots (plots.py) and an index.html that shows t
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.baselines import BASELINES
 
+NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
+
+
+def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None:
+    """The reason most of the failed ones among `trials` record, and how many do; None if none failed."""
+    reasons = Counter(t.user_attrs.get("failure") or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
+    return reasons.most_common(1)[0] if reasons else None
 
 
 def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:

@@ -185,6 +185,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str) -> StudySpec:
     init = _parse_init(raw["init"], path, problems) if "init" in raw else None
     _check_transfer_params(init, space, fixed, problems)
     baselines = _parse_baselines(raw.get("baselines", []), dataset, init, problems)
+    _check_fixed_architecture(dataset, init, space, fixed, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
@@ -426,6 +427,23 @@ def _parse_baselines(value: Any, dataset: DatasetSpec | None, init: InitSpec | N
     if len(set(value)) != len(value):
         problems.add("baselines", "lists a baseline twice")
     return tuple(value)
+
+
+def _check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None, space: Mapping[str, Any],
+                              fixed: Mapping[str, Any], problems: _Problems) -> None:
+    """A fixed architecture that cannot take the dataset's images would fail every trial: refuse it now."""
+    if dataset is None or init is not None:  # with init:, the source model's architecture applies (transfer.py)
+        return
+    if dataset.name in INPUTS:
+        shape, classes = INPUTS[dataset.name]
+    elif dataset.name == "imagefolder" and dataset.image_size is not None:
+        shape, classes = (3, *dataset.image_size), 2  # its classes are known once read; only sigmoid cares
+    else:
+        return
+    from hpsearch.space import fixed_architecture_problem  # builds on torch's meta device
+
+    if why := fixed_architecture_problem(fixed, set(space), shape, classes):
+        problems.add("fixed", f"does not fit {dataset.name}: {why}")
 
 
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:

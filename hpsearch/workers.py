@@ -74,7 +74,7 @@ class Workers:
     """The started worker processes, their logs, and how they ended."""
 
     def __init__(self, study_path: str, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
-        self.run_id = uuid.uuid4().hex
+        self.run_id = options.run_id or uuid.uuid4().hex
         self.log_dir = Path(tempfile.mkdtemp(prefix="hpsearch-workers-"))
         self.processes: list[subprocess.Popen] = []
         cpu_workers = sum(slot.gpu is None for slot in slots)
