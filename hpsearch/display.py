@@ -37,7 +37,7 @@ class LiveBars:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
         self.started = time.monotonic()
-        self.last_line = float("-inf")
+        self.last_line: dict[str, float] = {}  # when the last plain line of each kind was printed
         self.loading_bars: dict[str, int] = {}
 
     def __enter__(self):
@@ -47,11 +47,12 @@ class LiveBars:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def line(self, text: str, *, now: bool = False) -> None:
-        """A progress line in a log (the bars show it on a terminal): if PLAIN_EVERY_S have passed, or `now`."""
+    def line(self, text: str, *, kind: str = "epoch", now: bool = False) -> None:
+        """A progress line in a log (the bars show it on a terminal): the first of its kind, then one when
+        PLAIN_EVERY_S have passed since the last of its kind, or `now`."""
         clock = time.monotonic()
-        if not self.live and (now or clock - self.last_line >= PLAIN_EVERY_S):
-            self.last_line = clock
+        if not self.live and (now or clock - self.last_line.get(kind, float("-inf")) >= PLAIN_EVERY_S):
+            self.last_line[kind] = clock
             elapsed = int(clock - self.started)
             self.console.print(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed", highlight=False, soft_wrap=True)
 
@@ -63,7 +64,7 @@ class LiveBars:
             self.progress.update(self.loading_bars[what], completed=done)
             if done >= total:
                 self.progress.remove_task(self.loading_bars.pop(what))
-        self.line(f"{what} {done:,}/{total:,} images", now=done == total)
+        self.line(f"{what} {done:,}/{total:,} images", kind="loading", now=done == total)
 
 class RunDisplay(LiveBars, RunEvents):
     """Two bars (trials, epochs of the running trial) and one line per finished trial.
