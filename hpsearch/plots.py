@@ -112,7 +112,7 @@ def _save(draw, path: Path) -> None:
 def _importances(study: optuna.Study, params: list[str], caveat: str | None):
     ax = optuna_plots.plot_param_importances(study, params=params, target_name="validation accuracy")
     if caveat:
-        ax.set_title(f"{ax.get_title()}\n(this {caveat})", fontsize=10)
+        ax.set_title(f"{ax.get_title(loc='left')}\nRead with care: this plot {caveat}", loc="left", fontsize=10)
     return ax
 
 
