@@ -75,25 +75,30 @@ def friendly_errors(command):
     return wrapper
 
 
-def sigterm_as_ctrl_c(command):
-    """While the command runs, SIGTERM (SLURM, Kubernetes, `timeout`) raises errors.Terminated where Ctrl-C
-    raises KeyboardInterrupt, so one path records the running trial as failed and queues its copy.
+def stops_once(command):
+    """While the command runs, Ctrl-C (SIGINT) and SIGTERM (SLURM, Kubernetes, `timeout`) stop it through one
+    path: KeyboardInterrupt, or its subclass errors.Terminated, which records the running trial as failed and
+    queues its copy.
 
-    Only the first SIGTERM counts: a scheduler that signals every process of a job while the parent
-    passes it on too must not interrupt the clean-up the first one started.
+    Only the first signal counts: a worker can hear one both directly (the terminal or a scheduler signals the
+    whole process group) and from its parent, and the second must not interrupt the clean-up the first began.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        def terminate(signum, frame):
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            raise Terminated()
+        def stop(signum, frame):
+            for sig in handled:
+                signal.signal(sig, signal.SIG_IGN)
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-        previous = signal.signal(signal.SIGTERM, terminate)
+        # SIGINT stays ignored where it was (a job started with & by a script)
+        handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, stop) for sig in handled}
         try:
             return command(*args, **kwargs)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -151,7 +156,7 @@ def _run_options(n_trials, until, **kwargs) -> study_module.RunOptions:
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @friendly_errors
-@sigterm_as_ctrl_c
+@stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
@@ -202,7 +207,7 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, storage, display.trial_ended, display.polled)
-    except KeyboardInterrupt as exc:  # the workers hear it from us only (workers.py): pass it on
+    except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
         pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         raise
     problems = pool.problems()
@@ -216,7 +221,7 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
-@sigterm_as_ctrl_c
+@stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
            keep_weights, run_id, worker_index):
     """Join a study as one more worker, from this or any machine that reaches its storage.
@@ -381,7 +386,7 @@ def export(study_name, storage, number, out, weights):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
 @friendly_errors
-@sigterm_as_ctrl_c
+@stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
     config = export_module.read_config(config_path)

@@ -85,11 +85,9 @@ class Workers:
             else:  # share the cores instead of every worker starting one thread per core
                 env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
             log = open(self.log_dir / f"worker-{index}.log", "w")
-            # A session of its own: Ctrl-C at the terminal reaches the parent only, which passes it on
-            # once (stop); a worker hit twice could be interrupted while it records its trial.
             self.processes.append(subprocess.Popen(
                 worker_command(study_path, options, slot, index, self.run_id), env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             log.close()
 
     def index_of(self, trial_worker: str | None) -> int | None:
@@ -102,7 +100,8 @@ class Workers:
 
     def stop(self, sig: signal.Signals) -> None:
         """Pass Ctrl-C (SIGINT) or SIGTERM on to every worker, which records its trial as failed and queues
-        its copy, and wait; a worker still running after STOP_GRACE_S, or when Ctrl-C comes again, is killed."""
+        its copy (a worker that heard it already ignores it), and wait; one still running after STOP_GRACE_S
+        is killed."""
         for p in self.processes:
             if p.poll() is None:
                 p.send_signal(sig)
