@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import uuid
 from pathlib import Path
 
 import click
 
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, Terminated, interruption
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_ALL_FAILED = 1  # the run went as asked, and every trial it ran failed
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
@@ -47,7 +51,7 @@ GPU_LIST = GpuList()
 
 
 def friendly_errors(command):
-    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130."""
+    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130, SIGTERM into 143."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -57,9 +61,37 @@ def friendly_errors(command):
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted: run the same command again to resume the study", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
+            sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+def stops_once(command):
+    """While the command runs, Ctrl-C (SIGINT) and SIGTERM (SLURM, Kubernetes, `timeout`) stop it through one
+    path: KeyboardInterrupt, or its subclass errors.Terminated, which records the running trial as failed and
+    queues its copy.
+
+    Only the first signal counts: a worker can hear one both directly (the terminal or a scheduler signals the
+    whole process group) and from its parent, and the second must not interrupt the clean-up the first began.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        def stop(signum, frame):
+            for sig in handled:
+                signal.signal(sig, signal.SIG_IGN)
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+        # SIGINT stays ignored where it was (a job started with & by a script)
+        handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, stop) for sig in handled}
+        try:
+            return command(*args, **kwargs)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -128,13 +160,14 @@ def _run_options(n_trials, until, **kwargs):
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @friendly_errors
+@stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
     """Run trials of a study; running it again continues the same study."""
     import torch
     from rich.console import Console
 
-    from hpsearch.display import RunDisplay, render
+    from hpsearch.display import RunDisplay
     from hpsearch.storage import mask, storage_url
     from hpsearch.workers import plan_workers
 
@@ -142,7 +175,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
@@ -153,11 +186,33 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
             study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     else:
         study = _run_workers(spec, url, options, slots, console, header, total)
-    reached = study_module.reached_target(study, spec)
-    if reached is not None:
+    _finish(study, spec, options, console)
+
+
+def _finish(study, spec, options, console) -> None:
+    """Say what this run did (its trials are those with its run id), print the summary; exit status 1
+    when every trial of the run failed, naming the most common reason."""
+    from optuna.trial import TrialState
+
+    from hpsearch import report as report_module
+    from hpsearch.display import plural, render
+
+    study_module = _study_layer()
+    trials = study.get_trials(deepcopy=False)
+    ours = [t for t in trials if t.user_attrs.get("run") == options.run_id]
+    finished = sum(t.state in study_module.FINISHED for t in trials)
+    if not ours and options.until is not None and finished >= options.until:
+        console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
+                      f"(--until {options.until})", highlight=False, soft_wrap=True)
+    elif (reached := study_module.first_reaching(ours, spec)) is not None:
         console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
                       soft_wrap=True)
     click.echo(render(study_module.summarize(study), "text"))
+    if ours and all(t.state == TrialState.FAIL for t in ours):
+        reason, count = report_module.most_common_failure(ours)
+        click.echo(f"error: every trial of this run failed ({plural(len(ours), 'trial')}); the most common reason "
+                   f"({count} of {len(ours)}): {reason}", err=True)
+        sys.exit(EXIT_ALL_FAILED)
 
 
 def _run_workers(spec, url, options, slots, console, header, total):
@@ -170,13 +225,13 @@ def _run_workers(spec, url, options, slots, console, header, total):
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = Workers(spec, url, options, slots)
-    with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total,
-                         counting_study=options.until is not None, run_id=pool.run_id) as display:
-        try:
+    try:
+        with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
+                             counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, storage, display.trial_ended, display.polled)
-        except KeyboardInterrupt:
-            pool.interrupt()
-            raise
+    except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
+        pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        raise
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
@@ -189,6 +244,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
+@stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
            keep_weights, run_id, worker_index):
     """Join a study as one more worker, from this or any machine that reaches its storage.
@@ -198,22 +254,24 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     """
     from rich.console import Console
 
-    from hpsearch.display import describe_trial, render
-    from hpsearch.storage import storage_url
+    from hpsearch.display import RunDisplay, render
+    from hpsearch.storage import mask, storage_url
 
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=run_id,
-                           worker_index=worker_index)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights,
+                           run_id=run_id or uuid.uuid4().hex, worker_index=worker_index)
     console = Console(stderr=True)
-
-    def trial_finished(study, trial):
-        console.print(describe_trial(trial), highlight=False, soft_wrap=True)
-
-    study = study_module.run(spec, url, options, callbacks=[trial_finished])
-    click.echo(render(study_module.summarize(study), "text"))
+    header = f"worker {worker_index} on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
+    with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
+                    counting_study=until is not None) as display:
+        study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
+        _finish(study, spec, options, console)
+    else:
+        click.echo(render(study_module.summarize(study), "text"))
 
 
 @main.command()
@@ -374,6 +432,7 @@ def export(study_name, storage, number, out, weights):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
 @friendly_errors
+@stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
     from rich.console import Console
@@ -393,7 +452,8 @@ def train(config_path, seeds, out, device, data_dir):
     with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
         for seed in range(config.seed, config.seed + seeds):
             display.seed_started(seed)
-            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir, on_epoch=display.epoch_finished)
+            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir,
+                                              on_epoch=display.epoch_finished, progress=display.loading)
             export_module.save_retrained(retrained, out, config_path)
             display.seed_finished()
             runs.append(retrained)

@@ -13,10 +13,12 @@ import gzip
 import hashlib
 import logging
 import os
+import shutil
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.model_selection import train_test_split
 
 from hpsearch.errors import DatasetError
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from hpsearch.spectypes import DatasetSpec
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None] | None  # progress(what, done, total), e.g. ("decoding train/", 640, 50000)
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -89,11 +91,11 @@ class DeviceData:
 
 # --------------------------------------------------------------------------------------------
 # Readers, one per dataset: reader(spec, data_dir, progress=None) returns Images or raises
-# DatasetError naming the fix. `progress` is a live rich Progress (a run's display) that a reader
-# which decodes images adds its bar to.
+# DatasetError naming the fix. A reader that decodes images calls progress(what, done, total) as it
+# goes; the caller decides how to show it (the CLI: a bar on a terminal, a line now and then in a log).
 
 
-def _read_digits(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
+def _read_digits(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -103,16 +105,17 @@ def _read_digits(spec: DatasetSpec, data_dir: Path, progress: Progress | None = 
     return Images(x, y, None, None, tuple(str(c) for c in digits.target_names), "scikit-learn load_digits")
 
 
-def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
+def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
     candidates = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir, FASHION_MNIST_SYSTEM_DIR]
     folder = next((d for d in candidates if all(_idx_path(d, f) for f in FASHION_MNIST_FILES)), None)
+    put = (f"put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in {data_dir / 'FashionMNIST' / 'raw'} "
+           "(or `apt-get install dataset-fashion-mnist`)")
     if folder is None and _may_download(spec):
-        _download(lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True))
+        _download("fashion-mnist", lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True),
+                  data_dir, put)
         folder = data_dir / "FashionMNIST" / "raw"
     if folder is None:
-        raise DatasetError(
-            f"fashion-mnist not found: put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in "
-            f"{data_dir / 'FashionMNIST' / 'raw'} (or `apt-get install dataset-fashion-mnist`, or run once online)")
+        raise DatasetError(f"fashion-mnist not found: {put}, or run once online")
     train_x, train_y, test_x, test_y = (_read_idx(_idx_path(folder, f)) for f in FASHION_MNIST_FILES)
     return Images(train_x.unsqueeze(1), train_y.long(), test_x.unsqueeze(1), test_y.long(),
                   FASHION_MNIST_CLASSES, str(folder))
@@ -139,7 +142,7 @@ def _read_idx(path: Path) -> torch.Tensor:
 def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Callable[[DatasetSpec, Path], Images]:
     """CIFAR-10/100: torchvision's pickled batches, or an image-folder copy (train/<class>/*)."""
 
-    def read(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
+    def read(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
         folder_copy = next((d for d in (data_dir / name, data_dir / f"{name}-jpeg", data_dir)
                             if (d / "train").is_dir() and (d / "test").is_dir()), None)
         if folder_copy is not None:
@@ -148,14 +151,13 @@ def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Cal
             if test_classes != classes:
                 raise DatasetError(f"{folder_copy}: train/ and test/ hold different class folders")
             return Images(train_x, train_y, test_x, test_y, classes, f"{folder_copy} (image folder)")
+        put = (f"put torchvision's {torchvision_folder}/ (from the official python tarball) in {data_dir}, or an "
+               f"image folder with train/<class>/ and test/<class>/ in {data_dir / name} (--data-dir chooses the folder)")
         if not (data_dir / torchvision_folder).is_dir():
             if not _may_download(spec):
-                raise DatasetError(
-                    f"{name} not found: put torchvision's {torchvision_folder}/ (from the official "
-                    f"python tarball) or an image folder with train/<class>/ and test/<class>/ in "
-                    f"{data_dir / name} (--data-dir chooses the folder), or run once online")
+                raise DatasetError(f"{name} not found: {put}, or run once online")
         cls = getattr(__import__("torchvision").datasets, dataset_class)
-        train = _download(lambda: cls(str(data_dir), train=True, download=_may_download(spec)))
+        train = _download(name, lambda: cls(str(data_dir), train=True, download=_may_download(spec)), data_dir, put)
         test = cls(str(data_dir), train=False, download=False)
         as_tensor = lambda ds: torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         return Images(as_tensor(train), torch.tensor(train.targets), as_tensor(test), torch.tensor(test.targets),
@@ -164,7 +166,7 @@ def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Cal
     return read
 
 
-def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress | None = None) -> Images:
+def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
     """Any <class>/<image> tree, or one split into train/, validation/ (or val/) and test/ folders.
 
     Every image is resized to spec.image_size (spec.resize says how); a missing split is carved
@@ -203,12 +205,22 @@ def _may_download(spec: DatasetSpec) -> bool:
     return spec.download and os.environ.get("HPSEARCH_OFFLINE", "") not in ("1", "true", "yes")
 
 
-def _download(fetch):
+def _download(name: str, fetch, data_dir: Path, put: str):
+    """fetch() (a torchvision download into data_dir); if it fails, remove what it left there (empty
+    folders, partial archives) and say where to put the files by hand."""
+    before = set(data_dir.iterdir()) if data_dir.is_dir() else None
     try:
-        return fetch()
+        with redirect_stdout(sys.stderr):  # torchvision prints as it downloads: stdout is for results
+            return fetch()
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
-        raise DatasetError(f"download failed ({exc}); offline, put the files in place by hand "
-                           f"(see README, 'Datasets') or set dataset.download: false") from None
+        if before is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            for left in set(data_dir.iterdir()) - before:
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]  # torchvision's: one line per mirror
+        raise DatasetError(f"{name}: download failed ({reason}): {put}; HPSEARCH_OFFLINE=1 or dataset.download: "
+                           "false skips the attempt") from None
 
 
 DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {  # one per spectypes.DATASET_NAMES
@@ -225,7 +237,7 @@ DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {  # one per specty
 
 
 def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, resize: str = "squash", *,
-                      progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+                      progress: Progress = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """A <class>/<image> tree -> uint8 (N, 3, H, W), labels, class names.
 
     Without image_size every image must already have one size; with it, each is resized to
@@ -260,7 +272,7 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
 
 
 def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
-            progress: Progress | None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+            progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Decode (and resize) every file into one preallocated uint8 tensor; unreadable ones are listed."""
 
     def decode(path: Path) -> torch.Tensor | str:  # Pillow releases the GIL while decoding: threads help
@@ -278,20 +290,20 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
     x, labels, skipped = None, [], []
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
     try:
-        with _progress_bar(progress, f"decoding {root.name}/", len(files)) as advance:
-            for (path, label), image in zip(files, pool.map(decode, (f for f, _ in files))):
-                advance()
-                if isinstance(image, str):
-                    skipped.append(image)
-                    continue
-                if x is None:
-                    x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
-                if image.shape != x.shape[1:]:
-                    raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
-                                       f"at {path.relative_to(root)}); give them one size (an imagefolder dataset "
-                                       "resizes them to dataset.image_size)")
-                x[len(labels)] = image
-                labels.append(label)
+        for done, ((path, label), image) in enumerate(zip(files, pool.map(decode, (f for f, _ in files))), start=1):
+            if progress is not None:
+                progress(f"decoding {root.name}/", done, len(files))
+            if isinstance(image, str):
+                skipped.append(image)
+                continue
+            if x is None:
+                x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
+            if image.shape != x.shape[1:]:
+                raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
+                                   f"at {path.relative_to(root)}); give them one size (an imagefolder dataset "
+                                   "resizes them to dataset.image_size)")
+            x[len(labels)] = image
+            labels.append(label)
     finally:
         pool.shutdown(cancel_futures=True)
     if x is None:
@@ -309,22 +321,6 @@ def _resized(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Im
     if policy == "pad":
         return ImageOps.pad(image, target, Image.Resampling.BICUBIC, color=(0, 0, 0))
     return image.resize(target, Image.Resampling.BICUBIC)
-
-
-@contextmanager
-def _progress_bar(progress: Progress | None, description: str, total: int) -> Iterator[Callable[[], None]]:
-    """advance() for a bar on stderr: a task on the caller's live Progress if given, else our own."""
-    if progress is not None:
-        task = progress.add_task(description, total=total)
-        try:
-            yield lambda: progress.advance(task)
-        finally:
-            progress.remove_task(task)
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as own:
-        task = own.add_task(description, total=total)
-        yield lambda: own.advance(task)
 
 
 def _write_cache(cache: Path, payload: dict) -> None:
@@ -358,10 +354,10 @@ def default_data_dir() -> Path:
 
 
 def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None, *,
-         progress: Progress | None = None) -> DeviceData:
+         progress: Progress = None) -> DeviceData:
     """The dataset of `spec` on `device`, read from disk at most once per process.
 
-    progress: a live rich Progress to show decoding on (else decoding shows its own bar on stderr).
+    progress(what, done, total) hears how decoding goes (an image folder's first read takes minutes).
     """
     data_dir = Path(spec.data_dir or data_dir or default_data_dir()).expanduser()
     key = (spec, str(data_dir), str(device))

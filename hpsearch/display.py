@@ -1,8 +1,9 @@
-"""Live progress of a run on stderr (rich), and plain renderings of results for stdout."""
+"""Progress of a run on stderr (live rich bars, or plain lines in a log), and renderings of results for stdout."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import optuna
@@ -13,17 +14,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hpsearch.data import DeviceData
 from hpsearch.objective import RunEvents
+from hpsearch.report import NO_FAILURE_REASON
 from hpsearch.study import FINISHED
 from hpsearch.train import EpochStats
 
+PLAIN_EVERY_S = 5.0  # in a log, at most one progress line this often (each ended trial still gets its line)
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
 
 class LiveBars:
-    """Transient progress bars on the console; a display is used as `with SomeDisplay(...) as display:`."""
+    """Progress on stderr, used as `with SomeDisplay(...) as display:`. On a terminal, transient live bars;
+    elsewhere (a log file, nohup, CI, a batch job) no bars but a plain line with what they would show,
+    at most one every PLAIN_EVERY_S seconds, so a log says the run is alive."""
 
     def __init__(self, console: Console):
         self.console = console
+        self.live = console.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console, transient=True)
+                                 TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
+        self.started = time.monotonic()
+        self.last_line: dict[str, float] = {}  # when the last plain line of each kind was printed
+        self.loading_bars: dict[str, int] = {}
 
     def __enter__(self):
         self.progress.start()
@@ -32,6 +47,24 @@ class LiveBars:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def line(self, text: str, *, kind: str = "epoch", now: bool = False) -> None:
+        """A progress line in a log (the bars show it on a terminal): the first of its kind, then one when
+        PLAIN_EVERY_S have passed since the last of its kind, or `now`."""
+        clock = time.monotonic()
+        if not self.live and (now or clock - self.last_line.get(kind, float("-inf")) >= PLAIN_EVERY_S):
+            self.last_line[kind] = clock
+            elapsed = int(clock - self.started)
+            self.console.print(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed", highlight=False, soft_wrap=True)
+
+    def loading(self, what: str, done: int, total: int) -> None:
+        """Data loading (decoding an image folder): a bar of its own while it lasts."""
+        if self.live:
+            if what not in self.loading_bars:
+                self.loading_bars[what] = self.progress.add_task(what, total=total)
+            self.progress.update(self.loading_bars[what], completed=done)
+            if done >= total:
+                self.progress.remove_task(self.loading_bars.pop(what))
+        self.line(f"{what} {done:,}/{total:,} images", kind="loading", now=done == total)
 
 class RunDisplay(LiveBars, RunEvents):
     """Two bars (trials, epochs of the running trial) and one line per finished trial.
@@ -51,7 +84,7 @@ class RunDisplay(LiveBars, RunEvents):
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
         trials = study.get_trials(deepcopy=False)
         stored = sum(t.state in FINISHED or t.state == TrialState.FAIL for t in trials)
-        resumed = f", resuming after {stored} stored trials" if stored else ""
+        resumed = f", resuming after {plural(stored, 'stored trial')}" if stored else ""
         self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
                            highlight=False, soft_wrap=True)
         if self.counting_study:
@@ -64,6 +97,9 @@ class RunDisplay(LiveBars, RunEvents):
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         self.progress.update(self.epochs_bar, completed=stats.epoch,
                              description=f"epoch {stats.epoch} val {stats.val_accuracy:.4f}")
+        trials = self.progress.tasks[self.trials_bar]
+        self.line(f"trial #{number} epoch {stats.epoch}/{self.epochs} val {stats.val_accuracy:.4f} "
+                  f"({int(trials.completed)}/{int(trials.total)} trials done)")
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """An Optuna callback: one line that stays when the bars move on."""
@@ -79,9 +115,10 @@ class RunDisplay(LiveBars, RunEvents):
 class ParallelDisplay(LiveBars):
     """Several workers' trials in one view: a bar of trials, how many run now, a line per ended trial."""
 
-    def __init__(self, console: Console, header: str, total: int, *, counting_study: bool, run_id: str):
+    def __init__(self, console: Console, header: str, total: int, epochs: int, *, counting_study: bool, run_id: str):
         super().__init__(console)
         self.total = total
+        self.epochs = epochs
         self.counting_study = counting_study
         self.run_id = run_id
         self.earlier: int | None = None
@@ -94,8 +131,13 @@ class ParallelDisplay(LiveBars):
         if self.earlier is None:  # with --until, finished trials of earlier runs count towards the total
             self.earlier = sum(t.state in FINISHED and t.user_attrs.get("run") != self.run_id
                                for t in trials) if self.counting_study else 0
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        self.progress.update(self.bar, description=f"trials ({running} running)")
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        self.progress.update(self.bar, description=f"trials ({len(running)} running)")
+        if running:  # in a log: where each running trial is, as the workers report it to the storage
+            where = ", ".join(f"trial #{t.number} epoch {epoch}/{self.epochs} val {t.intermediate_values[epoch]:.4f}"
+                              if (epoch := max(t.intermediate_values, default=0)) else f"trial #{t.number} starting"
+                              for t in running)
+            self.line(f"{where} ({self.earlier + self.done}/{self.total} trials done)")
 
     def trial_ended(self, trial: FrozenTrial, worker: int | None) -> None:
         if trial.state in FINISHED or not self.counting_study:
@@ -116,12 +158,14 @@ class RetrainDisplay(LiveBars):
         self.epochs_bar = self.progress.add_task("epochs", total=epochs)
 
     def seed_started(self, seed: int) -> None:
+        self.seed = seed
         self.progress.update(self.seeds_bar, description=f"seed {seed}")
         self.progress.reset(self.epochs_bar, total=self.epochs, description="epoch")
 
     def epoch_finished(self, stats: EpochStats) -> None:
         self.progress.update(self.epochs_bar, completed=stats.epoch,
                              description=f"epoch {stats.epoch} val {stats.val_accuracy:.4f}")
+        self.line(f"seed {self.seed} epoch {stats.epoch}/{self.epochs} val {stats.val_accuracy:.4f}")
 
     def seed_finished(self) -> None:
         self.progress.advance(self.seeds_bar)
@@ -138,7 +182,7 @@ def describe_trial(trial: FrozenTrial) -> str:
         last = trial.intermediate_values.get(attrs.get("epochs"), float("nan"))
         return f"{head}{tag} pruned after epoch {attrs.get('epochs')} (val {last:.4f}), {attrs.get('seconds', 0):.1f}s"
     if trial.state == TrialState.FAIL:
-        reason = attrs.get("failure") or "no reason recorded: its worker died or lost the storage (a retry is queued)"
+        reason = attrs.get("failure") or NO_FAILURE_REASON
         return f"{head}{tag} failed: {reason}"
     return f"{head}{tag} {trial.state.name.lower()}"
 
@@ -153,21 +197,23 @@ def render(summary: dict[str, Any], fmt: str) -> str:
 
 
 def _text(summary: dict[str, Any]) -> str:
-    lines = [f"study {summary['study']}: {summary['trials']} trials ({summary['complete']} complete, "
-             f"{summary['pruned']} pruned, {summary['fail']} failed)"]
+    counts = [f"{summary['complete']} complete", f"{summary['pruned']} pruned", f"{summary['fail']} failed"]
+    counts += [f"{summary['running']} running"] if summary["running"] else []
+    queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
+    lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}"]
     best = summary["best"]
     if best is None:
         return "\n".join(lines + ["no completed trial yet"])
     lines += [
-        f"best trial #{best['number']}",
+        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else ""),
         f"  val accuracy   {best['val_accuracy']:.4f}",
         f"  test accuracy  {best['test_accuracy']:.4f}",
         f"  parameters     {best['param_count']:,}",
         f"  epochs         {best['epochs']}",
         f"  seconds        {best['seconds']:.1f}",
         f"  device         {best['device']}",
-        "  searched params:",
     ]
-    lines += [f"    {key}: {value}" for key, value in best["params"].items()]
+    if best["params"]:  # a baseline searched nothing: its config says it all
+        lines += ["  searched params:", *(f"    {key}: {value}" for key, value in best["params"].items())]
     lines.append("  (full config: hpsearch best --format yaml)")
     return "\n".join(lines)

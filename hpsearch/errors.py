@@ -23,3 +23,15 @@ class DatasetError(HpsearchError):
 
 class StorageError(HpsearchError):
     """A storage URL that cannot be opened."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and `timeout` send before killing), raised where Ctrl-C's
+    KeyboardInterrupt would be, so that one path records the running trial as failed and queues its copy."""
+
+    reason = "terminated (SIGTERM)"
+
+
+def interruption(exc: KeyboardInterrupt) -> str:
+    """What stopped the run, for the trial's `failure` and the last line on the console."""
+    return exc.reason if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"

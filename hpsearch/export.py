@@ -204,9 +204,9 @@ class Retrained:
 
 
 def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: Path | None = None,
-            on_epoch: Callable[[EpochStats], None] | None = None) -> Retrained:
+            on_epoch: Callable[[EpochStats], None] | None = None, progress: data_module.Progress = None) -> Retrained:
     """Train the config's model from scratch with `seed`, exactly as objective.py trains a trial."""
-    data = data_module.load(config.dataset, device, data_dir)
+    data = data_module.load(config.dataset, device, data_dir, progress=progress)
     model_cfg = space.model_config(config.params, data.shape, data.num_classes)
     torch.manual_seed(seed)
     model = prepare(build_model(model_cfg), device)

@@ -23,6 +23,7 @@ from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
+from hpsearch.errors import interruption
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.paths import slug
 from hpsearch.spectypes import StudySpec
@@ -36,7 +37,7 @@ class TrialFailed(Exception):
 class RunEvents:
     """What a display may want to hear about while a study runs. The defaults ignore it all."""
 
-    progress = None  # a live rich Progress, if the display has one: data loading adds its bar to it
+    def loading(self, what: str, done: int, total: int) -> None: ...  # e.g. decoding an image folder
 
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None: ...
 
@@ -111,10 +112,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             return history[-1].val_accuracy
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure", "interrupted (Ctrl-C); run the same command again to resume")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+            trial.set_user_attr("failure", f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
-            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130
+            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
         except torch.OutOfMemoryError:
             failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
         finally:

@@ -23,6 +23,7 @@ from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 DPI = 110
+FEW_FOR_IMPORTANCE = 20  # completed searched trials below which importances are mostly noise
 
 
 @dataclass(frozen=True)
@@ -31,35 +32,65 @@ class Plot:
     title: str
     about: str  # one sentence on how to read it
     skipped: str | None = None  # why the plot was not drawn, if it was not
+    caveat: str | None = None  # drawn, but read it with this in mind (also written on the figure)
 
 
 def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
     """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped."""
     out.mkdir(parents=True, exist_ok=True)
     searched = _searched_only(study)
-    n_searched = len(searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    too_few = None if n_searched >= 2 else f"needs two completed searched trials, the study has {n_searched}"
+    completed = searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varying = _varying_params(completed)
+    nothing_ended = _nothing_ended(study)
+    too_few = (f"needs two completed searched trials, the study has {len(completed)}" if len(completed) < 2 else
+               "every searched parameter has one value in all completed trials" if not varying else None)
+    caveat = (f"rests on {len(completed)} completed searched trials; below {FEW_FOR_IMPORTANCE} the importances "
+              "are mostly noise" if len(completed) < FEW_FOR_IMPORTANCE else None)
     plots = [
         (Plot("history.png", "Optimisation history",
               "Validation accuracy of every completed trial in order, and the best so far."),
-         lambda: optuna_plots.plot_optimization_history(study, target_name="validation accuracy"), None),
+         lambda: optuna_plots.plot_optimization_history(study, target_name="validation accuracy"), nothing_ended),
         (Plot("intermediate.png", "Validation accuracy per epoch",
               "One line per trial: searched trials blue (the best red), baselines dotted, pruned trials grey "
               "and dashed, ending with a cross where they were stopped."),
-         lambda: _intermediate(study), None),
+         lambda: _intermediate(study), nothing_ended),
         (Plot("importances.png", "Parameter importances",
-              "How much of the variation in validation accuracy each searched parameter explains (PED-ANOVA)."),
-         lambda: optuna_plots.plot_param_importances(searched, target_name="validation accuracy"), too_few),
+              "How much of the variation in validation accuracy each searched parameter explains (PED-ANOVA).",
+              caveat=caveat),
+         lambda: _importances(searched, varying, caveat), too_few),
         (Plot("parallel.png", "Parallel coordinates",
-              "Each completed searched trial is a line through its parameter values, coloured by validation accuracy."),
-         lambda: _parallel(searched), too_few),
+              f"Each completed searched trial is a line through its values of {', '.join(varying) or 'nothing'}, "
+              f"coloured by validation accuracy{_left_out(completed, varying)}."),
+         lambda: _parallel(searched, varying), too_few),
     ]
     drawn = []
     for plot, draw, skipped in plots:
         if skipped is None:
             _save(draw, out / plot.file)
-        drawn.append(Plot(plot.file, plot.title, plot.about, skipped))
+        drawn.append(Plot(plot.file, plot.title, plot.about, skipped, plot.caveat if skipped is None else None))
     return drawn
+
+
+def _nothing_ended(study: optuna.Study) -> str | None:
+    """Why there is nothing to draw over time (no trial completed or was pruned), or None."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
+        return None
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    return f"every trial failed ({failed} of {len(trials)})" if failed == len(trials) > 0 else "no trial has ended yet"
+
+
+def _left_out(trials: list[optuna.trial.FrozenTrial], varying: list[str]) -> str:
+    constant = [name for name in dict.fromkeys(n for t in trials for n in t.params) if name not in varying]
+    if not constant:
+        return ""
+    return f"; {', '.join(constant)} had one value in every completed trial: no axis"
+
+
+def _varying_params(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """The parameters that took more than one value among `trials`: a constant one explains nothing."""
+    names = dict.fromkeys(name for t in trials for name in t.params)
+    return [n for n in names if len({repr(t.params.get(n)) for t in trials}) > 1]
 
 
 def _searched_only(study: optuna.Study) -> optuna.Study:
@@ -78,9 +109,16 @@ def _save(draw, path: Path) -> None:
         plt.close(figure)
 
 
-def _parallel(study: optuna.Study):
+def _importances(study: optuna.Study, params: list[str], caveat: str | None):
+    ax = optuna_plots.plot_param_importances(study, params=params, target_name="validation accuracy")
+    if caveat:
+        ax.set_title(f"{ax.get_title(loc='left')}\nRead with care: this plot {caveat}", loc="left", fontsize=10)
+    return ax
+
+
+def _parallel(study: optuna.Study, params: list[str]):
     """Optuna's parallel coordinates, recoloured: its white-to-blue map draws the worst trials white, unseen."""
-    ax = optuna_plots.plot_parallel_coordinate(study, target_name="validation accuracy")
+    ax = optuna_plots.plot_parallel_coordinate(study, params=params, target_name="validation accuracy")
     for collection in ax.collections:
         collection.set_cmap("viridis")
     ax.figure.set_size_inches(max(8.0, 1.1 * len(ax.get_xticks())), 5.0)  # one axis per parameter: give them room

@@ -8,6 +8,7 @@ A report folder adds the study's plots (plots.py) and an index.html that shows t
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.baselines import BASELINES
 
+NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
+
+
+def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None:
+    """The reason most of the failed ones among `trials` record, and how many do; None if none failed."""
+    reasons = Counter(t.user_attrs.get("failure") or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
+    return reasons.most_common(1)[0] if reasons else None
 
 
 def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:
@@ -70,11 +78,27 @@ NOTE = ("Reported: the accuracy the report gives, under its own budget. Val and 
         "and split; searched trials are ranked by validation accuracy.")
 
 
+def outcome(study: optuna.Study) -> str | None:
+    """One sentence when the study has no completed trial to show (why, if its trials failed), else None."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if not failed:
+        return "No trial has completed yet."
+    reason, count = most_common_failure(failed)
+    share = f"every trial failed ({len(failed)})" if len(failed) == len(trials) else \
+        f"{len(failed)} of its {len(trials)} trials failed and none completed"
+    return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
+
+
 def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None) -> str:
     """The table as Markdown, headed by the study name and its per-trial budget."""
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
-    lines = [f"# {_title(study, epochs)}", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = [f"# {_title(study, epochs)}", ""]
+    if said := outcome(study):
+        lines += [f"**{said}**", ""]
+    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table]
     lines += ["", NOTE]
     return "\n".join(lines) + "\n"
@@ -93,13 +117,16 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
     figures = "\n".join(
         f"<h2>{html.escape(p.title)}</h2>\n<p>{html.escape(p.about)}</p>\n"
         + (f"<p><em>Not drawn: {html.escape(p.skipped)}.</em></p>" if p.skipped
-           else f'<img src="{p.file}" alt="{html.escape(p.title)}">')
+           else (f"<p><strong>Read with care: this plot {html.escape(p.caveat)}.</strong></p>\n" if p.caveat else "")
+           + f'<img src="{p.file}" alt="{html.escape(p.title)}">')
         for p in drawn)
+    said = outcome(study)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(study.study_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(_title(study, epochs))}</h1>
+{f"<p><strong>{html.escape(said)}</strong></p>" if said else ""}
 <table><thead><tr>{cells(HEADER, "th")}</tr></thead><tbody>
 {"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}
 </tbody></table>

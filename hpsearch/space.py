@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import optuna
+import torch
+from torch import nn
 
 from hpsearch import params as P
 from hpsearch.augment import Augment
-from hpsearch.models import ArchitectureError, ModelConfig
+from hpsearch.models import ArchitectureError, ModelConfig, build_model
 from hpsearch.train import TrainConfig
 
 if TYPE_CHECKING:
@@ -32,18 +35,48 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
     `pretrained` defaults to true there.
     """
 
+    chosen: dict[str, Any] = {}
+    convs = _reusable_convs(spec, architecture) if P.TRANSFER & spec.space.keys() else None
+
     def choose(param: P.Param) -> Any:
         if architecture is not None and param.architecture:
-            return architecture.get(param.name, param.default)
-        if param.name in spec.fixed:
-            return spec.fixed[param.name]
-        if param.name in spec.space:
-            return _suggest(trial, param, spec.space[param.name])
-        if param.name == "pretrained" and spec.init is not None:
-            return True
-        return param.default
+            value = architecture.get(param.name, param.default)
+        elif param.name in spec.fixed:
+            value = spec.fixed[param.name]
+        elif param.name in spec.space:
+            dist = spec.space[param.name]
+            if convs is not None and param.name in ("reinit_convs", "freeze_convs"):
+                dist = _within(dist, convs - chosen.get("reinit_convs", 0))  # the source has no more to count
+            value = _suggest(trial, param, dist)
+        elif param.name == "pretrained" and spec.init is not None:
+            value = True
+        else:
+            value = param.default
+        chosen[param.name] = value
+        return value
 
     return P.resolve(choose)
+
+
+def _reusable_convs(spec: StudySpec, architecture: Mapping[str, Any] | None) -> int | None:
+    """How many conv layers a transfer trial can re-initialise or freeze (the output layer excluded),
+    or None where the architecture varies by trial (each trial then checks its own)."""
+    if architecture is None and P.ARCHITECTURE & spec.space.keys():
+        return None
+    p = P.complete(architecture if architecture is not None else spec.fixed)
+    if p["family"] == "cnn":
+        return p["blocks"] * p.get("convs_per_block", 0)
+    with torch.device("meta"):  # a torchvision family: count its layers, no weights allocated
+        layers = [m for m in build_model(ModelConfig((3, 224, 224), 2, family=p["family"])).modules()
+                  if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(isinstance(m, nn.Conv2d) for m in layers[:-1])  # the last is the output layer
+
+
+def _within(dist: Distribution, high: int) -> Distribution:
+    """An int distribution cut down to at most `high` (and its low with it, where that exceeds high)."""
+    if dist.kind != "int" or dist.high <= high:
+        return dist
+    return replace(dist, low=min(dist.low, high), high=high)
 
 
 def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -52,6 +85,12 @@ def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any]
         return P.complete(params)
     return P.complete({**{k: v for k, v in params.items() if k not in P.ARCHITECTURE},
                        **{k: v for k, v in architecture.items() if k in P.ARCHITECTURE}})
+
+
+def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's params as Optuna stores them, with list parameters (head_widths) back as lists."""
+    return {k: json.loads(v) if k in P.BY_NAME and P.BY_NAME[k].kind == "ints" and isinstance(v, str) else v
+            for k, v in params.items()}
 
 
 def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
@@ -114,3 +153,41 @@ def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainC
                                   cutout_size=p.get("cutout_size", 0)),
         seed=seed,
     )
+
+
+# Study-file parameters that decide whether the images survive the conv blocks.
+_SIZE_PARAMS = frozenset({"family", "blocks", "convs_per_block", "widths", "kernel_size", "kernel_sizes", "padding",
+                          "pool", "pool_size", "pool_sizes", "output"})
+
+
+def fixed_architecture_problem(fixed: Mapping[str, Any], searched: set[str], input_shape: tuple[int, int, int],
+                               num_classes: int) -> str | None:
+    """Why the fixed architecture cannot take this input, naming what would; None if it can, or if a
+    searched parameter decides it (each trial is then checked on its own and may fail)."""
+    if searched & _SIZE_PARAMS:
+        return None
+    p = P.complete(fixed)
+    why = _build_problem(p, input_shape, num_classes)
+    if why is None or "shrinks to nothing" not in why:
+        return why
+    would_fit = []
+    if not any(p.get(k) for k in ("widths", "kernel_sizes", "pool_sizes")):
+        fewer = [b for b in range(p["blocks"]) if not _build_problem({**p, "blocks": b}, input_shape, num_classes)]
+        would_fit += [f"blocks {max(fewer)} or fewer"] if fewer else []
+    smaller_pools = [("pool_size", size) for size in range(p.get("pool_size", 1) - 1, 1, -1)]
+    for key, value in (("padding", "same"), *smaller_pools, ("pool", "none")):
+        if p.get(key, value) != value and not _build_problem({**p, key: value}, input_shape, num_classes):
+            would_fit.append(f"{key} {value}")
+            if key == "pool_size":
+                break  # the largest pool that fits
+    where = why.split(" (")[0]  # "the 8x8 input shrinks to nothing at the pool of block 4"
+    return f"{where}; it would fit with {', or with '.join(would_fit)}" if would_fit else why
+
+
+def _build_problem(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> str | None:
+    try:
+        with torch.device("meta"):  # shapes only
+            build_model(model_config(params, input_shape, num_classes))
+    except ArchitectureError as exc:
+        return str(exc)
+    return None

@@ -114,6 +114,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     if deep:
         _check_components(sampler, pruner, epochs, problems)
         _check_baselines(baselines, dataset, init, problems)
+        _check_fixed_architecture(dataset, init, space, fixed, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
@@ -369,6 +370,23 @@ def _check_baselines(names: tuple[str, ...], dataset: DatasetSpec | None, init: 
         elif not baseline.transfer and dataset is not None and (data_input := _input_of(dataset, baseline)):
             if why := fit_problem(baseline, *data_input):
                 problems.add("baselines", f"{name} does not fit {dataset.name}: {why}")
+
+
+def _check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None, space: Mapping[str, Any],
+                              fixed: Mapping[str, Any], problems: _Problems) -> None:
+    """A fixed architecture that cannot take the dataset's images would fail every trial: refuse it now."""
+    if dataset is None or init is not None:  # with init:, the source model's architecture applies (transfer.py)
+        return
+    if dataset.name in INPUTS:
+        shape, classes = INPUTS[dataset.name]
+    elif dataset.name == "imagefolder" and dataset.image_size is not None:
+        shape, classes = (3, *dataset.image_size), 2  # its classes are known once read; only sigmoid cares
+    else:
+        return
+    from hpsearch.space import fixed_architecture_problem  # builds on torch's meta device
+
+    if why := fixed_architecture_problem(fixed, set(space), shape, classes):
+        problems.add("fixed", f"does not fit {dataset.name}: {why}")
 
 
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:

@@ -16,7 +16,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, transfer
+from hpsearch import data as data_module, space, transfer
 from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
@@ -106,11 +106,6 @@ def target_metric(trial: FrozenTrial, metric: str) -> float | None:
     return trial.user_attrs.get(metric) if metric != "val_accuracy" else trial.value
 
 
-def reached_target(study: optuna.Study, spec: StudySpec) -> FrozenTrial | None:
-    """The first completed trial that meets the target, if any."""
-    return first_reaching(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), spec)
-
-
 def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
     """The first of `trials` that completed at or above the study's target (None without a target)."""
     if spec.target is None:
@@ -190,7 +185,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     events = events or RunEvents()
     source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
-    data = data_module.load(spec.dataset, device, options.data_dir, progress=events.progress)
+    data = data_module.load(spec.dataset, device, options.data_dir, progress=events.loading)
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
@@ -272,17 +267,23 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
         "epochs": attrs.get("epochs"),
         "seconds": attrs.get("seconds"),
         "device": attrs.get("device"),
-        "params": trial.params,
-        "config": attrs.get("config", trial.params),
+        "baseline": attrs.get("baseline"),
+        "params": space.stored_params(trial.params),
+        "config": attrs.get("config", space.stored_params(trial.params)),
     }
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
-    """The study's counts by state and its best trial (None if no trial completed)."""
+    """The study's counts by state and its best trial (None if no trial completed).
+
+    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet. Of equally
+    good trials the earliest is the best, everywhere: here, in report, export, the weights kept and init:.
+    """
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
-              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+                            TrialState.WAITING)}
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(completed, key=lambda t: t.value) if completed else None
-    return {"study": study.study_name, "trials": len(trials), **counts,
+    best = max(completed, key=lambda t: t.value) if completed else None  # max keeps the first of equals
+    return {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
             "best": summarize_trial(best) if best else None}

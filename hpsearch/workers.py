@@ -29,7 +29,7 @@ from hpsearch.storage import folder_beside
 from hpsearch.study import FINISHED, RunOptions
 
 POLL_S = 0.5
-STOP_GRACE_S = 30  # after Ctrl-C, how long workers get to record their trial as failed
+STOP_GRACE_S = 30  # after Ctrl-C or SIGTERM, how long workers get to record their trial as failed
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,12 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
                                 "workers are then one per GPU times --trials-per-gpu")
         if device == "cpu":
             raise HpsearchError("--gpus/--trials-per-gpu need --device cuda or auto, not cpu")
+        if visible_gpus == 0:
+            flag = "--gpus" if gpus else "--trials-per-gpu"
+            raise HpsearchError(f"{flag}: torch sees no CUDA device on this machine (a CPU-only torch build, no "
+                                "driver, or CUDA_VISIBLE_DEVICES hides them): use --workers N --device cpu here")
         chosen = gpus or tuple(range(visible_gpus))
-        if not chosen:
-            raise HpsearchError("--trials-per-gpu: no CUDA device is visible (use --workers N on the CPU)")
-        if visible_gpus and any(g >= visible_gpus for g in chosen):
+        if any(g >= visible_gpus for g in chosen):
             raise HpsearchError(f"--gpus {','.join(map(str, chosen))}: only GPUs 0..{visible_gpus - 1} exist here")
         return [WorkerSlot("cuda", gpu) for gpu in chosen for _ in range(trials_per_gpu or 1)]
     return [WorkerSlot(device, None) for _ in range(workers or 1)]
@@ -76,7 +78,7 @@ class Workers:
     """The started worker processes, their logs, and how they ended."""
 
     def __init__(self, spec: StudySpec, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
-        self.run_id = uuid.uuid4().hex
+        self.run_id = options.run_id or uuid.uuid4().hex
         self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(spec.name)}-{self.run_id[:8]}"
         self.log_dir.mkdir(parents=True)
         self.processes: list[subprocess.Popen] = []
@@ -101,17 +103,25 @@ class Workers:
     def running(self) -> bool:
         return any(p.poll() is None for p in self.processes)
 
-    def interrupt(self) -> None:
-        """Ask every worker to stop as Ctrl-C would (its trial is recorded as failed), then wait."""
+    def stop(self, sig: signal.Signals) -> None:
+        """Pass Ctrl-C (SIGINT) or SIGTERM on to every worker, which records its trial as failed and queues
+        its copy (a worker that heard it already ignores it), and wait; one still running after STOP_GRACE_S
+        is killed."""
         for p in self.processes:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                p.send_signal(sig)
         deadline = time.monotonic() + STOP_GRACE_S
-        for p in self.processes:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
+        try:
+            for p in self.processes:
+                try:
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            for p in self.processes:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def remove_logs(self) -> None:
         """The run ended well: its logs say nothing worth keeping (nor does an emptied logs folder)."""

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import optuna
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from hpsearch.catalog import shipped_study_files
 from hpsearch.cli import main
+from hpsearch.errors import HpsearchError
+from hpsearch.workers import plan_workers
 
 
 def invoke(*args: str):
@@ -94,3 +102,101 @@ def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, sto
 def test_bad_options_are_usage_errors(args, write_study):
     result = invoke("run", "--study", str(write_study()), *args)
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_gpu_workers_are_refused_where_torch_sees_no_cuda():
+    for flags in [((0, 1), None), ((), 2)]:
+        with pytest.raises(HpsearchError, match="torch sees no CUDA device.*use --workers N --device cpu"):
+            plan_workers(None, *flags, "auto", visible_gpus=0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: --gpus is allowed here")
+@pytest.mark.parametrize("flags", [("--gpus", "0,1"), ("--trials-per-gpu", "2")])
+def test_gpu_workers_on_a_machine_without_cuda_start_nothing(write_study, storage, flags):
+    result = invoke("run", "--study", str(write_study()), "--storage", storage, *flags)
+    assert_clean_error(result, f"{flags[0]}: torch sees no CUDA device")
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
+
+
+def test_progress_in_a_log_is_plain_lines_per_epoch_and_for_loading(write_study, tmp_path, image_folder):
+    """stderr to a file, as under nohup or a batch scheduler: no live bars, but lines saying where the run is."""
+    image_folder(tmp_path / "data" / "pets", per_class=10)
+    path = write_study(dataset={"name": "imagefolder", "path": "pets", "image_size": 8, "validation": 4, "test": 4})
+    with open(tmp_path / "run.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", "hpsearch", "run", "--study", str(path), "--device", "cpu",
+                               "--n-trials", "1"], stdout=subprocess.PIPE, stderr=log, text=True, timeout=240)
+    err = (tmp_path / "run.log").read_text()
+    assert done.returncode == 0, err
+    assert "decoding pets/ 20/20 images;" in err
+    assert re.search(r"^trial #0 epoch 1/3 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
+    assert "[1/1] trial #0 complete" in err and "\x1b[" not in err  # no terminal control codes in a log
+
+
+def test_a_run_whose_every_trial_failed_exits_1_naming_the_reason(write_study, storage):
+    path = write_study(space={"lr": {"choice": [100.0]}}, budget={"epochs": 2, "trials": 2},
+                       fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batchnorm": False, "optimizer": "sgd",
+                              "momentum": 0.0})
+    result = invoke("run", "--study", str(path), "--storage", storage, "--device", "cpu")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "study tiny-digits: 2 trials (0 complete, 0 pruned, 2 failed)" in result.stdout
+    assert "error: every trial of this run failed (2 trials); the most common reason (2 of 2): training loss became" \
+        in result.stderr
+
+
+def test_a_fixed_architecture_too_deep_for_the_images_is_refused_before_any_trial(write_study, storage):
+    path = write_study(fixed={"blocks": 8})
+    assert_clean_error(invoke("run", "--study", str(path), "--storage", storage),
+                       f"{path}: fixed: does not fit digits: the 8x8 input shrinks to nothing at the pool of block 4; "
+                       "it would fit with blocks 3 or fewer, or with pool none")
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
+
+
+def test_until_a_total_the_study_already_holds_says_so(write_study, storage):
+    path = str(write_study(target={"metric": "val_accuracy", "value": 0.05}, budget={"epochs": 1, "trials": 5}))
+    assert invoke("run", "--study", path, "--storage", storage, "--device", "cpu", "--until", "1").exit_code == 0
+    result = invoke("run", "--study", path, "--storage", storage, "--device", "cpu", "--until", "1")
+    assert result.exit_code == 0, result.output
+    assert "nothing to do: the study already holds 1 finished trial (--until 1)" in result.stderr
+    assert "reached" not in result.stderr and "study tiny-digits: 1 trial (1 complete, 0 pruned, 0 failed)" in result.stdout
+
+
+def test_every_command_is_in_the_readme_s_command_list():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    listed = readme.split("## Commands", 1)[1].split("```")[1]
+    assert {line.split()[1] for line in listed.strip().splitlines()} == set(main.commands)
+
+
+def stored_trial(value: float, params: dict | None = None, **attrs) -> optuna.trial.FrozenTrial:
+    """A completed trial as a run stores it, for summaries that need no training."""
+    params = {"lr": 0.1} if params is None else params
+    dists = {"lr": FloatDistribution(0.01, 0.2), "head_widths": CategoricalDistribution(["[]", "[256]"])}
+    return optuna.trial.create_trial(
+        value=value, params=params, distributions={k: dists[k] for k in params},
+        user_attrs={"test_accuracy": value, "param_count": 1000, "epochs": 3, "seconds": 1.0, "device": "cpu", **attrs})
+
+
+def test_best_and_report_agree_on_ties_the_earliest_trial_wins(storage):
+    study = optuna.create_study(study_name="ties", storage=storage, direction="maximize")
+    for value in (0.90, 0.95, 0.95):
+        study.add_trial(stored_trial(value))
+    best = json.loads(invoke("best", "--study", "ties", "--storage", storage, "--format", "json").stdout)["best"]
+    assert best["number"] == 1
+    assert "| #1 | searched #1 | hpsearch |" in invoke("report", "--study", "ties", "--storage", storage).stdout
+
+
+def test_best_says_what_the_study_holds(storage):
+    study = optuna.create_study(study_name="held", storage=storage, direction="maximize")
+    study.add_trial(stored_trial(0.9, {"lr": 0.1, "head_widths": "[256]"}))
+    study.enqueue_trial({"lr": 0.05})  # a retried copy, queued: it has not run
+    text = invoke("best", "--study", "held", "--storage", storage).stdout
+    assert text.startswith("study held: 1 trial (1 complete, 0 pruned, 0 failed); 1 queued to run next\n")
+    as_yaml = yaml.safe_load(invoke("best", "--study", "held", "--storage", storage, "--format", "yaml").stdout)
+    assert as_yaml["trials"] == 1 and as_yaml["waiting"] == 1
+    assert as_yaml["best"]["params"] == {"lr": 0.1, "head_widths": [256]}  # a list, not its JSON text
+
+
+def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
+    study = optuna.create_study(study_name="base", storage=storage, direction="maximize")
+    study.add_trial(stored_trial(0.9, {}, baseline="seed001-cnn"))
+    text = invoke("best", "--study", "base", "--storage", storage).stdout
+    assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text

@@ -106,3 +106,21 @@ def test_missing_fashion_mnist_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz.*FashionMNIST/raw"):
         data.load(DatasetSpec("fashion-mnist"), CPU, tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name, where", [("cifar10", "cifar-10-batches-py/"),
+                                         ("fashion-mnist", "train-images-idx3-ubyte.gz")])
+def test_a_failed_download_says_where_to_put_the_files_and_leaves_nothing(name, where, tmp_path, monkeypatch):
+    """A real download attempt through a proxy that refuses every connection: what a machine offline meets."""
+    if name == "fashion-mnist" and FASHION_MNIST_SYSTEM_DIR.is_dir():
+        pytest.skip("Debian's copy of Fashion-MNIST is installed: nothing would be downloaded")
+    monkeypatch.delenv("HPSEARCH_OFFLINE")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # the discard port: connection refused at once
+    data_dir = tmp_path / "fresh"
+    with pytest.raises(DatasetError, match=f"{name}: download failed") as failed:
+        data.load(DatasetSpec(name=name), CPU, data_dir)
+    assert where in str(failed.value) and str(data_dir) in str(failed.value)
+    assert not data_dir.exists()

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -129,30 +128,61 @@ def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(writ
     assert clean.trials[0].user_attrs["test_accuracy"] == retried.user_attrs["test_accuracy"]
 
 
-def test_ctrl_c_records_the_trial_exits_130_and_the_next_run_resumes_it(write_study, storage):
-    path = write_study(budget={"epochs": 5, "trials": 3}, **SLOW)
-    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
+def first_epochs_done(process: subprocess.Popen, storage: str, trials: int = 1):
+    """A condition for wait_for: the first `trials` trials have each reported an epoch."""
 
-    def first_epoch_done() -> bool:
+    def done() -> bool:
         assert process.poll() is None, process.communicate()
         try:
-            return bool(load(storage).trials[0].intermediate_values)
-        except (KeyError, IndexError):
+            started = load(storage).trials
+            return len(started) >= trials and all(t.intermediate_values for t in started[:trials])
+        except KeyError:
             return False
 
-    wait_for(first_epoch_done)
-    process.send_signal(signal.SIGINT)
+    return done
+
+
+@pytest.mark.parametrize("sig, status, reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                 (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_records_the_trial_and_the_next_run_resumes_it(write_study, storage, sig, status, reason):
+    path = write_study(budget={"epochs": 5, "trials": 3}, **SLOW)
+    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
+    wait_for(first_epochs_done(process, storage))
+    process.send_signal(sig)
     code, _, err = finish(process)
-    assert code == 130 and "Traceback" not in err
-    assert "interrupted: run the same command again to resume the study" in err
+    assert code == status and "Traceback" not in err, err
+    assert f"{reason}: run the same command again to resume the study" in err
     trials = load(storage).trials
     assert TrialState.RUNNING not in [t.state for t in trials]
-    assert trials[0].state == TrialState.FAIL and "interrupted" in trials[0].user_attrs["failure"]
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["failure"].startswith(reason)
     assert trials[-1].state == TrialState.WAITING and trials[-1].params == trials[0].params
 
     study = run(load_spec(path), storage, RunOptions(device="cpu", n_trials=1))
     resumed = study.trials[len(trials) - 1]
     assert resumed.state == TrialState.COMPLETE and resumed.user_attrs["resumed_from_epoch"] >= 1
+
+
+def test_sigterm_reaches_every_worker_and_each_queues_its_trial(write_study, storage):
+    path = write_study(budget={"epochs": 5, "trials": 4}, **SLOW)
+    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu", "--workers", "2")
+    wait_for(first_epochs_done(process, storage, trials=2))
+    process.send_signal(signal.SIGTERM)  # to the parent only, as `timeout` or Kubernetes would
+    code, _, err = finish(process)
+    assert code == 143 and "Traceback" not in err, err
+    assert "terminated (SIGTERM): run the same command again" in err
+    trials = load(storage).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert TrialState.RUNNING not in [t.state for t in trials]  # no worker was killed: each recorded its trial
+    assert failed and all(t.user_attrs["failure"].startswith("terminated (SIGTERM)") for t in failed)
+    assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in failed)
+
+    study = run(load_spec(path), storage, RunOptions(device="cpu", n_trials=2))
+    for copy in waiting:
+        resumed, stopped = study.trials[copy.number], study.trials[copy.system_attrs["failed_trial"]]
+        assert resumed.state == TrialState.COMPLETE
+        if stopped.intermediate_values:  # stopped after an epoch, not while starting: resumed from its checkpoint
+            assert resumed.user_attrs["resumed_from_epoch"] == max(stopped.intermediate_values)
 
 
 def test_workers_pinned_to_gpus_need_gpus(write_study):

@@ -199,3 +199,13 @@ def test_transfer_keys_are_validated(write_study, overrides, key, message):
     with pytest.raises(SpecError) as caught:
         load_spec(write_study(**overrides))
     assert any(p.startswith(f"{key}: ") and message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_transfer_space_samples_within_the_source_s_conv_layers(source, pets, write_study, storage):
+    spec = load_spec(write_study(init={"weights": str(source.checkpoint)}, dataset=pets,
+                                 budget={"epochs": 1, "trials": 6}, fixed={"batch_size": 4},
+                                 space={"reinit_convs": {"int": [0, 3]}, "freeze_convs": {"int": [1, 3]}}))
+    trials = run(spec, storage, RunOptions(device="cpu")).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, [t.user_attrs.get("failure") for t in trials]
+    used = [t.params["reinit_convs"] + t.params["freeze_convs"] for t in trials]
+    assert max(used) == 3  # the source's 3 conv layers, all of them, and never more
