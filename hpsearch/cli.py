@@ -169,10 +169,9 @@ def _run_workers(spec, url, options, slots, console, header, total) -> optuna.St
 @main.command()
 @trial_options
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
-@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           keep_weights, run_id, worker_index):
+           keep_weights, run_id):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -181,8 +180,7 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=run_id,
-                           worker_index=worker_index)
+                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=run_id)
     console = Console(stderr=True)
 
     def trial_finished(study, trial):
