@@ -88,7 +88,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr("resumed_from_epoch", stats.epoch - 1)
-                _report_restored(trial, checkpoint)
+                _report_restored(trial, checkpoint, before=stats.epoch)
             epochs_run = stats.epoch
             trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
@@ -134,13 +134,15 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     return objective
 
 
-def _report_restored(trial: optuna.Trial, checkpoint: CheckpointFile) -> None:
-    """Report the restored epochs again: the last one's report is missing if the earlier attempt's
-    worker died between saving its checkpoint and reporting it. Optuna keeps the first report of a step."""
+def _report_restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int) -> None:
+    """Report the restored epochs (those before `before`) again: the last one's report is missing if the
+    earlier attempt's worker died between saving its checkpoint and reporting it. Optuna keeps the
+    first report of a step."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "the reported value is ignored because this step is already reported"
         for past in checkpoint.load().history:
-            trial.report(past["val_accuracy"], past["epoch"])
+            if past["epoch"] < before:
+                trial.report(past["val_accuracy"], past["epoch"])
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
