@@ -103,14 +103,14 @@ def measure(postgres: str, workers: int, seconds: float) -> dict:
             if any(p.returncode for p in processes):
                 raise SystemExit("a worker failed:\n" + "\n".join(mask(e) for e in errors if e))
             timings = [t for record in records for t in json.loads(record.read_text())]
-        study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
-        states = [t.state for t in study.trials]
+        trials = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url).trials
     finally:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+    states = [t.state for t in trials]
     finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
-    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    params = [tuple(sorted(t.params.items())) for t in trials]
     waits, holds = [w for w, _ in timings], [h for _, h in timings]
     return {"workers": workers, "wall_s": round(wall, 1), "complete": states.count(TrialState.COMPLETE),
             "pruned": states.count(TrialState.PRUNED), "failed": states.count(TrialState.FAIL),
