@@ -74,7 +74,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         provenance["init"] = source.origin
 
     def objective(trial: optuna.Trial) -> float:
-        baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
+        baseline = trial.user_attrs.get("baseline")  # set when study.queue_next_baseline queued it
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():
