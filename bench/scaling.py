@@ -90,6 +90,7 @@ def measure(postgres: str, workers: int, seconds: float) -> dict:
     try:
         with tempfile.TemporaryDirectory() as folder:
             env = {**os.environ, "HPSEARCH_STORAGE": url, "HPSEARCH_CHECKPOINTS": f"{folder}/checkpoints",
+                   "HPSEARCH_ARTIFACTS": f"{folder}/artifacts",
                    "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
             records = [Path(folder) / f"lock-{i}.json" for i in range(workers)]
             load_before = load_average()
