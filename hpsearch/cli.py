@@ -242,11 +242,10 @@ def _run_workers(spec, url, options, slots, console, header, total):
 @main.command()
 @trial_options
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
-@click.option("--worker-index", type=click.IntRange(min=0), default=0, hidden=True)
 @friendly_errors
 @stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           keep_weights, run_id, worker_index):
+           keep_weights, run_id):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -262,9 +261,9 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     url = storage_url(storage)
     options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
                            data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights,
-                           run_id=run_id or uuid.uuid4().hex, worker_index=worker_index)
+                           run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
-    header = f"worker {worker_index} on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
+    header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
                     counting_study=until is not None) as display:
         study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         provenance["init"] = source.origin
 
     def objective(trial: optuna.Trial) -> float:
-        baseline = trial.user_attrs.get("baseline")  # set when study.enqueue_baselines queued it
+        baseline = trial.user_attrs.get("baseline")  # set when study.queue_next_baseline queued it
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():
@@ -89,6 +90,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr("resumed_from_epoch", stats.epoch - 1)
+                _report_restored(trial, checkpoint, before=stats.epoch)
             epochs_run = stats.epoch
             trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
@@ -132,6 +134,17 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         raise TrialFailed(failure)
 
     return objective
+
+
+def _report_restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int) -> None:
+    """Report the restored epochs (those before `before`) again: the last one's report is missing if the
+    earlier attempt's worker died between saving its checkpoint and reporting it. Optuna keeps the
+    first report of a step."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the reported value is ignored because this step is already reported"
+        for past in checkpoint.load().history:
+            if past["epoch"] < before:
+                trial.report(past["val_accuracy"], past["epoch"])
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:

@@ -1,19 +1,25 @@
-"""Storage URLs: which one to use, how to open it, and how to print it without its password."""
+"""Storage URLs: which one to use, how to open it, how to print it without its password, the locks
+its processes share, and what becomes of a trial whose worker died."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import filelock
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
+from hpsearch.paths import slug
 
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for the lock, do not fail
 
@@ -60,10 +66,116 @@ def driver_url(url: str) -> str:
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
-def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    """Queues a failed trial's copy, same parameters and epochs reported so far, at most MAX_RETRIES times."""
-    with quiet_experimental():
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+class NoLock:
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileLock(NoLock):
+    """A lock file beside an SQLite database. Acquiring a held lock or releasing a free one does nothing."""
+
+    def __init__(self, path: Path):
+        self._lock = filelock.FileLock(str(path))
+
+    def acquire(self) -> None:
+        if not self._lock.is_locked:
+            self._lock.acquire()
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+
+class PostgresAdvisoryLock(NoLock):
+    """pg_advisory_lock on a connection of our own: it excludes other hpsearch processes only, on any machine."""
+
+    def __init__(self, url: str, key: str):
+        self._key = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        self._engine = sqlalchemy.create_engine(driver_url(url), poolclass=sqlalchemy.pool.NullPool)
+        self._connection: sqlalchemy.Connection | None = None
+
+    def acquire(self) -> None:
+        if self._connection is None:
+            connection = self._engine.connect()
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": self._key})
+            self._connection = connection
+
+    def release(self) -> None:
+        if self._connection is not None:
+            self._connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            self._connection.close()
+            self._connection = None
+
+    def close(self) -> None:
+        self.release()
+        self._engine.dispose()
+
+
+def shared_lock(url: str, study_name: str | None = None) -> NoLock:
+    """A lock that every process using this storage sees: a study's, or without a name the storage's own.
+
+    SQLite storages live on one machine: a file beside the database (x.db.lock, x.db.<study>.lock).
+    PostgreSQL storages span machines: an advisory lock in the server. Other storages get none.
+    """
+    db = sqlite_file(url)
+    if db is not None:
+        name = "" if study_name is None else "." + slug(study_name)
+        return FileLock(db.with_name(f"{db.name}{name}.lock"))
+    if url.startswith(("postgresql:", "postgresql+")):
+        return PostgresAdvisoryLock(url, "hpsearch" if study_name is None else f"hpsearch:{study_name}")
+    return NoLock()
+
+
+RETRIED_ATTRS = ("baseline",)  # what a trial's copy keeps of its user attributes: what to run, not how it went
+
+
+def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a copy of a failed trial: same parameters, the epochs it reported, at most MAX_RETRIES times.
+
+    Optuna's RetryHeartbeatStaleTrialCallback does the same, but copies every user attribute, so a
+    copy that completed still said why its first attempt failed. The system attributes are Optuna's
+    (failed_trial, retry_history), so its retry helpers and our checkpoints follow the chain.
+    """
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > MAX_RETRIES:
+        return
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={key: value for key, value in trial.user_attrs.items() if key in RETRIED_ATTRS},
+        system_attrs={**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                      "retry_history": history},
+        intermediate_values=trial.intermediate_values))
+
+
+def fail_lost_trials(study: optuna.Study) -> int:
+    """Fail the running trials whose worker stopped sending heartbeats, saying why, and queue their copies.
+
+    Optuna's fail_stale_trials does this without a reason: a failed trial takes no more attributes,
+    so the reason and the epochs reached are written first (with the storage calls it uses itself).
+    Returns how many trials it failed. Call it under the study lock, where trials are counted.
+    """
+    storage = study._storage  # Optuna's cache in front of the RDBStorage that open_storage made
+    interval = storage.get_heartbeat_interval() if hasattr(storage, "get_heartbeat_interval") else None
+    if interval is None:
+        return 0
+    failed = 0
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        trial = storage.get_trial(trial_id)
+        try:
+            storage.set_trial_user_attr(trial_id, "failure", f"worker lost: no heartbeat from "
+                                        f"{trial.user_attrs.get('worker', 'its worker')} for over "
+                                        f"{2 * interval} s (killed, or its machine went away)")
+            storage.set_trial_user_attr(trial_id, "epochs", max(trial.intermediate_values, default=0))
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its worker ended it after all
+        failed += 1
+        queue_retry(study, storage.get_trial(trial_id))
+    return failed
 
 
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.storages.BaseStorage:
@@ -71,21 +183,27 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
 
     Running trials send a heartbeat; one whose worker died (SIGKILL, a lost machine) is marked
     FAIL once its heartbeat is older than the grace period, and a copy with the same parameters
-    is queued so the study still reaches its total.
+    is queued so the study still reaches its total (see fail_lost_trials).
     """
     engine_kwargs = {}
+    lock: NoLock = NoLock()
     path = sqlite_file(url)
     if path is not None:
         check_sqlite_folder(path)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
+        # Opening creates the tables of a new database: processes starting together take turns.
+        lock = shared_lock(url)
+        lock.acquire()
         with quiet_experimental():
             return optuna.storages.RDBStorage(
                 driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                heartbeat_stale_trial_callback=retry_callback())
+                heartbeat_stale_trial_callback=queue_retry)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from None
+    finally:
+        lock.close()
 
 
 def check_sqlite_folder(path: Path) -> None:

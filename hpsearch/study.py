@@ -1,7 +1,7 @@
 """Create or load a study on its storage, run trials on it, and summarise what it holds.
 
-Optuna does the coordination; this module only chooses the sampler seed, records what the study
-was made from, and stops at the study's target.
+Optuna does the coordination; this module only seeds the sampler, records what the study was
+made from, holds the study lock where trials are counted and started, and stops at the target.
 """
 
 from __future__ import annotations
@@ -25,29 +25,22 @@ from hpsearch.errors import HpsearchError
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spectypes import StudySpec
-from hpsearch.slots import study_lock
-from hpsearch.storage import (check_sqlite_folder, is_new_sqlite, mask, open_existing, open_storage, quiet_experimental,
-                              retry_callback, sqlite_file)
+from hpsearch.storage import (NoLock, check_sqlite_folder, fail_lost_trials, is_new_sqlite, mask, open_existing,
+                              open_storage, queue_retry, shared_lock, sqlite_file)
 
 
-def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage, *,
-               seed: int | None = None, offset: int = 0) -> optuna.Study:
+def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
     """The study named spec.name on the storage, created if new (maximising validation accuracy).
 
-    The sampler is seeded with seed + the number of trials already stored (+ 1000 x the worker's
-    index): a resumed run is as repeatable as the first without replaying its random draws, and
-    parallel workers do not sample the same parameters.
+    Its sampler is unseeded until a SamplerSeed seeds it, before the first trial this process starts.
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
     study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize", pruner=pruner,
+                                sampler=make_sampler(spec.sampler.name, spec.sampler.options, None),
                                 load_if_exists=True)
-    existing = len(study.get_trials(deepcopy=False))
-    base_seed = seed if seed is not None else spec.sampler.options.get("seed")
-    study.sampler = make_sampler(spec.sampler.name, spec.sampler.options,
-                                 None if base_seed is None else base_seed + existing + 1000 * offset)
-    if existing == 0:
+    if not study.get_trials(deepcopy=False):
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
@@ -73,13 +66,49 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
 
 
-def enqueue_baselines(study: optuna.Study, spec: StudySpec) -> list[str]:
-    """Queue the study's baselines that no earlier run queued, ahead of the sampler's trials."""
-    queued = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+def queue_next_baseline(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> None:
+    """Queue the first of the study's baselines that no run queued yet, unless a trial is waiting already.
+
+    Baselines are queued one at a time, as a trial starts, so that a waiting copy of an interrupted
+    trial (its checkpoint ready) runs before them, and baselines still run before sampled trials.
+    """
+    if any(t.state == TrialState.WAITING for t in trials):
+        return
+    queued = {t.user_attrs.get("baseline") for t in trials}
     missing = [name for name in spec.baselines if name not in queued]
-    for name in missing:
-        study.enqueue_trial({}, user_attrs={"baseline": name})
-    return missing
+    if missing:
+        study.enqueue_trial({}, user_attrs={"baseline": missing[0]})
+
+
+class SamplerSeed:
+    """Seeds the sampler so that workers never draw alike while one process's draws repeat.
+
+    A seeded sampler's random stream stays with one process for as long as no other process adds a
+    trial: a single process run on the same stored trials draws what it drew before. Whenever
+    another process has added trials since this one last held the study lock, the sampler is
+    reseeded with seed + the number of trials now stored. Two processes can hold the same stream
+    only until one of them draws from it, which adds a trial and makes the other reseed first, so
+    workers on any machine, coordinated by nothing but the storage, never share a stream.
+    """
+
+    def __init__(self, spec: StudySpec, seed: int | None):
+        self.spec = spec
+        self.base = seed if seed is not None else spec.sampler.options.get("seed")
+        self.known: int | None = None  # the study's trial count when this process last held the lock
+
+    def follow(self, study: optuna.Study, count: int) -> None:
+        """Under the lock, before this process adds anything: reseed if another process added trials."""
+        if count != self.known and self.base is not None:
+            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, self.base + count)
+        self.known = count
+
+    def added(self, count: int) -> None:
+        """This process brought the count to `count` (queued copies)."""
+        self.known = count
+
+    def started(self, number: int) -> None:
+        """This process started trial `number`: a new one, or one that was waiting."""
+        self.known = max(self.known or 0, number + 1)
 
 
 def load_existing(name: str, storage_url: str) -> optuna.Study:
@@ -128,7 +157,6 @@ class RunOptions:
     data_dir: Path | None = None
     heartbeat: int = DEFAULT_HEARTBEAT_S
     run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
-    worker_index: int = 0  # offsets the sampler seed, so parallel workers do not draw alike
     keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
 
 
@@ -139,8 +167,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 class RunBudget:
     """Whether a worker may start another trial, judged from the study's trials in the storage.
 
-    Every worker of a run, on any machine, asks this under the study lock (slots.py), so the
-    run adds exactly n_trials trials, or the study ends with exactly `until` finished ones.
+    hpsearch promises exact totals; Optuna's own stopping rule (MaxTrialsCallback) is checked after
+    a trial ends, so N workers may overshoot by up to N-1 trials. So every worker of a run, on any
+    machine, holds the study lock (storage.shared_lock) from failing lost trials and counting until
+    its new trial exists (milliseconds, never while training): the run adds exactly n_trials trials,
+    or the study ends with exactly `until` finished ones. A waiting copy of a failed trial is always
+    started before anything new (Optuna pops waiting trials first), so it runs before the total is
+    reached. Without a shared lock (storages other than SQLite and PostgreSQL) a total may be
+    overshot by a trial or two.
     """
 
     def __init__(self, spec: StudySpec, options: RunOptions, run_id: str):
@@ -151,15 +185,19 @@ class RunBudget:
         timeout = options.timeout or spec.budget.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
-    def decide(self, study: optuna.Study) -> str:
+    def decide(self, trials: list[FrozenTrial]) -> str:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
-        trials = study.get_trials(deepcopy=False)
         ours = [t for t in trials if t.user_attrs.get("run") == self.run_id]
         if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
         if self.options.until is None:
-            return START if len(ours) < self.n_trials else DONE
+            retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+            counted = [t for t in ours if t.number not in retried]  # a retried trial counts once: its copy
+            if len(counted) < self.n_trials:
+                return START
+            # Another worker's trial may yet be lost, and its copy must then run in this run.
+            return WAIT if any(t.state == TrialState.RUNNING for t in counted) else DONE
         finished = sum(t.state in FINISHED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished >= self.options.until:
@@ -190,60 +228,74 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
     storage = storage or open_storage(storage_url, heartbeat=options.heartbeat)
-    lock = study_lock(storage_url, spec.name)
+    lock = shared_lock(storage_url, spec.name)
     try:
         lock.acquire()
-        try:  # creating the study and queueing its baselines once, whoever comes first
-            study = open_study(spec, storage, seed=options.seed, offset=options.worker_index)
-            enqueue_baselines(study, spec)
+        try:  # creating the study once, whoever comes first
+            study = open_study(spec, storage)
         finally:
             lock.release()
         events.study_opened(study, data)
         run_id = options.run_id or uuid.uuid4().hex
         _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
                                    on_complete=keeper, source=source),
-              RunBudget(spec, options, run_id), lock, list(callbacks), options.heartbeat)
+              RunBudget(spec, options, run_id), SamplerSeed(spec, options.seed), lock, list(callbacks),
+              options.heartbeat)
     finally:
         lock.close()
     return study
 
 
-def _work(study: optuna.Study, objective, budget: RunBudget, lock, callbacks: list[Any], heartbeat: int) -> None:
+def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
+          callbacks: list[Any], heartbeat: int) -> None:
     """Start trials one at a time; the lock is held from the budget check until the trial exists."""
-    running: list[int] = []  # the number of the trial in progress, while there is one
+    started: list[int] = []  # the number of the trial in progress, while there is one
 
     def objective_in_slot(trial: optuna.Trial) -> float:
+        started.append(trial.number)
+        seed.started(trial.number)
         trial.set_user_attr("run", budget.run_id)
-        running.append(trial.number)
         lock.release()
         return objective(trial)
 
     while True:
         lock.acquire()
         try:
-            decision = budget.decide(study)
+            decision = _next_step(study, budget, seed)
             if decision == START:
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
         except KeyboardInterrupt:
-            if running:
-                requeue(study, running[0])
+            if started:
+                lock.acquire()
+                requeue(study, started[0])
             raise
         finally:
-            running.clear()
+            started.clear()
             lock.release()
         if decision == DONE:
             return
         if decision == WAIT:
             time.sleep(min(heartbeat, 2))
-            with quiet_experimental():
-                optuna.storages.fail_stale_trials(study)
+
+
+def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str:
+    """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due."""
+    trials = study.get_trials(deepcopy=False)
+    seed.follow(study, len(trials))
+    if fail_lost_trials(study):
+        trials = study.get_trials(deepcopy=False)
+        seed.added(len(trials))
+    decision = budget.decide(trials)
+    if decision == START:
+        queue_next_baseline(study, budget.spec, trials)
+    return decision
 
 
 def requeue(study: optuna.Study, number: int) -> None:
     """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint)."""
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
-        retry_callback()(study, trial)
+        queue_retry(study, trial)
 
 
 def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:

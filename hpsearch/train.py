@@ -110,8 +110,9 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     Parameters with requires_grad False stay as they are; those named in `reused` train at
     cfg.reused_lr_ratio times the learning rate. on_epoch may raise (optuna.TrialPruned) to stop
     early. Raises TrainingDiverged on NaN/inf loss.
-    With `checkpoint`, training resumes from it if it exists and saves it after every epoch, so
-    an interrupted run continues exactly where it stopped (bit for bit on the CPU).
+    With `checkpoint`, training resumes from it if it exists and saves it after every epoch, before
+    on_epoch hears of it, so an interrupted run continues exactly where it stopped (bit for bit on
+    the CPU).
     """
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -152,10 +153,10 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         val_accuracy = evaluate(model, data, data.val_x, data.val_y)
         stats = EpochStats(epoch, train_loss, val_accuracy, time.perf_counter() - started)
         history.append(stats)
+        if checkpoint is not None and epoch < cfg.epochs:  # first: a worker killed after reporting loses nothing
+            checkpoint.save(_snapshot(history, model, optimizer, generator))
         if on_epoch is not None:
             on_epoch(stats)
-        if checkpoint is not None and epoch < cfg.epochs:
-            checkpoint.save(_snapshot(history, model, optimizer, generator))
     return history
 
 

@@ -58,9 +58,9 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
     return [WorkerSlot(device, None) for _ in range(workers or 1)]
 
 
-def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, index: int, run_id: str) -> list[str]:
+def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_id: str) -> list[str]:
     cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
-           "--run-id", run_id, "--worker-index", str(index), "--heartbeat", str(options.heartbeat),
+           "--run-id", run_id, "--heartbeat", str(options.heartbeat),
            "--keep-weights", str(options.keep_weights)]
     if options.until is not None:
         cmd += ["--until", str(options.until)]
@@ -91,7 +91,7 @@ class Workers:
                 env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
             log = open(self.log_dir / f"worker-{index}.log", "w")
             self.processes.append(subprocess.Popen(
-                worker_command(spec.path, options, slot, index, self.run_id), env=env,
+                worker_command(spec.path, options, slot, self.run_id), env=env,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             log.close()
 

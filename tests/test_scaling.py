@@ -116,6 +116,8 @@ def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(writ
     study = run(load_spec(path), storage, RunOptions(device="cpu", until=2, heartbeat=1))
     first, *rest = study.trials
     assert first.state == TrialState.FAIL and len(rest) == 2
+    assert first.user_attrs["failure"].startswith("worker lost: no heartbeat from")
+    assert first.user_attrs["epochs"] == max(first.intermediate_values) >= 2
     (retried,) = [t for t in rest if t.system_attrs.get("failed_trial") == 0]
     assert retried.state == TrialState.COMPLETE and retried.params == first.params
     assert retried.user_attrs["resumed_from_epoch"] >= 2
