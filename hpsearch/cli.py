@@ -218,17 +218,20 @@ def _finish(study, spec, options, console) -> None:
 def _run_workers(spec, url, options, slots, console, header, total):
     """Start the worker processes and show their trials in one view until they all exit."""
     from hpsearch.display import ParallelDisplay
-    from hpsearch.storage import open_storage
+    from hpsearch.storage import check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
     from hpsearch.workers import Workers, watch
 
-    storage = open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
+    if is_new_sqlite(url):  # the workers make it once their data is read: a run that cannot start writes none
+        check_sqlite_folder(sqlite_file(url))
+    else:
+        open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = Workers(spec, url, options, slots)
     try:
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
-            watch(pool, spec.name, storage, display.trial_ended, display.polled)
+            watch(pool, spec.name, url, display.trial_ended, display.polled)
     except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
         pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         raise

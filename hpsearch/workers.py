@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.spectypes import StudySpec
-from hpsearch.storage import folder_beside
+from hpsearch.storage import folder_beside, is_new_sqlite, open_storage
 from hpsearch.study import FINISHED, RunOptions
 
 POLL_S = 0.5
@@ -143,13 +143,17 @@ class Workers:
                 f"{last} (logs: {self.log_dir})" for (status, last), who in ended_badly.items()]
 
 
-def watch(workers: Workers, study_name: str, storage: optuna.storages.BaseStorage, on_trial, on_poll) -> None:
-    """Until every worker has exited: report each newly ended trial of this run, and the counts."""
+def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll) -> None:
+    """Until every worker has exited: report each newly ended trial of this run, and the counts.
+
+    A new SQLite file is opened only once a worker has made it, after reading its data."""
     seen: set[int] = set()
-    study = None
+    storage = study = None
     while True:
         alive = workers.running()
-        if study is None:
+        if storage is None and not is_new_sqlite(storage_url):
+            storage = open_storage(storage_url)
+        if storage is not None and study is None:
             try:
                 study = optuna.load_study(study_name=study_name, storage=storage)
             except KeyError:  # no worker has created the study yet

@@ -96,6 +96,10 @@ def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, sto
                        "cifar10 not found: put torchvision's cifar-10-batches-py")
     assert sorted(isolated.rglob("*")) == before  # no database, no folders
     assert_clean_error(invoke("best", "--study", "tiny-digits", "--storage", storage), "no storage")
+    # Several workers: each says so; the logs stay for reading, and no database is made.
+    result = invoke("run", "--study", str(path), "--storage", storage, "--device", "cpu", "--workers", "2")
+    assert result.exit_code == 2 and "cifar10 not found" in result.output and "Traceback" not in result.output
+    assert not Path(storage.removeprefix("sqlite:///")).exists()
 
 
 @pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"]])

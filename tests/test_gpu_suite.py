@@ -41,6 +41,7 @@ def suite(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SUITE), *args], capture_output=True, text=True, cwd=cwd, timeout=900)
 
 
+@pytest.mark.slow  # about 100 s on 2 quiet cores: some 15 processes that each import torch
 def test_the_dry_run_runs_every_stage_and_records_its_figures(tmp_path):
     archive = tiny_cifar10_archive(tmp_path / "made")
     out = tmp_path / "out"
