@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 from hpsearch import data as data_module, space
 from hpsearch.cli import main
 from hpsearch.models import build_model
+from hpsearch.paths import slug
 from hpsearch.spec import load_spec
 from hpsearch.study import RunOptions, open_study, run
 from hpsearch.train import fit, prepare
@@ -111,7 +112,7 @@ def test_a_killed_trial_resumes_on_the_gpu_from_its_checkpoint_at_the_right_epoc
                        space={"lr": {"float": [0.01, 0.1], "log": True}})
     worker = hpsearch("worker", "--study", str(path), "--storage", storage, *device_flags(device), "--until", "2",
                       "--heartbeat", "1")
-    checkpoint = tmp_path / "crash-checkpoints" / "tiny-digits" / "trial-0.pt"
+    checkpoint = tmp_path / "crash-checkpoints" / slug("tiny-digits") / "trial-0.pt"
     wait_for(lambda: checkpoint.is_file() and _epochs_saved(checkpoint) >= 2, worker)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
