@@ -19,7 +19,7 @@ import click
 
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
-from hpsearch.errors import HpsearchError, Terminated, interruption
+from hpsearch.errors import HpsearchError, Terminated, hold_signals, interruption, raise_on_signal
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -73,20 +73,16 @@ def stops_once(command):
     path: KeyboardInterrupt, or its subclass errors.Terminated, which records the running trial as failed and
     queues its copy.
 
-    Only the first signal counts: a worker can hear one both directly (the terminal or a scheduler signals the
-    whole process group) and from its parent, and the second must not interrupt the clean-up the first began.
+    Once the clean-up has begun (errors.hold_signals), further signals are ignored: a worker can hear one both
+    directly (the terminal or a scheduler signals the whole process group) and from its parent, and the second
+    must not cut the clean-up short.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        def stop(signum, frame):
-            for sig in handled:
-                signal.signal(sig, signal.SIG_IGN)
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
         # SIGINT stays ignored where it was (a job started with & by a script)
         handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
-        previous = {sig: signal.signal(sig, stop) for sig in handled}
+        previous = {sig: signal.signal(sig, raise_on_signal) for sig in handled}
         try:
             return command(*args, **kwargs)
         finally:
@@ -233,6 +229,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
     except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
+        hold_signals()
         pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         raise
     problems = pool.problems()

@@ -24,7 +24,7 @@ from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data import DeviceData
-from hpsearch.errors import interruption
+from hpsearch.errors import hold_signals, interruption
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.paths import slug
 from hpsearch.spectypes import StudySpec
@@ -115,6 +115,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+            hold_signals()
             trial.set_user_attr("failure", f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)

@@ -88,6 +88,9 @@ class FileLock(NoLock):
         if self._lock.is_locked:
             self._lock.release(force=True)
 
+    def close(self) -> None:
+        self.release()
+
 
 class PostgresAdvisoryLock(NoLock):
     """pg_advisory_lock on a connection of our own: it excludes other hpsearch processes only, on any machine."""

@@ -6,6 +6,7 @@ made from, holds the study lock where trials are counted and started, and stops 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, hold_signals
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spectypes import StudySpec
 from hpsearch.storage import (NoLock, check_sqlite_folder, fail_lost_trials, is_new_sqlite, mask, open_existing,
                               open_storage, queue_retry, shared_lock, sqlite_file)
+
+log = logging.getLogger(__name__)
 
 
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
@@ -265,9 +268,9 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             if decision == START:
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
         except KeyboardInterrupt:
+            hold_signals()
             if started:
-                lock.acquire()
-                requeue(study, started[0])
+                _requeue_interrupted(study, started[0], lock)
             raise
         finally:
             started.clear()
@@ -291,11 +294,17 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str
     return decision
 
 
-def requeue(study: optuna.Study, number: int) -> None:
-    """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint)."""
-    trial = study.get_trials(deepcopy=False)[number]
-    if trial.state == TrialState.FAIL:
-        queue_retry(study, trial)
+def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None:
+    """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint). Where the
+    storage cannot take it now, say so and let the interruption end the run as it would."""
+    try:
+        lock.acquire()
+        trial = study.get_trials(deepcopy=False)[number]
+        if trial.state == TrialState.FAIL:
+            queue_retry(study, trial)
+    except Exception as exc:  # noqa: BLE001 - the run is stopping; its exit status must stay 130 / 143
+        log.warning("trial #%d was not queued again (%s): the same command run again searches on without it",
+                    number, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:

@@ -29,6 +29,7 @@ from hpsearch.storage import folder_beside, is_new_sqlite, open_storage
 from hpsearch.study import FINISHED, RunOptions
 
 POLL_S = 0.5
+RESEND_S = 2
 STOP_GRACE_S = 30  # after Ctrl-C or SIGTERM, how long workers get to record their trial as failed
 
 
@@ -83,17 +84,20 @@ class Workers:
         self.log_dir.mkdir(parents=True)
         self.processes: list[subprocess.Popen] = []
         cpu_workers = sum(slot.gpu is None for slot in slots)
-        for index, slot in enumerate(slots):
-            env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "PYTHONUNBUFFERED": "1"}
-            if slot.gpu is not None:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-            else:  # share the cores instead of every worker starting one thread per core
-                env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
-            log = open(self.log_dir / f"worker-{index}.log", "w")
-            self.processes.append(subprocess.Popen(
-                worker_command(spec.path, options, slot, self.run_id), env=env,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-            log.close()
+        try:
+            for index, slot in enumerate(slots):
+                env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "PYTHONUNBUFFERED": "1"}
+                if slot.gpu is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+                else:  # share the cores instead of every worker starting one thread per core
+                    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
+                with open(self.log_dir / f"worker-{index}.log", "w") as log:
+                    self.processes.append(subprocess.Popen(
+                        worker_command(spec.path, options, slot, self.run_id), env=env,
+                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        except BaseException:  # a signal while starting them: none of those started may outlive the run
+            self.stop(signal.SIGTERM)
+            raise
 
     def index_of(self, trial_worker: str | None) -> int | None:
         """Which of our workers ran a trial, from its `worker` attribute (host:pid)."""
@@ -105,18 +109,17 @@ class Workers:
 
     def stop(self, sig: signal.Signals) -> None:
         """Pass Ctrl-C (SIGINT) or SIGTERM on to every worker, which records its trial as failed and queues
-        its copy (a worker that heard it already ignores it), and wait; one still running after STOP_GRACE_S
-        is killed."""
-        for p in self.processes:
-            if p.poll() is None:
-                p.send_signal(sig)
-        deadline = time.monotonic() + STOP_GRACE_S
+        its copy, and wait; one still running after STOP_GRACE_S is killed. The signal is sent again every
+        RESEND_S: a worker whose first one was lost (raised inside a __del__, say) hears the next, and one
+        that is already recording its trial ignores it (errors.hold_signals)."""
+        deadline, next_send = time.monotonic() + STOP_GRACE_S, 0.0
         try:
-            for p in self.processes:
-                try:
-                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
+            while (alive := [p for p in self.processes if p.poll() is None]) and time.monotonic() < deadline:
+                if time.monotonic() >= next_send:
+                    for p in alive:
+                        p.send_signal(sig)
+                    next_send = time.monotonic() + RESEND_S
+                time.sleep(POLL_S / 5)
         finally:
             for p in self.processes:
                 if p.poll() is None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -204,3 +208,27 @@ def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     study.add_trial(stored_trial(0.9, {}, baseline="seed001-cnn"))
     text = invoke("best", "--study", "base", "--storage", storage).stdout
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
+
+
+def test_a_signal_dropped_inside_a_destructor_does_not_disarm_the_next_one():
+    """Python runs a signal handler wherever the main thread is, a __del__ included (torch's weakref
+    callbacks), and drops what it raises there: the next SIGTERM must still stop the command."""
+    from hpsearch.cli import stops_once
+    from hpsearch.errors import Terminated
+
+    class SlowToDie:
+        def __del__(self):
+            time.sleep(1.0)  # the first SIGTERM (at 0.2 s) lands here, and its Terminated is dropped
+
+    @stops_once
+    def command():
+        SlowToDie()
+        time.sleep(5)  # the second SIGTERM (at 1.5 s) lands here
+        return "finished"
+
+    timers = [threading.Timer(at, os.kill, (os.getpid(), signal.SIGTERM)) for at in (0.2, 1.5)]
+    for timer in timers:
+        timer.start()
+    with pytest.raises(Terminated):
+        command()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back as it was

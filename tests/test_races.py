@@ -178,3 +178,15 @@ def test_an_interrupted_trial_resumes_first_from_its_last_reported_epoch_and_for
     assert resumed[0].user_attrs["baseline"] == "seed002-cnn-q9"
     assert resumed[0].user_attrs["resumed_from_epoch"] == 2  # saved before epoch 2 was reported
     assert "failure" not in resumed[0].user_attrs
+
+
+def test_closing_a_storage_lock_frees_it_at_once(tmp_path):
+    """open_storage and run close their locks in `finally`: the file must be free then, not when collected."""
+    import filelock
+
+    from hpsearch.storage import shared_lock
+
+    lock = shared_lock(f"sqlite:///{tmp_path / 'x.db'}")
+    lock.acquire()
+    lock.close()
+    filelock.FileLock(str(tmp_path / "x.db.lock")).acquire(timeout=1)  # Timeout if close() left it held
