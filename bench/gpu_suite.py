@@ -255,7 +255,7 @@ def stage_search(stage: Stage, data_dir: Path) -> dict:
     started = time.time()
     stage.run(first, [sys.executable, "-m", "hpsearch", "run", "--study", _study_arg(stage, first), *common,
                       "--timeout", str(int(max(10, (stage.left() - reserve) / 2)))])
-    to_target = _time_to_target(url, first, started)
+    to_target = _time_to_target(storage, first, started)
     stage.run(rest, [sys.executable, "-m", "hpsearch", "run", "--study", _study_arg(stage, rest), *common,
                      "--timeout", str(int(max(10, stage.left() - reserve - (20 if stage.dry else 120))))])
     best = work / f"{rest}-best.yaml"
@@ -267,7 +267,7 @@ def stage_search(stage: Stage, data_dir: Path) -> dict:
     return {first: to_target, rest: {**_study_summary(storage, rest), "retrained": _read_json(retrained / "results.json")}}
 
 
-def _time_to_target(url: str, name: str, started: float) -> dict:
+def _time_to_target(storage: Path, name: str, started: float) -> dict:
     """Wall time from the command's start to the end of the first trial that met the target, and what
     ran until then."""
     import datetime
@@ -277,11 +277,11 @@ def _time_to_target(url: str, name: str, started: float) -> dict:
     from hpsearch.catalog import load_study_spec
     from hpsearch.study import first_reaching
 
-    study = optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{storage}")
     trials = study.get_trials(deepcopy=False)
     spec = load_study_spec(study.user_attrs.get("spec_path") or name)
     reached = first_reaching(sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete), spec)
-    summary = _study_summary(Path(url.removeprefix("sqlite:///")), name)
+    summary = _study_summary(storage, name)
     if reached is None:
         return {**summary, "target": spec.describe_target(), "reached": False}
     until = [t for t in trials if t.datetime_complete and t.datetime_complete <= reached.datetime_complete]
@@ -294,25 +294,21 @@ def _time_to_target(url: str, name: str, started: float) -> dict:
 
 
 def _study_summary(storage: Path, name: str | None = None) -> dict:
-    """Counts by state, the best trial and finished trials per hour of a study in an SQLite file."""
+    """hpsearch's own summary (counts by state, the best trial) of a study in an SQLite file, with its
+    finished trials per hour."""
     if not storage.is_file():
         return {"trials": 0}
     import optuna
 
+    from hpsearch.study import FINISHED, summarize
+
     url = f"sqlite:///{storage}"
-    name = name or optuna.get_all_study_names(url)[0]
-    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    study = optuna.load_study(study_name=name or optuna.get_all_study_names(url)[0], storage=url)
+    trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.datetime_complete]
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    best = max(complete, key=lambda t: t.value, default=None)
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds() if done else 0
-    finished = sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
-    return {"trials": len(trials), **{s: sum(t.state.name.lower() == s for t in trials)
-                                      for s in ("complete", "pruned", "fail", "waiting")},
-            "finished_per_hour": round(finished * 3600 / span, 1) if span else None,
-            "best": best and {"number": best.number, "val_accuracy": best.value,
-                              "test_accuracy": best.user_attrs.get("test_accuracy"),
-                              "param_count": best.user_attrs.get("param_count"), "params": best.params}}
+    finished = sum(t.state in FINISHED for t in trials)
+    return {**summarize(study), "finished_per_hour": round(finished * 3600 / span, 1) if span else None}
 
 
 # --------------------------------------------------------------------------------------------
