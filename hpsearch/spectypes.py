@@ -71,6 +71,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds a trial must respect to count: over one, it is never the best and never reaches the target."""
+
+    params: int | None = None  # parameter count, known when the model is built
+    train_seconds: float | None = None  # wall seconds of training, evaluation included
+
+
+@dataclass(frozen=True)
 class Component:
     """A sampler or pruner: its name in the table and the options for its Optuna class."""
 
@@ -93,6 +101,8 @@ class StudySpec:
     seed: int = 0
     baselines: tuple[str, ...] = ()
     init: InitSpec | None = None
+    limits: Limits = field(default_factory=Limits)
+    objectives: tuple[str, ...] = ("val_accuracy",)  # more than one: a multi-objective study (a Pareto front)
 
     def describe_target(self) -> str:
         if self.target is None:
