@@ -24,7 +24,7 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, params as P, space
+from hpsearch import data as data_module, params as P, ranking, space
 from hpsearch.artifacts import save_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
@@ -59,11 +59,11 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     """Trial `number`, or the best completed one; only a completed trial has metrics to carry."""
     trials = study.get_trials(deepcopy=False)
     if number is None:
-        completed = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not completed:
+        best = ranking.best_trial(trials)
+        if best is None:
             raise HpsearchError(f"study {study.study_name!r} has no completed trial yet: "
                                 f"`hpsearch run --study {study.study_name}`")
-        return max(completed, key=lambda t: t.value)  # the first of equals, as `hpsearch best` picks
+        return best
     trial = next((t for t in trials if t.number == number), None)
     if trial is None:
         raise HpsearchError(f"study {study.study_name!r} has no trial #{number} (trials 0 to {len(trials) - 1})")

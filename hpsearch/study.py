@@ -17,7 +17,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, space, transfer
+from hpsearch import data as data_module, ranking, space, transfer
 from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
@@ -335,16 +335,14 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
-    """The study's counts by state and its best trial (None if no trial completed).
+    """The study's counts by state and its best trial by ranking.best_trial (None if none counts).
 
-    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet. Of equally
-    good trials the earliest is the best, everywhere: here, in report, export, the weights kept and init:.
+    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
     """
     trials = study.get_trials(deepcopy=False)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(completed, key=lambda t: t.value) if completed else None  # max keeps the first of equals
+    best = ranking.best_trial(trials)
     return {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
             "best": summarize_trial(best) if best else None}
