@@ -307,11 +307,16 @@ def _echo_columns(rows: list[tuple[str, ...]]) -> None:
 @main.command()
 def params():
     """List every parameter a study file can search or fix, with its default and allowed values."""
+    from hpsearch.families import FAMILIES, MODEL_PARAMS
+
     for param in params_module.PARAMS:
         allowed = ", ".join(map(str, param.choices)) if param.kind == "choice" else (
             "true, false" if param.kind == "bool" else
             f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
-        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}; {allowed}")
+        own = "".join(f" ({f.name}: {f.defaults[param.name]!r})" for f in FAMILIES.values() if param.name in f.defaults)
+        takes = [f.name for f in FAMILIES.values() if param.name in f.params]
+        families = f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else ""
+        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}{own}; {allowed}{families}")
 
 
 @main.command()

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data as data_module, params as P, ranking, space
 from hpsearch.artifacts import save_state_dict, trial_weights_path
+from hpsearch.data_init import init_from_data
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
 from hpsearch.spec import load_spec
@@ -209,7 +210,9 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
     data = data_module.load(config.dataset, device, data_dir, progress=progress)
     model_cfg = space.model_config(config.params, data.shape, data.num_classes)
     torch.manual_seed(seed)
-    model = prepare(build_model(model_cfg), device)
+    model = build_model(model_cfg)
+    init_from_data(model, data)
+    model = prepare(model, device)
     try:
         history = fit(model, data, space.train_config(config.params, epochs=config.epochs, seed=seed), on_epoch)
     except TrainingDiverged as exc:

@@ -23,6 +23,7 @@ import torch
 from hpsearch import space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
+from hpsearch.data_init import init_from_data
 from hpsearch.data import DeviceData
 from hpsearch.errors import hold_signals, interruption
 from hpsearch.models import ArchitectureError, build_model, count_parameters
@@ -101,6 +102,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             model_cfg = space.model_config(params, data.shape, data.num_classes)
             torch.manual_seed(spec.seed)
             model = build_model(model_cfg)
+            init_from_data(model, data)
             reused = transfer.apply(model, source, params, data.shape) if params.get("pretrained") else ()
             model = prepare(model, device)
             trial.set_user_attr("param_count", count_parameters(model))

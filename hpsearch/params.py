@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from hpsearch.families import FAMILIES, MODEL_PARAMS
 
 AUGMENT_OPS = ("flip", "crop", "cutout")
 
@@ -31,7 +33,8 @@ class Param:
     low/high: inclusive bounds a value must respect (None: unbounded on that side);
     high_open makes the upper bound exclusive (dropout < 1).
     active: given the parameters resolved so far, whether this one has any effect; inactive
-    parameters are neither sampled nor stored.
+    parameters are neither sampled nor stored. A model parameter is also inactive where the
+    trial's family does not take it (families.FAMILIES), so `active` need not say so.
     architecture: it decides the layers and their weights, so a study that starts from a trained
     model (`init:`) takes it from that model instead of searching it.
     transfer: it only means something for a trial that starts from trained weights.
@@ -86,12 +89,8 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _cnn(p: Mapping[str, Any]) -> bool:
-    return p["family"] == "cnn"
-
-
 def _has_convs(p: Mapping[str, Any]) -> bool:
-    return _cnn(p) and p["blocks"] > 0
+    return p["blocks"] > 0  # for a family without `blocks` it reads as its default, 3
 
 
 def _reused(p: Mapping[str, Any]) -> bool:
@@ -104,21 +103,22 @@ def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
 
 PARAMS: tuple[Param, ...] = (
     # --- model: the network family --------------------------------------------------------
-    Param("family", "choice", "cnn", "The network: hpsearch's parameterised CNN, or a torchvision architecture "
-          "(built untrained; init: weights loads a local file).", choices=("cnn", "resnet18", "squeezenet1_1"),
-          architecture=True),
+    Param("family", "choice", "cnn", "The network: " + ", ".join(f"{f.name} ({f.about})" for f in FAMILIES.values())
+          + "; init: weights loads trained weights from a local file.", choices=tuple(FAMILIES), architecture=True),
     # --- model: convolutional trunk -------------------------------------------------------
     Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8,
-          active=_cnn, architecture=True),
+          architecture=True),
     Param("convs_per_block", "int", 2, "Conv layers in each block.", low=1, high=6, active=_has_convs,
           architecture=True),
     Param("widths", "ints", None, "Filters per block, one entry per block (overrides width and width_growth).",
           low=1, active=_has_convs, architecture=True),
-    Param("width", "int", 32, "Filters in the first block.", low=1, high=4096,
+    Param("width", "int", 32, "Filters in the first block (resnet9: its prep conv; each stage doubles them).",
+          low=1, high=4096,
           active=lambda p: _has_convs(p) and p["widths"] is None, architecture=True),
     Param("width_growth", "float", 2.0, "Each block has this many times the filters of the one before.",
-          low=0.25, high=8.0, active=lambda p: _cnn(p) and p["blocks"] > 1 and p["widths"] is None,
-          architecture=True),
+          low=0.25, high=8.0, active=lambda p: p["blocks"] > 1 and p["widths"] is None, architecture=True),
+    Param("width_multiplier", "float", 1.0, "Every conv's filters times this (rounded, at least 1), widths given "
+          "or grown: one axis that scales a whole net.", low=0.01, high=64.0, active=_has_convs, architecture=True),
     Param("kernel_size", "int", 3, "Conv kernel size (square).", low=1, high=15, active=_has_convs,
           architecture=True),
     Param("kernel_sizes", "ints", None, "Kernel size per block (overrides kernel_size).", low=1, active=_has_convs,
@@ -142,7 +142,7 @@ PARAMS: tuple[Param, ...] = (
           "or flatten it ('none').", choices=("none", "avg", "max"), active=_has_convs, architecture=True),
     # --- model: head --------------------------------------------------------------------
     Param("head_widths", "ints", [], "Hidden fully connected layers before the output layer, e.g. [512].", low=1,
-          active=_cnn, architecture=True),
+          architecture=True),
     Param("head_dropout", "float", 0.0, "Dropout probability after each hidden fully connected layer.",
           low=0.0, high=1.0, high_open=True, active=lambda p: len(p["head_widths"]) > 0),
     Param("head_dropout_at", "choice", "all", "Dropout after every hidden layer, or only before the output layer.",
@@ -150,7 +150,14 @@ PARAMS: tuple[Param, ...] = (
     Param("output", "choice", "softmax", "Softmax over the classes with cross-entropy, or (two classes only) "
           "one sigmoid logit with binary cross-entropy.", choices=("softmax", "sigmoid")),
     Param("activation", "choice", "relu", "Activation after every conv and hidden layer.",
-          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh"), active=_cnn, architecture=True),
+          choices=("relu", "gelu", "silu", "elu", "leaky_relu", "tanh"), architecture=True),
+    # --- model: data-dependent and identity initialisation (airbench) -----------------------
+    Param("whiten", "int", 0, "Patch side k of a frozen first conv that whitens the training images' k x k "
+          "patches (2 x C x k x k outputs: each direction and its negation, then the activation); 0: none.",
+          low=0, high=7, active=_has_convs, architecture=True),
+    Param("dirac_init", "bool", False, "Start every conv with at least as many outputs as inputs as the identity "
+          "on its first in_channels outputs (the rest keep their random init).", active=_has_convs,
+          architecture=True),
     # --- transfer: a study with init: starts from a trained model -------------------------
     Param("pretrained", "bool", False, "Start from the init: model's weights (true, the default in a study with "
           "init:) or train the same architecture from scratch (false).", transfer=True),
@@ -196,15 +203,27 @@ def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
     """The complete, canonical params dict of a trial: `choose` gives each active parameter's value.
 
     Parameters are visited in table order, so `choose` may depend on (and `active` reads) the
-    values chosen before; inactive parameters are neither chosen nor stored.
+    values chosen before; inactive parameters are neither chosen nor stored, and read as their
+    defaults. `family` comes first: the parameters it does not take are inactive, and those it has
+    its own default for (resnet9's width) reach `choose` with that default.
     """
     resolved: dict[str, Any] = {}
     for param in PARAMS:
-        if param.active({p.name: resolved.get(p.name, p.default) for p in PARAMS}):
+        family = FAMILIES[resolved.get("family", BY_NAME["family"].default)]
+        param = for_family(param, family.name)
+        if param.name in MODEL_PARAMS and param.name not in family.params:
+            continue
+        if param.active({p.name: resolved.get(p.name, for_family(p, family.name).default) for p in PARAMS}):
             value = choose(param)
             if value is not None:  # None: an optional override (widths, kernel_sizes) left out
                 resolved[param.name] = value
     return resolved
+
+
+def for_family(param: Param, family: str) -> Param:
+    """`param` with the family's own default, where it has one."""
+    defaults = FAMILIES[family].defaults
+    return replace(param, default=defaults[param.name]) if param.name in defaults else param
 
 
 def complete(values: Mapping[str, Any]) -> dict[str, Any]:

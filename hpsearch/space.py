@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -19,6 +19,7 @@ from torch import nn
 
 from hpsearch import params as P
 from hpsearch.augment import Augment
+from hpsearch.families import FAMILIES
 from hpsearch.models import ArchitectureError, ModelConfig, build_model
 from hpsearch.train import TrainConfig
 
@@ -64,12 +65,17 @@ def _reusable_convs(spec: StudySpec, architecture: Mapping[str, Any] | None) -> 
     if architecture is None and P.ARCHITECTURE & spec.space.keys():
         return None
     p = P.complete(architecture if architecture is not None else spec.fixed)
-    if p["family"] == "cnn":
-        return p["blocks"] * p.get("convs_per_block", 0)
-    with torch.device("meta"):  # a torchvision family: count its layers, no weights allocated
-        layers = [m for m in build_model(ModelConfig((3, 224, 224), 2, family=p["family"])).modules()
-                  if isinstance(m, (nn.Conv2d, nn.Linear))]
+    channels = FAMILIES[p["family"]].channels or 3
+    try:
+        with torch.device("meta"):  # count its layers, no weights allocated, on an image any family takes
+            model = build_model(model_config(p, (channels, _ANY_SIDE, _ANY_SIDE), 2))
+    except ArchitectureError:
+        return None  # even this image does not fit it: each trial checks its own
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     return sum(isinstance(m, nn.Conv2d) for m in layers[:-1])  # the last is the output layer
+
+
+_ANY_SIDE = 4096  # an image side every sensible architecture takes (8 blocks of pool 2 leave 16)
 
 
 def _within(dist: Distribution, high: int) -> Distribution:
@@ -104,36 +110,22 @@ def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) 
 
 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
+    """The ModelConfig of a trial's params: the parameters its family takes, under their own names,
+    with the per-block lists (widths, kernel_sizes, pool_sizes) spelled out for each of its stages."""
     p = P.complete(params)
-    if p["family"] != "cnn":
-        return ModelConfig(input_shape=input_shape, num_classes=num_classes, family=p["family"], output=p["output"])
-    blocks = p["blocks"]
-    head = dict(head_widths=tuple(p["head_widths"]), head_dropout=p.get("head_dropout", 0.0),
-                head_dropout_at=p.get("head_dropout_at", "all"), output=p["output"], activation=p["activation"])
-    if blocks == 0:
-        return ModelConfig(input_shape=input_shape, num_classes=num_classes, **head)
-    widths = p.get("widths") or [max(1, round(p["width"] * p.get("width_growth", 1.0) ** i)) for i in range(blocks)]
-    kernel_sizes = p.get("kernel_sizes") or [p["kernel_size"]] * blocks
-    pool_sizes = p.get("pool_sizes") or [p.get("pool_size", 1)] * blocks
-    for name, values in (("widths", widths), ("kernel_sizes", kernel_sizes), ("pool_sizes", pool_sizes)):
-        if len(values) != blocks:
-            raise ArchitectureError(f"{name} has {len(values)} entries but blocks is {blocks}: give one per block")
-    return ModelConfig(
-        input_shape=input_shape,
-        num_classes=num_classes,
-        widths=tuple(widths),
-        convs_per_block=p["convs_per_block"],
-        kernel_sizes=tuple(kernel_sizes),
-        padding=p["padding"],
-        pool=p["pool"],
-        pool_sizes=tuple(pool_sizes),
-        batchnorm=p["batchnorm"],
-        bn_momentum=p.get("bn_momentum", 0.1),
-        conv_dropout=p["conv_dropout"],
-        conv_dropout_at=p.get("conv_dropout_at", "all"),
-        global_pool=p["global_pool"],
-        **head,
-    )
+    config = {f.name: p[f.name] for f in fields(ModelConfig) if f.name in p}
+    stages = p.get("blocks", FAMILIES[p["family"]].stages)
+    if "width" in p or "widths" in p:
+        grown = p.get("widths") or [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)]
+        config["widths"] = [max(1, round(w * p.get("width_multiplier", 1.0))) for w in grown]
+    for name, single in (("kernel_sizes", "kernel_size"), ("pool_sizes", "pool_size")):
+        if single in p:
+            config[name] = p.get(name) or [p[single]] * stages
+    for name in ("widths", "kernel_sizes", "pool_sizes"):
+        if name in config and len(config[name]) != stages:
+            raise ArchitectureError(f"{name} has {len(config[name])} entries but blocks is {stages}: give one per block")
+    return ModelConfig(input_shape=input_shape, num_classes=num_classes,
+                       **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
 def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainConfig:
@@ -157,7 +149,7 @@ def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainC
 
 # Study-file parameters that decide whether the images survive the conv blocks.
 _SIZE_PARAMS = frozenset({"family", "blocks", "convs_per_block", "widths", "kernel_size", "kernel_sizes", "padding",
-                          "pool", "pool_size", "pool_sizes", "output"})
+                          "pool", "pool_size", "pool_sizes", "output", "whiten"})
 
 
 def fixed_architecture_problem(fixed: Mapping[str, Any], searched: set[str], input_shape: tuple[int, int, int],
@@ -175,7 +167,7 @@ def fixed_architecture_problem(fixed: Mapping[str, Any], searched: set[str], inp
         fewer = [b for b in range(p["blocks"]) if not _build_problem({**p, "blocks": b}, input_shape, num_classes)]
         would_fit += [f"blocks {max(fewer)} or fewer"] if fewer else []
     smaller_pools = [("pool_size", size) for size in range(p.get("pool_size", 1) - 1, 1, -1)]
-    for key, value in (("padding", "same"), *smaller_pools, ("pool", "none")):
+    for key, value in (("padding", "same"), *smaller_pools, ("pool", "none"), ("whiten", 0)):
         if p.get(key, value) != value and not _build_problem({**p, key: value}, input_shape, num_classes):
             would_fit.append(f"{key} {value}")
             if key == "pool_size":
