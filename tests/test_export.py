@@ -116,3 +116,30 @@ def test_a_study_that_predates_the_recorded_split_is_exported_from_its_study_fil
     assert result.exit_code == 0, result.output
     exported = yaml.safe_load((tmp_path / "b.yaml").read_text())
     assert exported["dataset"]["validation"] == 0.15 and exported["seed"] == 0
+
+
+def test_the_speed_run_model_options_are_searched_recorded_exported_and_trained_again(write_study, storage, tmp_path):
+    """family, width_multiplier, whiten and dirac_init in space and fixed: the trial's config holds them, and
+    `train` rebuilds the same model (whitening filters refitted from the same training images) to the bit."""
+    from hpsearch.spec import load_spec
+    from hpsearch.study import RunOptions, run
+
+    path = write_study(name="model-options", budget={"epochs": 2, "trials": 2},
+                       space={"family": {"choice": ["cnn"]}, "whiten": {"int": [1, 2]},
+                              "width_multiplier": {"float": [0.5, 1.0]}},
+                       fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "dirac_init": True, "batch_size": 64})
+    study = run(load_spec(path), storage, RunOptions(device="cpu"))
+    best = best_trial(study)
+    assert {"whiten", "width_multiplier", "family"} <= best.params.keys()
+    assert best.user_attrs["config"]["dirac_init"] is True and best.user_attrs["config"]["whiten"] in (1, 2)
+    assert invoke("export", "--study", "model-options", "--storage", storage, "-o", "best.yaml").exit_code == 0
+    config = yaml.safe_load((tmp_path / "best.yaml").read_text())["params"]
+    assert {k: config[k] for k in ("whiten", "width_multiplier", "dirac_init")} == {
+        k: best.user_attrs["config"][k] for k in ("whiten", "width_multiplier", "dirac_init")}
+
+    result = invoke("train", "--config", "best.yaml", "--seeds", "1", "--out", "retrained", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"seed 0: val {best.value:.4f}, test {best.user_attrs['test_accuracy']:.4f}" in result.stdout
+    stored = load_trial_state_dict(storage, "model-options", best.number)
+    retrained = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
+    assert stored.keys() == retrained.keys() and all(torch.equal(stored[k], retrained[k]) for k in stored)

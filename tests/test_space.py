@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from hpsearch import params as P
+from hpsearch.families import MODEL_PARAMS
 from hpsearch.space import sample, train_config
 from hpsearch.spec import load_spec
 
@@ -86,3 +87,18 @@ def test_augment_choices_cover_every_combination():
     choices = P.BY_NAME["augment"].choices
     assert choices[0] == "none" and len(choices) == 8
     assert {"flip", "crop", "cutout", "flip_crop", "flip_crop_cutout"} <= set(choices)
+
+
+def test_the_family_decides_which_model_parameters_a_trial_has(write_study):
+    """A study searching the family samples each family's own parameters only; resnet9's width defaults to Page's."""
+    spec = load_spec(write_study(space={"family": {"choice": ["cnn", "resnet9", "resnet18"]},
+                                        "blocks": {"int": [1, 3]}, "whiten": {"choice": [0, 2]},
+                                        "head_widths": {"choice": [[], [64]]}}, fixed={"dirac_init": True}))
+    resnet9 = sample(optuna.trial.FixedTrial({"family": "resnet9", "whiten": 2}), spec)
+    assert {k: resnet9[k] for k in ("width", "width_multiplier", "whiten", "dirac_init")} == {
+        "width": 64, "width_multiplier": 1.0, "whiten": 2, "dirac_init": True}
+    assert not {"blocks", "head_widths", "kernel_size", "conv_dropout"} & resnet9.keys()
+    cnn = sample(optuna.trial.FixedTrial({"family": "cnn", "blocks": 2, "whiten": 0, "head_widths": "[64]"}), spec)
+    assert cnn["width"] == 32 and cnn["blocks"] == 2 and cnn["head_widths"] == [64] and cnn["whiten"] == 0
+    torchvision = sample(optuna.trial.FixedTrial({"family": "resnet18"}), spec)
+    assert not MODEL_PARAMS & torchvision.keys()
