@@ -39,7 +39,7 @@ def pace(trials: list[FrozenTrial], spec: StudySpec | None) -> Pace:
     ended = sorted((t for t in trials if t.datetime_complete is not None), key=lambda t: t.datetime_complete)
     reached = first_reaching(ended, spec) if spec is not None else None
     until = None if reached is None else reached.datetime_complete
-    before = [t for t in trials if t.datetime_start is not None and (until is None or t.datetime_start <= until)]
+    before = [t for t in trials if t.datetime_start is not None and (until is None or t.datetime_start < until)]
     counts = {"complete": 0, "pruned": 0, "failed": 0}
     for t in before:
         key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}.get(t.state)
@@ -55,7 +55,7 @@ def _busy_seconds(trials: list[FrozenTrial], until: datetime.datetime | None = N
     """Seconds covered by the runs' spans (first trial start to last trial end of each run), up to `until`."""
     spans: dict[object, list[datetime.datetime]] = {}
     for t in trials:
-        if t.datetime_start is None or (until is not None and t.datetime_start > until):
+        if t.datetime_start is None or (until is not None and t.datetime_start >= until):
             continue
         end = t.datetime_complete or t.datetime_start
         end = min(end, until) if until is not None else end
