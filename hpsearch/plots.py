@@ -190,8 +190,9 @@ def _pareto(study: optuna.Study, limits: Limits):
         searched = [t for t in trials if "baseline" not in t.user_attrs]
         inside = [t for t in searched if within_limits(t)]
         over = [t for t in searched if not within_limits(t)]
-        ax.scatter([x(t) for t in inside], [ranking.val_accuracy(t) for t in inside], s=22, color="tab:blue",
-                   alpha=0.6, label=f"searched trial ({len(inside)})")
+        if inside:
+            ax.scatter([x(t) for t in inside], [ranking.val_accuracy(t) for t in inside], s=22, color="tab:blue",
+                       alpha=0.6, label=f"searched trial ({len(inside)})")
         if over:
             ax.scatter([x(t) for t in over], [ranking.val_accuracy(t) for t in over], s=26, color="0.55", marker="x",
                        label=f"over a limit ({len(over)})")
