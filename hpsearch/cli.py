@@ -228,10 +228,22 @@ def _run_workers(spec, url, options, slots, console, header, total):
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = run_workers(spec, url, options, slots)
-    try:
+
+    def watched() -> None:
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
+
+    _supervise(pool, watched)
+    pool.remove_logs()
+    return _study_layer().load_existing(spec.name, url)
+
+
+def _supervise(pool, wait) -> None:
+    """wait() while the worker processes work, passing Ctrl-C or SIGTERM on to them; then one line for each
+    way workers ended badly, if any did."""
+    try:
+        wait()
     except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
         hold_signals()
         pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
@@ -239,8 +251,6 @@ def _run_workers(spec, url, options, slots, console, header, total):
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
-    pool.remove_logs()
-    return _study_layer().load_existing(spec.name, url)
 
 
 @main.command()
@@ -548,16 +558,12 @@ def _confirm_workers(name, url, top, seeds, workers, device, data_dir) -> None:
     command = [sys.executable, "-m", "hpsearch", "confirm", "--study", name, "--top", str(top), "--seeds", str(seeds),
                "--device", device, "--worker", *(["--data-dir", str(data_dir)] if data_dir else [])]
     pool = Workers(name, url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers, lambda slot: command)
-    try:
+
+    def wait() -> None:
         while pool.running():
             time.sleep(POLL_S)
-    except KeyboardInterrupt as exc:
-        hold_signals()
-        pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-        raise
-    problems = pool.problems()
-    if problems:
-        raise HpsearchError("\n".join(problems))
+
+    _supervise(pool, wait)
     for index in range(workers):
         click.echo((pool.log_dir / f"worker-{index}.log").read_text(), nl=False)
     pool.remove_logs()
