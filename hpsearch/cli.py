@@ -186,11 +186,12 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
 
 
 def _finish(study, spec, options, console) -> None:
-    """Say what this run did (its trials are those with its run id), print the summary; exit status 1
+    """Say what this run did (its trials are those with its run id), print the summary and the time to target,
+    and write them with the baselines-versus-search table into the study's dashboard note; exit status 1
     when every trial of the run failed, naming the most common reason."""
     from optuna.trial import TrialState
 
-    from hpsearch import report as report_module
+    from hpsearch import dashboard as dashboard_module, report as report_module, timing
     from hpsearch.display import plural, render
 
     study_module = _study_layer()
@@ -204,6 +205,9 @@ def _finish(study, spec, options, console) -> None:
         console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
                       soft_wrap=True)
     click.echo(render(study_module.summarize(study), "text"))
+    click.echo("\n".join(timing.lines(timing.pace(trials, spec))))
+    dashboard_module.write_note(study, report_module.markdown(study, spec.baselines, epochs=spec.budget.epochs,
+                                                              spec=spec))
     if ours and all(t.state == TrialState.FAIL for t in ours):
         reason, count = report_module.most_common_failure(ours)
         click.echo(f"error: every trial of this run failed ({plural(len(ours), 'trial')}); the most common reason "
@@ -215,7 +219,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
     """Start the worker processes and show their trials in one view until they all exit."""
     from hpsearch.display import ParallelDisplay
     from hpsearch.storage import check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
-    from hpsearch.workers import Workers, watch
+    from hpsearch.workers import run_workers, watch
 
     if is_new_sqlite(url):  # the workers make it once their data is read: a run that cannot start writes none
         check_sqlite_folder(sqlite_file(url))
@@ -223,11 +227,23 @@ def _run_workers(spec, url, options, slots, console, header, total):
         open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
-    pool = Workers(spec, url, options, slots)
-    try:
+    pool = run_workers(spec, url, options, slots)
+
+    def watched() -> None:
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
+
+    _supervise(pool, watched)
+    pool.remove_logs()
+    return _study_layer().load_existing(spec.name, url)
+
+
+def _supervise(pool, wait) -> None:
+    """wait() while the worker processes work, passing Ctrl-C or SIGTERM on to them; then one line for each
+    way workers ended badly, if any did."""
+    try:
+        wait()
     except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
         hold_signals()
         pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
@@ -235,8 +251,6 @@ def _run_workers(spec, url, options, slots, console, header, total):
     problems = pool.problems()
     if problems:
         raise HpsearchError("\n".join(problems))
-    pool.remove_logs()
-    return _study_layer().load_existing(spec.name, url)
 
 
 @main.command()
@@ -354,8 +368,9 @@ def report(study_name, storage, out):
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     study = study_module.load_existing(spec.name if spec else study_name, storage_url(storage))
+    spec = spec or _remembered_spec(study)
     listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
-    text = report_module.markdown(study, listed, epochs=epochs)
+    text = report_module.markdown(study, listed, epochs=epochs, spec=spec)
     click.echo(text, nl=False)
     if out is not None and out.suffix == ".md":
         out.write_text(text)
@@ -363,7 +378,7 @@ def report(study_name, storage, out):
     elif out is not None:
         if out.exists() and not out.is_dir():
             raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
-        written = report_module.write_directory(study, listed, epochs=epochs, out=out)
+        written = report_module.write_directory(study, listed, epochs=epochs, spec=spec, out=out)
         click.echo(f"wrote {', '.join(written)} in {out}", err=True)
 
 
@@ -473,6 +488,103 @@ def train(config_path, seeds, out, device, data_dir):
                f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
     click.echo(f"wrote {out}/: config{config_path.suffix}, "
                f"{', '.join(f'seed-{r.seed}.safetensors' for r in runs)}, results.json", err=True)
+
+
+@main.command()
+@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
+              help="A study name in the storage, a shipped study, or a study file.")
+@storage_option
+@click.option("--top", type=click.IntRange(min=1), default=3,
+              help="Confirm the best this many trials (by single-run validation accuracy, limits respected).")
+@click.option("--seeds", type=click.IntRange(min=1), default=3,
+              help="New seeds per trial: the study's seed + 1, + 2, ... (never the seed the trial ran with).")
+@click.option("--workers", type=click.IntRange(min=1), default=1,
+              help="Worker processes on this machine; more can join from other machines with the same command.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              help="Where to train; auto picks CUDA when available.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Started by confirm --workers N.")
+@friendly_errors
+@stops_once
+def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worker):
+    """Train the best trials again with new seeds; the best mean validation accuracy becomes the study's winner.
+
+    Results are stored on each trial (its `confirm` attribute) as each seed finishes; running the command
+    again trains only what is missing, so --seeds 5 after --seeds 3 trains two more seeds per trial.
+    """
+    from hpsearch import confirm as confirm_module, report as report_module
+    from hpsearch.display import plural
+    from hpsearch.storage import storage_url
+
+    study_module = _study_layer()
+    url = storage_url(storage)
+    study = study_module.load_existing(_study_name(study_name), url)
+    torch_device = study_module.resolve_device(device)
+    chosen = confirm_module.chosen(study, top)
+    wanted = confirm_module.seeds_for(confirm_module.base_seed(study), seeds)
+    todo = confirm_module.missing(study, top, seeds)
+    seed_list = f"seed{'s' if seeds > 1 else ''} {', '.join(map(str, wanted))}"
+    if as_worker:
+        confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
+            on_seed=lambda job, result: click.echo(_seed_line(job, result)))
+        return
+    if not todo:
+        click.echo(f"nothing to do: the best {plural(len(chosen), 'trial')} each hold {seed_list} already "
+                   f"(--seeds or --top larger confirms further)", err=True)
+    else:
+        click.echo(f"confirming the best {plural(len(chosen), 'trial')} of study {study.study_name} with {seed_list} "
+                   f"on {torch_device}: {plural(len(todo), 'training run')} to go"
+                   + (f", {len(chosen) * seeds - len(todo)} stored already" if len(todo) < len(chosen) * seeds else "")
+                   + (f", {workers} workers" if workers > 1 else ""), err=True)
+        if workers == 1:
+            confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
+                on_seed=lambda job, result: click.echo(_seed_line(job, result)))
+        else:
+            _confirm_workers(study.study_name, url, top, seeds, workers, device, data_dir)
+    study = study_module.load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
+    table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
+    click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
+
+
+def _seed_line(job, result: dict) -> str:
+    if "failure" in result:
+        return f"trial #{job.trial.number} seed {job.seed}: {result['failure']}"
+    return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
+            f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
+
+
+def _confirm_workers(name, url, top, seeds, workers, device, data_dir) -> None:
+    """`confirm --worker` processes on this machine, sharing the jobs through the storage; their lines in order."""
+    import time
+
+    from hpsearch.workers import POLL_S, WorkerSlot, Workers
+
+    command = [sys.executable, "-m", "hpsearch", "confirm", "--study", name, "--top", str(top), "--seeds", str(seeds),
+               "--device", device, "--worker", *(["--data-dir", str(data_dir)] if data_dir else [])]
+    pool = Workers(name, url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers, lambda slot: command)
+
+    def wait() -> None:
+        while pool.running():
+            time.sleep(POLL_S)
+
+    _supervise(pool, wait)
+    for index in range(workers):
+        click.echo((pool.log_dir / f"worker-{index}.log").read_text(), nl=False)
+    pool.remove_logs()
+
+
+def _remembered_spec(study):
+    """The study file the study was made from, if it is still where it was and still reads (its target and
+    limits are not stored with the study); else None."""
+    from hpsearch.errors import SpecError
+
+    path = study.user_attrs.get("spec_path")
+    try:
+        spec = catalog.load_study_spec(path) if path and Path(path).is_file() else None
+    except SpecError:
+        return None
+    return spec if spec is not None and spec.name == study.study_name else None
 
 
 def _study_name(name_or_path: str) -> str:

@@ -1,4 +1,5 @@
-"""optuna-dashboard on a study's storage and artifact store: hpsearch only picks the address.
+"""optuna-dashboard on a study's storage and artifact store: hpsearch only picks the address; and the study's
+note, which the dashboard shows first on the study's page.
 
 The server is optuna-dashboard's own (`run_server`, wsgiref: fine for one person's browser, not
 for the open internet), so it binds to 127.0.0.1 unless told otherwise.
@@ -10,7 +11,8 @@ import errno
 from collections.abc import Callable
 
 from optuna.artifacts import FileSystemArtifactStore
-from optuna_dashboard import run_server
+import optuna
+from optuna_dashboard import get_note, run_server, save_note
 
 from hpsearch.artifacts import artifact_dir
 from hpsearch.defaults import DEFAULT_HOST, DEFAULT_PORT
@@ -42,3 +44,14 @@ def serve(storage_url: str, study_name: str, *, announce: Callable[[str], None],
         if exc.errno == errno.EADDRNOTAVAIL:
             raise HpsearchError(f"cannot listen on {host}: it is not an address of this machine (--host)") from None
         raise
+
+
+NOTE_END = "*hpsearch rewrites the note above this line at the end of every run; what you write below it is kept.*"
+
+
+def write_note(study: optuna.Study, summary: str) -> None:
+    """Make `summary` (Markdown) the study's dashboard note, keeping what a person wrote below it (all of an
+    earlier note that hpsearch did not write)."""
+    old = get_note(study)
+    kept = old.partition(NOTE_END)[2] if NOTE_END in old else "\n\n" + old if old else ""
+    save_note(study, f"{summary.rstrip()}\n\n---\n{NOTE_END}{kept}")

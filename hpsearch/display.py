@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hpsearch.data import DeviceData
 from hpsearch.objective import RunEvents
 from hpsearch.report import NO_FAILURE_REASON
+from hpsearch.stats import describe as describe_spread
 from hpsearch.study import FINISHED
 from hpsearch.train import EpochStats
 
@@ -204,10 +205,20 @@ def _text(summary: dict[str, Any]) -> str:
     best = summary["best"]
     if best is None:
         return "\n".join(lines + ["no completed trial yet"])
+    confirm = best.get("confirm") or {}
+    confirmed = "val" in confirm
     lines += [
-        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else ""),
-        f"  val accuracy   {best['val_accuracy']:.4f}",
-        f"  test accuracy  {best['test_accuracy']:.4f}",
+        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "")
+        + (" (confirmed winner: best mean validation accuracy over new seeds)" if confirmed else ""),
+        f"  val accuracy   {best['val_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
+        f"  test accuracy  {best['test_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
+    ]
+    if confirmed:
+        seeds = ", ".join(str(r["seed"]) for r in confirm["seeds"] if "failure" not in r)
+        lines += [f"  confirmed val  {describe_spread(confirm['val'])}",
+                  f"  confirmed test {describe_spread(confirm['test'])}",
+                  f"                 (seeds {seeds}; `hpsearch report` compares the confirmed trials)"]
+    lines += [
         f"  parameters     {best['param_count']:,}",
         f"  epochs         {best['epochs']}",
         f"  seconds        {best['seconds']:.1f}",
@@ -216,4 +227,7 @@ def _text(summary: dict[str, Any]) -> str:
     if best["params"]:  # a baseline searched nothing: its config says it all
         lines += ["  searched params:", *(f"    {key}: {value}" for key, value in best["params"].items())]
     lines.append("  (full config: hpsearch best --format yaml)")
+    if (single := summary.get("single_run_best")) is not None:
+        lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
+                     f"not the confirmed winner #{best['number']}")
     return "\n".join(lines)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -31,6 +30,7 @@ from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
 from hpsearch.spec import load_spec
 from hpsearch.spectypes import DatasetSpec, StudySpec
+from hpsearch.stats import spread
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 FORMAT = "hpsearch-config/1"
@@ -155,6 +155,11 @@ def read_config(path: Path) -> TrialConfig:
         raise SpecError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})"]) from None
     if not isinstance(raw, dict):
         raise SpecError(str(path), ["must be a mapping written by `hpsearch export`"])
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
+    """A config dict (read from a file, or trial_config's) checked; SpecError names `where` and every problem."""
     problems = [f"{key}: unknown key (allowed: {', '.join(sorted(_KEYS))})" for key in raw if key not in _KEYS]
     problems += [f"{key}: missing" for key in _REQUIRED if key not in raw]
     if raw.get("format", FORMAT) != FORMAT:
@@ -178,7 +183,7 @@ def read_config(path: Path) -> TrialConfig:
             elif why := param.check_value(value):
                 problems.append(f"params.{name}: {value!r} {why}")
     if problems:
-        raise SpecError(str(path), problems)
+        raise SpecError(where, problems)
     return TrialConfig(dataset=DatasetSpec(**dataset), epochs=raw["epochs"], seed=raw["seed"], params=params,
                        metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
 
@@ -236,11 +241,15 @@ def save_retrained(run: Retrained, out: Path, config_path: Path) -> Path:
     return path
 
 
+def seed_result(run: Retrained) -> dict[str, Any]:
+    """What one seed reached, as results.json and a trial's `confirm` attribute store it."""
+    return {"seed": run.seed, "val_accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
+            "seconds": round(sum(s.seconds for s in run.history), 3)}
+
+
 def results(runs: list[Retrained], device: torch.device) -> dict[str, Any]:
     """Per-seed accuracies and the test accuracy's mean and sample standard deviation."""
-    tests = [r.test_accuracy for r in runs]
-    return {"seeds": [{"seed": r.seed, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
-                       "seconds": round(sum(s.seconds for s in r.history), 3)} for r in runs],
-            "test_accuracy_mean": statistics.fmean(tests),
-            "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+    test = spread([r.test_accuracy for r in runs])
+    return {"seeds": [seed_result(r) for r in runs],
+            "test_accuracy_mean": test["mean"], "test_accuracy_std": test["std"] or 0.0,
             "device": str(device), "torch": torch.__version__, "hpsearch": version("hpsearch")}

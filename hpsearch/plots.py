@@ -1,6 +1,8 @@
-"""A study's PNG plots: optimisation history, validation accuracy per epoch, importances, parallel coordinates.
+"""A study's PNG plots: accuracy against size and training time (the Pareto fronts), optimisation history,
+validation accuracy per epoch, importances, parallel coordinates.
 
-Three come from optuna.visualization.matplotlib. The per-epoch plot is drawn here: Optuna's
+Three come from optuna.visualization.matplotlib. The fronts are drawn here for every study, single-objective
+ones too: what a model costs is the first thing a reader asks after its accuracy. So is the per-epoch plot: Optuna's
 colours each trial from a 20-colour cycle and marks no state, so a pruned trial cannot be told
 from a completed one, and telling them apart is what that plot is for. Importances and parallel
 coordinates look at the searched trials only: a baseline is a fixed model with no sampled
@@ -9,6 +11,7 @@ parameters (the table in report.md compares the baselines).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+from hpsearch import ranking  # noqa: E402
+from hpsearch.limits import within_limits  # noqa: E402
+from hpsearch.spectypes import Limits  # noqa: E402
 
 DPI = 110
 FEW_FOR_IMPORTANCE = 20  # completed searched trials below which importances are mostly noise
@@ -35,8 +43,9 @@ class Plot:
     caveat: str | None = None  # drawn, but read it with this in mind (also written on the figure)
 
 
-def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
-    """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped."""
+def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) -> list[Plot]:
+    """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped.
+    `limits` (the study file's) are drawn on the accuracy-against-cost plot."""
     out.mkdir(parents=True, exist_ok=True)
     searched = _searched_only(study)
     completed = searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -46,7 +55,14 @@ def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
                "every searched parameter has one value in all completed trials" if not varying else None)
     caveat = (f"rests on {len(completed)} completed searched trials; below {FEW_FOR_IMPORTANCE} the importances "
               "are mostly noise" if len(completed) < FEW_FOR_IMPORTANCE else None)
+    measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("param_count") and t.user_attrs.get("seconds")]
     plots = [
+        (Plot("pareto.png", "Accuracy against size and training time",
+              "Every completed trial's validation accuracy against its parameter count (left) and training seconds "
+              "(right), both on log scales: baselines are named diamonds, trials over a limit grey crosses, limits "
+              "dashed lines; the red steps join the Pareto front, the trials that no other beats on both axes."),
+         lambda: _pareto(study, limits or Limits()), None if measured else "no completed trial yet"),
         (Plot("history.png", "Optimisation history",
               "Validation accuracy of every completed trial in order, and the best so far."),
          lambda: optuna_plots.plot_optimization_history(study, target_name="validation accuracy"), nothing_ended),
@@ -131,7 +147,7 @@ def _intermediate(study: optuna.Study):
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
               if t.intermediate_values]
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(completed, key=lambda t: t.value) if completed else None
+    best = ranking.best_trial(completed)
     baseline_colors = iter(["black", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"] * 4)
     legend = []
     for trial in trials:
@@ -159,3 +175,67 @@ def _intermediate(study: optuna.Study):
     ax.set_title(f"{study.study_name}: validation accuracy per epoch")
     ax.grid(alpha=0.3)
     return ax
+
+
+def _pareto(study: optuna.Study, limits: Limits):
+    """Validation accuracy against parameter count and against training seconds, with each axis's front."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("param_count") and t.user_attrs.get("seconds")]
+    best = ranking.best_trial(trials)
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    panels = (("params", "param_count", "parameters (log scale)", limits.params, "{:,.0f} parameters"),
+              ("train_seconds", "seconds", "training seconds (log scale)", limits.train_seconds, "{:g} s"))
+    for ax, (objective, attr, label, limit, limit_text) in zip(axes, panels):
+        x = lambda t: t.user_attrs[attr]
+        searched = [t for t in trials if "baseline" not in t.user_attrs]
+        inside = [t for t in searched if within_limits(t)]
+        over = [t for t in searched if not within_limits(t)]
+        if inside:
+            ax.scatter([x(t) for t in inside], [ranking.val_accuracy(t) for t in inside], s=22, color="tab:blue",
+                       alpha=0.6, label=f"searched trial ({len(inside)})")
+        if over:
+            ax.scatter([x(t) for t in over], [ranking.val_accuracy(t) for t in over], s=26, color="0.55", marker="x",
+                       label=f"over a limit ({len(over)})")
+        for n, t in enumerate(t for t in trials if "baseline" in t.user_attrs):
+            ax.scatter([x(t)], [ranking.val_accuracy(t)], s=60, marker="D", color="tab:green", edgecolor="black",
+                       zorder=3, label=None if n else "baseline")
+            ax.annotate(t.user_attrs["baseline"], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
+                        xytext=(6, -10), fontsize=8)
+        front = ranking.front(trials, ("val_accuracy", objective))
+        if front:
+            ax.plot([x(t) for t in front], [ranking.val_accuracy(t) for t in front], color="tab:red", linewidth=1.6,
+                    drawstyle="steps-post", marker="o", markerfacecolor="none", markersize=8,
+                    label=f"Pareto front ({len(front)})")
+        if best is not None:
+            ax.scatter([x(best)], [ranking.val_accuracy(best)], s=180, marker="*", color="gold", edgecolor="black",
+                       zorder=4, label=f"best (trial #{best.number})")
+        if limit is not None:
+            ax.axvline(limit, color="tab:orange", linestyle="--", linewidth=1.5,
+                       label="limit: " + limit_text.format(limit))
+        _log_axis(ax, [x(t) for t in trials] + ([limit] if limit is not None else []))
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="best", fontsize=8)
+    axes[0].set_ylabel("validation accuracy")
+    figure.suptitle(f"{study.study_name}: validation accuracy against size and training time "
+                    f"({len(trials)} completed trials)")
+    return axes[0]
+
+
+def _log_axis(ax, values: list[float]) -> None:
+    """A log x axis with a few readable labels (1k, 2k, 5k, 10k), even when the values span less than a decade."""
+    low, high = min(values), max(values)
+    ax.set_xscale("log")
+    ax.set_xlim(low / 1.6, high * 1.6)  # room for the markers, and for two labelled ticks at least
+    decades = math.log10(high * 1.6) - math.log10(low / 1.6)
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades < 3 else (1.0,)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _compact(v)))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _compact(value: float) -> str:
+    """3 significant digits at most: 0.5, 20, 1.5k, 12M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"

@@ -15,7 +15,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import ranking, timing
 from hpsearch.baselines import BASELINES
+from hpsearch.spectypes import StudySpec
 
 NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
@@ -48,8 +50,7 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
         if b and b.dataset != dataset:  # a figure from another dataset is context, not a target
             reported += f" on {b.dataset}"
         table.append(_row(by_baseline.get(name), name, f"report {b.report}" if b else "", reported))
-    searched = sorted((t for t in trials if t.state == TrialState.COMPLETE and "baseline" not in t.user_attrs),
-                      key=lambda t: t.value, reverse=True)
+    searched = [t for t in ranking.ranked(trials) if "baseline" not in t.user_attrs]
     for rank, trial in enumerate(searched[:top], start=1):
         table.append(_row(trial, f"searched #{rank}", "hpsearch", ""))
     return table
@@ -61,7 +62,7 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
         return (number, model, source, reported, "pending", "pending", "", "", "")
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
-        val, test = f"{trial.value:.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
+        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
     else:
         reason = attrs.get("failure", "")
         val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
@@ -92,27 +93,72 @@ def outcome(study: optuna.Study) -> str | None:
     return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
 
 
-def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None) -> str:
-    """The table as Markdown, headed by the study name and its per-trial budget."""
+CONFIRM_HEADER = ("trial", "model", "seeds", "val mean ± std", "val 95% interval", "test mean ± std",
+                  "single run val")
+
+
+def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The confirmed trials (best mean validation accuracy first) as table rows, and what they say of the winner."""
+    confirmed = ranking.confirmed(trials)
+    if not confirmed:
+        return [], []
+    table = []
+    for t in confirmed:
+        confirm = t.user_attrs[ranking.CONFIRM_ATTR]
+        val, test = confirm["val"], confirm["test"]
+        seeds = [r["seed"] for r in confirm["seeds"] if "failure" not in r]
+        failed = len(confirm["seeds"]) - len(seeds)
+        table.append((f"#{t.number}", t.user_attrs.get("baseline") or "searched",
+                      ", ".join(map(str, seeds)) + (f" ({failed} diverged)" if failed else ""),
+                      f"{val['mean']:.2%} ± {val['std']:.2%}" if val["std"] is not None else f"{val['mean']:.2%}",
+                      f"{val['ci95'][0]:.2%} to {val['ci95'][1]:.2%}" if val["ci95"] else "one seed",
+                      f"{test['mean']:.2%} ± {test['std']:.2%}" if test["std"] is not None else f"{test['mean']:.2%}",
+                      f"{ranking.val_accuracy(t):.2%}"))
+    winner, single = confirmed[0], ranking.single_run_best(trials)
+    said = [f"Confirmed winner: trial #{winner.number}, the best mean validation accuracy over new seeds "
+            f"({len(confirmed)} trial{'s' if len(confirmed) > 1 else ''} confirmed); `best`, `export` and this report "
+            "name it."]
+    if single is not winner:
+        said.append(f"The single-run best, trial #{single.number} (val {ranking.val_accuracy(single):.2%}), is not "
+                    "the confirmed winner: its single run was luckier than its seeds.")
+    return table, said
+
+
+def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table)]
+
+
+def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
+             spec: StudySpec | None = None) -> str:
+    """The table as Markdown, headed by the study name and its per-trial budget; then the confirmed trials, if
+    any, and the time to target (`spec` gives the target; None: unknown)."""
+    trials = study.get_trials(deepcopy=False)
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
     lines = [f"# {_title(study, epochs)}", ""]
     if said := outcome(study):
         lines += [f"**{said}**", ""]
-    lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table]
-    lines += ["", NOTE]
+    lines += [*markdown_table(HEADER, table), "", NOTE]
+    confirmed, verdict = confirmation(trials)
+    if confirmed:
+        lines += ["", "## Confirmation: the best trials trained again with new seeds", "",
+                  *markdown_table(CONFIRM_HEADER, confirmed), "", *verdict]
+    lines += ["", "## Time to target", "", *(f"- {line}" for line in timing.lines(timing.pace(trials, spec)))]
     return "\n".join(lines) + "\n"
 
 
 def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
-                    out: Path) -> list[str]:
+                    spec: StudySpec | None = None, out: Path) -> list[str]:
     """report.md, the PNG plots and an index.html showing both, in the folder `out`; the names written."""
     from hpsearch import plots  # matplotlib takes seconds to import: only this report needs it
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(study, listed, epochs=epochs))
-    drawn = plots.write_plots(study, out)
+    (out / "report.md").write_text(markdown(study, listed, epochs=epochs, spec=spec))
+    drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
+    trials = study.get_trials(deepcopy=False)
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
+    confirmed, verdict = confirmation(trials)
+    paragraphs = lambda lines: "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
     figures = "\n".join(
         f"<h2>{html.escape(p.title)}</h2>\n<p>{html.escape(p.about)}</p>\n"
@@ -121,6 +167,10 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
            + f'<img src="{p.file}" alt="{html.escape(p.title)}">')
         for p in drawn)
     said = outcome(study)
+    confirm_html = ("<h2>Confirmation: the best trials trained again with new seeds</h2>\n"
+                    f"<table><thead><tr>{cells(CONFIRM_HEADER, 'th')}</tr></thead><tbody>\n"
+                    + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in confirmed)
+                    + f"\n</tbody></table>\n{paragraphs(verdict)}") if confirmed else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(study.study_name)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
@@ -131,6 +181,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100
 {"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}
 </tbody></table>
 <p>{html.escape(NOTE)}</p>
+{confirm_html}
+<h2>Time to target</h2>
+{paragraphs(timing.lines(timing.pace(trials, spec)))}
 {figures}
 </body></html>
 """

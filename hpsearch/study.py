@@ -331,11 +331,13 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
         "baseline": attrs.get("baseline"),
         "params": space.stored_params(trial.params),
         "config": attrs.get("config", space.stored_params(trial.params)),
+        "confirm": attrs.get(ranking.CONFIRM_ATTR),
     }
 
 
 def summarize(study: optuna.Study) -> dict[str, Any]:
-    """The study's counts by state and its best trial by ranking.best_trial (None if none counts).
+    """The study's counts by state and its best trial by ranking.best_trial (None if none counts), with the
+    single-run best where confirmation chose another.
 
     `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
     """
@@ -343,6 +345,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}
-    best = ranking.best_trial(trials)
+    best, single = ranking.best_trial(trials), ranking.single_run_best(trials)
     return {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
-            "best": summarize_trial(best) if best else None}
+            "best": summarize_trial(best) if best else None,
+            "single_run_best": None if single is None or single is best else summarize_trial(single)}

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -76,11 +77,15 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_i
 
 
 class Workers:
-    """The started worker processes, their logs, and how they ended."""
+    """The started worker processes, their logs, and how they ended.
 
-    def __init__(self, spec: StudySpec, storage_url: str, options: RunOptions, slots: list[WorkerSlot]):
-        self.run_id = options.run_id or uuid.uuid4().hex
-        self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(spec.name)}-{self.run_id[:8]}"
+    `command(slot)` is each worker's command line: `hpsearch worker` for a run (run_workers), or another
+    command that shares its work through the storage (`hpsearch confirm`)."""
+
+    def __init__(self, study_name: str, storage_url: str, run_id: str, slots: list[WorkerSlot],
+                 command: Callable[[WorkerSlot], list[str]]):
+        self.run_id = run_id
+        self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(study_name)}-{self.run_id[:8]}"
         self.log_dir.mkdir(parents=True)
         self.processes: list[subprocess.Popen] = []
         cpu_workers = sum(slot.gpu is None for slot in slots)
@@ -93,7 +98,7 @@ class Workers:
                     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
                 with open(self.log_dir / f"worker-{index}.log", "w") as log:
                     self.processes.append(subprocess.Popen(
-                        worker_command(spec.path, options, slot, self.run_id), env=env,
+                        command(slot), env=env,
                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         except BaseException:  # a signal while starting them: none of those started may outlive the run
             self.stop(signal.SIGTERM)
@@ -144,6 +149,12 @@ class Workers:
                 ended_badly.setdefault((p.returncode, last), []).append(index)
         return [f"worker{'s' if len(who) > 1 else ''} {', '.join(map(str, who))} exited with status {status}: "
                 f"{last} (logs: {self.log_dir})" for (status, last), who in ended_badly.items()]
+
+
+def run_workers(spec: StudySpec, storage_url: str, options: RunOptions, slots: list[WorkerSlot]) -> Workers:
+    """Start the `hpsearch worker` processes of one run."""
+    run_id = options.run_id or uuid.uuid4().hex
+    return Workers(spec.name, storage_url, run_id, slots, lambda slot: worker_command(spec.path, options, slot, run_id))
 
 
 def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import datetime
+
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard import get_note
 from click.testing import CliRunner
 from optuna.distributions import FloatDistribution, IntDistribution
 from PIL import Image
 
-from hpsearch import report
+from hpsearch import dashboard, ranking, report, timing
+from hpsearch.spectypes import Limits
 from hpsearch.cli import main
 from test_cli import assert_clean_error
 
-PLOTS = ("history.png", "intermediate.png", "importances.png", "parallel.png")
+PLOTS = ("pareto.png", "history.png", "intermediate.png", "importances.png", "parallel.png")
 
 
 def test_a_report_folder_holds_the_table_the_plots_and_an_index(shared_study, tmp_path):
@@ -64,10 +69,84 @@ def test_importances_on_few_trials_say_so_and_a_constant_parameter_gets_no_axis(
     for i, lr in enumerate((0.01, 0.03, 0.08, 0.15)):
         study.add_trial(optuna.trial.create_trial(
             value=0.5 + i / 10, params={"lr": lr, "width": 8}, distributions=dists,
-            intermediate_values={1: 0.4 + i / 10, 2: 0.5 + i / 10}))
+            intermediate_values={1: 0.4 + i / 10, 2: 0.5 + i / 10},
+            user_attrs={"param_count": 1_000 * (i + 1), "seconds": 1.0 + i}))
     written = report.write_directory(study, out=tmp_path / "rep")
     assert written == ["report.md", *PLOTS, "index.html"]
     page = (tmp_path / "rep" / "index.html").read_text()
     assert "Read with care: this plot rests on 4 completed searched trials; below 20 the importances" in page
     assert "a line through its values of lr, coloured by validation accuracy; width had one value in every " \
            "completed trial: no axis." in page
+
+
+def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trials_off_the_front(storage, tmp_path):
+    study = optuna.create_study(study_name="sizes", storage=storage, direction="maximize")
+    points = [  # (val accuracy, parameters, seconds, baseline, over the parameter limit)
+        (0.90, 2_000, 1.0, None, False), (0.95, 20_000, 2.0, None, False), (0.93, 50_000, 0.8, None, False),
+        (0.97, 900_000, 9.0, None, True), (0.80, 5_000, 3.0, "seed001-cnn", False), (0.94, 40_000, 4.0, None, False)]
+    for value, count, seconds, baseline, over in points:
+        attrs = {"param_count": count, "seconds": seconds, **({"baseline": baseline} if baseline else {})}
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs,
+                                                  constraints={"params": 1.0 if over else -1.0}))
+    trials = study.get_trials()
+    assert [t.number for t in ranking.front(trials, ("val_accuracy", "params"))] == [0, 1]
+    assert [t.number for t in ranking.front(trials, ("val_accuracy", "train_seconds"))] == [2, 1]
+    report.write_directory(study, out=tmp_path / "rep", spec=None)
+    data = (tmp_path / "rep" / "pareto.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30_000
+    with Image.open(tmp_path / "rep" / "pareto.png") as image:
+        assert image.width >= 1200 and image.height >= 500, image.size
+    from hpsearch import plots  # the limits of a study file are drawn too
+    assert [p.file for p in plots.write_plots(study, tmp_path / "limits", Limits(params=100_000, train_seconds=5))
+            if not p.skipped][0] == "pareto.png"
+
+
+def ended(number: int, run: str, start_s: float, end_s: float, state: TrialState, value: float | None = None):
+    """A trial of run `run` that ran from start_s to end_s seconds after a fixed instant, with those seconds."""
+    t0 = datetime.datetime(2026, 1, 1)
+    return FrozenTrial(number=number, state=state, value=value, values=None, trial_id=number,
+                       datetime_start=t0 + datetime.timedelta(seconds=start_s),
+                       datetime_complete=t0 + datetime.timedelta(seconds=end_s), params={}, distributions={},
+                       user_attrs={"run": run, "seconds": end_s - start_s}, system_attrs={}, intermediate_values={})
+
+
+def test_time_to_target_counts_the_runs_time_not_the_gap_between_them(storage, write_study):
+    from hpsearch.spec import load_spec
+
+    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.9}))
+    study = optuna.create_study(study_name="timed", storage=storage, direction="maximize")
+    day = 86_400
+    for trial in (ended(0, "a", 0, 10, TrialState.COMPLETE, 0.5), ended(1, "a", 10, 20, TrialState.PRUNED),
+                  ended(2, "a", 20, 30, TrialState.FAIL), ended(3, "b", day, day + 10, TrialState.COMPLETE, 0.95),
+                  ended(4, "b", day + 10, day + 30, TrialState.COMPLETE, 0.96)):
+        study.add_trial(trial)
+    assert timing.lines(timing.pace(study.get_trials(), spec)) == [
+        "Time to target (val_accuracy >= 90.00%): reached by trial #3 after 40.0 s wall time and 40.0 s of training "
+        "(device-seconds); 4 trials until then (2 complete, 1 pruned, 1 failed).",
+        "Pace: 4 finished trials in 60.0 s wall time, 240 finished trials per hour."]
+    markdown = report.markdown(study, spec=spec)
+    assert "## Time to target\n\n- Time to target (val_accuracy >= 90.00%): reached by trial #3 after 40.0 s" in markdown
+    assert timing.lines(timing.pace(study.get_trials(), None))[0].startswith(
+        "Time to target (target unknown (give the study file as --study)): 60.0 s wall time")
+
+
+def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_study, storage):
+    path = str(write_study(budget={"epochs": 2, "trials": 2}, target={"metric": "val_accuracy", "value": 0.3}))
+    result = CliRunner().invoke(main, ["run", "--study", path, "--storage", storage, "--device", "cpu",
+                                       "--keep-weights", "0", "--no-stop-at-target"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    first = study.trials[0]
+    line = (f"Time to target (val_accuracy >= 30.00%): reached by trial #0 after "
+            f"{timing.duration((first.datetime_complete - first.datetime_start).total_seconds())} wall time and "
+            f"{timing.duration(first.user_attrs['seconds'])} of training (device-seconds); 1 trial until then "
+            "(1 complete, 0 pruned, 0 failed).")
+    assert line in result.stdout and "Pace: 2 finished trials in " in result.stdout
+    note = get_note(study)
+    assert note.startswith("# tiny-digits: baselines and best searched trials, 2 epochs a trial")
+    assert "| #0 | searched #" in note and line in note and note.endswith(dashboard.NOTE_END)
+    dashboard.write_note(study, "# rewritten")  # what a person wrote below the line stays
+    from optuna_dashboard import save_note
+    save_note(study, get_note(study) + "\nmy own remark")
+    dashboard.write_note(study, "# again")
+    assert get_note(study) == f"# again\n\n---\n{dashboard.NOTE_END}\nmy own remark"

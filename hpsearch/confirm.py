@@ -1,0 +1,224 @@
+"""Confirmation: the study's best K trials trained again with new seeds, so the winner is not the luckiest seed.
+
+A job is one (trial, seed). The seeds are the study's training seed + 1, + 2, …: never the seed the
+trial ran with, the same for every trial (so trials are compared on the same seeds), and the same
+on every machine. Any number of processes, on any machines, work through the jobs together: each
+claims its next job under the study lock (storage.shared_lock), so no two train the same one, and
+stores each result as soon as it is trained, in one write, so an interruption loses at most the job
+in training. A claim names its worker and is refreshed while it trains; the claim of a worker that
+died (its process is gone, or its claim went silent) is taken over.
+
+The results live on the trial, in its `confirm` user attribute (ranking.CONFIRM_ATTR): every
+seed's validation and test accuracy, and their mean, sample std and 95% interval. Optuna freezes a
+finished trial's attributes, so this one attribute is written into Optuna's own table of trial
+attributes directly, where the dashboard shows it with the others. Training is export.retrain,
+the same code `hpsearch train --seeds` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial
+
+from hpsearch import export, ranking
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S
+from hpsearch.errors import HpsearchError, hold_signals
+from hpsearch.stats import spread
+from hpsearch.storage import NoLock, shared_lock
+from hpsearch.train import EpochStats
+
+CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
+CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
+CLAIM_STALE_S = 2 * DEFAULT_HEARTBEAT_S  # a claim not refreshed for this long belongs to a lost worker
+
+
+@dataclass(frozen=True)
+class Job:
+    trial: FrozenTrial
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.trial.number}:{self.seed}"
+
+
+def seeds_for(base_seed: int, count: int) -> list[int]:
+    """The confirmation seeds: base + 1 … base + count (the trial itself ran with base)."""
+    return list(range(base_seed + 1, base_seed + count + 1))
+
+
+def base_seed(study: optuna.Study) -> int:
+    """The training seed every trial of the study ran with (recorded when the study was made)."""
+    seed = study.user_attrs.get("seed")
+    return 0 if seed is None else seed
+
+
+def chosen(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The trials to confirm: the best `top` by single-run validation accuracy, limits respected."""
+    trials = ranking.ranked(study.get_trials(deepcopy=False))[:top]
+    if not trials:
+        raise HpsearchError(f"study {study.study_name!r} has no completed trial within its limits to confirm: "
+                            f"`hpsearch run --study {study.study_name}` first")
+    return trials
+
+
+def stored_seeds(trial: FrozenTrial) -> dict[int, dict]:
+    """The trial's confirmation results by seed."""
+    return {entry["seed"]: entry for entry in (trial.user_attrs.get(ranking.CONFIRM_ATTR) or {}).get("seeds", [])}
+
+
+def missing(study: optuna.Study, top: int, seeds: int) -> list[Job]:
+    """The jobs that hold no result yet, best trial first, lowest seed first."""
+    wanted = seeds_for(base_seed(study), seeds)
+    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(_fresh(study, t))]
+
+
+class Confirmation:
+    """One worker's share of a confirmation: claim a job, train it, store it, until no job is left."""
+
+    def __init__(self, study: optuna.Study, storage_url: str, top: int, seeds: int, device: torch.device, *,
+                 data_dir: Path | None = None, lock: NoLock | None = None):
+        self.study = study
+        self.trials = chosen(study, top)
+        self.seeds = seeds_for(base_seed(study), seeds)
+        self.device = device
+        self.data_dir = data_dir
+        self.lock = lock or shared_lock(storage_url, study.study_name)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.refreshed = 0.0
+
+    def work(self, on_seed: Callable[[Job, dict], None] = lambda job, result: None,
+             on_start: Callable[[Job], None] = lambda job: None,
+             on_epoch: Callable[[EpochStats], None] = lambda stats: None) -> int:
+        """Train jobs until none is left unclaimed; returns how many this worker trained."""
+        done = 0
+        while (job := self._claim()) is not None:
+            on_start(job)
+            try:
+                result = self._train(job, on_epoch)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
+                hold_signals()
+                self._locked(lambda: self._release(job))
+                raise
+            self._locked(lambda: self._store(job, result))
+            on_seed(job, result)
+            done += 1
+        return done
+
+    def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
+        config = export.parse_config(export.trial_config(self.study, job.trial), f"trial #{job.trial.number}")
+
+        def epoch_finished(stats: EpochStats) -> None:
+            if time.time() - self.refreshed >= CLAIM_REFRESH_S:
+                self._locked(lambda: self._set_claim(job))
+            on_epoch(stats)
+
+        try:
+            retrained = export.retrain(config, job.seed, self.device, data_dir=self.data_dir,
+                                       on_epoch=epoch_finished)
+        except HpsearchError as exc:  # the loss diverged with this seed: a result too
+            return {"seed": job.seed, "failure": str(exc), "device": str(self.device)}
+        return {**export.seed_result(retrained), "device": str(self.device)}
+
+    # Everything below runs under the study lock.
+
+    def _locked(self, action: Callable[[], object]):
+        self.lock.acquire()
+        try:
+            return action()
+        finally:
+            self.lock.release()
+
+    def _claim(self) -> Job | None:
+        def claim() -> Job | None:
+            claims = self._claims()
+            for trial in self.trials:
+                done = stored_seeds(_fresh(self.study, trial))
+                for seed in self.seeds:
+                    job = Job(trial, seed)
+                    if seed not in done and (job.key not in claims or _lost(claims[job.key])):
+                        self._set_claim(job)
+                        return job
+            return None
+
+        return self._locked(claim)
+
+    def _claims(self) -> dict[str, dict]:
+        storage = _rdb(self.study)
+        return dict(storage.get_study_system_attrs(self.study._study_id).get(CLAIMS_ATTR) or {})
+
+    def _write_claims(self, claims: dict[str, dict]) -> None:
+        _rdb(self.study).set_study_system_attr(self.study._study_id, CLAIMS_ATTR, claims)
+
+    def _set_claim(self, job: Job) -> None:
+        self.refreshed = time.time()
+        self._write_claims({**self._claims(), job.key: {"worker": self.worker, "at": self.refreshed}})
+
+    def _release(self, job: Job) -> None:
+        claims = self._claims()
+        if claims.get(job.key, {}).get("worker") == self.worker:
+            del claims[job.key]
+            self._write_claims(claims)
+
+    def _store(self, job: Job, result: dict) -> None:
+        seeds = stored_seeds(_fresh(self.study, job.trial))
+        seeds[job.seed] = result
+        _set_finished_trial_attr(self.study, job.trial, ranking.CONFIRM_ATTR, summarize(list(seeds.values())))
+        self._release(job)
+
+
+def summarize(seed_results: list[dict]) -> dict:
+    """The `confirm` attribute: every seed's result (lowest seed first), and the spread of those that trained."""
+    seed_results = sorted(seed_results, key=lambda r: r["seed"])
+    trained = [r for r in seed_results if "failure" not in r]
+    summary = {"seeds": seed_results}
+    if trained:
+        summary |= {"val": spread([r["val_accuracy"] for r in trained]),
+                    "test": spread([r["test_accuracy"] for r in trained])}
+    return summary
+
+
+def _lost(claim: dict) -> bool:
+    """Whether a claim's worker is gone: its process on this machine has ended, or its claim went silent."""
+    host, _, pid = claim["worker"].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's
+            pass
+    return time.time() - claim["at"] > CLAIM_STALE_S
+
+
+def _rdb(study: optuna.Study) -> optuna.storages.RDBStorage:
+    """The RDB storage under Optuna's cache: the cache keeps finished trials as first read, and another worker
+    may have stored results on them since."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)
+
+
+def _fresh(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
+    return _rdb(study).get_trial(trial._trial_id)
+
+
+def _set_finished_trial_attr(study: optuna.Study, trial: FrozenTrial, key: str, value) -> None:
+    """Upsert one user attribute of a finished trial, in one transaction, with Optuna's own models."""
+    storage = _rdb(study)
+    with _create_scoped_session(storage.scoped_session) as session:
+        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=key).one_or_none()
+        if row is None:
+            session.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=key, value_json=json.dumps(value)))
+        else:
+            row.value_json = json.dumps(value)
