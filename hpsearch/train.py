@@ -42,7 +42,7 @@ class TrainConfig:
     bn_bias_lr_scale: float = 1.0  # lr multiplier of BatchNorm biases (their weight decay divided by it)
     bn_weight_decay: bool = True  # False: BatchNorm weights and biases decay not at all
     augment: Augment = field(default_factory=Augment)
-    ema: float = 0.0  # decay per step of the weight average that is evaluated; 0: the live weights are
+    ema: float = 0.0  # decay per step of the weight average that is evaluated (0: none; the live weights are)
     tta: str = "none"  # test-time augmentation of every evaluation: none, flip, flip_translate
     seed: int = 0
 
@@ -221,14 +221,14 @@ class WeightAverage:
         self.model = copy.deepcopy(model).requires_grad_(False)
         self.decay = decay
         pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))  # views, updated in place
-        self._floats = [[a for a, _ in pairs if a.is_floating_point()], [b for a, b in pairs if a.is_floating_point()]]
+        floats = [(a, b) for a, b in pairs if a.is_floating_point()]
+        self._averaged, self._live = [a for a, _ in floats], [b for _, b in floats]
         self._others = [(a, b) for a, b in pairs if not a.is_floating_point()]
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Move the average towards the live weights after optimizer step `step` (0-based)."""
-        averaged, live = self._floats
-        torch._foreach_lerp_(averaged, live, 1.0 - min(self.decay, (1 + step) / (10 + step)))
+        torch._foreach_lerp_(self._averaged, self._live, 1.0 - min(self.decay, (1 + step) / (10 + step)))
         for a, b in self._others:
             a.copy_(b)
 
