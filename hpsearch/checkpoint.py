@@ -1,7 +1,8 @@
 """Per-epoch training checkpoints, so a trial whose worker died resumes where it stopped.
 
 A checkpoint holds everything `train.fit` needs to continue bit for bit: model and optimizer
-state, the data-order generator, the global RNGs (dropout draws from them), and the epochs run.
+state, the weight average (ema), the data-order generator, the global RNGs (dropout draws from
+them), and the epochs run.
 It is written atomically after each epoch (a worker killed mid-write leaves the previous one)
 and deleted once its trial has ended for good. All attempts of one trial (the original and
 Optuna's retried copies) share one file, keyed by the first attempt's number.
@@ -28,6 +29,7 @@ class Checkpoint:
     cpu_rng: torch.Tensor
     cuda_rng: torch.Tensor | None
     history: list[dict[str, float]]  # EpochStats fields of every epoch so far
+    average: dict[str, Any] | None = None  # the weight average's state dict, for a run with ema
 
 
 class CheckpointFile:

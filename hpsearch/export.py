@@ -218,11 +218,13 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
     model = build_model(model_cfg)
     init_from_data(model, data)
     model = prepare(model, device)
+    train_cfg = space.train_config(config.params, epochs=config.epochs, seed=seed)
     try:
-        history = fit(model, data, space.train_config(config.params, epochs=config.epochs, seed=seed), on_epoch)
+        history = fit(model, data, train_cfg, on_epoch)
     except TrainingDiverged as exc:
         raise HpsearchError(f"seed {seed}: {exc}") from None
-    return Retrained(seed, model, history, history[-1].val_accuracy, evaluate(model, data, data.test_x, data.test_y))
+    test_accuracy = evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta)
+    return Retrained(seed, model, history, history[-1].val_accuracy, test_accuracy)
 
 
 def start_out_dir(out: Path, config_path: Path) -> None:

@@ -107,10 +107,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             model = prepare(model, device)
             trial.set_user_attr("param_count", count_parameters(model))
             trial.set_user_attr("trainable_count", sum(p.numel() for p in model.parameters() if p.requires_grad))
-            history = fit(model, data, space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed),
-                          on_epoch, checkpoint=checkpoint, reused=reused)
+            train_cfg = space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed)
+            history = fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
-            trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y))
+            trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta))
             if on_complete is not None:
                 on_complete(trial, model)
             return history[-1].val_accuracy

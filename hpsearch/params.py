@@ -93,6 +93,10 @@ def _has_convs(p: Mapping[str, Any]) -> bool:
     return p["blocks"] > 0  # for a family without `blocks` it reads as its default, 3
 
 
+def _has_batchnorm(p: Mapping[str, Any]) -> bool:
+    return _has_convs(p) and p["batchnorm"] if _cnn(p) else p["family"] != "squeezenet1_1"
+
+
 def _reused(p: Mapping[str, Any]) -> bool:
     return p["pretrained"]
 
@@ -175,11 +179,19 @@ PARAMS: tuple[Param, ...] = (
           transfer=True),
     # --- training -------------------------------------------------------------------------
     Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
-    Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=100.0),
+    Param("lr_per_1024", "float", None, "Peak learning rate per 1,024 examples: lr = lr_per_1024 x batch_size / "
+          "1024, so a search over batch sizes keeps the lr per example (replaces lr; give one of them).",
+          low=1e-7, high=1000.0),
+    Param("lr", "float", 0.05, "Peak learning rate.", low=1e-7, high=100.0, active=lambda p: p["lr_per_1024"] is None),
     Param("momentum", "float", 0.9, "SGD momentum.", low=0.0, high=1.0, high_open=True,
           active=lambda p: p["optimizer"].startswith("sgd")),
     Param("weight_decay", "float", 5e-4, "L2 weight decay (decoupled for adamw).", low=0.0, high=1.0),
     Param("batch_size", "int", 128, "Training batch size.", low=1, high=65536),
+    Param("bn_bias_lr_scale", "float", 1.0, "Learning rate of the BatchNorm biases as a multiple of lr, their weight "
+          "decay divided by it so the decay per step is unchanged (Page's ResNet-9 and airbench: 64).",
+          low=1e-3, high=1000.0, active=_has_batchnorm),
+    Param("bn_weight_decay", "bool", True, "Weight decay on the BatchNorm weights and biases (false: none).",
+          active=_has_batchnorm),
     Param("schedule", "choice", "cosine", "Learning-rate schedule over the trial's steps.",
           choices=("constant", "cosine", "warmup_linear")),
     Param("warmup_fraction", "float", 0.2, "Fraction of the steps spent warming up linearly from zero.",
@@ -188,10 +200,21 @@ PARAMS: tuple[Param, ...] = (
           high_open=True),
     Param("augment", "choice", "none", "Training augmentation, done on the device over whole batches.",
           choices=_augment_choices()),
+    Param("flip", "choice", "random", "How the flip chooses: each image by a coin every epoch, or 'alternating' "
+          "(airbench): by a coin in the first epoch, then each image's flip toggled every epoch.",
+          choices=("random", "alternating"), active=_augments("flip")),
     Param("crop_padding", "int", 4, "Pixels of zero padding for random crops.", low=1, high=64,
           active=_augments("crop")),
     Param("cutout_size", "int", 8, "Side of the square cut out of each image.", low=1, high=512,
           active=_augments("cutout")),
+    # --- evaluation -----------------------------------------------------------------------
+    Param("ema", "float", 0.0, "Decay per step of an exponential moving average of the weights (and BatchNorm "
+          "statistics) that validation, test and the kept weights use (update n decays by min(ema, (n + 1) / (n + 10))); "
+          "0: the trained weights themselves.",
+          low=0.0, high=1.0, high_open=True),
+    Param("tta", "choice", "none", "Test-time augmentation of validation and test: average the logits of each "
+          "image and its mirror ('flip'), and of both shifted one pixel diagonally ('flip_translate', airbench).",
+          choices=("none", "flip", "flip_translate")),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}

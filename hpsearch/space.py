@@ -130,19 +130,24 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
 
 def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainConfig:
     p = P.complete(params)
+    per_1024 = p.get("lr_per_1024")
     return TrainConfig(
         epochs=epochs,
         batch_size=p["batch_size"],
         optimizer=p["optimizer"],
-        lr=p["lr"],
+        lr=p["lr"] if per_1024 is None else per_1024 * p["batch_size"] / 1024,
         momentum=p.get("momentum", 0.0),
         weight_decay=p["weight_decay"],
         schedule=p["schedule"],
         warmup_fraction=p.get("warmup_fraction", 0.0),
         label_smoothing=p["label_smoothing"],
         reused_lr_ratio=p.get("reused_lr_ratio", 1.0),
+        bn_bias_lr_scale=p.get("bn_bias_lr_scale", 1.0),
+        bn_weight_decay=p.get("bn_weight_decay", True),
         augment=Augment.from_name(p["augment"], crop_padding=p.get("crop_padding", 0),
-                                  cutout_size=p.get("cutout_size", 0)),
+                                  cutout_size=p.get("cutout_size", 0), flip=p.get("flip", "random")),
+        ema=p["ema"],
+        tta=p["tta"],
         seed=seed,
     )
 

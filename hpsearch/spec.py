@@ -110,6 +110,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
 
     init = _parse_init(raw["init"], path, problems) if "init" in raw else None
     _check_transfer_params(init, space, fixed, problems)
+    _check_learning_rate(space, fixed, problems)
     baselines = _parse_baselines(raw.get("baselines", []), problems)
     if deep:
         _check_components(sampler, pruner, epochs, problems)
@@ -210,6 +211,15 @@ def _check_transfer_params(init: InitSpec | None, space: Mapping[str, Any], fixe
             elif init is not None and init.study is not None and name in P.ARCHITECTURE:
                 problems.add(f"{where}.{name}", f"the architecture comes from init (study {init.study}'s trial "
                                                 "config): search or fix only the other parameters")
+
+
+def _check_learning_rate(space: Mapping[str, Any], fixed: Mapping[str, Any], problems: _Problems) -> None:
+    """lr_per_1024 replaces lr: a study gives one of them."""
+    given = {**space, **fixed}
+    if "lr" in given and "lr_per_1024" in given:
+        where = "space" if "lr_per_1024" in space else "fixed"
+        problems.add(f"{where}.lr_per_1024", "replaces lr (lr = lr_per_1024 x batch_size / 1024): give lr or "
+                                             "lr_per_1024, not both")
 
 
 def _parse_budget(value: Any, problems: _Problems) -> Budget | None:

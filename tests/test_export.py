@@ -143,3 +143,27 @@ def test_the_speed_run_model_options_are_searched_recorded_exported_and_trained_
     stored = load_trial_state_dict(storage, "model-options", best.number)
     retrained = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
     assert stored.keys() == retrained.keys() and all(torch.equal(stored[k], retrained[k]) for k in stored)
+
+
+def test_a_trial_with_the_speed_run_recipes_is_recorded_exported_and_trained_again_to_the_same_numbers(
+        write_study, storage, tmp_path):
+    from hpsearch.spec import load_spec
+    from hpsearch.study import RunOptions, run
+
+    recipes = {"augment": "flip_crop", "flip": "alternating", "tta": "flip_translate", "ema": 0.8,
+               "bn_bias_lr_scale": 8.0, "bn_weight_decay": False, "lr_per_1024": 0.8}
+    path = write_study(budget={"epochs": 2, "trials": 1}, space={"width": {"int": [4, 8]}},
+                       fixed={"blocks": 1, "convs_per_block": 1, "batch_size": 64, **recipes})
+    study = run(load_spec(path), storage, RunOptions(device="cpu", keep_weights=1))
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["config"].items() >= recipes.items()
+    assert "lr" not in trial.user_attrs["config"]
+    assert invoke("export", "--study", "tiny-digits", "--storage", storage, "-o", "best.yaml").exit_code == 0
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["params"].items() >= recipes.items()
+    result = invoke("train", "--config", "best.yaml", "--out", "retrained", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    retrained = json.loads((tmp_path / "retrained" / "results.json").read_text())["seeds"][0]
+    assert (retrained["val_accuracy"], retrained["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
+    stored = load_trial_state_dict(storage, "tiny-digits", trial.number)  # the averaged weights, kept
+    again = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
+    assert stored.keys() == again.keys() and all(torch.equal(stored[k], again[k]) for k in stored)

@@ -102,3 +102,31 @@ def test_the_family_decides_which_model_parameters_a_trial_has(write_study):
     assert cnn["width"] == 32 and cnn["blocks"] == 2 and cnn["head_widths"] == [64] and cnn["whiten"] == 0
     torchvision = sample(optuna.trial.FixedTrial({"family": "resnet18"}), spec)
     assert not MODEL_PARAMS & torchvision.keys()
+
+
+def test_the_speed_run_recipes_are_searched_recorded_and_reach_the_train_config(write_study):
+    spec = load_spec(write_study(space={
+        "lr_per_1024": {"float": [0.1, 10.0], "log": True}, "batch_size": {"choice": [64, 256]},
+        "augment": {"choice": ["none", "flip_crop"]}, "flip": {"choice": ["random", "alternating"]},
+        "ema": {"float": [0.0, 0.99]}, "tta": {"choice": ["none", "flip", "flip_translate"]},
+        "bn_bias_lr_scale": {"float": [1.0, 64.0], "log": True}, "bn_weight_decay": {"choice": [True, False]},
+    }, fixed={"blocks": 1, "batchnorm": True}))
+    params = sample(optuna.trial.FixedTrial({
+        "lr_per_1024": 2.0, "batch_size": 256, "augment": "flip_crop", "flip": "alternating", "ema": 0.9,
+        "tta": "flip_translate", "bn_bias_lr_scale": 64.0, "bn_weight_decay": False}), spec)
+    assert "lr" not in params and params["lr_per_1024"] == 2.0 and params["flip"] == "alternating"
+    cfg = train_config(params, epochs=1, seed=0)
+    assert cfg.lr == 0.5 and cfg.augment.alternating_flip and (cfg.ema, cfg.tta) == (0.9, "flip_translate")
+    assert (cfg.bn_bias_lr_scale, cfg.bn_weight_decay) == (64.0, False)
+    no_flip = sample(optuna.trial.FixedTrial({
+        "lr_per_1024": 2.0, "batch_size": 64, "augment": "none", "ema": 0.0, "tta": "none",
+        "bn_bias_lr_scale": 1.0, "bn_weight_decay": True}), spec)
+    assert "flip" not in no_flip  # inactive without the flip op: never sampled
+    assert not train_config(no_flip, epochs=1, seed=0).augment.alternating_flip
+
+
+def test_the_recipes_default_to_today_s_training():
+    cfg = train_config({}, epochs=1, seed=0)
+    assert (cfg.lr, cfg.ema, cfg.tta, cfg.bn_bias_lr_scale, cfg.bn_weight_decay) == (0.05, 0.0, "none", 1.0, True)
+    assert not train_config({"augment": "flip"}, epochs=1, seed=0).augment.alternating_flip
+    assert "bn_weight_decay" not in P.complete({"batchnorm": False})  # no BatchNorm: nothing to tune

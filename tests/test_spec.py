@@ -56,6 +56,9 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"fixed": {"batch_size": "big"}}, "fixed.batch_size", "must be an integer"),
     ({"fixed": {"head_widths": [512, "x"]}}, "fixed.head_widths", "list of integers"),
     ({"fixed": {"lr": 0.1}}, "fixed.lr", "is also in space"),
+    ({"space": {"lr": {"float": [0.01, 0.1]}, "lr_per_1024": {"float": [0.1, 1.0]}}}, "space.lr_per_1024",
+     "replaces lr (lr = lr_per_1024 x batch_size / 1024): give lr or lr_per_1024, not both"),
+    ({"fixed": {"lr_per_1024": 0.5}}, "fixed.lr_per_1024", "give lr or lr_per_1024, not both"),
 ])
 def test_each_problem_is_one_line_naming_key_and_what_is_allowed(write_study, overrides, key, allowed):
     problems = problems_of(write_study(**overrides))
