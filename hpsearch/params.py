@@ -94,7 +94,10 @@ def _has_convs(p: Mapping[str, Any]) -> bool:
 
 
 def _has_batchnorm(p: Mapping[str, Any]) -> bool:
-    return _has_convs(p) and p["batchnorm"] if _cnn(p) else p["family"] != "squeezenet1_1"
+    """Whether the net has BatchNorm layers: the CNN and ResNet-9 say so; of torchvision's, squeezenet has none."""
+    if "batchnorm" in FAMILIES[p["family"]].params:
+        return _has_convs(p) and p["batchnorm"]
+    return p["family"] != "squeezenet1_1"
 
 
 def _reused(p: Mapping[str, Any]) -> bool:
