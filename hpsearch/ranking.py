@@ -1,16 +1,18 @@
-"""Which trial is best: one rule for every command that names a winner (best, export, report, run).
+"""Which trial is best, and which trials make the front: one rule for every command that names a winner.
 
-A completed trial within the study's limits counts; higher validation accuracy ranks first, and of
-equally good trials the earliest wins.
+A completed trial within the study's limits counts. Higher validation accuracy ranks first; of equally
+accurate trials, a multi-objective study prefers the lower second objective (fewer parameters, fewer
+training seconds); then the earliest wins.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.limits import within_limits
+from hpsearch.limits import measured, within_limits
 
 
 def val_accuracy(trial: FrozenTrial) -> float:
@@ -18,12 +20,35 @@ def val_accuracy(trial: FrozenTrial) -> float:
     return trial.values[0]
 
 
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a trial can be the best or reach the target: completed, and within the study's limits."""
+    return trial.state == TrialState.COMPLETE and within_limits(trial)
+
+
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials within limits, best first (a stable sort keeps the earliest of equals first)."""
-    eligible = [t for t in trials if t.state == TrialState.COMPLETE and within_limits(t)]
-    return sorted(eligible, key=val_accuracy, reverse=True)
+    eligible = [t for t in trials if counts(t)]
+    return sorted(eligible, key=lambda t: (-val_accuracy(t), *t.values[1:]))
 
 
 def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     ranking = ranked(trials)
     return ranking[0] if ranking else None
+
+
+def front(trials: Iterable[FrozenTrial], against: str = "params") -> list[FrozenTrial]:
+    """The Pareto front of validation accuracy (higher) against `against` (lower: "params" or
+    "train_seconds"), most accurate first: the counting trials that no other counting trial matches or
+    beats on both while beating it on one. Works on any study: the measures are user attributes every
+    trial records (limits.MEASURES); a trial without the measure is left out. Exact duplicates both stay.
+    """
+    points = [(t, measured(t, against)) for t in trials if counts(t)]
+    points = sorted(((t, m) for t, m in points if m is not None), key=lambda p: (-val_accuracy(p[0]), p[1]))
+    result, lowest = [], float("inf")  # lowest: the smallest measure among more accurate trials
+    for _, group in itertools.groupby(points, key=lambda p: val_accuracy(p[0])):
+        group = list(group)
+        least = group[0][1]
+        if least < lowest:  # not dominated by a more accurate trial; the group's others are worse on the measure
+            result += [t for t, m in group if m == least]
+            lowest = least
+    return result

@@ -15,7 +15,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import ranking
 from hpsearch.baselines import BASELINES
+from hpsearch.limits import OVER_LIMIT, describe
 
 NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
@@ -48,8 +50,7 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
         if b and b.dataset != dataset:  # a figure from another dataset is context, not a target
             reported += f" on {b.dataset}"
         table.append(_row(by_baseline.get(name), name, f"report {b.report}" if b else "", reported))
-    searched = sorted((t for t in trials if t.state == TrialState.COMPLETE and "baseline" not in t.user_attrs),
-                      key=lambda t: t.value, reverse=True)
+    searched = [t for t in ranking.ranked(trials) if "baseline" not in t.user_attrs]
     for rank, trial in enumerate(searched[:top], start=1):
         table.append(_row(trial, f"searched #{rank}", "hpsearch", ""))
     return table
@@ -61,7 +62,9 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
         return (number, model, source, reported, "pending", "pending", "", "", "")
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
-        val, test = f"{trial.value:.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
+        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
+    elif OVER_LIMIT in attrs:
+        val, test = f"over a limit: {attrs[OVER_LIMIT]}", ""
     else:
         reason = attrs.get("failure", "")
         val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
@@ -92,10 +95,22 @@ def outcome(study: optuna.Study) -> str | None:
     return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
 
 
+def limits_line(study: optuna.Study) -> str | None:
+    """What the study's limits are and how many trials broke one; None for a study without limits."""
+    stored = {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None}
+    if not stored:
+        return None
+    over = sum(OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return (f"Limits: {describe(stored)}. {over} trial{'' if over == 1 else 's'} over a limit, stopped and never "
+            "ranked.")
+
+
 def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None) -> str:
     """The table as Markdown, headed by the study name and its per-trial budget."""
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
     lines = [f"# {_title(study, epochs)}", ""]
+    if said := limits_line(study):
+        lines += [said, ""]
     if said := outcome(study):
         lines += [f"**{said}**", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
