@@ -35,9 +35,7 @@ def curve(trial: FrozenTrial) -> dict[int, float]:
 
 def should_prune(trial: optuna.Trial) -> bool:
     """The study's pruner's verdict on the trial's recorded curve, judged as in a single-objective study."""
-    view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=trial.study.study_name,
-                               direction="maximize")
-    view.add_trials([_single_objective(t) for t in trial.study.get_trials(deepcopy=False)])
+    view = single_objective_view(trial.study)
     judged = view.get_trials(deepcopy=False)[trial.number]
     prune = trial.study.pruner.prune(view, judged)
     written = view.get_trials(deepcopy=False)[trial.number].system_attrs
@@ -46,6 +44,16 @@ def should_prune(trial: optuna.Trial) -> bool:
     return prune
 
 
+def single_objective_view(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of a multi-objective study as if it had maximised validation accuracy alone: the same
+    trials under the same numbers, each with its curve as intermediate values (what plots and pruners read)."""
+    view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
+                               direction="maximize")
+    view.add_trials([_single_objective(t) for t in study.get_trials(deepcopy=False)])
+    return view
+
+
 def _single_objective(trial: FrozenTrial) -> FrozenTrial:
     return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
+                        params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
                         intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(PRUNER_ATTRS, {}))

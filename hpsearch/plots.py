@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+from hpsearch import curvepruning  # noqa: E402
 
 DPI = 110
 FEW_FOR_IMPORTANCE = 20  # completed searched trials below which importances are mostly noise
@@ -38,6 +39,8 @@ class Plot:
 def write_plots(study: optuna.Study, out: Path) -> list[Plot]:
     """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped."""
     out.mkdir(parents=True, exist_ok=True)
+    if len(study.directions) > 1:  # these plots show validation accuracy, the first objective
+        study = curvepruning.single_objective_view(study)
     searched = _searched_only(study)
     completed = searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varying = _varying_params(completed)

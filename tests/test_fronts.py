@@ -130,3 +130,10 @@ def test_a_study_made_for_one_objective_refuses_a_file_with_two(write_study, sto
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "made for objectives val_accuracy, the file says val_accuracy, params: rename the study" in result.stderr
     assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
+
+
+def test_a_two_objective_study_gets_its_report(front_study, tmp_path):
+    url, path, _ = front_study
+    result = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", url, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert {"report.md", "history.png", "intermediate.png"} <= {p.name for p in (tmp_path / "r").iterdir()}
