@@ -9,7 +9,8 @@ refuses attributes on a finished trial), its artifact id in the trial's `weights
 attribute. safetensors rather than a pickled state dict: loading it runs no code, so weights from
 a shared folder are safe to open, and its header carries the trial's parameters as text.
 
-How many: the best `keep` completed trials by validation accuracy (baselines included). A trial
+How many: the best `keep` completed trials within the study's limits by validation accuracy (baselines
+included), ranked as ranking.py ranks them. A trial
 that drops out of the top `keep` has its file removed, so disk use stays bounded; its artifact
 entry stays listed in the dashboard (a finished trial's attributes cannot change), and downloading
 it there answers "not found".
@@ -26,12 +27,13 @@ import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
+from hpsearch import ranking
 from hpsearch.storage import folder_beside, mask, open_existing
 
 WEIGHTS_ATTR = "weights_artifact"  # trial user attribute: the artifact id of its weights
@@ -56,7 +58,8 @@ class WeightKeeper:
 
     def __call__(self, trial: optuna.Trial, model: torch.nn.Module) -> None:
         value = trial.user_attrs["val_accuracy"]  # the objective's return value, not yet stored
-        kept = [(t.value, t.number, t.user_attrs[WEIGHTS_ATTR]) for t in self._completed(trial.study)
+        kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[WEIGHTS_ATTR])
+                for t in ranking.ranked(trial.study.get_trials(deepcopy=False))
                 if self._exists(t.user_attrs.get(WEIGHTS_ATTR))]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
@@ -75,10 +78,6 @@ class WeightKeeper:
                     self.store.remove(dropped)
                 except ArtifactNotFound:  # another worker removed it first
                     pass
-
-    @staticmethod
-    def _completed(study: optuna.Study) -> list[FrozenTrial]:
-        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     def _exists(self, artifact_id: str | None) -> bool:
         return artifact_id is not None and (self.folder / artifact_id).is_file()
@@ -109,18 +108,17 @@ def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
 
 
 def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = "best") -> dict[str, torch.Tensor]:
-    """The stored weights of a trial ("best": the best completed trial that has weights), on the CPU."""
+    """The stored weights of a trial ("best": the best-ranked trial that has weights), on the CPU."""
     try:
         study = optuna.load_study(study_name=study_name, storage=open_existing(storage_url))
     except KeyError:
         raise HpsearchError(f"no study named {study_name!r} in {mask(storage_url)}: check --study and --storage") from None
-    completed = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                       key=lambda t: (-t.value, t.number))
     if trial == "best":
-        found = next(((t, p) for t in completed if (p := trial_weights_path(storage_url, t))), None)
+        found = next(((t, p) for t in ranking.ranked(study.get_trials(deepcopy=False))
+                      if (p := trial_weights_path(storage_url, t))), None)
         if found is None:
-            raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights in "
-                                f"{artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
+            raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights "
+                                f"in {artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
         return load_state_dict_file(found[1])
     if not str(trial).isdigit():
         raise HpsearchError(f"trial {trial!r}: give a trial number or \"best\"")

@@ -174,8 +174,8 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
                            data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
-    header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}) "
-              f"on {mask(url)}")
+    header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
+              f"{_limits_and_objectives(spec)}) on {mask(url)}")
     total = until or n_trials or spec.budget.trials
     if len(slots) == 1 and slots[0].gpu is None:
         with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None) as display:
@@ -183,6 +183,15 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     else:
         study = _run_workers(spec, url, options, slots, console, header, total)
     _finish(study, spec, options, console)
+
+
+def _limits_and_objectives(spec) -> str:
+    """', limits params <= 100,000, objectives val_accuracy and params' for a run's header; '' for neither."""
+    from hpsearch.limits import describe
+
+    limits = describe(spec.limits)
+    return ((f", limits {limits}" if limits != "none" else "")
+            + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
 
 
 def _finish(study, spec, options, console) -> None:
@@ -340,7 +349,8 @@ def params():
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
 @friendly_errors
 def best(study_name, storage, fmt):
-    """Print the best trial of a study: parameters, validation and test accuracy, size, time."""
+    """Print the best trial of a study: parameters, validation and test accuracy, size, time; for a study with two
+    objectives, its Pareto front."""
     from hpsearch.display import render
     from hpsearch.storage import storage_url
 
@@ -348,7 +358,9 @@ def best(study_name, storage, fmt):
     study = study_module.load_existing(_study_name(study_name), storage_url(storage))
     summary = study_module.summarize(study)
     if summary["best"] is None:
-        raise HpsearchError(f"study {study.study_name!r} has no completed trial yet: `hpsearch run --study {study_name}`")
+        within = " within its limits" if summary["limits"] else ""
+        raise HpsearchError(f"study {study.study_name!r} has no completed trial{within} yet: "
+                            f"`hpsearch run --study {study_name}`")
     click.echo(render(summary, fmt))
 
 
@@ -413,7 +425,8 @@ def dashboard(study_name, storage, host, port):
               help="A study name in the storage, a shipped study, or a study file.")
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(min=0), default=None,
-              help="The trial number to export. Default: the best completed trial.")
+              help="The trial number to export. Default: the best completed trial within the study's limits (with two "
+                   "objectives, the most accurate point of the front).")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
 @click.option("--weights/--no-weights", default=True,
@@ -421,7 +434,8 @@ def dashboard(study_name, storage, host, port):
 @friendly_errors
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
-    from hpsearch import export as export_module
+    from hpsearch import export as export_module, ranking
+    from hpsearch.display import plural
     from hpsearch.storage import storage_url
 
     study_module = _study_layer()
@@ -429,8 +443,12 @@ def export(study_name, storage, number, out, weights):
     url = storage_url(storage)
     study = study_module.load_existing(spec.name if spec else study_name, url)
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
-    click.echo(f"wrote {out} (trial #{trial.number}, val {trial.value:.4f}, "
+    click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
                f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)
+    if number is None and len(objectives := study_module.objectives(study)) > 1:
+        size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
+        click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
+                   f"{' and '.join(objectives)}; `hpsearch best` lists them, --trial N exports another", err=True)
     if copied is not None:
         click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
     elif weights:

@@ -12,8 +12,11 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hpsearch.curvepruning import curve
 from hpsearch.data import DeviceData
+from hpsearch.limits import OVER_LIMIT, describe
 from hpsearch.objective import RunEvents
+from hpsearch.ranking import val_accuracy
 from hpsearch.report import NO_FAILURE_REASON
 from hpsearch.stats import describe as describe_spread
 from hpsearch.study import FINISHED
@@ -135,8 +138,8 @@ class ParallelDisplay(LiveBars):
         running = [t for t in trials if t.state == TrialState.RUNNING]
         self.progress.update(self.bar, description=f"trials ({len(running)} running)")
         if running:  # in a log: where each running trial is, as the workers report it to the storage
-            where = ", ".join(f"trial #{t.number} epoch {epoch}/{self.epochs} val {t.intermediate_values[epoch]:.4f}"
-                              if (epoch := max(t.intermediate_values, default=0)) else f"trial #{t.number} starting"
+            where = ", ".join(f"trial #{t.number} epoch {epoch}/{self.epochs} val {values[epoch]:.4f}"
+                              if (epoch := max(values := curve(t), default=0)) else f"trial #{t.number} starting"
                               for t in running)
             self.line(f"{where} ({self.earlier + self.done}/{self.total} trials done)")
 
@@ -177,10 +180,13 @@ def describe_trial(trial: FrozenTrial) -> str:
     head = f"trial #{trial.number}"
     tag = f" ({attrs['baseline']})" if "baseline" in attrs else ""
     if trial.state == TrialState.COMPLETE:
-        return (f"{head}{tag} complete: val {trial.value:.4f}, test {attrs.get('test_accuracy', float('nan')):.4f}, "
+        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
+                f"test {attrs.get('test_accuracy', float('nan')):.4f}, "
                 f"{attrs.get('param_count', 0):,} params, {attrs.get('epochs')} epochs, {attrs.get('seconds', 0):.1f}s")
+    if OVER_LIMIT in attrs:
+        return f"{head}{tag} over a limit: {attrs[OVER_LIMIT]}"
     if trial.state == TrialState.PRUNED:
-        last = trial.intermediate_values.get(attrs.get("epochs"), float("nan"))
+        last = curve(trial).get(attrs.get("epochs"), float("nan"))
         return f"{head}{tag} pruned after epoch {attrs.get('epochs')} (val {last:.4f}), {attrs.get('seconds', 0):.1f}s"
     if trial.state == TrialState.FAIL:
         reason = attrs.get("failure") or NO_FAILURE_REASON
@@ -202,9 +208,15 @@ def _text(summary: dict[str, Any]) -> str:
     counts += [f"{summary['running']} running"] if summary["running"] else []
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
     lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}"]
+    if summary["limits"]:
+        lines.append(f"limits {describe(summary['limits'])}: {plural(summary['over_limit'], 'trial')} over a limit, "
+                     "stopped and never counted")
     best = summary["best"]
     if best is None:
-        return "\n".join(lines + ["no completed trial yet"])
+        return "\n".join(lines + ["no completed trial within the limits yet" if summary["limits"]
+                                   else "no completed trial yet"])
+    if "front" in summary:
+        return "\n".join(lines + _front_text(summary))
     confirm = best.get("confirm") or {}
     confirmed = "val" in confirm
     lines += [
@@ -231,3 +243,19 @@ def _text(summary: dict[str, Any]) -> str:
         lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
                      f"not the confirmed winner #{best['number']}")
     return "\n".join(lines)
+
+
+def _front_text(summary: dict[str, Any]) -> list[str]:
+    """A multi-objective study's front as a table, most accurate first."""
+    second = summary["objectives"][1]
+    rows = [("trial", "val acc", "test acc", "params", "train s", "epochs", "searched params")]
+    for t in summary["front"]:
+        searched = f"baseline {t['baseline']}" if t["baseline"] else \
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        rows.append((f"#{t['number']}", f"{t['val_accuracy']:.4f}", f"{t['test_accuracy']:.4f}", f"{t['param_count']:,}",
+                     "" if t["train_seconds"] is None else f"{t['train_seconds']:.1f}", str(t["epochs"]), searched))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    table = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return [f"Pareto front of val accuracy (higher) and {second} (lower): {plural(len(summary['front']), 'trial')}",
+            *table, f"  (`hpsearch export --trial N` writes one; without --trial, export takes the most accurate, "
+                    f"#{summary['best']['number']})"]

@@ -95,7 +95,7 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None
         "epochs": attrs["epochs"],
         "seed": seed,
         "params": P.complete(attrs.get("config", trial.params)),
-        "metrics": {"val_accuracy": trial.value, "test_accuracy": attrs.get("test_accuracy"),
+        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get("test_accuracy"),
                     "param_count": attrs.get("param_count"), "seconds": attrs.get("seconds"),
                     "device": attrs.get("device"), "dataset_source": attrs.get("dataset_source")},
         "versions": {"torch": attrs.get("torch"), "optuna": attrs.get("optuna"), "hpsearch": version("hpsearch")},

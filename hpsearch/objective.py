@@ -3,6 +3,13 @@
 Only expected failures are caught: a NaN/inf loss, CUDA out-of-memory, and an architecture that
 does not fit the input. Each ends the trial as FAILED with its reason in the `failure` user
 attribute, and the study goes on. Anything else is a bug and stops the run.
+
+A trial over one of the study's limits ends as PRUNED with its reason in the `over_limit` user
+attribute: at once, untrained, when its model has too many parameters; after the epoch that takes
+its training time over the limit. Pruned, not failed, because TPE learns from completed and pruned
+trials only (FAIL is invisible to it), and sorts every trial whose constraints are broken below the
+feasible ones whatever its state; a pruned trial needs no accuracy, where a completed one would
+need an invented one (which GP's model of the objective would then learn from).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import space, transfer
+from hpsearch import curvepruning, limits, space, transfer
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data_init import init_from_data
@@ -34,6 +41,10 @@ from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 class TrialFailed(Exception):
     """An expected failure, recorded on the trial; the study continues."""
+
+
+class OverLimit(optuna.TrialPruned):
+    """A trial over one of the study's limits: it stops, and Optuna records it as pruned (see above)."""
 
 
 class RunEvents:
@@ -58,7 +69,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None,
                    source: transfer.Source | None = None):
-    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised.
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
+    with two objectives, the trial's parameter count or training seconds, minimised).
 
     With `checkpoints` (a folder), each trial saves its training state after every epoch there,
     and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
@@ -76,7 +88,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     if source is not None:
         provenance["init"] = source.origin
 
-    def objective(trial: optuna.Trial) -> float:
+    multi_objective = len(spec.objectives) > 1
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         baseline = trial.user_attrs.get("baseline")  # set when study.queue_next_baseline queued it
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
@@ -85,35 +99,61 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         events.trial_started(trial.number, params)
         started = time.perf_counter()
         epochs_run = 0
+        history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
         checkpoint = _checkpoint_file(checkpoints, trial) if checkpoints else None
+
+        def train_seconds() -> float:
+            return round(sum(s.seconds for s in history), 3)
 
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr("resumed_from_epoch", stats.epoch - 1)
-                _report_restored(trial, checkpoint, before=stats.epoch)
+                history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
             epochs_run = stats.epoch
-            trial.report(stats.val_accuracy, stats.epoch)
+            history.append(stats)
+            if multi_objective:
+                curvepruning.record(trial, [s.val_accuracy for s in history])
+            else:
+                trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
-            if not baseline and trial.should_prune():  # a baseline always runs its full budget
+            if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
+                raise OverLimit(f"{reason} after epoch {stats.epoch}")
+            if baseline:  # a baseline always runs its full budget
+                return
+            if curvepruning.should_prune(trial) if multi_objective else trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
 
         try:
             model_cfg = space.model_config(params, data.shape, data.num_classes)
             torch.manual_seed(spec.seed)
             model = build_model(model_cfg)
-            init_from_data(model, data)
+            param_count = count_parameters(model)
+            trial.set_user_attr("param_count", param_count)
+            limits.record(trial, spec.limits, "params", param_count)
+            if reason := limits.over(spec.limits, "params", param_count):
+                raise OverLimit(f"{reason}: not trained")
+            init_from_data(model, data)  # after the limit check: fitting a whitening layer takes a while
             reused = transfer.apply(model, source, params, data.shape) if params.get("pretrained") else ()
             model = prepare(model, device)
-            trial.set_user_attr("param_count", count_parameters(model))
             trial.set_user_attr("trainable_count", sum(p.numel() for p in model.parameters() if p.requires_grad))
             train_cfg = space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed)
-            history = fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)
+            fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)  # on_epoch keeps `history`
+            trial.set_user_attr("train_seconds", train_seconds())
+            limits.record(trial, spec.limits, "train_seconds", train_seconds())
             trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
             trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta))
             if on_complete is not None:
                 on_complete(trial, model)
+            if multi_objective:
+                return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
             return history[-1].val_accuracy
+        except optuna.TrialPruned as exc:  # by the pruner, or over a limit
+            if isinstance(exc, OverLimit):
+                trial.set_user_attr(limits.OVER_LIMIT, str(exc))
+            trial.set_user_attr("train_seconds", train_seconds())
+            limits.record(trial, spec.limits, "train_seconds", train_seconds())
+            raise
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
@@ -139,15 +179,16 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     return objective
 
 
-def _report_restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int) -> None:
-    """Report the restored epochs (those before `before`) again: the last one's report is missing if the
-    earlier attempt's worker died between saving its checkpoint and reporting it. Optuna keeps the
-    first report of a step."""
+def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, report: bool) -> list[EpochStats]:
+    """The restored epochs (those before `before`), each reported again with `report`: the last one's
+    report is missing if the earlier attempt's worker died between saving its checkpoint and reporting
+    it. Optuna keeps the first report of a step."""
+    restored = [EpochStats(**past) for past in checkpoint.load().history if past["epoch"] < before]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "the reported value is ignored because this step is already reported"
-        for past in checkpoint.load().history:
-            if past["epoch"] < before:
-                trial.report(past["val_accuracy"], past["epoch"])
+        for past in restored if report else ():
+            trial.report(past.val_accuracy, past.epoch)
+    return restored
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:

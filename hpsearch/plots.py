@@ -25,9 +25,10 @@ from matplotlib import ticker  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+from hpsearch import curvepruning  # noqa: E402
 
 from hpsearch import ranking  # noqa: E402
-from hpsearch.limits import within_limits  # noqa: E402
+from hpsearch.limits import measured, within_limits  # noqa: E402
 from hpsearch.spectypes import Limits  # noqa: E402
 
 DPI = 110
@@ -47,6 +48,8 @@ def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) ->
     """Draw every plot of `study` into the folder `out`; a plot the study cannot support yet is skipped.
     `limits` (the study file's) are drawn on the accuracy-against-cost plot."""
     out.mkdir(parents=True, exist_ok=True)
+    if len(study.directions) > 1:  # these plots show validation accuracy, the first objective
+        study = curvepruning.single_objective_view(study)
     searched = _searched_only(study)
     completed = searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varying = _varying_params(completed)
@@ -56,7 +59,7 @@ def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) ->
     caveat = (f"rests on {len(completed)} completed searched trials; below {FEW_FOR_IMPORTANCE} the importances "
               "are mostly noise" if len(completed) < FEW_FOR_IMPORTANCE else None)
     measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.user_attrs.get("param_count") and t.user_attrs.get("seconds")]
+                if measured(t, "params") and measured(t, "train_seconds")]
     plots = [
         (Plot("pareto.png", "Accuracy against size and training time",
               "Every completed trial's validation accuracy against its parameter count (left) and training seconds "
@@ -180,13 +183,13 @@ def _intermediate(study: optuna.Study):
 def _pareto(study: optuna.Study, limits: Limits):
     """Validation accuracy against parameter count and against training seconds, with each axis's front."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("param_count") and t.user_attrs.get("seconds")]
+              if measured(t, "params") and measured(t, "train_seconds")]
     best = ranking.best_trial(trials)
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
-    panels = (("params", "param_count", "parameters (log scale)", limits.params, "{:,.0f} parameters"),
-              ("train_seconds", "seconds", "training seconds (log scale)", limits.train_seconds, "{:g} s"))
-    for ax, (objective, attr, label, limit, limit_text) in zip(axes, panels):
-        x = lambda t: t.user_attrs[attr]
+    panels = (("params", "parameters (log scale)", limits.params, "{:,.0f} parameters"),
+              ("train_seconds", "training seconds (log scale)", limits.train_seconds, "{:g} s"))
+    for ax, (objective, label, limit, limit_text) in zip(axes, panels):
+        x = lambda t: measured(t, objective)
         searched = [t for t in trials if "baseline" not in t.user_attrs]
         inside = [t for t in searched if within_limits(t)]
         over = [t for t in searched if not within_limits(t)]
@@ -201,7 +204,7 @@ def _pareto(study: optuna.Study, limits: Limits):
                        zorder=3, label=None if n else "baseline")
             ax.annotate(t.user_attrs["baseline"], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
                         xytext=(6, -10), fontsize=8)
-        front = ranking.front(trials, ("val_accuracy", objective))
+        front = ranking.front(trials, against=objective)
         if front:
             ax.plot([x(t) for t in front], [ranking.val_accuracy(t) for t in front], color="tab:red", linewidth=1.6,
                     drawstyle="steps-post", marker="o", markerfacecolor="none", markersize=8,

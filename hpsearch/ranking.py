@@ -1,27 +1,24 @@
-"""Which trial is best: one rule for every command that names a winner (best, export, report, run).
+"""Which trial is best, and which trials make the front: one rule for every command that names a winner.
 
-A completed trial within the study's limits counts; higher validation accuracy ranks first, and of
-equally good trials the earliest wins. Once `hpsearch confirm` has retrained some of them with new
+A completed trial within the study's limits counts. Higher validation accuracy ranks first; of equally
+accurate trials, a multi-objective study prefers the lower second objective (fewer parameters, fewer
+training seconds); then the earliest wins.
+Once `hpsearch confirm` has retrained some of them with new
 seeds, the winner is the confirmed trial with the best mean validation accuracy over those seeds:
 a single run's accuracy favours the luckiest seed of many trials, a mean over new seeds does not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch.limits import within_limits
+from hpsearch.limits import measured, within_limits
 
 CONFIRM_ATTR = "confirm"  # the trial's retraining with new seeds (confirm.py writes it)
 
-# How each objective of a front is read from a trial, and whether more is better.
-OBJECTIVES = {
-    "val_accuracy": (lambda t: t.values[0], True),
-    "params": (lambda t: t.user_attrs.get("param_count"), False),
-    "train_seconds": (lambda t: t.user_attrs.get("seconds"), False),
-}
 
 
 def val_accuracy(trial: FrozenTrial) -> float:
@@ -29,10 +26,15 @@ def val_accuracy(trial: FrozenTrial) -> float:
     return trial.values[0]
 
 
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a trial can be the best or reach the target: completed, and within the study's limits."""
+    return trial.state == TrialState.COMPLETE and within_limits(trial)
+
+
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """The completed trials within limits, best first (a stable sort keeps the earliest of equals first)."""
-    eligible = [t for t in trials if t.state == TrialState.COMPLETE and within_limits(t)]
-    return sorted(eligible, key=val_accuracy, reverse=True)
+    eligible = [t for t in trials if counts(t)]
+    return sorted(eligible, key=lambda t: (-val_accuracy(t), *t.values[1:]))
 
 
 def confirmed_mean(trial: FrozenTrial) -> float | None:
@@ -60,18 +62,19 @@ def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     return winners[0] if winners else single_run_best(trials)
 
 
-def front(trials: Iterable[FrozenTrial], objectives: Sequence[str] = ("val_accuracy", "params")) -> list[FrozenTrial]:
-    """The non-dominated completed trials within limits (no other is at least as good in every objective and
-    better in one), ordered by the second objective; of trials equal in every objective, the earliest."""
-    readers = [OBJECTIVES[name] for name in objectives]
-    score = lambda t: tuple(read(t) if more else -read(t) for read, more in readers)  # higher is better
-    candidates = [t for t in ranked(trials) if all(read(t) is not None for read, _ in readers)]
-    candidates.sort(key=lambda t: t.number)
-    kept: list[FrozenTrial] = []
-    for trial in candidates:
-        mine = score(trial)
-        dominated = any(all(o >= m for o, m in zip(score(other), mine)) and score(other) != mine
-                        for other in candidates)
-        if not dominated and all(score(k) != mine for k in kept):
-            kept.append(trial)
-    return sorted(kept, key=lambda t: (-score(t)[1] if len(readers) > 1 else 0, t.number))
+def front(trials: Iterable[FrozenTrial], against: str = "params") -> list[FrozenTrial]:
+    """The Pareto front of validation accuracy (higher) against `against` (lower: "params" or
+    "train_seconds"), most accurate first: the counting trials that no other counting trial matches or
+    beats on both while beating it on one. Works on any study: the measures are user attributes every
+    trial records (limits.MEASURES); a trial without the measure is left out. Exact duplicates both stay.
+    """
+    points = [(t, measured(t, against)) for t in trials if counts(t)]
+    points = sorted(((t, m) for t, m in points if m is not None), key=lambda p: (-val_accuracy(p[0]), p[1]))
+    result, lowest = [], float("inf")  # lowest: the smallest measure among more accurate trials
+    for _, group in itertools.groupby(points, key=lambda p: val_accuracy(p[0])):
+        group = list(group)
+        least = group[0][1]
+        if least < lowest:  # not dominated by a more accurate trial; the group's others are worse on the measure
+            result += [t for t, m in group if m == least]
+            lowest = least
+    return result

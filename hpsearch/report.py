@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import ranking, timing
 from hpsearch.baselines import BASELINES
+from hpsearch.limits import OVER_LIMIT, describe
 from hpsearch.spectypes import StudySpec
 
 NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
@@ -63,6 +64,8 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
         val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
+    elif OVER_LIMIT in attrs:
+        val, test = f"over a limit: {attrs[OVER_LIMIT]}", ""
     else:
         reason = attrs.get("failure", "")
         val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
@@ -91,6 +94,16 @@ def outcome(study: optuna.Study) -> str | None:
     share = f"every trial failed ({len(failed)})" if len(failed) == len(trials) else \
         f"{len(failed)} of its {len(trials)} trials failed and none completed"
     return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
+
+
+def limits_line(study: optuna.Study) -> str | None:
+    """What the study's limits are and how many trials broke one; None for a study without limits."""
+    stored = {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None}
+    if not stored:
+        return None
+    over = sum(OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return (f"Limits: {describe(stored)}. {over} trial{'' if over == 1 else 's'} over a limit, stopped and never "
+            "ranked.")
 
 
 CONFIRM_HEADER = ("trial", "model", "seeds", "val mean ± std", "val 95% interval", "test mean ± std",
@@ -136,6 +149,8 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
     trials = study.get_trials(deepcopy=False)
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
     lines = [f"# {_title(study, epochs)}", ""]
+    if said := limits_line(study):
+        lines += [said, ""]
     if said := outcome(study):
         lines += [f"**{said}**", ""]
     lines += [*markdown_table(HEADER, table), "", NOTE]

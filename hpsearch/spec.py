@@ -18,13 +18,15 @@ import yaml
 
 from hpsearch import params as P
 from hpsearch.errors import SpecError
+from hpsearch.limits import MEASURES
 from hpsearch.spectypes import (DATASET_NAMES, INPUTS, RESIZE_POLICIES, Budget, Component, DatasetSpec, Distribution,
-                                InitSpec, StudySpec, Target)
+                                InitSpec, Limits, StudySpec, Target)
 
 if TYPE_CHECKING:
     from hpsearch.baselines import Baseline
 
 TARGET_METRICS = ("test_accuracy", "val_accuracy")
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)  # Optuna's CMA-ES optimises one objective
 
 _TOP_KEYS = {
     "name": "a short name, used as the Optuna study name",
@@ -39,6 +41,8 @@ _TOP_KEYS = {
     "seed": "the training seed shared by all trials",
     "baselines": "hand-made models from the reports, run first as fixed trials",
     "init": "a trained model to start from: {study: NAME, trial: best} or {weights: FILE}",
+    "limits": "bounds a trial must keep to count: {params: N, train_seconds: S}",
+    "objectives": "[val_accuracy, params] or [val_accuracy, train_seconds]: a Pareto front instead of one best",
 }
 _REQUIRED = ("dataset", "budget")
 
@@ -112,6 +116,11 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     _check_transfer_params(init, space, fixed, problems)
     _check_learning_rate(space, fixed, problems)
     baselines = _parse_baselines(raw.get("baselines", []), problems)
+    limits = _parse_limits(raw["limits"], problems) if "limits" in raw else Limits()
+    objectives = _parse_objectives(raw.get("objectives", ["val_accuracy"]), problems)
+    if len(objectives) > 1 and sampler is not None and sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
+        problems.add("sampler.name", f"{sampler.name} optimises one objective, and objectives: asks for two "
+                                     "(allowed with two: tpe, random, gp, qmc)")
     if deep:
         _check_components(sampler, pruner, epochs, problems)
         _check_baselines(baselines, dataset, init, problems)
@@ -121,7 +130,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
         raise SpecError(path, problems.lines)
     return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
                      sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines,
-                     init=init)
+                     init=init, limits=limits, objectives=objectives)
 
 
 def _mapping(value: Any, key: str, problems: _Problems) -> dict | None:
@@ -250,6 +259,32 @@ def _parse_target(value: Any, problems: _Problems) -> Target | None:
     if not P.is_number(threshold) or not 0 < threshold <= 1:
         problems.add("target.value", f"must be an accuracy in (0, 1], got {_show(threshold)}")
     return Target(metric=metric, value=threshold)
+
+
+def _parse_limits(value: Any, problems: _Problems) -> Limits:
+    value = _mapping(value, "limits", problems)
+    if value is None:
+        return Limits()
+    problems.unknown_keys("limits.", value, MEASURES)
+    if not value:
+        problems.add("limits", "is empty: give params (a parameter count), train_seconds, or both")
+    params, seconds = value.get("params"), value.get("train_seconds")
+    if params is not None and (not P.is_int(params) or params < 1):
+        problems.add("limits.params", f"must be a whole number of parameters >= 1, such as 1000000, got {_show(params)}")
+    if seconds is not None and (not P.is_number(seconds) or seconds <= 0):
+        problems.add("limits.train_seconds", f"must be a number of seconds > 0, such as 120, got {_show(seconds)}")
+    return Limits(params=params, train_seconds=seconds)
+
+
+def _parse_objectives(value: Any, problems: _Problems) -> tuple[str, ...]:
+    """[val_accuracy] (the default), or val_accuracy (maximised) and one measure (minimised)."""
+    allowed = " or ".join(f"[val_accuracy, {name}]" for name in MEASURES)
+    if (not isinstance(value, list) or not 1 <= len(value) <= 2 or value[0] != "val_accuracy"
+            or (len(value) == 2 and value[1] not in MEASURES)):
+        problems.add("objectives", f"must be {allowed} (val_accuracy first, maximised; the other minimised), "
+                                   f"got {_show(value)}")
+        return ("val_accuracy",)
+    return tuple(value)
 
 
 def _parse_component(key: str, value: Any, problems: _Problems) -> Component | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError, hold_signals
+from hpsearch.limits import MEASURES, OVER_LIMIT
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.spectypes import StudySpec
@@ -32,18 +34,28 @@ from hpsearch.storage import (NoLock, check_sqlite_folder, fail_lost_trials, is_
 log = logging.getLogger(__name__)
 
 
+def directions(spec: StudySpec) -> list[str]:
+    """Validation accuracy is maximised; a second objective (parameters, training seconds) minimised."""
+    return ["maximize"] + ["minimize"] * (len(spec.objectives) - 1)
+
+
 def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
-    """The study named spec.name on the storage, created if new (maximising validation accuracy).
+    """The study named spec.name on the storage, created if new (maximising validation accuracy, or with
+    two objectives a multi-objective study whose result is a Pareto front).
 
     Its sampler is unseeded until a SamplerSeed seeds it, before the first trial this process starts.
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
-    study = optuna.create_study(storage=storage, study_name=spec.name, direction="maximize", pruner=pruner,
+    study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
                                 sampler=make_sampler(spec.sampler.name, spec.sampler.options, None),
                                 load_if_exists=True)
+    study.set_user_attr("limits", {name: getattr(spec.limits, name) for name in MEASURES})  # as this run holds them
     if not study.get_trials(deepcopy=False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2
+            study.set_metric_names(list(spec.objectives))
         study.set_user_attr("dataset", spec.dataset.name)
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
@@ -60,9 +72,12 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
         study = optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
         return
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise HpsearchError(f"study {spec.name!r} in the storage minimises; hpsearch studies maximise accuracy: "
-                            "rename the study (name: in the file) or use another --storage")
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions(spec) or study.metric_names not in (None, list(spec.objectives)):
+        made = ", ".join(study.metric_names or ()) or f"directions {', '.join(stored)}"
+        raise HpsearchError(f"study {spec.name!r} in the storage was made for objectives {made}, the file says "
+                            f"{', '.join(spec.objectives)}: rename the study (name: in the file) or use another "
+                            "--storage")
     made_for = study.user_attrs.get("dataset")
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
@@ -132,14 +147,14 @@ def resolve_device(choice: str) -> torch.device:
 
 
 def target_metric(trial: FrozenTrial, metric: str) -> float | None:
-    """The trial's value of a target metric, or None if it has none (not completed)."""
-    if trial.state != TrialState.COMPLETE:
+    """The trial's value of a target metric, or None if it has none that counts (not completed, or over a limit)."""
+    if not ranking.counts(trial):
         return None
-    return trial.user_attrs.get(metric) if metric != "val_accuracy" else trial.value
+    return trial.user_attrs.get(metric) if metric != "val_accuracy" else ranking.val_accuracy(trial)
 
 
 def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
-    """The first of `trials` that completed at or above the study's target (None without a target)."""
+    """The first of `trials` that completed within limits at or above the study's target (None without a target)."""
     if spec.target is None:
         return None
     for trial in trials:
@@ -322,11 +337,12 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name,
-        "val_accuracy": trial.value,
+        "val_accuracy": ranking.val_accuracy(trial) if trial.state == TrialState.COMPLETE else None,
         "test_accuracy": attrs.get("test_accuracy"),
         "param_count": attrs.get("param_count"),
         "epochs": attrs.get("epochs"),
         "seconds": attrs.get("seconds"),
+        "train_seconds": attrs.get("train_seconds"),
         "device": attrs.get("device"),
         "baseline": attrs.get("baseline"),
         "params": space.stored_params(trial.params),
@@ -335,9 +351,15 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
+def objectives(study: optuna.Study) -> list[str]:
+    """The study's objectives as its study file named them: [val_accuracy], or val_accuracy and a measure."""
+    return study.metric_names or ["val_accuracy"]
+
+
 def summarize(study: optuna.Study) -> dict[str, Any]:
-    """The study's counts by state and its best trial by ranking.best_trial (None if none counts), with the
-    single-run best where confirmation chose another.
+    """The study's counts by state, its limits, and its best trial by ranking.best_trial (None if none
+    counts), with the single-run best where confirmation chose another; a multi-objective study adds its
+    front (ranking.front), whose most accurate point is the best.
 
     `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
     """
@@ -346,6 +368,12 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}
     best, single = ranking.best_trial(trials), ranking.single_run_best(trials)
-    return {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
-            "best": summarize_trial(best) if best else None,
-            "single_run_best": None if single is None or single is best else summarize_trial(single)}
+    summary = {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
+               "limits": {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None},
+               "over_limit": sum(OVER_LIMIT in t.user_attrs for t in trials),
+               "best": summarize_trial(best) if best else None,
+               "single_run_best": None if single is None or single is best else summarize_trial(single)}
+    if len(names := objectives(study)) > 1:
+        summary["objectives"] = names
+        summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]
+    return summary

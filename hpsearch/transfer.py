@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
 from torch import nn
 
 from hpsearch import params as P
 from hpsearch.artifacts import load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import ArchitectureError, build_model
+from hpsearch.ranking import ranked
 from hpsearch.space import model_config, with_architecture
 from hpsearch.storage import mask, open_existing
 
@@ -92,13 +92,11 @@ def _from_study(name: str, trial: int | str, url: str) -> Source:
     except KeyError:
         raise HpsearchError(f"init.study: no study named {name!r} in {mask(url)}: run it first "
                             f"(hpsearch run --study {name}) or set init.storage") from None
-    if trial == "best":  # the best trial that kept its weights (only the best few do; see artifacts.py)
-        completed = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                           key=lambda t: (-t.value, t.number))
-        frozen = next((t for t in completed if trial_weights_path(url, t)), None)
+    if trial == "best":  # the best-ranked trial that kept its weights (only the best few do; see artifacts.py)
+        frozen = next((t for t in ranked(study.get_trials(deepcopy=False)) if trial_weights_path(url, t)), None)
         if frozen is None:
-            raise HpsearchError(f"init.study: study {name!r} has no completed trial with stored weights yet: "
-                                f"run it first (hpsearch run --study {name})")
+            raise HpsearchError(f"init.study: study {name!r} has no completed trial with stored weights "
+                                f"yet: run it first (hpsearch run --study {name})")
     else:
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
         if frozen is None:

@@ -232,3 +232,15 @@ def test_a_signal_dropped_inside_a_destructor_does_not_disarm_the_next_one():
     with pytest.raises(Terminated):
         command()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # put back as it was
+
+
+@pytest.mark.parametrize("overrides, says", [
+    ({"limits": {"params": -5}}, "limits.params: must be a whole number of parameters >= 1, such as 1000000, got -5"),
+    ({"objectives": ["val_accuracy", "size"]}, "objectives: must be [val_accuracy, params] or [val_accuracy, "
+                                               "train_seconds]")])
+def test_bad_limits_or_objectives_exit_2_with_one_line(write_study, storage, overrides, says):
+    path = write_study(**overrides)
+    result = invoke("run", "--study", str(path), "--storage", storage)
+    assert_clean_error(result, f"{path}: {says}")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not Path(storage.removeprefix("sqlite:///")).exists()

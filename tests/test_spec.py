@@ -89,3 +89,28 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_unreadable_file(tmp_path):
     (problem,) = problems_of(tmp_path / "absent.yaml")
     assert "cannot read the file" in problem
+
+
+@pytest.mark.parametrize("overrides, key, allowed", [
+    ({"limits": {"params": 0}}, "limits.params", "whole number of parameters >= 1"),
+    ({"limits": {"params": 1.5e6}}, "limits.params", "such as 1000000"),
+    ({"limits": {"train_seconds": -1}}, "limits.train_seconds", "seconds > 0"),
+    ({"limits": {"train_secs": 60}}, "limits.train_secs", "allowed: params, train_seconds"),
+    ({"limits": {}}, "limits", "give params (a parameter count), train_seconds, or both"),
+    ({"limits": 1000}, "limits", "must be a mapping"),
+    ({"objectives": ["params", "val_accuracy"]}, "objectives", "val_accuracy first"),
+    ({"objectives": ["val_accuracy", "loss"]}, "objectives", "[val_accuracy, params] or [val_accuracy, train_seconds]"),
+    ({"objectives": "params"}, "objectives", "[val_accuracy, params]"),
+    ({"objectives": ["val_accuracy", "params"], "sampler": {"name": "cmaes"}}, "sampler.name", "optimises one objective"),
+])
+def test_bad_limits_and_objectives_are_one_line_each(write_study, overrides, key, allowed):
+    problems = problems_of(write_study(**overrides))
+    assert len(problems) == 1 and problems[0].startswith(f"{key}: ") and allowed in problems[0], problems
+
+
+def test_limits_and_objectives_parse(write_study):
+    spec = load_spec(write_study(limits={"params": 1000000, "train_seconds": 120},
+                                 objectives=["val_accuracy", "train_seconds"]))
+    assert (spec.limits.params, spec.limits.train_seconds) == (1000000, 120)
+    assert spec.objectives == ("val_accuracy", "train_seconds")
+    assert load_spec(write_study()).objectives == ("val_accuracy",)

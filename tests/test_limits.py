@@ -1,0 +1,65 @@
+"""Limits on digits: an over-limit trial stops (untrained where its size says so), is recorded with its
+reason and an Optuna constraint, and never counts as the best or as reaching the target."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+from click.testing import CliRunner
+from optuna.trial import TrialState, create_trial
+
+from hpsearch import ranking
+from hpsearch.cli import main
+from hpsearch.limits import within_limits
+from hpsearch.spec import load_spec
+from hpsearch.study import RunOptions, first_reaching, run
+
+PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
+
+
+def test_an_over_limit_model_is_never_trained_and_never_the_best(write_study, storage):
+    path = write_study(limits={"params": PARAMS_LIMIT}, budget={"epochs": 2, "trials": 6})
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    over = [t for t in study.trials if t.user_attrs["param_count"] > PARAMS_LIMIT]
+    within = [t for t in study.trials if t.user_attrs["param_count"] <= PARAMS_LIMIT]
+    assert over and within, [t.user_attrs["param_count"] for t in study.trials]
+    for trial in over:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["epochs"] == 0
+        assert not trial.intermediate_values and "test_accuracy" not in trial.user_attrs
+        assert trial.user_attrs["over_limit"] == (f"params {trial.user_attrs['param_count']:,} over the limit "
+                                                f"{PARAMS_LIMIT:,}: not trained")
+        assert trial.constraints["params"] == trial.user_attrs["param_count"] - PARAMS_LIMIT > 0
+        assert f"trial #{trial.number} over a limit: params" in result.stderr
+    assert all(t.state == TrialState.COMPLETE and within_limits(t) for t in within)
+    best = json.loads(CliRunner().invoke(main, ["best", "--study", str(path), "--storage", storage,
+                                                "--format", "json"]).stdout)
+    assert best["limits"] == {"params": PARAMS_LIMIT} and best["over_limit"] == len(over)
+    assert best["best"]["number"] == ranking.best_trial(within).number
+    assert best["best"]["param_count"] <= PARAMS_LIMIT
+    assert f"limits params <= 2,000: {len(over)} trial" in result.stdout
+
+
+def test_a_train_seconds_limit_stops_a_trial_after_the_epoch_that_passes_it(write_study, storage):
+    tight = run(load_spec(write_study(limits={"train_seconds": 0.001})), storage, RunOptions(device="cpu", n_trials=2))
+    for trial in tight.trials:  # every epoch takes over a millisecond
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["epochs"] == 1
+        assert trial.user_attrs["over_limit"].startswith("train_seconds ")
+        assert trial.user_attrs["over_limit"].endswith("over the limit 0.001 after epoch 1")
+        assert trial.constraints["train_seconds"] == trial.user_attrs["train_seconds"] - 0.001 > 0
+    loose = run(load_spec(write_study(name="loose", limits={"train_seconds": 1000})), storage,
+                RunOptions(device="cpu", n_trials=1))
+    (trial,) = loose.trials
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["epochs"] == 3
+    assert trial.constraints == {"train_seconds": trial.user_attrs["train_seconds"] - 1000}
+
+
+def test_a_trial_over_a_limit_never_reaches_the_target_nor_ranks(write_study):
+    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.9}, limits={"params": 100}))
+    over = create_trial(value=0.99, user_attrs={"param_count": 150}, constraints={"params": 50})
+    within = create_trial(value=0.95, user_attrs={"param_count": 90}, constraints={"params": -10})
+    assert first_reaching([over], spec) is None and ranking.best_trial([over]) is None
+    assert first_reaching([over, within], spec) is within and ranking.ranked([over, within]) == [within]
+    assert ranking.front([over, within]) == [within]
