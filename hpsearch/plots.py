@@ -58,14 +58,13 @@ def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) ->
                "every searched parameter has one value in all completed trials" if not varying else None)
     caveat = (f"rests on {len(completed)} completed searched trials; below {FEW_FOR_IMPORTANCE} the importances "
               "are mostly noise" if len(completed) < FEW_FOR_IMPORTANCE else None)
-    measured = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if measured(t, "params") and measured(t, "train_seconds")]
+    drawable = _measured_trials(study)
     plots = [
         (Plot("pareto.png", "Accuracy against size and training time",
               "Every completed trial's validation accuracy against its parameter count (left) and training seconds "
               "(right), both on log scales: baselines are named diamonds, trials over a limit grey crosses, limits "
               "dashed lines; the red steps join the Pareto front, the trials that no other beats on both axes."),
-         lambda: _pareto(study, limits or Limits()), None if measured else "no completed trial yet"),
+         lambda: _pareto(study, limits or Limits()), None if drawable else "no completed trial yet"),
         (Plot("history.png", "Optimisation history",
               "Validation accuracy of every completed trial in order, and the best so far."),
          lambda: optuna_plots.plot_optimization_history(study, target_name="validation accuracy"), nothing_ended),
@@ -180,10 +179,15 @@ def _intermediate(study: optuna.Study):
     return ax
 
 
+def _measured_trials(study: optuna.Study) -> list:
+    """The completed trials that recorded both measures the front plot draws them against."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if measured(t, "params") and measured(t, "train_seconds")]
+
+
 def _pareto(study: optuna.Study, limits: Limits):
     """Validation accuracy against parameter count and against training seconds, with each axis's front."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if measured(t, "params") and measured(t, "train_seconds")]
+    trials = _measured_trials(study)
     best = ranking.best_trial(trials)
     figure, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     panels = (("params", "parameters (log scale)", limits.params, "{:,.0f} parameters"),
@@ -204,7 +208,7 @@ def _pareto(study: optuna.Study, limits: Limits):
                        zorder=3, label=None if n else "baseline")
             ax.annotate(t.user_attrs["baseline"], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
                         xytext=(6, -10), fontsize=8)
-        front = ranking.front(trials, against=objective)
+        front = sorted(ranking.front(trials, against=objective), key=x)  # steps rise left to right
         if front:
             ax.plot([x(t) for t in front], [ranking.val_accuracy(t) for t in front], color="tab:red", linewidth=1.6,
                     drawstyle="steps-post", marker="o", markerfacecolor="none", markersize=8,

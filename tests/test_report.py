@@ -70,7 +70,7 @@ def test_importances_on_few_trials_say_so_and_a_constant_parameter_gets_no_axis(
         study.add_trial(optuna.trial.create_trial(
             value=0.5 + i / 10, params={"lr": lr, "width": 8}, distributions=dists,
             intermediate_values={1: 0.4 + i / 10, 2: 0.5 + i / 10},
-            user_attrs={"param_count": 1_000 * (i + 1), "seconds": 1.0 + i}))
+            user_attrs={"param_count": 1_000 * (i + 1), "train_seconds": 1.0 + i}))
     written = report.write_directory(study, out=tmp_path / "rep")
     assert written == ["report.md", *PLOTS, "index.html"]
     page = (tmp_path / "rep" / "index.html").read_text()
@@ -85,12 +85,12 @@ def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trial
         (0.90, 2_000, 1.0, None, False), (0.95, 20_000, 2.0, None, False), (0.93, 50_000, 0.8, None, False),
         (0.97, 900_000, 9.0, None, True), (0.80, 5_000, 3.0, "seed001-cnn", False), (0.94, 40_000, 4.0, None, False)]
     for value, count, seconds, baseline, over in points:
-        attrs = {"param_count": count, "seconds": seconds, **({"baseline": baseline} if baseline else {})}
+        attrs = {"param_count": count, "train_seconds": seconds, **({"baseline": baseline} if baseline else {})}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs,
                                                   constraints={"params": 1.0 if over else -1.0}))
     trials = study.get_trials()
-    assert [t.number for t in ranking.front(trials, ("val_accuracy", "params"))] == [0, 1]
-    assert [t.number for t in ranking.front(trials, ("val_accuracy", "train_seconds"))] == [2, 1]
+    assert [t.number for t in ranking.front(trials, against="params")] == [1, 0]
+    assert [t.number for t in ranking.front(trials, against="train_seconds")] == [1, 2]
     report.write_directory(study, out=tmp_path / "rep", spec=None)
     data = (tmp_path / "rep" / "pareto.png").read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30_000
