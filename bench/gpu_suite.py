@@ -11,8 +11,8 @@ and `STAGE.log` (everything the commands printed) into --out. bench/README.md sa
   speed   bench/pipeline.py on CIFAR-10 against the usual DataLoader pipeline; a whole 25-epoch
           seed001-cnn trial (bench/trial_time.py, with one profiled epoch); finished trials per hour
           with K = 1, 2, 4 workers on the GPU (bench/trials_per_gpu.py) and the GPU memory each held.
-  search  cifar10-75 from an empty storage until its target, then cifar10-90 for the rest of the stage,
-          its best trial exported and trained again with 3 seeds.
+  search  cifar10-75 from an empty storage until its target, then cifar10-94 (ResNet-9 and the
+          speed-run recipes) for the rest of the stage, its best trial exported and trained again with 3 seeds.
 
 --dry-run runs the same logic on the CPU with tiny budgets (a subset of the archive, 1-2 epochs; the
 CUDA tests skip, as .ci/run runs them on the CPU on its own with HPSEARCH_TEST_DEVICE=cpu), so the
@@ -251,7 +251,7 @@ def stage_search(stage: Stage, data_dir: Path) -> dict:
     url = f"sqlite:///{storage}"
     common = ["--storage", url, "--data-dir", str(data_dir), "--device", stage.device]
     reserve = 40 if stage.dry else 150  # what exporting and training the best again with 3 seeds needs
-    first, rest = "cifar10-75", "cifar10-90"
+    first, rest = "cifar10-75", "cifar10-94"
     started = time.time()
     stage.run(first, [sys.executable, "-m", "hpsearch", "run", "--study", _study_arg(stage, first), *common,
                       "--timeout", str(int(max(10, (stage.left() - reserve) / 2)))])
@@ -319,8 +319,10 @@ DRY_OVERRIDES = {
     "digits-quick": {"budget": {"epochs": 1, "trials": 1}},
     "cifar10-75": {"budget": {"epochs": 1, "trials": 3}, "target": {"metric": "test_accuracy", "value": 0.01},
                    "dataset": {"name": "cifar10", "validation": 0.2}, "baselines": ["seed003-tutorial"]},
-    "cifar10-90": {"budget": {"epochs": 1, "trials": 1}, "dataset": {"name": "cifar10", "validation": 0.2},
-                   "baselines": [], "space": {"width": {"int": [8, 16]}, "lr": {"float": [0.01, 0.1], "log": True}}},
+    "cifar10-94": {"budget": {"epochs": 1, "trials": 1}, "dataset": {"name": "cifar10", "validation": 0.2},
+                   "baselines": [], "space": {"width_multiplier": {"choice": [0.125]}, "whiten": {"choice": [2]},
+                                              "tta": {"choice": ["flip_translate"]}, "ema": {"choice": [0.9]},
+                                              "lr_per_1024": {"float": [1.0, 10.0], "log": True}}},
     "cifar10-small": {"budget": {"epochs": 1, "trials": 1000}, "dataset": {"name": "cifar10", "validation": 0.2},
                       "space": {"width": {"int": [4, 8]}, "lr": {"float": [0.01, 0.2], "log": True}}},
 }

@@ -72,7 +72,7 @@ def test_the_dry_run_runs_every_stage_and_records_its_figures(tmp_path):
     search = results["search"]["figures"]
     assert search["cifar10-75"]["reached"] is True and search["cifar10-75"]["wall_s_to_target"] > 0
     assert sum(search["cifar10-75"]["trials_until_then"].values()) >= 1
-    retrained = search["cifar10-90"]["retrained"]
+    retrained = search["cifar10-94"]["retrained"]
     assert [s["seed"] for s in retrained["seeds"]] == [0, 1, 2] and "test_accuracy_std" in retrained
 
 
