@@ -96,7 +96,7 @@ def test_four_workers_on_postgresql_reach_exactly_the_total(write_study):
 
 def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(write_study, tmp_path):
     storage = f"sqlite:///{tmp_path / 'crash.db'}"
-    path = write_study(budget={"epochs": 5, "trials": 2}, **SLOW)
+    path = write_study(budget={"epochs": 20, "trials": 2}, **SLOW)  # long enough to be killed mid-trial
     worker = hpsearch("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--until", "2",
                       "--heartbeat", "1")
     checkpoint = tmp_path / "crash-checkpoints" / slug("tiny-digits") / "trial-0.pt"
@@ -147,7 +147,8 @@ def first_epochs_done(process: subprocess.Popen, storage: str, trials: int = 1):
 @pytest.mark.parametrize("sig, status, reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 def test_ctrl_c_or_sigterm_records_the_trial_and_the_next_run_resumes_it(write_study, storage, sig, status, reason):
-    path = write_study(budget={"epochs": 5, "trials": 3}, **SLOW)
+    # 20 epochs: the signal must land inside a trial even when a quiet machine trains one in a second
+    path = write_study(budget={"epochs": 20, "trials": 3}, **SLOW)
     process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
     wait_for(first_epochs_done(process, storage))
     process.send_signal(sig)
@@ -165,7 +166,7 @@ def test_ctrl_c_or_sigterm_records_the_trial_and_the_next_run_resumes_it(write_s
 
 
 def test_sigterm_reaches_every_worker_and_each_queues_its_trial(write_study, storage):
-    path = write_study(budget={"epochs": 5, "trials": 4}, **SLOW)
+    path = write_study(budget={"epochs": 20, "trials": 4}, **SLOW)
     process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu", "--workers", "2")
     wait_for(first_epochs_done(process, storage, trials=2))
     process.send_signal(signal.SIGTERM)  # to the parent only, as `timeout` or Kubernetes would
