@@ -32,9 +32,16 @@ SLOW = {"fixed": {"blocks": 1, "convs_per_block": 2, "width": 32, "batch_size": 
         "space": {"lr": {"float": [0.01, 0.1], "log": True}}}
 
 
+def _as_a_foreground_job() -> None:
+    """Ctrl-C reaches the command: a suite started in the background by a shell without job control
+    (`cmd &`, as some CI runners and nohup wrappers do) inherits SIGINT ignored, which survives exec,
+    and hpsearch, like any well-behaved program, leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def hpsearch(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hpsearch", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "hpsearch", *args], preexec_fn=_as_a_foreground_job,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
