@@ -181,7 +181,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
            else (f"<p><strong>Read with care: this plot {html.escape(p.caveat)}.</strong></p>\n" if p.caveat else "")
            + f'<img src="{p.file}" alt="{html.escape(p.title)}">')
         for p in drawn)
-    said = outcome(study)
+    said, limits = outcome(study), limits_line(study)
     confirm_html = ("<h2>Confirmation: the best trials trained again with new seeds</h2>\n"
                     f"<table><thead><tr>{cells(CONFIRM_HEADER, 'th')}</tr></thead><tbody>\n"
                     + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in confirmed)
@@ -191,6 +191,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(_title(study, epochs))}</h1>
+{f"<p>{html.escape(limits)}</p>" if limits else ""}
 {f"<p><strong>{html.escape(said)}</strong></p>" if said else ""}
 <table><thead><tr>{cells(HEADER, "th")}</tr></thead><tbody>
 {"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}

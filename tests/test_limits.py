@@ -3,6 +3,7 @@ reason and an Optuna constraint, and never counts as the best or as reaching the
 
 from __future__ import annotations
 
+import html
 import json
 
 import optuna
@@ -18,7 +19,7 @@ from hpsearch.study import RunOptions, first_reaching, run
 PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
 
 
-def test_an_over_limit_model_is_never_trained_and_never_the_best(write_study, storage):
+def test_an_over_limit_model_is_never_trained_and_never_the_best(write_study, storage, tmp_path):
     path = write_study(limits={"params": PARAMS_LIMIT}, budget={"epochs": 2, "trials": 6})
     result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -40,6 +41,9 @@ def test_an_over_limit_model_is_never_trained_and_never_the_best(write_study, st
     assert best["best"]["number"] == ranking.best_trial(within).number
     assert best["best"]["param_count"] <= PARAMS_LIMIT
     assert f"limits params <= 2,000: {len(over)} trial" in result.stdout
+    report = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", storage, "--out", "rep"])
+    said = f"Limits: params <= 2,000. {len(over)} trial"
+    assert said in report.stdout and html.escape(said) in (tmp_path / "rep" / "index.html").read_text()
 
 
 def test_a_train_seconds_limit_stops_a_trial_after_the_epoch_that_passes_it(write_study, storage):
