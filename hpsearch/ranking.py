@@ -2,10 +2,9 @@
 
 A completed trial within the study's limits counts. Higher validation accuracy ranks first; of equally
 accurate trials, a multi-objective study prefers the lower second objective (fewer parameters, fewer
-training seconds); then the earliest wins.
-Once `hpsearch confirm` has retrained some of them with new
-seeds, the winner is the confirmed trial with the best mean validation accuracy over those seeds:
-a single run's accuracy favours the luckiest seed of many trials, a mean over new seeds does not.
+training seconds); then the earliest wins. Once `hpsearch confirm` has retrained some of them with new
+seeds, the winner is the confirmed trial with the best mean validation accuracy over those seeds: a
+single run's accuracy favours the luckiest seed of many trials, a mean over new seeds does not.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch.limits import measured, within_limits
 
 CONFIRM_ATTR = "confirm"  # the trial's retraining with new seeds (confirm.py writes it)
-
 
 
 def val_accuracy(trial: FrozenTrial) -> float:
