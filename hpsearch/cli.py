@@ -19,7 +19,8 @@ import click
 
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
-from hpsearch.errors import HpsearchError, Terminated, hold_signals, interruption, raise_on_signal
+from hpsearch.errors import HpsearchError, Terminated, interruption
+from hpsearch.signals import hold_signals, raising_on_signals
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -71,23 +72,17 @@ def friendly_errors(command):
 def stops_once(command):
     """While the command runs, Ctrl-C (SIGINT) and SIGTERM (SLURM, Kubernetes, `timeout`) stop it through one
     path: KeyboardInterrupt, or its subclass errors.Terminated, which records the running trial as failed and
-    queues its copy.
+    queues its copy (signals.py).
 
-    Once the clean-up has begun (errors.hold_signals), further signals are ignored: a worker can hear one both
+    Once the clean-up has begun (signals.hold_signals), further signals are ignored: a worker can hear one both
     directly (the terminal or a scheduler signals the whole process group) and from its parent, and the second
     must not cut the clean-up short.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        # SIGINT stays ignored where it was (a job started with & by a script)
-        handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
-        previous = {sig: signal.signal(sig, raise_on_signal) for sig in handled}
-        try:
+        with raising_on_signals():
             return command(*args, **kwargs)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     return wrapper
 

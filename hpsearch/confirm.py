@@ -33,7 +33,8 @@ from optuna.trial import FrozenTrial
 
 from hpsearch import export, ranking
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
-from hpsearch.errors import HpsearchError, hold_signals
+from hpsearch.errors import HpsearchError
+from hpsearch.signals import hold_signals
 from hpsearch.stats import spread
 from hpsearch.storage import NoLock, shared_lock
 from hpsearch.train import EpochStats

@@ -3,8 +3,6 @@
 Anything else is a bug and is allowed to surface with its traceback.
 """
 
-import signal
-
 
 class HpsearchError(Exception):
     """A problem with the user's input or environment, with its fix in the message."""
@@ -37,21 +35,3 @@ class Terminated(KeyboardInterrupt):
 def interruption(exc: KeyboardInterrupt) -> str:
     """What stopped the run, for the trial's `failure` and the last line on the console."""
     return exc.reason if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
-
-
-def raise_on_signal(signum, frame) -> None:
-    """The CLI's handler for SIGINT and SIGTERM (cli.stops_once): Ctrl-C's path for both.
-
-    It only raises. Python may run it inside a __del__ or a weakref callback, which swallows the
-    exception: the next signal must then raise again, so nothing is ignored until the clean-up that
-    the exception starts has really begun (hold_signals)."""
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def hold_signals() -> None:
-    """A run is recording its interrupted trial and queueing its copy: a second SIGINT or SIGTERM (a
-    worker hears one from its process group and another from its parent) must not cut that short.
-    Only the CLI's own handler is set aside (cli.stops_once restores it), never a library caller's."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is raise_on_signal:
-            signal.signal(sig, signal.SIG_IGN)

@@ -32,9 +32,10 @@ from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
 from hpsearch.data_init import init_from_data
 from hpsearch.data import DeviceData
-from hpsearch.errors import hold_signals, interruption
+from hpsearch.errors import interruption
 from hpsearch.models import ArchitectureError, build_model, count_parameters
 from hpsearch.paths import slug
+from hpsearch.signals import hold_signals
 from hpsearch.spectypes import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 

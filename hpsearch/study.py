@@ -23,10 +23,11 @@ from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
-from hpsearch.errors import HpsearchError, hold_signals
+from hpsearch.errors import HpsearchError
 from hpsearch.limits import MEASURES, OVER_LIMIT
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
+from hpsearch.signals import hold_signals
 from hpsearch.spectypes import StudySpec
 from hpsearch.storage import (NoLock, check_sqlite_folder, fail_lost_trials, is_new_sqlite, mask, open_existing,
                               open_storage, queue_retry, shared_lock, sqlite_file)
