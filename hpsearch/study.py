@@ -24,7 +24,7 @@ from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
-from hpsearch.limits import MEASURES, OVER_LIMIT
+from hpsearch.limits import MEASURES, OVER_LIMIT, describe
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.signals import hold_signals
@@ -83,6 +83,14 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
+    made_with = {name: bound for name, bound in (study.user_attrs.get("limits") or {}).items() if bound is not None}
+    wanted = {name: getattr(spec.limits, name) for name in MEASURES if getattr(spec.limits, name) is not None}
+    if made_with != wanted and study.get_trials(deepcopy=False):
+        # Each trial's constraint is its measure minus the limit it ran under: other limits would leave the
+        # old trials judged by the old ones (and GP refuses trials with different constraints).
+        raise HpsearchError(f"study {spec.name!r} in the storage was made with limits {describe(made_with)}, the "
+                            f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
+                            "study (name: in the file) or use another --storage")
 
 
 def queue_next_baseline(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> None:

@@ -67,3 +67,18 @@ def test_a_trial_over_a_limit_never_reaches_the_target_nor_ranks(write_study):
     assert first_reaching([over], spec) is None and ranking.best_trial([over]) is None
     assert first_reaching([over, within], spec) is within and ranking.ranked([over, within]) == [within]
     assert ranking.front([over, within]) == [within]
+
+
+def test_a_study_refuses_other_limits_than_its_trials_ran_under(write_study, storage):
+    """Constraints are stored as measure minus limit: a changed limit would judge old trials by the old one."""
+    run(load_spec(write_study(limits={"params": PARAMS_LIMIT}, sampler={"name": "gp", "seed": 0})), storage,
+        RunOptions(device="cpu", n_trials=1))
+    for limits, says in (({"params": 1000}, "params <= 1,000"), (None, "none"),
+                         ({"params": PARAMS_LIMIT, "train_seconds": 60}, "params <= 2,000, train_seconds <= 60")):
+        path = write_study(limits=limits, sampler={"name": "gp", "seed": 0})
+        result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            f"error: study 'tiny-digits' in the storage was made with limits params <= 2,000, the file says {says}: "
+            "its trials were judged by the old limits; rename the study (name: in the file) or use another --storage")
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    assert len(study.trials) == 1 and study.user_attrs["limits"]["params"] == PARAMS_LIMIT  # untouched
