@@ -8,16 +8,15 @@ stores each result as soon as it is trained, in one write, so an interruption lo
 in training. A claim names its worker and is refreshed while it trains; the claim of a worker that
 died (its process is gone, or its claim went silent) is taken over.
 
-The results live on the trial, in its `confirm` user attribute (ranking.CONFIRM_ATTR): every
-seed's validation and test accuracy, and their mean, sample std and 95% interval. Optuna freezes a
-finished trial's attributes, so this one attribute is written into Optuna's own table of trial
-attributes directly, where the dashboard shows it with the others. Training is export.retrain,
-the same code `hpsearch train --seeds` runs.
+The results of trial N live in the study user attribute `confirm #N` (ranking.confirm_key), one write
+per result: every seed's validation and test accuracy, and their mean, sample std and 95% interval.
+Optuna freezes a finished trial's own attributes; ranking.study_trials puts each result back on its
+trial for every command that reads it, and the dashboard lists them with the study's attributes.
+Training is export.retrain, the same code `hpsearch train --seeds` runs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -27,8 +26,6 @@ from pathlib import Path
 
 import optuna
 import torch
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial
 
 from hpsearch import export, ranking
@@ -74,15 +71,16 @@ def chosen(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return trials
 
 
-def stored_seeds(trial: FrozenTrial) -> dict[int, dict]:
-    """The trial's confirmation results by seed."""
-    return {entry["seed"]: entry for entry in (trial.user_attrs.get(ranking.CONFIRM_ATTR) or {}).get("seeds", [])}
+def stored_seeds(study: optuna.Study, trial: FrozenTrial) -> dict[int, dict]:
+    """The trial's confirmation results by seed, as stored now (another worker may have added some)."""
+    stored = study.user_attrs.get(ranking.confirm_key(trial.number)) or {}
+    return {entry["seed"]: entry for entry in stored.get("seeds", [])}
 
 
 def missing(study: optuna.Study, top: int, seeds: int) -> list[Job]:
     """The jobs that hold no result yet, best trial first, lowest seed first."""
     wanted = seeds_for(base_seed(study), seeds)
-    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(_fresh(study, t))]
+    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(study, t)]
 
 
 class Confirmation:
@@ -145,7 +143,7 @@ class Confirmation:
         def claim() -> Job | None:
             claims = self._claims()
             for trial in self.trials:
-                done = stored_seeds(_fresh(self.study, trial))
+                done = stored_seeds(self.study, trial)
                 for seed in self.seeds:
                     job = Job(trial, seed)
                     if seed not in done and (job.key not in claims or _lost(claims[job.key])):
@@ -156,11 +154,11 @@ class Confirmation:
         return self._locked(claim)
 
     def _claims(self) -> dict[str, dict]:
-        storage = _rdb(self.study)
-        return dict(storage.get_study_system_attrs(self.study._study_id).get(CLAIMS_ATTR) or {})
+        # Claims are hpsearch's bookkeeping, not results: a system attribute, which the dashboard does not list.
+        return dict(self.study._storage.get_study_system_attrs(self.study._study_id).get(CLAIMS_ATTR) or {})
 
     def _write_claims(self, claims: dict[str, dict]) -> None:
-        _rdb(self.study).set_study_system_attr(self.study._study_id, CLAIMS_ATTR, claims)
+        self.study._storage.set_study_system_attr(self.study._study_id, CLAIMS_ATTR, claims)
 
     def _set_claim(self, job: Job) -> None:
         self.refreshed = time.time()
@@ -173,9 +171,9 @@ class Confirmation:
             self._write_claims(claims)
 
     def _store(self, job: Job, result: dict) -> None:
-        seeds = stored_seeds(_fresh(self.study, job.trial))
+        seeds = stored_seeds(self.study, job.trial)
         seeds[job.seed] = result
-        _set_finished_trial_attr(self.study, job.trial, ranking.CONFIRM_ATTR, summarize(list(seeds.values())))
+        self.study.set_user_attr(ranking.confirm_key(job.trial.number), summarize(list(seeds.values())))
         self._release(job)
 
 
@@ -201,25 +199,3 @@ def _lost(claim: dict) -> bool:
         except PermissionError:  # alive, someone else's
             pass
     return time.time() - claim["at"] > CLAIM_STALE_S
-
-
-def _rdb(study: optuna.Study) -> optuna.storages.RDBStorage:
-    """The RDB storage under Optuna's cache: the cache keeps finished trials as first read, and another worker
-    may have stored results on them since."""
-    storage = study._storage
-    return getattr(storage, "_backend", storage)
-
-
-def _fresh(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
-    return _rdb(study).get_trial(trial._trial_id)
-
-
-def _set_finished_trial_attr(study: optuna.Study, trial: FrozenTrial, key: str, value) -> None:
-    """Upsert one user attribute of a finished trial, in one transaction, with Optuna's own models."""
-    storage = _rdb(study)
-    with _create_scoped_session(storage.scoped_session) as session:
-        row = session.query(models.TrialUserAttributeModel).filter_by(trial_id=trial._trial_id, key=key).one_or_none()
-        if row is None:
-            session.add(models.TrialUserAttributeModel(trial_id=trial._trial_id, key=key, value_json=json.dumps(value)))
-        else:
-            row.value_json = json.dumps(value)

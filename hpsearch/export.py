@@ -58,7 +58,7 @@ class TrialConfig:
 
 def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     """Trial `number`, or the best completed one; only a completed trial has metrics to carry."""
-    trials = study.get_trials(deepcopy=False)
+    trials = ranking.study_trials(study)
     if number is None:
         best = ranking.best_trial(trials)
         if best is None:

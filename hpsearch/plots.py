@@ -146,8 +146,8 @@ def _parallel(study: optuna.Study, params: list[str]):
 def _intermediate(study: optuna.Study):
     """Validation accuracy after each epoch, one line per trial, drawn by state."""
     _, ax = plt.subplots(figsize=(8, 5))
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-              if t.intermediate_values]
+    trials = [t for t in ranking.study_trials(study)
+              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.intermediate_values]
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     best = ranking.best_trial(completed)
     baseline_colors = iter(["black", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"] * 4)
@@ -181,8 +181,8 @@ def _intermediate(study: optuna.Study):
 
 def _measured_trials(study: optuna.Study) -> list:
     """The completed trials that recorded both measures the front plot draws them against."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if measured(t, "params") and measured(t, "train_seconds")]
+    return [t for t in ranking.study_trials(study)
+            if t.state == TrialState.COMPLETE and measured(t, "params") and measured(t, "train_seconds")]
 
 
 def _pareto(study: optuna.Study, limits: Limits):

@@ -9,14 +9,39 @@ single run's accuracy favours the luckiest seed of many trials, a mean over new 
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.limits import measured, within_limits
 
+if TYPE_CHECKING:
+    import optuna
+
 CONFIRM_ATTR = "confirm"  # the trial's retraining with new seeds (confirm.py writes it)
+
+
+def confirm_key(number: int) -> str:
+    """The study user attribute that holds trial `number`'s confirmation."""
+    return f"{CONFIRM_ATTR} #{number}"
+
+
+def study_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials, each confirmed one carrying its confirmation as the user attribute `confirm`.
+
+    Optuna freezes a finished trial's own attributes, so `hpsearch confirm` stores each trial's results
+    as a study user attribute, `confirm #N` (the dashboard lists them with the study); here they are put
+    back on copies of their trials, where every ranking rule and display reads them."""
+    stored = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    for index, trial in enumerate(trials):
+        if (confirmation := stored.get(confirm_key(trial.number))) is not None:
+            trials[index] = copy.copy(trial)
+            trials[index].user_attrs = {**trial.user_attrs, CONFIRM_ATTR: confirmation}
+    return trials
 
 
 def val_accuracy(trial: FrozenTrial) -> float:

@@ -146,7 +146,7 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
              spec: StudySpec | None = None) -> str:
     """The table as Markdown, headed by the study name and its per-trial budget; then the confirmed trials, if
     any, and the time to target (`spec` gives the target; None: unknown)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = ranking.study_trials(study)
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
     lines = [f"# {_title(study, epochs)}", ""]
     if said := limits_line(study):
@@ -170,7 +170,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(markdown(study, listed, epochs=epochs, spec=spec))
     drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
-    trials = study.get_trials(deepcopy=False)
+    trials = ranking.study_trials(study)
     table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
     confirmed, verdict = confirmation(trials)
     paragraphs = lambda lines: "".join(f"<p>{html.escape(line)}</p>" for line in lines)

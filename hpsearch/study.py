@@ -372,7 +372,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
 
     `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
     """
-    trials = study.get_trials(deepcopy=False)
+    trials = ranking.study_trials(study)
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}

@@ -32,7 +32,7 @@ def confirmations(storage: str, name: str) -> dict[int, list[int]]:
     """The confirmation seeds stored on each trial, read afresh."""
     study = optuna.load_study(study_name=name, storage=storage)
     return {t.number: [r["seed"] for r in t.user_attrs["confirm"]["seeds"]]
-            for t in study.get_trials() if "confirm" in t.user_attrs}
+            for t in ranking.study_trials(study) if "confirm" in t.user_attrs}
 
 
 def trained(output: str) -> list[tuple[int, int]]:
@@ -47,10 +47,11 @@ def hand_made_study(storage: str, confirmed: bool = True) -> optuna.Study:
     study.set_user_attr("seed", 0)
     for value, mean in ((0.99, 0.90), (0.98, 0.95), (0.97, None)):
         attrs = {"config": {}, "epochs": 2, "test_accuracy": value - 0.01, "param_count": 1000, "seconds": 1.0}
-        if confirmed and mean is not None:
-            attrs["confirm"] = confirm.summarize([{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean + d,
-                                                   "seconds": 1.0} for s, d in ((1, -0.01), (2, 0.01))])
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+        if confirmed and mean is not None:
+            study.set_user_attr(ranking.confirm_key(len(study.trials) - 1), confirm.summarize(
+                [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean + d, "seconds": 1.0}
+                 for s, d in ((1, -0.01), (2, 0.01))]))
     return study
 
 
@@ -62,17 +63,17 @@ def test_confirm_again_trains_nothing_and_more_seeds_train_only_the_missing(smal
     assert first.exit_code == 0, first.output
     top2 = [t.number for t in ranking.ranked(optuna.load_study(study_name=name, storage=storage).get_trials())[:2]]
     assert trained(first.stdout) == [(top2[0], 1), (top2[1], 1)]  # seed 1: the study's seed 0 + 1, never 0
-    stored = optuna.load_study(study_name=name, storage=storage).get_trials()
+    stored = ranking.study_trials(optuna.load_study(study_name=name, storage=storage))
     again = runner.invoke(main, [*base, "--seeds", "1"])
     assert again.exit_code == 0 and trained(again.stdout) == []
     assert "nothing to do: the best 2 trials each hold seed 1 already" in again.stderr
-    assert optuna.load_study(study_name=name, storage=storage).get_trials() == stored  # not a digit changed
+    assert ranking.study_trials(optuna.load_study(study_name=name, storage=storage)) == stored  # not a digit changed
     more = runner.invoke(main, [*base, "--seeds", "2"])
     assert more.exit_code == 0, more.output
     assert "2 training runs to go, 2 stored already" in more.stderr
     assert trained(more.stdout) == [(top2[0], 2), (top2[1], 2)]
     assert confirmations(storage, name) == {top2[0]: [1, 2], top2[1]: [1, 2]}
-    attr = optuna.load_study(study_name=name, storage=storage).trials[top2[0]].user_attrs["confirm"]
+    attr = optuna.load_study(study_name=name, storage=storage).user_attrs[f"confirm #{top2[0]}"]  # public API
     vals = [r["val_accuracy"] for r in attr["seeds"]]
     assert attr["val"]["mean"] == pytest.approx(sum(vals) / 2)
     assert attr["val"]["std"] == pytest.approx(abs(vals[0] - vals[1]) / 2 ** 0.5)
