@@ -46,10 +46,13 @@ def should_prune(trial: optuna.Trial) -> bool:
 
 def single_objective_view(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of a multi-objective study as if it had maximised validation accuracy alone: the same
-    trials under the same numbers, each with its curve as intermediate values (what plots and pruners read)."""
+    trials under the same numbers, each with its curve as intermediate values (what plots and pruners read),
+    and the same study attributes (confirmations among them)."""
     view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
                                direction="maximize")
     view.add_trials([_single_objective(t) for t in study.get_trials(deepcopy=False)])
+    for key, value in study.user_attrs.items():
+        view.set_user_attr(key, value)
     return view
 
 

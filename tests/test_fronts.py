@@ -137,3 +137,16 @@ def test_a_two_objective_study_gets_its_report(front_study, tmp_path):
     result = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", url, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert {"report.md", "history.png", "intermediate.png"} <= {p.name for p in (tmp_path / "r").iterdir()}
+
+
+def test_the_curve_view_keeps_the_study_attributes_so_plots_mark_the_confirmed_winner():
+    from hpsearch.confirm import summarize
+    from hpsearch.curvepruning import single_objective_view
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for accuracy, size in ((0.9, 1000), (0.8, 500)):
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, size], user_attrs={"param_count": size}))
+    study.set_user_attr(ranking.confirm_key(1), summarize([{"seed": 1, "val_accuracy": 0.85, "test_accuracy": 0.85}]))
+    study.set_user_attr(ranking.confirm_key(0), summarize([{"seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7}]))
+    view = single_objective_view(study)
+    assert ranking.best_trial(ranking.study_trials(view)).number == 1  # the single-run best is #0
