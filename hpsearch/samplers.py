@@ -18,6 +18,7 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,  # the genetic classic for fronts; its first population is random
 }
 
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {

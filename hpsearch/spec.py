@@ -120,7 +120,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     objectives = _parse_objectives(raw.get("objectives", ["val_accuracy"]), problems)
     if len(objectives) > 1 and sampler is not None and sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
         problems.add("sampler.name", f"{sampler.name} optimises one objective, and objectives: asks for two "
-                                     "(allowed with two: tpe, random, gp, qmc)")
+                                     "(allowed with two: tpe, random, gp, qmc, nsga2)")
     if deep:
         _check_components(sampler, pruner, epochs, problems)
         _check_baselines(baselines, dataset, init, problems)

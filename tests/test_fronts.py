@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from hpsearch import ranking
 from hpsearch.cli import main
+from hpsearch.limits import within_limits
 from hpsearch.samplers import make_pruner
 from hpsearch.spec import load_spec
 from hpsearch.study import RunOptions, run
@@ -150,3 +151,13 @@ def test_the_curve_view_keeps_the_study_attributes_so_plots_mark_the_confirmed_w
     study.set_user_attr(ranking.confirm_key(0), summarize([{"seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7}]))
     view = single_objective_view(study)
     assert ranking.best_trial(ranking.study_trials(view)).number == 1  # the single-run best is #0
+
+
+def test_nsga2_searches_a_front_and_reads_the_limits(write_study, storage):
+    """Optuna's NSGA-II by name: after its random first population it breeds the next from the front."""
+    spec = load_spec(write_study(**{**FRONT_DIGITS, "budget": {"epochs": 2, "trials": 6}, "limits": {"params": 2000},
+                                    "sampler": {"name": "nsga2", "seed": 0, "population_size": 3}}))
+    study = run(spec, storage, RunOptions(device="cpu"))
+    assert type(study.sampler).__name__ == "NSGAIISampler" and len(study.trials) == 6
+    assert all(set(t.constraints) == {"params"} for t in study.trials)
+    assert ranking.front(study.trials) and all(within_limits(t) for t in ranking.front(study.trials))

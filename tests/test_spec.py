@@ -38,7 +38,7 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"budget": {"epochs": 0}}, "budget.epochs", "whole number >= 1"),
     ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: test_accuracy, val_accuracy"),
     ({"target": {"value": 93}}, "target.value", "accuracy in (0, 1]"),
-    ({"sampler": {"name": "genetic"}}, "sampler.name", "allowed: tpe, random, cmaes, gp, qmc"),
+    ({"sampler": {"name": "genetic"}}, "sampler.name", "allowed: tpe, random, cmaes, gp, qmc, nsga2"),
     ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
     ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
     ({"pruner": {"name": "median", "min_epochs": "two"}}, "pruner", "median rejects these options"),
