@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from hpsearch.catalog import shipped_study_files
@@ -34,6 +36,9 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"colour": "red"}, "colour", "allowed: about, baselines, budget"),
     ({"dataset": {"name": "mnist3d"}}, "dataset.name", "allowed: digits, fashion-mnist, cifar10, cifar100"),
     ({"dataset": {"name": "digits", "valdation": 0.1}}, "dataset.valdation", "unknown key"),
+    ({"dataset": {"name": ["digits"]}}, "dataset.name", "unknown dataset [\"digits\"] (allowed: digits"),
+    ({"dataset": {"validation": 0.1}}, "dataset.name", "unknown dataset null (allowed: digits"),
+    ({"fixed": {"blocks": 1, "widths": []}}, "fixed", "widths has 0 entries but blocks is 1: give one per block"),
     ({"budget": {"epochs": "ten"}}, "budget.epochs", "whole number >= 1"),
     ({"budget": {"epochs": 0}}, "budget.epochs", "whole number >= 1"),
     ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: test_accuracy, val_accuracy"),
@@ -65,6 +70,13 @@ def test_each_problem_is_one_line_naming_key_and_what_is_allowed(write_study, ov
     matching = [p for p in problems if p.startswith(f"{key}:")]
     assert matching, problems
     assert allowed in matching[0]
+
+
+def test_a_sampler_whose_package_is_missing_is_refused_naming_it(write_study, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # as where it is not installed: its import fails
+    (problem,) = problems_of(write_study(sampler={"name": "cmaes"}))
+    assert problem == ("sampler.name: cmaes needs the Python package cmaes, which is not installed: "
+                       "`pip install cmaes`, or choose another sampler")
 
 
 def test_every_problem_is_reported_at_once(write_study):
