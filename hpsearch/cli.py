@@ -117,7 +117,7 @@ def trial_options(command):
                           "pruned) trials, whatever earlier runs did."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop starting new trials after this many seconds."),
-        click.option("--seed", type=int, default=None, help="Sampler seed. Default: the study file's sampler.seed."),
+        click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None, help="Sampler seed. Default: the study file's sampler.seed."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      help="Where to train; auto picks CUDA when available."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,

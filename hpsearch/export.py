@@ -173,9 +173,10 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
         problems.append(f"dataset.name: unknown dataset {dataset['name']!r} (allowed: {', '.join(data_module.DATASETS)})")
     else:
         problems += split_problems(dataset)
-    for key, low in (("epochs", 1), ("seed", 0)):
-        if key in raw and not (P.is_int(raw[key]) and raw[key] >= low):
-            problems.append(f"{key}: must be a whole number >= {low}, got {raw[key]!r}")
+    if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
+        problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
+    if "seed" in raw and not P.is_seed(raw["seed"]):
+        problems.append(f"seed: must be a whole number from 0 to {P.MAX_SEED}, got {raw['seed']!r}")
     for key in ("metrics", "versions"):
         if not isinstance(raw.get(key) or {}, dict):
             problems.append(f"{key}: must be a mapping, as `hpsearch export` writes it, got {raw[key]!r}")

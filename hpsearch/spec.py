@@ -105,8 +105,8 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     if not isinstance(about, str):
         problems.add("about", "must be a string")
     seed = raw.get("seed", 0)
-    if not P.is_int(seed):
-        problems.add("seed", "must be an integer")
+    if not P.is_seed(seed):
+        problems.add("seed", f"must be an integer from 0 to {P.MAX_SEED}, got {_show(seed)}")
 
     dataset = _parse_dataset(raw.get("dataset"), problems) if "dataset" in raw else None
     budget = _parse_budget(raw.get("budget"), problems) if "budget" in raw else None
@@ -184,8 +184,8 @@ def split_problems(dataset: Mapping[str, Any]) -> list[str]:
         fraction = dataset.get(key, 0.1 if key == "validation" else 0.2)
         if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
             problems.append(f"dataset.{key}: must be a fraction in (0, 1) or a whole count, got {_show(fraction)}")
-    if not P.is_int(dataset.get("split_seed", 0)):
-        problems.append("dataset.split_seed: must be an integer")
+    if not P.is_seed(split_seed := dataset.get("split_seed", 0)):
+        problems.append(f"dataset.split_seed: must be an integer from 0 to {P.MAX_SEED}, got {_show(split_seed)}")
     return problems
 
 

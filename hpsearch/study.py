@@ -18,7 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, ranking, space, transfer
+from hpsearch import data as data_module, params as P, ranking, space, transfer
 from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
@@ -126,7 +126,8 @@ class SamplerSeed:
     def follow(self, study: optuna.Study, count: int) -> None:
         """Under the lock, before this process adds anything: reseed if another process added trials."""
         if count != self.known and self.base is not None:
-            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, self.base + count)
+            seed = (self.base + count) % (P.MAX_SEED + 1)  # a seed near the top wraps, as a sampler takes 32 bits
+            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, seed)
         self.known = count
 
     def added(self, count: int) -> None:

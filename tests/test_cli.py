@@ -106,7 +106,7 @@ def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, sto
     assert not Path(storage.removeprefix("sqlite:///")).exists()
 
 
-@pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"]])
+@pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"], ["--seed", "-1"], ["--seed", "4294967296"]])
 def test_bad_options_are_usage_errors(args, write_study):
     result = invoke("run", "--study", str(write_study()), *args)
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -98,7 +98,8 @@ def test_export_refuses_what_it_cannot_write(shared_study):
     ("format: hpsearch-config/1\ndataset: {name: digits, validation: ten, test: 0.2, split_seed: x}\n"
      "epochs: 1\nseed: 0\nparams: {}\nmetrics: {val_accuracy: high}\nversions: 2.15\n",
      ['dataset.validation: must be a fraction in (0, 1) or a whole count, got "ten"',
-      "dataset.split_seed: must be an integer", "metrics.val_accuracy: must be an accuracy (a number), got 'high'",
+      'dataset.split_seed: must be an integer from 0 to 4294967295, got "x"',
+      "metrics.val_accuracy: must be an accuracy (a number), got 'high'",
       "versions: must be a mapping, as `hpsearch export` writes it, got 2.15"]),
     ("format: hpsearch-config/1\ndataset: {name: digits, validation: 0.1, test: 0.2, split_seed: 0}\n"
      "epochs: 1\nseed: 0\nparams: {}\nmetrics: 0.98\n", ["metrics: must be a mapping"]),

@@ -8,7 +8,8 @@ from optuna.trial import TrialState
 
 from hpsearch import objective as objective_module
 from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, run, summarize
+from hpsearch.params import MAX_SEED
+from hpsearch.study import RunOptions, SamplerSeed, run, summarize
 
 
 def states(study):
@@ -105,3 +106,10 @@ def test_summary_counts_states_and_picks_the_best_by_validation(write_study, sto
     summary = summarize(study)
     assert summary["trials"] == summary["complete"] == 3
     assert summary["best"]["val_accuracy"] == max(t.value for t in study.trials)
+
+
+def test_a_sampler_seed_at_the_top_of_its_range_wraps_when_a_worker_reseeds(write_study):
+    seeded = optuna.create_study()
+    SamplerSeed(load_spec(write_study()), MAX_SEED).follow(seeded, 3)  # as after another worker added 3 trials
+    expected = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))  # MAX_SEED + 3, past 32 bits
+    assert seeded.ask().suggest_float("x", 0, 1) == expected.ask().suggest_float("x", 0, 1)
