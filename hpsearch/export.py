@@ -28,7 +28,7 @@ from hpsearch.artifacts import save_state_dict, trial_weights_path
 from hpsearch.data_init import init_from_data
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
-from hpsearch.spec import load_spec, split_problems, yaml_problem
+from hpsearch.spec import load_spec, load_yaml, split_problems, yaml_problem
 from hpsearch.spectypes import DatasetSpec, StudySpec
 from hpsearch.stats import spread
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
@@ -150,7 +150,7 @@ def read_config(path: Path) -> TrialConfig:
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [yaml_problem(exc)]) from None
     except ValueError as exc:

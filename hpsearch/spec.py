@@ -75,10 +75,31 @@ def load_spec(path: str | Path, *, deep: bool = True) -> StudySpec:
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [yaml_problem(exc)]) from None
     return parse_spec(raw, path=str(path), default_name=path.stem, deep=deep)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one silently, so
+    a second `fixed:` block would drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)  # merge keys (<<) first, as SafeLoader does
+        seen = []
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.append(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python values (safe types only), a key given twice in a mapping being an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

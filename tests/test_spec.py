@@ -101,6 +101,12 @@ def test_malformed_yaml_names_the_line(tmp_path):
     assert "line" in problem and "not valid YAML" in problem
 
 
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("dataset: digits\nbudget: {epochs: 1}\nfixed: {blocks: 1}\nfixed: {lr: 0.1}\n")
+    assert problems_of(path) == ["line 4, column 1: not valid YAML (the key 'fixed' is given twice)"]
+
+
 def test_unreadable_file(tmp_path):
     (problem,) = problems_of(tmp_path / "absent.yaml")
     assert "cannot read the file" in problem
