@@ -50,6 +50,10 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
     ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
     ({"pruner": {"name": "median", "min_epochs": "two"}}, "pruner", "median rejects these options"),
+    ({"sampler": {"name": "tpe", "n_ei_candidates": 0}}, "sampler",
+     "tpe rejects these options: n_ei_candidates must be a whole number >= 1, got 0"),
+    ({"pruner": {"name": "hyperband", "reduction_factor": 1}}, "pruner",
+     "hyperband rejects these options: reduction_factor must be a whole number >= 2, got 1"),
     ({"space": {"depth": {"int": [1, 3]}}}, "space.depth", "allowed: family, blocks"),
     ({"space": {"lr": {"float": [0.1, 0.01]}}}, "space.lr.float", "inverted range"),
     ({"space": {"lr": {"float": [0.1, 0.1]}}}, "space.lr.float", "empty range"),
@@ -80,6 +84,11 @@ def test_a_sampler_whose_package_is_missing_is_refused_naming_it(write_study, mo
     (problem,) = problems_of(write_study(sampler={"name": "cmaes"}))
     assert problem == ("sampler.name: cmaes needs the Python package cmaes, which is not installed: "
                        "`pip install cmaes`, or choose another sampler")
+
+
+def test_a_study_with_the_qmc_sampler_loads_without_a_warning_on_stderr(write_study, recwarn):
+    assert load_spec(write_study(sampler={"name": "qmc", "seed": 0})).sampler.name == "qmc"  # the check builds it
+    assert not recwarn.list
 
 
 def test_every_problem_is_reported_at_once(write_study):
