@@ -93,6 +93,13 @@ def test_best_of_a_study_that_is_not_there(storage, write_study):
                        "no study named 'nope'", "studies there: tiny-digits")
 
 
+def test_readers_given_an_empty_file_as_storage_say_so_and_leave_it_empty(tmp_path):
+    (tmp_path / "empty.db").write_bytes(b"")
+    for command in (["best"], ["report"], ["export", "-o", "x.yaml"], ["confirm"]):
+        assert_clean_error(invoke(*command, "--study", "s", "--storage", "sqlite:///empty.db"), "no storage empty.db")
+    assert (tmp_path / "empty.db").read_bytes() == b""
+
+
 def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, storage, isolated):
     path = write_study(dataset={"name": "cifar10"})
     before = sorted(isolated.rglob("*"))
