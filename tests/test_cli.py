@@ -100,6 +100,14 @@ def test_readers_given_an_empty_file_as_storage_say_so_and_leave_it_empty(tmp_pa
     assert (tmp_path / "empty.db").read_bytes() == b""
 
 
+def test_a_dashboard_host_that_is_no_address_is_one_line(shared_study):
+    url, _, _ = shared_study
+    result = invoke("dashboard", "--study", "shared-digits", "--storage", url, "--host", "no such host")
+    assert result.exit_code == 2 and "Traceback" not in result.output  # Bottle's banner comes before the bind
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot listen on no such host: not an address or a known host name (")
+
+
 def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, storage, isolated):
     path = write_study(dataset={"name": "cifar10"})
     before = sorted(isolated.rglob("*"))
