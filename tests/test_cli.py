@@ -141,6 +141,13 @@ def test_gpu_workers_on_a_machine_without_cuda_start_nothing(write_study, storag
     assert not Path(storage.removeprefix("sqlite:///")).exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_workers_on_a_machine_without_cuda_are_refused_before_any_starts(write_study, storage, tmp_path):
+    result = invoke("run", "--study", str(write_study()), "--storage", storage, "--workers", "2", "--device", "cuda")
+    assert_clean_error(result, "--device cuda: no CUDA device is visible to torch (use --device cpu or auto)")
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*-logs"))
+
+
 def test_progress_in_a_log_is_plain_lines_per_epoch_and_for_loading(write_study, tmp_path, image_folder):
     """stderr to a file, as under nohup or a batch scheduler: no live bars, but lines saying where the run is."""
     image_folder(tmp_path / "data" / "pets", per_class=10)
