@@ -320,7 +320,7 @@ def _parse_objectives(value: Any, problems: _Problems) -> tuple[str, ...]:
     """[val_accuracy] (the default), or val_accuracy (maximised) and one measure (minimised)."""
     allowed = " or ".join(f"[val_accuracy, {name}]" for name in MEASURES)
     if (not isinstance(value, list) or not 1 <= len(value) <= 2 or value[0] != "val_accuracy"
-            or (len(value) == 2 and value[1] not in MEASURES)):
+            or (len(value) == 2 and (not isinstance(value[1], str) or value[1] not in MEASURES))):
         problems.add("objectives", f"must be {allowed} (val_accuracy first, maximised; the other minimised), "
                                    f"got {_show(value)}")
         return ("val_accuracy",)

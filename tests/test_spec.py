@@ -131,6 +131,7 @@ def test_unreadable_file(tmp_path):
     ({"objectives": ["params", "val_accuracy"]}, "objectives", "val_accuracy first"),
     ({"objectives": ["val_accuracy", "loss"]}, "objectives", "[val_accuracy, params] or [val_accuracy, train_seconds]"),
     ({"objectives": "params"}, "objectives", "[val_accuracy, params]"),
+    ({"objectives": ["val_accuracy", ["params"]]}, "objectives", "got [\"val_accuracy\", [\"params\"]]"),
     ({"objectives": ["val_accuracy", "params"], "sampler": {"name": "cmaes"}}, "sampler.name", "optimises one objective"),
 ])
 def test_bad_limits_and_objectives_are_one_line_each(write_study, overrides, key, allowed):
