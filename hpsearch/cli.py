@@ -117,7 +117,7 @@ def trial_options(command):
                           "pruned) trials, whatever earlier runs did."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop starting new trials after this many seconds."),
-        click.option("--seed", type=int, default=None, help="Sampler seed. Default: the study file's sampler.seed."),
+        click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None, help="Sampler seed. Default: the study file's sampler.seed."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      help="Where to train; auto picks CUDA when available."),
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -380,11 +380,13 @@ def report(study_name, storage, out):
     text = report_module.markdown(study, listed, epochs=epochs, spec=spec)
     click.echo(text, nl=False)
     if out is not None and out.suffix == ".md":
+        _make_folder(out.parent, "--out")
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
     elif out is not None:
         if out.exists() and not out.is_dir():
             raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
+        _make_folder(out, "--out")
         written = report_module.write_directory(study, listed, epochs=epochs, spec=spec, out=out)
         click.echo(f"wrote {', '.join(written)} in {out}", err=True)
 
@@ -437,6 +439,7 @@ def export(study_name, storage, number, out, weights):
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     url = storage_url(storage)
     study = study_module.load_existing(spec.name if spec else study_name, url)
+    _make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
                f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)
@@ -476,6 +479,7 @@ def train(config_path, seeds, out, device, data_dir):
     config = export_module.read_config(config_path)
     torch_device = study_module.resolve_device(device)
     out = out or config_path.with_name(config_path.stem + "-trained")
+    _make_folder(out, "--out")
     export_module.start_out_dir(out, config_path)
     for note in export_module.differences(config, torch_device):
         click.echo(f"note: {note}", err=True)
@@ -490,7 +494,7 @@ def train(config_path, seeds, out, device, data_dir):
             display.seed_finished()
             runs.append(retrained)
             line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
-            if seed == config.seed and metrics.get("test_accuracy") is not None:
+            if seed == config.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
                 same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
                 line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
                          f"{': identical' if same else ''})")
@@ -585,6 +589,15 @@ def _confirm_workers(name, url, top, seeds, workers, device, data_dir) -> None:
     for index in range(workers):
         click.echo((pool.log_dir / f"worker-{index}.log").read_text(), nl=False)
     pool.remove_logs()
+
+
+def _make_folder(folder: Path, option: str) -> None:
+    """Make an output folder and its parents, as the commands that write files do; a folder that cannot be made
+    (a file in its way, no permission) is one line naming the option."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HpsearchError(f"{option}: cannot make the folder {folder} ({exc.strerror}): choose another") from None
 
 
 def _remembered_spec(study):

@@ -8,6 +8,7 @@ for the open internet), so it binds to 127.0.0.1 unless told otherwise.
 from __future__ import annotations
 
 import errno
+import socket
 from collections.abc import Callable
 
 from optuna.artifacts import FileSystemArtifactStore
@@ -43,6 +44,9 @@ def serve(storage_url: str, study_name: str, *, announce: Callable[[str], None],
             raise HpsearchError(f"port {port} on {host} is in use: choose another with --port") from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise HpsearchError(f"cannot listen on {host}: it is not an address of this machine (--host)") from None
+        if isinstance(exc, socket.gaierror):
+            raise HpsearchError(f"cannot listen on {host}: not an address or a known host name ({exc.strerror}; "
+                                "--host)") from None
         raise
 
 

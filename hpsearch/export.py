@@ -28,7 +28,7 @@ from hpsearch.artifacts import save_state_dict, trial_weights_path
 from hpsearch.data_init import init_from_data
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
-from hpsearch.spec import load_spec
+from hpsearch.spec import load_spec, load_yaml, split_problems, yaml_problem
 from hpsearch.spectypes import DatasetSpec, StudySpec
 from hpsearch.stats import spread
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
@@ -150,9 +150,11 @@ def read_config(path: Path) -> TrialConfig:
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise SpecError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({exc})"]) from None
+        raw = json.loads(text) if path.suffix == ".json" else load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [yaml_problem(exc)]) from None
+    except ValueError as exc:
+        raise SpecError(str(path), [f"not valid JSON ({exc})"]) from None
     if not isinstance(raw, dict):
         raise SpecError(str(path), ["must be a mapping written by `hpsearch export`"])
     return parse_config(raw, str(path))
@@ -167,11 +169,21 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
     dataset = raw.get("dataset")
     if not isinstance(dataset, dict) or set(dataset) != set(SPLIT_KEYS):
         problems.append(f"dataset: must be a mapping of exactly {', '.join(SPLIT_KEYS)}")
-    elif dataset["name"] not in data_module.DATASETS:
+    elif not isinstance(dataset["name"], str) or dataset["name"] not in data_module.DATASETS:
         problems.append(f"dataset.name: unknown dataset {dataset['name']!r} (allowed: {', '.join(data_module.DATASETS)})")
-    for key, low in (("epochs", 1), ("seed", 0)):
-        if key in raw and not (P.is_int(raw[key]) and raw[key] >= low):
-            problems.append(f"{key}: must be a whole number >= {low}, got {raw[key]!r}")
+    else:
+        problems += split_problems(dataset)
+    if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
+        problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
+    if "seed" in raw and not P.is_seed(raw["seed"]):
+        problems.append(f"seed: must be a whole number from 0 to {P.MAX_SEED}, got {raw['seed']!r}")
+    for key in ("metrics", "versions"):
+        if not isinstance(raw.get(key) or {}, dict):
+            problems.append(f"{key}: must be a mapping, as `hpsearch export` writes it, got {raw[key]!r}")
+    for key in ("val_accuracy", "test_accuracy"):
+        value = raw["metrics"].get(key) if isinstance(raw.get("metrics"), dict) else None
+        if value is not None and not P.is_number(value):
+            problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
     params = raw.get("params")
     if not isinstance(params, dict):
         problems.append("params: must be a mapping of parameter names to values")

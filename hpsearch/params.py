@@ -85,6 +85,13 @@ def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+MAX_SEED = 2**32 - 1  # numpy's, scikit-learn's and Optuna's samplers' seeds are 32-bit; torch's take 64
+
+
+def is_seed(v: Any) -> bool:
+    return is_int(v) and 0 <= v <= MAX_SEED
+
+
 def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 

@@ -7,6 +7,7 @@ A study file names one of each and may pass the class's own keyword arguments be
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,18 @@ _MIN_EPOCHS_ARGUMENT = {
 }
 
 
+# Options that Optuna's constructors take unchecked, and whose bad values then fail the first trial with a
+# traceback (TPE draws no candidates; Hyperband divides by log(1)): the least whole number each allows.
+_LEAST = {"tpe": {"n_ei_candidates": 1}, "hyperband": {"reduction_factor": 2}}
+
+
+def _check_least(name: str, kwargs: Mapping[str, Any]) -> None:
+    for option, least in _LEAST.get(name, {}).items():
+        value = kwargs.get(option, least)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            raise ValueError(f"{option} must be a whole number >= {least}, got {value!r}")
+
+
 def option_names(cls: type) -> set[str]:
     """The keyword arguments a study file may pass to `cls`."""
     return {
@@ -50,9 +63,12 @@ def option_names(cls: type) -> set[str]:
 def make_sampler(name: str, options: Mapping[str, Any], seed: int | None) -> optuna.samplers.BaseSampler:
     cls = SAMPLERS[name]
     kwargs = dict(options)
+    _check_least(name, kwargs)
     if seed is not None and "seed" in option_names(cls):
         kwargs["seed"] = seed
-    return cls(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # qmc's, on stderr at every build
+        return cls(**kwargs)
 
 
 def make_pruner(name: str, options: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
@@ -60,6 +76,7 @@ def make_pruner(name: str, options: Mapping[str, Any], epochs: int) -> optuna.pr
     min_epochs = kwargs.pop("min_epochs", None)
     if min_epochs is not None and name in _MIN_EPOCHS_ARGUMENT:
         kwargs[_MIN_EPOCHS_ARGUMENT[name]] = min_epochs
+    _check_least(name, kwargs)
     if name == "hyperband":
         kwargs.setdefault("max_resource", epochs)
     if name == "percentile":

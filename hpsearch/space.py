@@ -116,7 +116,8 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
     config = {f.name: p[f.name] for f in fields(ModelConfig) if f.name in p}
     stages = p.get("blocks", FAMILIES[p["family"]].stages)
     if "width" in p or "widths" in p:
-        grown = p.get("widths") or [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)]
+        grown = (p["widths"] if p.get("widths") is not None
+                 else [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)])
         config["widths"] = [max(1, round(w * p.get("width_multiplier", 1.0))) for w in grown]
     for name, single in (("kernel_sizes", "kernel_size"), ("pool_sizes", "pool_size")):
         if single in p:

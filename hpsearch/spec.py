@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 TARGET_METRICS = ("test_accuracy", "val_accuracy")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)  # Optuna's CMA-ES optimises one objective
+SAMPLER_PACKAGES = {"cmaes": "cmaes"}  # samplers whose Optuna class imports a package hpsearch does not install
 
 _TOP_KEYS = {
     "name": "a short name, used as the Optuna study name",
@@ -73,13 +75,39 @@ def load_spec(path: str | Path, *, deep: bool = True) -> StudySpec:
     except OSError as exc:
         raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+        raise SpecError(str(path), [yaml_problem(exc)]) from None
     return parse_spec(raw, path=str(path), default_name=path.stem, deep=deep)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one silently, so
+    a second `fixed:` block would drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)  # merge keys (<<) first, as SafeLoader does
+        seen = []
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.append(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML text as Python values (safe types only), a key given twice in a mapping being an error."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line, where and what (PyYAML's own text spans several, with a caret)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}not valid YAML ({problem})"
 
 
 def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> StudySpec:
@@ -98,8 +126,8 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     if not isinstance(about, str):
         problems.add("about", "must be a string")
     seed = raw.get("seed", 0)
-    if not P.is_int(seed):
-        problems.add("seed", "must be an integer")
+    if not P.is_seed(seed):
+        problems.add("seed", f"must be an integer from 0 to {P.MAX_SEED}, got {_show(seed)}")
 
     dataset = _parse_dataset(raw.get("dataset"), problems) if "dataset" in raw else None
     budget = _parse_budget(raw.get("budget"), problems) if "budget" in raw else None
@@ -121,6 +149,9 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     if len(objectives) > 1 and sampler is not None and sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
         problems.add("sampler.name", f"{sampler.name} optimises one objective, and objectives: asks for two "
                                      "(allowed with two: tpe, random, gp, qmc, nsga2)")
+    elif sampler is not None and (package := SAMPLER_PACKAGES.get(str(sampler.name))) and find_spec(package) is None:
+        problems.add("sampler.name", f"{sampler.name} needs the Python package {package}, which is not installed: "
+                                     f"`pip install {package}`, or choose another sampler")
     if deep:
         _check_components(sampler, pruner, epochs, problems)
         _check_baselines(baselines, dataset, init, problems)
@@ -157,17 +188,26 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     else:
         for key in sorted(folder_keys & value.keys()):
             problems.add(f"dataset.{key}", "only for dataset imagefolder")
-    for key in ("validation", "test"):
-        fraction = value.get(key, 0.1 if key == "validation" else 0.2)
-        if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
-            problems.add(f"dataset.{key}", f"must be a fraction in (0, 1) or a whole count, got {_show(fraction)}")
-    if not P.is_int(value.get("split_seed", 0)):
-        problems.add("dataset.split_seed", "must be an integer")
+    problems.lines += split_problems(value)
     if not isinstance(value.get("data_dir", ""), (str, type(None))):
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
+    if name not in DATASET_NAMES:  # reported above; a spec without a usable name goes no further
+        return None
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
+
+
+def split_problems(dataset: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a dataset's validation, test and split_seed, in a study file or an exported config."""
+    problems = []
+    for key in ("validation", "test"):
+        fraction = dataset.get(key, 0.1 if key == "validation" else 0.2)
+        if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
+            problems.append(f"dataset.{key}: must be a fraction in (0, 1) or a whole count, got {_show(fraction)}")
+    if not P.is_seed(split_seed := dataset.get("split_seed", 0)):
+        problems.append(f"dataset.split_seed: must be an integer from 0 to {P.MAX_SEED}, got {_show(split_seed)}")
+    return problems
 
 
 def _parse_image_folder(value: Mapping[str, Any], problems: _Problems) -> tuple[int, int] | None:
@@ -280,7 +320,7 @@ def _parse_objectives(value: Any, problems: _Problems) -> tuple[str, ...]:
     """[val_accuracy] (the default), or val_accuracy (maximised) and one measure (minimised)."""
     allowed = " or ".join(f"[val_accuracy, {name}]" for name in MEASURES)
     if (not isinstance(value, list) or not 1 <= len(value) <= 2 or value[0] != "val_accuracy"
-            or (len(value) == 2 and value[1] not in MEASURES)):
+            or (len(value) == 2 and (not isinstance(value[1], str) or value[1] not in MEASURES))):
         problems.add("objectives", f"must be {allowed} (val_accuracy first, maximised; the other minimised), "
                                    f"got {_show(value)}")
         return ("val_accuracy",)

@@ -224,8 +224,9 @@ def is_new_sqlite(url: str) -> bool:
 
 def open_existing(url: str) -> optuna.storages.BaseStorage:
     """open_storage for readers: an SQLite file that does not exist is refused instead of created, so
-    `best`, `export`, `report` and `dashboard` on a wrong --storage write nothing."""
-    if is_new_sqlite(url):
+    `best`, `export`, `report` and `dashboard` on a wrong --storage write nothing. An empty file is no storage
+    either: opened, it would get Optuna's tables."""
+    if is_new_sqlite(url) or (sqlite_file(url) is not None and sqlite_file(url).stat().st_size == 0):
         raise StorageError(f"no storage {sqlite_file(url)}: nothing has run there yet (`hpsearch run` creates it; "
                            "--storage or $HPSEARCH_STORAGE chooses another)")
     return open_storage(url)

@@ -18,7 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, ranking, space, transfer
+from hpsearch import data as data_module, params as P, ranking, space, transfer
 from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
@@ -61,10 +61,18 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
         # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
-        study.set_user_attr("dataset_split", {"name": spec.dataset.name, "validation": spec.dataset.validation,
-                                              "test": spec.dataset.test, "split_seed": spec.dataset.split_seed})
+        study.set_user_attr("dataset_split", _split(spec))
         study.set_user_attr("seed", spec.seed)
     return study
+
+
+def _split(spec: StudySpec) -> dict:
+    return {"name": spec.dataset.name, "validation": spec.dataset.validation, "test": spec.dataset.test,
+            "split_seed": spec.dataset.split_seed}
+
+
+def _describe_split(split: dict, seed: int) -> str:
+    return ", ".join([f"dataset.{key} {split[key]}" for key in ("validation", "test", "split_seed")] + [f"seed {seed}"])
 
 
 def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> None:
@@ -91,6 +99,13 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
         raise HpsearchError(f"study {spec.name!r} in the storage was made with limits {describe(made_with)}, the "
                             f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
                             "study (name: in the file) or use another --storage")
+    made_on = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
+    if None not in made_on and made_on != (_split(spec), spec.seed) and study.get_trials(deepcopy=False):
+        # export rebuilds every trial with the split and seed recorded here: trials run on others would not retrain
+        # to their numbers, and accuracies measured on different validation sets would be ranked together.
+        raise HpsearchError(f"study {spec.name!r} in the storage was made with {_describe_split(*made_on)}, the file "
+                            f"says {_describe_split(_split(spec), spec.seed)}: its trials were trained and measured on "
+                            "those; rename the study (name: in the file) or use another --storage")
 
 
 def queue_next_baseline(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> None:
@@ -126,7 +141,8 @@ class SamplerSeed:
     def follow(self, study: optuna.Study, count: int) -> None:
         """Under the lock, before this process adds anything: reseed if another process added trials."""
         if count != self.known and self.base is not None:
-            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, self.base + count)
+            seed = (self.base + count) % (P.MAX_SEED + 1)  # a seed near the top wraps, as a sampler takes 32 bits
+            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, seed)
         self.known = count
 
     def added(self, count: int) -> None:

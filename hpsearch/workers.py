@@ -57,6 +57,8 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
         if any(g >= visible_gpus for g in chosen):
             raise HpsearchError(f"--gpus {','.join(map(str, chosen))}: only GPUs 0..{visible_gpus - 1} exist here")
         return [WorkerSlot("cuda", gpu) for gpu in chosen for _ in range(trials_per_gpu or 1)]
+    if device == "cuda" and visible_gpus == 0:  # said here once, not by each worker started
+        raise HpsearchError("--device cuda: no CUDA device is visible to torch (use --device cpu or auto)")
     return [WorkerSlot(device, None) for _ in range(workers or 1)]
 
 

@@ -93,6 +93,21 @@ def test_best_of_a_study_that_is_not_there(storage, write_study):
                        "no study named 'nope'", "studies there: tiny-digits")
 
 
+def test_readers_given_an_empty_file_as_storage_say_so_and_leave_it_empty(tmp_path):
+    (tmp_path / "empty.db").write_bytes(b"")
+    for command in (["best"], ["report"], ["export", "-o", "x.yaml"], ["confirm"]):
+        assert_clean_error(invoke(*command, "--study", "s", "--storage", "sqlite:///empty.db"), "no storage empty.db")
+    assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_a_dashboard_host_that_is_no_address_is_one_line(shared_study):
+    url, _, _ = shared_study
+    result = invoke("dashboard", "--study", "shared-digits", "--storage", url, "--host", "no such host")
+    assert result.exit_code == 2 and "Traceback" not in result.output  # Bottle's banner comes before the bind
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: cannot listen on no such host: not an address or a known host name (")
+
+
 def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, storage, isolated):
     path = write_study(dataset={"name": "cifar10"})
     before = sorted(isolated.rglob("*"))
@@ -106,7 +121,7 @@ def test_missing_dataset_offline_is_one_line_and_writes_nothing(write_study, sto
     assert not Path(storage.removeprefix("sqlite:///")).exists()
 
 
-@pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"]])
+@pytest.mark.parametrize("args", [["--n-trials", "0"], ["--device", "tpu"], ["--seed", "-1"], ["--seed", "4294967296"]])
 def test_bad_options_are_usage_errors(args, write_study):
     result = invoke("run", "--study", str(write_study()), *args)
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -124,6 +139,13 @@ def test_gpu_workers_on_a_machine_without_cuda_start_nothing(write_study, storag
     result = invoke("run", "--study", str(write_study()), "--storage", storage, *flags)
     assert_clean_error(result, f"{flags[0]}: torch sees no CUDA device")
     assert not Path(storage.removeprefix("sqlite:///")).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_workers_on_a_machine_without_cuda_are_refused_before_any_starts(write_study, storage, tmp_path):
+    result = invoke("run", "--study", str(write_study()), "--storage", storage, "--workers", "2", "--device", "cuda")
+    assert_clean_error(result, "--device cuda: no CUDA device is visible to torch (use --device cpu or auto)")
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*-logs"))
 
 
 def test_progress_in_a_log_is_plain_lines_per_epoch_and_for_loading(write_study, tmp_path, image_folder):

@@ -93,6 +93,16 @@ def test_export_refuses_what_it_cannot_write(shared_study):
      ["format: missing", "dataset: missing", "epochs: must be a whole number >= 1", "params.lr: -1 must be in",
       "params.wings: unknown parameter"]),
     ("[1, 2]\n", ["must be a mapping written by `hpsearch export`"]),
+    ("format: hpsearch-config/1\ndataset: {name: [digits], validation: 0.1, test: 0.2, split_seed: 0}\n"
+     "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.name: unknown dataset ['digits']"]),
+    ("format: hpsearch-config/1\ndataset: {name: digits, validation: ten, test: 0.2, split_seed: x}\n"
+     "epochs: 1\nseed: 0\nparams: {}\nmetrics: {val_accuracy: high}\nversions: 2.15\n",
+     ['dataset.validation: must be a fraction in (0, 1) or a whole count, got "ten"',
+      'dataset.split_seed: must be an integer from 0 to 4294967295, got "x"',
+      "metrics.val_accuracy: must be an accuracy (a number), got 'high'",
+      "versions: must be a mapping, as `hpsearch export` writes it, got 2.15"]),
+    ("format: hpsearch-config/1\ndataset: {name: digits, validation: 0.1, test: 0.2, split_seed: 0}\n"
+     "epochs: 1\nseed: 0\nparams: {}\nmetrics: 0.98\n", ["metrics: must be a mapping"]),
     ("format: hpsearch-config/1\ndataset: {name: mnist9, validation: 0.1, test: 0.2, split_seed: 0}\n"
      "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.name: unknown dataset 'mnist9'"]),
 ])
@@ -101,6 +111,32 @@ def test_a_bad_config_lists_every_problem_without_a_traceback(tmp_path, body, pr
     result = invoke("train", "--config", "bad.yaml")
     assert_clean_error(result, *(f"bad.yaml: {p}" for p in problems))
     assert not (tmp_path / "bad-trained").exists()
+
+
+def test_a_config_that_is_not_yaml_is_one_line_naming_where(tmp_path):
+    (tmp_path / "bad.yaml").write_text("params: {lr: 0.1\nepochs: [\n")
+    result = invoke("train", "--config", "bad.yaml")
+    assert_clean_error(result, "bad.yaml: line 2, column 7: not valid YAML (expected ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_export_report_and_train_make_the_folders_they_write_into_or_say_why_not(shared_study, tmp_path):
+    url, _, _ = shared_study
+    result = invoke("export", "--study", "shared-digits", "--storage", url, "-o", "new/deeper/best.yaml")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new/deeper/best.yaml").is_file() and (tmp_path / "new/deeper/best.safetensors").is_file()
+    result = invoke("report", "--study", "shared-digits", "--storage", url, "--out", "notes/r.md")
+    assert result.exit_code == 0 and (tmp_path / "notes/r.md").read_text() == result.stdout
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert_clean_error(invoke("export", "--study", "shared-digits", "--storage", url, "-o", "taken/best.yaml"),
+                       "-o: cannot make the folder taken (")
+    assert_clean_error(invoke("report", "--study", "shared-digits", "--storage", url, "--out", "taken/r.md"),
+                       "--out: cannot make the folder taken (")
+    assert_clean_error(invoke("report", "--study", "shared-digits", "--storage", url, "--out", "taken/r"),
+                       "--out: cannot make the folder taken/r (")
+    assert_clean_error(invoke("train", "--config", "new/deeper/best.yaml", "--out", "taken/t"),
+                       "--out: cannot make the folder taken/t (")
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
 
 
 def test_a_study_that_predates_the_recorded_split_is_exported_from_its_study_file(shared_study, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from hpsearch.catalog import shipped_study_files
@@ -34,6 +36,12 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"colour": "red"}, "colour", "allowed: about, baselines, budget"),
     ({"dataset": {"name": "mnist3d"}}, "dataset.name", "allowed: digits, fashion-mnist, cifar10, cifar100"),
     ({"dataset": {"name": "digits", "valdation": 0.1}}, "dataset.valdation", "unknown key"),
+    ({"dataset": {"name": ["digits"]}}, "dataset.name", "unknown dataset [\"digits\"] (allowed: digits"),
+    ({"dataset": {"validation": 0.1}}, "dataset.name", "unknown dataset null (allowed: digits"),
+    ({"seed": -1}, "seed", "must be an integer from 0 to 4294967295, got -1"),
+    ({"seed": 2**32}, "seed", "must be an integer from 0 to 4294967295, got 4294967296"),
+    ({"dataset": {"name": "digits", "split_seed": -1}}, "dataset.split_seed", "from 0 to 4294967295, got -1"),
+    ({"fixed": {"blocks": 1, "widths": []}}, "fixed", "widths has 0 entries but blocks is 1: give one per block"),
     ({"budget": {"epochs": "ten"}}, "budget.epochs", "whole number >= 1"),
     ({"budget": {"epochs": 0}}, "budget.epochs", "whole number >= 1"),
     ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: test_accuracy, val_accuracy"),
@@ -42,6 +50,10 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
     ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
     ({"pruner": {"name": "median", "min_epochs": "two"}}, "pruner", "median rejects these options"),
+    ({"sampler": {"name": "tpe", "n_ei_candidates": 0}}, "sampler",
+     "tpe rejects these options: n_ei_candidates must be a whole number >= 1, got 0"),
+    ({"pruner": {"name": "hyperband", "reduction_factor": 1}}, "pruner",
+     "hyperband rejects these options: reduction_factor must be a whole number >= 2, got 1"),
     ({"space": {"depth": {"int": [1, 3]}}}, "space.depth", "allowed: family, blocks"),
     ({"space": {"lr": {"float": [0.1, 0.01]}}}, "space.lr.float", "inverted range"),
     ({"space": {"lr": {"float": [0.1, 0.1]}}}, "space.lr.float", "empty range"),
@@ -67,6 +79,18 @@ def test_each_problem_is_one_line_naming_key_and_what_is_allowed(write_study, ov
     assert allowed in matching[0]
 
 
+def test_a_sampler_whose_package_is_missing_is_refused_naming_it(write_study, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # as where it is not installed: its import fails
+    (problem,) = problems_of(write_study(sampler={"name": "cmaes"}))
+    assert problem == ("sampler.name: cmaes needs the Python package cmaes, which is not installed: "
+                       "`pip install cmaes`, or choose another sampler")
+
+
+def test_a_study_with_the_qmc_sampler_loads_without_a_warning_on_stderr(write_study, recwarn):
+    assert load_spec(write_study(sampler={"name": "qmc", "seed": 0})).sampler.name == "qmc"  # the check builds it
+    assert not recwarn.list
+
+
 def test_every_problem_is_reported_at_once(write_study):
     path = write_study(budget={"epochs": -1}, sampler={"name": "nope"}, fixed={"lr": -3})
     keys = {p.split(":")[0] for p in problems_of(path)}
@@ -86,6 +110,12 @@ def test_malformed_yaml_names_the_line(tmp_path):
     assert "line" in problem and "not valid YAML" in problem
 
 
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("dataset: digits\nbudget: {epochs: 1}\nfixed: {blocks: 1}\nfixed: {lr: 0.1}\n")
+    assert problems_of(path) == ["line 4, column 1: not valid YAML (the key 'fixed' is given twice)"]
+
+
 def test_unreadable_file(tmp_path):
     (problem,) = problems_of(tmp_path / "absent.yaml")
     assert "cannot read the file" in problem
@@ -101,6 +131,7 @@ def test_unreadable_file(tmp_path):
     ({"objectives": ["params", "val_accuracy"]}, "objectives", "val_accuracy first"),
     ({"objectives": ["val_accuracy", "loss"]}, "objectives", "[val_accuracy, params] or [val_accuracy, train_seconds]"),
     ({"objectives": "params"}, "objectives", "[val_accuracy, params]"),
+    ({"objectives": ["val_accuracy", ["params"]]}, "objectives", "got [\"val_accuracy\", [\"params\"]]"),
     ({"objectives": ["val_accuracy", "params"], "sampler": {"name": "cmaes"}}, "sampler.name", "optimises one objective"),
 ])
 def test_bad_limits_and_objectives_are_one_line_each(write_study, overrides, key, allowed):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import optuna
 import torch
+from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from hpsearch import objective as objective_module
+from hpsearch.cli import main
+from hpsearch.params import MAX_SEED
 from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, run, summarize
+from hpsearch.study import RunOptions, SamplerSeed, run, summarize
 
 
 def states(study):
@@ -105,3 +108,25 @@ def test_summary_counts_states_and_picks_the_best_by_validation(write_study, sto
     summary = summarize(study)
     assert summary["trials"] == summary["complete"] == 3
     assert summary["best"]["val_accuracy"] == max(t.value for t in study.trials)
+
+
+def test_a_sampler_seed_at_the_top_of_its_range_wraps_when_a_worker_reseeds(write_study):
+    seeded = optuna.create_study()
+    SamplerSeed(load_spec(write_study()), MAX_SEED).follow(seeded, 3)  # as after another worker added 3 trials
+    expected = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))  # MAX_SEED + 3, past 32 bits
+    assert seeded.ask().suggest_float("x", 0, 1) == expected.ask().suggest_float("x", 0, 1)
+
+
+def test_a_study_refuses_another_split_or_seed_than_its_trials_ran_on(write_study, storage):
+    """export rebuilds every trial with the split and seed the study recorded: a trial run on others would not
+    train to its numbers again."""
+    run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
+    for overrides, says in (({"seed": 1}, "dataset.validation 0.15, dataset.test 0.2, dataset.split_seed 0, seed 1"),
+                            ({"dataset": {"name": "digits", "validation": 0.3, "test": 0.2}},
+                             "dataset.validation 0.3, dataset.test 0.2, dataset.split_seed 0, seed 0")):
+        result = CliRunner().invoke(main, ["run", "--study", str(write_study(**overrides)), "--storage", storage])
+        assert result.exit_code == 2 and result.stderr.strip() == (
+            "error: study 'tiny-digits' in the storage was made with dataset.validation 0.15, dataset.test 0.2, "
+            f"dataset.split_seed 0, seed 0, the file says {says}: its trials were trained and measured on those; "
+            "rename the study (name: in the file) or use another --storage")
+    assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
