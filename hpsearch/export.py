@@ -28,13 +28,12 @@ from hpsearch.artifacts import save_state_dict, trial_weights_path
 from hpsearch.data_init import init_from_data
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
-from hpsearch.spec import load_spec, load_yaml, split_problems, yaml_problem
+from hpsearch.spec import config_dataset, load_spec, load_yaml, yaml_problem
 from hpsearch.spectypes import DatasetSpec, StudySpec
 from hpsearch.stats import spread
 from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
 
 FORMAT = "hpsearch-config/1"
-SPLIT_KEYS = ("name", "validation", "test", "split_seed")
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "metrics", "versions",
          "weights"}
 _REQUIRED = ("format", "dataset", "epochs", "seed", "params")
@@ -83,7 +82,7 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None
     split, seed = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
     if split is None or seed is None:
         spec = spec or _remembered_spec(study)
-        split = {key: getattr(spec.dataset, key) for key in SPLIT_KEYS}
+        split = spec.dataset.recorded()
         seed = spec.seed
     attrs = trial.user_attrs
     return {
@@ -166,13 +165,8 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
     problems += [f"{key}: missing" for key in _REQUIRED if key not in raw]
     if raw.get("format", FORMAT) != FORMAT:
         problems.append(f"format: {raw['format']!r} is not {FORMAT!r} (export it again with this hpsearch)")
-    dataset = raw.get("dataset")
-    if not isinstance(dataset, dict) or set(dataset) != set(SPLIT_KEYS):
-        problems.append(f"dataset: must be a mapping of exactly {', '.join(SPLIT_KEYS)}")
-    elif not isinstance(dataset["name"], str) or dataset["name"] not in data_module.DATASETS:
-        problems.append(f"dataset.name: unknown dataset {dataset['name']!r} (allowed: {', '.join(data_module.DATASETS)})")
-    else:
-        problems += split_problems(dataset)
+    dataset, dataset_problems = config_dataset(raw["dataset"]) if "dataset" in raw else (None, [])
+    problems += dataset_problems
     if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
         problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
     if "seed" in raw and not P.is_seed(raw["seed"]):
@@ -196,7 +190,7 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
                 problems.append(f"params.{name}: {value!r} {why}")
     if problems:
         raise SpecError(where, problems)
-    return TrialConfig(dataset=DatasetSpec(**dataset), epochs=raw["epochs"], seed=raw["seed"], params=params,
+    return TrialConfig(dataset=dataset, epochs=raw["epochs"], seed=raw["seed"], params=params,
                        metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
 
 

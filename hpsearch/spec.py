@@ -188,7 +188,7 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     else:
         for key in sorted(folder_keys & value.keys()):
             problems.add(f"dataset.{key}", "only for dataset imagefolder")
-    problems.lines += split_problems(value)
+    problems.lines += _split_problems(value)
     if not isinstance(value.get("data_dir", ""), (str, type(None))):
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
@@ -198,7 +198,22 @@ def _parse_dataset(value: Any, problems: _Problems) -> DatasetSpec | None:
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
 
 
-def split_problems(dataset: Mapping[str, Any]) -> list[str]:
+def config_dataset(value: Any) -> tuple[DatasetSpec | None, list[str]]:
+    """An exported config's dataset (DatasetSpec.recorded), checked as a study file's is, with the split
+    given in full: a default filled in here could differ from the study's."""
+    problems = _Problems()
+    if isinstance(value, dict):
+        for key in ("validation", "test", "split_seed"):
+            if key not in value:
+                problems.add(f"dataset.{key}", "missing (`hpsearch export` writes it)")
+        for key in ("data_dir", "download"):
+            if key in value:
+                problems.add(f"dataset.{key}", "belongs to the machine, not the config: give --data-dir to `train`")
+    dataset = _parse_dataset(value, problems)
+    return (None if problems.lines else dataset), problems.lines
+
+
+def _split_problems(dataset: Mapping[str, Any]) -> list[str]:
     """What is wrong with a dataset's validation, test and split_seed, in a study file or an exported config."""
     problems = []
     for key in ("validation", "test"):

@@ -46,6 +46,14 @@ class DatasetSpec:
     image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
     resize: str = "squash"  # imagefolder: how (RESIZE_POLICIES)
 
+    def recorded(self) -> dict:
+        """What fixes the images and their split, as a study records it and an exported config carries it:
+        an image folder's path, size and resize policy too; never data_dir or download, the machine's."""
+        split = {"name": self.name, "validation": self.validation, "test": self.test, "split_seed": self.split_seed}
+        if self.name != "imagefolder":
+            return split
+        return {**split, "path": self.path, "image_size": list(self.image_size), "resize": self.resize}
+
 
 @dataclass(frozen=True)
 class InitSpec:

@@ -61,18 +61,14 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
         study.set_user_attr("epochs", spec.budget.epochs)
         study.set_user_attr("spec_path", spec.path)
         # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
-        study.set_user_attr("dataset_split", _split(spec))
+        study.set_user_attr("dataset_split", spec.dataset.recorded())
         study.set_user_attr("seed", spec.seed)
     return study
 
 
-def _split(spec: StudySpec) -> dict:
-    return {"name": spec.dataset.name, "validation": spec.dataset.validation, "test": spec.dataset.test,
-            "split_seed": spec.dataset.split_seed}
-
-
 def _describe_split(split: dict, seed: int) -> str:
-    return ", ".join([f"dataset.{key} {split[key]}" for key in ("validation", "test", "split_seed")] + [f"seed {seed}"])
+    """'dataset.validation 0.15, dataset.test 0.2, dataset.split_seed 0, seed 0' (an image folder's path and size too)."""
+    return ", ".join([f"dataset.{key} {value}" for key, value in split.items() if key != "name"] + [f"seed {seed}"])
 
 
 def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> None:
@@ -100,12 +96,13 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
                             f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
                             "study (name: in the file) or use another --storage")
     made_on = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
-    if None not in made_on and made_on != (_split(spec), spec.seed) and study.get_trials(deepcopy=False):
+    if None not in made_on and made_on != (spec.dataset.recorded(), spec.seed) and study.get_trials(deepcopy=False):
         # export rebuilds every trial with the split and seed recorded here: trials run on others would not retrain
         # to their numbers, and accuracies measured on different validation sets would be ranked together.
+        given = _describe_split(spec.dataset.recorded(), spec.seed)
         raise HpsearchError(f"study {spec.name!r} in the storage was made with {_describe_split(*made_on)}, the file "
-                            f"says {_describe_split(_split(spec), spec.seed)}: its trials were trained and measured on "
-                            "those; rename the study (name: in the file) or use another --storage")
+                            f"says {given}: its trials were trained and measured on those; rename the study (name: "
+                            "in the file) or use another --storage")
 
 
 def queue_next_baseline(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> None:

@@ -94,7 +94,7 @@ def test_export_refuses_what_it_cannot_write(shared_study):
       "params.wings: unknown parameter"]),
     ("[1, 2]\n", ["must be a mapping written by `hpsearch export`"]),
     ("format: hpsearch-config/1\ndataset: {name: [digits], validation: 0.1, test: 0.2, split_seed: 0}\n"
-     "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.name: unknown dataset ['digits']"]),
+     "epochs: 1\nseed: 0\nparams: {}\n", ['dataset.name: unknown dataset ["digits"]']),
     ("format: hpsearch-config/1\ndataset: {name: digits, validation: ten, test: 0.2, split_seed: x}\n"
      "epochs: 1\nseed: 0\nparams: {}\nmetrics: {val_accuracy: high}\nversions: 2.15\n",
      ['dataset.validation: must be a fraction in (0, 1) or a whole count, got "ten"',
@@ -104,7 +104,11 @@ def test_export_refuses_what_it_cannot_write(shared_study):
     ("format: hpsearch-config/1\ndataset: {name: digits, validation: 0.1, test: 0.2, split_seed: 0}\n"
      "epochs: 1\nseed: 0\nparams: {}\nmetrics: 0.98\n", ["metrics: must be a mapping"]),
     ("format: hpsearch-config/1\ndataset: {name: mnist9, validation: 0.1, test: 0.2, split_seed: 0}\n"
-     "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.name: unknown dataset 'mnist9'"]),
+     "epochs: 1\nseed: 0\nparams: {}\n", ['dataset.name: unknown dataset "mnist9"']),
+    ("format: hpsearch-config/1\ndataset: {name: imagefolder, validation: 0.1, test: 0.2, data_dir: /x}\n"
+     "epochs: 1\nseed: 0\nparams: {}\n", ["dataset.split_seed: missing (`hpsearch export` writes it)",
+                                         "dataset.data_dir: belongs to the machine, not the config",
+                                         "dataset.path: must be the image folder"]),
 ])
 def test_a_bad_config_lists_every_problem_without_a_traceback(tmp_path, body, problems):
     (tmp_path / "bad.yaml").write_text(body)

@@ -116,3 +116,29 @@ def test_a_baseline_for_other_classes_fails_the_run_before_anything_is_written(w
     assert not Path(storage.removeprefix("sqlite:///")).exists()
     with pytest.raises(HpsearchError, match="no storage"):
         load_existing("tiny-digits", storage)
+
+
+def test_a_trial_of_an_image_folder_study_is_exported_and_trained_again_to_its_numbers(
+        write_study, storage, image_folder, isolated):
+    """The config carries the folder, its image size and resize policy: `train` (and `confirm`, which
+    retrains through the same config) rebuilds the same images and split on its own."""
+    import json
+
+    import yaml
+    from click.testing import CliRunner
+
+    from hpsearch.cli import main
+
+    image_folder(isolated / "data" / "pets", ("cat", "dog"), per_class=10)
+    dataset = {"name": "imagefolder", "path": "pets", "image_size": [8, 12], "resize": "crop", "validation": 4,
+               "test": 4}
+    path = write_study(dataset=dataset, budget={"epochs": 2, "trials": 1},
+                       space={"lr": {"float": [0.01, 0.1], "log": True}}, fixed={"blocks": 1, "batch_size": 4})
+    trial = run(load_spec(path), storage, RunOptions(device="cpu")).trials[0]
+    exported = CliRunner().invoke(main, ["export", "--study", "tiny-digits", "--storage", storage, "-o", "best.yaml"])
+    assert exported.exit_code == 0, exported.output
+    assert yaml.safe_load((isolated / "best.yaml").read_text())["dataset"] == {**dataset, "split_seed": 0}
+    result = CliRunner().invoke(main, ["train", "--config", "best.yaml", "--out", "again", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((isolated / "again" / "results.json").read_text())["seeds"][0]
+    assert (again["val_accuracy"], again["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
