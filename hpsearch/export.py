@@ -68,7 +68,8 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     if trial is None:
         raise HpsearchError(f"study {study.study_name!r} has no trial #{number} (trials 0 to {len(trials) - 1})")
     if trial.state != TrialState.COMPLETE:
-        raise HpsearchError(f"trial #{number} is {trial.state.name.lower()}, not complete: export a completed trial "
+        state = {TrialState.FAIL: "failed", TrialState.WAITING: "queued"}.get(trial.state, trial.state.name.lower())
+        raise HpsearchError(f"trial #{number} is {state}, not complete: export a completed trial "
                             "(leave out --trial for the best)")
     return trial
 

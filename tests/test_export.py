@@ -88,6 +88,13 @@ def test_export_refuses_what_it_cannot_write(shared_study):
     assert_clean_error(invoke("export", "--study", "nope", "--storage", url, "-o", "x.yaml"), "no study named 'nope'")
 
 
+def test_export_of_a_failed_trial_says_failed(storage):
+    study = optuna.create_study(study_name="broken", storage=storage, direction="maximize")
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    assert_clean_error(invoke("export", "--study", "broken", "--storage", storage, "--trial", "0", "-o", "x.yaml"),
+                       "trial #0 is failed, not complete: export a completed trial")
+
+
 @pytest.mark.parametrize("body, problems", [
     ("params: {lr: -1, wings: 2}\nepochs: 0\n",
      ["format: missing", "dataset: missing", "epochs: must be a whole number >= 1", "params.lr: -1 must be in",
