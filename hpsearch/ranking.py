@@ -21,7 +21,7 @@ from hpsearch.limits import measured, within_limits
 if TYPE_CHECKING:
     import optuna
 
-CONFIRM_ATTR = "confirm"  # the trial's retraining with new seeds (confirm.py writes it)
+CONFIRM_ATTR = "confirm"  # on a trial from study_trials: its retraining with new seeds (confirm.py)
 
 
 def confirm_key(number: int) -> str:
