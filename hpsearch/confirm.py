@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -71,16 +72,18 @@ def chosen(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return trials
 
 
-def stored_seeds(study: optuna.Study, trial: FrozenTrial) -> dict[int, dict]:
-    """The trial's confirmation results by seed, as stored now (another worker may have added some)."""
-    stored = study.user_attrs.get(ranking.confirm_key(trial.number)) or {}
+def stored_seeds(study_attrs: Mapping[str, Any], trial: FrozenTrial) -> dict[int, dict]:
+    """The trial's confirmation results by seed, from the study's user attributes as just read (another
+    worker may have added some since the study was opened)."""
+    stored = study_attrs.get(ranking.confirm_key(trial.number)) or {}
     return {entry["seed"]: entry for entry in stored.get("seeds", [])}
 
 
 def missing(study: optuna.Study, top: int, seeds: int) -> list[Job]:
     """The jobs that hold no result yet, best trial first, lowest seed first."""
     wanted = seeds_for(base_seed(study), seeds)
-    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(study, t)]
+    attrs = study.user_attrs
+    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(attrs, t)]
 
 
 class Confirmation:
@@ -141,9 +144,9 @@ class Confirmation:
 
     def _claim(self) -> Job | None:
         def claim() -> Job | None:
-            claims = self._claims()
+            claims, attrs = self._claims(), self.study.user_attrs
             for trial in self.trials:
-                done = stored_seeds(self.study, trial)
+                done = stored_seeds(attrs, trial)
                 for seed in self.seeds:
                     job = Job(trial, seed)
                     if seed not in done and (job.key not in claims or _lost(claims[job.key])):
@@ -171,7 +174,7 @@ class Confirmation:
             self._write_claims(claims)
 
     def _store(self, job: Job, result: dict) -> None:
-        seeds = stored_seeds(self.study, job.trial)
+        seeds = stored_seeds(self.study.user_attrs, job.trial)
         seeds[job.seed] = result
         self.study.set_user_attr(ranking.confirm_key(job.trial.number), summarize(list(seeds.values())))
         self._release(job)
