@@ -67,7 +67,8 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
 
 
 def _describe_split(split: dict, seed: int) -> str:
-    """'dataset.validation 0.15, dataset.test 0.2, dataset.split_seed 0, seed 0' (an image folder's path and size too)."""
+    """'dataset.validation 0.15, dataset.test 0.2, dataset.split_seed 0, seed 0' (an image folder's path and
+    size too)."""
     return ", ".join([f"dataset.{key} {value}" for key, value in split.items() if key != "name"] + [f"seed {seed}"])
 
 
@@ -83,11 +84,12 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
         raise HpsearchError(f"study {spec.name!r} in the storage was made for objectives {made}, the file says "
                             f"{', '.join(spec.objectives)}: rename the study (name: in the file) or use another "
                             "--storage")
-    made_for = study.user_attrs.get("dataset")
+    attrs = study.user_attrs  # one read: each is a query
+    made_for = attrs.get("dataset")
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
-    made_with = {name: bound for name, bound in (study.user_attrs.get("limits") or {}).items() if bound is not None}
+    made_with = {name: bound for name, bound in (attrs.get("limits") or {}).items() if bound is not None}
     wanted = {name: getattr(spec.limits, name) for name in MEASURES if getattr(spec.limits, name) is not None}
     if made_with != wanted and study.get_trials(deepcopy=False):
         # Each trial's constraint is its measure minus the limit it ran under: other limits would leave the
@@ -95,7 +97,7 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
         raise HpsearchError(f"study {spec.name!r} in the storage was made with limits {describe(made_with)}, the "
                             f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
                             "study (name: in the file) or use another --storage")
-    made_on = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
+    made_on = attrs.get("dataset_split"), attrs.get("seed")
     if None not in made_on and made_on != (spec.dataset.recorded(), spec.seed) and study.get_trials(deepcopy=False):
         # export rebuilds every trial with the split and seed recorded here: trials run on others would not retrain
         # to their numbers, and accuracies measured on different validation sets would be ranked together.
