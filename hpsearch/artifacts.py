@@ -1,7 +1,7 @@
 """Trained weights of a study's best trials, kept as Optuna artifacts beside the storage.
 
-Where: for `sqlite:///path/x.db` the folder `path/x-artifacts/`; for any other storage URL
-`$HPSEARCH_ARTIFACTS`, else `./hpsearch-artifacts` (every machine sharing a PostgreSQL study must
+Where: for `sqlite:///path/x.db` the folder `path/x-files/artifacts/`; for any other storage URL
+`$HPSEARCH_ARTIFACTS`, else `./hpsearch-files/artifacts` (every machine sharing a PostgreSQL study must
 see the same folder, e.g. a network mount, or each keeps only the weights it trained).
 
 What: one safetensors file per kept trial, uploaded while the trial is still running (Optuna

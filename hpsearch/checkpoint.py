@@ -55,7 +55,8 @@ class CheckpointFile:
 
 
 def checkpoint_root(storage_url: str) -> Path:
-    """Next to an SQLite file (x.db -> x-checkpoints/); else $HPSEARCH_CHECKPOINTS or ./hpsearch-checkpoints.
+    """In the storage's side folder (x.db -> x-files/checkpoints/); for a server storage $HPSEARCH_CHECKPOINTS,
+    else ./hpsearch-files/checkpoints.
 
     With PostgreSQL and several machines, a retried trial resumes only where its checkpoint is
     visible (a shared folder in $HPSEARCH_CHECKPOINTS); elsewhere it starts again from epoch 1.

@@ -124,7 +124,8 @@ def trial_options(command):
         click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data."),
         click.option("--stop-at-target/--no-stop-at-target", default=True,
-                     help="End the run once a trial of this run reaches the study's target."),
+                     help="End the run once a sampled trial of this run reaches the study's target (a baseline that "
+                          "meets it is noted and the search goes on)."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT_S,
                      help="Seconds between a running trial's heartbeats; a trial silent for two is failed "
                           "and retried (its worker died)."),
@@ -174,7 +175,8 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
               f"{_limits_and_objectives(spec)}) on {mask(url)}")
     total = until or n_trials or spec.budget.trials
     if len(slots) == 1 and slots[0].gpu is None:
-        with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None) as display:
+        with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
+                        note=lambda trial: study_module.baseline_note(trial, spec)) as display:
             study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     else:
         study = _run_workers(spec, url, options, slots, console, header, total)
@@ -207,8 +209,8 @@ def _finish(study, spec, options, console) -> None:
         console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
                       f"(--until {options.until})", highlight=False, soft_wrap=True)
     elif (reached := study_module.first_reaching(ours, spec)) is not None:
-        console.print(f"target {spec.describe_target()} reached by trial #{reached.number}", highlight=False,
-                      soft_wrap=True)
+        console.print(f"target {spec.describe_target()} reached by searched trial #{reached.number}",
+                      highlight=False, soft_wrap=True)
     click.echo(render(study_module.summarize(study), "text"))
     click.echo("\n".join(timing.lines(timing.pace(trials, spec))))
     dashboard_module.write_note(study, report_module.markdown(study, spec.baselines, epochs=spec.budget.epochs,
@@ -236,7 +238,8 @@ def _run_workers(spec, url, options, slots, console, header, total):
 
     def watched() -> None:
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
-                             counting_study=options.until is not None, run_id=pool.run_id) as display:
+                             counting_study=options.until is not None, run_id=pool.run_id,
+                             note=lambda trial: _study_layer().baseline_note(trial, spec)) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
 
     _supervise(pool, watched)
@@ -284,7 +287,8 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
-                    counting_study=until is not None) as display:
+                    counting_study=until is not None,
+                    note=lambda trial: study_module.baseline_note(trial, spec)) as display:
         study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
         _finish(study, spec, options, console)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -30,13 +31,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+Note = Callable[[FrozenTrial], str | None]  # a line to add under an ended trial's own, if any
+
+
 class LiveBars:
     """Progress on stderr, used as `with SomeDisplay(...) as display:`. On a terminal, transient live bars;
     elsewhere (a log file, nohup, CI, a batch job) no bars but a plain line with what they would show,
     at most one every PLAIN_EVERY_S seconds, so a log says the run is alive."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, note: Note = lambda trial: None):
         self.console = console
+        self.note = note
         self.live = console.is_terminal
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
@@ -60,6 +65,12 @@ class LiveBars:
             elapsed = int(clock - self.started)
             self.console.print(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed", highlight=False, soft_wrap=True)
 
+    def ended(self, line: str, trial: FrozenTrial) -> None:
+        """An ended trial's line, which stays when the bars move on, and its note (study.baseline_note)."""
+        self.console.print(line, highlight=False, soft_wrap=True)
+        if (note := self.note(trial)) is not None:
+            self.console.print(f"  {note}", highlight=False, soft_wrap=True)
+
     def loading(self, what: str, done: int, total: int) -> None:
         """Data loading (decoding an image folder): a bar of its own while it lasts."""
         if self.live:
@@ -77,8 +88,9 @@ class RunDisplay(LiveBars, RunEvents):
     finished trials against the total it should reach.
     """
 
-    def __init__(self, console: Console, header: str, n_trials: int, epochs: int, *, counting_study: bool = False):
-        super().__init__(console)
+    def __init__(self, console: Console, header: str, n_trials: int, epochs: int, *, counting_study: bool = False,
+                 note: Note = lambda trial: None):
+        super().__init__(console, note)
         self.header = header
         self.epochs = epochs
         self.counting_study = counting_study
@@ -113,14 +125,15 @@ class RunDisplay(LiveBars, RunEvents):
             self.progress.advance(self.trials_bar)
         done = int(self.progress.tasks[self.trials_bar].completed)
         total = int(self.progress.tasks[self.trials_bar].total)
-        self.console.print(f"[{done}/{total}] {describe_trial(trial)}", highlight=False, soft_wrap=True)
+        self.ended(f"[{done}/{total}] {describe_trial(trial)}", trial)
 
 
 class ParallelDisplay(LiveBars):
     """Several workers' trials in one view: a bar of trials, how many run now, a line per ended trial."""
 
-    def __init__(self, console: Console, header: str, total: int, epochs: int, *, counting_study: bool, run_id: str):
-        super().__init__(console)
+    def __init__(self, console: Console, header: str, total: int, epochs: int, *, counting_study: bool, run_id: str,
+                 note: Note = lambda trial: None):
+        super().__init__(console, note)
         self.total = total
         self.epochs = epochs
         self.counting_study = counting_study
@@ -148,8 +161,7 @@ class ParallelDisplay(LiveBars):
             self.done += 1
         self.progress.update(self.bar, completed=self.earlier + self.done)
         who = f"w{worker} " if worker is not None else ""
-        self.console.print(f"[{self.earlier + self.done}/{self.total}] {who}{describe_trial(trial)}",
-                           highlight=False, soft_wrap=True)
+        self.ended(f"[{self.earlier + self.done}/{self.total}] {who}{describe_trial(trial)}", trial)
 
 
 class RetrainDisplay(LiveBars):
@@ -242,7 +254,23 @@ def _text(summary: dict[str, Any]) -> str:
     if (single := summary.get("single_run_best")) is not None:
         lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
                      f"not the confirmed winner #{best['number']}")
-    return "\n".join(lines)
+    return "\n".join(lines + _versus_text(summary.get("versus")))
+
+
+def _versus_text(versus: dict[str, Any] | None) -> list[str]:
+    """The best searched trial against the best baseline, one line each (ranked as `best` ranks)."""
+    if not versus:
+        return []
+    lines = ["search against the baselines:"]
+    for label, key in (("best searched", "searched"), ("best baseline", "baseline")):
+        t = versus[key]
+        if t is None:
+            lines.append(f"  {label}  none completed yet")
+            continue
+        name = f" ({t['baseline']})" if t["baseline"] else ""
+        lines.append(f"  {label}  #{t['number']}: val {t['val_accuracy']:.4f}, test {t['test_accuracy']:.4f}, "
+                     f"{t['param_count']:,} params, {t['seconds']:.1f}s{name}")
+    return lines
 
 
 def _front_text(summary: dict[str, Any]) -> list[str]:

@@ -92,7 +92,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     multi_objective = len(spec.objectives) > 1
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        baseline = trial.user_attrs.get("baseline")  # set when study.queue_next_baseline queued it
+        baseline = trial.user_attrs.get("baseline")  # set when the run queued it (study.baseline_due)
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         trial.set_user_attr("config", params)
         for key, value in provenance.items():

@@ -41,7 +41,7 @@ _TOP_KEYS = {
     "space": "the searched parameters",
     "fixed": "parameters held at one value",
     "seed": "the training seed shared by all trials",
-    "baselines": "hand-made models from the reports, run first as fixed trials",
+    "baselines": "hand-made models from the reports, run as fixed trials between the sampled ones",
     "init": "a trained model to start from: {study: NAME, trial: best} or {weights: FILE}",
     "limits": "bounds a trial must keep to count: {params: N, train_seconds: S}",
     "objectives": "[val_accuracy, params] or [val_accuracy, train_seconds]: a Pareto front instead of one best",

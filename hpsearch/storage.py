@@ -44,13 +44,28 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
-def folder_beside(url: str, suffix: str, env_var: str) -> Path:
-    """A folder that belongs to this storage: x-SUFFIX/ beside an SQLite file x.db, else $ENV_VAR or
-    ./hpsearch-SUFFIX (for a server storage every machine must see the same folder to share it)."""
+SIDE_KINDS = ("locks", "checkpoints", "artifacts", "logs")  # what hpsearch keeps beside a storage
+
+
+def side_folder(url: str) -> Path:
+    """The one folder of a storage's side files: x-files/ beside an SQLite file x.db, else ./hpsearch-files
+    (for a server storage each kind may live elsewhere, see folder_beside)."""
     db = sqlite_file(url)
-    if db is not None:
-        return db.with_name(f"{db.stem}-{suffix}")
-    return Path(os.environ.get(env_var) or f"hpsearch-{suffix}")
+    return db.with_name(f"{db.stem}-files") if db is not None else Path("hpsearch-files")
+
+
+def folder_beside(url: str, kind: str, env_var: str | None = None) -> Path:
+    """The folder of one kind of side file (SIDE_KINDS) of this storage: side_folder(url)/KIND.
+
+    For a server storage every machine must see the same folder to share it, so $ENV_VAR names it where
+    set. Earlier versions kept each kind in a folder of its own, x-KIND/ beside x.db (else ./hpsearch-KIND):
+    where that folder exists it is still used, so the checkpoints and weights of studies run then are found.
+    """
+    if env_var and sqlite_file(url) is None and os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    db = sqlite_file(url)
+    legacy = db.with_name(f"{db.stem}-{kind}") if db is not None else Path(f"hpsearch-{kind}")
+    return legacy if legacy.is_dir() else side_folder(url) / kind
 
 
 @contextlib.contextmanager
@@ -78,10 +93,12 @@ class FileLock(NoLock):
     """A lock file beside an SQLite database. Acquiring a held lock or releasing a free one does nothing."""
 
     def __init__(self, path: Path):
+        self.path = path
         self._lock = filelock.FileLock(str(path))
 
     def acquire(self) -> None:
         if not self._lock.is_locked:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
 
     def release(self) -> None:
@@ -120,13 +137,13 @@ class PostgresAdvisoryLock(NoLock):
 def shared_lock(url: str, study_name: str | None = None) -> NoLock:
     """A lock that every process using this storage sees: a study's, or without a name the storage's own.
 
-    SQLite storages live on one machine: a file beside the database (x.db.lock, x.db.<study>.lock).
-    PostgreSQL storages span machines: an advisory lock in the server. Other storages get none.
+    SQLite storages live on one machine: a file in the storage's side folder (x-files/locks/storage.lock,
+    x-files/locks/<study>.lock). PostgreSQL storages span machines: an advisory lock in the server. Other
+    storages get none.
     """
-    db = sqlite_file(url)
-    if db is not None:
-        name = "" if study_name is None else "." + slug(study_name)
-        return FileLock(db.with_name(f"{db.name}{name}.lock"))
+    if sqlite_file(url) is not None:
+        name = "storage" if study_name is None else slug(study_name)
+        return FileLock(side_folder(url) / "locks" / f"{name}.lock")
     if url.startswith(("postgresql:", "postgresql+")):
         return PostgresAdvisoryLock(url, "hpsearch" if study_name is None else f"hpsearch:{study_name}")
     return NoLock()

@@ -6,6 +6,7 @@ made from, holds the study lock where trials are counted and started, and stops 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 import uuid
@@ -107,18 +108,43 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
                             "in the file) or use another --storage")
 
 
-def queue_next_baseline(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial]) -> None:
-    """Queue the first of the study's baselines that no run queued yet, unless a trial is waiting already.
+BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's trial time goes to them
 
-    Baselines are queued one at a time, as a trial starts, so that a waiting copy of an interrupted
-    trial (its checkpoint ready) runs before them, and baselines still run before sampled trials.
+
+def is_baseline(trial: FrozenTrial) -> bool:
+    """A fixed trial of one of the reports' models (queued when study.baseline_due said so), not a sampled one."""
+    return "baseline" in trial.user_attrs
+
+
+def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
+    """Wall seconds a trial ran, or has run so far."""
+    if trial.datetime_start is None:
+        return 0.0
+    return ((trial.datetime_complete or now) - trial.datetime_start).total_seconds()
+
+
+def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: str, slots_left: int,
+                 now: datetime.datetime) -> str | None:
+    """The baseline the next trial should run, or None for a sampled one.
+
+    Baselines interleave with the search instead of going first: a baseline is due once the search has
+    had more of this run's time than the baselines (so the first trial is sampled, and the search keeps
+    at least 1 - BASELINE_SHARE of the time while baselines remain), or when only as many trials are left
+    in the run's budget as baselines, so that all of them still run within it. A waiting trial (a retried
+    copy, its checkpoint ready) always goes first: Optuna starts it before anything new.
     """
     if any(t.state == TrialState.WAITING for t in trials):
-        return
+        return None
     queued = {t.user_attrs.get("baseline") for t in trials}
-    missing = [name for name in spec.baselines if name not in queued]
-    if missing:
-        study.enqueue_trial({}, user_attrs={"baseline": missing[0]})
+    missing = [name for name in baselines if name not in queued]
+    if not missing:
+        return None
+    if slots_left <= len(missing):
+        return missing[0]
+    ours = [t for t in trials if t.user_attrs.get("run") == run_id]
+    baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
+    search_s = sum(_trial_seconds(t, now) for t in ours if not is_baseline(t))
+    return missing[0] if baseline_s < search_s * BASELINE_SHARE / (1 - BASELINE_SHARE) else None
 
 
 class SamplerSeed:
@@ -177,15 +203,27 @@ def target_metric(trial: FrozenTrial, metric: str) -> float | None:
     return trial.user_attrs.get(metric) if metric != "val_accuracy" else ranking.val_accuracy(trial)
 
 
-def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
-    """The first of `trials` that completed within limits at or above the study's target (None without a target)."""
+def meets_target(trial: FrozenTrial, spec: StudySpec) -> bool:
+    """Whether the trial completed within limits at or above the study's target (False without a target)."""
     if spec.target is None:
+        return False
+    value = target_metric(trial, spec.target.metric)
+    return value is not None and value >= spec.target.value
+
+
+def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
+    """The first sampled trial of `trials` that meets the study's target: the target is the search's to reach.
+    A baseline that meets it is reported (baseline_note), and the search goes on."""
+    return next((t for t in trials if not is_baseline(t) and meets_target(t, spec)), None)
+
+
+def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
+    """'baseline seed002-cnn-q9 already meets the target: test 99.17%' for a baseline that meets it, else None."""
+    if not (is_baseline(trial) and meets_target(trial, spec)):
         return None
-    for trial in trials:
-        value = target_metric(trial, spec.target.metric)
-        if value is not None and value >= spec.target.value:
-            return trial
-    return None
+    metric = spec.target.metric
+    return (f"baseline {trial.user_attrs['baseline']} already meets the target: "
+            f"{metric.removesuffix('_accuracy')} {target_metric(trial, metric):.2%}")
 
 
 @dataclass(frozen=True)
@@ -227,25 +265,30 @@ class RunBudget:
         timeout = options.timeout or spec.budget.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
+    def _counted(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        """This run's trials, a retried trial counted once: its copy."""
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        return [t for t in trials if t.user_attrs.get("run") == self.run_id and t.number not in retried]
+
+    def slots_left(self, trials: list[FrozenTrial]) -> int:
+        """How many more trials this run may start."""
+        if self.options.until is None:
+            return self.n_trials - len(self._counted(trials))
+        return self.options.until - sum(t.state in FINISHED or t.state == TrialState.RUNNING for t in trials)
+
     def decide(self, trials: list[FrozenTrial]) -> str:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
         ours = [t for t in trials if t.user_attrs.get("run") == self.run_id]
         if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
-        if self.options.until is None:
-            retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-            counted = [t for t in ours if t.number not in retried]  # a retried trial counts once: its copy
-            if len(counted) < self.n_trials:
-                return START
-            # Another worker's trial may yet be lost, and its copy must then run in this run.
-            return WAIT if any(t.state == TrialState.RUNNING for t in counted) else DONE
-        finished = sum(t.state in FINISHED for t in trials)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if finished >= self.options.until:
-            return DONE
-        if finished + running < self.options.until:
+        if self.slots_left(trials) > 0:
             return START
+        if self.options.until is None:
+            # Another worker's trial may yet be lost, and its copy must then run in this run.
+            return WAIT if any(t.state == TrialState.RUNNING for t in self._counted(trials)) else DONE
+        if sum(t.state in FINISHED for t in trials) >= self.options.until:
+            return DONE
         return WAIT  # the running trials will finish, fail (a slot frees up) or go stale (and be retried)
 
 
@@ -321,15 +364,17 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
 
 
 def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str:
-    """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due."""
+    """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due
+    (baseline_due)."""
     trials = study.get_trials(deepcopy=False)
     seed.follow(study, len(trials))
     if fail_lost_trials(study):
         trials = study.get_trials(deepcopy=False)
         seed.added(len(trials))
     decision = budget.decide(trials)
-    if decision == START:
-        queue_next_baseline(study, budget.spec, trials)
+    if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id,
+                                                   budget.slots_left(trials), datetime.datetime.now())):
+        study.enqueue_trial({}, user_attrs={"baseline": name})
     return decision
 
 
@@ -375,6 +420,16 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
     }
 
 
+def _versus(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The best sampled trial and the best baseline, each by ranking.ranked (None: a study without baselines)."""
+    if not any(is_baseline(t) for t in trials):
+        return None
+    ranked = ranking.ranked(trials)
+    searched = next((t for t in ranked if not is_baseline(t)), None)
+    baseline = next((t for t in ranked if is_baseline(t)), None)
+    return {key: summarize_trial(t) if t else None for key, t in (("searched", searched), ("baseline", baseline))}
+
+
 def objectives(study: optuna.Study) -> list[str]:
     """The study's objectives as its study file named them: [val_accuracy], or val_accuracy and a measure."""
     return study.metric_names or ["val_accuracy"]
@@ -396,7 +451,8 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                "limits": {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None},
                "over_limit": sum(OVER_LIMIT in t.user_attrs for t in trials),
                "best": summarize_trial(best) if best else None,
-               "single_run_best": None if single is None or single is best else summarize_trial(single)}
+               "single_run_best": None if single is None or single is best else summarize_trial(single),
+               "versus": _versus(trials)}
     if len(names := objectives(study)) > 1:
         summary["objectives"] = names
         summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]

@@ -1,5 +1,5 @@
-"""Time to target: how much wall time, device time and how many trials a study spent before its target was
-first reached, and how many trials it finishes an hour.
+"""Time to target: how much wall time, device time and how many trials a study spent before its search first
+reached the target (a baseline that meets it is noted, not counted), and how many trials it finishes an hour.
 
 Wall time is the time during which the study's runs were running trials: from the start of each run's
 first trial to the end of its last (runs are told apart by the trials' `run` attribute; runs that
@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.spectypes import StudySpec
-from hpsearch.study import FINISHED, first_reaching
+from hpsearch.study import FINISHED, baseline_note, first_reaching
 
 
 @dataclass(frozen=True)
 class Pace:
     target: str  # the study's target, described, or "none"
-    reached_by: int | None  # the trial that first reached it
+    reached_by: int | None  # the sampled trial that first reached it
     wall_s: float  # until then, or the whole study so far if not reached
     device_s: float
     counts: dict[str, int]  # complete, pruned, failed: the trials started before the target was reached (or all)
     finished: int  # in the whole study
     study_wall_s: float
+    baseline_notes: tuple[str, ...] = ()  # the baselines that meet the target, each as study.baseline_note says
 
     @property
     def per_hour(self) -> float | None:
@@ -48,7 +49,8 @@ def pace(trials: list[FrozenTrial], spec: StudySpec | None) -> Pace:
     return Pace(target=spec.describe_target() if spec is not None else "unknown",
                 reached_by=None if reached is None else reached.number,
                 wall_s=_busy_seconds(trials, until), device_s=sum(t.user_attrs.get("seconds") or 0.0 for t in before),
-                counts=counts, finished=sum(t.state in FINISHED for t in trials), study_wall_s=_busy_seconds(trials))
+                counts=counts, finished=sum(t.state in FINISHED for t in trials), study_wall_s=_busy_seconds(trials),
+                baseline_notes=tuple(note for t in ended if spec is not None and (note := baseline_note(t, spec))))
 
 
 def _busy_seconds(trials: list[FrozenTrial], until: datetime.datetime | None = None) -> float:
@@ -88,7 +90,7 @@ def lines(p: Pace) -> list[str]:
     trials = sum(p.counts.values())
     trials = f"{trials} trial{'' if trials == 1 else 's'}"
     if p.reached_by is not None:
-        first = (f"Time to target ({p.target}): reached by trial #{p.reached_by} after {duration(p.wall_s)} wall time "
+        first = (f"Time to target ({p.target}): reached by searched trial #{p.reached_by} after {duration(p.wall_s)} wall time "
                  f"and {duration(p.device_s)} of training (device-seconds); {trials} until then ({counts}).")
     else:
         why = "no target" if p.target == "none" else \
@@ -96,4 +98,6 @@ def lines(p: Pace) -> list[str]:
         first = (f"Time to target ({why}): {duration(p.wall_s)} wall time and {duration(p.device_s)} of training "
                  f"(device-seconds) so far; {trials} ({counts}).")
     rate = f"{p.per_hour:,.0f} finished trials per hour" if p.per_hour is not None else "no finished trial yet"
-    return [first, f"Pace: {p.finished} finished trial{'' if p.finished == 1 else 's'} in {duration(p.study_wall_s)} wall time, {rate}."]
+    notes = [f"{note[0].upper()}{note[1:]}." for note in p.baseline_notes]
+    return [first, *notes, f"Pace: {p.finished} finished trial{'' if p.finished == 1 else 's'} in "
+                           f"{duration(p.study_wall_s)} wall time, {rate}."]

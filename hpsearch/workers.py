@@ -4,8 +4,9 @@ Each worker is `hpsearch worker`, the same command a user starts on another mach
 one run id, so RunBudget counts their trials together. The storage is the only channel: the
 parent reads finished trials from it and prints them, whichever worker ran them. The storage URL
 travels in the environment, not on the command line, where `ps` would show its password.
-Each worker's output goes to a log beside the storage (x-logs/ beside x.db, else $HPSEARCH_LOGS or
-./hpsearch-logs), one folder per run; a run whose workers all exit well removes its folder.
+Each worker's output goes to a log in the storage's side folder (x-files/logs/ beside x.db, else
+$HPSEARCH_LOGS or ./hpsearch-files/logs), one folder per run; a run whose workers all exit well removes
+its folder.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ def test_keep_weights_zero_keeps_none(write_study, storage, tmp_path):
 
 
 def test_where_the_artifacts_go(tmp_path, monkeypatch):
-    assert artifact_dir(f"sqlite:///{tmp_path}/runs/x.db") == tmp_path / "runs" / "x-artifacts"
-    assert artifact_dir("sqlite:///hpsearch.db").as_posix() == "hpsearch-artifacts"
-    assert artifact_dir("postgresql://u:p@db/hp").as_posix() == "hpsearch-artifacts"
+    assert artifact_dir(f"sqlite:///{tmp_path}/runs/x.db") == tmp_path / "runs" / "x-files" / "artifacts"
+    assert artifact_dir("sqlite:///hpsearch.db").as_posix() == "hpsearch-files/artifacts"
+    assert artifact_dir("postgresql://u:p@db/hp").as_posix() == "hpsearch-files/artifacts"
     monkeypatch.setenv("HPSEARCH_ARTIFACTS", "/srv/weights")
     assert artifact_dir("postgresql://u:p@db/hp").as_posix() == "/srv/weights"

@@ -1,13 +1,16 @@
-"""Baselines: exact parameter counts, fixed trials queued once, refused when they do not fit, reported."""
+"""Baselines: exact parameter counts, fixed trials interleaved with the search and queued once, refused when they
+do not fit, reported."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 
+import optuna
 import pytest
 import torch
 from click.testing import CliRunner
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import data
 from hpsearch.baselines import BASELINES, built_param_count, fit_problem
@@ -17,7 +20,7 @@ from hpsearch.models import build_model
 from hpsearch.space import model_config, train_config
 from hpsearch.spec import load_spec
 from hpsearch.spectypes import DatasetSpec
-from hpsearch.study import RunOptions, run
+from hpsearch.study import RunOptions, baseline_due, run
 from hpsearch.train import evaluate, fit
 
 STATED = [b for b in BASELINES.values() if b.param_count is not None]
@@ -50,16 +53,55 @@ def run_study(write_study, storage, n_trials, baselines=("seed002-cnn-q9", "seed
     return run(spec, storage, RunOptions(device="cpu"))
 
 
-def test_baselines_are_queued_first_and_once_across_runs(write_study, storage):
+def test_baselines_interleave_with_the_search_all_within_the_budget_and_once_across_runs(write_study, storage):
     run_study(write_study, storage, 3)
     study = run_study(write_study, storage, 2)
     tags = [t.user_attrs.get("baseline") for t in study.trials]
-    assert tags == ["seed002-cnn-q9", "seed002-fc", None, None, None]
-    q9 = study.trials[0]
+    # The search goes first; a baseline follows once the search has had more of the run's time; the last
+    # trial of a 3-trial budget is the baseline still missing, so both ran within it; a second run adds none.
+    assert tags == [None, "seed002-cnn-q9", "seed002-fc", None, None]
+    q9 = study.trials[1]
     assert q9.state == TrialState.COMPLETE and q9.params == {}  # fixed: nothing sampled
     assert q9.user_attrs["config"] == BASELINES["seed002-cnn-q9"].config()
     assert q9.user_attrs["param_count"] == 128_490  # the q9 net rebuilt for 8x8 one-channel digits
     assert q9.user_attrs["epochs"] == 2  # a baseline is never pruned: it runs the study's budget
+
+
+def past_trial(number, seconds, *, baseline=None, run="r", state=TrialState.COMPLETE):
+    """A stored trial that started `number` minutes past noon and ran `seconds` (None: still running)."""
+    start = datetime.datetime(2026, 12, 3, 12, number)
+    end = None if seconds is None else start + datetime.timedelta(seconds=seconds)
+    return FrozenTrial(number=number, state=state if seconds is not None else TrialState.RUNNING,
+                       value=0.9 if state == TrialState.COMPLETE and seconds is not None else None, values=None,
+                       datetime_start=start, datetime_complete=end, params={}, distributions={},
+                       user_attrs={"run": run, **({"baseline": baseline} if baseline else {})}, system_attrs={},
+                       intermediate_values={}, trial_id=number)
+
+
+NOON = datetime.datetime(2026, 12, 3, 12, 30)
+
+
+@pytest.mark.parametrize("trials, slots_left, due", [
+    ([], 10, None),  # the search starts
+    ([past_trial(0, 5)], 10, "b1"),  # the search had 5 s, the baselines none
+    ([past_trial(0, 5), past_trial(1, 60, baseline="b1")], 10, None),  # b1 took more than the search
+    ([past_trial(0, 5), past_trial(1, 60, baseline="b1"), past_trial(2, 61)], 10, "b2"),
+    ([past_trial(0, 5), past_trial(1, 60, baseline="b1")], 1, "b2"),  # one trial left: the missing baseline
+    ([past_trial(0, 5), past_trial(1, 60, baseline="b1")], 2, None),  # two left: the search may take one
+    ([past_trial(0, 500, run="earlier"), past_trial(1, 5)], 10, "b1"),  # only this run's time counts
+    ([past_trial(0, 5), past_trial(1, 5, baseline="b1"), past_trial(2, 1, baseline="b2")], 1, None),  # all ran
+    ([past_trial(0, 5), past_trial(1, 2, baseline="b1", state=TrialState.FAIL)], 10, "b2"),  # b1 failed: queued once
+    # (a lost trial's copy is queued by storage.fail_lost_trials, and waits: see below)
+    ([past_trial(0, None)], 10, "b1"),  # a running trial counts the time it has run so far (other workers)
+])
+def test_a_baseline_is_due_when_the_search_had_more_of_the_run_or_the_budget_needs_it(trials, slots_left, due):
+    assert baseline_due(trials, ("b1", "b2"), "r", slots_left, NOON) == due
+
+
+def test_a_waiting_copy_goes_before_any_baseline():
+    waiting = past_trial(1, 5, baseline="b1")
+    waiting.state = TrialState.WAITING
+    assert baseline_due([past_trial(0, 5), waiting], ("b1", "b2"), "r", 1, NOON) is None
 
 
 @pytest.mark.parametrize("dataset, name, why", [
@@ -110,3 +152,18 @@ def test_sigmoid_head_trains_two_classes_with_binary_cross_entropy():
     assert model[-1].out_features == 1
     history = fit(model, two, train_config(params, epochs=3, seed=0))
     assert history[-1].val_accuracy > 0.95 and evaluate(model, two, two.test_x, two.test_y) > 0.95
+
+
+def test_a_baseline_that_meets_the_target_is_noted_and_the_run_goes_on_until_the_search_does(write_study, storage):
+    path = write_study(baselines=["seed002-cnn-q9"], budget={"epochs": 2, "trials": 3},
+                       target={"metric": "test_accuracy", "value": 0.5},
+                       space={"lr": {"float": [1e-6, 2e-6], "log": True}})  # the search cannot learn in 2 epochs
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    assert [t.user_attrs.get("baseline") for t in study.trials] == [None, "seed002-cnn-q9", None]  # not stopped at #1
+    q9 = study.trials[1].user_attrs["test_accuracy"]
+    assert q9 >= 0.5 and all(t.user_attrs["test_accuracy"] < 0.5 for t in (study.trials[0], study.trials[2]))
+    note = f"baseline seed002-cnn-q9 already meets the target: test {q9:.2%}"
+    assert f"  {note}\n" in result.stderr and f"B{note[1:]}." in result.stdout
+    assert "target test_accuracy >= 50.00%: not reached yet" in result.stdout

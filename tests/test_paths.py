@@ -34,7 +34,7 @@ def files_in(folder):
 
 
 def test_a_study_named_to_escape_writes_only_beside_its_storage(write_study, tmp_path):
-    """Checkpoints, the lock, weights: every file of a run lands in the storage's folder, whatever the name."""
+    """Checkpoints, the lock, weights: every file of a run lands in the storage's side folder, whatever the name."""
     store = tmp_path / "store"
     store.mkdir()
     path = write_study(name="../../escaped/névé ☃", budget={"epochs": 2, "trials": 1})
@@ -43,8 +43,8 @@ def test_a_study_named_to_escape_writes_only_beside_its_storage(write_study, tmp
     assert study.trials[0].state.name == "COMPLETE"
     assert files_in(tmp_path) - {f"store/{f}" for f in files_in(store)} == outside | {"store"}
     written = files_in(store)
-    lock = f"x.db.{slug('../../escaped/névé ☃')}.lock"
-    assert lock in written and f"x-checkpoints/{slug('../../escaped/névé ☃')}" in written
+    name = slug("../../escaped/névé ☃")
+    assert f"x-files/locks/{name}.lock" in written and f"x-files/checkpoints/{name}" in written
     assert not any(".." in part or " " in part for f in written for part in f.split("/"))
 
 
@@ -77,7 +77,7 @@ def test_worker_logs_live_beside_the_storage_and_go_once_the_run_ends_well(write
     result = CliRunner().invoke(main, ["run", "--study", str(write_study(budget={"epochs": 1, "trials": 2})),
                                        "--storage", storage, "--device", "cpu", "--workers", "2"])
     assert result.exit_code == 0, result.output
-    assert not (tmp_path / "test-logs").exists()
+    assert not (tmp_path / "test-files" / "logs").exists()
     assert list(temp.glob("hpsearch*")) == []  # (torch keeps its own torchinductor_* cache there)
 
 
@@ -85,7 +85,27 @@ def test_worker_logs_of_a_failed_run_stay_beside_the_storage(write_study, storag
     result = CliRunner().invoke(main, ["run", "--study", str(write_study(dataset={"name": "cifar10"})),
                                        "--storage", storage, "--device", "cpu", "--workers", "2"])
     assert result.exit_code == 2, result.output
-    [folder] = (tmp_path / "test-logs").iterdir()
+    [folder] = (tmp_path / "test-files" / "logs").iterdir()
     assert folder.name.startswith(slug("tiny-digits") + "-")
     assert f"(logs: {folder})" in result.stderr
     assert "cifar10 not found" in (folder / "worker-0.log").read_text()
+
+
+def test_a_run_leaves_the_storage_and_one_folder_of_side_files(write_study, tmp_path):
+    run(load_spec(write_study(budget={"epochs": 1, "trials": 2})), "sqlite:///x.db", RunOptions(device="cpu"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "study.yaml") == ["x-files", "x.db"]
+    assert {p.name for p in (tmp_path / "x-files").iterdir()} <= {"locks", "checkpoints", "artifacts", "logs"}
+
+
+def test_a_study_stored_with_a_folder_per_kind_keeps_its_weights_and_checkpoints(write_study, tmp_path):
+    """Earlier versions kept x-artifacts/ and x-checkpoints/ beside x.db: where they exist, they are used."""
+    from hpsearch.artifacts import artifact_dir, load_trial_state_dict
+    from hpsearch.checkpoint import checkpoint_root
+
+    (tmp_path / "x-artifacts").mkdir()
+    (tmp_path / "x-checkpoints").mkdir()
+    study = run(load_spec(write_study(budget={"epochs": 1, "trials": 1})), "sqlite:///x.db", RunOptions(device="cpu"))
+    assert artifact_dir("sqlite:///x.db").as_posix() == "x-artifacts"
+    assert checkpoint_root("sqlite:///x.db").as_posix() == "x-checkpoints"
+    assert len(list((tmp_path / "x-artifacts").iterdir())) == 1
+    assert load_trial_state_dict("sqlite:///x.db", study.study_name)  # the kept weights load

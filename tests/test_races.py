@@ -168,13 +168,13 @@ def test_an_interrupted_trial_resumes_first_from_its_last_reported_epoch_and_for
                                                                                                  storage):
     spec = load_spec(write_study(baselines=["seed002-cnn-q9", "seed002-fc"], budget={"epochs": 3, "trials": 4}))
     with pytest.raises(KeyboardInterrupt):
-        run(spec, storage, RunOptions(device="cpu"), events=InterruptAfterEpoch(0, 2))
-    interrupted = load(storage).trials[0]
+        run(spec, storage, RunOptions(device="cpu"), events=InterruptAfterEpoch(1, 2))  # #0 is sampled, #1 a baseline
+    interrupted = load(storage).trials[1]
     assert interrupted.user_attrs["baseline"] == "seed002-cnn-q9" and "interrupted" in interrupted.user_attrs["failure"]
 
     study = run(spec, storage, RunOptions(device="cpu", n_trials=1))
-    resumed = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert [t.system_attrs.get("failed_trial") for t in resumed] == [0]  # the copy ran before baseline seed002-fc
+    resumed = [t for t in study.trials[2:] if t.state == TrialState.COMPLETE]
+    assert [t.system_attrs.get("failed_trial") for t in resumed] == [1]  # the copy ran before baseline seed002-fc
     assert resumed[0].user_attrs["baseline"] == "seed002-cnn-q9"
     assert resumed[0].user_attrs["resumed_from_epoch"] == 2  # saved before epoch 2 was reported
     assert "failure" not in resumed[0].user_attrs

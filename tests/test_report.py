@@ -121,13 +121,31 @@ def test_time_to_target_counts_the_runs_time_not_the_gap_between_them(storage, w
                   ended(4, "b", day + 10, day + 30, TrialState.COMPLETE, 0.96)):
         study.add_trial(trial)
     assert timing.lines(timing.pace(study.get_trials(), spec)) == [
-        "Time to target (val_accuracy >= 90.00%): reached by trial #3 after 40.0 s wall time and 40.0 s of training "
+        "Time to target (val_accuracy >= 90.00%): reached by searched trial #3 after 40.0 s wall time and 40.0 s of training "
         "(device-seconds); 4 trials until then (2 complete, 1 pruned, 1 failed).",
         "Pace: 4 finished trials in 60.0 s wall time, 240 finished trials per hour."]
     markdown = report.markdown(study, spec=spec)
-    assert "## Time to target\n\n- Time to target (val_accuracy >= 90.00%): reached by trial #3 after 40.0 s" in markdown
+    assert "## Time to target\n\n- Time to target (val_accuracy >= 90.00%): reached by searched trial #3 after 40.0 s" \
+        in markdown
     assert timing.lines(timing.pace(study.get_trials(), None))[0].startswith(
         "Time to target (target unknown (give the study file as --study)): 60.0 s wall time")
+
+
+def test_a_baseline_that_meets_the_target_is_noted_and_the_search_still_has_to_reach_it(storage, write_study):
+    from hpsearch.spec import load_spec
+
+    spec = load_spec(write_study(target={"metric": "test_accuracy", "value": 0.9}))
+    study = optuna.create_study(study_name="timed", storage=storage, direction="maximize")
+    first = ended(0, "a", 0, 10, TrialState.COMPLETE, 0.95)
+    first.user_attrs.update(baseline="seed002-cnn-q9", test_accuracy=0.9917)
+    second = ended(1, "a", 10, 30, TrialState.COMPLETE, 0.93)
+    second.user_attrs.update(test_accuracy=0.93)
+    for trial in (first, second):
+        study.add_trial(trial)
+    assert timing.lines(timing.pace(study.get_trials(), spec))[:2] == [
+        "Time to target (test_accuracy >= 90.00%): reached by searched trial #1 after 30.0 s wall time and 30.0 s of "
+        "training (device-seconds); 2 trials until then (2 complete, 0 pruned, 0 failed).",
+        "Baseline seed002-cnn-q9 already meets the target: test 99.17%."]
 
 
 def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_study, storage):
@@ -137,7 +155,7 @@ def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
     first = study.trials[0]
-    line = (f"Time to target (val_accuracy >= 30.00%): reached by trial #0 after "
+    line = (f"Time to target (val_accuracy >= 30.00%): reached by searched trial #0 after "
             f"{timing.duration((first.datetime_complete - first.datetime_start).total_seconds())} wall time and "
             f"{timing.duration(first.user_attrs['seconds'])} of training (device-seconds); 1 trial until then "
             "(1 complete, 0 pruned, 0 failed).")

@@ -1,0 +1,26 @@
+"""The README's demo, `hpsearch run --study digits-quick`, as a newcomer runs it: it shows a search."""
+
+from __future__ import annotations
+
+import optuna
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+from hpsearch.cli import main
+
+
+def test_the_demo_shows_baselines_sampled_trials_pruning_and_the_search_against_the_baselines(isolated):
+    result = CliRunner().invoke(main, ["run", "--study", "digits-quick", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    trials = optuna.load_study(study_name="digits-quick", storage="sqlite:///hpsearch.db").trials
+    baselines = [t for t in trials if "baseline" in t.user_attrs]
+    sampled = [t for t in trials if "baseline" not in t.user_attrs]
+    assert trials[0] in sampled and len(baselines) == 2 and all(t.state == TrialState.COMPLETE for t in baselines)
+    assert any(t.state == TrialState.PRUNED for t in sampled)
+    reached = next(t for t in sampled if t.user_attrs.get("test_accuracy", 0) >= 0.985)
+    assert trials[-1] is reached  # the search, not a baseline, reached the target and ended the run
+    assert f"target test_accuracy >= 98.50% reached by searched trial #{reached.number}" in result.stderr
+    versus = result.stdout.split("search against the baselines:\n")[1].splitlines()
+    assert versus[0].startswith("  best searched  #") and versus[1].startswith("  best baseline  #")
+    # Side files in one folder beside the storage.
+    assert sorted(p.name for p in isolated.iterdir()) == ["hpsearch-files", "hpsearch.db"]
