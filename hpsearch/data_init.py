@@ -51,8 +51,8 @@ def whitening_filters(images: torch.Tensor, patch: int, eps: float = WHITEN_EPS)
     # filters do not depend on the LAPACK build.
     signs = torch.sign(eigenvectors.gather(0, eigenvectors.abs().argmax(0, keepdim=True)))
     filters = (eigenvectors * signs).T / (eigenvalues + eps).sqrt()[:, None]  # one row per direction
-    filters = torch.cat((filters, -filters))
-    return filters.view(-1, channels, patch, patch), -(filters @ mean)
+    bias = -(filters @ mean)  # negated after the product, so -z is exact whatever order BLAS sums in
+    return torch.cat((filters, -filters)).view(-1, channels, patch, patch), torch.cat((bias, -bias))
 
 
 def _patch_statistics(images: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
