@@ -112,7 +112,7 @@ def test_a_killed_trial_resumes_on_the_gpu_from_its_checkpoint_at_the_right_epoc
                        space={"lr": {"float": [0.01, 0.1], "log": True}})
     worker = hpsearch("worker", "--study", str(path), "--storage", storage, *device_flags(device), "--until", "2",
                       "--heartbeat", "1")
-    checkpoint = tmp_path / "crash-checkpoints" / slug("tiny-digits") / "trial-0.pt"
+    checkpoint = tmp_path / "crash-files" / "checkpoints" / slug("tiny-digits") / "trial-0.pt"
     wait_for(lambda: checkpoint.is_file() and _epochs_saved(checkpoint) >= 2, worker)
     worker.send_signal(signal.SIGKILL)
     worker.wait()

@@ -106,7 +106,7 @@ def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(writ
     path = write_study(budget={"epochs": 20, "trials": 2}, **SLOW)  # long enough to be killed mid-trial
     worker = hpsearch("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--until", "2",
                       "--heartbeat", "1")
-    checkpoint = tmp_path / "crash-checkpoints" / slug("tiny-digits") / "trial-0.pt"
+    checkpoint = tmp_path / "crash-files" / "checkpoints" / slug("tiny-digits") / "trial-0.pt"
 
     def two_epochs_saved() -> bool:
         assert worker.poll() is None, worker.communicate()

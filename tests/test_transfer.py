@@ -110,12 +110,12 @@ def test_init_study_takes_the_source_trials_config_and_stored_weights(source, pe
     spec = load_spec(write_study(init={"study": "breeds", "storage": source.storage}, dataset=pets,
                                  budget={"epochs": 1, "trials": 2}, space={}, fixed={"batch_size": 4},
                                  baselines=["seed000-scratch"]))
-    scratch, searched = run(spec, storage, RunOptions(device="cpu")).trials
+    searched, scratch = run(spec, storage, RunOptions(device="cpu")).trials  # the search goes first
     for trial in (scratch, searched):
         assert trial.state == TrialState.COMPLETE and trial.user_attrs["init"] == f"study breeds trial #{source.trial}"
         assert same_architecture(trial.user_attrs["config"], source.config)
     assert scratch.user_attrs["config"]["pretrained"] is False and searched.user_attrs["config"]["pretrained"]
-    (_, scratch_start, _), (model, start, _) = fits
+    (model, start, _), (_, scratch_start, _) = fits
     first = conv_keys(model)[0]
     assert torch.equal(start[first], stored[first]) and not torch.equal(scratch_start[first], stored[first])
 
