@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
@@ -49,16 +50,17 @@ REPO = Path(__file__).resolve().parent.parent
 # (~50 s) + the demo (CHECK_DEMO_S); speed = its three commands' own limits (SPEED_S); search = cifar10-75
 # for what RESNET9_S leaves, then the ResNet-9 run.
 SLICES = {"setup": 35, "check": 85, "speed": 195, "search": 165}  # 480 s: 8 minutes, inside a 540-s call
-DRY_SLICES = {"setup": 10, "check": 45, "speed": 80, "search": 40}  # 175 s: under 3 minutes on 2 CPU cores
+DRY_SLICES = {"setup": 10, "check": 40, "speed": 85, "search": 40}  # 175 s: under 3 minutes on 2 CPU cores
 STOP_GRACE_S = 10  # a command past its time gets SIGINT (its trial is recorded and requeued), then SIGKILL
 MIN_COMMAND_S = 5  # a command offered less than this is skipped, not started
 CHECK_DEMO_S = (35, 15)  # (GPU, dry run): what the CUDA tests leave for the demo study
-SPEED_S = {"pipeline": (35, 25), "trial": (70, 25)}  # the trials-per-GPU windows get the rest of the stage
+SPEED_S = {"pipeline": (35, 35), "trial": (70, 35)}  # the trials-per-GPU windows get the rest of the stage
 K_OVERHEAD_S = 15  # one trials-per-GPU run beyond its window: imports, data, CUDA, the last trial's end
 RESNET9_S = (75, 20)  # kept from cifar10-75 for the ResNet-9 run
 DRY_RUN_SUBSET = ("train/*/00[0-3]?.jpg", "test/*/00[0-1]?.jpg")  # 40 + 20 images a class
 UNPACK_PIECE = 4 << 20  # bytes of the tar stream per `tar -x`: CIFAR-10's 93 MB make ~23 pieces for 16 cores
 TAR_BLOCK = 512
+DRY_HOME = Path(tempfile.gettempdir()) / "hpsearch-gpu-dry"  # not .gpu/, which travels with the device call
 
 # One fixed point of cifar10-94's space (studies/cifar10-94.yaml; its `fixed` adds family resnet9, SGD
 # Nesterov, crop padding 4): Page's ResNet-9 at full width with airbench94's recipes, Page's lr and weight
@@ -371,7 +373,7 @@ def stage_speed(stage: Stage) -> None:
     trial = _read_json(trial_json)
     stage.record("trial_time", trial)
     ks = ["1", "2"] if dry else ["1", "2", "4"]
-    window = 5 if dry else max(10, int((stage.left() - STOP_GRACE_S) / len(ks) - K_OVERHEAD_S))
+    window = 2 if dry else max(10, int((stage.left() - STOP_GRACE_S) / len(ks) - K_OVERHEAD_S))
     study = _dry_study(stage, "cifar10-small") if dry else bench / "studies" / "cifar10-small.yaml"
     stage.run("trials per GPU", [sys.executable, str(bench / "trials_per_gpu.py"), "--study", str(study),
                                  "--device", stage.device, "--ks", *ks, "--seconds", str(window),
@@ -519,23 +521,28 @@ RUNNERS = {"setup": stage_setup, "check": stage_check, "speed": stage_speed, "se
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stage", choices=(*SLICES, "all"), default="all",
-                   help="one stage (after setup, quick where it is done already), or all of them in order")
+                   help="one stage (after setup, quick where it is done already), or all in order (the default)")
     p.add_argument("--out", type=Path, required=True, help="folder for STAGE.json and STAGE.log")
     p.add_argument("--dry-run", action="store_true", help="the same logic on the CPU with tiny budgets")
     p.add_argument("--seconds", type=float, default=None,
                    help=f"time for the stages run, split in their slices' proportions (default: their slices, "
                         f"{sum(SLICES.values())} s for all; {sum(DRY_SLICES.values())} s with --dry-run)")
-    p.add_argument("--wheels", default=str(REPO / ".whl"), help="wheels of what the machine lacks")
-    p.add_argument("--archive", default=str(REPO / ".gpu" / "cifar10-jpeg.tar.xz"), help="the CIFAR-10 JPEG archive")
-    p.add_argument("--data-dir", default=str(REPO / ".gpu" / "data"), help="where CIFAR-10 is unpacked")
-    p.add_argument("--work", default=str(REPO / ".gpu" / "work"), help="storages, configs and scratch files")
-    p.add_argument("--commit", default=_carried_commit(), help="the commit measured, where the checkout has no .git")
+    p.add_argument("--wheels", default=str(REPO / ".whl"), help="wheels of what the machine lacks (default: .whl)")
+    p.add_argument("--archive", default=str(REPO / ".gpu" / "cifar10-jpeg.tar.xz"),
+                   help="the CIFAR-10 JPEG archive (default: .gpu/cifar10-jpeg.tar.xz)")
+    p.add_argument("--data-dir", help="where CIFAR-10 is unpacked (default: .gpu/data; with --dry-run, "
+                                      f"{DRY_HOME}/data: its subset must never pass for the whole set in .gpu/)")
+    p.add_argument("--work", help=f"storages, configs and scratch files (default: .gpu/work; with --dry-run, "
+                                  f"{DRY_HOME}/work)")
+    p.add_argument("--commit", default=_carried_commit(),
+                   help="the commit measured, where the checkout has no .git (default: .gpu/COMMIT's)")
     args = p.parse_args()
     if args.seconds is not None and args.seconds <= 0:
         p.error(f"--seconds must be positive, got {args.seconds:g}")
+    home = DRY_HOME if args.dry_run else REPO / ".gpu"
+    args.data_dir, args.work = args.data_dir or str(home / "data"), args.work or str(home / "work")
     return args
 
 
