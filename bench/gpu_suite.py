@@ -405,7 +405,7 @@ def stage_search(stage: Stage) -> None:
     stage.run("cifar10-75", [sys.executable, "-m", "hpsearch", "run", "--study", study, "--storage",
                              f"sqlite:///{storage}", *common, "--timeout", str(int(max(MIN_COMMAND_S, seconds)))],
               seconds=seconds)
-    stage.record("cifar10-75", _time_to_target(storage, study, started) if storage.is_file() else {"trials": 0})
+    stage.record("cifar10-75", _time_to_target(storage, study, started))
     epochs = 1 if stage.dry else RESNET9_EPOCHS
     config = _resnet9_config(stage, work / "resnet9.yaml", epochs)
     out = work / "resnet9"
@@ -424,13 +424,14 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     it does not stop the run: which baselines met it is recorded apart."""
     import datetime
 
-    import optuna
-
     from hpsearch.catalog import load_study_spec
     from hpsearch.study import first_reaching
 
     spec = load_study_spec(study_arg)
-    trials = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{storage}").get_trials(deepcopy=False)
+    study = _stored_study(storage, spec.name)
+    if study is None:
+        return {"trials": 0}
+    trials = study.get_trials(deepcopy=False)
     done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
     summary = {**_study_summary(storage, spec.name), "target": spec.describe_target(),
                "baselines_at_target": [{"baseline": t.user_attrs["baseline"], "trial": t.number,
@@ -465,19 +466,26 @@ def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
 def _study_summary(storage: Path, name: str | None = None) -> dict:
     """hpsearch's own summary (counts by state, the best trial) of a study in an SQLite file, with its
     finished trials per hour."""
-    if not storage.is_file():
-        return {"trials": 0}
-    import optuna
-
     from hpsearch.study import FINISHED, summarize
 
-    url = f"sqlite:///{storage}"
-    study = optuna.load_study(study_name=name or optuna.get_all_study_names(url)[0], storage=url)
+    study = _stored_study(storage, name)
+    if study is None:
+        return {"trials": 0}
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.datetime_complete]
     span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds() if done else 0
     finished = sum(t.state in FINISHED for t in trials)
     return {**summarize(study), "finished_per_hour": round(finished * 3600 / span, 1) if span else None}
+
+
+def _stored_study(storage: Path, name: str | None = None):
+    """The study `name` (None: the first) in an SQLite file, or None where a run stopped before making it."""
+    import optuna
+
+    url = f"sqlite:///{storage}"
+    names = optuna.get_all_study_names(url) if storage.is_file() else []
+    name = name or next(iter(names), None)
+    return optuna.load_study(study_name=name, storage=url) if name in names else None
 
 
 # --------------------------------------------------------------------------------------------
