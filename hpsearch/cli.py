@@ -490,8 +490,8 @@ def train(config_path, seeds, out, device, data_dir):
         click.echo(f"note: {note}", err=True)
     metrics = config.metrics
     runs = []
-    with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
-        for seed in range(config.seed, config.seed + seeds):
+    with RetrainDisplay(Console(stderr=True), seeds, config.record.epochs) as display:
+        for seed in range(config.record.seed, config.record.seed + seeds):
             display.seed_started(seed)
             retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir,
                                               on_epoch=display.epoch_finished, progress=display.loading)
@@ -499,7 +499,7 @@ def train(config_path, seeds, out, device, data_dir):
             display.seed_finished()
             runs.append(retrained)
             line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
-            if seed == config.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
+            if seed == config.record.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
                 same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
                 line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
                          f"{': identical' if same else ''})")

@@ -92,6 +92,7 @@ class Confirmation:
     def __init__(self, study: optuna.Study, storage_url: str, top: int, seeds: int, device: torch.device, *,
                  data_dir: Path | None = None, lock: NoLock | None = None):
         self.study = study
+        self.storage_url = storage_url
         self.trials = chosen(study, top)
         self.seeds = seeds_for(base_seed(study), seeds)
         self.device = device
@@ -119,7 +120,7 @@ class Confirmation:
         return done
 
     def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
-        config = export.parse_config(export.trial_config(self.study, job.trial), f"trial #{job.trial.number}")
+        config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url), f"trial #{job.trial.number}")
 
         def epoch_finished(stats: EpochStats) -> None:
             if time.time() - self.refreshed >= CLAIM_REFRESH_S:

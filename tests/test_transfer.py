@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 from torch import nn
 
-from hpsearch import objective as objective_module, params as P, transfer
+from hpsearch import params as P, recipe, transfer
 from hpsearch.artifacts import load_trial_state_dict
 from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
@@ -22,6 +22,7 @@ from hpsearch.space import model_config, train_config
 from hpsearch.spec import load_spec, parse_spec
 from hpsearch.study import RunOptions, run
 from hpsearch.train import TrainConfig, fit, make_optimizer
+from hpsearch.trialrecord import Init
 
 CPU = torch.device("cpu")
 SOURCE_ARCHITECTURE = {"blocks": 3, "convs_per_block": 1, "width": 4, "batchnorm": False, "head_widths": [8]}
@@ -60,8 +61,8 @@ def fits(monkeypatch):
         seen.append((model, before, {k: v.clone() for k, v in model.state_dict().items()}))
         return history
 
-    real_fit = objective_module.fit
-    monkeypatch.setattr(objective_module, "fit", recording_fit)
+    real_fit = recipe.fit
+    monkeypatch.setattr(recipe, "fit", recording_fit)
     return seen
 
 
@@ -110,12 +111,12 @@ def test_init_study_takes_the_source_trials_config_and_stored_weights(source, pe
     spec = load_spec(write_study(init={"study": "breeds", "storage": source.storage}, dataset=pets,
                                  budget={"epochs": 1, "trials": 2}, space={}, fixed={"batch_size": 4},
                                  baselines=["seed000-scratch"]))
-    scratch, searched = run(spec, storage, RunOptions(device="cpu")).trials
+    searched, scratch = run(spec, storage, RunOptions(device="cpu")).trials  # the baseline runs second
     for trial in (scratch, searched):
         assert trial.state == TrialState.COMPLETE and trial.user_attrs["init"] == f"study breeds trial #{source.trial}"
         assert same_architecture(trial.user_attrs["config"], source.config)
     assert scratch.user_attrs["config"]["pretrained"] is False and searched.user_attrs["config"]["pretrained"]
-    (_, scratch_start, _), (model, start, _) = fits
+    (model, start, _), (_, scratch_start, _) = fits
     first = conv_keys(model)[0]
     assert torch.equal(start[first], stored[first]) and not torch.equal(scratch_start[first], stored[first])
 
@@ -171,7 +172,7 @@ def test_report_000_exp4_leaves_its_stated_trainable_parameters():
     exp4 = BASELINES["seed000-freeze-1"]
     with torch.device("meta"):
         model = build_model(model_config(exp4.config(), exp4.input_shape, exp4.num_classes))
-    source = transfer.Source(model.state_dict(), exp4.config(), exp4.input_shape, "itself")
+    source = transfer.Source(model.state_dict(), exp4.config(), exp4.input_shape, Init(weights="itself"))
     reused = transfer.apply(model, source, exp4.config(), exp4.input_shape)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == exp4.trainable_count == 92_865
     assert reused == {"3.weight", "3.bias", "6.weight", "6.bias"}  # convs 2 and 3: trained at reused_lr_ratio
