@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from torch import nn
 
-from hpsearch import params as P, recipe, transfer
+from hpsearch import params as P, ranking, recipe, transfer
 from hpsearch.artifacts import load_trial_state_dict
 from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
@@ -210,3 +213,40 @@ def test_a_transfer_space_samples_within_the_source_s_conv_layers(source, pets, 
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, [t.user_attrs.get("failure") for t in trials]
     used = [t.params["reinit_convs"] + t.params["freeze_convs"] for t in trials]
     assert max(used) == 3  # the source's 3 conv layers, all of them, and never more
+
+
+def test_a_transfer_trial_trains_again_to_its_numbers_through_export_train_and_confirm(write_study, storage, tmp_path):
+    """export -> train and confirm start from the source's stored weights as the trial did: its numbers, exactly;
+    the trained weights file alone then rebuilds the model as an init source."""
+    invoke = CliRunner().invoke
+    run(load_spec(write_study("src.yaml", name="src", budget={"epochs": 2, "trials": 1}, space={},
+                              fixed={"blocks": 2, "width": 6, "head_widths": [16], "batch_size": 64})),
+        storage, RunOptions(device="cpu", keep_weights=1))
+
+    def transfer_trial(seed: int):
+        spec = load_spec(write_study(f"xfer{seed}.yaml", name=f"xfer{seed}", seed=seed, init={"study": "src"},
+                                     budget={"epochs": 2, "trials": 1}, space={},
+                                     fixed={"freeze_convs": 1, "reused_lr_ratio": 0.5, "batch_size": 64}))
+        (trial,) = run(spec, storage, RunOptions(device="cpu", keep_weights=0)).trials
+        return trial
+
+    trial = transfer_trial(0)
+    assert trial.user_attrs["config"]["pretrained"] and trial.user_attrs["trainable_count"] < trial.user_attrs["param_count"]
+    assert invoke(main, ["export", "--study", "xfer0", "--storage", storage, "-o", "xfer.yaml"]).exit_code == 0
+    config = yaml.safe_load((tmp_path / "xfer.yaml").read_text())
+    assert config["init"] == {"study": "src", "trial": 0, "storage": storage} and config["input_shape"] == [1, 8, 8]
+    result = invoke(main, ["train", "--config", "xfer.yaml", "--out", "again", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (again,) = json.loads((tmp_path / "again" / "results.json").read_text())["seeds"]
+    assert (again["val_accuracy"], again["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
+
+    result = invoke(main, ["confirm", "--study", "xfer0", "--storage", storage, "--top", "1", "--seeds", "1",
+                           "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (confirmed,) = ranking.study_trials(optuna.load_study(study_name="xfer0", storage=storage))[0].user_attrs[
+        "confirm"]["seeds"]
+    seed1 = transfer_trial(1)  # the same trial in a study whose training seed is confirm's first
+    assert (confirmed["val_accuracy"], confirmed["test_accuracy"]) == (seed1.value, seed1.user_attrs["test_accuracy"])
+
+    rebuilt = transfer.load_source(Init(weights=str(tmp_path / "again" / "seed-0.safetensors")), storage)
+    assert rebuilt.config == config["params"] and rebuilt.input_shape == (1, 8, 8) and len(rebuilt.init.sha256) == 64
