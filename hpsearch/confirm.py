@@ -29,6 +29,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from hpsearch import trialrecord as A
 from hpsearch import export, ranking
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
@@ -59,7 +60,7 @@ def seeds_for(base_seed: int, count: int) -> list[int]:
 
 def base_seed(study: optuna.Study) -> int:
     """The training seed every trial of the study ran with (recorded when the study was made)."""
-    seed = study.user_attrs.get("seed")
+    seed = study.user_attrs.get(A.STUDY_SEED)
     return 0 if seed is None else seed
 
 

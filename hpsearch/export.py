@@ -105,7 +105,7 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
 
 
 def _remembered_spec(study: optuna.Study) -> StudySpec:
-    path = study.user_attrs.get("spec_path")
+    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
     if path is None or not Path(path).is_file():
         raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
                             f"file {path or '(unknown)'} is not here: give the study file as --study FILE")

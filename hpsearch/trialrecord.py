@@ -41,9 +41,17 @@ WORKER = "worker"
 TORCH = "torch"
 OPTUNA = "optuna"
 
-# The study's user attributes that every trial's record shares.
+CONFIRM = "confirm"  # on a trial from ranking.study_trials: its retraining with new seeds (confirm.py)
+PRUNER_ATTRS = "pruner_attrs"  # curvepruning's per-trial state
+CURVE = "val_curve"  # a two-objective trial's validation accuracy by epoch (curvepruning)
+
+# The study's user attributes; split and seed are every trial's record's.
 STUDY_SPLIT = "dataset_split"
 STUDY_SEED = "seed"
+STUDY_DATASET = "dataset"  # the dataset's name
+STUDY_EPOCHS = "epochs"
+STUDY_SPEC_PATH = "spec_path"  # the study file it was made from
+STUDY_LIMITS = "limits"  # the limits the last run held
 
 _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origin's words for a study's trial
 
