@@ -62,7 +62,8 @@ def time_fit(data, params: dict, epochs: int, device: torch.device) -> dict:
     """recipe.train as a trial runs it; the first epoch's time includes building the model."""
     started = synchronised(device)
     marks = []
-    trained = recipe.train(params, data, epochs=epochs, seed=0, on_epoch=lambda stats: marks.append(synchronised(device)))
+    trained = recipe.train(params, data, epochs=epochs, seed=0,
+                           on_epoch=lambda stats: marks.append(synchronised(device)))
     total = synchronised(device) - started
     epoch_s = [b - a for a, b in zip([started, *marks], marks)]
     return {"total_s": round(total, 3), "epoch_s": [round(s, 4) for s in epoch_s],

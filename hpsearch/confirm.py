@@ -121,7 +121,8 @@ class Confirmation:
         return done
 
     def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
-        config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url), f"trial #{job.trial.number}")
+        config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
+                                     f"trial #{job.trial.number}")
 
         def epoch_finished(stats: EpochStats) -> None:
             if time.time() - self.refreshed >= CLAIM_REFRESH_S:

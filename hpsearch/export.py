@@ -207,7 +207,8 @@ def _record_problems(raw: dict[str, Any]) -> list[str]:
             problems.append(f"init: must be {{study: NAME, trial: N, storage: URL}} or {{weights: PATH, sha256: HEX}}, "
                             f"as `hpsearch export` writes it, got {init!r}")
     shape = raw.get("input_shape")
-    if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(P.is_int(n) and n >= 1 for n in shape)):
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                  and all(P.is_int(n) and n >= 1 for n in shape)):
         problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
     if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
         problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")

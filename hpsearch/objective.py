@@ -135,7 +135,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
 
         try:
             trained = recipe.train(params, data, epochs=spec.budget.epochs, seed=spec.seed, source=source,
-                                   on_built=on_built, on_epoch=on_epoch, checkpoint=checkpoint)  # on_epoch keeps `history`
+                                   on_built=on_built, on_epoch=on_epoch,
+                                   checkpoint=checkpoint)  # on_epoch keeps `history`
             model = trained.model
             trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))
             trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())

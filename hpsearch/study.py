@@ -54,7 +54,8 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
     study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
                                 sampler=make_sampler(spec.sampler.name, spec.sampler.options, None),
                                 load_if_exists=True)
-    study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})  # as this run holds them
+    # as this run holds them
+    study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
     if not study.get_trials(deepcopy=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2
