@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from hpsearch import params as P, trialrecord as A
@@ -85,8 +86,12 @@ def _from_file(path: Path) -> Source:
                             "(torchvision keeps the ones it downloaded in ~/.cache/torch/hub/checkpoints/)")
     init = Init(weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     if path.suffix == ".safetensors":  # hpsearch's own: its header holds the record that rebuilds the model
-        record = TrialRecord.from_header(read_header(path))
-        return Source(load_state_dict_file(path), record and record.params, record and record.input_shape, init)
+        try:
+            record = TrialRecord.from_header(read_header(path))
+            state_dict = load_state_dict_file(path)
+        except SafetensorError as exc:
+            raise HpsearchError(f"init.weights: {path} is not a safetensors file ({exc})") from None
+        return Source(state_dict, record and record.params, record and record.input_shape, init)
     try:  # weights_only: a weights file must not be able to run code
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:

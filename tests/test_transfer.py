@@ -15,11 +15,11 @@ from optuna.trial import TrialState
 from torch import nn
 
 from hpsearch import params as P, ranking, recipe, transfer
-from hpsearch.artifacts import load_trial_state_dict
+from hpsearch.artifacts import load_trial_state_dict, save_state_dict
 from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
 from hpsearch.data import load
-from hpsearch.errors import SpecError
+from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
 from hpsearch.space import model_config
 from hpsearch.spec import load_spec, parse_spec
@@ -152,6 +152,17 @@ def test_a_missing_weights_file_is_one_line_and_writes_nothing(write_study, stor
     assert result.stderr.strip().startswith(f"error: init.weights: no file {isolated / 'resnet18-f37072fd.pth'}; hpsearch never")
     assert not Path(storage.removeprefix("sqlite:///")).exists()
     assert "error: no storage" in runner.invoke(main, ["best", "--study", "x", "--storage", storage]).stderr
+
+
+def test_a_broken_safetensors_file_or_not_the_recorded_file_is_one_line(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a header")
+    with pytest.raises(HpsearchError, match=r"^init.weights: .*broken.safetensors is not a safetensors file"):
+        transfer.load_source(Init(weights=str(broken)), "")
+    other = tmp_path / "other.safetensors"
+    save_state_dict(nn.Linear(2, 2), other, {})
+    with pytest.raises(HpsearchError, match=r"other.safetensors is not the file the trial started from \(sha256"):
+        transfer.load_source(Init(weights=str(other), sha256="0" * 64), "")
 
 
 def test_weights_that_do_not_fit_are_refused_before_any_trial(source, pets, write_study, storage):
