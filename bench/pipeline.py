@@ -4,7 +4,7 @@ One model, one training recipe, two ways of feeding it, in one run:
   usual     uint8 images held in memory (as torchvision's CIFAR10/FashionMNIST hold them), per-image
             transforms.v2 RandomCrop(padding) + RandomHorizontalFlip + ToDtype + Normalize, a DataLoader
             with os.cpu_count() persistent workers (pin_memory and non_blocking copies on CUDA);
-  hpsearch  hpsearch.data.load (the splits as uint8 on the device) + hpsearch.train.fit (one
+  hpsearch  hpsearch.data.load (the splits as uint8 on the device) + hpsearch.recipe.train (one
             permutation and one batched augmentation per epoch, normalised per batch).
 Both train the same initial weights on the same 90% training split with the same optimizer, per-step
 learning-rate schedule, batch size, threads and autocast (bf16 on CUDA, float32 on the CPU), and both
@@ -38,12 +38,12 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch import data as hdata  # noqa: E402
+from hpsearch import data as hdata, recipe  # noqa: E402
 from hpsearch.baselines import BASELINES, fit_problem  # noqa: E402
 from hpsearch.models import build_model, count_parameters  # noqa: E402
 from hpsearch.space import model_config, train_config  # noqa: E402
 from hpsearch.spectypes import INPUTS, DatasetSpec  # noqa: E402
-from hpsearch.train import EVAL_BATCH, evaluate, fit, lr_factor, make_optimizer, prepare  # noqa: E402
+from hpsearch.train import EVAL_BATCH, evaluate, lr_factor, make_optimizer, prepare  # noqa: E402
 
 # The training recipe, fixed: hpsearch's defaults plus random crops and flips. The network is a
 # baseline's (--model), so the figures name a model the project already knows.
@@ -210,7 +210,7 @@ def trained_images(n: int, batch: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# hpsearch: the splits on the device, fit() as a trial runs it.
+# hpsearch: the splits on the device, recipe.train as a trial runs it.
 
 
 def run_hpsearch(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, device: torch.device,
@@ -219,9 +219,7 @@ def run_hpsearch(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, d
     hdata._LOADED.clear()  # read from disk here, not from an earlier call's cache
     data = hdata.load(spec, device, data_dir)
     cfg = train_config(params, epochs=epochs, seed=SEED)
-    torch.manual_seed(SEED)
-    model = prepare(build_model(model_config(params, data.shape, data.num_classes)), device)
-    setup_s = clock() - started
+    setup_s = clock() - started  # building the model is in the first epoch's time (recipe.train)
     log(f"hpsearch: {len(data.train_y)} training images on {device}, setup {setup_s:.1f} s")
     load_before, marks, history = load_average(), [clock()], []
 
@@ -231,13 +229,13 @@ def run_hpsearch(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, d
         log(f"hpsearch epoch {stats.epoch}: {marks[-1] - marks[-2]:6.1f} s  loss {stats.train_loss:.4f}  "
             f"val {stats.val_accuracy:.4f}")
 
-    fit(model, data, cfg, on_epoch)
+    trained = recipe.train(params, data, epochs=epochs, seed=SEED, on_epoch=on_epoch)
     load_after = load_average()
-    test_acc = evaluate(model, data, data.test_x, data.test_y)
+    test_acc = trained.test_accuracy
     epoch_s = [b - a for a, b in zip(marks, marks[1:])]
     return {**figures("hpsearch", setup_s, epoch_s, trained_images(len(data.train_y), cfg.batch_size),
                       [h.train_loss for h in history], [h.val_accuracy for h in history], test_acc,
-                      load_before, load_after, count_parameters(model)),
+                      load_before, load_after, count_parameters(trained.model)),
             "data_source": data.source, "train_split": fingerprint(data.train_x, data.train_y)}
 
 

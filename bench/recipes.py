@@ -30,6 +30,7 @@ from provenance import load_average, provenance  # noqa: E402
 
 from hpsearch.export import TrialConfig, retrain  # noqa: E402
 from hpsearch.spectypes import DatasetSpec  # noqa: E402
+from hpsearch.trialrecord import TrialRecord  # noqa: E402
 
 # A plain CNN within the cifar10-75 space (every key is one of its axes or fixed values): three
 # blocks of two 3x3 convs with BatchNorm, widths doubling, flips and crops, SGD Nesterov, cosine.
@@ -91,7 +92,8 @@ def make_subset(archive: Path, work: Path, per_class: int) -> Path:
 
 
 def run_one(label: str, params: dict, seed: int, dataset: DatasetSpec, data_dir: Path, epochs: int) -> dict:
-    config = TrialConfig(dataset=dataset, epochs=epochs, seed=seed, params=params, metrics={}, versions={})
+    record = TrialRecord(params=params, dataset=dataset.recorded(), epochs=epochs, seed=seed)
+    config = TrialConfig(record=record, dataset=dataset, metrics={}, versions={})
     load_before = load_average()
     started = time.perf_counter()
     run = retrain(config, seed, torch.device("cpu"), data_dir=data_dir)

@@ -27,14 +27,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch import data as hdata  # noqa: E402
+from hpsearch import data as hdata, recipe  # noqa: E402
 from hpsearch.baselines import BASELINES  # noqa: E402
-from hpsearch.models import build_model, count_parameters  # noqa: E402
-from hpsearch.space import model_config, train_config  # noqa: E402
+from hpsearch.models import count_parameters  # noqa: E402
+from hpsearch.space import train_config  # noqa: E402
 from hpsearch.spec import load_spec  # noqa: E402
 from hpsearch.spectypes import DatasetSpec  # noqa: E402
 from hpsearch.study import RunOptions, run  # noqa: E402
-from hpsearch.train import evaluate, fit, prepare  # noqa: E402
 
 VALIDATION = 5000  # the CIFAR-10 studies' validation split
 
@@ -64,18 +63,16 @@ def synchronised(device: torch.device) -> float:
 
 
 def time_fit(data, params: dict, epochs: int, device: torch.device) -> dict:
-    torch.manual_seed(0)
-    model = prepare(build_model(model_config(params, data.shape, data.num_classes)), device)
+    """recipe.train as a trial runs it; the first epoch's time includes building the model."""
     started = synchronised(device)
     marks = []
-    history = fit(model, data, train_config(params, epochs=epochs, seed=0),
-                  lambda stats: marks.append(synchronised(device)))
-    test_accuracy = evaluate(model, data, data.test_x, data.test_y)
+    trained = recipe.train(params, data, epochs=epochs, seed=0,
+                           on_epoch=lambda stats: marks.append(synchronised(device)))
     total = synchronised(device) - started
     epoch_s = [b - a for a, b in zip([started, *marks], marks)]
     return {"total_s": round(total, 3), "epoch_s": [round(s, 4) for s in epoch_s],
-            "val_accuracy": history[-1].val_accuracy, "test_accuracy": test_accuracy,
-            "parameters": count_parameters(model)}
+            "val_accuracy": trained.val_accuracy, "test_accuracy": trained.test_accuracy,
+            "parameters": count_parameters(trained.model)}
 
 
 def time_trial(model: str, dataset: DatasetSpec, epochs: int, device: torch.device, data_dir: Path | None) -> dict:
@@ -99,14 +96,12 @@ def profile_epoch(data, params: dict, device: torch.device) -> dict:
     """One epoch under torch.profiler: where the time goes, and how busy the device was."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(0)
-    model = prepare(build_model(model_config(params, data.shape, data.num_classes)), device)
     cfg = train_config(params, epochs=1, seed=0)
-    fit(model, data, cfg)  # warm-up outside the profile
+    recipe.train(params, data, epochs=1, seed=0)  # warm-up outside the profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities) as prof:  # one epoch, with the build and the final test evaluation
         started = synchronised(device)
-        fit(model, data, cfg)
+        recipe.train(params, data, epochs=1, seed=0)
         wall = synchronised(device) - started
     events = prof.key_averages()
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"

@@ -35,8 +35,9 @@ from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch import ranking
 from hpsearch.storage import folder_beside, mask, open_existing
+from hpsearch import trialrecord as A
+from hpsearch.trialrecord import TrialRecord
 
-WEIGHTS_ATTR = "weights_artifact"  # trial user attribute: the artifact id of its weights
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -56,11 +57,11 @@ class WeightKeeper:
             raise HpsearchError(f"cannot write the artifact folder {self.folder}: set $HPSEARCH_ARTIFACTS to a "
                                 "writable folder, or keep no weights (--keep-weights 0)")
 
-    def __call__(self, trial: optuna.Trial, model: torch.nn.Module) -> None:
-        value = trial.user_attrs["val_accuracy"]  # the objective's return value, not yet stored
-        kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[WEIGHTS_ATTR])
+    def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
+        value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
+        kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
                 for t in ranking.ranked(trial.study.get_trials(deepcopy=False))
-                if self._exists(t.user_attrs.get(WEIGHTS_ATTR))]
+                if self._exists(t.user_attrs.get(A.WEIGHTS))]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
             return
@@ -68,10 +69,10 @@ class WeightKeeper:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_state_dict(model, path, {"study": trial.study.study_name, "trial": str(trial.number),
-                                          "params": json.dumps(trial.user_attrs.get("config", {}))})
+                                          **record.header()})
             artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
                                           mimetype="application/octet-stream")
-        trial.set_user_attr(WEIGHTS_ATTR, artifact_id)
+        trial.set_user_attr(A.WEIGHTS, artifact_id)
         for _, _, dropped in ranked[self.keep:]:
             if dropped is not None:
                 try:
@@ -93,14 +94,19 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A file of save_state_dict, in the model's own key order (safetensors sorts by name;
     transfer learning matches layers by position)."""
     tensors = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        order = json.loads((f.metadata() or {}).get("keys", "[]"))
+    order = json.loads(read_header(path).get("keys", "[]"))
     return {k: tensors[k] for k in order} if sorted(order) == sorted(tensors) else tensors
+
+
+def read_header(path: Path) -> dict[str, str]:
+    """The text metadata of a safetensors file (TrialRecord.from_header reads the record in it)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
 
 
 def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
     """The file holding this trial's weights, or None if it has none (never kept, or dropped)."""
-    artifact_id = trial.user_attrs.get(WEIGHTS_ATTR)
+    artifact_id = trial.user_attrs.get(A.WEIGHTS)
     if artifact_id is None:
         return None
     path = artifact_dir(storage_url) / artifact_id

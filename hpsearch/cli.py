@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from hpsearch import trialrecord as A
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
@@ -203,7 +204,7 @@ def _finish(study, spec, options, console) -> None:
 
     study_module = _study_layer()
     trials = study.get_trials(deepcopy=False)
-    ours = [t for t in trials if t.user_attrs.get("run") == options.run_id]
+    ours = [t for t in trials if t.user_attrs.get(A.RUN) == options.run_id]
     finished = sum(t.state in study_module.FINISHED for t in trials)
     if not ours and options.until is not None and finished >= options.until:
         console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
@@ -490,8 +491,8 @@ def train(config_path, seeds, out, device, data_dir):
         click.echo(f"note: {note}", err=True)
     metrics = config.metrics
     runs = []
-    with RetrainDisplay(Console(stderr=True), seeds, config.epochs) as display:
-        for seed in range(config.seed, config.seed + seeds):
+    with RetrainDisplay(Console(stderr=True), seeds, config.record.epochs) as display:
+        for seed in range(config.record.seed, config.record.seed + seeds):
             display.seed_started(seed)
             retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir,
                                               on_epoch=display.epoch_finished, progress=display.loading)
@@ -499,7 +500,7 @@ def train(config_path, seeds, out, device, data_dir):
             display.seed_finished()
             runs.append(retrained)
             line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
-            if seed == config.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
+            if seed == config.record.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
                 same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
                 line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
                          f"{': identical' if same else ''})")
@@ -610,7 +611,7 @@ def _remembered_spec(study):
     limits are not stored with the study); else None."""
     from hpsearch.errors import SpecError
 
-    path = study.user_attrs.get("spec_path")
+    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
     try:
         spec = catalog.load_study_spec(path) if path and Path(path).is_file() else None
     except SpecError:

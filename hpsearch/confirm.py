@@ -29,6 +29,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from hpsearch import trialrecord as A
 from hpsearch import export, ranking
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
@@ -59,7 +60,7 @@ def seeds_for(base_seed: int, count: int) -> list[int]:
 
 def base_seed(study: optuna.Study) -> int:
     """The training seed every trial of the study ran with (recorded when the study was made)."""
-    seed = study.user_attrs.get("seed")
+    seed = study.user_attrs.get(A.STUDY_SEED)
     return 0 if seed is None else seed
 
 
@@ -92,6 +93,7 @@ class Confirmation:
     def __init__(self, study: optuna.Study, storage_url: str, top: int, seeds: int, device: torch.device, *,
                  data_dir: Path | None = None, lock: NoLock | None = None):
         self.study = study
+        self.storage_url = storage_url
         self.trials = chosen(study, top)
         self.seeds = seeds_for(base_seed(study), seeds)
         self.device = device
@@ -119,7 +121,8 @@ class Confirmation:
         return done
 
     def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
-        config = export.parse_config(export.trial_config(self.study, job.trial), f"trial #{job.trial.number}")
+        config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
+                                     f"trial #{job.trial.number}")
 
         def epoch_finished(stats: EpochStats) -> None:
             if time.time() - self.refreshed >= CLAIM_REFRESH_S:

@@ -18,19 +18,17 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-CURVE = "val_curve"
-PRUNER_ATTRS = "pruner_attrs"
-
+from hpsearch import trialrecord as A
 
 def record(trial: optuna.Trial, curve: list[float]) -> None:
     """Store the trial's validation accuracy after each epoch so far (epoch 1 first)."""
-    trial.set_user_attr(CURVE, list(curve))
+    trial.set_user_attr(A.CURVE, list(curve))
 
 
 def curve(trial: FrozenTrial) -> dict[int, float]:
     """Validation accuracy per epoch of any trial: its intermediate values, or its recorded curve in a
     multi-objective study."""
-    return trial.intermediate_values or dict(enumerate(trial.user_attrs.get(CURVE, []), start=1))
+    return trial.intermediate_values or dict(enumerate(trial.user_attrs.get(A.CURVE, []), start=1))
 
 
 def should_prune(trial: optuna.Trial) -> bool:
@@ -40,7 +38,7 @@ def should_prune(trial: optuna.Trial) -> bool:
     prune = trial.study.pruner.prune(view, judged)
     written = view.get_trials(deepcopy=False)[trial.number].system_attrs
     if written != judged.system_attrs:
-        trial.set_user_attr(PRUNER_ATTRS, dict(written))
+        trial.set_user_attr(A.PRUNER_ATTRS, dict(written))
     return prune
 
 
@@ -59,4 +57,4 @@ def single_objective_view(study: optuna.Study) -> optuna.Study:
 def _single_objective(trial: FrozenTrial) -> FrozenTrial:
     return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
                         params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
-                        intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(PRUNER_ATTRS, {}))
+                        intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(A.PRUNER_ATTRS, {}))

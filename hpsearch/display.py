@@ -13,9 +13,10 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hpsearch import trialrecord as A
 from hpsearch.curvepruning import curve
 from hpsearch.data import DeviceData
-from hpsearch.limits import OVER_LIMIT, describe
+from hpsearch.limits import describe
 from hpsearch.objective import RunEvents
 from hpsearch.ranking import val_accuracy
 from hpsearch.report import NO_FAILURE_REASON
@@ -146,7 +147,7 @@ class ParallelDisplay(LiveBars):
     def polled(self, trials: list[FrozenTrial]) -> None:
         """Called with the study's trials before the trials that ended since the last poll are shown."""
         if self.earlier is None:  # with --until, finished trials of earlier runs count towards the total
-            self.earlier = sum(t.state in FINISHED and t.user_attrs.get("run") != self.run_id
+            self.earlier = sum(t.state in FINISHED and t.user_attrs.get(A.RUN) != self.run_id
                                for t in trials) if self.counting_study else 0
         running = [t for t in trials if t.state == TrialState.RUNNING]
         self.progress.update(self.bar, description=f"trials ({len(running)} running)")
@@ -190,18 +191,18 @@ class RetrainDisplay(LiveBars):
 def describe_trial(trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
     head = f"trial #{trial.number}"
-    tag = f" ({attrs['baseline']})" if "baseline" in attrs else ""
+    tag = f" ({attrs[A.BASELINE]})" if A.BASELINE in attrs else ""
     if trial.state == TrialState.COMPLETE:
         return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
                 f"test {attrs.get('test_accuracy', float('nan')):.4f}, "
                 f"{attrs.get('param_count', 0):,} params, {attrs.get('epochs')} epochs, {attrs.get('seconds', 0):.1f}s")
-    if OVER_LIMIT in attrs:
-        return f"{head}{tag} over a limit: {attrs[OVER_LIMIT]}"
+    if A.OVER_LIMIT in attrs:
+        return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
     if trial.state == TrialState.PRUNED:
-        last = curve(trial).get(attrs.get("epochs"), float("nan"))
+        last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
         return f"{head}{tag} pruned after epoch {attrs.get('epochs')} (val {last:.4f}), {attrs.get('seconds', 0):.1f}s"
     if trial.state == TrialState.FAIL:
-        reason = attrs.get("failure") or NO_FAILURE_REASON
+        reason = attrs.get(A.FAILURE) or NO_FAILURE_REASON
         return f"{head}{tag} failed: {reason}"
     return f"{head}{tag} {trial.state.name.lower()}"
 

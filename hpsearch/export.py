@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,30 +23,30 @@ import torch
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data as data_module, params as P, ranking, space
+from hpsearch import data as data_module, params as P, ranking, recipe, transfer, trialrecord as A
 from hpsearch.artifacts import save_state_dict, trial_weights_path
-from hpsearch.data_init import init_from_data
 from hpsearch.errors import HpsearchError, SpecError
-from hpsearch.models import build_model
+from hpsearch.models import ArchitectureError
 from hpsearch.spec import config_dataset, load_spec, load_yaml, yaml_problem
 from hpsearch.spectypes import DatasetSpec, StudySpec
 from hpsearch.stats import spread
-from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
+from hpsearch.storage import mask
+from hpsearch.train import EpochStats, TrainingDiverged
+from hpsearch.trialrecord import TrialRecord
 
 FORMAT = "hpsearch-config/1"
-_KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "metrics", "versions",
-         "weights"}
+_KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
+         "classes", "metrics", "versions", "weights"}  # init, input_shape, classes: optional, as older files lack them
 _REQUIRED = ("format", "dataset", "epochs", "seed", "params")
+_INIT_KEYS = {"study", "trial", "storage", "weights", "sha256"}
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """A config file, validated: what retraining needs, and what the trial reached for comparison."""
 
-    dataset: DatasetSpec
-    epochs: int
-    seed: int
-    params: Mapping[str, Any]
+    record: TrialRecord
+    dataset: DatasetSpec  # record.dataset, checked
     metrics: Mapping[str, Any]
     versions: Mapping[str, Any]
 
@@ -74,36 +74,38 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
     return trial
 
 
-def trial_config(study: optuna.Study, trial: FrozenTrial, spec: StudySpec | None = None) -> dict[str, Any]:
+def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
+                 spec: StudySpec | None = None) -> dict[str, Any]:
     """The standalone config of a completed trial, as a plain dict ready for YAML or JSON.
 
     Split and seed come from the study (recorded when it was created); for a study made before
-    that was recorded, from `spec` or the study file the study remembers.
+    that was recorded, from `spec` or the study file the study remembers. A transfer trial's
+    source study is named with its storage (`storage_url` where it is the study's own; a password
+    in it masked).
     """
-    split, seed = study.user_attrs.get("dataset_split"), study.user_attrs.get("seed")
-    if split is None or seed is None:
+    study_attrs = study.user_attrs
+    if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
         spec = spec or _remembered_spec(study)
-        split = spec.dataset.recorded()
-        seed = spec.seed
+        study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
     attrs = trial.user_attrs
+    record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
+    if record.init is not None and record.init.study is not None:
+        record = replace(record, init=replace(record.init, storage=mask(record.init.storage or storage_url)))
     return {
         "format": FORMAT,
         "study": study.study_name,
         "trial": trial.number,
-        **({"baseline": attrs["baseline"]} if "baseline" in attrs else {}),
-        "dataset": dict(split),
-        "epochs": attrs["epochs"],
-        "seed": seed,
-        "params": P.complete(attrs.get("config", trial.params)),
-        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get("test_accuracy"),
-                    "param_count": attrs.get("param_count"), "seconds": attrs.get("seconds"),
-                    "device": attrs.get("device"), "dataset_source": attrs.get("dataset_source")},
-        "versions": {"torch": attrs.get("torch"), "optuna": attrs.get("optuna"), "hpsearch": version("hpsearch")},
+        **({"baseline": attrs[A.BASELINE]} if A.BASELINE in attrs else {}),
+        **record.config(),
+        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get(A.TEST_ACCURACY),
+                    "param_count": attrs.get(A.PARAM_COUNT), "seconds": attrs.get(A.SECONDS),
+                    "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
+        "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
     }
 
 
 def _remembered_spec(study: optuna.Study) -> StudySpec:
-    path = study.user_attrs.get("spec_path")
+    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
     if path is None or not Path(path).is_file():
         raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
                             f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
@@ -136,7 +138,7 @@ def export_trial(study: optuna.Study, storage_url: str, number: int | None, out:
     """Write the config of trial `number` (None: the best) to `out`; returns the trial and any weights file."""
     trial = pick_trial(study, number)
     weights = trial_weights_path(storage_url, trial) if include_weights else None
-    return trial, write_config(trial_config(study, trial, spec), out, weights)
+    return trial, write_config(trial_config(study, trial, storage_url, spec), out, weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,10 +191,28 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
                 problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
             elif why := param.check_value(value):
                 problems.append(f"params.{name}: {value!r} {why}")
+    problems += _record_problems(raw)
     if problems:
         raise SpecError(where, problems)
-    return TrialConfig(dataset=dataset, epochs=raw["epochs"], seed=raw["seed"], params=params,
+    return TrialConfig(record=TrialRecord.from_config(raw), dataset=dataset,
                        metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
+
+
+def _record_problems(raw: dict[str, Any]) -> list[str]:
+    """What is wrong with the optional keys that say where the weights start and what the model was built for."""
+    problems = []
+    init = raw.get("init")
+    if init is not None:
+        if not isinstance(init, dict) or not init.keys() <= _INIT_KEYS or ("study" in init) == ("weights" in init):
+            problems.append(f"init: must be {{study: NAME, trial: N, storage: URL}} or {{weights: PATH, sha256: HEX}}, "
+                            f"as `hpsearch export` writes it, got {init!r}")
+    shape = raw.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                  and all(P.is_int(n) and n >= 1 for n in shape)):
+        problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
+    if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
+        problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")
+    return problems
 
 
 def differences(config: TrialConfig, device: torch.device) -> list[str]:
@@ -209,29 +229,33 @@ def differences(config: TrialConfig, device: torch.device) -> list[str]:
 
 @dataclass(frozen=True)
 class Retrained:
-    seed: int
+    record: TrialRecord  # the config's, with this run's seed and the data's shape and classes
     model: torch.nn.Module
     history: list[EpochStats]
     val_accuracy: float
     test_accuracy: float
 
+    @property
+    def seed(self) -> int:
+        return self.record.seed
+
 
 def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: Path | None = None,
             on_epoch: Callable[[EpochStats], None] | None = None, progress: data_module.Progress = None) -> Retrained:
-    """Train the config's model from scratch with `seed`, exactly as objective.py trains a trial."""
+    """Train the config's model with `seed` through recipe.train, as objective.py trains a trial:
+    a transfer trial starts from the same source weights (its study's stored ones, or the file)."""
+    record = config.record
     data = data_module.load(config.dataset, device, data_dir, progress=progress)
-    model_cfg = space.model_config(config.params, data.shape, data.num_classes)
-    torch.manual_seed(seed)
-    model = build_model(model_cfg)
-    init_from_data(model, data)
-    model = prepare(model, device)
-    train_cfg = space.train_config(config.params, epochs=config.epochs, seed=seed)
+    source = None
+    if record.init is not None and record.params.get("pretrained"):
+        source = transfer.load_source(record.init, record.init.storage or "")
     try:
-        history = fit(model, data, train_cfg, on_epoch)
-    except TrainingDiverged as exc:
+        trained = recipe.train(dict(record.params), data, epochs=record.epochs, seed=seed, source=source,
+                               on_epoch=on_epoch)
+    except (TrainingDiverged, ArchitectureError) as exc:
         raise HpsearchError(f"seed {seed}: {exc}") from None
-    test_accuracy = evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta)
-    return Retrained(seed, model, history, history[-1].val_accuracy, test_accuracy)
+    record = replace(record, seed=seed, input_shape=data.shape, classes=data.num_classes)
+    return Retrained(record, trained.model, trained.history, trained.val_accuracy, trained.test_accuracy)
 
 
 def start_out_dir(out: Path, config_path: Path) -> None:
@@ -246,7 +270,8 @@ def save_retrained(run: Retrained, out: Path, config_path: Path) -> Path:
     """The run's weights as out/seed-S.safetensors; the header names the config and the accuracies."""
     path = out / f"seed-{run.seed}.safetensors"
     save_state_dict(run.model, path, {"config": config_path.name, "seed": str(run.seed),
-                                      "val_accuracy": repr(run.val_accuracy), "test_accuracy": repr(run.test_accuracy)})
+                                      "val_accuracy": repr(run.val_accuracy), "test_accuracy": repr(run.test_accuracy),
+                                      **run.record.header()})
     return path
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hpsearch import trialrecord as A
+
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial, FrozenTrial
 
     from hpsearch.spectypes import Limits
 
 # What a limit (or a second objective) bounds -> the trial user attribute that measures it.
-MEASURES = {"params": "param_count", "train_seconds": "train_seconds"}
-OVER_LIMIT = "over_limit"  # trial user attribute: which limit a stopped trial broke, by how much
+MEASURES = {"params": A.PARAM_COUNT, "train_seconds": A.TRAIN_SECONDS}
 
 
 def within_limits(trial: FrozenTrial) -> bool:

@@ -27,17 +27,17 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import curvepruning, limits, space, transfer
+from hpsearch import curvepruning, limits, recipe, space, transfer, trialrecord as A
 from hpsearch.baselines import BASELINES
 from hpsearch.checkpoint import CheckpointFile
-from hpsearch.data_init import init_from_data
 from hpsearch.data import DeviceData
 from hpsearch.errors import interruption
-from hpsearch.models import ArchitectureError, build_model, count_parameters
+from hpsearch.models import ArchitectureError, count_parameters
 from hpsearch.paths import slug
 from hpsearch.signals import hold_signals
 from hpsearch.spectypes import StudySpec
-from hpsearch.train import EpochStats, TrainingDiverged, evaluate, fit, prepare
+from hpsearch.train import EpochStats, TrainingDiverged
+from hpsearch.trialrecord import TrialRecord
 
 
 class TrialFailed(Exception):
@@ -68,14 +68,14 @@ def device_name(device: torch.device) -> str:
 
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
-                   on_complete: Callable[[optuna.Trial, torch.nn.Module], None] | None = None,
+                   on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
                    source: transfer.Source | None = None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
     with two objectives, the trial's parameter count or training seconds, minimised).
 
     With `checkpoints` (a folder), each trial saves its training state after every epoch there,
     and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
-    on_complete(trial, model) runs after a trial trained to the end, while the trial can still
+    on_complete(trial, model, record) runs after a trial trained to the end, while the trial can still
     take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
     source: the trained model a study with init: starts from; its config, where it has one, is
     every trial's architecture.
@@ -83,18 +83,19 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     events = events or RunEvents()
     device = data.train_x.device
     architecture = source.config if source is not None else None
-    provenance = {"device": device_name(device), "torch": torch.__version__, "optuna": optuna.__version__,
-                  "dataset_source": data.source, "worker": f"{socket.gethostname()}:{os.getpid()}",
-                  "input_shape": list(data.shape)}
+    provenance = {A.DEVICE: device_name(device), A.TORCH: torch.__version__, A.OPTUNA: optuna.__version__,
+                  A.DATASET_SOURCE: data.source, A.WORKER: f"{socket.gethostname()}:{os.getpid()}",
+                  A.INPUT_SHAPE: list(data.shape), A.CLASSES: data.num_classes}
     if source is not None:
-        provenance["init"] = source.origin
+        provenance[A.INIT] = source.origin
+        provenance[A.SOURCE] = source.init.as_dict()
 
     multi_objective = len(spec.objectives) > 1
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        baseline = trial.user_attrs.get("baseline")  # set when the run queued it (study.baseline_due)
+        baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (study.baseline_due)
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
-        trial.set_user_attr("config", params)
+        trial.set_user_attr(A.CONFIG, params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
         events.trial_started(trial.number, params)
@@ -109,7 +110,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
-                trial.set_user_attr("resumed_from_epoch", stats.epoch - 1)
+                trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
                 history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
             epochs_run = stats.epoch
             history.append(stats)
@@ -125,41 +126,40 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             if curvepruning.should_prune(trial) if multi_objective else trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
 
-        try:
-            model_cfg = space.model_config(params, data.shape, data.num_classes)
-            torch.manual_seed(spec.seed)
-            model = build_model(model_cfg)
+        def on_built(model: torch.nn.Module) -> None:
             param_count = count_parameters(model)
-            trial.set_user_attr("param_count", param_count)
+            trial.set_user_attr(A.PARAM_COUNT, param_count)
             limits.record(trial, spec.limits, "params", param_count)
             if reason := limits.over(spec.limits, "params", param_count):
                 raise OverLimit(f"{reason}: not trained")
-            init_from_data(model, data)  # after the limit check: fitting a whitening layer takes a while
-            reused = transfer.apply(model, source, params, data.shape) if params.get("pretrained") else ()
-            model = prepare(model, device)
-            trial.set_user_attr("trainable_count", sum(p.numel() for p in model.parameters() if p.requires_grad))
-            train_cfg = space.train_config(params, epochs=spec.budget.epochs, seed=spec.seed)
-            fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)  # on_epoch keeps `history`
-            trial.set_user_attr("train_seconds", train_seconds())
+
+        try:
+            trained = recipe.train(params, data, epochs=spec.budget.epochs, seed=spec.seed, source=source,
+                                   on_built=on_built, on_epoch=on_epoch,
+                                   checkpoint=checkpoint)  # on_epoch keeps `history`
+            model = trained.model
+            trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))
+            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
             limits.record(trial, spec.limits, "train_seconds", train_seconds())
-            trial.set_user_attr("val_accuracy", history[-1].val_accuracy)
-            trial.set_user_attr("test_accuracy", evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta))
+            trial.set_user_attr(A.VAL_ACCURACY, history[-1].val_accuracy)
+            trial.set_user_attr(A.TEST_ACCURACY, trained.test_accuracy)
             if on_complete is not None:
-                on_complete(trial, model)
+                on_complete(trial, model, TrialRecord(params, spec.dataset.recorded(), spec.budget.epochs, spec.seed,
+                                                      source and source.init, data.shape, data.num_classes))
             if multi_objective:
                 return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
             return history[-1].val_accuracy
         except optuna.TrialPruned as exc:  # by the pruner, or over a limit
             if isinstance(exc, OverLimit):
-                trial.set_user_attr(limits.OVER_LIMIT, str(exc))
-            trial.set_user_attr("train_seconds", train_seconds())
+                trial.set_user_attr(A.OVER_LIMIT, str(exc))
+            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
             limits.record(trial, spec.limits, "train_seconds", train_seconds())
             raise
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
             hold_signals()
-            trial.set_user_attr("failure", f"{interruption(exc)}; run the same command again to resume")
+            trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
         except torch.OutOfMemoryError:
@@ -167,14 +167,14 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         finally:
             if checkpoint is not None:
                 checkpoint.delete()
-            trial.set_user_attr("epochs", epochs_run)
-            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            trial.set_user_attr(A.EPOCHS, epochs_run)
+            trial.set_user_attr(A.SECONDS, round(time.perf_counter() - started, 3))
         # Out of the except blocks, nothing refers to the failed step's tensors any more.
         model = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        trial.set_user_attr("failure", failure)
+        trial.set_user_attr(A.FAILURE, failure)
         raise TrialFailed(failure)
 
     return objective

@@ -25,6 +25,7 @@ from matplotlib import ticker  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+from hpsearch import trialrecord as A
 from hpsearch import curvepruning  # noqa: E402
 
 from hpsearch import ranking  # noqa: E402
@@ -114,7 +115,7 @@ def _varying_params(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
 def _searched_only(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of the study without its baseline trials."""
     copy = optuna.create_study(direction=study.direction)
-    copy.add_trials([t for t in study.get_trials(deepcopy=False) if "baseline" not in t.user_attrs])
+    copy.add_trials([t for t in study.get_trials(deepcopy=False) if A.BASELINE not in t.user_attrs])
     return copy
 
 
@@ -156,16 +157,16 @@ def _intermediate(study: optuna.Study):
         epochs, values = zip(*sorted(trial.intermediate_values.items()))
         if trial.state == TrialState.PRUNED:
             ax.plot(epochs, values, color="0.6", linestyle="--", linewidth=1, marker="x", markevery=[-1])
-        elif "baseline" in trial.user_attrs:
+        elif A.BASELINE in trial.user_attrs:
             line, = ax.plot(epochs, values, color=next(baseline_colors), linestyle=":", linewidth=1.5,
-                            label=f"baseline {trial.user_attrs['baseline']} (#{trial.number})")
+                            label=f"baseline {trial.user_attrs[A.BASELINE]} (#{trial.number})")
             legend.append(line)
         else:
             ax.plot(epochs, values, color="tab:blue", alpha=0.6, linewidth=1)
     if best is not None:
         epochs, values = zip(*sorted(best.intermediate_values.items()))
         ax.plot(epochs, values, color="tab:red", linewidth=2.2)
-    n_searched = sum(t.state == TrialState.COMPLETE and "baseline" not in t.user_attrs for t in trials)
+    n_searched = sum(t.state == TrialState.COMPLETE and A.BASELINE not in t.user_attrs for t in trials)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     legend = [plt.Line2D([], [], color="tab:blue", label=f"completed ({n_searched})"),
               plt.Line2D([], [], color="0.6", linestyle="--", marker="x", label=f"pruned ({n_pruned})"), *legend]
@@ -194,7 +195,7 @@ def _pareto(study: optuna.Study, limits: Limits):
               ("train_seconds", "training seconds (log scale)", limits.train_seconds, "{:g} s"))
     for ax, (objective, label, limit, limit_text) in zip(axes, panels):
         x = lambda t: measured(t, objective)
-        searched = [t for t in trials if "baseline" not in t.user_attrs]
+        searched = [t for t in trials if A.BASELINE not in t.user_attrs]
         inside = [t for t in searched if within_limits(t)]
         over = [t for t in searched if not within_limits(t)]
         if inside:
@@ -203,10 +204,10 @@ def _pareto(study: optuna.Study, limits: Limits):
         if over:
             ax.scatter([x(t) for t in over], [ranking.val_accuracy(t) for t in over], s=26, color="0.55", marker="x",
                        label=f"over a limit ({len(over)})")
-        for n, t in enumerate(t for t in trials if "baseline" in t.user_attrs):
+        for n, t in enumerate(t for t in trials if A.BASELINE in t.user_attrs):
             ax.scatter([x(t)], [ranking.val_accuracy(t)], s=60, marker="D", color="tab:green", edgecolor="black",
                        zorder=3, label=None if n else "baseline")
-            ax.annotate(t.user_attrs["baseline"], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
+            ax.annotate(t.user_attrs[A.BASELINE], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
                         xytext=(6, -10), fontsize=8)
         front = sorted(ranking.front(trials, against=objective), key=x)  # steps rise left to right
         if front:

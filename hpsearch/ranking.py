@@ -16,17 +16,15 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import trialrecord as A
 from hpsearch.limits import measured, within_limits
 
 if TYPE_CHECKING:
     import optuna
 
-CONFIRM_ATTR = "confirm"  # on a trial from study_trials: its retraining with new seeds (confirm.py)
-
-
 def confirm_key(number: int) -> str:
     """The study user attribute that holds trial `number`'s confirmation."""
-    return f"{CONFIRM_ATTR} #{number}"
+    return f"{A.CONFIRM} #{number}"
 
 
 def study_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -40,7 +38,7 @@ def study_trials(study: optuna.Study) -> list[FrozenTrial]:
     for index, trial in enumerate(trials):
         if (confirmation := stored.get(confirm_key(trial.number))) is not None:
             trials[index] = copy.copy(trial)
-            trials[index].user_attrs = {**trial.user_attrs, CONFIRM_ATTR: confirmation}
+            trials[index].user_attrs = {**trial.user_attrs, A.CONFIRM: confirmation}
     return trials
 
 
@@ -62,7 +60,7 @@ def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 def confirmed_mean(trial: FrozenTrial) -> float | None:
     """The mean validation accuracy of the trial's confirmation seeds, or None if it has none."""
-    confirm = trial.user_attrs.get(CONFIRM_ATTR) or {}
+    confirm = trial.user_attrs.get(A.CONFIRM) or {}
     return confirm.get("val", {}).get("mean") if confirm.get("seeds") else None
 
 

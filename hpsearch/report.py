@@ -15,9 +15,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import trialrecord as A
 from hpsearch import ranking, timing
 from hpsearch.baselines import BASELINES
-from hpsearch.limits import OVER_LIMIT, describe
+from hpsearch.limits import describe
 from hpsearch.spectypes import StudySpec
 
 NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
@@ -26,13 +27,13 @@ HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params
 
 def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None:
     """The reason most of the failed ones among `trials` record, and how many do; None if none failed."""
-    reasons = Counter(t.user_attrs.get("failure") or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
+    reasons = Counter(t.user_attrs.get(A.FAILURE) or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
     return reasons.most_common(1)[0] if reasons else None
 
 
 def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:
     """The study file's baselines, then any other baseline found among the stored trials."""
-    stored = [t.user_attrs["baseline"] for t in study.get_trials(deepcopy=False) if "baseline" in t.user_attrs]
+    stored = [t.user_attrs[A.BASELINE] for t in study.get_trials(deepcopy=False) if A.BASELINE in t.user_attrs]
     return list(dict.fromkeys([*listed, *stored]))
 
 
@@ -41,8 +42,8 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
     trials = study.get_trials(deepcopy=False)
     by_baseline: dict[str, FrozenTrial] = {}
     for trial in trials:  # the latest attempt of each baseline wins
-        if "baseline" in trial.user_attrs:
-            by_baseline[trial.user_attrs["baseline"]] = trial
+        if A.BASELINE in trial.user_attrs:
+            by_baseline[trial.user_attrs[A.BASELINE]] = trial
     table = []
     for name in baseline_names(study, listed):
         b = BASELINES.get(name)
@@ -51,7 +52,7 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
         if b and b.dataset != dataset:  # a figure from another dataset is context, not a target
             reported += f" on {b.dataset}"
         table.append(_row(by_baseline.get(name), name, f"report {b.report}" if b else "", reported))
-    searched = [t for t in ranking.ranked(trials) if "baseline" not in t.user_attrs]
+    searched = [t for t in ranking.ranked(trials) if A.BASELINE not in t.user_attrs]
     for rank, trial in enumerate(searched[:top], start=1):
         table.append(_row(trial, f"searched #{rank}", "hpsearch", ""))
     return table
@@ -64,13 +65,13 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
         val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
-    elif OVER_LIMIT in attrs:
-        val, test = f"over a limit: {attrs[OVER_LIMIT]}", ""
+    elif A.OVER_LIMIT in attrs:
+        val, test = f"over a limit: {attrs[A.OVER_LIMIT]}", ""
     else:
-        reason = attrs.get("failure", "")
+        reason = attrs.get(A.FAILURE, "")
         val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
-    params = f"{attrs['param_count']:,}" if "param_count" in attrs else ""
-    return (f"#{trial.number}", model, source, reported, val, test, params, str(attrs.get("epochs", "")),
+    params = f"{attrs[A.PARAM_COUNT]:,}" if A.PARAM_COUNT in attrs else ""
+    return (f"#{trial.number}", model, source, reported, val, test, params, str(attrs.get(A.EPOCHS, "")),
             f"{attrs.get('seconds', 0):.1f}")
 
 
@@ -98,10 +99,10 @@ def outcome(study: optuna.Study) -> str | None:
 
 def limits_line(study: optuna.Study) -> str | None:
     """What the study's limits are and how many trials broke one; None for a study without limits."""
-    stored = {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None}
+    stored = {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None}
     if not stored:
         return None
-    over = sum(OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
+    over = sum(A.OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
     return (f"Limits: {describe(stored)}. {over} trial{'' if over == 1 else 's'} over a limit, stopped and never "
             "ranked.")
 
@@ -117,11 +118,11 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
         return [], []
     table = []
     for t in confirmed:
-        confirm = t.user_attrs[ranking.CONFIRM_ATTR]
+        confirm = t.user_attrs[A.CONFIRM]
         val, test = confirm["val"], confirm["test"]
         seeds = [r["seed"] for r in confirm["seeds"] if "failure" not in r]
         failed = len(confirm["seeds"]) - len(seeds)
-        table.append((f"#{t.number}", t.user_attrs.get("baseline") or "searched",
+        table.append((f"#{t.number}", t.user_attrs.get(A.BASELINE) or "searched",
                       ", ".join(map(str, seeds)) + (f" ({failed} diverged)" if failed else ""),
                       f"{val['mean']:.2%} ± {val['std']:.2%}" if val["std"] is not None else f"{val['mean']:.2%}",
                       f"{val['ci95'][0]:.2%} to {val['ci95'][1]:.2%}" if val["ci95"] else "one seed",
@@ -147,7 +148,7 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
     """The table as Markdown, headed by the study name and its per-trial budget; then the confirmed trials, if
     any, and the time to target (`spec` gives the target; None: unknown)."""
     trials = ranking.study_trials(study)
-    table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
+    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
     lines = [f"# {_title(study, epochs)}", ""]
     if said := limits_line(study):
         lines += [said, ""]
@@ -171,7 +172,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
     (out / "report.md").write_text(markdown(study, listed, epochs=epochs, spec=spec))
     drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
     trials = ranking.study_trials(study)
-    table = rows(study, listed, dataset=study.user_attrs.get("dataset"))
+    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
     confirmed, verdict = confirmation(trials)
     paragraphs = lambda lines: "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)

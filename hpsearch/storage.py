@@ -17,6 +17,7 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
@@ -149,7 +150,7 @@ def shared_lock(url: str, study_name: str | None = None) -> NoLock:
     return NoLock()
 
 
-RETRIED_ATTRS = ("baseline",)  # what a trial's copy keeps of its user attributes: what to run, not how it went
+RETRIED_ATTRS = (A.BASELINE,)  # what a trial's copy keeps of its user attributes: what to run, not how it went
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:

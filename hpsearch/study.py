@@ -19,13 +19,14 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import trialrecord as A
 from hpsearch import data as data_module, params as P, ranking, space, transfer
 from hpsearch.artifacts import WeightKeeper
 from hpsearch.baselines import BASELINES, fit_problem
 from hpsearch.checkpoint import checkpoint_root
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
-from hpsearch.limits import MEASURES, OVER_LIMIT, describe
+from hpsearch.limits import MEASURES, describe
 from hpsearch.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.samplers import make_pruner, make_sampler
 from hpsearch.signals import hold_signals
@@ -53,17 +54,18 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> o
     study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
                                 sampler=make_sampler(spec.sampler.name, spec.sampler.options, None),
                                 load_if_exists=True)
-    study.set_user_attr("limits", {name: getattr(spec.limits, name) for name in MEASURES})  # as this run holds them
+    # as this run holds them
+    study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
     if not study.get_trials(deepcopy=False):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2
             study.set_metric_names(list(spec.objectives))
-        study.set_user_attr("dataset", spec.dataset.name)
-        study.set_user_attr("epochs", spec.budget.epochs)
-        study.set_user_attr("spec_path", spec.path)
+        study.set_user_attr(A.STUDY_DATASET, spec.dataset.name)
+        study.set_user_attr(A.STUDY_EPOCHS, spec.budget.epochs)
+        study.set_user_attr(A.STUDY_SPEC_PATH, spec.path)
         # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
-        study.set_user_attr("dataset_split", spec.dataset.recorded())
-        study.set_user_attr("seed", spec.seed)
+        study.set_user_attr(A.STUDY_SPLIT, spec.dataset.recorded())
+        study.set_user_attr(A.STUDY_SEED, spec.seed)
     return study
 
 
@@ -86,11 +88,11 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
                             f"{', '.join(spec.objectives)}: rename the study (name: in the file) or use another "
                             "--storage")
     attrs = study.user_attrs  # one read: each is a query
-    made_for = attrs.get("dataset")
+    made_for = attrs.get(A.STUDY_DATASET)
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
-    made_with = {name: bound for name, bound in (attrs.get("limits") or {}).items() if bound is not None}
+    made_with = {name: bound for name, bound in (attrs.get(A.STUDY_LIMITS) or {}).items() if bound is not None}
     wanted = {name: getattr(spec.limits, name) for name in MEASURES if getattr(spec.limits, name) is not None}
     if made_with != wanted and study.get_trials(deepcopy=False):
         # Each trial's constraint is its measure minus the limit it ran under: other limits would leave the
@@ -98,7 +100,7 @@ def _check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> No
         raise HpsearchError(f"study {spec.name!r} in the storage was made with limits {describe(made_with)}, the "
                             f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
                             "study (name: in the file) or use another --storage")
-    made_on = attrs.get("dataset_split"), attrs.get("seed")
+    made_on = attrs.get(A.STUDY_SPLIT), attrs.get(A.STUDY_SEED)
     if None not in made_on and made_on != (spec.dataset.recorded(), spec.seed) and study.get_trials(deepcopy=False):
         # export rebuilds every trial with the split and seed recorded here: trials run on others would not retrain
         # to their numbers, and accuracies measured on different validation sets would be ranked together.
@@ -113,7 +115,7 @@ BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's tr
 
 def is_baseline(trial: FrozenTrial) -> bool:
     """A fixed trial of one of the reports' models (queued when study.baseline_due said so), not a sampled one."""
-    return "baseline" in trial.user_attrs
+    return A.BASELINE in trial.user_attrs
 
 
 def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
@@ -135,13 +137,13 @@ def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: 
     """
     if any(t.state == TrialState.WAITING for t in trials):
         return None
-    queued = {t.user_attrs.get("baseline") for t in trials}
+    queued = {t.user_attrs.get(A.BASELINE) for t in trials}
     missing = [name for name in baselines if name not in queued]
     if not missing:
         return None
     if slots_left <= len(missing):
         return missing[0]
-    ours = [t for t in trials if t.user_attrs.get("run") == run_id]
+    ours = [t for t in trials if t.user_attrs.get(A.RUN) == run_id]
     baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
     search_s = sum(_trial_seconds(t, now) for t in ours if not is_baseline(t))
     return missing[0] if baseline_s < search_s * BASELINE_SHARE / (1 - BASELINE_SHARE) else None
@@ -222,7 +224,7 @@ def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
     if not (is_baseline(trial) and meets_target(trial, spec)):
         return None
     metric = spec.target.metric
-    return (f"baseline {trial.user_attrs['baseline']} already meets the target: "
+    return (f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: "
             f"{metric.removesuffix('_accuracy')} {target_metric(trial, metric):.2%}")
 
 
@@ -268,7 +270,7 @@ class RunBudget:
     def _counted(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         """This run's trials, a retried trial counted once: its copy."""
         retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-        return [t for t in trials if t.user_attrs.get("run") == self.run_id and t.number not in retried]
+        return [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id and t.number not in retried]
 
     def slots_left(self, trials: list[FrozenTrial]) -> int:
         """How many more trials this run may start."""
@@ -279,7 +281,7 @@ class RunBudget:
     def decide(self, trials: list[FrozenTrial]) -> str:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
-        ours = [t for t in trials if t.user_attrs.get("run") == self.run_id]
+        ours = [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id]
         if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
         if self.slots_left(trials) > 0:
@@ -339,7 +341,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
     def objective_in_slot(trial: optuna.Trial) -> float:
         started.append(trial.number)
         seed.started(trial.number)
-        trial.set_user_attr("run", budget.run_id)
+        trial.set_user_attr(A.RUN, budget.run_id)
         lock.release()
         return objective(trial)
 
@@ -374,7 +376,7 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str
     decision = budget.decide(trials)
     if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id,
                                                    budget.slots_left(trials), datetime.datetime.now())):
-        study.enqueue_trial({}, user_attrs={"baseline": name})
+        study.enqueue_trial({}, user_attrs={A.BASELINE: name})
     return decision
 
 
@@ -407,16 +409,16 @@ def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
         "number": trial.number,
         "state": trial.state.name,
         "val_accuracy": ranking.val_accuracy(trial) if trial.state == TrialState.COMPLETE else None,
-        "test_accuracy": attrs.get("test_accuracy"),
-        "param_count": attrs.get("param_count"),
-        "epochs": attrs.get("epochs"),
-        "seconds": attrs.get("seconds"),
-        "train_seconds": attrs.get("train_seconds"),
-        "device": attrs.get("device"),
-        "baseline": attrs.get("baseline"),
+        "test_accuracy": attrs.get(A.TEST_ACCURACY),
+        "param_count": attrs.get(A.PARAM_COUNT),
+        "epochs": attrs.get(A.EPOCHS),
+        "seconds": attrs.get(A.SECONDS),
+        "train_seconds": attrs.get(A.TRAIN_SECONDS),
+        "device": attrs.get(A.DEVICE),
+        "baseline": attrs.get(A.BASELINE),
         "params": space.stored_params(trial.params),
-        "config": attrs.get("config", space.stored_params(trial.params)),
-        "confirm": attrs.get(ranking.CONFIRM_ATTR),
+        "config": attrs.get(A.CONFIG, space.stored_params(trial.params)),
+        "confirm": attrs.get(A.CONFIRM),
     }
 
 
@@ -448,8 +450,8 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                             TrialState.WAITING)}
     best, single = ranking.best_trial(trials), ranking.single_run_best(trials)
     summary = {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
-               "limits": {k: v for k, v in study.user_attrs.get("limits", {}).items() if v is not None},
-               "over_limit": sum(OVER_LIMIT in t.user_attrs for t in trials),
+               "limits": {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None},
+               "over_limit": sum(A.OVER_LIMIT in t.user_attrs for t in trials),
                "best": summarize_trial(best) if best else None,
                "single_run_best": None if single is None or single is best else summarize_trial(single),
                "versus": _versus(trials)}

@@ -16,6 +16,7 @@ The architecture must be the source's for its weights to fit: a source that carr
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,15 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from hpsearch import params as P
-from hpsearch.artifacts import load_trial_state_dict, trial_weights_path
+from hpsearch import params as P, trialrecord as A
+from hpsearch.artifacts import load_state_dict_file, load_trial_state_dict, read_header, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import ArchitectureError, build_model
 from hpsearch.ranking import ranked
 from hpsearch.space import model_config, with_architecture
 from hpsearch.storage import mask, open_existing
+from hpsearch.trialrecord import Init, TrialRecord
 
 if TYPE_CHECKING:
     from hpsearch.data import DeviceData
@@ -50,7 +53,12 @@ class Source:
     state_dict: Mapping[str, torch.Tensor]
     config: Mapping[str, Any] | None  # the params that built it; None for a plain state dict
     input_shape: tuple[int, int, int] | None  # (C, H, W) it was trained on, where known
-    origin: str  # what it is, for messages and each trial's `init` user attribute
+    init: Init  # where it is; a study's storage None where it is the run's own
+
+    @property
+    def origin(self) -> str:
+        """What it is, for messages and each trial's `init` user attribute."""
+        return self.init.origin
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: Mapping[str, Any],
@@ -60,17 +68,30 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: Mapping[str, Any
                 "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
 
 
-def load_source(init: InitSpec, storage_url: str) -> Source:
-    """The weights `init` names, read once per run; HpsearchError with the fix where they are not there."""
-    if init.weights is not None:
-        return _from_file(Path(init.weights))
-    return _from_study(init.study, init.trial, init.storage or storage_url)
+def load_source(init: InitSpec | Init, storage_url: str) -> Source:
+    """The weights `init` names, read once per run; HpsearchError with the fix where they are not there.
+    A recorded Init's sha256 must match the file's: other weights would train another model."""
+    if init.weights is None:
+        return _from_study(init.study, init.trial, init.storage, storage_url)
+    source = _from_file(Path(init.weights))
+    if getattr(init, "sha256", None) not in (None, source.init.sha256):
+        raise HpsearchError(f"init.weights: {init.weights} is not the file the trial started from "
+                            f"(sha256 {source.init.sha256[:12]}…, recorded {init.sha256[:12]}…)")
+    return source
 
 
 def _from_file(path: Path) -> Source:
     if not path.is_file():
         raise HpsearchError(f"init.weights: no file {path}; hpsearch never downloads weights: copy the file there "
                             "(torchvision keeps the ones it downloaded in ~/.cache/torch/hub/checkpoints/)")
+    init = Init(weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    if path.suffix == ".safetensors":  # hpsearch's own: its header holds the record that rebuilds the model
+        try:
+            record = TrialRecord.from_header(read_header(path))
+            state_dict = load_state_dict_file(path)
+        except SafetensorError as exc:
+            raise HpsearchError(f"init.weights: {path} is not a safetensors file ({exc})") from None
+        return Source(state_dict, record and record.params, record and record.input_shape, init)
     try:  # weights_only: a weights file must not be able to run code
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
@@ -79,14 +100,15 @@ def _from_file(path: Path) -> Source:
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict) and loaded["state_dict"]:
         # written by save_checkpoint
         shape = loaded.get("input_shape")
-        return Source(loaded["state_dict"], loaded.get("config"), tuple(shape) if shape else None, str(path))
+        return Source(loaded["state_dict"], loaded.get("config"), tuple(shape) if shape else None, init)
     if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        return Source(loaded, None, None, str(path))
+        return Source(loaded, None, None, init)
     raise HpsearchError(f"init.weights: {path} holds neither a state dict nor a checkpoint written by hpsearch")
 
 
-def _from_study(name: str, trial: int | str, url: str) -> Source:
-    """The weights stored for a trial of another study, and the config that trial trained."""
+def _from_study(name: str, trial: int | str, storage: str | None, own_url: str) -> Source:
+    """The weights stored for a trial of another study (in `storage`, None: the run's own), and its config."""
+    url = storage or own_url
     try:
         study = optuna.load_study(study_name=name, storage=open_existing(url))
     except KeyError:
@@ -101,12 +123,12 @@ def _from_study(name: str, trial: int | str, url: str) -> Source:
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
         if frozen is None:
             raise HpsearchError(f"init.trial: study {name!r} has no trial #{trial}")
-    if "config" not in frozen.user_attrs:
+    if A.CONFIG not in frozen.user_attrs:
         raise HpsearchError(f"init.study: trial #{frozen.number} of {name!r} records no config to rebuild it from")
     state_dict = load_trial_state_dict(url, name, frozen.number)  # the number, so weights and config are one trial's
-    shape = frozen.user_attrs.get("input_shape")
-    return Source(state_dict, frozen.user_attrs["config"], tuple(shape) if shape else None,
-                  f"study {name} trial #{frozen.number}")
+    shape = frozen.user_attrs.get(A.INPUT_SHAPE)
+    return Source(state_dict, frozen.user_attrs[A.CONFIG], tuple(shape) if shape else None,
+                  Init(study=name, trial=frozen.number, storage=storage))
 
 
 def check_source(spec: StudySpec, data: DeviceData, source: Source) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.spectypes import StudySpec
@@ -180,9 +181,9 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
             on_poll(trials)
             for t in trials:
                 ended = t.state in FINISHED or t.state == TrialState.FAIL
-                if ended and t.number not in seen and t.user_attrs.get("run") == workers.run_id:
+                if ended and t.number not in seen and t.user_attrs.get(A.RUN) == workers.run_id:
                     seen.add(t.number)
-                    on_trial(t, workers.index_of(t.user_attrs.get("worker")))
+                    on_trial(t, workers.index_of(t.user_attrs.get(A.WORKER)))
         if not alive:
             return
         time.sleep(POLL_S)

@@ -8,7 +8,8 @@ import torch
 from optuna.trial import TrialState
 
 from hpsearch import data, space
-from hpsearch.artifacts import WEIGHTS_ATTR, artifact_dir, load_trial_state_dict, trial_weights_path
+from hpsearch import trialrecord as A
+from hpsearch.artifacts import artifact_dir, load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
 from hpsearch.models import build_model
 from hpsearch.spec import load_spec
@@ -26,8 +27,8 @@ def test_the_best_two_completed_trials_keep_their_weights(shared_study):
     assert len(list(artifact_dir(url).iterdir())) == 2  # dropped trials' files are gone: disk use stays bounded
     for trial in kept:
         (meta,) = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
-        assert meta.artifact_id == trial.user_attrs[WEIGHTS_ATTR] and meta.filename == f"trial-{trial.number}.safetensors"
-    assert not any(WEIGHTS_ATTR in t.user_attrs for t in study.trials if t.state != TrialState.COMPLETE)
+        assert meta.artifact_id == trial.user_attrs[A.WEIGHTS] and meta.filename == f"trial-{trial.number}.safetensors"
+    assert not any(A.WEIGHTS in t.user_attrs for t in study.trials if t.state != TrialState.COMPLETE)
 
 
 def test_stored_weights_rebuild_the_trial_and_its_test_accuracy(shared_study):
@@ -54,7 +55,7 @@ def test_missing_weights_name_the_fix(shared_study):
 
 def test_keep_weights_zero_keeps_none(write_study, storage, tmp_path):
     study = run(load_spec(write_study(budget={"epochs": 1, "trials": 1})), storage, RunOptions(device="cpu", keep_weights=0))
-    assert study.trials[0].state == TrialState.COMPLETE and WEIGHTS_ATTR not in study.trials[0].user_attrs
+    assert study.trials[0].state == TrialState.COMPLETE and A.WEIGHTS not in study.trials[0].user_attrs
     assert not artifact_dir(storage).exists()
     with pytest.raises(HpsearchError, match="no completed trial with stored weights.*hpsearch run"):
         load_trial_state_dict(storage, "tiny-digits")

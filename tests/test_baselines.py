@@ -12,16 +12,13 @@ import torch
 from click.testing import CliRunner
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data
+from hpsearch import data, recipe
 from hpsearch.baselines import BASELINES, built_param_count, fit_problem
 from hpsearch.cli import main
 from hpsearch.errors import SpecError
-from hpsearch.models import build_model
-from hpsearch.space import model_config, train_config
 from hpsearch.spec import load_spec
 from hpsearch.spectypes import DatasetSpec
 from hpsearch.study import RunOptions, baseline_due, run
-from hpsearch.train import evaluate, fit
 
 STATED = [b for b in BASELINES.values() if b.param_count is not None]
 
@@ -147,11 +144,9 @@ def test_sigmoid_head_trains_two_classes_with_binary_cross_entropy():
         f"{split}_{part}": getattr(digits, f"{split}_{part}")[keep(getattr(digits, f"{split}_y"))]
         for split in ("train", "val", "test") for part in ("x", "y")})
     params = {"blocks": 1, "convs_per_block": 1, "width": 8, "output": "sigmoid", "batch_size": 32, "lr": 0.05}
-    torch.manual_seed(0)
-    model = build_model(model_config(params, two.shape, 2))
-    assert model[-1].out_features == 1
-    history = fit(model, two, train_config(params, epochs=3, seed=0))
-    assert history[-1].val_accuracy > 0.95 and evaluate(model, two, two.test_x, two.test_y) > 0.95
+    trained = recipe.train(params, two, epochs=3, seed=0)
+    assert trained.model[-1].out_features == 1
+    assert trained.val_accuracy > 0.95 and trained.test_accuracy > 0.95
 
 
 def test_a_baseline_that_meets_the_target_is_noted_and_the_run_goes_on_until_the_search_does(write_study, storage):

@@ -20,13 +20,11 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import data as data_module, space
+from hpsearch import data as data_module, recipe
 from hpsearch.cli import main
-from hpsearch.models import build_model
 from hpsearch.paths import slug
 from hpsearch.spec import load_spec
 from hpsearch.study import RunOptions, open_study, run
-from hpsearch.train import fit, prepare
 
 pytestmark = pytest.mark.cuda
 
@@ -80,13 +78,15 @@ def test_bf16_autocast_and_channels_last_are_really_on(image_folder, tmp_path, d
     data = data_module.load(spec.dataset, device)
     assert data.train_x.device.type == device.type and data.train_x.shape[1] == 3
     params = {**GOOD, "blocks": 2, "augment": "flip_crop_cutout", "crop_padding": 2, "cutout_size": 4}
-    torch.manual_seed(0)
-    model = prepare(build_model(space.model_config(params, data.shape, data.num_classes)), device)
-    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    seen = []
-    first_conv.register_forward_hook(lambda module, inputs, output: seen.append(
-        (module.training, inputs[0].is_contiguous(memory_format=torch.channels_last), output.dtype)))
-    fit(model, data, space.train_config(params, epochs=1, seed=0))
+    seen, convs = [], []
+
+    def watch_first_conv(model):
+        convs.append(next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)))
+        convs[0].register_forward_hook(lambda module, inputs, output: seen.append(
+            (module.training, inputs[0].is_contiguous(memory_format=torch.channels_last), output.dtype)))
+
+    recipe.train(params, data, epochs=1, seed=0, on_built=watch_first_conv)
+    (first_conv,) = convs
     on_cuda = device.type == "cuda"
     assert first_conv.weight.is_contiguous(memory_format=torch.channels_last) == on_cuda
     assert first_conv.weight.dtype == torch.float32  # the master weights stay float32 under autocast

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch.artifacts import WEIGHTS_ATTR
+from hpsearch import trialrecord as A
 
 CHROMIUM = "/usr/bin/chromium"
 STARTUP_S = 120  # importing torch on a busy two-core machine takes a while
@@ -83,7 +83,7 @@ def test_the_dashboard_api_serves_the_study_and_its_weights(shared_study, served
         served = trials[trial.number]
         assert served["state"] == trial.state.name.capitalize()
         assert [v["value"] for v in served["intermediate_values"]] == list(trial.intermediate_values.values())
-        if WEIGHTS_ATTR in trial.user_attrs:
+        if A.WEIGHTS in trial.user_attrs:
             assert [a["filename"] for a in served["artifacts"]] == [f"trial-{trial.number}.safetensors"]
     best = max(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
     assert [t["number"] for t in detail["best_trials"]] == [best.number]

@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import objective as objective_module
+from hpsearch import recipe
 from hpsearch.cli import main
 from hpsearch.params import MAX_SEED
 from hpsearch.spec import load_spec
@@ -63,7 +63,7 @@ def test_nan_loss_is_recorded_and_the_study_goes_on(write_study, storage):
 
 def test_cuda_out_of_memory_fails_the_trial_only(write_study, storage, monkeypatch):
     """CPU stand-in for a GPU running out of memory: the error torch raises, injected into fit."""
-    real_fit = objective_module.fit
+    real_fit = recipe.fit
     calls = []
 
     def fit_that_runs_out_of_memory_once(*args, **kwargs):
@@ -72,7 +72,7 @@ def test_cuda_out_of_memory_fails_the_trial_only(write_study, storage, monkeypat
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(objective_module, "fit", fit_that_runs_out_of_memory_once)
+    monkeypatch.setattr(recipe, "fit", fit_that_runs_out_of_memory_once)
     study = run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=2))
     assert states(study) == [TrialState.FAIL, TrialState.COMPLETE]
     assert "CUDA out of memory" in study.trials[0].user_attrs["failure"]

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import optuna
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from torch import nn
 
-from hpsearch import objective as objective_module, params as P, transfer
-from hpsearch.artifacts import load_trial_state_dict
+from hpsearch import params as P, ranking, recipe, transfer
+from hpsearch.artifacts import load_trial_state_dict, save_state_dict
 from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
 from hpsearch.data import load
-from hpsearch.errors import SpecError
+from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.models import build_model
-from hpsearch.space import model_config, train_config
+from hpsearch.space import model_config
 from hpsearch.spec import load_spec, parse_spec
 from hpsearch.study import RunOptions, run
-from hpsearch.train import TrainConfig, fit, make_optimizer
+from hpsearch.train import TrainConfig, make_optimizer
+from hpsearch.trialrecord import Init
 
 CPU = torch.device("cpu")
 SOURCE_ARCHITECTURE = {"blocks": 3, "convs_per_block": 1, "width": 4, "batchnorm": False, "head_widths": [8]}
@@ -41,9 +45,7 @@ def source(tmp_path_factory, image_folder):
     best = run(spec, storage, RunOptions(device="cpu", keep_weights=1)).best_trial
     config = best.user_attrs["config"]
     dogs = load(spec.dataset, CPU)
-    torch.manual_seed(0)
-    model = build_model(model_config(config, dogs.shape, dogs.num_classes))
-    fit(model, dogs, train_config(config, epochs=2, seed=0))
+    model = recipe.train(config, dogs, epochs=2, seed=0).model
     transfer.save_checkpoint(root / "breeds.pt", model, config, dogs.shape)
     return SimpleNamespace(storage=storage, config=config, trial=best.number, checkpoint=root / "breeds.pt",
                            state={k: v.clone() for k, v in model.state_dict().items()})
@@ -60,8 +62,8 @@ def fits(monkeypatch):
         seen.append((model, before, {k: v.clone() for k, v in model.state_dict().items()}))
         return history
 
-    real_fit = objective_module.fit
-    monkeypatch.setattr(objective_module, "fit", recording_fit)
+    real_fit = recipe.fit
+    monkeypatch.setattr(recipe, "fit", recording_fit)
     return seen
 
 
@@ -152,6 +154,17 @@ def test_a_missing_weights_file_is_one_line_and_writes_nothing(write_study, stor
     assert "error: no storage" in runner.invoke(main, ["best", "--study", "x", "--storage", storage]).stderr
 
 
+def test_a_broken_safetensors_file_or_not_the_recorded_file_is_one_line(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a header")
+    with pytest.raises(HpsearchError, match=r"^init.weights: .*broken.safetensors is not a safetensors file"):
+        transfer.load_source(Init(weights=str(broken)), "")
+    other = tmp_path / "other.safetensors"
+    save_state_dict(nn.Linear(2, 2), other, {})
+    with pytest.raises(HpsearchError, match=r"other.safetensors is not the file the trial started from \(sha256"):
+        transfer.load_source(Init(weights=str(other), sha256="0" * 64), "")
+
+
 def test_weights_that_do_not_fit_are_refused_before_any_trial(source, pets, write_study, storage):
     spec = load_spec(write_study(init={"weights": str(source.checkpoint)}, space={}, fixed={},
                                  budget={"epochs": 1, "trials": 1}, dataset={**pets, "image_size": 24}))
@@ -171,7 +184,7 @@ def test_report_000_exp4_leaves_its_stated_trainable_parameters():
     exp4 = BASELINES["seed000-freeze-1"]
     with torch.device("meta"):
         model = build_model(model_config(exp4.config(), exp4.input_shape, exp4.num_classes))
-    source = transfer.Source(model.state_dict(), exp4.config(), exp4.input_shape, "itself")
+    source = transfer.Source(model.state_dict(), exp4.config(), exp4.input_shape, Init(weights="itself"))
     reused = transfer.apply(model, source, exp4.config(), exp4.input_shape)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == exp4.trainable_count == 92_865
     assert reused == {"3.weight", "3.bias", "6.weight", "6.bias"}  # convs 2 and 3: trained at reused_lr_ratio
@@ -209,3 +222,41 @@ def test_a_transfer_space_samples_within_the_source_s_conv_layers(source, pets, 
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, [t.user_attrs.get("failure") for t in trials]
     used = [t.params["reinit_convs"] + t.params["freeze_convs"] for t in trials]
     assert max(used) == 3  # the source's 3 conv layers, all of them, and never more
+
+
+def test_a_transfer_trial_trains_again_to_its_numbers_through_export_train_and_confirm(write_study, storage, tmp_path):
+    """export -> train and confirm start from the source's stored weights as the trial did: its numbers, exactly;
+    the trained weights file alone then rebuilds the model as an init source."""
+    invoke = CliRunner().invoke
+    run(load_spec(write_study("src.yaml", name="src", budget={"epochs": 2, "trials": 1}, space={},
+                              fixed={"blocks": 2, "width": 6, "head_widths": [16], "batch_size": 64})),
+        storage, RunOptions(device="cpu", keep_weights=1))
+
+    def transfer_trial(seed: int):
+        spec = load_spec(write_study(f"xfer{seed}.yaml", name=f"xfer{seed}", seed=seed, init={"study": "src"},
+                                     budget={"epochs": 2, "trials": 1}, space={},
+                                     fixed={"freeze_convs": 1, "reused_lr_ratio": 0.5, "batch_size": 64}))
+        (trial,) = run(spec, storage, RunOptions(device="cpu", keep_weights=0)).trials
+        return trial
+
+    trial = transfer_trial(0)
+    assert trial.user_attrs["config"]["pretrained"]
+    assert trial.user_attrs["trainable_count"] < trial.user_attrs["param_count"]
+    assert invoke(main, ["export", "--study", "xfer0", "--storage", storage, "-o", "xfer.yaml"]).exit_code == 0
+    config = yaml.safe_load((tmp_path / "xfer.yaml").read_text())
+    assert config["init"] == {"study": "src", "trial": 0, "storage": storage} and config["input_shape"] == [1, 8, 8]
+    result = invoke(main, ["train", "--config", "xfer.yaml", "--out", "again", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (again,) = json.loads((tmp_path / "again" / "results.json").read_text())["seeds"]
+    assert (again["val_accuracy"], again["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
+
+    result = invoke(main, ["confirm", "--study", "xfer0", "--storage", storage, "--top", "1", "--seeds", "1",
+                           "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (confirmed,) = ranking.study_trials(optuna.load_study(study_name="xfer0", storage=storage))[0].user_attrs[
+        "confirm"]["seeds"]
+    seed1 = transfer_trial(1)  # the same trial in a study whose training seed is confirm's first
+    assert (confirmed["val_accuracy"], confirmed["test_accuracy"]) == (seed1.value, seed1.user_attrs["test_accuracy"])
+
+    rebuilt = transfer.load_source(Init(weights=str(tmp_path / "again" / "seed-0.safetensors")), storage)
+    assert rebuilt.config == config["params"] and rebuilt.input_shape == (1, 8, 8) and len(rebuilt.init.sha256) == 64
