@@ -51,13 +51,13 @@ class GpuList(click.ParamType):
 GPU_LIST = GpuList()
 
 
-def friendly_errors(command):
-    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130, SIGTERM into 143."""
+class Commands(click.Group):
+    """The group's one error boundary, around every command (option checks included), so none can forget it:
+    expected errors end in one line each on stderr and exit status 2; Ctrl-C in 130, SIGTERM in 143."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except HpsearchError as exc:
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
@@ -65,8 +65,6 @@ def friendly_errors(command):
         except KeyboardInterrupt as exc:
             click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
             sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
-
-    return wrapper
 
 
 def stops_once(command):
@@ -87,7 +85,7 @@ def stops_once(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, "--version", prog_name="hpsearch")
 def main() -> None:
     """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
@@ -152,7 +150,6 @@ def _run_options(n_trials, until, **kwargs):
               help="One worker per listed GPU, each pinned with CUDA_VISIBLE_DEVICES.")
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
-@friendly_errors
 @stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
@@ -264,7 +261,6 @@ def _supervise(pool, wait) -> None:
 @main.command()
 @trial_options
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
-@friendly_errors
 @stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
            keep_weights, run_id):
@@ -297,7 +293,6 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
 
 @main.command()
-@friendly_errors
 def studies():
     """List the shipped studies: name, dataset, epoch budget, target."""
     rows = [("name", "dataset", "epochs", "target", "baselines")]
@@ -347,7 +342,6 @@ def params():
               help="A study name in the storage, a shipped study, or a study file.")
 @storage_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
-@friendly_errors
 def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time; for a study with two
     objectives, its Pareto front."""
@@ -371,7 +365,6 @@ def best(study_name, storage, fmt):
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Also write the table to this Markdown file (a name ending in .md), or else make this folder "
                    "and write report.md, PNG plots and an index.html showing both into it.")
-@friendly_errors
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
     from hpsearch import report as report_module
@@ -403,7 +396,6 @@ def report(study_name, storage, out):
 @click.option("--host", default=DEFAULT_HOST,
               help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
-@friendly_errors
 def dashboard(study_name, storage, host, port):
     """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
     from hpsearch import dashboard as dashboard_module
@@ -433,7 +425,6 @@ def dashboard(study_name, storage, host, port):
               help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
 @click.option("--weights/--no-weights", default=True,
               help="Copy the trial's stored weights (if it kept any) beside the config.")
-@friendly_errors
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
     from hpsearch import export as export_module, ranking
@@ -471,7 +462,6 @@ def export(study_name, storage, number, out, weights):
               help="Where to train; auto picks CUDA when available.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
-@friendly_errors
 @stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
@@ -527,7 +517,6 @@ def train(config_path, seeds, out, device, data_dir):
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
 @click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Started by confirm --workers N.")
-@friendly_errors
 @stops_once
 def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worker):
     """Train the best trials again with new seeds; the best mean validation accuracy becomes the study's winner.
