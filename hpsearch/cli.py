@@ -31,6 +31,18 @@ storage_option = click.option(
     help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
 
 
+def study_option(text: str = "A study name in the storage, a shipped study, or a study file."):
+    """--study, declared once; `run` and `worker` say it more narrowly (they need a study file)."""
+    return click.option("--study", "study_name", required=True, metavar="NAME|FILE", help=text)
+
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             help="Where to train; auto picks CUDA when available.")
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data.")
+
+
 class GpuList(click.ParamType):
     """'0,1,3' -> (0, 1, 3)."""
 
@@ -105,8 +117,7 @@ def _study_layer():
 def trial_options(command):
     """The options `run` and `worker` share: which study, where, how many trials, on what."""
     options = [
-        click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-                     help="A shipped study (see `hpsearch studies`) or a path to a study file."),
+        study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
         storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
                      help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
@@ -117,10 +128,8 @@ def trial_options(command):
                      help="Stop starting new trials after this many seconds."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                     help="Where to train; auto picks CUDA when available."),
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data."),
+        device_option,
+        data_dir_option,
         click.option("--stop-at-target/--no-stop-at-target", default=True,
                      help="End the run once a sampled trial of this run reaches the study's target (a baseline that "
                           "meets it is noted and the search goes on)."),
@@ -338,8 +347,7 @@ def params():
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
 def best(study_name, storage, fmt):
@@ -359,8 +367,7 @@ def best(study_name, storage, fmt):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Also write the table to this Markdown file (a name ending in .md), or else make this folder "
@@ -390,8 +397,7 @@ def report(study_name, storage, out):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--host", default=DEFAULT_HOST,
               help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
@@ -415,8 +421,7 @@ def dashboard(study_name, storage, host, port):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(min=0), default=None,
               help="The trial number to export. Default: the best completed trial within the study's limits (with two "
@@ -458,10 +463,8 @@ def export(study_name, storage, number, out, weights):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the weights (seed-S.safetensors), a copy of the config and results.json. "
                    "Default: the config's name without its suffix, plus -trained.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              help="Where to train; auto picks CUDA when available.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@device_option
+@data_dir_option
 @stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
@@ -503,8 +506,7 @@ def train(config_path, seeds, out, device, data_dir):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--top", type=click.IntRange(min=1), default=3,
               help="Confirm the best this many trials (by single-run validation accuracy, limits respected).")
@@ -512,10 +514,8 @@ def train(config_path, seeds, out, device, data_dir):
               help="New seeds per trial: the study's seed + 1, + 2, ... (never the seed the trial ran with).")
 @click.option("--workers", type=click.IntRange(min=1), default=1,
               help="Worker processes on this machine; more can join from other machines with the same command.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              help="Where to train; auto picks CUDA when available.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@device_option
+@data_dir_option
 @click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Started by confirm --workers N.")
 @stops_once
 def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worker):
