@@ -115,7 +115,8 @@ def _study_layer():
 
 
 def trial_options(command):
-    """The options `run` and `worker` share: which study, where, how many trials, on what."""
+    """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
+    refused before the command body imports anything heavy."""
     options = [
         study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
         storage_option,
@@ -140,15 +141,17 @@ def trial_options(command):
                      help="Keep the trained weights of the study's best this many completed trials as Optuna "
                           "artifacts beside the storage; 0 keeps none."),
     ]
+
+    @functools.wraps(command)
+    def checked(*args, n_trials, until, **kwargs):
+        """Conflicting options refused before the command imports torch and Optuna (seconds)."""
+        if n_trials is not None and until is not None:
+            raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
+        return command(*args, n_trials=n_trials, until=until, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _run_options(n_trials, until, **kwargs):
-    if n_trials is not None and until is not None:
-        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
-    return _study_layer().RunOptions(n_trials=n_trials, until=until, **kwargs)
+        checked = option(checked)
+    return checked
 
 
 @main.command()
@@ -173,8 +176,9 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=uuid.uuid4().hex)
+    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                      keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
@@ -286,9 +290,9 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights,
-                           run_id=run_id or uuid.uuid4().hex)
+    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                      keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,

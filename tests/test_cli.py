@@ -305,3 +305,14 @@ def test_params_given_an_argument_is_a_usage_error():
     result = invoke("params", "lr")
     assert result.exit_code == 2 and "Got unexpected extra argument" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_n_trials_with_until_is_refused_before_torch_or_optuna_is_imported(command):
+    """A mistyped command line is answered at once, not after seconds of imports."""
+    code = ("import sys\nfrom hpsearch.cli import main\ntry:\n    main()\n"
+            "finally:\n    print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, command, "--study", "digits-quick", "--n-trials", "1",
+                           "--until", "2"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not both" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == "[]"
