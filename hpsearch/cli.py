@@ -203,32 +203,24 @@ def _limits_and_objectives(spec) -> str:
 
 
 def _finish(study, spec, options, console) -> None:
-    """Say what this run did (its trials are those with its run id), print the summary and the time to target,
-    and write them with the baselines-versus-search table into the study's dashboard note; exit status 1
-    when every trial of the run failed, naming the most common reason."""
-    from optuna.trial import TrialState
-
-    from hpsearch import dashboard as dashboard_module, report as report_module, timing
+    """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
+    every trial of the run failed."""
     from hpsearch.display import plural, render
+    from hpsearch.finish import finish
 
-    study_module = _study_layer()
-    trials = study.get_trials(deepcopy=False)
-    ours = [t for t in trials if t.user_attrs.get("run") == options.run_id]
-    finished = sum(t.state in study_module.FINISHED for t in trials)
-    if not ours and options.until is not None and finished >= options.until:
-        console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
+    end = finish(study, spec, options)
+    if end.nothing_to_do:
+        console.print(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
                       f"(--until {options.until})", highlight=False, soft_wrap=True)
-    elif (reached := study_module.first_reaching(ours, spec)) is not None:
-        console.print(f"target {spec.describe_target()} reached by searched trial #{reached.number}",
+    elif end.reached is not None:
+        console.print(f"target {spec.describe_target()} reached by searched trial #{end.reached.number}",
                       highlight=False, soft_wrap=True)
-    click.echo(render(study_module.summarize(study), "text"))
-    click.echo("\n".join(timing.lines(timing.pace(trials, spec))))
-    dashboard_module.write_note(study, report_module.markdown(study, spec.baselines, epochs=spec.budget.epochs,
-                                                              spec=spec))
-    if ours and all(t.state == TrialState.FAIL for t in ours):
-        reason, count = report_module.most_common_failure(ours)
-        click.echo(f"error: every trial of this run failed ({plural(len(ours), 'trial')}); the most common reason "
-                   f"({count} of {len(ours)}): {reason}", err=True)
+    click.echo(render(end.summary, "text"))
+    click.echo("\n".join(end.pace))
+    if end.all_failed is not None:
+        reason, count = end.all_failed
+        click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
+                   f"({count} of {end.trials}): {reason}", err=True)
         sys.exit(EXIT_ALL_FAILED)
 
 
