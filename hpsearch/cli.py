@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import click
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
-from hpsearch.signals import hold_signals, raising_on_signals
+from hpsearch.signals import raising_on_signals
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -244,23 +243,9 @@ def _run_workers(spec, url, options, slots, console, header, total):
                              note=lambda trial: _study_layer().baseline_note(trial, spec)) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
 
-    _supervise(pool, watched)
+    pool.supervise(watched)
     pool.remove_logs()
     return _study_layer().load_existing(spec.name, url)
-
-
-def _supervise(pool, wait) -> None:
-    """wait() while the worker processes work, passing Ctrl-C or SIGTERM on to them; then one line for each
-    way workers ended badly, if any did."""
-    try:
-        wait()
-    except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
-        hold_signals()
-        pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-        raise
-    problems = pool.problems()
-    if problems:
-        raise HpsearchError("\n".join(problems))
 
 
 @main.command()
@@ -548,7 +533,8 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worke
             confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
                 on_seed=lambda job, result: click.echo(_seed_line(job, result)))
         else:
-            _confirm_workers(study.study_name, url, top, seeds, workers, device, data_dir)
+            for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir):
+                click.echo(said, nl=False)
     study = study_module.load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
     table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
     click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
@@ -559,26 +545,6 @@ def _seed_line(job, result: dict) -> str:
         return f"trial #{job.trial.number} seed {job.seed}: {result['failure']}"
     return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
             f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
-
-
-def _confirm_workers(name, url, top, seeds, workers, device, data_dir) -> None:
-    """`confirm --worker` processes on this machine, sharing the jobs through the storage; their lines in order."""
-    import time
-
-    from hpsearch.workers import POLL_S, WorkerSlot, Workers
-
-    command = [sys.executable, "-m", "hpsearch", "confirm", "--study", name, "--top", str(top), "--seeds", str(seeds),
-               "--device", device, "--worker", *(["--data-dir", str(data_dir)] if data_dir else [])]
-    pool = Workers(name, url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers, lambda slot: command)
-
-    def wait() -> None:
-        while pool.running():
-            time.sleep(POLL_S)
-
-    _supervise(pool, wait)
-    for index in range(workers):
-        click.echo((pool.log_dir / f"worker-{index}.log").read_text(), nl=False)
-    pool.remove_logs()
 
 
 def _make_folder(folder: Path, option: str) -> None:
