@@ -1,9 +1,10 @@
 """The `hpsearch` command: parse options, call the library, print. No training logic here.
 
 Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a
-missing dataset, an unreachable storage) end with one line per problem and exit status 2.
-Commands import the library layers they use in their bodies: torch, Optuna and scikit-learn take
-seconds to load, which `--help`, `studies` and `params` do without.
+missing dataset, an unreachable storage) end with one line per problem and exit status 2, at the
+group's one error boundary (Commands). Commands import the library layers they use in their bodies:
+torch, Optuna and scikit-learn take seconds to load, which `--help`, `studies`, `params` and a refused
+option conflict do without.
 """
 
 from __future__ import annotations
