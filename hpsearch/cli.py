@@ -1,16 +1,16 @@
 """The `hpsearch` command: parse options, call the library, print. No training logic here.
 
 Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a
-missing dataset, an unreachable storage) end with one line per problem and exit status 2.
-Commands import the library layers they use in their bodies: torch, Optuna and scikit-learn take
-seconds to load, which `--help`, `studies` and `params` do without.
+missing dataset, an unreachable storage) end with one line per problem and exit status 2, at the
+group's one error boundary (Commands). Commands import the library layers they use in their bodies:
+torch, Optuna and scikit-learn take seconds to load, which `--help`, `studies`, `params` and a refused
+option conflict do without.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
 import uuid
 from pathlib import Path
@@ -21,7 +21,7 @@ from hpsearch import trialrecord as A
 from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
-from hpsearch.signals import hold_signals, raising_on_signals
+from hpsearch.signals import raising_on_signals
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -30,6 +30,18 @@ EXIT_ALL_FAILED = 1  # the run went as asked, and every trial it ran failed
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
     help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
+
+
+def study_option(text: str = "A study name in the storage, a shipped study, or a study file."):
+    """--study, declared once; `run` and `worker` say it more narrowly (they need a study file)."""
+    return click.option("--study", "study_name", required=True, metavar="NAME|FILE", help=text)
+
+
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                             help="Where to train; auto picks CUDA when available.")
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data.")
 
 
 class GpuList(click.ParamType):
@@ -52,13 +64,13 @@ class GpuList(click.ParamType):
 GPU_LIST = GpuList()
 
 
-def friendly_errors(command):
-    """Turn expected errors into one line each on stderr and exit status 2; Ctrl-C into 130, SIGTERM into 143."""
+class Commands(click.Group):
+    """The group's one error boundary, around every command (option checks included), so none can forget it:
+    expected errors end in one line each on stderr and exit status 2; Ctrl-C in 130, SIGTERM in 143."""
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx: click.Context):
         try:
-            return command(*args, **kwargs)
+            return super().invoke(ctx)
         except HpsearchError as exc:
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
@@ -66,8 +78,6 @@ def friendly_errors(command):
         except KeyboardInterrupt as exc:
             click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
             sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
-
-    return wrapper
 
 
 def stops_once(command):
@@ -88,7 +98,7 @@ def stops_once(command):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, "--version", prog_name="hpsearch")
 def main() -> None:
     """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
@@ -106,10 +116,10 @@ def _study_layer():
 
 
 def trial_options(command):
-    """The options `run` and `worker` share: which study, where, how many trials, on what."""
+    """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
+    refused before the command body imports anything heavy."""
     options = [
-        click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-                     help="A shipped study (see `hpsearch studies`) or a path to a study file."),
+        study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
         storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
                      help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
@@ -120,10 +130,8 @@ def trial_options(command):
                      help="Stop starting new trials after this many seconds."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                     help="Where to train; auto picks CUDA when available."),
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Where datasets live or are downloaded. Default: $HPSEARCH_DATA_DIR, else ./data."),
+        device_option,
+        data_dir_option,
         click.option("--stop-at-target/--no-stop-at-target", default=True,
                      help="End the run once a sampled trial of this run reaches the study's target (a baseline that "
                           "meets it is noted and the search goes on)."),
@@ -134,15 +142,17 @@ def trial_options(command):
                      help="Keep the trained weights of the study's best this many completed trials as Optuna "
                           "artifacts beside the storage; 0 keeps none."),
     ]
+
+    @functools.wraps(command)
+    def checked(*args, n_trials, until, **kwargs):
+        """Conflicting options refused before the command imports torch and Optuna (seconds)."""
+        if n_trials is not None and until is not None:
+            raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
+        return command(*args, n_trials=n_trials, until=until, **kwargs)
+
     for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _run_options(n_trials, until, **kwargs):
-    if n_trials is not None and until is not None:
-        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
-    return _study_layer().RunOptions(n_trials=n_trials, until=until, **kwargs)
+        checked = option(checked)
+    return checked
 
 
 @main.command()
@@ -153,7 +163,6 @@ def _run_options(n_trials, until, **kwargs):
               help="One worker per listed GPU, each pinned with CUDA_VISIBLE_DEVICES.")
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
-@friendly_errors
 @stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, workers, gpus, trials_per_gpu):
@@ -168,8 +177,9 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights, run_id=uuid.uuid4().hex)
+    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                      keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
@@ -194,32 +204,24 @@ def _limits_and_objectives(spec) -> str:
 
 
 def _finish(study, spec, options, console) -> None:
-    """Say what this run did (its trials are those with its run id), print the summary and the time to target,
-    and write them with the baselines-versus-search table into the study's dashboard note; exit status 1
-    when every trial of the run failed, naming the most common reason."""
-    from optuna.trial import TrialState
-
-    from hpsearch import dashboard as dashboard_module, report as report_module, timing
+    """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
+    every trial of the run failed."""
     from hpsearch.display import plural, render
+    from hpsearch.finish import finish
 
-    study_module = _study_layer()
-    trials = study.get_trials(deepcopy=False)
-    ours = [t for t in trials if t.user_attrs.get(A.RUN) == options.run_id]
-    finished = sum(t.state in study_module.FINISHED for t in trials)
-    if not ours and options.until is not None and finished >= options.until:
-        console.print(f"nothing to do: the study already holds {plural(finished, 'finished trial')} "
+    end = finish(study, spec, options)
+    if end.nothing_to_do:
+        console.print(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
                       f"(--until {options.until})", highlight=False, soft_wrap=True)
-    elif (reached := study_module.first_reaching(ours, spec)) is not None:
-        console.print(f"target {spec.describe_target()} reached by searched trial #{reached.number}",
+    elif end.reached is not None:
+        console.print(f"target {spec.describe_target()} reached by searched trial #{end.reached.number}",
                       highlight=False, soft_wrap=True)
-    click.echo(render(study_module.summarize(study), "text"))
-    click.echo("\n".join(timing.lines(timing.pace(trials, spec))))
-    dashboard_module.write_note(study, report_module.markdown(study, spec.baselines, epochs=spec.budget.epochs,
-                                                              spec=spec))
-    if ours and all(t.state == TrialState.FAIL for t in ours):
-        reason, count = report_module.most_common_failure(ours)
-        click.echo(f"error: every trial of this run failed ({plural(len(ours), 'trial')}); the most common reason "
-                   f"({count} of {len(ours)}): {reason}", err=True)
+    click.echo(render(end.summary, "text"))
+    click.echo("\n".join(end.pace))
+    if end.all_failed is not None:
+        reason, count = end.all_failed
+        click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
+                   f"({count} of {end.trials}): {reason}", err=True)
         sys.exit(EXIT_ALL_FAILED)
 
 
@@ -243,29 +245,14 @@ def _run_workers(spec, url, options, slots, console, header, total):
                              note=lambda trial: _study_layer().baseline_note(trial, spec)) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
 
-    _supervise(pool, watched)
+    pool.supervise(watched)
     pool.remove_logs()
     return _study_layer().load_existing(spec.name, url)
-
-
-def _supervise(pool, wait) -> None:
-    """wait() while the worker processes work, passing Ctrl-C or SIGTERM on to them; then one line for each
-    way workers ended badly, if any did."""
-    try:
-        wait()
-    except KeyboardInterrupt as exc:  # Kubernetes or `kill` signal us alone: pass it on
-        hold_signals()
-        pool.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
-        raise
-    problems = pool.problems()
-    if problems:
-        raise HpsearchError("\n".join(problems))
 
 
 @main.command()
 @trial_options
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
-@friendly_errors
 @stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
            keep_weights, run_id):
@@ -282,9 +269,9 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     study_module = _study_layer()
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = _run_options(n_trials, until, timeout=timeout, device=device, seed=seed, stop_at_target=stop_at_target,
-                           data_dir=data_dir, heartbeat=heartbeat, keep_weights=keep_weights,
-                           run_id=run_id or uuid.uuid4().hex)
+    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                      keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
@@ -298,7 +285,6 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
 
 @main.command()
-@friendly_errors
 def studies():
     """List the shipped studies: name, dataset, epoch budget, target."""
     rows = [("name", "dataset", "epochs", "target", "baselines")]
@@ -344,11 +330,9 @@ def params():
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
-@friendly_errors
 def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time; for a study with two
     objectives, its Pareto front."""
@@ -366,13 +350,11 @@ def best(study_name, storage, fmt):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Also write the table to this Markdown file (a name ending in .md), or else make this folder "
                    "and write report.md, PNG plots and an index.html showing both into it.")
-@friendly_errors
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
     from hpsearch import report as report_module
@@ -398,13 +380,11 @@ def report(study_name, storage, out):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--host", default=DEFAULT_HOST,
               help="Address to listen on; 0.0.0.0 opens the dashboard to the network, with no password.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
-@friendly_errors
 def dashboard(study_name, storage, host, port):
     """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
     from hpsearch import dashboard as dashboard_module
@@ -424,8 +404,7 @@ def dashboard(study_name, storage, host, port):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(min=0), default=None,
               help="The trial number to export. Default: the best completed trial within the study's limits (with two "
@@ -434,7 +413,6 @@ def dashboard(study_name, storage, host, port):
               help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
 @click.option("--weights/--no-weights", default=True,
               help="Copy the trial's stored weights (if it kept any) beside the config.")
-@friendly_errors
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
     from hpsearch import export as export_module, ranking
@@ -468,11 +446,8 @@ def export(study_name, storage, number, out, weights):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the weights (seed-S.safetensors), a copy of the config and results.json. "
                    "Default: the config's name without its suffix, plus -trained.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              help="Where to train; auto picks CUDA when available.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
-@friendly_errors
+@device_option
+@data_dir_option
 @stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
@@ -514,8 +489,7 @@ def train(config_path, seeds, out, device, data_dir):
 
 
 @main.command()
-@click.option("--study", "study_name", required=True, metavar="NAME|FILE",
-              help="A study name in the storage, a shipped study, or a study file.")
+@study_option()
 @storage_option
 @click.option("--top", type=click.IntRange(min=1), default=3,
               help="Confirm the best this many trials (by single-run validation accuracy, limits respected).")
@@ -523,12 +497,9 @@ def train(config_path, seeds, out, device, data_dir):
               help="New seeds per trial: the study's seed + 1, + 2, ... (never the seed the trial ran with).")
 @click.option("--workers", type=click.IntRange(min=1), default=1,
               help="Worker processes on this machine; more can join from other machines with the same command.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              help="Where to train; auto picks CUDA when available.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where datasets live. Default: $HPSEARCH_DATA_DIR, else ./data.")
+@device_option
+@data_dir_option
 @click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Started by confirm --workers N.")
-@friendly_errors
 @stops_once
 def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worker):
     """Train the best trials again with new seeds; the best mean validation accuracy becomes the study's winner.
@@ -564,7 +535,8 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worke
             confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
                 on_seed=lambda job, result: click.echo(_seed_line(job, result)))
         else:
-            _confirm_workers(study.study_name, url, top, seeds, workers, device, data_dir)
+            for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir):
+                click.echo(said, nl=False)
     study = study_module.load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
     table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
     click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
@@ -575,26 +547,6 @@ def _seed_line(job, result: dict) -> str:
         return f"trial #{job.trial.number} seed {job.seed}: {result['failure']}"
     return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
             f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
-
-
-def _confirm_workers(name, url, top, seeds, workers, device, data_dir) -> None:
-    """`confirm --worker` processes on this machine, sharing the jobs through the storage; their lines in order."""
-    import time
-
-    from hpsearch.workers import POLL_S, WorkerSlot, Workers
-
-    command = [sys.executable, "-m", "hpsearch", "confirm", "--study", name, "--top", str(top), "--seeds", str(seeds),
-               "--device", device, "--worker", *(["--data-dir", str(data_dir)] if data_dir else [])]
-    pool = Workers(name, url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers, lambda slot: command)
-
-    def wait() -> None:
-        while pool.running():
-            time.sleep(POLL_S)
-
-    _supervise(pool, wait)
-    for index in range(workers):
-        click.echo((pool.log_dir / f"worker-{index}.log").read_text(), nl=False)
-    pool.remove_logs()
 
 
 def _make_folder(folder: Path, option: str) -> None:

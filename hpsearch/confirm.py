@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ from hpsearch.signals import hold_signals
 from hpsearch.stats import spread
 from hpsearch.storage import NoLock, shared_lock
 from hpsearch.train import EpochStats
+from hpsearch.workers import POLL_S, WorkerSlot, Workers
 
 CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
 CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
@@ -205,3 +208,23 @@ def _lost(claim: dict) -> bool:
         except PermissionError:  # alive, someone else's
             pass
     return time.time() - claim["at"] > CLAIM_STALE_S
+
+
+def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers: int, device: str,
+                data_dir: Path | None) -> list[str]:
+    """`hpsearch confirm --worker` processes on this machine, sharing the jobs through the storage, until all
+    have exited; what each said (a line per seed), in worker order."""
+    command = [sys.executable, "-m", "hpsearch", "confirm", "--study", study_name, "--top", str(top),
+               "--seeds", str(seeds), "--device", device, "--worker",
+               *(["--data-dir", str(data_dir)] if data_dir else [])]
+    pool = Workers(study_name, storage_url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers,
+                   lambda slot: command)
+
+    def wait() -> None:
+        while pool.running():
+            time.sleep(POLL_S)
+
+    pool.supervise(wait)
+    said = [(pool.log_dir / f"worker-{index}.log").read_text() for index in range(workers)]
+    pool.remove_logs()
+    return said

@@ -25,8 +25,9 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, Terminated
 from hpsearch.paths import slug
+from hpsearch.signals import hold_signals
 from hpsearch.spectypes import StudySpec
 from hpsearch.storage import folder_beside, is_new_sqlite, open_storage
 from hpsearch.study import FINISHED, RunOptions
@@ -142,6 +143,18 @@ class Workers:
             self.log_dir.parent.rmdir()
         except OSError:  # other runs' logs are still there
             pass
+
+    def supervise(self, wait: Callable[[], None]) -> None:
+        """wait() while the workers work, passing Ctrl-C or SIGTERM on to them (Kubernetes or `kill` signal
+        this process alone); then one line for each way workers ended badly, if any did."""
+        try:
+            wait()
+        except KeyboardInterrupt as exc:
+            hold_signals()
+            self.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            raise
+        if problems := self.problems():
+            raise HpsearchError("\n".join(problems))
 
     def problems(self) -> list[str]:
         """One line per distinct way workers ended badly: which, their status, the last thing they said."""

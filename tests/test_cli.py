@@ -266,3 +266,53 @@ def test_bad_limits_or_objectives_exit_2_with_one_line(write_study, storage, ove
     assert_clean_error(result, f"{path}: {says}")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not Path(storage.removeprefix("sqlite:///")).exists()
+
+
+@pytest.mark.parametrize("name", sorted(main.commands))
+def test_every_command_ends_an_expected_error_in_one_line_and_ctrl_c_in_130(name, monkeypatch):
+    """The boundary is the group's: a command cannot forget it, today's or tomorrow's."""
+    command = main.commands[name]
+    monkeypatch.setattr(command, "params", [])
+
+    def broken():
+        raise HpsearchError("the environment is broken: mend it")
+
+    monkeypatch.setattr(command, "callback", broken)
+    assert_clean_error(invoke(name), "error: the environment is broken: mend it")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "callback", interrupted)
+    result = invoke(name)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+
+
+def test_baselines_whose_model_cannot_be_built_is_one_line(monkeypatch):
+    from hpsearch import baselines
+    from hpsearch.models import ArchitectureError
+
+    def unbuildable(baseline):
+        raise ArchitectureError(f"{baseline.name}: torchvision lacks this architecture: upgrade torchvision")
+
+    monkeypatch.setattr(baselines, "built_param_count", unbuildable)
+    result = invoke("baselines")
+    assert_clean_error(result, "torchvision lacks this architecture")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_params_given_an_argument_is_a_usage_error():
+    result = invoke("params", "lr")
+    assert result.exit_code == 2 and "Got unexpected extra argument" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_n_trials_with_until_is_refused_before_torch_or_optuna_is_imported(command):
+    """A mistyped command line is answered at once, not after seconds of imports."""
+    code = ("import sys\nfrom hpsearch.cli import main\ntry:\n    main()\n"
+            "finally:\n    print(sorted(m for m in ('torch', 'optuna') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, command, "--study", "digits-quick", "--n-trials", "1",
+                           "--until", "2"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not both" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == "[]"
