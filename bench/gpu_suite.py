@@ -425,7 +425,7 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     import datetime
 
     from hpsearch.catalog import load_study_spec
-    from hpsearch.study import first_reaching
+    from hpsearch.study import first_reaching, is_baseline, meets_target
 
     spec = load_study_spec(study_arg)
     study = _stored_study(storage, spec.name)
@@ -436,8 +436,8 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     summary = {**_study_summary(storage, spec.name), "target": spec.describe_target(),
                "baselines_at_target": [{"baseline": t.user_attrs["baseline"], "trial": t.number,
                                         "test_accuracy": t.user_attrs.get("test_accuracy")}
-                                       for t in done if "baseline" in t.user_attrs and first_reaching([t], spec)]}
-    reached = first_reaching([t for t in done if "baseline" not in t.user_attrs], spec)
+                                       for t in done if is_baseline(t) and meets_target(t, spec)]}
+    reached = first_reaching(done, spec)  # sampled trials only: a baseline does not stop the run
     if reached is None:
         return {**summary, "reached": False}
     until = [t for t in done if t.datetime_complete <= reached.datetime_complete]
