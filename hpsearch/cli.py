@@ -426,7 +426,7 @@ def export(study_name, storage, number, out, weights):
     _make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
-               f"test {trial.user_attrs.get('test_accuracy', float('nan')):.4f})", err=True)
+               f"test {trial.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f})", err=True)
     if number is None and len(objectives := study_module.objectives(study)) > 1:
         size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
         click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "

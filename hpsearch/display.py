@@ -194,13 +194,13 @@ def describe_trial(trial: FrozenTrial) -> str:
     tag = f" ({attrs[A.BASELINE]})" if A.BASELINE in attrs else ""
     if trial.state == TrialState.COMPLETE:
         return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
-                f"test {attrs.get('test_accuracy', float('nan')):.4f}, "
-                f"{attrs.get('param_count', 0):,} params, {attrs.get('epochs')} epochs, {attrs.get('seconds', 0):.1f}s")
+                f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
+                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s")
     if A.OVER_LIMIT in attrs:
         return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
     if trial.state == TrialState.PRUNED:
         last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
-        return f"{head}{tag} pruned after epoch {attrs.get('epochs')} (val {last:.4f}), {attrs.get('seconds', 0):.1f}s"
+        return f"{head}{tag} pruned after epoch {attrs.get(A.EPOCHS)} (val {last:.4f}), {attrs.get(A.SECONDS, 0):.1f}s"
     if trial.state == TrialState.FAIL:
         reason = attrs.get(A.FAILURE) or NO_FAILURE_REASON
         return f"{head}{tag} failed: {reason}"

@@ -64,7 +64,7 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
         return (number, model, source, reported, "pending", "pending", "", "", "")
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
-        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get('test_accuracy', float('nan')):.2%}"
+        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get(A.TEST_ACCURACY, float('nan')):.2%}"
     elif A.OVER_LIMIT in attrs:
         val, test = f"over a limit: {attrs[A.OVER_LIMIT]}", ""
     else:
@@ -72,7 +72,7 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
         val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
     params = f"{attrs[A.PARAM_COUNT]:,}" if A.PARAM_COUNT in attrs else ""
     return (f"#{trial.number}", model, source, reported, val, test, params, str(attrs.get(A.EPOCHS, "")),
-            f"{attrs.get('seconds', 0):.1f}")
+            f"{attrs.get(A.SECONDS, 0):.1f}")
 
 
 def _title(study: optuna.Study, epochs: int | None) -> str:

@@ -45,9 +45,6 @@ def sqlite_file(url: str) -> Path | None:
     return None
 
 
-SIDE_KINDS = ("locks", "checkpoints", "artifacts", "logs")  # what hpsearch keeps beside a storage
-
-
 def side_folder(url: str) -> Path:
     """The one folder of a storage's side files: x-files/ beside an SQLite file x.db, else ./hpsearch-files
     (for a server storage each kind may live elsewhere, see folder_beside)."""
@@ -56,7 +53,8 @@ def side_folder(url: str) -> Path:
 
 
 def folder_beside(url: str, kind: str, env_var: str | None = None) -> Path:
-    """The folder of one kind of side file (SIDE_KINDS) of this storage: side_folder(url)/KIND.
+    """The folder of one kind of this storage's side files (locks, checkpoints, artifacts, logs):
+    side_folder(url)/KIND.
 
     For a server storage every machine must see the same folder to share it, so $ENV_VAR names it where
     set. Earlier versions kept each kind in a folder of its own, x-KIND/ beside x.db (else ./hpsearch-KIND):

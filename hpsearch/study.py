@@ -278,13 +278,14 @@ class RunBudget:
             return self.n_trials - len(self._counted(trials))
         return self.options.until - sum(t.state in FINISHED or t.state == TrialState.RUNNING for t in trials)
 
-    def decide(self, trials: list[FrozenTrial]) -> str:
+    def decide(self, trials: list[FrozenTrial], slots_left: int) -> str:
+        """START, WAIT or DONE, given the study's trials and this run's slots_left(trials)."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
         ours = [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id]
         if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
-        if self.slots_left(trials) > 0:
+        if slots_left > 0:
             return START
         if self.options.until is None:
             # Another worker's trial may yet be lost, and its copy must then run in this run.
@@ -373,9 +374,10 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str
     if fail_lost_trials(study):
         trials = study.get_trials(deepcopy=False)
         seed.added(len(trials))
-    decision = budget.decide(trials)
-    if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id,
-                                                   budget.slots_left(trials), datetime.datetime.now())):
+    slots_left = budget.slots_left(trials)
+    decision = budget.decide(trials, slots_left)
+    if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id, slots_left,
+                                                   datetime.datetime.now())):
         study.enqueue_trial({}, user_attrs={A.BASELINE: name})
     return decision
 

@@ -91,8 +91,9 @@ def lines(p: Pace) -> list[str]:
     trials = sum(p.counts.values())
     trials = f"{trials} trial{'' if trials == 1 else 's'}"
     if p.reached_by is not None:
-        first = (f"Time to target ({p.target}): reached by searched trial #{p.reached_by} after {duration(p.wall_s)} wall time "
-                 f"and {duration(p.device_s)} of training (device-seconds); {trials} until then ({counts}).")
+        first = (f"Time to target ({p.target}): reached by searched trial #{p.reached_by} after "
+                 f"{duration(p.wall_s)} wall time and {duration(p.device_s)} of training (device-seconds); "
+                 f"{trials} until then ({counts}).")
     else:
         why = "no target" if p.target == "none" else \
             "target unknown (give the study file as --study)" if p.target == "unknown" else f"target {p.target}: not reached yet"
