@@ -1,7 +1,7 @@
 """What a study's size costs a run: 10 one-epoch digits trials on a study already holding N trials,
 against the same 10 trials on an empty study, in one run.
 
-Each case is `hpsearch.study.run` in this process (data loading included, as a run has it) on a copy
+Each case is `hpsearch.search.run.run` in this process (data loading included, as a run has it) on a copy
 of its SQLite file, alternated over --repeats rounds so that a change in the machine's load hits both;
 the figure is the ratio of the medians. The N stored trials are made once, like real ones: complete,
 with the space's parameters and the attributes a trial stores, from an earlier run. With the random
@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402  (bench/provenance.py)
 
 from hpsearch import trialrecord as A  # noqa: E402
-from hpsearch.spec import load_spec  # noqa: E402
-from hpsearch.study import RunOptions, open_study, run  # noqa: E402
+from hpsearch.search.run import RunOptions, run
+from hpsearch.search.studystore import open_study  # noqa: E402
+from hpsearch.studyfile.schema import load_spec  # noqa: E402
 
 STUDY = {"name": "big", "about": "10 one-epoch trials on a study of any size",
          "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},

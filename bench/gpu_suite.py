@@ -424,8 +424,8 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     it does not stop the run: which baselines met it is recorded apart."""
     import datetime
 
-    from hpsearch.catalog import load_study_spec
-    from hpsearch.study import first_reaching, is_baseline, meets_target
+    from hpsearch.results.trials import first_reaching, is_baseline, meets_target
+    from hpsearch.studyfile.catalog import load_study_spec
 
     spec = load_study_spec(study_arg)
     study = _stored_study(storage, spec.name)
@@ -451,9 +451,9 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
 
 def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
     """RESNET9 as `hpsearch export` writes a trial's config: cifar10-94's split, seed and fixed values."""
-    from hpsearch import params as P
-    from hpsearch.export import FORMAT, write_config
-    from hpsearch.spec import load_spec
+    from hpsearch.results.export import FORMAT, write_config
+    from hpsearch.studyfile import params as P
+    from hpsearch.studyfile.schema import load_spec
 
     spec = load_spec(REPO / "studies" / "cifar10-94.yaml")
     dataset = {**spec.dataset.recorded(), **({"validation": 0.2} if stage.dry else {})}
@@ -466,7 +466,7 @@ def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
 def _study_summary(storage: Path, name: str | None = None) -> dict:
     """hpsearch's own summary (counts by state, the best trial) of a study in an SQLite file, with its
     finished trials per hour."""
-    from hpsearch.study import FINISHED, summarize
+    from hpsearch.results.trials import FINISHED, summarize
 
     study = _stored_study(storage, name)
     if study is None:

@@ -4,7 +4,7 @@ One model, one training recipe, two ways of feeding it, in one run:
   usual     uint8 images held in memory (as torchvision's CIFAR10/FashionMNIST hold them), per-image
             transforms.v2 RandomCrop(padding) + RandomHorizontalFlip + ToDtype + Normalize, a DataLoader
             with os.cpu_count() persistent workers (pin_memory and non_blocking copies on CUDA);
-  hpsearch  hpsearch.data.load (the splits as uint8 on the device) + hpsearch.recipe.train (one
+  hpsearch  hpsearch.training.devicedata.load (the splits as uint8 on the device) + hpsearch.training.recipe.train (one
             permutation and one batched augmentation per epoch, normalised per batch).
 Both train the same initial weights on the same 90% training split with the same optimizer, per-step
 learning-rate schedule, batch size, threads and autocast (bf16 on CUDA, float32 on the CPU), and both
@@ -38,12 +38,17 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch import data as hdata, recipe  # noqa: E402
-from hpsearch.baselines import BASELINES, fit_problem  # noqa: E402
-from hpsearch.models import build_model, count_parameters  # noqa: E402
-from hpsearch.space import model_config, train_config  # noqa: E402
-from hpsearch.spectypes import INPUTS, DatasetSpec  # noqa: E402
-from hpsearch.train import EVAL_BATCH, evaluate, lr_factor, make_optimizer, prepare  # noqa: E402
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.types import INPUTS, DatasetSpec  # noqa: E402
+from hpsearch.training import devicedata as hdata
+from hpsearch.training import recipe  # noqa: E402
+from hpsearch.training.models import build_model, count_parameters  # noqa: E402
+from hpsearch.training.space import (  # noqa: E402
+    fit_problem,  # noqa: E402
+    model_config,
+    train_config,
+)
+from hpsearch.training.train import EVAL_BATCH, evaluate, lr_factor, make_optimizer, prepare  # noqa: E402
 
 # The training recipe, fixed: hpsearch's defaults plus random crops and flips. The network is a
 # baseline's (--model), so the figures name a model the project already knows.
@@ -123,7 +128,7 @@ def fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def split_indices(y: torch.Tensor, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices: the same seeded, stratified carve-out hpsearch.data makes."""
+    """(train, val) indices: the same seeded, stratified carve-out hpsearch.training.devicedata makes."""
     kept, carved = train_test_split(np.arange(len(y)), test_size=spec.validation, random_state=spec.split_seed,
                                     stratify=y.numpy())
     return np.sort(kept), np.sort(carved)

@@ -1,7 +1,7 @@
 """Speed-run recipes: how many points they add to a plain CNN at equal epochs, and each one's share.
 
 One run trains, on a fixed subset of CIFAR-10 (the JPEG copy in ../shared/data), through the same
-code path as `hpsearch train` (hpsearch.export.retrain, which trains exactly as a trial does):
+code path as `hpsearch train` (hpsearch.training.retrain.retrain, which trains exactly as a trial does):
   plain    a plain CNN the cifar10-75 space can express (PLAIN below), `--seeds` seeds;
   recipes  the same CNN and epochs with the recipes on (RECIPES below), the same seeds;
   minus X  `recipes` with one recipe turned back to its default, `--ablation-seeds` seeds each.
@@ -28,8 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch.export import TrialConfig, retrain  # noqa: E402
-from hpsearch.spectypes import DatasetSpec  # noqa: E402
+from hpsearch.results.export import TrialConfig  # noqa: E402
+from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
+from hpsearch.training.retrain import retrain  # noqa: E402
 from hpsearch.trialrecord import TrialRecord  # noqa: E402
 
 # A plain CNN within the cifar10-75 space (every key is one of its axes or fixed values): three

@@ -8,7 +8,7 @@ the start of the processes to the exit of the last one, start-up included. Each 
 cores: OMP_NUM_THREADS = cores // N, as `run --workers` sets it.
 
 Lock overhead, measured in the same runs: each worker wraps its study lock (the one
-hpsearch.study.run takes) and records, per acquisition, the seconds spent waiting for it and
+hpsearch.search.run.run takes) and records, per acquisition, the seconds spent waiting for it and
 holding it (failing lost trials, counting, starting the trial). Reported per trial started:
 (total wait + total hold) / trials started, and the median hold.
 
@@ -47,7 +47,8 @@ STUDY = Path(__file__).resolve().parent / "studies" / "digits-small.yaml"
 
 def timed_worker(record: Path, args: list[str]) -> None:
     """`hpsearch worker ARGS`, with its study lock timed; the timings go to `record` as JSON at exit."""
-    from hpsearch import cli, study
+    from hpsearch import cli
+    from hpsearch.search import run as study
 
     timings: list[tuple[float, float]] = []  # (seconds waiting, seconds holding) per acquisition
     make_lock = study.shared_lock

@@ -3,7 +3,7 @@
 Two measurements in one run, on data already on the device (reading it is not a trial's cost):
   fit     train.fit + the test pass, timed with the device synchronised, `--repeats` times (the first
           includes cuDNN's autotuning and the allocator's warm-up; later ones are the steady figure);
-  trial   the same model as a real trial: hpsearch.study.run on a fresh SQLite study holding only that
+  trial   the same model as a real trial: hpsearch.search.run.run on a fresh SQLite study holding only that
           baseline, so Optuna's per-epoch reports, the storage and the kept weights are counted too.
 `--profile` adds one profiled epoch: the top operators by device time and the fraction of the epoch the
 device was busy (far below 1: the steps are launch-bound, the case for CUDA graphs or larger batches).
@@ -27,13 +27,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch import data as hdata, recipe  # noqa: E402
-from hpsearch.baselines import BASELINES  # noqa: E402
-from hpsearch.models import count_parameters  # noqa: E402
-from hpsearch.space import train_config  # noqa: E402
-from hpsearch.spec import load_spec  # noqa: E402
-from hpsearch.spectypes import DatasetSpec  # noqa: E402
-from hpsearch.study import RunOptions, run  # noqa: E402
+from hpsearch.search.run import RunOptions, run  # noqa: E402
+from hpsearch.studyfile.baselines import BASELINES  # noqa: E402
+from hpsearch.studyfile.schema import load_spec  # noqa: E402
+from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
+from hpsearch.training import devicedata as hdata
+from hpsearch.training import recipe  # noqa: E402
+from hpsearch.training.models import count_parameters  # noqa: E402
+from hpsearch.training.space import train_config  # noqa: E402
 
 VALIDATION = 5000  # the CIFAR-10 studies' validation split
 

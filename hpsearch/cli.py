@@ -17,11 +17,13 @@ from pathlib import Path
 
 import click
 
+from hpsearch import __version__
 from hpsearch import trialrecord as A
-from hpsearch import __version__, catalog, params as params_module
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
-from hpsearch.signals import raising_on_signals
+from hpsearch.search.signals import raising_on_signals
+from hpsearch.studyfile import catalog
+from hpsearch.studyfile import params as params_module
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -104,15 +106,19 @@ def main() -> None:
     """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
 
 
-def _study_layer():
-    """hpsearch.study, imported by the commands that open a study (it loads Optuna and torch), with
-    Optuna's own log lines silenced: hpsearch prints its own line per trial."""
+def _load_existing(name: str, url: str):
+    """The stored study `name`, for the commands that read one; Optuna's own log lines are silenced first
+    (hpsearch prints its own), and neither this nor the readers import torch."""
+    _quiet_optuna()
+    from hpsearch.search.studystore import load_existing
+
+    return load_existing(name, url)
+
+
+def _quiet_optuna() -> None:
     import optuna
 
-    from hpsearch import study
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    return study
 
 
 def trial_options(command):
@@ -170,16 +176,19 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     import torch
     from rich.console import Console
 
-    from hpsearch.display import RunDisplay
+    from hpsearch.search.progress import RunDisplay
+    from hpsearch.search.workers import plan_workers
     from hpsearch.storage import mask, storage_url
-    from hpsearch.workers import plan_workers
 
-    study_module = _study_layer()
+    _quiet_optuna()
+    from hpsearch.results.trials import baseline_note
+    from hpsearch.search import run as run_module
+
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                      keep_weights=keep_weights, run_id=uuid.uuid4().hex)
+    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                    keep_weights=keep_weights, run_id=uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
@@ -187,8 +196,8 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     total = until or n_trials or spec.budget.trials
     if len(slots) == 1 and slots[0].gpu is None:
         with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
-                        note=lambda trial: study_module.baseline_note(trial, spec)) as display:
-            study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+                        note=lambda trial: baseline_note(trial, spec)) as display:
+            study = run_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     else:
         study = _run_workers(spec, url, options, slots, console, header, total)
     _finish(study, spec, options, console)
@@ -196,7 +205,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
 
 def _limits_and_objectives(spec) -> str:
     """', limits params <= 100,000, objectives val_accuracy and params' for a run's header; '' for neither."""
-    from hpsearch.limits import describe
+    from hpsearch.studyfile.limits import describe
 
     limits = describe(spec.limits)
     return ((f", limits {limits}" if limits != "none" else "")
@@ -206,8 +215,8 @@ def _limits_and_objectives(spec) -> str:
 def _finish(study, spec, options, console) -> None:
     """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
     every trial of the run failed."""
-    from hpsearch.display import plural, render
-    from hpsearch.finish import finish
+    from hpsearch.results.render import plural, render
+    from hpsearch.search.finish import finish
 
     end = finish(study, spec, options)
     if end.nothing_to_do:
@@ -227,9 +236,10 @@ def _finish(study, spec, options, console) -> None:
 
 def _run_workers(spec, url, options, slots, console, header, total):
     """Start the worker processes and show their trials in one view until they all exit."""
-    from hpsearch.display import ParallelDisplay
+    from hpsearch.results.trials import baseline_note
+    from hpsearch.search.progress import ParallelDisplay
+    from hpsearch.search.workers import run_workers, watch
     from hpsearch.storage import check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
-    from hpsearch.workers import run_workers, watch
 
     if is_new_sqlite(url):  # the workers make it once their data is read: a run that cannot start writes none
         check_sqlite_folder(sqlite_file(url))
@@ -242,12 +252,12 @@ def _run_workers(spec, url, options, slots, console, header, total):
     def watched() -> None:
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id,
-                             note=lambda trial: _study_layer().baseline_note(trial, spec)) as display:
+                             note=lambda trial: baseline_note(trial, spec)) as display:
             watch(pool, spec.name, url, display.trial_ended, display.polled)
 
     pool.supervise(watched)
     pool.remove_logs()
-    return _study_layer().load_existing(spec.name, url)
+    return _load_existing(spec.name, url)
 
 
 @main.command()
@@ -263,25 +273,29 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     """
     from rich.console import Console
 
-    from hpsearch.display import RunDisplay, render
+    from hpsearch.results.render import render
+    from hpsearch.search.progress import RunDisplay
     from hpsearch.storage import mask, storage_url
 
-    study_module = _study_layer()
+    _quiet_optuna()
+    from hpsearch.results.trials import baseline_note, summarize
+    from hpsearch.search import run as run_module
+
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    options = study_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                      stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                      keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
+    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
                     counting_study=until is not None,
-                    note=lambda trial: study_module.baseline_note(trial, spec)) as display:
-        study = study_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+                    note=lambda trial: baseline_note(trial, spec)) as display:
+        study = run_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
     if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
         _finish(study, spec, options, console)
     else:
-        click.echo(render(study_module.summarize(study), "text"))
+        click.echo(render(summarize(study), "text"))
 
 
 @main.command()
@@ -298,7 +312,8 @@ def studies():
 @main.command()
 def baselines():
     """List the reports' models that studies run as fixed trials, with what the reports say of them."""
-    from hpsearch.baselines import BASELINES, built_param_count
+    from hpsearch.studyfile.baselines import BASELINES
+    from hpsearch.training.space import built_param_count
 
     rows = [("name", "dataset", "params", "reported", "source")]
     for b in BASELINES.values():
@@ -317,7 +332,7 @@ def _echo_columns(rows: list[tuple[str, ...]]) -> None:
 @main.command()
 def params():
     """List every parameter a study file can search or fix, with its default and allowed values."""
-    from hpsearch.families import FAMILIES, MODEL_PARAMS
+    from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
 
     for param in params_module.PARAMS:
         allowed = ", ".join(map(str, param.choices)) if param.kind == "choice" else (
@@ -336,12 +351,12 @@ def params():
 def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time; for a study with two
     objectives, its Pareto front."""
-    from hpsearch.display import render
+    from hpsearch.results.render import render
+    from hpsearch.results.trials import summarize
     from hpsearch.storage import storage_url
 
-    study_module = _study_layer()
-    study = study_module.load_existing(_study_name(study_name), storage_url(storage))
-    summary = study_module.summarize(study)
+    study = _load_existing(_study_name(study_name), storage_url(storage))
+    summary = summarize(study)
     if summary["best"] is None:
         within = " within its limits" if summary["limits"] else ""
         raise HpsearchError(f"study {study.study_name!r} has no completed trial{within} yet: "
@@ -357,12 +372,11 @@ def best(study_name, storage, fmt):
                    "and write report.md, PNG plots and an index.html showing both into it.")
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
-    from hpsearch import report as report_module
+    from hpsearch.results import report as report_module
     from hpsearch.storage import storage_url
 
-    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
-    study = study_module.load_existing(spec.name if spec else study_name, storage_url(storage))
+    study = _load_existing(spec.name if spec else study_name, storage_url(storage))
     spec = spec or _remembered_spec(study)
     listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
     text = report_module.markdown(study, listed, epochs=epochs, spec=spec)
@@ -387,11 +401,11 @@ def report(study_name, storage, out):
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
 def dashboard(study_name, storage, host, port):
     """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
-    from hpsearch import dashboard as dashboard_module
+    from hpsearch.results import dashboard as dashboard_module
     from hpsearch.storage import storage_url
 
     url = storage_url(storage)
-    name = _study_layer().load_existing(_study_name(study_name), url).study_name
+    name = _load_existing(_study_name(study_name), url).study_name
 
     def announce(address: str) -> None:
         click.echo(address)
@@ -415,19 +429,20 @@ def dashboard(study_name, storage, host, port):
               help="Copy the trial's stored weights (if it kept any) beside the config.")
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
-    from hpsearch import export as export_module, ranking
-    from hpsearch.display import plural
+    from hpsearch.results import export as export_module
+    from hpsearch.results import ranking
+    from hpsearch.results.render import plural
+    from hpsearch.results.trials import objectives as trial_objectives
     from hpsearch.storage import storage_url
 
-    study_module = _study_layer()
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     url = storage_url(storage)
-    study = study_module.load_existing(spec.name if spec else study_name, url)
+    study = _load_existing(spec.name if spec else study_name, url)
     _make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
                f"test {trial.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f})", err=True)
-    if number is None and len(objectives := study_module.objectives(study)) > 1:
+    if number is None and len(objectives := trial_objectives(study)) > 1:
         size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
         click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
                    f"{' and '.join(objectives)}; `hpsearch best` lists them, --trial N exports another", err=True)
@@ -453,25 +468,27 @@ def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
     from rich.console import Console
 
-    from hpsearch import export as export_module
-    from hpsearch.display import RetrainDisplay
+    from hpsearch.results.export import read_config
+    from hpsearch.search.progress import RetrainDisplay
+    from hpsearch.training import retrain as retrain_module
+    from hpsearch.training.devicedata import resolve_device
 
-    study_module = _study_layer()
-    config = export_module.read_config(config_path)
-    torch_device = study_module.resolve_device(device)
+    _quiet_optuna()
+    config = read_config(config_path)
+    torch_device = resolve_device(device)
     out = out or config_path.with_name(config_path.stem + "-trained")
     _make_folder(out, "--out")
-    export_module.start_out_dir(out, config_path)
-    for note in export_module.differences(config, torch_device):
+    retrain_module.start_out_dir(out, config_path)
+    for note in retrain_module.differences(config, torch_device):
         click.echo(f"note: {note}", err=True)
     metrics = config.metrics
     runs = []
     with RetrainDisplay(Console(stderr=True), seeds, config.record.epochs) as display:
         for seed in range(config.record.seed, config.record.seed + seeds):
             display.seed_started(seed)
-            retrained = export_module.retrain(config, seed, torch_device, data_dir=data_dir,
+            retrained = retrain_module.retrain(config, seed, torch_device, data_dir=data_dir,
                                               on_epoch=display.epoch_finished, progress=display.loading)
-            export_module.save_retrained(retrained, out, config_path)
+            retrain_module.save_retrained(retrained, out, config_path)
             display.seed_finished()
             runs.append(retrained)
             line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
@@ -480,7 +497,7 @@ def train(config_path, seeds, out, device, data_dir):
                 line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
                          f"{': identical' if same else ''})")
             click.echo(line)
-    summary = export_module.results(runs, torch_device)
+    summary = retrain_module.results(runs, torch_device)
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(f"test accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f} "
                f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
@@ -507,14 +524,15 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worke
     Results are stored on each trial (its `confirm` attribute) as each seed finishes; running the command
     again trains only what is missing, so --seeds 5 after --seeds 3 trains two more seeds per trial.
     """
-    from hpsearch import confirm as confirm_module, report as report_module
-    from hpsearch.display import plural
+    from hpsearch.results import report as report_module
+    from hpsearch.results.render import plural
+    from hpsearch.search import confirm as confirm_module
     from hpsearch.storage import storage_url
+    from hpsearch.training.devicedata import resolve_device
 
-    study_module = _study_layer()
     url = storage_url(storage)
-    study = study_module.load_existing(_study_name(study_name), url)
-    torch_device = study_module.resolve_device(device)
+    study = _load_existing(_study_name(study_name), url)
+    torch_device = resolve_device(device)
     chosen = confirm_module.chosen(study, top)
     wanted = confirm_module.seeds_for(confirm_module.base_seed(study), seeds)
     todo = confirm_module.missing(study, top, seeds)
@@ -537,7 +555,7 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worke
         else:
             for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir):
                 click.echo(said, nl=False)
-    study = study_module.load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
+    study = _load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
     table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
     click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
 

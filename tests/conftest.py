@@ -78,8 +78,8 @@ def shared_study(tmp_path_factory: pytest.TempPathFactory):
 
     Returns (storage URL, study file, study). Tests must not add trials to it.
     """
-    from hpsearch.spec import load_spec
-    from hpsearch.study import RunOptions, run
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
 
     folder = tmp_path_factory.mktemp("shared-study")
     path = folder / "shared-digits.yaml"

@@ -7,15 +7,16 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from hpsearch import data, space
 from hpsearch import trialrecord as A
-from hpsearch.artifacts import artifact_dir, load_trial_state_dict, trial_weights_path
 from hpsearch.errors import HpsearchError
-from hpsearch.models import build_model
-from hpsearch.spec import load_spec
-from hpsearch.spectypes import DatasetSpec
-from hpsearch.study import RunOptions, run
-from hpsearch.train import evaluate
+from hpsearch.results.artifacts import artifact_dir, load_trial_state_dict, trial_weights_path
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import DatasetSpec
+from hpsearch.training import devicedata as data
+from hpsearch.training import space
+from hpsearch.training.models import build_model
+from hpsearch.training.train import evaluate
 
 
 def test_the_best_two_completed_trials_keep_their_weights(shared_study):

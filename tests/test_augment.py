@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hpsearch.augment import Augment, cutout, random_crop, random_flip
+from hpsearch.training.augment import Augment, cutout, random_crop, random_flip
 
 
 def batch(n: int = 64) -> torch.Tensor:

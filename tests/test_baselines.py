@@ -12,13 +12,15 @@ import torch
 from click.testing import CliRunner
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import data, recipe
-from hpsearch.baselines import BASELINES, built_param_count, fit_problem
 from hpsearch.cli import main
 from hpsearch.errors import SpecError
-from hpsearch.spec import load_spec
-from hpsearch.spectypes import DatasetSpec
-from hpsearch.study import RunOptions, baseline_due, run
+from hpsearch.search.run import RunOptions, baseline_due, run
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import DatasetSpec
+from hpsearch.training import devicedata as data
+from hpsearch.training import recipe
+from hpsearch.training.space import built_param_count, fit_problem
 
 STATED = [b for b in BASELINES.values() if b.param_count is not None]
 

@@ -19,10 +19,10 @@ import yaml
 from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from hpsearch.catalog import shipped_study_files
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
-from hpsearch.workers import plan_workers
+from hpsearch.search.workers import plan_workers
+from hpsearch.studyfile.catalog import shipped_study_files
 
 
 def invoke(*args: str):
@@ -289,13 +289,13 @@ def test_every_command_ends_an_expected_error_in_one_line_and_ctrl_c_in_130(name
 
 
 def test_baselines_whose_model_cannot_be_built_is_one_line(monkeypatch):
-    from hpsearch import baselines
-    from hpsearch.models import ArchitectureError
+    from hpsearch.training import space
+    from hpsearch.training.models import ArchitectureError
 
     def unbuildable(baseline):
         raise ArchitectureError(f"{baseline.name}: torchvision lacks this architecture: upgrade torchvision")
 
-    monkeypatch.setattr(baselines, "built_param_count", unbuildable)
+    monkeypatch.setattr(space, "built_param_count", unbuildable)
     result = invoke("baselines")
     assert_clean_error(result, "torchvision lacks this architecture")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -12,10 +12,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hpsearch import confirm, ranking
 from hpsearch.cli import main
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, run
+from hpsearch.results import ranking
+from hpsearch.search import confirm
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile.schema import load_spec
 
 DIGITS_STUDY = {"budget": {"epochs": 2, "trials": 2}, "space": {"lr": {"float": [0.02, 0.2], "log": True}}}
 

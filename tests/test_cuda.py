@@ -20,11 +20,13 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import data as data_module, recipe
 from hpsearch.cli import main
 from hpsearch.paths import slug
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, open_study, run
+from hpsearch.search.run import RunOptions, run
+from hpsearch.search.studystore import open_study
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.training import devicedata as data_module
+from hpsearch.training import recipe
 
 pytestmark = pytest.mark.cuda
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from hpsearch import data
-from hpsearch.data import FASHION_MNIST_SYSTEM_DIR, DatasetError
-from hpsearch.spectypes import DatasetSpec
+from hpsearch.errors import DatasetError
+from hpsearch.studyfile.types import DatasetSpec
+from hpsearch.training import datasets, imagefolder
+from hpsearch.training import devicedata as data
 
 CPU = torch.device("cpu")
 
@@ -24,7 +25,7 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
     assert d.train_x.dtype == torch.uint8 and d.train_x.max() == 255
     assert torch.bincount(d.val_y).min() >= 20  # stratified: every class is represented
     again = data._split_to_device(DatasetSpec("digits", validation=0.15, test=0.2),
-                                  data._read_digits(None, Path()), CPU)
+                                  datasets._read_digits(None, Path()), CPU)
     assert torch.equal(again.val_x, d.val_x) and torch.equal(again.test_y, d.test_y)
     rows = lambda x: {bytes(r) for r in x.flatten(1).numpy()}
     assert not rows(d.val_x) & rows(d.test_x) - rows(d.train_x)  # no image moves between splits
@@ -60,7 +61,7 @@ def test_fashion_mnist_idx_files_in_torchvision_layout(tmp_path):
     assert str(raw) == d.source
 
 
-@pytest.mark.skipif(not FASHION_MNIST_SYSTEM_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(not datasets.FASHION_MNIST_SYSTEM_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_debian_package_needs_no_option(tmp_path):
     d = data.load(DatasetSpec("fashion-mnist", validation=5000), CPU, tmp_path / "empty")
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (55_000, 5_000, 10_000)
@@ -84,12 +85,12 @@ def test_cifar10_reads_an_image_folder_copy_and_caches_it(tmp_path):
     assert d.classes == ("cat", "dog", "frog") and d.shape == (3, 8, 8)
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (24, 6, 6)
     first = torch.from_numpy(np.array(Image.open(root / "train" / "cat" / "0.png"))).permute(2, 0, 1)
-    x, _, _ = data.read_image_folder(root / "train")
+    x, _, _ = imagefolder.read_image_folder(root / "train")
     assert torch.equal(x[0], first)  # pixels are exact (PNG), order is sorted by class then name
     caches = list(root.glob(".hpsearch-train-*.pt"))
     assert len(caches) == 1
     (root / "train" / "cat" / "0.png").unlink()  # a changed folder is decoded again, not served stale
-    x2, _, _ = data.read_image_folder(root / "train")
+    x2, _, _ = imagefolder.read_image_folder(root / "train")
     assert len(x2) == 29 and len(list(root.glob(".hpsearch-train-*.pt"))) == 2
 
 
@@ -103,7 +104,7 @@ def test_missing_dataset_offline_says_where_to_put_which_files(tmp_path, name, h
 
 
 def test_missing_fashion_mnist_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte.gz.*FashionMNIST/raw"):
         data.load(DatasetSpec("fashion-mnist"), CPU, tmp_path / "nowhere")
 
@@ -112,7 +113,7 @@ def test_missing_fashion_mnist_offline(tmp_path, monkeypatch):
                                          ("fashion-mnist", "train-images-idx3-ubyte.gz")])
 def test_a_failed_download_says_where_to_put_the_files_and_leaves_nothing(name, where, tmp_path, monkeypatch):
     """A real download attempt through a proxy that refuses every connection: what a machine offline meets."""
-    if name == "fashion-mnist" and FASHION_MNIST_SYSTEM_DIR.is_dir():
+    if name == "fashion-mnist" and datasets.FASHION_MNIST_SYSTEM_DIR.is_dir():
         pytest.skip("Debian's copy of Fashion-MNIST is installed: nothing would be downloaded")
     monkeypatch.delenv("HPSEARCH_OFFLINE")
     for var in ("no_proxy", "NO_PROXY"):

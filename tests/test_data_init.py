@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hpsearch import data
-from hpsearch.data_init import WHITEN_EPS, init_from_data, whitening_filters
-from hpsearch.models import Whitening, build_model
-from hpsearch.space import model_config, train_config
-from hpsearch.spectypes import DatasetSpec
-from hpsearch.train import fit, make_optimizer
+from hpsearch.studyfile.types import DatasetSpec
+from hpsearch.training import devicedata as data
+from hpsearch.training.data_init import WHITEN_EPS, init_from_data, whitening_filters
+from hpsearch.training.models import Whitening, build_model
+from hpsearch.training.space import model_config, train_config
+from hpsearch.training.train import fit, make_optimizer
 
 CPU = torch.device("cpu")
 

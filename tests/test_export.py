@@ -11,12 +11,12 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 from safetensors.torch import load_file
-
-from hpsearch import params as P
-from hpsearch.artifacts import load_trial_state_dict
-from hpsearch.cli import main
-from hpsearch.export import read_config
 from test_cli import assert_clean_error
+
+from hpsearch.cli import main
+from hpsearch.results.artifacts import load_trial_state_dict
+from hpsearch.results.export import read_config
+from hpsearch.studyfile import params as P
 
 
 def invoke(*args: str):
@@ -168,8 +168,8 @@ def test_a_study_that_predates_the_recorded_split_is_exported_from_its_study_fil
 def test_the_speed_run_model_options_are_searched_recorded_exported_and_trained_again(write_study, storage, tmp_path):
     """family, width_multiplier, whiten and dirac_init in space and fixed: the trial's config holds them, and
     `train` rebuilds the same model (whitening filters refitted from the same training images) to the bit."""
-    from hpsearch.spec import load_spec
-    from hpsearch.study import RunOptions, run
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
 
     path = write_study(name="model-options", budget={"epochs": 2, "trials": 2},
                        space={"family": {"choice": ["cnn"]}, "whiten": {"int": [1, 2]},
@@ -194,8 +194,8 @@ def test_the_speed_run_model_options_are_searched_recorded_exported_and_trained_
 
 def test_a_trial_with_the_speed_run_recipes_is_recorded_exported_and_trained_again_to_the_same_numbers(
         write_study, storage, tmp_path):
-    from hpsearch.spec import load_spec
-    from hpsearch.study import RunOptions, run
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
 
     recipes = {"augment": "flip_crop", "flip": "alternating", "tta": "flip_translate", "ema": 0.8,
                "bn_bias_lr_scale": 8.0, "bn_weight_decay": False, "lr_per_1024": 0.8}

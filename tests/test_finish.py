@@ -7,9 +7,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
-from hpsearch.catalog import load_study_spec
-from hpsearch.finish import finish
-from hpsearch.study import RunOptions
+from hpsearch.search.finish import finish
+from hpsearch.search.run import RunOptions
+from hpsearch.studyfile.catalog import load_study_spec
 
 
 def stored(state: TrialState, run: str, value: float | None = None, **attrs) -> optuna.trial.FrozenTrial:

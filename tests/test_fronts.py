@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hpsearch import ranking
 from hpsearch.cli import main
-from hpsearch.limits import within_limits
-from hpsearch.samplers import make_pruner
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, run
+from hpsearch.results import ranking
+from hpsearch.search.run import RunOptions, run
+from hpsearch.search.samplers import make_pruner
+from hpsearch.studyfile.limits import within_limits
+from hpsearch.studyfile.schema import load_spec
 
 FRONT_DIGITS = {"name": "front-digits", "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
                 "objectives": ["val_accuracy", "params"], "budget": {"epochs": 4, "trials": 10},
@@ -72,7 +72,9 @@ def test_a_two_objective_study_prunes_and_its_front_is_non_dominated(front_study
 def test_the_curve_view_prunes_as_the_pruner_does_on_one_objective(pruner):
     """The same curves, told to a single-objective study (trial.report) and to a two-objective one
     (curvepruning), get the same verdict at every epoch; successive halving's rungs carry over."""
-    from hpsearch import curvepruning  # new with this test: imported here, so that the module's other tests run on main
+    from hpsearch.search import (
+        curvepruning,  # new with this test: imported here, so that the module's other tests run on main
+    )
 
     options = {k: v for k, v in pruner.items() if k != "name"}
     single = optuna.create_study(study_name="same", direction="maximize", pruner=make_pruner(pruner["name"], options, 8))
@@ -141,8 +143,8 @@ def test_a_two_objective_study_gets_its_report(front_study, tmp_path):
 
 
 def test_the_curve_view_keeps_the_study_attributes_so_plots_mark_the_confirmed_winner():
-    from hpsearch.confirm import summarize
-    from hpsearch.curvepruning import single_objective_view
+    from hpsearch.search.confirm import summarize
+    from hpsearch.search.curvepruning import single_objective_view
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for accuracy, size in ((0.9, 1000), (0.8, 500)):

@@ -10,11 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hpsearch import data
 from hpsearch.errors import DatasetError, HpsearchError, SpecError
-from hpsearch.spec import load_spec
-from hpsearch.spectypes import RESIZE_POLICIES, DatasetSpec
-from hpsearch.study import RunOptions, load_existing, run
+from hpsearch.search.run import RunOptions, run
+from hpsearch.search.studystore import load_existing
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import RESIZE_POLICIES, DatasetSpec
+from hpsearch.training import devicedata as data
+from hpsearch.training import imagefolder
 
 CPU = torch.device("cpu")
 
@@ -26,7 +28,7 @@ def folder_spec(path: str = "pets", **options) -> DatasetSpec:
 def test_a_plain_tree_is_resized_carved_and_its_corrupt_file_skipped_with_one_warning(image_folder, isolated, caplog):
     image_folder(isolated / "data" / "pets", ("cat", "dog", "frog"), per_class=8)
     (isolated / "data" / "pets" / "dog" / "broken.png").write_bytes(b"not a png")
-    with caplog.at_level(logging.WARNING, logger="hpsearch.data"):
+    with caplog.at_level(logging.WARNING, logger="hpsearch.training"):
         d = data.load(folder_spec(validation=3, test=6), CPU)
     assert d.classes == ("cat", "dog", "frog") and d.shape == (3, 8, 8) and d.train_x.dtype == torch.uint8
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (15, 3, 6)
@@ -42,13 +44,13 @@ def test_split_folders_are_used_as_given_and_a_missing_test_split_is_carved(imag
     image_folder(root / "val", per_class=2, seed=1)
     d = data.load(folder_spec(test=4), CPU)
     assert (len(d.train_y), len(d.val_y), len(d.test_y)) == (8, 4, 4)
-    again = data.read_image_folder(root / "val", (8, 8))[0]
+    again = imagefolder.read_image_folder(root / "val", (8, 8))[0]
     assert torch.equal(d.val_x, again)  # validation is val/, untouched
 
 
 def test_resize_policies_squash_crop_or_letterbox():
     wide = Image.new("RGB", (16, 8), (255, 255, 255))
-    squash, crop, pad = (np.array(data._resized(wide, (8, 8), policy)) for policy in RESIZE_POLICIES)
+    squash, crop, pad = (np.array(imagefolder._resized(wide, (8, 8), policy)) for policy in RESIZE_POLICIES)
     assert squash.shape == crop.shape == pad.shape == (8, 8, 3)
     assert squash.min() == crop.min() == 255  # both fill the square
     assert pad[0].max() == 0 and pad[-1].max() == 0 and pad[4].min() == 255  # black bars above and below
@@ -56,17 +58,17 @@ def test_resize_policies_squash_crop_or_letterbox():
 
 def test_decoded_images_are_cached_beside_the_data_and_reused(image_folder, isolated, monkeypatch):
     root = image_folder(isolated / "pets", per_class=3)
-    x, y, classes = data.read_image_folder(root, (8, 8), "crop")
+    x, y, classes = imagefolder.read_image_folder(root, (8, 8), "crop")
     (cache,) = isolated.glob(".hpsearch-pets-8x8-crop-*.pt")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data.Image, "open", no_decoding)
-    x2, y2, classes2 = data.read_image_folder(root, (8, 8), "crop")
+    monkeypatch.setattr(imagefolder.Image, "open", no_decoding)
+    x2, y2, classes2 = imagefolder.read_image_folder(root, (8, 8), "crop")
     assert torch.equal(x, x2) and torch.equal(y, y2) and classes == classes2
     with pytest.raises(AssertionError, match="decoded again"):  # another size is another cache
-        data.read_image_folder(root, (8, 8), "pad")
+        imagefolder.read_image_folder(root, (8, 8), "pad")
 
 
 @pytest.mark.parametrize("layout, message", [

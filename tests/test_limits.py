@@ -10,11 +10,12 @@ import optuna
 from click.testing import CliRunner
 from optuna.trial import TrialState, create_trial
 
-from hpsearch import ranking
 from hpsearch.cli import main
-from hpsearch.limits import within_limits
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, first_reaching, run
+from hpsearch.results import ranking
+from hpsearch.results.trials import first_reaching
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile.limits import within_limits
+from hpsearch.studyfile.schema import load_spec
 
 PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from hpsearch import params as P
 from hpsearch.cli import main
-from hpsearch.families import FAMILIES, MODEL_PARAMS, Family
-from hpsearch.models import ArchitectureError, ModelConfig, build_model, count_parameters
-from hpsearch.space import model_config, train_config
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS, Family
+from hpsearch.training.models import ArchitectureError, ModelConfig, build_model, count_parameters
+from hpsearch.training.space import model_config, train_config
 
 CIFAR = (3, 32, 32)
 
@@ -148,10 +148,10 @@ def test_resnet9_takes_8x8_digits_and_refuses_what_three_pools_leave_nothing_of(
 
 
 def test_resnet9_trains_an_epoch_on_cifar_shaped_images_the_same_twice(image_folder, tmp_path):
-    from hpsearch import data
-    from hpsearch.data_init import init_from_data
-    from hpsearch.spectypes import DatasetSpec
-    from hpsearch.train import fit
+    from hpsearch.studyfile.types import DatasetSpec
+    from hpsearch.training import devicedata as data
+    from hpsearch.training.data_init import init_from_data
+    from hpsearch.training.train import fit
 
     image_folder(tmp_path / "pets", per_class=16)
     d = data.load(DatasetSpec("imagefolder", path=str(tmp_path / "pets"), image_size=(32, 32)), torch.device("cpu"))

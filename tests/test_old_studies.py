@@ -14,8 +14,8 @@ import yaml
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from hpsearch.artifacts import load_trial_state_dict
 from hpsearch.cli import main
+from hpsearch.results.artifacts import load_trial_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

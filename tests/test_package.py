@@ -12,9 +12,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import hpsearch
-from hpsearch import catalog, data
 from hpsearch.cli import main
-from hpsearch.spectypes import DATASET_NAMES
+from hpsearch.studyfile import catalog
+from hpsearch.studyfile.types import DATASET_NAMES
+from hpsearch.training import devicedata as data
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "optuna", "sklearn", "rich", "PIL", "matplotlib", "sqlalchemy")
@@ -73,7 +74,7 @@ def test_the_wheel_carries_the_shipped_studies_and_an_install_finds_them(tmp_pat
     listed = subprocess.run([sys.executable, "-m", "hpsearch", "studies"], cwd=empty, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(site)}, check=True).stdout
     assert all(Path(name).stem in listed for name in shipped)
-    where = subprocess.run([sys.executable, "-c", "import hpsearch.catalog as c; print(c.SHIPPED_DIR)"], cwd=empty,
+    where = subprocess.run([sys.executable, "-c", "import hpsearch.studyfile.catalog as c; print(c.SHIPPED_DIR)"], cwd=empty,
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(site)}, check=True)
     assert Path(where.stdout.strip()) == (site / "hpsearch" / "studies").resolve()
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from hpsearch.cli import main
 from hpsearch.paths import slug
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, run
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile.schema import load_spec
 
 AWKWARD_NAMES = ["../../escaped", "a/b", "a_b", "with space", "névé ☃", "..", ".hidden", "/abs/path", ""]
 
@@ -99,8 +99,8 @@ def test_a_run_leaves_the_storage_and_one_folder_of_side_files(write_study, tmp_
 
 def test_a_study_stored_with_a_folder_per_kind_keeps_its_weights_and_checkpoints(write_study, tmp_path):
     """Earlier versions kept x-artifacts/ and x-checkpoints/ beside x.db: where they exist, they are used."""
-    from hpsearch.artifacts import artifact_dir, load_trial_state_dict
-    from hpsearch.checkpoint import checkpoint_root
+    from hpsearch.results.artifacts import artifact_dir, load_trial_state_dict
+    from hpsearch.training.checkpoint import checkpoint_root
 
     (tmp_path / "x-artifacts").mkdir()
     (tmp_path / "x-checkpoints").mkdir()

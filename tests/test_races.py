@@ -18,12 +18,12 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-
-from hpsearch.objective import RunEvents
-from hpsearch.spec import load_spec
-from hpsearch.storage import driver_url
-from hpsearch.study import RunOptions, run
 from test_scaling import POSTGRES, SLOW, assert_exact_total, finish, load, needs_postgres, wait_for
+
+from hpsearch.search.objective import RunEvents
+from hpsearch.search.run import RunOptions, run
+from hpsearch.storage import driver_url
+from hpsearch.studyfile.schema import load_spec
 
 
 @contextmanager

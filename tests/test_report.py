@@ -5,16 +5,16 @@ from __future__ import annotations
 import datetime
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
-from optuna_dashboard import get_note
 from click.testing import CliRunner
 from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard import get_note
 from PIL import Image
-
-from hpsearch import dashboard, ranking, report, timing
-from hpsearch.spectypes import Limits
-from hpsearch.cli import main
 from test_cli import assert_clean_error
+
+from hpsearch.cli import main
+from hpsearch.results import dashboard, ranking, report, timing
+from hpsearch.studyfile.types import Limits
 
 PLOTS = ("pareto.png", "history.png", "intermediate.png", "importances.png", "parallel.png")
 
@@ -96,7 +96,7 @@ def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trial
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30_000
     with Image.open(tmp_path / "rep" / "pareto.png") as image:
         assert image.width >= 1200 and image.height >= 500, image.size
-    from hpsearch import plots  # the limits of a study file are drawn too
+    from hpsearch.results import plots  # the limits of a study file are drawn too
     assert [p.file for p in plots.write_plots(study, tmp_path / "limits", Limits(params=100_000, train_seconds=5))
             if not p.skipped][0] == "pareto.png"
 
@@ -111,7 +111,7 @@ def ended(number: int, run: str, start_s: float, end_s: float, state: TrialState
 
 
 def test_time_to_target_counts_the_runs_time_not_the_gap_between_them(storage, write_study):
-    from hpsearch.spec import load_spec
+    from hpsearch.studyfile.schema import load_spec
 
     spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.9}))
     study = optuna.create_study(study_name="timed", storage=storage, direction="maximize")
@@ -132,7 +132,7 @@ def test_time_to_target_counts_the_runs_time_not_the_gap_between_them(storage, w
 
 
 def test_a_baseline_that_meets_the_target_is_noted_and_the_search_still_has_to_reach_it(storage, write_study):
-    from hpsearch.spec import load_spec
+    from hpsearch.studyfile.schema import load_spec
 
     spec = load_spec(write_study(target={"metric": "test_accuracy", "value": 0.9}))
     study = optuna.create_study(study_name="timed", storage=storage, direction="maximize")

@@ -19,9 +19,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch.paths import slug
-from hpsearch.spec import load_spec
+from hpsearch.search.run import RunOptions, run
 from hpsearch.storage import mask
-from hpsearch.study import RunOptions, run
+from hpsearch.studyfile.schema import load_spec
 
 POSTGRES = os.environ.get("HPSEARCH_TEST_POSTGRES")
 needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set HPSEARCH_TEST_POSTGRES to a PostgreSQL URL "

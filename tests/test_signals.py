@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy
 
 from hpsearch.errors import Terminated
-from hpsearch.signals import REDELIVER_S, raising_on_signals
+from hpsearch.search.signals import REDELIVER_S, raising_on_signals
 
 
 def sigterm_after(seconds: float) -> threading.Timer:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpsearch import params as P
-from hpsearch.families import MODEL_PARAMS
-from hpsearch.space import sample, train_config
-from hpsearch.spec import load_spec
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.families import MODEL_PARAMS
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.training.space import sample, train_config
 
 SPACE = {
     "blocks": {"int": [0, 3]},

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from hpsearch.catalog import shipped_study_files
 from hpsearch.errors import SpecError
-from hpsearch.spec import load_spec
+from hpsearch.studyfile.catalog import shipped_study_files
+from hpsearch.studyfile.schema import load_spec
 
 
 def problems_of(path) -> list[str]:

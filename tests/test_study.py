@@ -7,11 +7,12 @@ import torch
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import recipe
 from hpsearch.cli import main
-from hpsearch.params import MAX_SEED
-from hpsearch.spec import load_spec
-from hpsearch.study import RunOptions, SamplerSeed, run, summarize
+from hpsearch.results.trials import summarize
+from hpsearch.search.run import RunOptions, SamplerSeed, run
+from hpsearch.studyfile.params import MAX_SEED
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.training import recipe
 
 
 def states(study):

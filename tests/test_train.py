@@ -9,13 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from hpsearch import data, params as P
-from hpsearch.checkpoint import CheckpointFile
-from hpsearch.models import build_model
-from hpsearch.space import model_config, train_config
-from hpsearch.spectypes import DatasetSpec
-from hpsearch.train import (TrainConfig, TrainingDiverged, WeightAverage, epoch_images, evaluate, fit, lr_factor,
-                            make_optimizer)
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.types import DatasetSpec
+from hpsearch.training import devicedata as data
+from hpsearch.training.checkpoint import CheckpointFile
+from hpsearch.training.models import build_model
+from hpsearch.training.space import model_config, train_config
+from hpsearch.training.train import (
+    TrainConfig,
+    TrainingDiverged,
+    WeightAverage,
+    epoch_images,
+    evaluate,
+    fit,
+    lr_factor,
+    make_optimizer,
+)
 
 CPU = torch.device("cpu")
 SMALL_CNN = {"blocks": 1, "convs_per_block": 1, "width": 16, "batch_size": 64, "lr": 0.05, "augment": "crop",

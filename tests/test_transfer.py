@@ -14,17 +14,19 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 from torch import nn
 
-from hpsearch import params as P, ranking, recipe, transfer
-from hpsearch.artifacts import load_trial_state_dict, save_state_dict
-from hpsearch.baselines import BASELINES
 from hpsearch.cli import main
-from hpsearch.data import load
 from hpsearch.errors import HpsearchError, SpecError
-from hpsearch.models import build_model
-from hpsearch.space import model_config
-from hpsearch.spec import load_spec, parse_spec
-from hpsearch.study import RunOptions, run
-from hpsearch.train import TrainConfig, make_optimizer
+from hpsearch.results import ranking
+from hpsearch.results.artifacts import load_trial_state_dict, save_state_dict
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.schema import load_spec, parse_spec
+from hpsearch.training import recipe, transfer
+from hpsearch.training.devicedata import load
+from hpsearch.training.models import build_model
+from hpsearch.training.space import model_config
+from hpsearch.training.train import TrainConfig, make_optimizer
 from hpsearch.trialrecord import Init
 
 CPU = torch.device("cpu")

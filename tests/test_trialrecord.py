@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from hpsearch import params as P
-from hpsearch.artifacts import read_header, save_state_dict
+from hpsearch.results.artifacts import read_header, save_state_dict
+from hpsearch.studyfile import params as P
 from hpsearch.trialrecord import Init, TrialRecord
 
 DIGITS = {"name": "digits", "validation": 0.15, "test": 0.2, "split_seed": 0}

@@ -1,0 +1,138 @@
+"""Trained weights of a study's best trials, kept as Optuna artifacts beside the storage.
+
+Where: for `sqlite:///path/x.db` the folder `path/x-files/artifacts/`; for any other storage URL
+`$HPSEARCH_ARTIFACTS`, else `./hpsearch-files/artifacts` (every machine sharing a PostgreSQL study must
+see the same folder, e.g. a network mount, or each keeps only the weights it trained).
+
+What: one safetensors file per kept trial, uploaded while the trial is still running (Optuna
+refuses attributes on a finished trial), its artifact id in the trial's `weights_artifact` user
+attribute. safetensors rather than a pickled state dict: loading it runs no code, so weights from
+a shared folder are safe to open, and its header carries the trial's parameters as text.
+
+How many: the best `keep` completed trials within the study's limits by validation accuracy (baselines
+included), ranked as ranking.py ranks them. A trial
+that drops out of the top `keep` has its file removed, so disk use stays bounded; its artifact
+entry stays listed in the dashboard (a finished trial's attributes cannot change), and downloading
+it there answers "not found".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from hpsearch import trialrecord as A
+from hpsearch.defaults import DEFAULT_KEEP
+from hpsearch.errors import HpsearchError
+from hpsearch.results import ranking
+from hpsearch.storage import folder_beside, mask, open_existing
+from hpsearch.trialrecord import TrialRecord
+
+
+def artifact_dir(storage_url: str) -> Path:
+    """The folder of the artifact store that belongs to this storage (see the module docstring)."""
+    return folder_beside(storage_url, "artifacts", "HPSEARCH_ARTIFACTS")
+
+
+class WeightKeeper:
+    """The objective's on_complete hook: keep this trial's weights if it is among the best `keep`."""
+
+    def __init__(self, storage_url: str, keep: int = DEFAULT_KEEP):
+        self.folder = artifact_dir(storage_url)
+        self.store = FileSystemArtifactStore(self.folder)
+        self.keep = keep
+        existing = next(p for p in (self.folder, *self.folder.absolute().parents) if p.exists())
+        if not os.access(existing, os.W_OK):  # fail now, not after the first trial trained
+            raise HpsearchError(f"cannot write the artifact folder {self.folder}: set $HPSEARCH_ARTIFACTS to a "
+                                "writable folder, or keep no weights (--keep-weights 0)")
+
+    def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
+        value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
+        kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
+                for t in ranking.ranked(trial.study.get_trials(deepcopy=False))
+                if self._exists(t.user_attrs.get(A.WEIGHTS))]
+        ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
+        if (value, trial.number, None) not in ranked[:self.keep]:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"trial-{trial.number}.safetensors"
+            save_state_dict(model, path, {"study": trial.study.study_name, "trial": str(trial.number),
+                                          **record.header()})
+            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
+                                          mimetype="application/octet-stream")
+        trial.set_user_attr(A.WEIGHTS, artifact_id)
+        for _, _, dropped in ranked[self.keep:]:
+            if dropped is not None:
+                try:
+                    self.store.remove(dropped)
+                except ArtifactNotFound:  # another worker removed it first
+                    pass
+
+    def _exists(self, artifact_id: str | None) -> bool:
+        return artifact_id is not None and (self.folder / artifact_id).is_file()
+
+
+def save_state_dict(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """The model's state dict as a safetensors file on the CPU, with text metadata in its header."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={**metadata, "keys": json.dumps(list(tensors))})
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A file of save_state_dict, in the model's own key order (safetensors sorts by name;
+    transfer learning matches layers by position)."""
+    tensors = load_file(str(path))
+    order = json.loads(read_header(path).get("keys", "[]"))
+    return {k: tensors[k] for k in order} if sorted(order) == sorted(tensors) else tensors
+
+
+def read_header(path: Path) -> dict[str, str]:
+    """The text metadata of a safetensors file (TrialRecord.from_header reads the record in it)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
+    """The file holding this trial's weights, or None if it has none (never kept, or dropped)."""
+    artifact_id = trial.user_attrs.get(A.WEIGHTS)
+    if artifact_id is None:
+        return None
+    path = artifact_dir(storage_url) / artifact_id
+    return path if path.is_file() else None
+
+
+def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = "best") -> dict[str, torch.Tensor]:
+    """The stored weights of a trial ("best": the best-ranked trial that has weights), on the CPU."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_existing(storage_url))
+    except KeyError:
+        raise HpsearchError(f"no study named {study_name!r} in {mask(storage_url)}: check --study and --storage") from None
+    if trial == "best":
+        found = next(((t, p) for t in ranking.ranked(study.get_trials(deepcopy=False))
+                      if (p := trial_weights_path(storage_url, t))), None)
+        if found is None:
+            raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights "
+                                f"in {artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
+        return load_state_dict_file(found[1])
+    if not str(trial).isdigit():
+        raise HpsearchError(f"trial {trial!r}: give a trial number or \"best\"")
+    number = int(trial)
+    chosen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    path = trial_weights_path(storage_url, chosen) if chosen is not None else None
+    if path is None:
+        raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights (only the best completed "
+                            f"trials keep theirs): retrain it with `hpsearch export --study {study_name} --trial "
+                            f"{number} -o trial.yaml` then `hpsearch train --config trial.yaml`")
+    return load_state_dict_file(path)
+

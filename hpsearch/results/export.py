@@ -1,0 +1,213 @@
+"""A stored trial -> a config file that stands alone; a config file -> the same model trained again.
+
+The config carries everything the trial was trained from (every parameter with defaults filled
+in, the dataset and its split, epochs, seed) and what it reached (metrics, library versions), so
+`hpsearch train` needs neither the study file nor the storage. Retraining uses the builders and
+the seeding of objective.py, step for step: with the trial's own seed on the CPU it gives the
+trial's validation and test accuracy again, exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import trialrecord as A
+from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.results import ranking
+from hpsearch.results.artifacts import trial_weights_path
+from hpsearch.storage import mask
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
+from hpsearch.studyfile.types import DatasetSpec, StudySpec
+from hpsearch.trialrecord import TrialRecord
+
+FORMAT = "hpsearch-config/1"
+_KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
+         "classes", "metrics", "versions", "weights"}  # init, input_shape, classes: optional, as older files lack them
+_REQUIRED = ("format", "dataset", "epochs", "seed", "params")
+_INIT_KEYS = {"study", "trial", "storage", "weights", "sha256"}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """A config file, validated: what retraining needs, and what the trial reached for comparison."""
+
+    record: TrialRecord
+    dataset: DatasetSpec  # record.dataset, checked
+    metrics: Mapping[str, Any]
+    versions: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Export: a stored trial -> config dict -> file.
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial `number`, or the best completed one; only a completed trial has metrics to carry."""
+    trials = ranking.study_trials(study)
+    if number is None:
+        best = ranking.best_trial(trials)
+        if best is None:
+            raise HpsearchError(f"study {study.study_name!r} has no completed trial yet: "
+                                f"`hpsearch run --study {study.study_name}`")
+        return best
+    trial = next((t for t in trials if t.number == number), None)
+    if trial is None:
+        raise HpsearchError(f"study {study.study_name!r} has no trial #{number} (trials 0 to {len(trials) - 1})")
+    if trial.state != TrialState.COMPLETE:
+        state = {TrialState.FAIL: "failed", TrialState.WAITING: "queued"}.get(trial.state, trial.state.name.lower())
+        raise HpsearchError(f"trial #{number} is {state}, not complete: export a completed trial "
+                            "(leave out --trial for the best)")
+    return trial
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
+                 spec: StudySpec | None = None) -> dict[str, Any]:
+    """The standalone config of a completed trial, as a plain dict ready for YAML or JSON.
+
+    Split and seed come from the study (recorded when it was created); for a study made before
+    that was recorded, from `spec` or the study file the study remembers. A transfer trial's
+    source study is named with its storage (`storage_url` where it is the study's own; a password
+    in it masked).
+    """
+    study_attrs = study.user_attrs
+    if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
+        spec = spec or _remembered_spec(study)
+        study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
+    attrs = trial.user_attrs
+    record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
+    if record.init is not None and record.init.study is not None:
+        record = replace(record, init=replace(record.init, storage=mask(record.init.storage or storage_url)))
+    return {
+        "format": FORMAT,
+        "study": study.study_name,
+        "trial": trial.number,
+        **({"baseline": attrs[A.BASELINE]} if A.BASELINE in attrs else {}),
+        **record.config(),
+        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get(A.TEST_ACCURACY),
+                    "param_count": attrs.get(A.PARAM_COUNT), "seconds": attrs.get(A.SECONDS),
+                    "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
+        "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
+    }
+
+
+def _remembered_spec(study: optuna.Study) -> StudySpec:
+    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
+    if path is None or not Path(path).is_file():
+        raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
+                            f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
+    return load_spec(path)
+
+
+def write_config(config: dict[str, Any], out: Path, weights: Path | None = None) -> Path | None:
+    """Write `config` as YAML or JSON (by the suffix); with `weights`, copy them beside it and say so."""
+    if out.suffix not in (".yaml", ".yml", ".json"):
+        raise HpsearchError(f"-o {out}: the file name must end in .yaml, .yml or .json")
+    copied = None
+    if weights is not None:
+        copied = out.with_suffix(".safetensors")
+        shutil.copyfile(weights, copied)
+        config = {**config, "weights": {"file": copied.name, "sha256": _sha256(copied)}}
+    if out.suffix == ".json":
+        out.write_text(json.dumps(config, indent=2) + "\n")
+    else:
+        out.write_text(f"# hpsearch trial config: `hpsearch train --config {out.name}` trains it again\n"
+                       + yaml.safe_dump(config, sort_keys=False))
+    return copied
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_trial(study: optuna.Study, storage_url: str, number: int | None, out: Path, *,
+                 spec: StudySpec | None = None, include_weights: bool = True) -> tuple[FrozenTrial, Path | None]:
+    """Write the config of trial `number` (None: the best) to `out`; returns the trial and any weights file."""
+    trial = pick_trial(study, number)
+    weights = trial_weights_path(storage_url, trial) if include_weights else None
+    return trial, write_config(trial_config(study, trial, storage_url, spec), out, weights)
+
+
+# --------------------------------------------------------------------------------------------
+# Train again: file -> TrialConfig -> model.
+
+
+def read_config(path: Path) -> TrialConfig:
+    """Read and validate a config file; SpecError lists every problem as `file: key: problem`."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [f"cannot read the file ({exc.strerror})"]) from None
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [yaml_problem(exc)]) from None
+    except ValueError as exc:
+        raise SpecError(str(path), [f"not valid JSON ({exc})"]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(str(path), ["must be a mapping written by `hpsearch export`"])
+    return parse_config(raw, str(path))
+
+
+def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
+    """A config dict (read from a file, or trial_config's) checked; SpecError names `where` and every problem."""
+    problems = [f"{key}: unknown key (allowed: {', '.join(sorted(_KEYS))})" for key in raw if key not in _KEYS]
+    problems += [f"{key}: missing" for key in _REQUIRED if key not in raw]
+    if raw.get("format", FORMAT) != FORMAT:
+        problems.append(f"format: {raw['format']!r} is not {FORMAT!r} (export it again with this hpsearch)")
+    dataset, dataset_problems = config_dataset(raw["dataset"]) if "dataset" in raw else (None, [])
+    problems += dataset_problems
+    if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
+        problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
+    if "seed" in raw and not P.is_seed(raw["seed"]):
+        problems.append(f"seed: must be a whole number from 0 to {P.MAX_SEED}, got {raw['seed']!r}")
+    for key in ("metrics", "versions"):
+        if not isinstance(raw.get(key) or {}, dict):
+            problems.append(f"{key}: must be a mapping, as `hpsearch export` writes it, got {raw[key]!r}")
+    for key in ("val_accuracy", "test_accuracy"):
+        value = raw["metrics"].get(key) if isinstance(raw.get("metrics"), dict) else None
+        if value is not None and not P.is_number(value):
+            problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
+    params = raw.get("params")
+    if not isinstance(params, dict):
+        problems.append("params: must be a mapping of parameter names to values")
+    else:
+        for name, value in params.items():
+            param = P.BY_NAME.get(name)
+            if param is None:
+                problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
+            elif why := param.check_value(value):
+                problems.append(f"params.{name}: {value!r} {why}")
+    problems += _record_problems(raw)
+    if problems:
+        raise SpecError(where, problems)
+    return TrialConfig(record=TrialRecord.from_config(raw), dataset=dataset,
+                       metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
+
+
+def _record_problems(raw: dict[str, Any]) -> list[str]:
+    """What is wrong with the optional keys that say where the weights start and what the model was built for."""
+    problems = []
+    init = raw.get("init")
+    if init is not None:
+        if not isinstance(init, dict) or not init.keys() <= _INIT_KEYS or ("study" in init) == ("weights" in init):
+            problems.append(f"init: must be {{study: NAME, trial: N, storage: URL}} or {{weights: PATH, sha256: HEX}}, "
+                            f"as `hpsearch export` writes it, got {init!r}")
+    shape = raw.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) == 3
+                                  and all(P.is_int(n) and n >= 1 for n in shape)):
+        problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
+    if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
+        problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")
+    return problems

@@ -1,0 +1,123 @@
+"""Results rendered for stdout: a trial in one line, and `best`'s summary as text, JSON or YAML."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import trialrecord as A
+from hpsearch.results.ranking import val_accuracy
+from hpsearch.results.report import NO_FAILURE_REASON
+from hpsearch.results.stats import describe as describe_spread
+from hpsearch.results.trials import curve
+from hpsearch.studyfile.limits import describe
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 trial', '2 trials'."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_trial(trial: FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    head = f"trial #{trial.number}"
+    tag = f" ({attrs[A.BASELINE]})" if A.BASELINE in attrs else ""
+    if trial.state == TrialState.COMPLETE:
+        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
+                f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
+                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s")
+    if A.OVER_LIMIT in attrs:
+        return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
+    if trial.state == TrialState.PRUNED:
+        last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
+        return f"{head}{tag} pruned after epoch {attrs.get(A.EPOCHS)} (val {last:.4f}), {attrs.get(A.SECONDS, 0):.1f}s"
+    if trial.state == TrialState.FAIL:
+        reason = attrs.get(A.FAILURE) or NO_FAILURE_REASON
+        return f"{head}{tag} failed: {reason}"
+    return f"{head}{tag} {trial.state.name.lower()}"
+
+
+def render(summary: dict[str, Any], fmt: str) -> str:
+    """A summary dict as json, yaml, or readable text."""
+    if fmt == "json":
+        return json.dumps(summary, indent=2)
+    if fmt == "yaml":
+        return yaml.safe_dump(summary, sort_keys=False).rstrip()
+    return _text(summary)
+
+
+def _text(summary: dict[str, Any]) -> str:
+    counts = [f"{summary['complete']} complete", f"{summary['pruned']} pruned", f"{summary['fail']} failed"]
+    counts += [f"{summary['running']} running"] if summary["running"] else []
+    queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
+    lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}"]
+    if summary["limits"]:
+        lines.append(f"limits {describe(summary['limits'])}: {plural(summary['over_limit'], 'trial')} over a limit, "
+                     "stopped and never counted")
+    best = summary["best"]
+    if best is None:
+        return "\n".join(lines + ["no completed trial within the limits yet" if summary["limits"]
+                                   else "no completed trial yet"])
+    if "front" in summary:
+        return "\n".join(lines + _front_text(summary))
+    confirm = best.get("confirm") or {}
+    confirmed = "val" in confirm
+    lines += [
+        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "")
+        + (" (confirmed winner: best mean validation accuracy over new seeds)" if confirmed else ""),
+        f"  val accuracy   {best['val_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
+        f"  test accuracy  {best['test_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
+    ]
+    if confirmed:
+        seeds = ", ".join(str(r["seed"]) for r in confirm["seeds"] if "failure" not in r)
+        lines += [f"  confirmed val  {describe_spread(confirm['val'])}",
+                  f"  confirmed test {describe_spread(confirm['test'])}",
+                  f"                 (seeds {seeds}; `hpsearch report` compares the confirmed trials)"]
+    lines += [
+        f"  parameters     {best['param_count']:,}",
+        f"  epochs         {best['epochs']}",
+        f"  seconds        {best['seconds']:.1f}",
+        f"  device         {best['device']}",
+    ]
+    if best["params"]:  # a baseline searched nothing: its config says it all
+        lines += ["  searched params:", *(f"    {key}: {value}" for key, value in best["params"].items())]
+    lines.append("  (full config: hpsearch best --format yaml)")
+    if (single := summary.get("single_run_best")) is not None:
+        lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
+                     f"not the confirmed winner #{best['number']}")
+    return "\n".join(lines + _versus_text(summary.get("versus")))
+
+
+def _versus_text(versus: dict[str, Any] | None) -> list[str]:
+    """The best searched trial against the best baseline, one line each (ranked as `best` ranks)."""
+    if not versus:
+        return []
+    lines = ["search against the baselines:"]
+    for label, key in (("best searched", "searched"), ("best baseline", "baseline")):
+        t = versus[key]
+        if t is None:
+            lines.append(f"  {label}  none completed yet")
+            continue
+        name = f" ({t['baseline']})" if t["baseline"] else ""
+        lines.append(f"  {label}  #{t['number']}: val {t['val_accuracy']:.4f}, test {t['test_accuracy']:.4f}, "
+                     f"{t['param_count']:,} params, {t['seconds']:.1f}s{name}")
+    return lines
+
+
+def _front_text(summary: dict[str, Any]) -> list[str]:
+    """A multi-objective study's front as a table, most accurate first."""
+    second = summary["objectives"][1]
+    rows = [("trial", "val acc", "test acc", "params", "train s", "epochs", "searched params")]
+    for t in summary["front"]:
+        searched = f"baseline {t['baseline']}" if t["baseline"] else \
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        rows.append((f"#{t['number']}", f"{t['val_accuracy']:.4f}", f"{t['test_accuracy']:.4f}", f"{t['param_count']:,}",
+                     "" if t["train_seconds"] is None else f"{t['train_seconds']:.1f}", str(t["epochs"]), searched))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    table = ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return [f"Pareto front of val accuracy (higher) and {second} (lower): {plural(len(summary['front']), 'trial')}",
+            *table, f"  (`hpsearch export --trial N` writes one; without --trial, export takes the most accurate, "
+                    f"#{summary['best']['number']})"]

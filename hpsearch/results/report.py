@@ -1,0 +1,208 @@
+"""One Markdown table per study: the reports' baselines as reproduced here, then the best searched trials.
+
+A baseline's reported accuracy stands beside what it reached in this study's pipeline and budget,
+so the gap the search opens is read off one table. Unfinished baselines show as pending.
+A report folder adds the study's plots (plots.py) and an index.html that shows table and plots.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import trialrecord as A
+from hpsearch.results import ranking, timing
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.limits import describe
+from hpsearch.studyfile.types import StudySpec
+
+NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
+HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
+
+
+def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None:
+    """The reason most of the failed ones among `trials` record, and how many do; None if none failed."""
+    reasons = Counter(t.user_attrs.get(A.FAILURE) or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
+    return reasons.most_common(1)[0] if reasons else None
+
+
+def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:
+    """The study file's baselines, then any other baseline found among the stored trials."""
+    stored = [t.user_attrs[A.BASELINE] for t in study.get_trials(deepcopy=False) if A.BASELINE in t.user_attrs]
+    return list(dict.fromkeys([*listed, *stored]))
+
+
+def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
+         dataset: str | None = None) -> list[tuple[str, ...]]:
+    trials = study.get_trials(deepcopy=False)
+    by_baseline: dict[str, FrozenTrial] = {}
+    for trial in trials:  # the latest attempt of each baseline wins
+        if A.BASELINE in trial.user_attrs:
+            by_baseline[trial.user_attrs[A.BASELINE]] = trial
+    table = []
+    for name in baseline_names(study, listed):
+        b = BASELINES.get(name)
+        reported = (f"{b.reported_accuracy:.2%} {b.reported_metric}" if b and b.reported_accuracy is not None
+                    else "figure only")
+        if b and b.dataset != dataset:  # a figure from another dataset is context, not a target
+            reported += f" on {b.dataset}"
+        table.append(_row(by_baseline.get(name), name, f"report {b.report}" if b else "", reported))
+    searched = [t for t in ranking.ranked(trials) if A.BASELINE not in t.user_attrs]
+    for rank, trial in enumerate(searched[:top], start=1):
+        table.append(_row(trial, f"searched #{rank}", "hpsearch", ""))
+    return table
+
+
+def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> tuple[str, ...]:
+    if trial is None or trial.state in (TrialState.WAITING, TrialState.RUNNING):
+        number = "" if trial is None else f"#{trial.number}"
+        return (number, model, source, reported, "pending", "pending", "", "", "")
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE:
+        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get(A.TEST_ACCURACY, float('nan')):.2%}"
+    elif A.OVER_LIMIT in attrs:
+        val, test = f"over a limit: {attrs[A.OVER_LIMIT]}", ""
+    else:
+        reason = attrs.get(A.FAILURE, "")
+        val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
+    params = f"{attrs[A.PARAM_COUNT]:,}" if A.PARAM_COUNT in attrs else ""
+    return (f"#{trial.number}", model, source, reported, val, test, params, str(attrs.get(A.EPOCHS, "")),
+            f"{attrs.get(A.SECONDS, 0):.1f}")
+
+
+def _title(study: optuna.Study, epochs: int | None) -> str:
+    return f"{study.study_name}: baselines and best searched trials" + (f", {epochs} epochs a trial" if epochs else "")
+
+
+NOTE = ("Reported: the accuracy the report gives, under its own budget. Val and test: this study's pipeline, budget "
+        "and split; searched trials are ranked by validation accuracy.")
+
+
+def outcome(study: optuna.Study) -> str | None:
+    """One sentence when the study has no completed trial to show (why, if its trials failed), else None."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if not failed:
+        return "No trial has completed yet."
+    reason, count = most_common_failure(failed)
+    share = f"every trial failed ({len(failed)})" if len(failed) == len(trials) else \
+        f"{len(failed)} of its {len(trials)} trials failed and none completed"
+    return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
+
+
+def limits_line(study: optuna.Study) -> str | None:
+    """What the study's limits are and how many trials broke one; None for a study without limits."""
+    stored = {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None}
+    if not stored:
+        return None
+    over = sum(A.OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
+    return (f"Limits: {describe(stored)}. {over} trial{'' if over == 1 else 's'} over a limit, stopped and never "
+            "ranked.")
+
+
+CONFIRM_HEADER = ("trial", "model", "seeds", "val mean ± std", "val 95% interval", "test mean ± std",
+                  "single run val")
+
+
+def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The confirmed trials (best mean validation accuracy first) as table rows, and what they say of the winner."""
+    confirmed = ranking.confirmed(trials)
+    if not confirmed:
+        return [], []
+    table = []
+    for t in confirmed:
+        confirm = t.user_attrs[A.CONFIRM]
+        val, test = confirm["val"], confirm["test"]
+        seeds = [r["seed"] for r in confirm["seeds"] if "failure" not in r]
+        failed = len(confirm["seeds"]) - len(seeds)
+        table.append((f"#{t.number}", t.user_attrs.get(A.BASELINE) or "searched",
+                      ", ".join(map(str, seeds)) + (f" ({failed} diverged)" if failed else ""),
+                      f"{val['mean']:.2%} ± {val['std']:.2%}" if val["std"] is not None else f"{val['mean']:.2%}",
+                      f"{val['ci95'][0]:.2%} to {val['ci95'][1]:.2%}" if val["ci95"] else "one seed",
+                      f"{test['mean']:.2%} ± {test['std']:.2%}" if test["std"] is not None else f"{test['mean']:.2%}",
+                      f"{ranking.val_accuracy(t):.2%}"))
+    winner, single = confirmed[0], ranking.single_run_best(trials)
+    said = [f"Confirmed winner: trial #{winner.number}, the best mean validation accuracy over new seeds "
+            f"({len(confirmed)} trial{'s' if len(confirmed) > 1 else ''} confirmed); `best`, `export` and this report "
+            "name it."]
+    if single is not winner:
+        said.append(f"The single-run best, trial #{single.number} (val {ranking.val_accuracy(single):.2%}), is not "
+                    "the confirmed winner: its single run was luckier than its seeds.")
+    return table, said
+
+
+def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table)]
+
+
+def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
+             spec: StudySpec | None = None) -> str:
+    """The table as Markdown, headed by the study name and its per-trial budget; then the confirmed trials, if
+    any, and the time to target (`spec` gives the target; None: unknown)."""
+    trials = ranking.study_trials(study)
+    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
+    lines = [f"# {_title(study, epochs)}", ""]
+    if said := limits_line(study):
+        lines += [said, ""]
+    if said := outcome(study):
+        lines += [f"**{said}**", ""]
+    lines += [*markdown_table(HEADER, table), "", NOTE]
+    confirmed, verdict = confirmation(trials)
+    if confirmed:
+        lines += ["", "## Confirmation: the best trials trained again with new seeds", "",
+                  *markdown_table(CONFIRM_HEADER, confirmed), "", *verdict]
+    lines += ["", "## Time to target", "", *(f"- {line}" for line in timing.lines(timing.pace(trials, spec)))]
+    return "\n".join(lines) + "\n"
+
+
+def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
+                    spec: StudySpec | None = None, out: Path) -> list[str]:
+    """report.md, the PNG plots and an index.html showing both, in the folder `out`; the names written."""
+    from hpsearch.results import plots  # matplotlib takes seconds to import: only this report needs it
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown(study, listed, epochs=epochs, spec=spec))
+    drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
+    trials = ranking.study_trials(study)
+    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
+    confirmed, verdict = confirmation(trials)
+    paragraphs = lambda lines: "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)
+    figures = "\n".join(
+        f"<h2>{html.escape(p.title)}</h2>\n<p>{html.escape(p.about)}</p>\n"
+        + (f"<p><em>Not drawn: {html.escape(p.skipped)}.</em></p>" if p.skipped
+           else (f"<p><strong>Read with care: this plot {html.escape(p.caveat)}.</strong></p>\n" if p.caveat else "")
+           + f'<img src="{p.file}" alt="{html.escape(p.title)}">')
+        for p in drawn)
+    said, limits = outcome(study), limits_line(study)
+    confirm_html = ("<h2>Confirmation: the best trials trained again with new seeds</h2>\n"
+                    f"<table><thead><tr>{cells(CONFIRM_HEADER, 'th')}</tr></thead><tbody>\n"
+                    + "".join(f"<tr>{cells(row, 'td')}</tr>" for row in confirmed)
+                    + f"\n</tbody></table>\n{paragraphs(verdict)}") if confirmed else ""
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(study.study_name)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(_title(study, epochs))}</h1>
+{f"<p>{html.escape(limits)}</p>" if limits else ""}
+{f"<p><strong>{html.escape(said)}</strong></p>" if said else ""}
+<table><thead><tr>{cells(HEADER, "th")}</tr></thead><tbody>
+{"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}
+</tbody></table>
+<p>{html.escape(NOTE)}</p>
+{confirm_html}
+<h2>Time to target</h2>
+{paragraphs(timing.lines(timing.pace(trials, spec)))}
+{figures}
+</body></html>
+"""
+    (out / "index.html").write_text(page)
+    return ["report.md", *(p.file for p in drawn if not p.skipped), "index.html"]

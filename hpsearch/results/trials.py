@@ -1,0 +1,134 @@
+"""A study's trials read back, torch-free: which are finished, which are baselines, which meets the
+target first, and the summary `best` prints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from hpsearch import trialrecord as A
+from hpsearch.results import ranking
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.types import StudySpec
+
+
+def is_baseline(trial: FrozenTrial) -> bool:
+    """A fixed trial of one of the reports' models (queued when study.baseline_due said so), not a sampled one."""
+    return A.BASELINE in trial.user_attrs
+
+
+def target_metric(trial: FrozenTrial, metric: str) -> float | None:
+    """The trial's value of a target metric, or None if it has none that counts (not completed, or over a limit)."""
+    if not ranking.counts(trial):
+        return None
+    return trial.user_attrs.get(metric) if metric != "val_accuracy" else ranking.val_accuracy(trial)
+
+
+def meets_target(trial: FrozenTrial, spec: StudySpec) -> bool:
+    """Whether the trial completed within limits at or above the study's target (False without a target)."""
+    if spec.target is None:
+        return False
+    value = target_metric(trial, spec.target.metric)
+    return value is not None and value >= spec.target.value
+
+
+def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | None:
+    """The first sampled trial of `trials` that meets the study's target: the target is the search's to reach.
+    A baseline that meets it is reported (baseline_note), and the search goes on."""
+    return next((t for t in trials if not is_baseline(t) and meets_target(t, spec)), None)
+
+
+def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
+    """'baseline seed002-cnn-q9 already meets the target: test 99.17%' for a baseline that meets it, else None."""
+    if not (is_baseline(trial) and meets_target(trial, spec)):
+        return None
+    metric = spec.target.metric
+    return (f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: "
+            f"{metric.removesuffix('_accuracy')} {target_metric(trial, metric):.2%}")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
+    """What a reader needs of one trial, in a form that prints as JSON or YAML."""
+    attrs = trial.user_attrs
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "val_accuracy": ranking.val_accuracy(trial) if trial.state == TrialState.COMPLETE else None,
+        "test_accuracy": attrs.get(A.TEST_ACCURACY),
+        "param_count": attrs.get(A.PARAM_COUNT),
+        "epochs": attrs.get(A.EPOCHS),
+        "seconds": attrs.get(A.SECONDS),
+        "train_seconds": attrs.get(A.TRAIN_SECONDS),
+        "device": attrs.get(A.DEVICE),
+        "baseline": attrs.get(A.BASELINE),
+        "params": P.stored_params(trial.params),
+        "config": attrs.get(A.CONFIG, P.stored_params(trial.params)),
+        "confirm": attrs.get(A.CONFIRM),
+    }
+
+
+def _versus(trials: list[FrozenTrial]) -> dict[str, Any] | None:
+    """The best sampled trial and the best baseline, each by ranking.ranked (None: a study without baselines)."""
+    if not any(is_baseline(t) for t in trials):
+        return None
+    ranked = ranking.ranked(trials)
+    searched = next((t for t in ranked if not is_baseline(t)), None)
+    baseline = next((t for t in ranked if is_baseline(t)), None)
+    return {key: summarize_trial(t) if t else None for key, t in (("searched", searched), ("baseline", baseline))}
+
+
+def objectives(study: optuna.Study) -> list[str]:
+    """The study's objectives as its study file named them: [val_accuracy], or val_accuracy and a measure."""
+    return study.metric_names or ["val_accuracy"]
+
+
+def summarize(study: optuna.Study) -> dict[str, Any]:
+    """The study's counts by state, its limits, and its best trial by ranking.best_trial (None if none
+    counts), with the single-run best where confirmation chose another; a multi-objective study adds its
+    front (ranking.front), whose most accurate point is the best.
+
+    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
+    """
+    trials = ranking.study_trials(study)
+    counts = {state.name.lower(): sum(t.state == state for t in trials)
+              for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
+                            TrialState.WAITING)}
+    best, single = ranking.best_trial(trials), ranking.single_run_best(trials)
+    summary = {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
+               "limits": {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None},
+               "over_limit": sum(A.OVER_LIMIT in t.user_attrs for t in trials),
+               "best": summarize_trial(best) if best else None,
+               "single_run_best": None if single is None or single is best else summarize_trial(single),
+               "versus": _versus(trials)}
+    if len(names := objectives(study)) > 1:
+        summary["objectives"] = names
+        summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]
+    return summary
+
+
+def curve(trial: FrozenTrial) -> dict[int, float]:
+    """Validation accuracy per epoch of any trial: its intermediate values, or its recorded curve in a
+    multi-objective study."""
+    return trial.intermediate_values or dict(enumerate(trial.user_attrs.get(A.CURVE, []), start=1))
+
+
+def single_objective_view(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of a multi-objective study as if it had maximised validation accuracy alone: the same
+    trials under the same numbers, each with its curve as intermediate values (what plots and pruners read),
+    and the same study attributes (confirmations among them)."""
+    view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
+                               direction="maximize")
+    view.add_trials([_single_objective(t) for t in study.get_trials(deepcopy=False)])
+    for key, value in study.user_attrs.items():
+        view.set_user_attr(key, value)
+    return view
+
+
+def _single_objective(trial: FrozenTrial) -> FrozenTrial:
+    return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
+                        params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
+                        intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(A.PRUNER_ATTRS, {}))

@@ -1,0 +1,1 @@
+"""Trials run on a study: opening it, the run loop, the objective, samplers and pruners, workers, confirmation."""

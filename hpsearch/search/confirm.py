@@ -1,0 +1,231 @@
+"""Confirmation: the study's best K trials trained again with new seeds, so the winner is not the luckiest seed.
+
+A job is one (trial, seed). The seeds are the study's training seed + 1, + 2, …: never the seed the
+trial ran with, the same for every trial (so trials are compared on the same seeds), and the same
+on every machine. Any number of processes, on any machines, work through the jobs together: each
+claims its next job under the study lock (storage.shared_lock), so no two train the same one, and
+stores each result as soon as it is trained, in one write, so an interruption loses at most the job
+in training. A claim names its worker and is refreshed while it trains; the claim of a worker that
+died (its process is gone, or its claim went silent) is taken over.
+
+The results of trial N live in the study user attribute `confirm #N` (ranking.confirm_key), one write
+per result: every seed's validation and test accuracy, and their mean, sample std and 95% interval.
+Optuna freezes a finished trial's own attributes; ranking.study_trials puts each result back on its
+trial for every command that reads it, and the dashboard lists them with the study's attributes.
+Training is retrain.retrain, the same code `hpsearch train --seeds` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from hpsearch import trialrecord as A
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S
+from hpsearch.errors import HpsearchError
+from hpsearch.results import export, ranking
+from hpsearch.results.stats import spread
+from hpsearch.search.signals import hold_signals
+from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
+from hpsearch.storage import NoLock, shared_lock
+from hpsearch.training import retrain
+from hpsearch.training.train import EpochStats
+
+CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
+CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
+CLAIM_STALE_S = 2 * DEFAULT_HEARTBEAT_S  # a claim not refreshed for this long belongs to a lost worker
+
+
+@dataclass(frozen=True)
+class Job:
+    trial: FrozenTrial
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.trial.number}:{self.seed}"
+
+
+def seeds_for(base_seed: int, count: int) -> list[int]:
+    """The confirmation seeds: base + 1 … base + count (the trial itself ran with base)."""
+    return list(range(base_seed + 1, base_seed + count + 1))
+
+
+def base_seed(study: optuna.Study) -> int:
+    """The training seed every trial of the study ran with (recorded when the study was made)."""
+    seed = study.user_attrs.get(A.STUDY_SEED)
+    return 0 if seed is None else seed
+
+
+def chosen(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The trials to confirm: the best `top` by single-run validation accuracy, limits respected."""
+    trials = ranking.ranked(study.get_trials(deepcopy=False))[:top]
+    if not trials:
+        raise HpsearchError(f"study {study.study_name!r} has no completed trial within its limits to confirm: "
+                            f"`hpsearch run --study {study.study_name}` first")
+    return trials
+
+
+def stored_seeds(study_attrs: Mapping[str, Any], trial: FrozenTrial) -> dict[int, dict]:
+    """The trial's confirmation results by seed, from the study's user attributes as just read (another
+    worker may have added some since the study was opened)."""
+    stored = study_attrs.get(ranking.confirm_key(trial.number)) or {}
+    return {entry["seed"]: entry for entry in stored.get("seeds", [])}
+
+
+def missing(study: optuna.Study, top: int, seeds: int) -> list[Job]:
+    """The jobs that hold no result yet, best trial first, lowest seed first."""
+    wanted = seeds_for(base_seed(study), seeds)
+    attrs = study.user_attrs
+    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(attrs, t)]
+
+
+class Confirmation:
+    """One worker's share of a confirmation: claim a job, train it, store it, until no job is left."""
+
+    def __init__(self, study: optuna.Study, storage_url: str, top: int, seeds: int, device: torch.device, *,
+                 data_dir: Path | None = None, lock: NoLock | None = None):
+        self.study = study
+        self.storage_url = storage_url
+        self.trials = chosen(study, top)
+        self.seeds = seeds_for(base_seed(study), seeds)
+        self.device = device
+        self.data_dir = data_dir
+        self.lock = lock or shared_lock(storage_url, study.study_name)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.refreshed = 0.0
+
+    def work(self, on_seed: Callable[[Job, dict], None] = lambda job, result: None,
+             on_start: Callable[[Job], None] = lambda job: None,
+             on_epoch: Callable[[EpochStats], None] = lambda stats: None) -> int:
+        """Train jobs until none is left unclaimed; returns how many this worker trained."""
+        done = 0
+        while (job := self._claim()) is not None:
+            on_start(job)
+            try:
+                result = self._train(job, on_epoch)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
+                hold_signals()
+                self._locked(lambda: self._release(job))
+                raise
+            self._locked(lambda: self._store(job, result))
+            on_seed(job, result)
+            done += 1
+        return done
+
+    def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
+        config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
+                                     f"trial #{job.trial.number}")
+
+        def epoch_finished(stats: EpochStats) -> None:
+            if time.time() - self.refreshed >= CLAIM_REFRESH_S:
+                self._locked(lambda: self._set_claim(job))
+            on_epoch(stats)
+
+        try:
+            retrained = retrain.retrain(config, job.seed, self.device, data_dir=self.data_dir,
+                                       on_epoch=epoch_finished)
+        except HpsearchError as exc:  # the loss diverged with this seed: a result too
+            return {"seed": job.seed, "failure": str(exc), "device": str(self.device)}
+        return {**retrain.seed_result(retrained), "device": str(self.device)}
+
+    # Everything below runs under the study lock.
+
+    def _locked(self, action: Callable[[], object]):
+        self.lock.acquire()
+        try:
+            return action()
+        finally:
+            self.lock.release()
+
+    def _claim(self) -> Job | None:
+        def claim() -> Job | None:
+            claims, attrs = self._claims(), self.study.user_attrs
+            for trial in self.trials:
+                done = stored_seeds(attrs, trial)
+                for seed in self.seeds:
+                    job = Job(trial, seed)
+                    if seed not in done and (job.key not in claims or _lost(claims[job.key])):
+                        self._set_claim(job)
+                        return job
+            return None
+
+        return self._locked(claim)
+
+    def _claims(self) -> dict[str, dict]:
+        # Claims are hpsearch's bookkeeping, not results: a system attribute, which the dashboard does not list.
+        return dict(self.study._storage.get_study_system_attrs(self.study._study_id).get(CLAIMS_ATTR) or {})
+
+    def _write_claims(self, claims: dict[str, dict]) -> None:
+        self.study._storage.set_study_system_attr(self.study._study_id, CLAIMS_ATTR, claims)
+
+    def _set_claim(self, job: Job) -> None:
+        self.refreshed = time.time()
+        self._write_claims({**self._claims(), job.key: {"worker": self.worker, "at": self.refreshed}})
+
+    def _release(self, job: Job) -> None:
+        claims = self._claims()
+        if claims.get(job.key, {}).get("worker") == self.worker:
+            del claims[job.key]
+            self._write_claims(claims)
+
+    def _store(self, job: Job, result: dict) -> None:
+        seeds = stored_seeds(self.study.user_attrs, job.trial)
+        seeds[job.seed] = result
+        self.study.set_user_attr(ranking.confirm_key(job.trial.number), summarize(list(seeds.values())))
+        self._release(job)
+
+
+def summarize(seed_results: list[dict]) -> dict:
+    """The `confirm` attribute: every seed's result (lowest seed first), and the spread of those that trained."""
+    seed_results = sorted(seed_results, key=lambda r: r["seed"])
+    trained = [r for r in seed_results if "failure" not in r]
+    summary = {"seeds": seed_results}
+    if trained:
+        summary |= {"val": spread([r["val_accuracy"] for r in trained]),
+                    "test": spread([r["test_accuracy"] for r in trained])}
+    return summary
+
+
+def _lost(claim: dict) -> bool:
+    """Whether a claim's worker is gone: its process on this machine has ended, or its claim went silent."""
+    host, _, pid = claim["worker"].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's
+            pass
+    return time.time() - claim["at"] > CLAIM_STALE_S
+
+
+def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers: int, device: str,
+                data_dir: Path | None) -> list[str]:
+    """`hpsearch confirm --worker` processes on this machine, sharing the jobs through the storage, until all
+    have exited; what each said (a line per seed), in worker order."""
+    command = [sys.executable, "-m", "hpsearch", "confirm", "--study", study_name, "--top", str(top),
+               "--seeds", str(seeds), "--device", device, "--worker",
+               *(["--data-dir", str(data_dir)] if data_dir else [])]
+    pool = Workers(study_name, storage_url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers,
+                   lambda slot: command)
+
+    def wait() -> None:
+        while pool.running():
+            time.sleep(POLL_S)
+
+    pool.supervise(wait)
+    said = [(pool.log_dir / f"worker-{index}.log").read_text() for index in range(workers)]
+    pool.remove_logs()
+    return said

@@ -1,0 +1,201 @@
+"""One trial: sample a config, build the model, fit it reporting every epoch, prune, record.
+
+Only expected failures are caught: a NaN/inf loss, CUDA out-of-memory, and an architecture that
+does not fit the input. Each ends the trial as FAILED with its reason in the `failure` user
+attribute, and the study goes on. Anything else is a bug and stops the run.
+
+A trial over one of the study's limits ends as PRUNED with its reason in the `over_limit` user
+attribute: at once, untrained, when its model has too many parameters; after the epoch that takes
+its training time over the limit. Pruned, not failed, because TPE learns from completed and pruned
+trials only (FAIL is invisible to it), and sorts every trial whose constraints are broken below the
+feasible ones whatever its state; a pruned trial needs no accuracy, where a completed one would
+need an invented one (which GP's model of the objective would then learn from).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from hpsearch import trialrecord as A
+from hpsearch.errors import interruption
+from hpsearch.paths import slug
+from hpsearch.search import curvepruning
+from hpsearch.search.signals import hold_signals
+from hpsearch.studyfile import limits
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.types import StudySpec
+from hpsearch.training import recipe, space, transfer
+from hpsearch.training.checkpoint import CheckpointFile
+from hpsearch.training.devicedata import DeviceData
+from hpsearch.training.models import ArchitectureError, count_parameters
+from hpsearch.training.train import EpochStats, TrainingDiverged
+from hpsearch.trialrecord import TrialRecord
+
+
+class TrialFailed(Exception):
+    """An expected failure, recorded on the trial; the study continues."""
+
+
+class OverLimit(optuna.TrialPruned):
+    """A trial over one of the study's limits: it stops, and Optuna records it as pruned (see above)."""
+
+
+class RunEvents:
+    """What a display may want to hear about while a study runs. The defaults ignore it all."""
+
+    def loading(self, what: str, done: int, total: int) -> None: ...  # e.g. decoding an image folder
+
+    def study_opened(self, study: optuna.Study, data: DeviceData) -> None: ...
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
+                   checkpoints: Path | None = None,
+                   on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
+                   source: transfer.Source | None = None):
+    """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
+    with two objectives, the trial's parameter count or training seconds, minimised).
+
+    With `checkpoints` (a folder), each trial saves its training state after every epoch there,
+    and a retried copy of a trial whose worker died resumes from it instead of from epoch 1.
+    on_complete(trial, model, record) runs after a trial trained to the end, while the trial can still
+    take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
+    source: the trained model a study with init: starts from; its config, where it has one, is
+    every trial's architecture.
+    """
+    events = events or RunEvents()
+    device = data.train_x.device
+    architecture = source.config if source is not None else None
+    provenance = {A.DEVICE: device_name(device), A.TORCH: torch.__version__, A.OPTUNA: optuna.__version__,
+                  A.DATASET_SOURCE: data.source, A.WORKER: f"{socket.gethostname()}:{os.getpid()}",
+                  A.INPUT_SHAPE: list(data.shape), A.CLASSES: data.num_classes}
+    if source is not None:
+        provenance[A.INIT] = source.origin
+        provenance[A.SOURCE] = source.init.as_dict()
+
+    multi_objective = len(spec.objectives) > 1
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (study.baseline_due)
+        params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
+        trial.set_user_attr(A.CONFIG, params)
+        for key, value in provenance.items():
+            trial.set_user_attr(key, value)
+        events.trial_started(trial.number, params)
+        started = time.perf_counter()
+        epochs_run = 0
+        history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
+        checkpoint = _checkpoint_file(checkpoints, trial) if checkpoints else None
+
+        def train_seconds() -> float:
+            return round(sum(s.seconds for s in history), 3)
+
+        def on_epoch(stats: EpochStats) -> None:
+            nonlocal epochs_run
+            if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
+                trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
+                history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
+            epochs_run = stats.epoch
+            history.append(stats)
+            if multi_objective:
+                curvepruning.record(trial, [s.val_accuracy for s in history])
+            else:
+                trial.report(stats.val_accuracy, stats.epoch)
+            events.epoch_finished(trial.number, stats)
+            if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
+                raise OverLimit(f"{reason} after epoch {stats.epoch}")
+            if baseline:  # a baseline always runs its full budget
+                return
+            if curvepruning.should_prune(trial) if multi_objective else trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
+
+        def on_built(model: torch.nn.Module) -> None:
+            param_count = count_parameters(model)
+            trial.set_user_attr(A.PARAM_COUNT, param_count)
+            limits.record(trial, spec.limits, "params", param_count)
+            if reason := limits.over(spec.limits, "params", param_count):
+                raise OverLimit(f"{reason}: not trained")
+
+        try:
+            trained = recipe.train(params, data, epochs=spec.budget.epochs, seed=spec.seed, source=source,
+                                   on_built=on_built, on_epoch=on_epoch,
+                                   checkpoint=checkpoint)  # on_epoch keeps `history`
+            model = trained.model
+            trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))
+            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
+            limits.record(trial, spec.limits, "train_seconds", train_seconds())
+            trial.set_user_attr(A.VAL_ACCURACY, history[-1].val_accuracy)
+            trial.set_user_attr(A.TEST_ACCURACY, trained.test_accuracy)
+            if on_complete is not None:
+                on_complete(trial, model, TrialRecord(params, spec.dataset.recorded(), spec.budget.epochs, spec.seed,
+                                                      source and source.init, data.shape, data.num_classes))
+            if multi_objective:
+                return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
+            return history[-1].val_accuracy
+        except optuna.TrialPruned as exc:  # by the pruner, or over a limit
+            if isinstance(exc, OverLimit):
+                trial.set_user_attr(A.OVER_LIMIT, str(exc))
+            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
+            limits.record(trial, spec.limits, "train_seconds", train_seconds())
+            raise
+        except (ArchitectureError, TrainingDiverged) as exc:
+            failure = str(exc)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
+            hold_signals()
+            trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
+            checkpoint = None  # kept for the resumed copy
+            raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
+        except torch.OutOfMemoryError:
+            failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
+        finally:
+            if checkpoint is not None:
+                checkpoint.delete()
+            trial.set_user_attr(A.EPOCHS, epochs_run)
+            trial.set_user_attr(A.SECONDS, round(time.perf_counter() - started, 3))
+        # Out of the except blocks, nothing refers to the failed step's tensors any more.
+        model = None
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        trial.set_user_attr(A.FAILURE, failure)
+        raise TrialFailed(failure)
+
+    return objective
+
+
+def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, report: bool) -> list[EpochStats]:
+    """The restored epochs (those before `before`), each reported again with `report`: the last one's
+    report is missing if the earlier attempt's worker died between saving its checkpoint and reporting
+    it. Optuna keeps the first report of a step."""
+    restored = [EpochStats(**past) for past in checkpoint.load().history if past["epoch"] < before]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the reported value is ignored because this step is already reported"
+        for past in restored if report else ():
+            trial.report(past.val_accuracy, past.epoch)
+    return restored
+
+
+def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
+    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain)."""
+    first = trial.study.get_trials(deepcopy=False)[trial.number].system_attrs.get("retry_history", [trial.number])[0]
+    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt")

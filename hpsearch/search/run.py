@@ -1,0 +1,290 @@
+"""Run trials on a study: seed the sampler, interleave the baselines, count exact totals under the
+study lock, and stop at the budget or the target.
+
+Optuna does the coordination; this module only seeds the sampler, records what the study was
+made from, holds the study lock where trials are counted and started, and stops at the target.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import trialrecord as A
+from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
+from hpsearch.errors import HpsearchError
+from hpsearch.results.artifacts import WeightKeeper
+from hpsearch.results.trials import FINISHED, first_reaching, is_baseline
+from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
+from hpsearch.search.samplers import make_sampler
+from hpsearch.search.signals import hold_signals
+from hpsearch.search.studystore import check_existing, open_study
+from hpsearch.storage import (
+    NoLock,
+    check_sqlite_folder,
+    fail_lost_trials,
+    is_new_sqlite,
+    open_storage,
+    queue_retry,
+    shared_lock,
+    sqlite_file,
+)
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.types import StudySpec
+from hpsearch.training import devicedata as data_module
+from hpsearch.training import transfer
+from hpsearch.training.checkpoint import checkpoint_root
+from hpsearch.training.devicedata import resolve_device
+from hpsearch.training.space import fit_problem
+
+log = logging.getLogger(__name__)
+
+
+BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's trial time goes to them
+
+
+def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
+    """Wall seconds a trial ran, or has run so far."""
+    if trial.datetime_start is None:
+        return 0.0
+    return ((trial.datetime_complete or now) - trial.datetime_start).total_seconds()
+
+
+def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: str, slots_left: int,
+                 now: datetime.datetime) -> str | None:
+    """The baseline the next trial should run, or None for a sampled one.
+
+    Baselines interleave with the search instead of going first: a baseline is due once the search has
+    had more of this run's time than the baselines (so the first trial is sampled, and the search keeps
+    at least 1 - BASELINE_SHARE of the time while baselines remain), or when only as many trials are left
+    in the run's budget as baselines, so that all of them still run within it. A waiting trial (a retried
+    copy, its checkpoint ready) always goes first: Optuna starts it before anything new.
+    """
+    if any(t.state == TrialState.WAITING for t in trials):
+        return None
+    queued = {t.user_attrs.get(A.BASELINE) for t in trials}
+    missing = [name for name in baselines if name not in queued]
+    if not missing:
+        return None
+    if slots_left <= len(missing):
+        return missing[0]
+    ours = [t for t in trials if t.user_attrs.get(A.RUN) == run_id]
+    baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
+    search_s = sum(_trial_seconds(t, now) for t in ours if not is_baseline(t))
+    return missing[0] if baseline_s < search_s * BASELINE_SHARE / (1 - BASELINE_SHARE) else None
+
+
+class SamplerSeed:
+    """Seeds the sampler so that workers never draw alike while one process's draws repeat.
+
+    A seeded sampler's random stream stays with one process for as long as no other process adds a
+    trial: a single process run on the same stored trials draws what it drew before. Whenever
+    another process has added trials since this one last held the study lock, the sampler is
+    reseeded with seed + the number of trials now stored. Two processes can hold the same stream
+    only until one of them draws from it, which adds a trial and makes the other reseed first, so
+    workers on any machine, coordinated by nothing but the storage, never share a stream.
+    """
+
+    def __init__(self, spec: StudySpec, seed: int | None):
+        self.spec = spec
+        self.base = seed if seed is not None else spec.sampler.options.get("seed")
+        self.known: int | None = None  # the study's trial count when this process last held the lock
+
+    def follow(self, study: optuna.Study, count: int) -> None:
+        """Under the lock, before this process adds anything: reseed if another process added trials."""
+        if count != self.known and self.base is not None:
+            seed = (self.base + count) % (P.MAX_SEED + 1)  # a seed near the top wraps, as a sampler takes 32 bits
+            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, seed)
+        self.known = count
+
+    def added(self, count: int) -> None:
+        """This process brought the count to `count` (queued copies)."""
+        self.known = count
+
+    def started(self, number: int) -> None:
+        """This process started trial `number`: a new one, or one that was waiting."""
+        self.known = max(self.known or 0, number + 1)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    n_trials: int | None = None  # trials this run adds; None: the study's budget.trials
+    until: int | None = None  # instead: run until the study holds this many finished trials
+    timeout: float | None = None  # seconds; None: the study's budget.timeout
+    device: str = "auto"
+    seed: int | None = None
+    stop_at_target: bool = True
+    data_dir: Path | None = None
+    heartbeat: int = DEFAULT_HEARTBEAT_S
+    run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
+    keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
+
+
+START, WAIT, DONE = "start", "wait", "done"
+
+
+class RunBudget:
+    """Whether a worker may start another trial, judged from the study's trials in the storage.
+
+    hpsearch promises exact totals; Optuna's own stopping rule (MaxTrialsCallback) is checked after
+    a trial ends, so N workers may overshoot by up to N-1 trials. So every worker of a run, on any
+    machine, holds the study lock (storage.shared_lock) from failing lost trials and counting until
+    its new trial exists (milliseconds, never while training): the run adds exactly n_trials trials,
+    or the study ends with exactly `until` finished ones. A waiting copy of a failed trial is always
+    started before anything new (Optuna pops waiting trials first), so it runs before the total is
+    reached. Without a shared lock (storages other than SQLite and PostgreSQL) a total may be
+    overshot by a trial or two.
+    """
+
+    def __init__(self, spec: StudySpec, options: RunOptions, run_id: str):
+        self.spec = spec
+        self.options = options
+        self.run_id = run_id
+        self.n_trials = options.n_trials or spec.budget.trials
+        timeout = options.timeout or spec.budget.timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def _counted(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        """This run's trials, a retried trial counted once: its copy."""
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        return [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id and t.number not in retried]
+
+    def slots_left(self, trials: list[FrozenTrial]) -> int:
+        """How many more trials this run may start."""
+        if self.options.until is None:
+            return self.n_trials - len(self._counted(trials))
+        return self.options.until - sum(t.state in FINISHED or t.state == TrialState.RUNNING for t in trials)
+
+    def decide(self, trials: list[FrozenTrial], slots_left: int) -> str:
+        """START, WAIT or DONE, given the study's trials and this run's slots_left(trials)."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return DONE
+        ours = [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id]
+        if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
+            return DONE
+        if slots_left > 0:
+            return START
+        if self.options.until is None:
+            # Another worker's trial may yet be lost, and its copy must then run in this run.
+            return WAIT if any(t.state == TrialState.RUNNING for t in self._counted(trials)) else DONE
+        if sum(t.state in FINISHED for t in trials) >= self.options.until:
+            return DONE
+        return WAIT  # the running trials will finish, fail (a slot frees up) or go stale (and be retried)
+
+
+def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvents | None = None,
+        callbacks: list[Any] = ()) -> optuna.Study:
+    """One worker: add trials to the study until the run's budget, timeout or target says stop.
+
+    Several workers (processes, GPUs, machines) may run this on one study at once; see RunBudget.
+    """
+    device = resolve_device(options.device)
+    storage = None
+    if is_new_sqlite(storage_url):  # made once the data is read: a run that cannot start writes nothing
+        check_sqlite_folder(sqlite_file(storage_url))
+    else:  # fail fast, before reading any data
+        storage = open_storage(storage_url, heartbeat=options.heartbeat)
+        check_existing(spec, storage)
+    keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
+    events = events or RunEvents()
+    source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
+    data = data_module.load(spec.dataset, device, options.data_dir, progress=events.loading)
+    if source is not None:
+        transfer.check_source(spec, data, source)
+    _check_baselines_fit(spec, data, source)
+    storage = storage or open_storage(storage_url, heartbeat=options.heartbeat)
+    lock = shared_lock(storage_url, spec.name)
+    try:
+        lock.acquire()
+        try:  # creating the study once, whoever comes first
+            study = open_study(spec, storage)
+        finally:
+            lock.release()
+        events.study_opened(study, data)
+        run_id = options.run_id or uuid.uuid4().hex
+        _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
+                                   on_complete=keeper, source=source),
+              RunBudget(spec, options, run_id), SamplerSeed(spec, options.seed), lock, list(callbacks),
+              options.heartbeat)
+    finally:
+        lock.close()
+    return study
+
+
+def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
+          callbacks: list[Any], heartbeat: int) -> None:
+    """Start trials one at a time; the lock is held from the budget check until the trial exists."""
+    started: list[int] = []  # the number of the trial in progress, while there is one
+
+    def objective_in_slot(trial: optuna.Trial) -> float:
+        started.append(trial.number)
+        seed.started(trial.number)
+        trial.set_user_attr(A.RUN, budget.run_id)
+        lock.release()
+        return objective(trial)
+
+    while True:
+        lock.acquire()
+        try:
+            decision = _next_step(study, budget, seed)
+            if decision == START:
+                study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
+        except KeyboardInterrupt:
+            hold_signals()
+            if started:
+                _requeue_interrupted(study, started[0], lock)
+            raise
+        finally:
+            started.clear()
+            lock.release()
+        if decision == DONE:
+            return
+        if decision == WAIT:
+            time.sleep(min(heartbeat, 2))
+
+
+def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str:
+    """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due
+    (baseline_due)."""
+    trials = study.get_trials(deepcopy=False)
+    seed.follow(study, len(trials))
+    if fail_lost_trials(study):
+        trials = study.get_trials(deepcopy=False)
+        seed.added(len(trials))
+    slots_left = budget.slots_left(trials)
+    decision = budget.decide(trials, slots_left)
+    if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id, slots_left,
+                                                   datetime.datetime.now())):
+        study.enqueue_trial({}, user_attrs={A.BASELINE: name})
+    return decision
+
+
+def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None:
+    """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint). Where the
+    storage cannot take it now, say so and let the interruption end the run as it would."""
+    try:
+        lock.acquire()
+        trial = study.get_trials(deepcopy=False)[number]
+        if trial.state == TrialState.FAIL:
+            queue_retry(study, trial)
+    except Exception as exc:  # noqa: BLE001 - the run is stopping; its exit status must stay 130 / 143
+        log.warning("trial #%d was not queued again (%s): the same command run again searches on without it",
+                    number, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:
+    """The study file's check, now with the data's real classes (an imagefolder's) and the init: model."""
+    architecture = source.config if source is not None else None
+    for name in spec.baselines:
+        if why := fit_problem(BASELINES[name], data.shape, data.num_classes, architecture):
+            raise HpsearchError(f"{spec.path}: baselines: {name} does not fit {data.source} "
+                                f"({data.num_classes} classes): {why}")

@@ -1,0 +1,40 @@
+"""Where study files are found: a path, ./studies/NAME.yaml, or the studies shipped with hpsearch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpsearch.errors import HpsearchError
+from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import StudySpec
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # hpsearch/
+# An installed hpsearch carries its studies as hpsearch/studies/ (pyproject.toml maps the repository's
+# studies/ there); a source checkout run as it is (PYTHONPATH) has them beside the package.
+SHIPPED_DIR = next((d for d in (_PACKAGE / "studies", _PACKAGE.parent / "studies") if d.is_dir()), _PACKAGE / "studies")
+
+
+def shipped_study_files() -> list[Path]:
+    return sorted(SHIPPED_DIR.glob("*.yaml"))
+
+
+def find_study_file(name_or_path: str) -> Path | None:
+    """The study file a --study argument means, or None if there is none."""
+    given = Path(name_or_path)
+    if given.suffix in (".yaml", ".yml") or given.is_file():
+        return given
+    for folder in (Path("studies"), SHIPPED_DIR):
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_study_spec(name_or_path: str, *, deep: bool = True) -> StudySpec:
+    """The validated study a --study argument means (deep=False: without the checks that import Optuna and torch)."""
+    path = find_study_file(name_or_path)
+    if path is None:
+        shipped = ", ".join(p.stem for p in shipped_study_files())
+        raise HpsearchError(f"no study file {name_or_path!r}: give a path to a .yaml file or one of the "
+                            f"shipped studies ({shipped}); `hpsearch studies` lists them")
+    return load_spec(path, deep=deep)

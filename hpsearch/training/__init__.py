@@ -1,0 +1,1 @@
+"""One recipe, trained: datasets on the device, models, the training loop, transfer, retraining (torch)."""

@@ -1,0 +1,136 @@
+"""Image folders: decoded and resized once (threads), then cached as one tensor file beside the data."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from hpsearch.errors import DatasetError
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None] | None  # progress(what, done, total), e.g. ("decoding train/", 640, 50000)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+# --------------------------------------------------------------------------------------------
+# Image folders: decoded and resized once (threads), then cached as one tensor file beside the data.
+
+
+def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, resize: str = "squash", *,
+                      progress: Progress = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """A <class>/<image> tree -> uint8 (N, 3, H, W), labels, class names.
+
+    Without image_size every image must already have one size; with it, each is resized to
+    (H, W) by `resize` (spectypes.RESIZE_POLICIES). The result is cached beside the folder under a key made
+    of every file's name, size and mtime and of the resize, so an unchanged folder loads without
+    decoding and a changed one is decoded again. Unreadable images are skipped and counted in
+    one warning.
+    """
+    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    files = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    stats = [(f"{classes[label]}/{f.name}", f.stat()) for f, label in files]  # one stat a file: 20k files add up
+    key = "".join(f"{name}:{st.st_size}:{st.st_mtime_ns}\n" for name, st in stats)
+    if image_size is not None:
+        key += f"resize:{image_size[0]}x{image_size[1]}:{resize}\n"
+    size_tag = "" if image_size is None else f"{image_size[0]}x{image_size[1]}-{resize}-"
+    cache = _cache_path(root, size_tag + hashlib.sha256(key.encode()).hexdigest()[:16])
+    if cache.is_file():
+        cached = torch.load(cache, weights_only=True)
+        x, y, skipped = cached["x"], cached["y"], cached.get("skipped", [])
+    else:
+        started = time.perf_counter()
+        x, y, skipped = _decode(root, files, image_size, resize, progress)
+        log.info("%s: decoded %d images in %.1f s", root, len(y), time.perf_counter() - started)
+        _write_cache(cache, {"x": x, "y": y, "classes": list(classes), "skipped": skipped})
+    if skipped:
+        log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", root, len(skipped),
+                    "s" if len(skipped) > 1 else "", len(files), skipped[0], ", ..." if len(skipped) > 1 else "")
+    return x, y, classes
+
+
+def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
+            progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Decode (and resize) every file into one preallocated uint8 tensor; unreadable ones are listed."""
+
+    def decode(path: Path) -> torch.Tensor | str:  # Pillow releases the GIL while decoding: threads help
+        try:
+            with Image.open(path) as image:
+                if image_size is not None:  # JPEG: decode at the smallest DCT scale still >= the target
+                    image.draft("RGB", (image_size[1], image_size[0]))
+                image = image.convert("RGB")
+                if image_size is not None:
+                    image = _resized(image, image_size, resize)
+                return torch.from_numpy(np.array(image)).permute(2, 0, 1)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # OSError: truncated or not an image
+            return f"{path.relative_to(root)}: {exc}"
+
+    x, labels, skipped = None, [], []
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count())
+    try:
+        for done, ((path, label), image) in enumerate(zip(files, pool.map(decode, (f for f, _ in files))), start=1):
+            if progress is not None:
+                progress(f"decoding {root.name}/", done, len(files))
+            if isinstance(image, str):
+                skipped.append(image)
+                continue
+            if x is None:
+                x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
+            if image.shape != x.shape[1:]:
+                raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
+                                   f"at {path.relative_to(root)}); give them one size (an imagefolder dataset "
+                                   "resizes them to dataset.image_size)")
+            x[len(labels)] = image
+            labels.append(label)
+    finally:
+        pool.shutdown(cancel_futures=True)
+    if x is None:
+        raise DatasetError(f"{root}: none of its {len(files)} images can be read ({skipped[0]})")
+    if len(labels) < len(files):
+        x = x[:len(labels)].clone()  # a slice would save the whole preallocated storage
+    return x, torch.tensor(labels), skipped
+
+
+def _resized(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Image:
+    """`image` at (H, W) = size: squashed to it, centre-cropped to its aspect ratio, or letterboxed in black."""
+    target = (size[1], size[0])  # Pillow sizes are (W, H)
+    if policy == "crop":
+        return ImageOps.fit(image, target, Image.Resampling.BICUBIC)
+    if policy == "pad":
+        return ImageOps.pad(image, target, Image.Resampling.BICUBIC, color=(0, 0, 0))
+    return image.resize(target, Image.Resampling.BICUBIC)
+
+
+def _write_cache(cache: Path, payload: dict) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file, even with parallel workers."""
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+    try:
+        torch.save(payload, partial)
+        os.replace(partial, cache)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", cache, exc)
+
+
+def _cache_path(root: Path, fingerprint: str) -> Path:
+    if os.access(root.parent, os.W_OK):
+        return root.parent / f".hpsearch-{root.name}-{fingerprint}.pt"
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hpsearch"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir / f"{root.name}-{fingerprint}.pt"

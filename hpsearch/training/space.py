@@ -1,0 +1,201 @@
+"""A study's space + an Optuna trial -> a params dict -> ModelConfig and TrainConfig.
+
+`sample` is the only place that talks to the trial, so it can be driven by a real trial, an
+`optuna.trial.FixedTrial` in tests, or a stored trial's params when a config is rebuilt.
+Parameters that have no effect given earlier ones (momentum for Adam, bn_momentum without
+BatchNorm) are not sampled: the sampler never wastes trials on them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+from torch import nn
+
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile.families import FAMILIES
+from hpsearch.training.augment import Augment
+from hpsearch.training.models import ArchitectureError, ModelConfig, build_model, count_parameters
+from hpsearch.training.train import TrainConfig
+
+if TYPE_CHECKING:
+    from hpsearch.studyfile.baselines import Baseline
+    from hpsearch.studyfile.types import Distribution, StudySpec
+
+
+def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
+           architecture: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every active parameter's value for this trial: fixed, sampled, or the default.
+
+    In a study that starts from a trained model, `architecture` is that model's config: its
+    architecture parameters are taken, never searched, so that the trained weights fit; and
+    `pretrained` defaults to true there.
+    """
+
+    chosen: dict[str, Any] = {}
+    convs = _reusable_convs(spec, architecture) if P.TRANSFER & spec.space.keys() else None
+
+    def choose(param: P.Param) -> Any:
+        if architecture is not None and param.architecture:
+            value = architecture.get(param.name, param.default)
+        elif param.name in spec.fixed:
+            value = spec.fixed[param.name]
+        elif param.name in spec.space:
+            dist = spec.space[param.name]
+            if convs is not None and param.name in ("reinit_convs", "freeze_convs"):
+                dist = _within(dist, convs - chosen.get("reinit_convs", 0))  # the source has no more to count
+            value = _suggest(trial, param, dist)
+        elif param.name == "pretrained" and spec.init is not None:
+            value = True
+        else:
+            value = param.default
+        chosen[param.name] = value
+        return value
+
+    return P.resolve(choose)
+
+
+def _reusable_convs(spec: StudySpec, architecture: Mapping[str, Any] | None) -> int | None:
+    """How many conv layers a transfer trial can re-initialise or freeze (the output layer excluded),
+    or None where the architecture varies by trial (each trial then checks its own)."""
+    if architecture is None and P.ARCHITECTURE & spec.space.keys():
+        return None
+    p = P.complete(architecture if architecture is not None else spec.fixed)
+    channels = FAMILIES[p["family"]].channels or 3
+    try:
+        with torch.device("meta"):  # count its layers, no weights allocated, on an image any family takes
+            model = build_model(model_config(p, (channels, _ANY_SIDE, _ANY_SIDE), 2))
+    except ArchitectureError:
+        return None  # even this image does not fit it: each trial checks its own
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(isinstance(m, nn.Conv2d) for m in layers[:-1])  # the last is the output layer
+
+
+_ANY_SIDE = 4096  # an image side every sensible architecture takes (8 blocks of pool 2 leave 16)
+
+
+def _within(dist: Distribution, high: int) -> Distribution:
+    """An int distribution cut down to at most `high` (and its low with it, where that exceeds high)."""
+    if dist.kind != "int" or dist.high <= high:
+        return dist
+    return replace(dist, low=min(dist.low, high), high=high)
+
+
+def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
+    if dist.kind == "int":
+        return trial.suggest_int(param.name, int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log)
+    if dist.kind == "float":
+        return trial.suggest_float(param.name, dist.low, dist.high, step=dist.step, log=dist.log)
+    if param.kind == "ints":  # Optuna's choices are scalars: lists travel as their JSON text
+        return json.loads(trial.suggest_categorical(param.name, [json.dumps(list(c)) for c in dist.choices]))
+    return trial.suggest_categorical(param.name, list(dist.choices))
+
+
+def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
+    """The ModelConfig of a trial's params: the parameters its family takes, under their own names,
+    with the per-block lists (widths, kernel_sizes, pool_sizes) spelled out for each of its stages."""
+    p = P.complete(params)
+    config = {f.name: p[f.name] for f in fields(ModelConfig) if f.name in p}
+    stages = p.get("blocks", FAMILIES[p["family"]].stages)
+    if "width" in p or "widths" in p:
+        grown = (p["widths"] if p.get("widths") is not None
+                 else [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)])
+        config["widths"] = [max(1, round(w * p.get("width_multiplier", 1.0))) for w in grown]
+    for name, single in (("kernel_sizes", "kernel_size"), ("pool_sizes", "pool_size")):
+        if single in p:
+            config[name] = p.get(name) or [p[single]] * stages
+    for name in ("widths", "kernel_sizes", "pool_sizes"):
+        if name in config and len(config[name]) != stages:
+            raise ArchitectureError(f"{name} has {len(config[name])} entries but blocks is {stages}: give one per block")
+    return ModelConfig(input_shape=input_shape, num_classes=num_classes,
+                       **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
+def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainConfig:
+    p = P.complete(params)
+    per_1024 = p.get("lr_per_1024")
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=p["batch_size"],
+        optimizer=p["optimizer"],
+        lr=p["lr"] if per_1024 is None else per_1024 * p["batch_size"] / 1024,
+        momentum=p.get("momentum", 0.0),
+        weight_decay=p["weight_decay"],
+        schedule=p["schedule"],
+        warmup_fraction=p.get("warmup_fraction", 0.0),
+        label_smoothing=p["label_smoothing"],
+        reused_lr_ratio=p.get("reused_lr_ratio", 1.0),
+        bn_bias_lr_scale=p.get("bn_bias_lr_scale", 1.0),
+        bn_weight_decay=p.get("bn_weight_decay", True),
+        augment=Augment.from_name(p["augment"], crop_padding=p.get("crop_padding", 0),
+                                  cutout_size=p.get("cutout_size", 0), flip=p.get("flip", "random")),
+        ema=p["ema"],
+        tta=p["tta"],
+        seed=seed,
+    )
+
+
+# Study-file parameters that decide whether the images survive the conv blocks.
+_SIZE_PARAMS = frozenset({"family", "blocks", "convs_per_block", "widths", "kernel_size", "kernel_sizes", "padding",
+                          "pool", "pool_size", "pool_sizes", "output", "whiten"})
+
+
+def fixed_architecture_problem(fixed: Mapping[str, Any], searched: set[str], input_shape: tuple[int, int, int],
+                               num_classes: int) -> str | None:
+    """Why the fixed architecture cannot take this input, naming what would; None if it can, or if a
+    searched parameter decides it (each trial is then checked on its own and may fail)."""
+    if searched & _SIZE_PARAMS:
+        return None
+    p = P.complete(fixed)
+    why = _build_problem(p, input_shape, num_classes)
+    if why is None or "shrinks to nothing" not in why:
+        return why
+    would_fit = []
+    if not any(p.get(k) for k in ("widths", "kernel_sizes", "pool_sizes")):
+        fewer = [b for b in range(p["blocks"]) if not _build_problem({**p, "blocks": b}, input_shape, num_classes)]
+        would_fit += [f"blocks {max(fewer)} or fewer"] if fewer else []
+    smaller_pools = [("pool_size", size) for size in range(p.get("pool_size", 1) - 1, 1, -1)]
+    for key, value in (("padding", "same"), *smaller_pools, ("pool", "none"), ("whiten", 0)):
+        if p.get(key, value) != value and not _build_problem({**p, key: value}, input_shape, num_classes):
+            would_fit.append(f"{key} {value}")
+            if key == "pool_size":
+                break  # the largest pool that fits
+    where = why.split(" (")[0]  # "the 8x8 input shrinks to nothing at the pool of block 4"
+    return f"{where}; it would fit with {', or with '.join(would_fit)}" if would_fit else why
+
+
+def _build_problem(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> str | None:
+    try:
+        with torch.device("meta"):  # shapes only
+            build_model(model_config(params, input_shape, num_classes))
+    except ArchitectureError as exc:
+        return str(exc)
+    return None
+
+
+def fit_problem(baseline: Baseline, input_shape: tuple[int, int, int], num_classes: int,
+                architecture: Mapping[str, Any] | None = None) -> str | None:
+    """Why `baseline` cannot run on data of this shape and class count (with the architecture of a
+    study's init: model, if given), or None if it can."""
+    try:
+        _build_on_meta(baseline.config(architecture), input_shape, num_classes)
+    except ArchitectureError as exc:
+        return str(exc)
+    return None
+
+
+def built_param_count(baseline: Baseline) -> int:
+    """Parameters of the baseline built on its report's own input and classes."""
+    return count_parameters(_build_on_meta(baseline.params, baseline.input_shape, baseline.num_classes))
+
+
+def _build_on_meta(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:
+    """The model with shapes but no storage: checking a 150M-parameter net costs nothing."""
+    with torch.device("meta"):
+        return build_model(model_config(params, input_shape, num_classes))
+
