@@ -313,11 +313,10 @@ def studies():
 def baselines():
     """List the reports' models that studies run as fixed trials, with what the reports say of them."""
     from hpsearch.studyfile.baselines import BASELINES
-    from hpsearch.training.space import built_param_count
 
     rows = [("name", "dataset", "params", "reported", "source")]
     for b in BASELINES.values():
-        count = f"{built_param_count(b):,}" + (" (as stated)" if b.param_count == built_param_count(b) else "")
+        count = f"{b.built_count:,}" + (" (as stated)" if b.param_count == b.built_count else "")
         rows.append((b.name, b.dataset, count, b.reported, f"report {b.report}"))
     _echo_columns(rows)
 

@@ -36,6 +36,12 @@ def test_built_model_matches_the_stated_parameter_count(baseline):
     assert built_param_count(baseline) == baseline.param_count
 
 
+@pytest.mark.parametrize("baseline", BASELINES.values(), ids=lambda b: b.name)
+def test_the_table_holds_each_built_count(baseline):
+    """`hpsearch baselines` lists built_count without building (no torch): it must be what the build gives."""
+    assert built_param_count(baseline) == baseline.built_count
+
+
 def test_q9_matches_its_approximate_count_within_ten_percent():
     assert abs(built_param_count(BASELINES["seed002-cnn-q9"]) / 654_454 - 1) < 0.10
 

@@ -288,19 +288,6 @@ def test_every_command_ends_an_expected_error_in_one_line_and_ctrl_c_in_130(name
     assert result.exit_code == 130 and "Traceback" not in result.output
 
 
-def test_baselines_whose_model_cannot_be_built_is_one_line(monkeypatch):
-    from hpsearch.training import space
-    from hpsearch.training.models import ArchitectureError
-
-    def unbuildable(baseline):
-        raise ArchitectureError(f"{baseline.name}: torchvision lacks this architecture: upgrade torchvision")
-
-    monkeypatch.setattr(space, "built_param_count", unbuildable)
-    result = invoke("baselines")
-    assert_clean_error(result, "torchvision lacks this architecture")
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
 def test_params_given_an_argument_is_a_usage_error():
     result = invoke("params", "lr")
     assert result.exit_code == 2 and "Got unexpected extra argument" in result.stderr

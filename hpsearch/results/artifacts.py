@@ -22,14 +22,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
-import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_KEEP
@@ -37,6 +36,9 @@ from hpsearch.errors import HpsearchError
 from hpsearch.results import ranking
 from hpsearch.storage import folder_beside, mask, open_existing
 from hpsearch.trialrecord import TrialRecord
+
+if TYPE_CHECKING:
+    import torch
 
 
 def artifact_dir(storage_url: str) -> Path:
@@ -85,6 +87,8 @@ class WeightKeeper:
 
 def save_state_dict(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """The model's state dict as a safetensors file on the CPU, with text metadata in its header."""
+    from safetensors.torch import save_file  # imports torch: only where weights are written or read
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={**metadata, "keys": json.dumps(list(tensors))})
 
@@ -92,6 +96,8 @@ def save_state_dict(model: torch.nn.Module, path: Path, metadata: dict[str, str]
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """A file of save_state_dict, in the model's own key order (safetensors sorts by name;
     transfer learning matches layers by position)."""
+    from safetensors.torch import load_file
+
     tensors = load_file(str(path))
     order = json.loads(read_header(path).get("keys", "[]"))
     return {k: tensors[k] for k in order} if sorted(order) == sorted(tensors) else tensors
