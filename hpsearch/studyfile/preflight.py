@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems, shown
 from hpsearch.studyfile.types import INPUTS, Component, DatasetSpec, InitSpec
 
@@ -17,18 +18,16 @@ if TYPE_CHECKING:
 
 
 def check_components(sampler: Component | None, pruner: Component | None, epochs: int, problems: Problems) -> None:
-    """Known names, and options their Optuna classes accept: each is built once (this imports Optuna)."""
-    from hpsearch.search.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
+    """Options their Optuna classes accept: each is built once (this imports Optuna). Their names are
+    known already (schema checks them against components.py's table)."""
+    from hpsearch.search.samplers import make_pruner, make_sampler, option_names, optuna_class
 
-    for key, component, table, build, extra in (
+    for key, component, table, build, ours in (
             ("sampler", sampler, SAMPLERS, lambda c: make_sampler(c.name, c.options, None), set()),
             ("pruner", pruner, PRUNERS, lambda c: make_pruner(c.name, c.options, epochs), {"min_epochs"})):
         if component is None:
             continue
-        if not isinstance(component.name, str) or component.name not in table:
-            problems.add(f"{key}.name", f"unknown {key} {shown(component.name)} (allowed: {', '.join(table)})")
-            continue
-        allowed = option_names(table[component.name]) | extra
+        allowed = option_names(optuna_class(table[component.name])) | ours
         problems.unknown_keys(f"{key}.", component.options, allowed)
         if any(k not in allowed for k in component.options):
             continue

@@ -1,0 +1,34 @@
+"""The tables of pluggable components: each row names things that exist, and a second table keyed
+by the same names (the torch side of a torch-free table) has a row for each."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from hpsearch.errors import SpecError
+from hpsearch.search.samplers import make_pruner, option_names, optuna_class
+from hpsearch.studyfile.components import PRUNERS, SAMPLERS
+from hpsearch.studyfile.schema import load_spec
+
+
+@pytest.mark.parametrize("row", [*SAMPLERS.values(), *PRUNERS.values()], ids=lambda r: r.name)
+def test_a_component_row_names_an_optuna_class_and_arguments_it_takes(row):
+    cls = optuna_class(row)
+    assert issubclass(cls, optuna.samplers.BaseSampler if row in SAMPLERS.values() else optuna.pruners.BasePruner)
+    named = {*row.least, *getattr(row, "defaults", {}), getattr(row, "min_epochs_argument", None),
+             getattr(row, "epochs_argument", None)} - {None}
+    assert named <= option_names(cls)
+
+
+def test_a_pruner_row_places_min_epochs_and_the_epochs():
+    hyperband = make_pruner("hyperband", {"min_epochs": 2}, epochs=9)
+    assert (hyperband._min_resource, hyperband._max_resource) == (2, 9)
+    assert make_pruner("percentile", {}, epochs=9)._percentile == 50.0
+    assert isinstance(make_pruner("none", {"min_epochs": 2}, epochs=9), optuna.pruners.NopPruner)
+
+
+def test_the_two_objective_refusal_lists_the_samplers_the_table_allows(write_study):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_study(objectives=["val_accuracy", "params"], sampler={"name": "cmaes"}))
+    assert caught.value.problems[0].endswith("(allowed with two: tpe, random, gp, qmc, nsga2)")
