@@ -9,7 +9,9 @@ import pytest
 from hpsearch.errors import SpecError
 from hpsearch.search.samplers import make_pruner, option_names, optuna_class
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
+from hpsearch.studyfile.families import FAMILIES
 from hpsearch.studyfile.schema import load_spec
+from hpsearch.training.models import BUILDERS
 
 
 @pytest.mark.parametrize("row", [*SAMPLERS.values(), *PRUNERS.values()], ids=lambda r: r.name)
@@ -32,3 +34,7 @@ def test_the_two_objective_refusal_lists_the_samplers_the_table_allows(write_stu
     with pytest.raises(SpecError) as caught:
         load_spec(write_study(objectives=["val_accuracy", "params"], sampler={"name": "cmaes"}))
     assert caught.value.problems[0].endswith("(allowed with two: tpe, random, gp, qmc, nsga2)")
+
+
+def test_every_family_has_a_builder_and_every_builder_a_family():
+    assert tuple(BUILDERS) == tuple(FAMILIES)
