@@ -11,7 +11,14 @@ from click.testing import CliRunner
 from hpsearch.cli import main
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS, Family
-from hpsearch.training.models import BUILDERS, ArchitectureError, ModelConfig, build_model, cnn, count_parameters
+from hpsearch.training.models import (
+    BUILDERS,
+    ArchitectureError,
+    ModelConfig,
+    build_model,
+    cnn,
+    count_parameters,
+)
 from hpsearch.training.space import model_config, train_config
 
 CIFAR = (3, 32, 32)
