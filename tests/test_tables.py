@@ -11,6 +11,8 @@ from hpsearch.search.samplers import make_pruner, option_names, optuna_class
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.families import FAMILIES
 from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import DATASETS
+from hpsearch.training.datasets import READERS
 from hpsearch.training.models import BUILDERS
 
 
@@ -38,3 +40,7 @@ def test_the_two_objective_refusal_lists_the_samplers_the_table_allows(write_stu
 
 def test_every_family_has_a_builder_and_every_builder_a_family():
     assert tuple(BUILDERS) == tuple(FAMILIES)
+
+
+def test_every_dataset_a_study_may_name_has_a_reader():
+    assert tuple(READERS) == tuple(DATASETS)

@@ -22,7 +22,7 @@ from hpsearch.studyfile import params as P
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.limits import MEASURES
 from hpsearch.studyfile.types import (
-    DATASET_NAMES,
+    DATASETS,
     RESIZE_POLICIES,
     Budget,
     Component,
@@ -185,8 +185,8 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
     allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
-    if name not in DATASET_NAMES:
-        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASET_NAMES)})")
+    if not isinstance(name, str) or name not in DATASETS:
+        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASETS)})")
     if name == "imagefolder":
         value = {**value, "image_size": _parse_image_folder(value, problems)}
     else:
@@ -197,7 +197,7 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
-    if name not in DATASET_NAMES:  # reported above; a spec without a usable name goes no further
+    if not isinstance(name, str) or name not in DATASETS:  # reported above; a spec without a usable name goes no further
         return None
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
 
