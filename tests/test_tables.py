@@ -7,8 +7,13 @@ import optuna
 import pytest
 
 from hpsearch.errors import SpecError
-from hpsearch.search.samplers import make_pruner, option_names, optuna_class
-from hpsearch.studyfile.components import PRUNERS, SAMPLERS
+from hpsearch.search.samplers import (
+    make_pruner,
+    make_sampler,
+    option_names,
+    optuna_class,
+)
+from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.families import FAMILIES
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import DATASETS
@@ -16,13 +21,33 @@ from hpsearch.training.datasets import READERS
 from hpsearch.training.models import BUILDERS
 
 
-@pytest.mark.parametrize("row", [*SAMPLERS.values(), *PRUNERS.values()], ids=lambda r: r.name)
-def test_a_component_row_names_an_optuna_class_and_arguments_it_takes(row):
+@pytest.mark.parametrize("row", SAMPLERS.values(), ids=lambda r: r.name)
+def test_a_sampler_row_names_an_optuna_sampler_and_options_it_takes(row):
     cls = optuna_class(row)
-    assert issubclass(cls, optuna.samplers.BaseSampler if row in SAMPLERS.values() else optuna.pruners.BasePruner)
-    named = {*row.least, *getattr(row, "defaults", {}), getattr(row, "min_epochs_argument", None),
-             getattr(row, "epochs_argument", None)} - {None}
-    assert named <= option_names(cls)
+    assert issubclass(cls, optuna.samplers.BaseSampler) and set(row.least) <= option_names(cls)
+
+
+@pytest.mark.parametrize("row", PRUNERS.values(), ids=lambda r: r.name)
+def test_a_pruner_row_names_an_optuna_pruner_and_arguments_it_takes(row):
+    cls = optuna_class(row)
+    named = {*row.least, *row.defaults, row.min_epochs_argument, row.epochs_argument} - {None}
+    assert issubclass(cls, optuna.pruners.BasePruner) and named <= option_names(cls)
+
+
+def test_a_new_sampler_is_one_row(write_study, monkeypatch):
+    monkeypatch.setitem(SAMPLERS, "brute", Sampler("brute", "optuna.samplers.BruteForceSampler"))
+    spec = load_spec(write_study(sampler={"name": "brute", "avoid_premature_stop": True}))
+    assert isinstance(make_sampler(spec.sampler.name, spec.sampler.options, seed=3),
+                      optuna.samplers.BruteForceSampler)
+
+
+def test_an_unknown_sampler_or_pruner_is_refused_on_a_light_load_too(write_study):
+    """The names are checked against the table on a light load too (deep=False, as `hpsearch studies`)."""
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_study(sampler={"name": "genetic"}, pruner="early"), deep=False)
+    assert caught.value.problems == [
+        'sampler.name: unknown sampler "genetic" (allowed: tpe, random, cmaes, gp, qmc, nsga2)',
+        'pruner.name: unknown pruner "early" (allowed: none, median, percentile, successive_halving, hyperband)']
 
 
 def test_a_pruner_row_places_min_epochs_and_the_epochs():
