@@ -185,7 +185,8 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
     allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
-    if not isinstance(name, str) or name not in DATASETS:
+    known = isinstance(name, str) and name in DATASETS
+    if not known:
         problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASETS)})")
     if name == "imagefolder":
         value = {**value, "image_size": _parse_image_folder(value, problems)}
@@ -197,7 +198,7 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
-    if not isinstance(name, str) or name not in DATASETS:  # reported above; a spec without a usable name goes no further
+    if not known:  # reported above; a spec without a usable name goes no further
         return None
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
 
