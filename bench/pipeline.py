@@ -39,9 +39,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
 from hpsearch.studyfile.baselines import BASELINES
-from hpsearch.studyfile.types import INPUTS, DatasetSpec  # noqa: E402
+from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
 from hpsearch.training import devicedata as hdata
 from hpsearch.training import recipe  # noqa: E402
+from hpsearch.training.datasets import READERS  # noqa: E402
 from hpsearch.training.models import build_model, count_parameters  # noqa: E402
 from hpsearch.training.space import (  # noqa: E402
     fit_problem,  # noqa: E402
@@ -79,7 +80,7 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.epochs < 2:
         p.error(f"--epochs must be at least 2 (the first is warm-up), got {args.epochs}")
-    problem = fit_problem(BASELINES[args.model], *INPUTS[args.dataset])
+    problem = fit_problem(BASELINES[args.model], *DatasetSpec(args.dataset).known_input())
     if problem is not None:
         p.error(f"--model {args.model} does not fit {args.dataset}: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -137,7 +138,7 @@ def split_indices(y: torch.Tensor, spec: DatasetSpec) -> tuple[np.ndarray, np.nd
 def run_usual(spec: DatasetSpec, data_dir: Path, params: dict, epochs: int, device: torch.device,
               workers: int, clock: Clock) -> dict:
     started = clock()
-    images = hdata.DATASETS[spec.name](spec, data_dir)  # decoded once, uint8 (N, C, H, W)
+    images = READERS[spec.name](spec, data_dir)  # decoded once, uint8 (N, C, H, W)
     train_idx, val_idx = split_indices(images.train_y, spec)
     train_x, train_y = images.train_x[train_idx], images.train_y[train_idx]
     pixels = train_x.float().div_(255.0)
@@ -279,7 +280,7 @@ def breakdown(spec: DatasetSpec, data_dir: Path, params: dict, device: torch.dev
     steps = min(steps, steps_per_epoch)  # never time more steps than an epoch has
     out = {}
 
-    images = hdata.DATASETS[spec.name](spec, data_dir)
+    images = READERS[spec.name](spec, data_dir)
     train_idx, _ = split_indices(images.train_y, spec)
     mean, std = data.mean.flatten().tolist(), data.std.flatten().tolist()
     tf = v2.Compose([v2.RandomCrop(images.train_x.shape[2], padding=params["crop_padding"]),
@@ -337,7 +338,7 @@ def main() -> None:
     spec = DatasetSpec(args.dataset, download=False)
     params = {**BASELINES[args.model].params, **RECIPE, "batch_size": args.batch_size,
               "crop_padding": CROP_PADDING[args.dataset]}
-    shape, classes = INPUTS[args.dataset]
+    shape, classes = spec.known_input()
     result = {
         **provenance(device),
         "benchmark": "pipeline",

@@ -11,7 +11,14 @@ from click.testing import CliRunner
 from hpsearch.cli import main
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS, Family
-from hpsearch.training.models import ArchitectureError, ModelConfig, build_model, count_parameters
+from hpsearch.training.models import (
+    BUILDERS,
+    ArchitectureError,
+    ModelConfig,
+    build_model,
+    cnn,
+    count_parameters,
+)
 from hpsearch.training.space import model_config, train_config
 
 CIFAR = (3, 32, 32)
@@ -226,10 +233,11 @@ def test_the_registry_is_what_params_offers_and_each_familys_parameters_are_real
 
 
 def test_a_new_family_is_one_entry(monkeypatch):
-    """A row drives which parameters a trial has, their defaults, the config and the build."""
-    tiny = Family("tiny", "cnn", "a one-block CNN", frozenset({"blocks", "width", "kernel_size", "pool", "pool_size"}),
+    """A row and its builder drive which parameters a trial has, their defaults, the config and the build."""
+    tiny = Family("tiny", "a one-block CNN", frozenset({"blocks", "width", "kernel_size", "pool", "pool_size"}),
                   defaults={"width": 3, "blocks": 1}, min_side=4)
     monkeypatch.setitem(FAMILIES, "tiny", tiny)
+    monkeypatch.setitem(BUILDERS, "tiny", cnn)
     params = P.complete({"family": "tiny"})
     assert {k for k in params if k in MODEL_PARAMS} == {"blocks", "width", "kernel_size", "pool", "pool_size"}
     assert (params["width"], params["blocks"]) == (3, 1)

@@ -14,8 +14,6 @@ from click.testing import CliRunner
 import hpsearch
 from hpsearch.cli import main
 from hpsearch.studyfile import catalog
-from hpsearch.studyfile.types import DATASET_NAMES
-from hpsearch.training import devicedata as data
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "optuna", "sklearn", "rich", "PIL", "matplotlib", "sqlalchemy")
@@ -40,10 +38,6 @@ def test_version_is_the_package_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"hpsearch, version {hpsearch.__version__}"
-
-
-def test_every_dataset_a_study_may_name_has_a_reader():
-    assert tuple(data.DATASETS) == DATASET_NAMES
 
 
 def build_wheel(folder: Path) -> Path:

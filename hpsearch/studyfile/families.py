@@ -1,9 +1,10 @@
 """The network families a study can pick (`family:`): one row each, so the next family is one entry.
 
-A row says what the rest of hpsearch must know of a family without building it: the function of
-hpsearch.training.models that builds it, the images it can take, and the model parameters it takes. A
-model parameter that the trial's family does not take is inactive (params.resolve): neither
-sampled nor stored. This module imports nothing heavy, so listing parameters never loads torch.
+A row says what the rest of hpsearch must know of a family without building it: the images it can
+take and the model parameters it takes. A model parameter that the trial's family does not take is
+inactive (params.resolve): neither sampled nor stored. This module imports nothing heavy, so
+listing parameters never loads torch; the function that builds each family is bound to its name in
+hpsearch.training.models.BUILDERS, a table with the same keys as this one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ _BATCHNORM = ("batchnorm", "bn_momentum")
 @dataclass(frozen=True)
 class Family:
     name: str
-    builder: str  # the function of hpsearch.training.models that builds it: builder(cfg, channels, side) -> layers
     about: str  # what it is, for `hpsearch params`
     params: frozenset[str] = frozenset()  # the model parameters it takes (PARAMS names)
     defaults: Mapping[str, Any] = field(default_factory=dict)  # its own defaults where they differ from PARAMS'
@@ -30,20 +30,20 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("cnn", "cnn", "hpsearch's parameterised CNN", frozenset((
+    Family("cnn", "hpsearch's parameterised CNN", frozenset((
         "blocks", "convs_per_block", "widths", "width", "width_growth", "width_multiplier", "kernel_size",
         "kernel_sizes", "padding", "pool", "pool_size", "pool_sizes", *_BATCHNORM, "conv_dropout",
         "conv_dropout_at", "global_pool", "head_widths", "head_dropout", "head_dropout_at", "activation",
         *_CONV_INIT))),
     # Page's DAWNBench net (myrtle.ai, "How to train your ResNet"): three pools of 2 leave 1x1 of 8x8.
-    Family("resnet9", "resnet9", "Page's ResNet-9: widths width x (1, 2, 4, 8), residual pairs after stages 1 "
+    Family("resnet9", "Page's ResNet-9: widths width x (1, 2, 4, 8), residual pairs after stages 1 "
            "and 3, logits x 0.125", frozenset(("width", "width_multiplier", *_BATCHNORM, "activation",
                                               *_CONV_INIT)),
            defaults={"width": 64}, stages=4, min_side=8),
     # torchvision's, untrained (weights come from init:); squeezenet's unpadded stride-2 conv and three
     # ceil-mode pools leave nothing of a 16-pixel side.
-    Family("resnet18", "torchvision_net", "torchvision's, built untrained", channels=3),
-    Family("squeezenet1_1", "torchvision_net", "torchvision's, built untrained", min_side=17, channels=3),
+    Family("resnet18", "torchvision's, built untrained", channels=3),
+    Family("squeezenet1_1", "torchvision's, built untrained", min_side=17, channels=3),
 )}
 
 # Every parameter that some family takes: each is inactive for the families that do not.

@@ -9,26 +9,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems, shown
-from hpsearch.studyfile.types import INPUTS, Component, DatasetSpec, InitSpec
+from hpsearch.studyfile.types import Component, DatasetSpec, InitSpec
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.baselines import Baseline
 
 
 def check_components(sampler: Component | None, pruner: Component | None, epochs: int, problems: Problems) -> None:
-    """Known names, and options their Optuna classes accept: each is built once (this imports Optuna)."""
-    from hpsearch.search.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler, option_names
+    """Options their Optuna classes accept: each is built once (this imports Optuna). Their names are
+    known already (schema checks them against components.py's table)."""
+    from hpsearch.search.samplers import make_pruner, make_sampler, option_names, optuna_class
 
-    for key, component, table, build, extra in (
+    for key, component, table, build, ours in (
             ("sampler", sampler, SAMPLERS, lambda c: make_sampler(c.name, c.options, None), set()),
             ("pruner", pruner, PRUNERS, lambda c: make_pruner(c.name, c.options, epochs), {"min_epochs"})):
         if component is None:
             continue
-        if not isinstance(component.name, str) or component.name not in table:
-            problems.add(f"{key}.name", f"unknown {key} {shown(component.name)} (allowed: {', '.join(table)})")
-            continue
-        allowed = option_names(table[component.name]) | extra
+        allowed = option_names(optuna_class(table[component.name])) | ours
         problems.unknown_keys(f"{key}.", component.options, allowed)
         if any(k not in allowed for k in component.options):
             continue
@@ -71,12 +70,11 @@ def check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None,
     """A fixed architecture that cannot take the dataset's images would fail every trial: refuse it now."""
     if dataset is None or init is not None:  # with init:, the source model's architecture applies (transfer.py)
         return
-    if dataset.name in INPUTS:
-        shape, classes = INPUTS[dataset.name]
-    elif dataset.name == "imagefolder" and dataset.image_size is not None:
-        shape, classes = (3, *dataset.image_size), 2  # its classes are known once read; only sigmoid cares
-    else:
+    if (known := dataset.known_input()) is None:
         return
+    shape, classes = known
+    if classes is None:  # an image folder's: known once read; only sigmoid cares
+        classes = 2
     from hpsearch.training.space import fixed_architecture_problem  # builds on torch's meta device
 
     if why := fixed_architecture_problem(fixed, set(space), shape, classes):
@@ -84,9 +82,9 @@ def check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None,
 
 
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
-    """The (C, H, W) input and class count to check a baseline on, without reading any data."""
-    if dataset.name in INPUTS:
-        return INPUTS[dataset.name]
-    if dataset.name == "imagefolder" and dataset.image_size is not None:
-        return (3, *dataset.image_size), baseline.num_classes
-    return None
+    """The (C, H, W) input and class count to check a baseline on, without reading any data: the baseline's
+    own class count where the dataset's is known only once read."""
+    if (known := dataset.known_input()) is None:
+        return None
+    shape, classes = known
+    return shape, baseline.num_classes if classes is None else classes

@@ -19,9 +19,10 @@ import yaml
 
 from hpsearch.errors import SpecError
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.limits import MEASURES
 from hpsearch.studyfile.types import (
-    DATASET_NAMES,
+    DATASETS,
     RESIZE_POLICIES,
     Budget,
     Component,
@@ -34,8 +35,6 @@ from hpsearch.studyfile.types import (
 )
 
 TARGET_METRICS = ("test_accuracy", "val_accuracy")
-SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)  # Optuna's CMA-ES optimises one objective
-SAMPLER_PACKAGES = {"cmaes": "cmaes"}  # samplers whose Optuna class imports a package hpsearch does not install
 
 _TOP_KEYS = {
     "name": "a short name, used as the Optuna study name",
@@ -144,8 +143,8 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     for both in sorted(set(space) & set(fixed)):
         problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
     epochs = budget.epochs if budget else 1
-    sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), problems)
-    pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), problems)
+    sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), SAMPLERS, problems)
+    pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems)
 
     init = _parse_init(raw["init"], path, problems) if "init" in raw else None
     _check_transfer_params(init, space, fixed, problems)
@@ -153,12 +152,8 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     baselines = _parse_baselines(raw.get("baselines", []), problems)
     limits = _parse_limits(raw["limits"], problems) if "limits" in raw else Limits()
     objectives = _parse_objectives(raw.get("objectives", ["val_accuracy"]), problems)
-    if len(objectives) > 1 and sampler is not None and sampler.name in SINGLE_OBJECTIVE_SAMPLERS:
-        problems.add("sampler.name", f"{sampler.name} optimises one objective, and objectives: asks for two "
-                                     "(allowed with two: tpe, random, gp, qmc, nsga2)")
-    elif sampler is not None and (package := SAMPLER_PACKAGES.get(str(sampler.name))) and find_spec(package) is None:
-        problems.add("sampler.name", f"{sampler.name} needs the Python package {package}, which is not installed: "
-                                     f"`pip install {package}`, or choose another sampler")
+    if sampler is not None:
+        _check_sampler(SAMPLERS[sampler.name], objectives, problems)
     if deep:
         from hpsearch.studyfile import preflight  # imports Optuna and torch as its checks need them
 
@@ -190,8 +185,9 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
     allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
-    if name not in DATASET_NAMES:
-        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASET_NAMES)})")
+    known = isinstance(name, str) and name in DATASETS
+    if not known:
+        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASETS)})")
     if name == "imagefolder":
         value = {**value, "image_size": _parse_image_folder(value, problems)}
     else:
@@ -202,7 +198,7 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
-    if name not in DATASET_NAMES:  # reported above; a spec without a usable name goes no further
+    if not known:  # reported above; a spec without a usable name goes no further
         return None
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
 
@@ -351,14 +347,30 @@ def _parse_objectives(value: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _parse_component(key: str, value: Any, problems: Problems) -> Component | None:
-    """A sampler or pruner as written: a name, or a mapping of its name and options (checked by check_components)."""
+def _parse_component(key: str, value: Any, table: Mapping[str, Any], problems: Problems) -> Component | None:
+    """A sampler or pruner as written: a name in `table` (components.py), or a mapping of its name and
+    options (the options are checked by preflight.check_components, which builds it)."""
     if isinstance(value, str):
         value = {"name": value}
     value = _mapping(value, key, problems)
     if value is None:
         return None
-    return Component(value.get("name"), {k: v for k, v in value.items() if k != "name"})
+    name = value.get("name")
+    if not isinstance(name, str) or name not in table:
+        problems.add(f"{key}.name", f"unknown {key} {shown(name)} (allowed: {', '.join(table)})")
+        return None
+    return Component(name, {k: v for k, v in value.items() if k != "name"})
+
+
+def _check_sampler(row: Sampler, objectives: tuple[str, ...], problems: Problems) -> None:
+    """A sampler the study's objectives and this machine allow."""
+    if len(objectives) > 1 and row.single_objective:
+        two = ", ".join(s.name for s in SAMPLERS.values() if not s.single_objective)
+        problems.add("sampler.name", f"{row.name} optimises one objective, and objectives: asks for two "
+                                     f"(allowed with two: {two})")
+    elif row.package is not None and find_spec(row.package) is None:
+        problems.add("sampler.name", f"{row.name} needs the Python package {row.package}, which is not installed: "
+                                     f"`pip install {row.package}`, or choose another sampler")
 
 
 def _parse_space(value: Any, problems: Problems) -> dict[str, Distribution]:

@@ -1,4 +1,4 @@
-"""The study-file types every layer shares, and the dataset facts a study file is checked against.
+"""The study-file types every layer shares, and the table of datasets a study file is checked against.
 
 A leaf: it imports nothing outside the standard library, so that reading a study file, listing
 the shipped studies or printing `--help` never loads torch or Optuna (seconds) for these types.
@@ -10,15 +10,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# What a model sees of each dataset, known without reading it: (C, H, W) and the class count.
-# (An imagefolder's input is (3, *dataset.image_size); its classes are known once it is read.)
-INPUTS: dict[str, tuple[tuple[int, int, int], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "fashion-mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-}
-DATASET_NAMES = (*INPUTS, "imagefolder")  # data.DATASETS has a reader for each
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset a study can name, and what a model sees of it, known without reading it (the study-file
+    checks build models on it). Its reader is hpsearch.training.datasets.READERS[name], a table with the
+    same keys as this one: that one imports torch, this one nothing."""
+
+    name: str
+    input_shape: tuple[int, int, int] | None  # (C, H, W); None: (3, *dataset.image_size)
+    classes: int | None  # None: known once it is read
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("digits", (1, 8, 8), 10),
+    Dataset("fashion-mnist", (1, 28, 28), 10),
+    Dataset("cifar10", (3, 32, 32), 10),
+    Dataset("cifar100", (3, 32, 32), 100),
+    Dataset("imagefolder", None, None),  # any <class>/<image> tree, each image resized to dataset.image_size
+)}
+
 RESIZE_POLICIES = ("squash", "crop", "pad")  # to image_size: ignore the aspect ratio, centre-crop, or letterbox
 
 
@@ -53,6 +64,14 @@ class DatasetSpec:
         if self.name != "imagefolder":
             return split
         return {**split, "path": self.path, "image_size": list(self.image_size), "resize": self.resize}
+
+    def known_input(self) -> tuple[tuple[int, int, int], int | None] | None:
+        """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
+        reading it: the classes None until it is read, the whole None without a valid image_size."""
+        dataset = DATASETS[self.name]
+        if dataset.input_shape is not None:
+            return dataset.input_shape, dataset.classes
+        return None if self.image_size is None else ((3, *self.image_size), dataset.classes)
 
 
 @dataclass(frozen=True)

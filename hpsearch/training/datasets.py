@@ -183,7 +183,9 @@ def _download(name: str, fetch, data_dir: Path, put: str):
                            "false skips the attempt") from None
 
 
-DATASETS: dict[str, Callable[[DatasetSpec, Path], Images]] = {  # one per spectypes.DATASET_NAMES
+# The reader of each dataset of studyfile.types.DATASETS, keyed the same: that table holds what a study
+# file is checked against without torch, this one the code that reads the images.
+READERS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
     "digits": _read_digits,
     "fashion-mnist": _read_fashion_mnist,
     "cifar10": _cifar_reader("cifar10", "cifar-10-batches-py", "CIFAR10"),

@@ -18,7 +18,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from hpsearch.errors import DatasetError, HpsearchError
-from hpsearch.training.datasets import DATASETS, Images, default_data_dir
+from hpsearch.training.datasets import READERS, Images, default_data_dir
 from hpsearch.training.imagefolder import Progress
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None, 
     data_dir = Path(spec.data_dir or data_dir or default_data_dir()).expanduser()
     key = (spec, str(data_dir), str(device))
     if key not in _LOADED:
-        images = DATASETS[spec.name](spec, data_dir, progress=progress)
+        images = READERS[spec.name](spec, data_dir, progress=progress)
         _LOADED[key] = _split_to_device(spec, images, device)
     return _LOADED[key]
 

@@ -35,7 +35,7 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
     """A <class>/<image> tree -> uint8 (N, 3, H, W), labels, class names.
 
     Without image_size every image must already have one size; with it, each is resized to
-    (H, W) by `resize` (spectypes.RESIZE_POLICIES). The result is cached beside the folder under a key made
+    (H, W) by `resize` (studyfile.types.RESIZE_POLICIES). The result is cached beside the folder under a key made
     of every file's name, size and mtime and of the resize, so an unchanged folder loads without
     decoding and a changed one is decoded again. Unreadable images are skipped and counted in
     one warning.

@@ -1,4 +1,5 @@
-"""ModelConfig -> torch.nn.Module: the families of families.FAMILIES, built from the searched axes.
+"""ModelConfig -> torch.nn.Module: the families of families.FAMILIES, built from the searched axes
+by their functions in BUILDERS.
 
 The CNN is `blocks` conv blocks (each: convs_per_block x [conv, BatchNorm?, activation], then a
 pool, then dropout), an optional global pool, then a fully connected head. blocks = 0 gives a
@@ -15,6 +16,7 @@ convs as identities. The model knows nothing of training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -96,7 +98,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.whiten:
         stem = [Whitening(channels, cfg.whiten), ACTIVATIONS[cfg.activation]()]
         channels, height, width = stem[0].out_channels, height - shrink, width - shrink
-    model = globals()[family.builder](cfg, (channels, height, width))
+    model = BUILDERS[cfg.family](cfg, (channels, height, width))
     if stem:
         model = nn.Sequential(*stem, *model)
     if cfg.dirac_init:
@@ -133,7 +135,7 @@ def dirac_convs(model: nn.Module) -> list[nn.Conv2d]:
 
 
 # --------------------------------------------------------------------------------------------
-# Builders, one per families.Family.builder: builder(cfg, (C, H, W) the net sees) -> the net.
+# Builders, bound to their families in BUILDERS: builder(cfg, (C, H, W) the net sees) -> the net.
 
 
 def cnn(cfg: ModelConfig, shape: tuple[int, int, int]) -> nn.Sequential:
@@ -220,6 +222,16 @@ def torchvision_net(cfg: ModelConfig, shape: tuple[int, int, int]) -> nn.Module:
     import torchvision  # only these families need it, and it costs a second to import
 
     return getattr(torchvision.models, cfg.family)(weights=None, num_classes=cfg.outputs)
+
+
+# The function that builds each family of families.FAMILIES, keyed the same: that table holds the
+# torch-free facts (params.py reads them without loading torch), this one the torch code.
+BUILDERS: dict[str, Callable[[ModelConfig, tuple[int, int, int]], nn.Module]] = {
+    "cnn": cnn,
+    "resnet9": resnet9,
+    "resnet18": torchvision_net,
+    "squeezenet1_1": torchvision_net,
+}
 
 
 def _check_size(height: int, width: int, where: str, cfg: ModelConfig) -> None:
