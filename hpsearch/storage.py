@@ -10,6 +10,7 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import filelock
 import optuna
@@ -26,13 +27,54 @@ SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for 
 
 
 def storage_url(given: str | None) -> str:
-    """--storage, else $HPSEARCH_STORAGE, else the SQLite file hpsearch.db here."""
-    return given or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    """--storage, else $HPSEARCH_STORAGE, else the SQLite file hpsearch.db here; refused before anything is
+    made where no study could be kept (see refuse_unusable)."""
+    url = given or os.environ.get("HPSEARCH_STORAGE") or DEFAULT_STORAGE
+    refuse_unusable(url)
+    return url
+
+
+_SECRET_QUERY = re.compile(r"(^|&)((?:ssl)?password)=([^&]*)", re.IGNORECASE)  # libpq's password parameters
+
+
+def _userinfo(url: str) -> tuple[str, str, str, str, str] | None:
+    """(scheme://, user, password or None, host and path, ?query) of a URL with a user part, else None.
+
+    Split by hand rather than by a URL parser: a password may hold an unescaped `:`, `/` or `@`, and a parser
+    takes the text after the first `@` for the host (then prints it in its errors). The user part ends at the
+    last `@` before the query.
+    """
+    base, question, query = url.partition("?")
+    scheme, sep, rest = base.partition("://")
+    if not sep or "@" not in rest or rest.startswith("/"):
+        return None
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://", user, password if colon else None, host, question + query
+
+
+def secrets(url: str) -> list[str]:
+    """Every password in `url`, as written and URL-decoded: what no message may show."""
+    parts = _userinfo(url)
+    found = [parts[2]] if parts and parts[2] else []
+    found += [m.group(3) for m in _SECRET_QUERY.finditer(url.partition("?")[2]) if m.group(3)]
+    return [s for secret in found for s in dict.fromkeys((secret, unquote(secret)))]
 
 
 def mask(url: str) -> str:
-    """The URL with any password replaced by ***, fit for messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL with every password replaced by ***, fit for messages and logs."""
+    if parts := _userinfo(url):
+        scheme, user, password, host, query = parts
+        url = f"{scheme}{user}{':***' if password is not None else ''}@{host}{query}"
+    base, question, query = url.partition("?")
+    return base + question + _SECRET_QUERY.sub(r"\1\2=***", query)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a driver's error, say) with every password of `url` replaced by ***."""
+    for secret in sorted(secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 MAX_RETRIES = 3
@@ -204,6 +246,7 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
     FAIL once its heartbeat is older than the grace period, and a copy with the same parameters
     is queued so the study still reaches its total (see fail_lost_trials).
     """
+    refuse_unusable(url)
     engine_kwargs = {}
     lock: NoLock = NoLock()
     path = sqlite_file(url)
@@ -220,9 +263,22 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
                 heartbeat_stale_trial_callback=queue_retry)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(f"cannot open storage {mask(url)}: {mask(reason)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {scrub(mask(reason), url)}") from None
     finally:
         lock.close()
+
+
+def refuse_unusable(url: str) -> None:
+    """StorageError for a URL no study should be stored at: in-memory SQLite (no other worker could share it
+    and nothing would outlive the run) and a password holding an unescaped `@` (read as part of the host)."""
+    if url.startswith("sqlite:") and (url.rstrip("/") in ("sqlite:", "sqlite:/", "sqlite://")
+                                      or url.endswith(":memory:") or "mode=memory" in url):
+        raise StorageError(f"{url}: an in-memory SQLite storage vanishes when the run ends and no other worker can "
+                           "share it: give a file (sqlite:///hpsearch.db) or a server")
+    parts = _userinfo(url)
+    if parts and parts[2] and "@" in parts[2]:
+        raise StorageError(f"the password in {mask(url)} holds an unescaped @: write it as %40 (URL-encode "
+                           "the password)")
 
 
 def check_sqlite_folder(path: Path) -> None:
