@@ -21,6 +21,7 @@ from hpsearch import __version__
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
+from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
@@ -108,7 +109,10 @@ def main() -> None:
 
 def _load_existing(name: str, url: str):
     """The stored study `name`, for the commands that read one; Optuna's own log lines are silenced first
-    (hpsearch prints its own), and neither this nor the readers import torch."""
+    (hpsearch prints its own), and neither this nor the readers import torch. A name no study file could have
+    is refused before the storage is opened, shown escaped: it may hold terminal escapes."""
+    if why := name_problem(name):
+        raise HpsearchError(f"--study {ascii(name[:60])}{'...' if len(name) > 60 else ''}: {why}")
     _quiet_optuna()
     from hpsearch.search.studystore import load_existing
 

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 MAX_READABLE = 40  # characters of the name kept in the file name
+MAX_NAME = 128  # characters of a study name: it heads every log line and report
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a study (too long, or holding control characters that would break one-line logs
+    and play tricks on a terminal), or None."""
+    if len(name) > MAX_NAME:
+        return f"is {len(name):,} characters long: at most {MAX_NAME}"
+    if bad := sorted({c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")}):
+        shown = ", ".join(ascii(c) for c in bad[:5])
+        return f"holds control characters ({shown}): letters, digits and punctuation only"
+    return None
 
 
 def slug(name: str) -> str:

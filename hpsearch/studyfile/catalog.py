@@ -21,13 +21,21 @@ def shipped_study_files() -> list[Path]:
 def find_study_file(name_or_path: str) -> Path | None:
     """The study file a --study argument means, or None if there is none."""
     given = Path(name_or_path)
-    if given.suffix in (".yaml", ".yml") or given.is_file():
+    if given.suffix in (".yaml", ".yml") or _is_file(given):
         return given
     for folder in (Path("studies"), SHIPPED_DIR):
         candidate = folder / f"{name_or_path}.yaml"
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, False for a name the system cannot even look up (too long, say) rather than an error."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # ValueError: a NUL byte
+        return False
 
 
 def load_study_spec(name_or_path: str, *, deep: bool = True) -> StudySpec:

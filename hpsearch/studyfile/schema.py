@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from hpsearch.errors import SpecError
+from hpsearch.paths import name_problem
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.limits import MEASURES
@@ -103,9 +104,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+MAX_YAML_VALUES = 100_000  # values in a document with every alias expanded; a study file has a few hundred
+
+
 def load_yaml(text: str) -> Any:
-    """YAML text as Python values (safe types only), a key given twice in a mapping being an error."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    """YAML text as Python values (safe types only), a key given twice in a mapping being an error.
+
+    Aliases are counted as expanded before anything is built: nested ones (a "billion laughs") turn a few
+    hundred bytes into billions of values, which every later step (validation, messages) would walk.
+    """
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and (size := _expanded_size(node, {})) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"its aliases expand to {size:,} values (at most {MAX_YAML_VALUES:,}): write "
+                                 "the values out or use fewer nested aliases")
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` stands for with every alias expanded (an alias is the same node object, counted
+    once per use but computed once: linear in the document's size). Capped past the limit."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        sizes[id(node)] = min(1 + sum(_expanded_size(c, sizes) for c in children), MAX_YAML_VALUES + 1)
+    return sizes[id(node)]
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -128,6 +159,8 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     name = raw.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         problems.add("name", "must be a non-empty string")
+    elif why := name_problem(name):
+        problems.add("name", why)
     about = raw.get("about", "")
     if not isinstance(about, str):
         problems.add("about", "must be a string")
@@ -469,5 +502,10 @@ def _kind_text(param: P.Param) -> str:
             "ints": "a list of integers"}[param.kind]
 
 
+MAX_SHOWN = 80  # characters of a value echoed in a message
+
+
 def shown(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (str, list, dict, bool, type(None))) else str(value)
+    """A value as a message shows it: JSON-like, control characters escaped, cut to a short excerpt."""
+    text = json.dumps(value) if isinstance(value, (str, list, dict, bool, type(None))) else repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN - 20]}... ({len(text):,} characters)"
