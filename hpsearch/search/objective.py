@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import os
 import platform
+import re
 import socket
 import time
 import warnings
@@ -41,6 +42,18 @@ from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import ArchitectureError, count_parameters
 from hpsearch.training.train import EpochStats, TrainingDiverged
 from hpsearch.trialrecord import TrialRecord
+
+_CPU_ALLOCATION = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
+
+
+def cpu_out_of_memory(exc: BaseException) -> str | None:
+    """What a trial asked for, if `exc` is the CPU running out of memory (torch's allocator raises a plain
+    RuntimeError, Python a MemoryError), else None."""
+    if isinstance(exc, MemoryError):
+        return "a Python allocation failed"
+    if match := _CPU_ALLOCATION.search(str(exc)):
+        return f"{int(match.group(1)) / 2**30:,.1f} GiB asked at once"
+    return None
 
 
 class TrialFailed(Exception):
@@ -167,6 +180,11 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
         except torch.OutOfMemoryError:
             failure = f"CUDA out of memory (batch_size {params['batch_size']}); memory freed, the study goes on"
+        except (RuntimeError, MemoryError) as exc:
+            if (asked := cpu_out_of_memory(exc)) is None:
+                raise
+            failure = (f"out of memory on the CPU ({asked}; batch_size {params['batch_size']}); memory freed, "
+                       "the study goes on")
         finally:
             if checkpoint is not None:
                 checkpoint.delete()
