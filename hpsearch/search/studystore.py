@@ -60,6 +60,7 @@ def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> Non
         study = optuna.load_study(study_name=spec.name, storage=storage)
     except KeyError:
         return
+    refuse_foreign(study, "the storage")
     stored = [d.name.lower() for d in study.directions]
     if stored != directions(spec) or study.metric_names not in (None, list(spec.objectives)):
         made = ", ".join(study.metric_names or ()) or f"directions {', '.join(stored)}"
@@ -90,9 +91,22 @@ def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> Non
 
 
 def load_existing(name: str, storage_url: str) -> optuna.Study:
+    """The stored study `name`, made by hpsearch, for the commands that read one."""
     storage = open_existing(storage_url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
         raise HpsearchError(f"no study named {name!r} in {mask(storage_url)} (studies there: "
                             f"{', '.join(names) or 'none'}; --storage chooses another)")
-    return optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    refuse_foreign(study, mask(storage_url))
+    return study
+
+
+def refuse_foreign(study: optuna.Study, where: str) -> None:
+    """HpsearchError for a same-named study that hpsearch did not make (plain Optuna, say): its trials carry none
+    of the attributes hpsearch reads, and their values need not be accuracies. Every study hpsearch makes records
+    its dataset when it is created; one with no trials yet is nobody's."""
+    if A.STUDY_DATASET not in study.user_attrs and study.get_trials(deepcopy=False):
+        raise HpsearchError(f"study {study.study_name!r} in {where} was not made by hpsearch (it records no "
+                            "dataset): hpsearch reads and adds to its own studies only; give yours another name "
+                            "(name: in the study file) or use another --storage")
