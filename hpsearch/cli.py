@@ -81,6 +81,15 @@ class Commands(click.Group):
         except KeyboardInterrupt as exc:
             click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
             sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+        except Exception as exc:  # a database failing after it opened (damaged, full disk): one line too
+            if "hpsearch.storage" not in sys.modules:  # nothing opened a storage: not a database error
+                raise
+            from hpsearch.storage import storage_failure
+
+            if (failure := storage_failure(exc)) is None:
+                raise
+            click.echo(f"error: {failure}", err=True)
+            sys.exit(2)
 
 
 def stops_once(command):

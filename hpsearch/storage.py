@@ -262,10 +262,40 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
                 driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=queue_retry)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise StorageError(f"cannot open storage {mask(url)}: {scrub(mask(reason), url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {driver_reason(exc, url)}") from None
     finally:
         lock.close()
+
+
+# What a database error means for the user, by the text SQLite or the server gives, and what to do.
+_ADVICE = (
+    (("malformed", "not a database", "file is encrypted"),
+     "the file is damaged; nothing was written: restore it from a copy, or recover what is readable with "
+     "`sqlite3 FILE .recover | sqlite3 recovered.db` and give --storage sqlite:///recovered.db"),
+    (("database or disk is full", "no space left"),
+     "the disk holding the storage is full: free space and run the same command again (finished trials are kept; "
+     "the interrupted one resumes)"),
+    (("readonly database", "read-only"),
+     "the storage is read-only here: make the file and its folder writable, or read it with best, report or "
+     "export"),
+)
+
+
+def driver_reason(exc: BaseException, url: str | None = None) -> str:
+    """A database error as one line: the driver's first line, masked (and scrubbed of `url`'s passwords), with
+    what to do where it is known."""
+    reason = mask(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+    reason = scrub(reason, url) if url else reason
+    advice = next((text for needles, text in _ADVICE if any(n in reason.lower() for n in needles)), None)
+    return f"{reason}: {advice}" if advice else reason
+
+
+def storage_failure(exc: BaseException) -> StorageError | None:
+    """A StorageError for a database error raised after the storage opened (mid-run, mid-read), or None for
+    anything else. The CLI's error boundary turns it into one line instead of a traceback."""
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+        return StorageError(f"the storage failed: {driver_reason(exc)}")
+    return None
 
 
 def refuse_unusable(url: str) -> None:
