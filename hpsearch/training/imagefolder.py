@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,17 +41,12 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
     decoding and a changed one is decoded again. Unreadable images are skipped and counted in
     one warning.
     """
-    classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
-    files = [(f, label) for label, c in enumerate(classes) for f in sorted((root / c).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    stats = [(f"{classes[label]}/{f.name}", f.stat()) for f, label in files]  # one stat a file: 20k files add up
+    classes, files, stats, unreadable = _listing(root)
     key = "".join(f"{name}:{st.st_size}:{st.st_mtime_ns}\n" for name, st in stats)
     if image_size is not None:
         key += f"resize:{image_size[0]}x{image_size[1]}:{resize}\n"
     size_tag = "" if image_size is None else f"{image_size[0]}x{image_size[1]}-{resize}-"
-    cache = _cache_path(root, size_tag + hashlib.sha256(key.encode()).hexdigest()[:16])
+    cache = _cache_path(root, size_tag + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16])
     if cache.is_file():
         cached = torch.load(cache, weights_only=True)
         x, y, skipped = cached["x"], cached["y"], cached.get("skipped", [])
@@ -59,10 +55,61 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
         x, y, skipped = _decode(root, files, image_size, resize, progress)
         log.info("%s: decoded %d images in %.1f s", root, len(y), time.perf_counter() - started)
         _write_cache(cache, {"x": x, "y": y, "classes": list(classes), "skipped": skipped})
+    skipped = unreadable + list(skipped)
     if skipped:
         log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", root, len(skipped),
-                    "s" if len(skipped) > 1 else "", len(files), skipped[0], ", ..." if len(skipped) > 1 else "")
+                    "s" if len(skipped) > 1 else "", len(files) + len(unreadable), skipped[0],
+                    ", ..." if len(skipped) > 1 else "")
     return x, y, classes
+
+
+def _listing(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]], list[tuple[str, os.stat_result]], list[str]]:
+    """(classes, (file, label) pairs, (class/name, stat) of each, unreadable entries) of a <class>/<image> tree.
+
+    A class is a folder (or a link to one) holding at least one image: a class folder without any is refused by
+    name, since the model would get an output no image can teach. Entries that cannot be read (a dangling
+    link, a link loop, an unreadable folder) are skipped and counted like corrupt images.
+    """
+    unreadable: list[str] = []
+    found: dict[str, list[tuple[Path, os.stat_result]]] = {}
+    for folder in _entries(root, unreadable, root):
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        images = found.setdefault(folder.name, [])
+        for path in _entries(folder, unreadable, root):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                st = path.stat()
+            except OSError as exc:  # a dangling link, a link loop
+                unreadable.append(f"{shown_name(path.relative_to(root))}: {exc.strerror}")
+                continue
+            if stat.S_ISREG(st.st_mode):
+                images.append((path, st))
+    if not found:
+        raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if empty := [name for name, images in found.items() if not images]:
+        raise DatasetError(f"{root}: class folder{'s' if len(empty) > 1 else ''} without images: "
+                           f"{', '.join(shown_name(name) for name in empty[:5])}{', ...' if len(empty) > 5 else ''}; "
+                           "add images or remove the folder (the model would get a class no image teaches)")
+    classes = tuple(sorted(found))
+    files = [(path, label) for label, name in enumerate(classes) for path, _ in found[name]]
+    stats = [(f"{name}/{path.name}", st) for name in classes for path, st in found[name]]
+    return classes, files, stats, unreadable
+
+
+def _entries(folder: Path, unreadable: list[str], root: Path) -> list[Path]:
+    """The folder's entries by name; an unreadable folder is noted as such and holds none."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        unreadable.append(f"{shown_name(folder.relative_to(root)) or '.'}/: {exc.strerror}")
+        return []
+
+
+def shown_name(name: str | Path) -> str:
+    """A file name as messages show it: bytes that are not UTF-8 (kept by Python as surrogates) as \\x escapes."""
+    return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
 
 
 def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
@@ -79,7 +126,7 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
                     image = _resized(image, image_size, resize)
                 return torch.from_numpy(np.array(image)).permute(2, 0, 1)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # OSError: truncated or not an image
-            return f"{path.relative_to(root)}: {exc}"
+            return f"{shown_name(path.relative_to(root))}: {exc}"
 
     x, labels, skipped = None, [], []
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
@@ -94,7 +141,7 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
                 x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
             if image.shape != x.shape[1:]:
                 raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
-                                   f"at {path.relative_to(root)}); give them one size (an imagefolder dataset "
+                                   f"at {shown_name(path.relative_to(root))}); give them one size (an imagefolder dataset "
                                    "resizes them to dataset.image_size)")
             x[len(labels)] = image
             labels.append(label)
