@@ -1,7 +1,8 @@
 """The generated parts of the docs, written from the code's own tables at every `mkdocs build`.
 
 A page asks for a generated part with a marker line, `<!-- generated: NAME -->`; on_page_markdown
-replaces it with GENERATED[NAME](). Nothing generated is committed, so nothing can go stale:
+replaces it with GENERATED[NAME](), and drops a paragraph that starts with `<!-- unbuilt -->` (a note
+for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committed, so nothing can go stale:
 the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
 baselines, the shipped studies), the command reference from click's own `--help`, and the
 benchmarks page from bench/results/*.json. tests/test_docs.py calls the same functions.
@@ -22,6 +23,8 @@ if str(ROOT) not in sys.path:  # document this checkout's code, not whichever hp
 import hpsearch  # noqa: E402  now: mkdocs restores sys.path once this module is loaded
 
 MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->$", re.MULTILINE)
+# A paragraph for readers of the unbuilt Markdown (on GitHub), dropped from the site.
+UNBUILT = re.compile(r"^<!-- unbuilt -->\n(?:.+\n)*\n?", re.MULTILINE)
 
 
 def _cell(value: Any) -> str:
@@ -284,7 +287,7 @@ def expand(markdown: str) -> str:
             raise KeyError(f"unknown generated part {name!r} (known: {', '.join(GENERATED)})")
         return GENERATED[name]().rstrip("\n")
 
-    return MARKER.sub(one, markdown)
+    return MARKER.sub(one, UNBUILT.sub("", markdown))
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # mkdocs hook
