@@ -74,6 +74,20 @@ def test_every_page_expands_and_every_benchmark_result_has_a_section():
         assert f"### {path.stem}\n" in page and "**command**" in page
 
 
+def test_the_readme_keeps_the_install_and_test_commands_ci_runs_and_stays_short():
+    """.ci/run takes the first `$ pip install ...` and `$ pytest ...` lines of the README and runs them."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert [line for line in lines if line.startswith("$ pip install ")][:1] == [
+        '$ pip install -e ".[dev]" && hpsearch run --study digits-quick']
+    assert [line for line in lines if line.startswith("$ pytest")][:1] == ["$ pytest -q"]
+    assert len(lines) <= 150
+
+
+def test_every_page_the_readme_links_to_exists():
+    for target in re.findall(r"\]\(((?:docs|bench)/[^)#]+)", (ROOT / "README.md").read_text()):
+        assert (ROOT / target).is_file(), target
+
+
 # --- every command shown is one the CLI accepts -----------------------------------------------------------
 
 def _shown_commands(path: Path) -> list[str]:
