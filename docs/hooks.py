@@ -74,9 +74,8 @@ def parameters() -> str:
             applies = ", ".join(f.name for f in FAMILIES.values() if p.name in f.params)
         else:
             applies = "transfer studies (`init:`)" if p.transfer else "all"
-        tags = ["architecture"] * p.architecture
-        rows.append((f"<span id=\"{p.name}\">`{p.name}`</span>", p.kind, default, _allowed(p), applies,
-                     p.help + (" *Architecture: taken from the source model in a study with `init:`.*" if tags else "")))
+        kind = p.kind + (", *architecture*" if p.architecture else "")
+        rows.append((f"<span id=\"{p.name}\">`{p.name}`</span>", kind, default, _allowed(p), applies, p.help))
     return _table(("parameter", "type", "default", "allowed", "families", "what it does"), rows)
 
 
