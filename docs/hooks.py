@@ -193,19 +193,22 @@ def command_names() -> list[str]:
 
 
 def commands() -> str:
-    """`hpsearch --help` and each command's `--help`, as click prints them at 100 columns."""
+    """`hpsearch --help` and each command's `--help`, as click prints them."""
     import click
 
     from hpsearch.cli import main
 
-    def help_of(command: click.Command, name: str, parent: click.Context | None) -> str:
-        with click.Context(command, info_name=name, parent=parent, max_content_width=100, terminal_width=100) as ctx:
+    def help_of(command: click.Command, ctx: click.Context) -> str:
+        with ctx:
             return command.get_help(ctx)
 
-    root = click.Context(main, info_name="hpsearch", max_content_width=100, terminal_width=100)
-    parts = [f"## hpsearch\n\n```text\n{help_of(main, 'hpsearch', None)}\n```\n"]
+    # The group's own settings (-h, defaults shown), at the 80 columns a code block shows whole.
+    width = {"max_content_width": 80, "terminal_width": 80}
+    root = click.Context(main, info_name="hpsearch", **main.context_settings, **width)
+    parts = [f"## hpsearch\n\n```text\n{help_of(main, root)}\n```\n"]
     for name in command_names():
-        parts.append(f"## {name}\n\n```text\n{help_of(main.get_command(root, name), name, root)}\n```\n")
+        command = main.get_command(root, name)
+        parts.append(f"## {name}\n\n```text\n{help_of(command, click.Context(command, info_name=name, parent=root, **width))}\n```\n")
     return "\n".join(parts)
 
 
