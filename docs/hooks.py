@@ -60,7 +60,7 @@ def _allowed(param) -> str:
 
 
 def parameters() -> str:
-    """Every parameter of studyfile/params.py, grouped as the table orders them, with the families that take it."""
+    """Every parameter of studyfile/params.py in the table's order, with the families that take it."""
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
     from hpsearch.studyfile.params import PARAMS
 
@@ -71,12 +71,12 @@ def parameters() -> str:
         if own:
             default += " (" + ", ".join(own) + ")"
         if p.name in MODEL_PARAMS:
-            applies = ", ".join(f.name for f in FAMILIES.values() if p.name in f.params)
+            applies = " Families: " + ", ".join(f.name for f in FAMILIES.values() if p.name in f.params) + "."
         else:
-            applies = "transfer studies (`init:`)" if p.transfer else "all"
-        kind = p.kind + (", *architecture*" if p.architecture else "")
-        rows.append((f"<span id=\"{p.name}\">`{p.name}`</span>", kind, default, _allowed(p), applies, p.help))
-    return _table(("parameter", "type", "default", "allowed", "families", "what it does"), rows)
+            applies = " Transfer studies (`init:`) only." if p.transfer else ""
+        name = f"<span id=\"{p.name}\">`{p.name}`</span><br>{p.kind}" + ("<br>*architecture*" if p.architecture else "")
+        rows.append((name, default, _allowed(p), p.help + applies))
+    return _table(("parameter", "default", "allowed", "what it does"), rows)
 
 
 def families() -> str:
