@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # document this checkout's code, not whichever hpsearch is installed
     sys.path.insert(0, str(ROOT))
-import hpsearch  # noqa: E402  now: mkdocs restores sys.path once this module is loaded
+import hpsearch  # noqa: F401  now, while the path holds: mkdocs restores sys.path once this module is loaded
 
 MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->$", re.MULTILINE)
 # A paragraph for readers of the unbuilt Markdown (on GitHub), dropped from the site.
