@@ -1,0 +1,296 @@
+"""The generated parts of the docs, written from the code's own tables at every `mkdocs build`.
+
+A page asks for a generated part with a marker line, `<!-- generated: NAME -->`; on_page_markdown
+replaces it with GENERATED[NAME](), and drops a paragraph that starts with `<!-- unbuilt -->` (a note
+for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committed, so nothing can go stale:
+the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
+baselines, the shipped studies), the command reference from click's own `--help`, and the
+benchmarks page from bench/results/*.json. tests/test_docs.py calls the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # document this checkout's code, not whichever hpsearch is installed
+    sys.path.insert(0, str(ROOT))
+import hpsearch  # noqa: F401  now, while the path holds: mkdocs restores sys.path once this module is loaded
+
+MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->$", re.MULTILINE)
+# A paragraph for readers of the unbuilt Markdown (on GitHub), dropped from the site.
+UNBUILT = re.compile(r"^<!-- unbuilt -->\n(?:.+\n)*\n?", re.MULTILINE)
+
+
+def _cell(value: Any) -> str:
+    """A value as a Markdown table cell: code, with the pipe escaped."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- the study file --------------------------------------------------------------------------------------
+
+def top_keys() -> str:
+    from hpsearch.studyfile.schema import _REQUIRED, _TOP_KEYS
+
+    return _table(("key", "what it holds"),
+                  ((f"`{k}`" + (" (required)" if k in _REQUIRED else ""), text) for k, text in _TOP_KEYS.items()))
+
+
+def _allowed(param) -> str:
+    if param.kind == "choice":
+        return ", ".join(_cell(c) for c in param.choices)
+    if param.kind == "bool":
+        return "`true`, `false`"
+    if param.kind == "ints":
+        return f"list of integers ≥ {param.low:g}"
+    return f"{param.kind} in `{param.bounds_text()}`"
+
+
+def parameters() -> str:
+    """Every parameter of studyfile/params.py in the table's order, with the families that take it."""
+    from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
+    from hpsearch.studyfile.params import PARAMS
+
+    rows = []
+    for p in PARAMS:
+        default = "none" if p.default is None else _cell(p.default)
+        own = [f"{f.name}: {_cell(f.defaults[p.name])}" for f in FAMILIES.values() if p.name in f.defaults]
+        if own:
+            default += " (" + ", ".join(own) + ")"
+        if p.name in MODEL_PARAMS:
+            applies = " Families: " + ", ".join(f.name for f in FAMILIES.values() if p.name in f.params) + "."
+        else:
+            applies = " Transfer studies (`init:`) only." if p.transfer else ""
+        name = f"<span id=\"{p.name}\">`{p.name}`</span><br>{p.kind}" + ("<br>*architecture*" if p.architecture else "")
+        rows.append((name, default, _allowed(p), p.help + applies))
+    return _table(("parameter", "default", "allowed", "what it does"), rows)
+
+
+def families() -> str:
+    from hpsearch.studyfile.families import FAMILIES
+
+    rows = ((f"`{f.name}`", f.about, str(f.min_side), "any" if f.channels is None else str(f.channels),
+             ", ".join(f"`{p}`" for p in sorted(f.params)) or "none (its own fixed architecture)") for f in FAMILIES.values())
+    return _table(("family", "what it is", "smallest image side", "channels", "model parameters it takes"), rows)
+
+
+def datasets() -> str:
+    from hpsearch.studyfile.types import DATASETS
+
+    def shape(d):
+        return "3 × `dataset.image_size`" if d.input_shape is None else " × ".join(map(str, d.input_shape))
+
+    rows = ((f"`{d.name}`", shape(d), "known once read" if d.classes is None else str(d.classes)) for d in DATASETS.values())
+    return _table(("dataset", "input (C × H × W)", "classes"), rows)
+
+
+def dataset_keys() -> str:
+    from dataclasses import MISSING, fields
+
+    from hpsearch.studyfile.types import DatasetSpec
+
+    rows = []
+    for f in fields(DatasetSpec):
+        default = "required" if f.default is MISSING else ("none" if f.default is None else _cell(f.default))
+        rows.append((f"`{f.name}`", default))
+    return _table(("`dataset:` key", "default"), rows)
+
+
+def _options(cls: type) -> str:
+    import inspect
+
+    from hpsearch.search.samplers import option_names
+
+    names = option_names(cls)
+    shown = []
+    for name, p in inspect.signature(cls).parameters.items():
+        if name in names:
+            default = "" if p.default is inspect.Parameter.empty else f"={p.default!r}"
+            shown.append(f"`{name}{default}`")
+    return ", ".join(shown)
+
+
+def samplers() -> str:
+    from hpsearch.search.samplers import optuna_class
+    from hpsearch.studyfile.components import SAMPLERS
+
+    rows = []
+    for s in SAMPLERS.values():
+        notes = [f"`{k}` ≥ {v}" for k, v in s.least.items()]
+        if s.single_objective:
+            notes.append("one objective only")
+        if s.package:
+            notes.append(f"needs `pip install {s.package}`")
+        rows.append((f"`{s.name}`", f"`{s.optuna_class}`", _options(optuna_class(s)), "; ".join(notes)))
+    return _table(("name", "Optuna class", "options (Optuna's defaults)", "hpsearch adds"), rows)
+
+
+def pruners() -> str:
+    from hpsearch.search.samplers import optuna_class
+    from hpsearch.studyfile.components import PRUNERS
+
+    rows = []
+    for p in PRUNERS.values():
+        notes = [f"`min_epochs` → `{p.min_epochs_argument}`"] if p.min_epochs_argument else ["`min_epochs` ignored"]
+        if p.epochs_argument:
+            notes.append(f"`{p.epochs_argument}` defaults to the study's epochs")
+        notes += [f"`{k}` defaults to {v!r}" for k, v in p.defaults.items()]
+        notes += [f"`{k}` ≥ {v}" for k, v in p.least.items()]
+        rows.append((f"`{p.name}`", f"`{p.optuna_class}`", _options(optuna_class(p)) or "none", "; ".join(notes)))
+    return _table(("name", "Optuna class", "options (Optuna's defaults)", "hpsearch adds"), rows)
+
+
+def baselines() -> str:
+    from hpsearch.studyfile.baselines import BASELINES
+
+    rows = ((f"`{b.name}`", f"report {b.report}", b.dataset, f"{b.built_count:,}", b.reported) for b in BASELINES.values())
+    return _table(("baseline", "source", "dataset", "parameters", "reported"), rows)
+
+
+def studies() -> str:
+    from hpsearch.studyfile import catalog
+
+    rows = []
+    for path in catalog.shipped_study_files():
+        spec = catalog.load_study_spec(str(path), deep=False)
+        rows.append((f"`{spec.name}`", spec.about, spec.dataset.name, str(spec.budget.epochs), str(spec.budget.trials),
+                     spec.describe_target(), ", ".join(f"`{b}`" for b in spec.baselines) or "none"))
+    return _table(("study", "about", "dataset", "epochs", "trials a run", "target", "baselines"), rows)
+
+
+def studies_files() -> str:
+    """Each shipped study file as it is, under a heading of its own."""
+    from hpsearch.studyfile import catalog
+
+    parts = []
+    for path in catalog.shipped_study_files():
+        parts.append(f"### {path.stem}\n\n```yaml\n{path.read_text().rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+# --- the commands ------------------------------------------------------------------------------------------
+
+def command_names() -> list[str]:
+    import click
+
+    from hpsearch.cli import main
+
+    ctx = click.Context(main, info_name="hpsearch")
+    return [n for n in main.list_commands(ctx) if not main.get_command(ctx, n).hidden]
+
+
+def commands() -> str:
+    """`hpsearch --help` and each command's `--help`, as click prints them."""
+    import click
+
+    from hpsearch.cli import main
+
+    def help_of(command: click.Command, ctx: click.Context) -> str:
+        with ctx:
+            return command.get_help(ctx)
+
+    # The group's own settings (-h, defaults shown), at the 80 columns a code block shows whole.
+    width = {"max_content_width": 80, "terminal_width": 80}
+    root = click.Context(main, info_name="hpsearch", **main.context_settings, **width)
+    parts = [f"## hpsearch\n\n```text\n{help_of(main, root)}\n```\n"]
+    for name in command_names():
+        command = main.get_command(root, name)
+        parts.append(f"## {name}\n\n```text\n{help_of(command, click.Context(command, info_name=name, parent=root, **width))}\n```\n")
+    return "\n".join(parts)
+
+
+# --- the benchmarks ----------------------------------------------------------------------------------------
+
+def _provenance(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return d.get("provenance", d)
+
+
+WHAT = {  # what each benchmark script measures, in one line
+    "pipeline.py": "One model trained for a few epochs through the usual torchvision DataLoader and through "
+                   "hpsearch's device-resident pipeline, in one run: seconds per epoch and test accuracy.",
+    "scaling.py": "Independent workers on one PostgreSQL study for a fixed time: finished trials per minute, "
+                  "repeated parameter draws, and what the study lock costs a trial.",
+    "recipes.py": "A plain CNN against the same CNN with the speed-run recipes, at equal epochs on a CIFAR-10 "
+                  "subset, then each recipe removed in turn.",
+    "big_study.py": "What a study's size costs a run: the same trials on an empty study and on a large one.",
+}
+
+
+def _headline(d: Mapping[str, Any]) -> str:
+    """What a result file measured, in a sentence or a small table; one rule per benchmark script."""
+    command = _provenance(d).get("command", "")
+    if "pipeline.py" in command:
+        u, h = d["pipelines"]["usual"], d["pipelines"]["hpsearch"]
+        return _table(("pipeline", "s/epoch (steady)", "images/s", "test accuracy"), [
+            ("usual DataLoader", f"{u['steady_epoch_s']:.2f}", f"{u['steady_images_per_s']:,.0f}", f"{u['test_accuracy']:.2%}"),
+            ("hpsearch", f"{h['steady_epoch_s']:.2f}", f"{h['steady_images_per_s']:,.0f}", f"{h['test_accuracy']:.2%}"),
+        ]) + f"\nSpeed-up {d['speedup_steady']:.2f}× ({d['dataset']}, model `{d['model']}`, {d['epochs']} epochs).\n"
+    if "scaling.py" in command:
+        return _table(("workers", "trials/min", "vs 1", "repeated draws", "study lock per trial"), (
+            (str(r["workers"]), f"{r['finished_per_minute']:.1f}", f"{r['ratio']:.2f}", str(r["repeated_params"]),
+             f"{r['lock_ms_per_trial']:.0f} ms") for r in d["rows"]))
+    if "recipes.py" in command:
+        s = d["summary"]
+        rows = [(k, str(v["n"]), f"{v['test_accuracy_mean']:.2%}" + (f" ± {v['test_accuracy_std']:.2%}" if v["test_accuracy_std"] else ""))
+                for k, v in s.items()]
+        return _table(("config", "seeds", "test accuracy"), rows) + f"\nThe recipes add {d['gain_points']:.2f} points.\n"
+    if "big_study.py" in command:
+        m = d["median_s"]
+        return (f"Ten one-epoch digits trials: {m['empty']:.2f} s on an empty study, {m['big']:.2f} s on one holding "
+                f"{d['stored']:,} trials (medians of {d['repeats']}): {d['ratio']:.2f}× as long.\n")
+    return ""
+
+
+def benchmarks() -> str:
+    parts = []
+    results = sorted((ROOT / "bench" / "results").glob("*.json"))
+    for path in results:
+        d = json.loads(path.read_text())
+        p = _provenance(d)
+        cpu = f"{p.get('device', '?')}, {p.get('cpu_cores', '?')} cores" if p.get("device_type") == "cpu" else p.get("device", "?")
+        versions = ", ".join(f"{k} {p[k]}" for k in ("torch", "optuna", "cuda") if p.get(k))
+        load = p.get("load_average_start")
+        parts.append(
+            f"### {path.stem}\n\n"
+            f"- **date** {p.get('date', '?')[:16].replace('T', ' ')} UTC; **device** {cpu}; {versions}\n"
+            + (f"- **load average** at the start {load[0]:.2f}\n" if load else "")
+            + f"- **command** `{p.get('command', '?')}`\n"
+            f"- **file** `bench/results/{path.name}`\n\n"
+            + "".join(f"{text}\n\n" for script, text in WHAT.items() if script in p.get("command", ""))
+            + _headline(d))
+    return "\n".join(parts)
+
+
+GENERATED: dict[str, Callable[[], str]] = {
+    "top_keys": top_keys, "parameters": parameters, "families": families, "datasets": datasets,
+    "dataset_keys": dataset_keys, "samplers": samplers, "pruners": pruners, "baselines": baselines,
+    "studies": studies, "studies_files": studies_files, "commands": commands, "benchmarks": benchmarks,
+}
+
+
+def expand(markdown: str) -> str:
+    """`markdown` with every marker replaced by its generated part; an unknown marker is an error."""
+    def one(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in GENERATED:
+            raise KeyError(f"unknown generated part {name!r} (known: {', '.join(GENERATED)})")
+        return GENERATED[name]().rstrip("\n")
+
+    return MARKER.sub(one, UNBUILT.sub("", markdown))
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:  # mkdocs hook
+    return expand(markdown)
