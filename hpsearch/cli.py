@@ -21,6 +21,7 @@ from hpsearch import __version__
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import HpsearchError, Terminated, interruption
+from hpsearch.files import make_folder
 from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
@@ -394,13 +395,13 @@ def report(study_name, storage, out):
     text = report_module.markdown(study, listed, epochs=epochs, spec=spec)
     click.echo(text, nl=False)
     if out is not None and out.suffix == ".md":
-        _make_folder(out.parent, "--out")
+        make_folder(out.parent, "--out")
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
     elif out is not None:
         if out.exists() and not out.is_dir():
             raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
-        _make_folder(out, "--out")
+        make_folder(out, "--out")
         written = report_module.write_directory(study, listed, epochs=epochs, spec=spec, out=out)
         click.echo(f"wrote {', '.join(written)} in {out}", err=True)
 
@@ -450,7 +451,7 @@ def export(study_name, storage, number, out, weights):
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
     url = storage_url(storage)
     study = _load_existing(spec.name if spec else study_name, url)
-    _make_folder(out.parent, "-o")
+    make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
                f"test {trial.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f})", err=True)
@@ -478,18 +479,26 @@ def export(study_name, storage, number, out, weights):
 @stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
-    from rich.console import Console
-
+    from hpsearch.files import output_folder
     from hpsearch.results.export import read_config
-    from hpsearch.search.progress import RetrainDisplay
-    from hpsearch.training import retrain as retrain_module
     from hpsearch.training.devicedata import resolve_device
 
     _quiet_optuna()
     config = read_config(config_path)
     torch_device = resolve_device(device)
     out = out or config_path.with_name(config_path.stem + "-trained")
-    _make_folder(out, "--out")
+    with output_folder(out, "--out", kept_if=lambda folder: any(folder.glob("seed-*"))):
+        _train_seeds(config, config_path, seeds, out, torch_device, data_dir)
+
+
+def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device, data_dir) -> None:
+    """`train`'s work in its output folder: each seed trained, saved and reported, then the summary."""
+    from rich.console import Console
+
+    from hpsearch.files import write_atomic
+    from hpsearch.search.progress import RetrainDisplay
+    from hpsearch.training import retrain as retrain_module
+
     retrain_module.start_out_dir(out, config_path)
     for note in retrain_module.differences(config, torch_device):
         click.echo(f"note: {note}", err=True)
@@ -510,7 +519,7 @@ def train(config_path, seeds, out, device, data_dir):
                          f"{': identical' if same else ''})")
             click.echo(line)
     summary = retrain_module.results(runs, torch_device)
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "results.json", json.dumps(summary, indent=2) + "\n")
     click.echo(f"test accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f} "
                f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
     click.echo(f"wrote {out}/: config{config_path.suffix}, "
@@ -577,15 +586,6 @@ def _seed_line(job, result: dict) -> str:
         return f"trial #{job.trial.number} seed {job.seed}: {result['failure']}"
     return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
             f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
-
-
-def _make_folder(folder: Path, option: str) -> None:
-    """Make an output folder and its parents, as the commands that write files do; a folder that cannot be made
-    (a file in its way, no permission) is one line naming the option."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HpsearchError(f"{option}: cannot make the folder {folder} ({exc.strerror}): choose another") from None
 
 
 def _remembered_spec(study):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from importlib.metadata import version
@@ -24,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.files import copy_atomic, write_atomic
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import trial_weights_path
 from hpsearch.storage import mask
@@ -117,13 +117,13 @@ def write_config(config: dict[str, Any], out: Path, weights: Path | None = None)
     copied = None
     if weights is not None:
         copied = out.with_suffix(".safetensors")
-        shutil.copyfile(weights, copied)
+        copy_atomic(weights, copied)
         config = {**config, "weights": {"file": copied.name, "sha256": _sha256(copied)}}
     if out.suffix == ".json":
-        out.write_text(json.dumps(config, indent=2) + "\n")
+        write_atomic(out, json.dumps(config, indent=2) + "\n")
     else:
-        out.write_text(f"# hpsearch trial config: `hpsearch train --config {out.name}` trains it again\n"
-                       + yaml.safe_dump(config, sort_keys=False))
+        write_atomic(out, f"# hpsearch trial config: `hpsearch train --config {out.name}` trains it again\n"
+                     + yaml.safe_dump(config, sort_keys=False))
     return copied
 
 

@@ -26,7 +26,8 @@ from matplotlib import ticker  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from hpsearch import trialrecord as A
+from hpsearch import trialrecord as A  # noqa: E402
+from hpsearch.files import save_atomic  # noqa: E402
 from hpsearch.results import ranking  # noqa: E402
 from hpsearch.results.trials import single_objective_view  # noqa: E402
 from hpsearch.studyfile.limits import measured, within_limits  # noqa: E402
@@ -124,7 +125,7 @@ def _save(draw, path: Path) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # these plots are what we need
         warnings.simplefilter("ignore", UserWarning)  # e.g. an axis for a parameter all trials share: drawn anyway
         figure = draw().figure
-        figure.savefig(path, dpi=DPI, bbox_inches="tight")
+        save_atomic(path, lambda temporary: figure.savefig(temporary, format="png", dpi=DPI, bbox_inches="tight"))
         plt.close(figure)
 
 

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
+from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.limits import describe
@@ -169,7 +170,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
     from hpsearch.results import plots  # matplotlib takes seconds to import: only this report needs it
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown(study, listed, epochs=epochs, spec=spec))
+    write_atomic(out / "report.md", markdown(study, listed, epochs=epochs, spec=spec))
     drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
     trials = ranking.study_trials(study)
     table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
@@ -204,5 +205,5 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100
 {figures}
 </body></html>
 """
-    (out / "index.html").write_text(page)
+    write_atomic(out / "index.html", page)
     return ["report.md", *(p.file for p in drawn if not p.skipped), "index.html"]
