@@ -207,6 +207,7 @@ def stored_trial(value: float, params: dict | None = None, **attrs) -> optuna.tr
 
 def test_best_and_report_agree_on_ties_the_earliest_trial_wins(storage):
     study = optuna.create_study(study_name="ties", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
     for value in (0.90, 0.95, 0.95):
         study.add_trial(stored_trial(value))
     best = json.loads(invoke("best", "--study", "ties", "--storage", storage, "--format", "json").stdout)["best"]
@@ -216,6 +217,7 @@ def test_best_and_report_agree_on_ties_the_earliest_trial_wins(storage):
 
 def test_best_says_what_the_study_holds(storage):
     study = optuna.create_study(study_name="held", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
     study.add_trial(stored_trial(0.9, {"lr": 0.1, "head_widths": "[256]"}))
     study.enqueue_trial({"lr": 0.05})  # a retried copy, queued: it has not run
     text = invoke("best", "--study", "held", "--storage", storage).stdout
@@ -227,6 +229,7 @@ def test_best_says_what_the_study_holds(storage):
 
 def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     study = optuna.create_study(study_name="base", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
     study.add_trial(stored_trial(0.9, {}, baseline="seed001-cnn"))
     text = invoke("best", "--study", "base", "--storage", storage).stdout
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text

@@ -44,6 +44,7 @@ def hand_made_study(storage: str, confirmed: bool = True) -> optuna.Study:
     """#0 has the best single run but a poor confirmation; #1 is the confirmed winner; #2 is unconfirmed
     (with `confirmed` False, none is)."""
     study = optuna.create_study(study_name="hand", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
     study.set_user_attr("dataset_split", {"name": "digits", "validation": 0.15, "test": 0.2, "split_seed": 0})
     study.set_user_attr("seed", 0)
     for value, mean in ((0.99, 0.90), (0.98, 0.95), (0.97, None)):

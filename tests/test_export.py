@@ -90,6 +90,7 @@ def test_export_refuses_what_it_cannot_write(shared_study):
 
 def test_export_of_a_failed_trial_says_failed(storage):
     study = optuna.create_study(study_name="broken", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     assert_clean_error(invoke("export", "--study", "broken", "--storage", storage, "--trial", "0", "-o", "x.yaml"),
                        "trial #0 is failed, not complete: export a completed trial")

@@ -103,10 +103,15 @@ def load_existing(name: str, storage_url: str) -> optuna.Study:
 
 
 def refuse_foreign(study: optuna.Study, where: str) -> None:
-    """HpsearchError for a same-named study that hpsearch did not make (plain Optuna, say): its trials carry none
-    of the attributes hpsearch reads, and their values need not be accuracies. Every study hpsearch makes records
-    its dataset when it is created; one with no trials yet is nobody's."""
-    if A.STUDY_DATASET not in study.user_attrs and study.get_trials(deepcopy=False):
+    """HpsearchError for a same-named study that hpsearch did not make (plain Optuna's, say): its trials carry none
+    of the attributes hpsearch reads, and their values need not be accuracies. Every study hpsearch has made
+    holds at least one of its study attributes (the oldest ones the study file's path) or a trial's config;
+    one with no trials yet is nobody's."""
+    attrs = study.user_attrs
+    if any(key in attrs for key in A.STUDY_ATTRS):
+        return
+    trials = study.get_trials(deepcopy=False)
+    if trials and not any(A.CONFIG in t.user_attrs for t in trials):
         raise HpsearchError(f"study {study.study_name!r} in {where} was not made by hpsearch (it records no "
                             "dataset): hpsearch reads and adds to its own studies only; give yours another name "
                             "(name: in the study file) or use another --storage")
