@@ -239,7 +239,8 @@ def fail_lost_trials(study: optuna.Study) -> int:
     return failed
 
 
-def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.storages.BaseStorage:
+def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S,
+                 reading: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`, or StorageError with one line saying what to fix.
 
     Running trials send a heartbeat; one whose worker died (SIGKILL, a lost machine) is marked
@@ -251,12 +252,15 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S) -> optuna.st
     lock: NoLock = NoLock()
     path = sqlite_file(url)
     if path is not None:
-        check_sqlite_folder(path)
+        if not reading:
+            check_sqlite_folder(path)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     try:
-        # Opening creates the tables of a new database: processes starting together take turns.
-        lock = shared_lock(url)
-        lock.acquire()
+        # Opening creates the tables of a new database: processes starting together take turns. A reader opens
+        # a storage that exists, so it creates nothing and takes no lock (it may sit in a read-only place).
+        if not reading:
+            lock = shared_lock(url)
+            lock.acquire()
         with quiet_experimental():
             return optuna.storages.RDBStorage(
                 driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
@@ -293,8 +297,10 @@ def driver_reason(exc: BaseException, url: str | None = None) -> str:
 def storage_failure(exc: BaseException) -> StorageError | None:
     """A StorageError for a database error raised after the storage opened (mid-run, mid-read), or None for
     anything else. The CLI's error boundary turns it into one line instead of a traceback."""
-    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
-        return StorageError(f"the storage failed: {driver_reason(exc)}")
+    while exc is not None:  # Optuna wraps a failed commit in its StorageInternalError
+        if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+            return StorageError(f"the storage failed: {driver_reason(exc)}")
+        exc = exc.__cause__ or exc.__context__
     return None
 
 
@@ -312,10 +318,17 @@ def refuse_unusable(url: str) -> None:
 
 
 def check_sqlite_folder(path: Path) -> None:
-    """StorageError unless the SQLite file `path` can be made or written: its folder exists and is writable."""
-    if not path.parent.exists() or not os.access(path.parent, os.W_OK):
-        raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.resolve()} "
-                           "does not exist or is not writable (choose another with --storage)")
+    """StorageError unless the SQLite file `path` can be made or written: its folder exists and is writable (SQLite
+    writes a journal beside the file), and the file, if there, is writable. Readers skip this (open_existing)."""
+    fix = "(choose another with --storage; best, report and export read it where it is)"
+    if not path.parent.exists():
+        raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.absolute()} does not "
+                           "exist (choose another with --storage)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StorageError(f"the SQLite storage {path} is read-only: make it writable {fix}")
+    if not os.access(path.parent, os.W_OK):
+        raise StorageError(f"cannot write the SQLite storage {path}: its folder {path.parent.absolute()} is not "
+                           f"writable {fix}")
 
 
 def is_new_sqlite(url: str) -> bool:
@@ -331,4 +344,4 @@ def open_existing(url: str) -> optuna.storages.BaseStorage:
     if is_new_sqlite(url) or (sqlite_file(url) is not None and sqlite_file(url).stat().st_size == 0):
         raise StorageError(f"no storage {sqlite_file(url)}: nothing has run there yet (`hpsearch run` creates it; "
                            "--storage or $HPSEARCH_STORAGE chooses another)")
-    return open_storage(url)
+    return open_storage(url, reading=True)

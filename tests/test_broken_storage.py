@@ -6,7 +6,11 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
+
+import optuna
+import yaml
 
 import pytest
 import sqlalchemy.exc
@@ -45,6 +49,73 @@ def test_a_damaged_database_is_one_line_and_left_as_it_is(damaged, command):
     assert len(lines) == 1 and "database disk image is malformed: the file is damaged" in lines[0], result.output
     assert "sqlite3 FILE .recover" in lines[0]
     assert hashlib.sha256(damaged.read_bytes()).hexdigest() == before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size, read_only=False) -> a folder on a fresh tmpfs of that size (the mount is undone after the
+    test); skipped where this process may not mount (CI runs as root, which may)."""
+    mounted = []
+
+    def mount(size: str, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]}): needs root")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def remount(point: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(point)], check=True)
+
+
+def test_readers_read_a_study_in_a_read_only_place_and_run_says_read_only(small_disk, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    disk = small_disk("4m")
+    shutil.copy(FIXTURES / "old.db", disk / "old.db")
+    remount(disk, "ro")
+    storage = ["--storage", f"sqlite:///{disk / 'old.db'}"]
+    for command in (["best"], ["report"], ["export", "-o", "t.yaml"]):
+        result = CliRunner().invoke(main, [command[0], "--study", "tiny", *storage, *command[1:]])
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["run", "--study", "digits-quick", *storage])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [f"error: the SQLite storage {disk / 'old.db'} is read-only: make it "
+                                                  "writable (choose another with --storage; best, report and export "
+                                                  "read it where it is)"]
+
+
+FILLING = {"name": "full", "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
+           "budget": {"epochs": 1, "trials": 200}, "sampler": {"name": "random"},
+           "space": {"lr": {"float": [0.01, 0.2], "log": True}},
+           "fixed": {"blocks": 1, "convs_per_block": 1, "width": 4, "batch_size": 256}}
+
+
+def test_a_disk_that_fills_mid_run_is_one_line_and_a_rerun_after_freeing_space_goes_on(small_disk, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump(FILLING))
+    disk = small_disk("200k")  # Optuna's empty schema takes most of it: a few trials fill the rest
+    storage = f"sqlite:///{disk / 'full.db'}"
+    result = CliRunner().invoke(main, ["run", "--study", "full.yaml", "--storage", storage])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the storage failed: database or disk is full: the disk holding the storage is full: free space and "
+        "run the same command again (finished trials are kept; the interrupted one resumes)")
+    kept = sum(t.state == optuna.trial.TrialState.COMPLETE
+               for t in optuna.load_study(study_name="full", storage=storage).trials)
+    assert kept > 0
+    remount(disk, "size=4m")  # space freed
+    result = CliRunner().invoke(main, ["run", "--study", "full.yaml", "--storage", storage, "--n-trials", "2"])
+    assert result.exit_code == 0, result.output
+    again = optuna.load_study(study_name="full", storage=storage).trials
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in again) == kept + 2
 
 
 def test_a_full_disk_mid_run_names_the_fix():
