@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -128,7 +129,7 @@ def wait_until_ended(job: str, timeout: float = 150) -> None:
     wait_for(lambda: not job_states(job), timeout)
 
 
-def logs(folder) -> str:
+def logs(folder: Path) -> str:
     return "\n".join(p.read_text() for p in sorted(folder.rglob("*.log")))
 
 
@@ -140,10 +141,10 @@ def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
                     env={"HPSEARCH_LOGS": str(tmp_path / "logs")})
     wait_until_ended(job)
     study = load(storage)
-    assert_exact_total(study, 6), logs(tmp_path / "logs")
-    tasks = {t.user_attrs[A.SLURM]["array_task_id"] for t in study.trials}
+    assert len(study.trials) == 6, logs(tmp_path / "logs")
+    assert_exact_total(study, 6)
     assert {t.user_attrs[A.SLURM]["array_job_id"] for t in study.trials} == {int(job)}
-    assert tasks <= {0, 1}
+    assert {t.user_attrs[A.SLURM]["array_task_id"] for t in study.trials} <= {0, 1}
     assert len({t.user_attrs[A.RUN] for t in study.trials}) == 1  # one run: the array
 
 
