@@ -112,7 +112,7 @@ def test_a_task_given_some_gpus_pins_its_workers_to_those(monkeypatch, storage):
 # Real arrays ----------------------------------------------------------------------------------------
 
 
-def submitted(*args: str, env: dict[str, str]) -> str:
+def submitted(*args: str, env: dict[str, str] | None = None) -> str:
     """Submit with the real sbatch; the job id it printed."""
     result = submit("--partition", PARTITION, "--one-node", *args, env=env)
     assert result.exit_code == 0, result.output
@@ -130,6 +130,7 @@ def wait_until_ended(job: str, timeout: float = 150) -> None:
 
 
 def logs(folder: Path) -> str:
+    """Every task log under `folder`, for a failed assertion's message."""
     return "\n".join(p.read_text() for p in sorted(folder.rglob("*.log")))
 
 
@@ -137,11 +138,10 @@ def logs(folder: Path) -> str:
 def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
     path = write_study(budget={"epochs": 2, "trials": 3})
     storage = f"sqlite:///{tmp_path / 'array.db'}"
-    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6",
-                    env={"HPSEARCH_LOGS": str(tmp_path / "logs")})
+    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6")
     wait_until_ended(job)
     study = load(storage)
-    assert len(study.trials) == 6, logs(tmp_path / "logs")
+    assert len(study.trials) == 6, logs(tmp_path)  # in array-files/logs, beside the SQLite file
     assert_exact_total(study, 6)
     assert {t.user_attrs[A.SLURM]["array_job_id"] for t in study.trials} == {int(job)}
     assert {t.user_attrs[A.SLURM]["array_task_id"] for t in study.trials} <= {0, 1}
@@ -152,11 +152,10 @@ def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
 @needs_postgres
 @pytest.mark.parametrize("stop", ["scontrol requeue", "time limit"])
 def test_a_preempted_task_comes_back_and_resumes_its_trial(write_study, tmp_path, stop):
-    path = write_study(budget={"epochs": 12, "trials": 2}, **SLOW)  # long enough to be stopped mid-trial
+    path = write_study(budget={"epochs": 12, "trials": 1}, **SLOW)  # long enough to be stopped mid-trial
     with empty_postgres_database() as storage:
-        env = {"HPSEARCH_STORAGE": storage, "HPSEARCH_CHECKPOINTS": str(tmp_path / "shared" / "checkpoints"),
-               "HPSEARCH_LOGS": str(tmp_path / "logs")}
-        job = submitted("--study", str(path), "--jobs", "1", "--until", "2", env=env)
+        env = {"HPSEARCH_STORAGE": storage, "HPSEARCH_CHECKPOINTS": str(tmp_path / "shared" / "checkpoints")}
+        job = submitted("--study", str(path), "--jobs", "1", "--until", "1", env=env)
 
         def two_epochs_reported() -> bool:
             try:
@@ -173,16 +172,15 @@ def test_a_preempted_task_comes_back_and_resumes_its_trial(write_study, tmp_path
             subprocess.run(["scancel", "--batch", "--signal=USR1", task], check=True)
         wait_until_ended(job, timeout=180)
         study = load(storage)
-        first, *rest = study.trials
-        assert first.state == TrialState.FAIL, logs(tmp_path / "logs")
-        assert first.user_attrs[A.FAILURE].startswith("terminated (SIGTERM)")
-        (copy,) = [t for t in rest if t.system_attrs.get("failed_trial") == 0]
-        assert copy.state == TrialState.COMPLETE and copy.params == first.params
+        assert len(study.trials) == 2, logs(tmp_path)  # in hpsearch-files/logs: the folder it ran in
+        first, copy = study.trials  # exactly the total: the copy and nothing more
+        assert first.state == TrialState.FAIL and first.user_attrs[A.FAILURE].startswith("terminated (SIGTERM)")
+        assert copy.state == TrialState.COMPLETE and copy.system_attrs["failed_trial"] == 0
+        assert copy.params == first.params
         # from the checkpoint of the last epoch reported, or of the next where the signal came between the two
         assert copy.user_attrs[A.RESUMED_FROM_EPOCH] - first.user_attrs[A.EPOCHS] in (0, 1)
         assert first.user_attrs[A.EPOCHS] >= 2
         assert first.user_attrs[A.SLURM]["restart_count"] == 0
-        assert copy.user_attrs[A.SLURM] == {**first.user_attrs[A.SLURM], "restart_count": 1}
-        assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 2 and len(study.trials) == 3
-        log = logs(tmp_path / "logs")
+        assert copy.user_attrs[A.SLURM] == {**first.user_attrs[A.SLURM], "restart_count": 1}  # the same task, back
+        log = logs(tmp_path)
         assert "start 1" in log and "start 2" in log
