@@ -75,7 +75,7 @@ def test_sqlite_is_refused_unless_every_task_runs_on_one_node(write_study, stora
                   "--one-node").exit_code == 0
 
 
-@pytest.mark.parametrize("checkpoints", [None, "/tmp/checkpoints", "/dev/shm/checkpoints"])
+@pytest.mark.parametrize("checkpoints", [None, "/tmp/checkpoints", "/dev/shm/checkpoints"])  # /dev/shm: tmpfs
 def test_a_checkpoint_folder_other_nodes_cannot_see_is_refused(write_study, checkpoints):
     env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": checkpoints}
     refused(submit("--study", str(write_study()), "--jobs", "2", "--dry-run", env=env),

@@ -35,7 +35,7 @@ from hpsearch.studyfile.types import StudySpec
 from hpsearch.training.checkpoint import checkpoint_root
 
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
-NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm")  # folders no other node sees, whatever is mounted there
+NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there
 IN_MEMORY = ("tmpfs", "ramfs")
 
 
