@@ -20,7 +20,7 @@ import click
 from hpsearch import __version__
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
-from hpsearch.errors import HpsearchError, Terminated, interruption
+from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
 from hpsearch.files import make_folder
 from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
@@ -183,9 +183,10 @@ def trial_options(command):
               help="One worker per listed GPU, each pinned with CUDA_VISIBLE_DEVICES.")
 @click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
+@click.option("--run-id", default=None, hidden=True, help="Shared by the tasks of a `submit` job array.")
 @stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-        keep_weights, workers, gpus, trials_per_gpu):
+        keep_weights, workers, gpus, trials_per_gpu, run_id):
     """Run trials of a study; running it again continues the same study."""
     import torch
     from rich.console import Console
@@ -202,7 +203,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     url = storage_url(storage)
     options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
                                     stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=uuid.uuid4().hex)
+                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
@@ -310,6 +311,61 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
         _finish(study, spec, options, console)
     else:
         click.echo(render(summarize(study), "text"))
+
+
+@main.command()
+@study_option("A shipped study (see `hpsearch studies`) or a path to a study file.")
+@click.option("--storage", metavar="URL", default=None,
+              help="Optuna storage URL, with no password (a URL with one goes in $HPSEARCH_STORAGE). Default: "
+                   f"$HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (with --one-node only).")
+@click.option("--jobs", type=click.IntRange(min=1), required=True,
+              help="Tasks in the job array: each one `hpsearch run` on an allocation of its own.")
+@click.option("--gpus-per-job", type=click.IntRange(min=0), default=0,
+              help="GPUs each task asks for (--gres=gpu:G); 0 trains on the task's CPUs.")
+@click.option("--trials-per-gpu", type=click.IntRange(min=1), default=None,
+              help="Workers on each of a task's GPUs. Default: 1.")
+@click.option("--partition", default=None, help="The SLURM partition. Default: the cluster's.")
+@click.option("--time", "time_limit", metavar="HH:MM:SS", default=None,
+              help="Each task's time limit; a task near it records its trial and queues itself again to resume it.")
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Trials the array adds, over all its tasks. Default: the study's budget.trials.")
+@click.option("--until", type=click.IntRange(min=1), default=None,
+              help="Instead of --n-trials: run until the study holds this many finished trials.")
+@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
+              help="One more sbatch option for every task, such as --sbatch-arg=--cpus-per-task=4; repeatable.")
+@click.option("--one-node", is_flag=True,
+              help="Every task runs on one node (a one-node cluster, or --sbatch-arg=--nodelist=NODE): allows an "
+                   "SQLite storage and checkpoints on that node's disk.")
+@click.option("--dry-run", is_flag=True, help="Print the batch script and submit nothing.")
+def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, n_trials, until,
+           sbatch_args, one_node, dry_run):
+    """Run a study as a SLURM job array of workers on its storage, preemption-safe.
+
+    Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
+    after a preemption or near its time limit; the trial's copy resumes from its checkpoint.
+    """
+    from hpsearch.search import slurm
+    from hpsearch.storage import mask, secrets, storage_url
+
+    if n_trials is not None and until is not None:
+        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
+    if trials_per_gpu is not None and not gpus_per_job:
+        raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
+    if storage is not None and secrets(storage):
+        raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
+                           "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
+    spec = catalog.load_study_spec(study_name)
+    url = storage_url(storage)
+    job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
+                     trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit, n_trials=n_trials,
+                     until=until, sbatch_args=sbatch_args, one_node=one_node)
+    if dry_run:
+        click.echo(slurm.batch_script(job), nl=False)
+        return
+    job_id = slurm.submit(job, url)
+    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}\n"
+               f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
+               f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
 
 
 @main.command()

@@ -25,6 +25,10 @@ class StorageError(HpsearchError):
     """A storage URL that cannot be opened."""
 
 
+class ClusterError(HpsearchError):
+    """A SLURM submission that could not work across a cluster's nodes, or that sbatch refused."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what SLURM, Kubernetes and `timeout` send before killing), raised where Ctrl-C's
     KeyboardInterrupt would be, so that one path records the running trial as failed and queues its copy."""

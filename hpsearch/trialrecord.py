@@ -38,6 +38,7 @@ RESUMED_FROM_EPOCH = "resumed_from_epoch"
 DEVICE = "device"
 DATASET_SOURCE = "dataset_source"
 WORKER = "worker"
+SLURM = "slurm"  # the SLURM job that ran it: SLURM's job_id, array_job_id, array_task_id and restart_count
 TORCH = "torch"
 OPTUNA = "optuna"
 

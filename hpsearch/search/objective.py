@@ -82,6 +82,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
+SLURM_VARIABLES = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID",
+                   "array_task_id": "SLURM_ARRAY_TASK_ID", "restart_count": "SLURM_RESTART_COUNT"}
+
+
+def slurm_job() -> dict[str, int]:
+    """The SLURM job running this worker, from the variables SLURM sets ({} outside SLURM): which array task
+    ran a trial, and after how many requeues (SLURM sets no SLURM_RESTART_COUNT before the first)."""
+    job = {key: int(os.environ[name]) for key, name in SLURM_VARIABLES.items() if os.environ.get(name, "").isdigit()}
+    return {**job, "restart_count": job.get("restart_count", 0)} if "job_id" in job else {}
+
+
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
@@ -102,6 +113,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     provenance = {A.DEVICE: device_name(device), A.TORCH: torch.__version__, A.OPTUNA: optuna.__version__,
                   A.DATASET_SOURCE: data.source, A.WORKER: f"{socket.gethostname()}:{os.getpid()}",
                   A.INPUT_SHAPE: list(data.shape), A.CLASSES: data.num_classes}
+    if job := slurm_job():
+        provenance[A.SLURM] = job
     if source is not None:
         provenance[A.INIT] = source.origin
         provenance[A.SOURCE] = source.init.as_dict()

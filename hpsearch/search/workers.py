@@ -66,6 +66,13 @@ def plan_workers(workers: int | None, gpus: tuple[int, ...], trials_per_gpu: int
     return [WorkerSlot(device, None) for _ in range(workers or 1)]
 
 
+def visible_gpu(index: int) -> str:
+    """GPU `index` of those torch sees here, as a worker's CUDA_VISIBLE_DEVICES must name it: this process's own
+    list may already hide some (SLURM gives a job GPUs 2,3 this way; torch calls them 0 and 1)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return given.split(",")[index].strip() if given else str(index)
+
+
 def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_id: str) -> list[str]:
     cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
            "--run-id", run_id, "--heartbeat", str(options.heartbeat),
@@ -99,7 +106,7 @@ class Workers:
             for index, slot in enumerate(slots):
                 env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "PYTHONUNBUFFERED": "1"}
                 if slot.gpu is not None:
-                    env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+                    env["CUDA_VISIBLE_DEVICES"] = visible_gpu(slot.gpu)
                 else:  # share the cores instead of every worker starting one thread per core
                     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
                 with open(self.log_dir / f"worker-{index}.log", "w") as log:
