@@ -264,7 +264,8 @@ class _TrialRows:
 
 
 # Each child table by the attribute Optuna's builder reads it as, in the order its unique index gives
-# SQLite's ORM read (so attributes come back in the same order; params in Optuna's own, param_id).
+# SQLite's ORM read (so attributes come back in the same order there; PostgreSQL's ORM read has no set
+# order); params in Optuna's own order, param_id.
 _CHILDREN = {"params": (models.TrialParamModel, "param_id"), "values": (models.TrialValueModel, "objective"),
              "intermediate_values": (models.TrialIntermediateValueModel, "step"),
              "user_attributes": (models.TrialUserAttributeModel, "key"),
