@@ -14,7 +14,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from hpsearch.storage import TrialRowsStorage, open_storage
+from hpsearch.storage import open_storage
+from hpsearch.trialrows import TrialRowsStorage
 
 
 def _varied_study(storage: optuna.storages.BaseStorage) -> int:
@@ -120,3 +121,4 @@ def test_a_run_builds_its_sampler_once_and_reads_the_stored_trials_once(write_st
     monkeypatch.setattr(run_module, "fit_problem", lambda *a: pytest.fail("checked again"))
     assert len(run(spec, storage, RunOptions(device="cpu", n_trials=2)).trials) == 3
     assert len(built) == 1 and sum(full_reads) == 1
+
