@@ -3,7 +3,8 @@ against the same 10 trials on an empty study, in one run.
 
 Each case is `hpsearch.search.run.run` in this process (data loading included, as a run has it) on a copy
 of its SQLite file, alternated over --repeats rounds so that a change in the machine's load hits both;
-the figure is the ratio of the medians. The N stored trials are made once, like real ones: complete,
+the figure is the ratio of the median wall seconds (the ratio of the median CPU seconds beside it
+moves less with other jobs' load). The N stored trials are made once, like real ones: complete,
 with the space's parameters and the attributes a trial stores, from an earlier run. With the random
 sampler the ratio is hpsearch's own overhead; with TPE it adds the sampler's model of N trials.
 
@@ -56,14 +57,15 @@ def stored_trials(count: int, rng: torch.Generator) -> list[optuna.trial.FrozenT
             for width, lr, value in zip(widths, lrs, values)]
 
 
-def timed_run(spec, template: Path, folder: Path) -> float:
-    """Seconds of one run of the study's 10 trials on a fresh copy of `template`."""
+def timed_run(spec, template: Path, folder: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (this process's, all threads) of one run of the study's 10 trials on a fresh copy
+    of `template`. The CPU seconds move less with other jobs' load than the wall seconds do."""
     db = folder / "run.db"
     shutil.rmtree(folder / "run-files", ignore_errors=True)
     shutil.copy(template, db)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run(spec, f"sqlite:///{db}", RunOptions(device="cpu", n_trials=10, stop_at_target=False))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> int:
@@ -88,20 +90,25 @@ def main() -> int:
                 study.add_trials(stored_trials(args.stored, torch.Generator().manual_seed(0)))
                 record["filling_s"] = round(time.perf_counter() - started, 1)
         seconds: dict[str, list[float]] = {"empty": [], "big": []}
+        cpu_seconds: dict[str, list[float]] = {"empty": [], "big": []}
         loads = []
         for _ in range(args.repeats):
             for case, template in templates.items():
-                seconds[case].append(round(timed_run(spec, template, folder), 2))
+                wall, cpu = timed_run(spec, template, folder)
+                seconds[case].append(round(wall, 2))
+                cpu_seconds[case].append(round(cpu, 2))
                 loads.append(load_average())
-                print(f"{case}: {seconds[case][-1]} s", file=sys.stderr)
+                print(f"{case}: {seconds[case][-1]} s ({cpu_seconds[case][-1]} s CPU)", file=sys.stderr)
     medians = {case: statistics.median(values) for case, values in seconds.items()}
+    cpu_medians = {case: statistics.median(values) for case, values in cpu_seconds.items()}
     record.update(stored=args.stored, sampler=args.sampler, repeats=args.repeats, seconds=seconds,
-                  median_s=medians, ratio=round(medians["big"] / medians["empty"], 2), load_averages=loads,
-                  load_average_end=load_average())
+                  median_s=medians, ratio=round(medians["big"] / medians["empty"], 2), cpu_seconds=cpu_seconds,
+                  cpu_median_s=cpu_medians, cpu_ratio=round(cpu_medians["big"] / cpu_medians["empty"], 2),
+                  load_averages=loads, load_average_end=load_average())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"10 trials: {medians['empty']:.2f} s on an empty study, {medians['big']:.2f} s on one holding "
-          f"{args.stored:,} trials: {record['ratio']}x")
+          f"{args.stored:,} trials: {record['ratio']}x (CPU seconds: {record['cpu_ratio']}x)")
     return 0
 
 

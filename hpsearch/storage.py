@@ -22,6 +22,7 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
+from hpsearch.trialrows import TrialRowsStorage
 
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for the lock, do not fail
 
@@ -262,7 +263,7 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S,
             lock = shared_lock(url)
             lock.acquire()
         with quiet_experimental():
-            return optuna.storages.RDBStorage(
+            return TrialRowsStorage(
                 driver_url(url), engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                 heartbeat_stale_trial_callback=queue_retry)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
@@ -315,6 +316,14 @@ def refuse_unusable(url: str) -> None:
     if parts and parts[2] and "@" in parts[2]:
         raise StorageError(f"the password in {mask(url)} holds an unescaped @: write it as %40 (URL-encode "
                            "the password)")
+def cached(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """Optuna's cache in front of an RDB storage, made once to be shared by every Study a process opens on it.
+
+    Each Study made on a bare RDBStorage puts a cache of its own in front of it, and each cache reads every
+    trial of the study once: a run that checks the study (check_existing) and then opens it would read twice.
+    Each later read takes the new and the unfinished trials from the storage again, finished ones from memory.
+    """
+    return optuna.storages.get_storage(storage)
 
 
 def check_sqlite_folder(path: Path) -> None:

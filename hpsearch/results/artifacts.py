@@ -61,8 +61,8 @@ class WeightKeeper:
     def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
         value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
         kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
-                for t in ranking.ranked(trial.study.get_trials(deepcopy=False))
-                if self._exists(t.user_attrs.get(A.WEIGHTS))]
+                for t in ranking.ranked(t for t in trial.study.get_trials(deepcopy=False) if A.WEIGHTS in t.user_attrs)
+                if self._exists(t.user_attrs[A.WEIGHTS])]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
             return

@@ -122,13 +122,14 @@ def single_objective_view(study: optuna.Study) -> optuna.Study:
     and the same study attributes (confirmations among them)."""
     view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
                                direction="maximize")
-    view.add_trials([_single_objective(t) for t in study.get_trials(deepcopy=False)])
+    view.add_trials([single_objective_trial(t) for t in study.get_trials(deepcopy=False)])
     for key, value in study.user_attrs.items():
         view.set_user_attr(key, value)
     return view
 
 
-def _single_objective(trial: FrozenTrial) -> FrozenTrial:
+def single_objective_trial(trial: FrozenTrial) -> FrozenTrial:
+    """A trial of a multi-objective study as the single-objective view holds it."""
     return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
                         params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
                         intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(A.PRUNER_ATTRS, {}))

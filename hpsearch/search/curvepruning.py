@@ -11,14 +11,22 @@ completed, its validation accuracy as its value. What the pruner writes on the t
 (successive halving's and Hyperband's rungs) is kept in the trial's `pruner_attrs` user attribute and
 shown to the pruner again from then on, so its decisions are those it would make on a single-objective
 study with the same curves.
+
+The view is made once per process and study and kept in step before each verdict: new trials are added,
+unfinished ones brought up to date in what a pruner reads (state, value, curve, pruner attributes), and
+finished ones, which no longer change, are left alone. Copying the whole study every epoch instead cost
+over 3 s an epoch on a study of 8,000 trials.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
-from hpsearch.results.trials import single_objective_view
+from hpsearch.results.trials import single_objective_trial, single_objective_view
 
 
 def record(trial: optuna.Trial, curve: list[float]) -> None:
@@ -28,10 +36,51 @@ def record(trial: optuna.Trial, curve: list[float]) -> None:
 
 def should_prune(trial: optuna.Trial) -> bool:
     """The study's pruner's verdict on the trial's recorded curve, judged as in a single-objective study."""
-    view = single_objective_view(trial.study)
-    judged = view.get_trials(deepcopy=False)[trial.number]
-    prune = trial.study.pruner.prune(view, judged)
-    written = view.get_trials(deepcopy=False)[trial.number].system_attrs
+    view = _views.get(trial.study)
+    if view is None:
+        view = _views[trial.study] = _View(trial.study)
+    view.update(trial.study.get_trials(deepcopy=False))
+    judged = view.study.get_trials(deepcopy=False)[trial.number]
+    prune = trial.study.pruner.prune(view.study, judged)
+    written = view.study.get_trials(deepcopy=False)[trial.number].system_attrs
     if written != judged.system_attrs:
         trial.set_user_attr(A.PRUNER_ATTRS, dict(written))
     return prune
+
+
+class _View:
+    """The single-objective view of one study, kept in step with it (see the module docstring)."""
+
+    def __init__(self, study: optuna.Study):
+        self.study = single_objective_view(study)
+        self.unfinished = {t.number for t in self.study.get_trials(deepcopy=False) if not t.state.is_finished()}
+
+    def update(self, trials: list[FrozenTrial]) -> None:
+        """Bring the view to `trials`, the real study's trials now."""
+        shown = self.study.get_trials(deepcopy=False)
+        for number in sorted(self.unfinished):
+            self._catch_up(shown[number], single_objective_trial(trials[number]))
+        for trial in trials[len(shown):]:
+            self.study.add_trial(single_objective_trial(trial))  # numbered in order, as in the real study
+            if not trial.state.is_finished():
+                self.unfinished.add(trial.number)
+
+    def _catch_up(self, shown: FrozenTrial, now: FrozenTrial) -> None:
+        """Write onto the view's unfinished trial `shown` what changed in `now`, the trial as a fresh view holds it."""
+        storage, trial_id = self.study._storage, shown._trial_id
+        for step, value in now.intermediate_values.items():
+            if shown.intermediate_values.get(step) != value:
+                storage.set_trial_intermediate_value(trial_id, step, value)
+        for key, value in now.system_attrs.items():
+            if shown.system_attrs.get(key) != value:
+                storage.set_trial_system_attr(trial_id, key, value)
+        if now.state != shown.state:
+            if now.state == TrialState.RUNNING:
+                storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+            else:
+                storage.set_trial_state_values(trial_id, now.state, now.values)
+        if now.state.is_finished():
+            self.unfinished.discard(now.number)
+
+
+_views: weakref.WeakKeyDictionary[optuna.Study, _View] = weakref.WeakKeyDictionary()

@@ -228,5 +228,6 @@ def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, r
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
     """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain)."""
-    first = trial.study.get_trials(deepcopy=False)[trial.number].system_attrs.get("retry_history", [trial.number])[0]
+    retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")  # this trial's row alone
+    first = retried[0] if retried else trial.number
     return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt")

@@ -29,6 +29,7 @@ from hpsearch.search.signals import hold_signals
 from hpsearch.search.studystore import check_existing, open_study
 from hpsearch.storage import (
     NoLock,
+    cached,
     check_sqlite_folder,
     fail_lost_trials,
     is_new_sqlite,
@@ -39,7 +40,7 @@ from hpsearch.storage import (
 )
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
-from hpsearch.studyfile.types import StudySpec
+from hpsearch.studyfile.types import INPUTS, StudySpec
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import transfer
 from hpsearch.training.checkpoint import checkpoint_root
@@ -99,11 +100,17 @@ class SamplerSeed:
         self.base = seed if seed is not None else spec.sampler.options.get("seed")
         self.known: int | None = None  # the study's trial count when this process last held the lock
 
+    def sampler(self, count: int) -> optuna.samplers.BaseSampler:
+        """Under the lock, the sampler for a study now holding `count` trials: built when the study is opened,
+        and again only to reseed."""
+        self.known = count
+        seed = None if self.base is None else (self.base + count) % (P.MAX_SEED + 1)  # wraps: samplers take 32 bits
+        return make_sampler(self.spec.sampler.name, self.spec.sampler.options, seed)
+
     def follow(self, study: optuna.Study, count: int) -> None:
         """Under the lock, before this process adds anything: reseed if another process added trials."""
         if count != self.known and self.base is not None:
-            seed = (self.base + count) % (P.MAX_SEED + 1)  # a seed near the top wraps, as a sampler takes 32 bits
-            study.sampler = make_sampler(self.spec.sampler.name, self.spec.sampler.options, seed)
+            study.sampler = self.sampler(count)
         self.known = count
 
     def added(self, count: int) -> None:
@@ -192,7 +199,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if is_new_sqlite(storage_url):  # made once the data is read: a run that cannot start writes nothing
         check_sqlite_folder(sqlite_file(storage_url))
     else:  # fail fast, before reading any data
-        storage = open_storage(storage_url, heartbeat=options.heartbeat)
+        storage = cached(open_storage(storage_url, heartbeat=options.heartbeat))
         check_existing(spec, storage)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     events = events or RunEvents()
@@ -201,20 +208,20 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
-    storage = storage or open_storage(storage_url, heartbeat=options.heartbeat)
+    storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat))
+    seed = SamplerSeed(spec, options.seed)
     lock = shared_lock(storage_url, spec.name)
     try:
         lock.acquire()
         try:  # creating the study once, whoever comes first
-            study = open_study(spec, storage)
+            study = open_study(spec, storage, seed.sampler)
         finally:
             lock.release()
         events.study_opened(study, data)
         run_id = options.run_id or uuid.uuid4().hex
         _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
                                    on_complete=keeper, source=source),
-              RunBudget(spec, options, run_id), SamplerSeed(spec, options.seed), lock, list(callbacks),
-              options.heartbeat)
+              RunBudget(spec, options, run_id), seed, lock, list(callbacks), options.heartbeat)
     finally:
         lock.close()
     return study
@@ -282,7 +289,10 @@ def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None
 
 
 def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:
-    """The study file's check, now with the data's real classes (an imagefolder's) and the init: model."""
+    """The study file's check where it could not be made on reading the file: an image folder's classes are
+    known once it is read, a transfer baseline's architecture once the init: model is loaded."""
+    if source is None and spec.dataset.name in INPUTS:
+        return  # checked by studyfile.preflight with the dataset's known input and classes
     architecture = source.config if source is not None else None
     for name in spec.baselines:
         if why := fit_problem(BASELINES[name], data.shape, data.num_classes, architecture):

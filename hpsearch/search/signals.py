@@ -19,7 +19,8 @@ from types import FrameType
 
 from hpsearch.errors import Terminated
 
-DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "sqlite3", "psycopg2", "psycopg", "pymysql")
+# hpsearch.trialrows: the trial reads of hpsearch's own storage class, run inside an open session
+DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite3", "psycopg2", "psycopg", "pymysql")
 REDELIVER_S = 0.05
 
 _put_off: dict[int, threading.Timer] = {}  # signal number: the timer that delivers it again

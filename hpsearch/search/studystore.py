@@ -5,13 +5,14 @@ direction.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import optuna
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError
 from hpsearch.search.samplers import make_pruner, make_sampler
-from hpsearch.storage import mask, open_existing, open_storage
+from hpsearch.storage import cached, mask, open_existing, open_storage
 from hpsearch.studyfile.limits import MEASURES, describe
 from hpsearch.studyfile.types import StudySpec
 
@@ -21,21 +22,26 @@ def directions(spec: StudySpec) -> list[str]:
     return ["maximize"] + ["minimize"] * (len(spec.objectives) - 1)
 
 
-def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
+def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage,
+               sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> optuna.Study:
     """The study named spec.name on the storage, created if new (maximising validation accuracy, or with
     two objectives a multi-objective study whose result is a Pareto front).
 
-    Its sampler is unseeded until a SamplerSeed seeds it, before the first trial this process starts.
+    sampler(n) builds the sampler for a study holding n trials (a run's SamplerSeed.sampler); without it the
+    sampler is unseeded.
     """
-    if isinstance(storage, str):
-        storage = open_storage(storage)
+    storage = cached(open_storage(storage) if isinstance(storage, str) else storage)
+    try:
+        count = storage.get_n_trials(storage.get_study_id_from_name(spec.name))  # the cache's one full read
+    except KeyError:
+        count = 0
     pruner = make_pruner(spec.pruner.name, spec.pruner.options, spec.budget.epochs)
+    sampler = sampler(count) if sampler is not None else make_sampler(spec.sampler.name, spec.sampler.options, None)
     study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
-                                sampler=make_sampler(spec.sampler.name, spec.sampler.options, None),
-                                load_if_exists=True)
+                                sampler=sampler, load_if_exists=True)
     # as this run holds them
     study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
-    if not study.get_trials(deepcopy=False):
+    if not count:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2
             study.set_metric_names(list(spec.objectives))

@@ -1,0 +1,124 @@
+"""Work done once per process (issue 21, item 7): the trials read as rows, one cached storage, one sampler."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import optuna
+import pytest
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState, create_trial
+
+from hpsearch.storage import open_storage
+from hpsearch.trialrows import TrialRowsStorage
+
+
+def _varied_study(storage: optuna.storages.BaseStorage) -> int:
+    """A two-objective study holding every state, odd values and every kind of attribute."""
+    study = optuna.create_study(storage=storage, study_name="varied", directions=["maximize", "minimize"])
+    dists = {"width": IntDistribution(4, 16), "lr": FloatDistribution(0.01, 0.2, log=True),
+             "act": CategoricalDistribution(["relu", "gelu", None])}
+    params = {"width": 8, "lr": 0.05, "act": None}
+    study.add_trials([
+        create_trial(state=TrialState.COMPLETE, values=[0.9, math.inf], params=params, distributions=dists,
+                     user_attrs={"z": 1, "config": {"b": [1, 2]}, "a": "x"}, system_attrs={"s": {"k": 1}},
+                     intermediate_values={1: 0.5, 2: math.nan, 3: -math.inf}),
+        create_trial(state=TrialState.PRUNED, params=params, distributions=dists, intermediate_values={1: 0.1}),
+        create_trial(state=TrialState.FAIL, user_attrs={"failure": "why"}),
+        create_trial(state=TrialState.WAITING, params=params, distributions=dists,
+                     system_attrs={"retry_history": [2]}),
+    ])
+    running = study.ask()
+    running.set_user_attr("run", "r1")
+    running.suggest_int("width", 4, 16)
+    return study._study_id
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+@pytest.mark.parametrize("states", [None, (TrialState.COMPLETE,), (TrialState.WAITING, TrialState.RUNNING)])
+def test_rows_read_the_trials_optuna_reads(tmp_path, states):
+    """Every trial, value, attribute and its order as Optuna's ORM read gives them, in full and in part."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'varied.db'}")
+    assert isinstance(storage, TrialRowsStorage)
+    study_id = _varied_study(storage)
+    for included, after in ((set(), -1), ({1, 2, 3}, 2), ({4}, 1)):
+        fast = storage._get_trials(study_id, states, included, after)
+        orm = optuna.storages.RDBStorage._get_trials(storage, study_id, states, included, after)
+        assert [t.number for t in fast] == [t.number for t in orm]
+        for a, b in zip(fast, orm):
+            assert repr(a) == repr(b)  # nan == nan in the repr, not in FrozenTrial.__eq__
+            assert [list(getattr(a, f)) for f in ("params", "user_attrs", "system_attrs", "intermediate_values")] \
+                == [list(getattr(b, f)) for f in ("params", "user_attrs", "system_attrs", "intermediate_values")]
+
+
+def test_rows_refuse_a_missing_study(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'none.db'}")
+    with pytest.raises(KeyError):
+        storage._get_trials(12345, None, set(), -1)
+
+
+@pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 2, "min_epochs": 1},
+                                    {"name": "successive_halving", "min_epochs": 1},
+                                    {"name": "hyperband", "min_epochs": 1}], ids=lambda p: p["name"])
+def test_the_kept_curve_view_prunes_as_one_objective_with_trials_overlapping(pruner):
+    """Three trials at a time, each a few epochs behind the next, and a queued one: the view kept in step
+    (new trials added, running ones caught up, finished ones left) gives the single-objective verdicts."""
+    from hpsearch.search import curvepruning
+    from hpsearch.search.samplers import make_pruner
+
+    options = {k: v for k, v in pruner.items() if k != "name"}
+    single = optuna.create_study(study_name="same", direction="maximize", pruner=make_pruner(pruner["name"], options, 6))
+    double = optuna.create_study(study_name="same", directions=["maximize", "minimize"],
+                                 pruner=make_pruner(pruner["name"], options, 6))
+    rng = random.Random(1)
+    running, verdicts = [], []
+    for step in range(40):
+        if step % 2 == 0:
+            if step == 10:  # a queued trial, started later (a baseline, a retried copy)
+                single.enqueue_trial({})
+                double.enqueue_trial({})
+            running.append((single.ask(), double.ask(), rng.uniform(0.02, 0.3), []))
+        for one, two, rate, curve in list(running):
+            curve.append(min(1.0, rate * (len(curve) + 1) + rng.uniform(-0.05, 0.05)))
+            one.report(curve[-1], len(curve))
+            curvepruning.record(two, curve)
+            verdicts.append(one.should_prune())
+            assert curvepruning.should_prune(two) == verdicts[-1], (one.number, len(curve))
+            if verdicts[-1] or len(curve) == 6:
+                single.tell(one, curve[-1] if not verdicts[-1] else None,
+                            state=TrialState.PRUNED if verdicts[-1] else TrialState.COMPLETE)
+                double.tell(two, None if verdicts[-1] else (curve[-1], 1000),
+                            state=TrialState.PRUNED if verdicts[-1] else TrialState.COMPLETE)
+                running.remove((one, two, rate, curve))
+    assert any(verdicts) and not all(verdicts)
+
+
+def test_a_run_builds_its_sampler_once_and_reads_the_stored_trials_once(write_study, storage, monkeypatch):
+    """On a study that already holds trials: one sampler (the study file's check builds its own), one full read
+    of the trials (then only new and unfinished ones), baselines checked on reading the file only."""
+    from hpsearch.search import run as run_module
+    from hpsearch.search import studystore
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
+
+    spec = load_spec(write_study(budget={"epochs": 1, "trials": 2}, baselines=["seed002-cnn-q9"]))
+    run(spec, storage, RunOptions(device="cpu", n_trials=1))
+    built, full_reads = [], []
+    for module in (run_module, studystore):
+        monkeypatch.setattr(module, "make_sampler", lambda *a, made=module.make_sampler: built.append(a) or made(*a))
+    read = TrialRowsStorage._get_trials
+
+    def counted(self, study_id, states, included_trial_ids, trial_id_greater_than):
+        full_reads.append(trial_id_greater_than == -1)
+        return read(self, study_id, states, included_trial_ids, trial_id_greater_than)
+
+    monkeypatch.setattr(TrialRowsStorage, "_get_trials", counted)
+    monkeypatch.setattr(run_module, "fit_problem", lambda *a: pytest.fail("checked again"))
+    assert len(run(spec, storage, RunOptions(device="cpu", n_trials=2)).trials) == 3
+    assert len(built) == 1 and sum(full_reads) == 1
+
