@@ -1,42 +1,17 @@
-"""Two objectives on digits: a multi-objective study whose result is the Pareto front, pruned epoch by epoch
-through a single-objective view of its accuracy curves (Optuna refuses trial.report there)."""
+"""Which trial is best: the confirmed winner over the luckiest single run, ties broken by the second objective
+then the earliest, and a two-objective study's Pareto front."""
 
 from __future__ import annotations
 
 import json
-import random
-import re
 
 import optuna
-import pytest
-import yaml
-from click.testing import CliRunner
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hpsearch.cli import main
 from hpsearch.results import ranking
-from hpsearch.search.run import RunOptions, run
-from hpsearch.search.samplers import make_pruner
-from hpsearch.studyfile.limits import within_limits
-from hpsearch.studyfile.schema import load_spec
-
-FRONT_DIGITS = {"name": "front-digits", "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
-                "objectives": ["val_accuracy", "params"], "budget": {"epochs": 4, "trials": 10},
-                "sampler": {"name": "random", "seed": 0},
-                "pruner": {"name": "median", "n_startup_trials": 2, "min_epochs": 1},
-                "space": {"lr": {"float": [1.0e-5, 0.2], "log": True}, "width": {"int": [4, 16]}},
-                "fixed": {"blocks": 1, "convs_per_block": 1, "batchnorm": False, "batch_size": 128}}
-
-
-@pytest.fixture(scope="module")
-def front_study(tmp_path_factory):
-    """One finished two-objective study (10 trials, median pruner), for the tests that only read it."""
-    folder = tmp_path_factory.mktemp("front-study")
-    path = folder / "front-digits.yaml"
-    path.write_text(yaml.safe_dump(FRONT_DIGITS, sort_keys=False))
-    url = f"sqlite:///{folder / 'front.db'}"
-    return url, path, run(load_spec(path), url, RunOptions(device="cpu", keep_weights=10))
+from hpsearch.search import confirm
+from tests.helpers import invoke, stored_trial
 
 
 def dominates(a, b) -> bool:
@@ -66,100 +41,56 @@ def test_a_two_objective_study_prunes_and_its_front_is_non_dominated(front_study
         assert any(dominates(point, trial) for point in front)
 
 
-@pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 2, "min_epochs": 1},
-                                    {"name": "successive_halving", "min_epochs": 1},
-                                    {"name": "hyperband", "min_epochs": 1}], ids=lambda p: p["name"])
-def test_the_curve_view_prunes_as_the_pruner_does_on_one_objective(pruner):
-    """The same curves, told to a single-objective study (trial.report) and to a two-objective one
-    (curvepruning), get the same verdict at every epoch; successive halving's rungs carry over."""
-    from hpsearch.search import (
-        curvepruning,  # new with this test: imported here, so that the module's other tests run on main
-    )
-
-    options = {k: v for k, v in pruner.items() if k != "name"}
-    single = optuna.create_study(study_name="same", direction="maximize", pruner=make_pruner(pruner["name"], options, 8))
-    double = optuna.create_study(study_name="same", directions=["maximize", "minimize"],
-                                 pruner=make_pruner(pruner["name"], options, 8))
-    rng = random.Random(0)
-    verdicts = []
-    for _ in range(24):
-        one, two = single.ask(), double.ask()
-        rate, curve = rng.uniform(0.02, 0.3), []
-        for epoch in range(1, 9):
-            curve.append(min(1.0, rate * epoch + rng.uniform(-0.05, 0.05)))
-            one.report(curve[-1], epoch)
-            curvepruning.record(two, curve)
-            verdicts.append(one.should_prune())
-            assert curvepruning.should_prune(two) == verdicts[-1], (one.number, epoch)
-            if verdicts[-1]:
-                single.tell(one, state=TrialState.PRUNED)
-                double.tell(two, state=TrialState.PRUNED)
-                break
-        else:
-            single.tell(one, curve[-1])
-            double.tell(two, (curve[-1], 1000))
-    assert any(verdicts) and not all(verdicts)
+def test_best_and_report_agree_on_ties_the_earliest_trial_wins(storage):
+    study = optuna.create_study(study_name="ties", storage=storage, direction="maximize")
+    for value in (0.90, 0.95, 0.95):
+        study.add_trial(stored_trial(value))
+    best = json.loads(invoke("best", "--study", "ties", "--storage", storage, "--format", "json").stdout)["best"]
+    assert best["number"] == 1
+    assert "| #1 | searched #1 | hpsearch |" in invoke("report", "--study", "ties", "--storage", storage).stdout
 
 
-def test_best_lists_the_front_and_export_takes_any_point(front_study, tmp_path):
-    url, path, study = front_study
-    front = ranking.front(study.trials)
-    runner = CliRunner()
-    text = runner.invoke(main, ["best", "--study", str(path), "--storage", url]).stdout
-    assert f"Pareto front of val accuracy (higher) and params (lower): {len(front)} trial" in text
-    for trial in front:
-        assert re.search(rf"#{trial.number} +{ranking.val_accuracy(trial):.4f} ", text), text
-    listed = json.loads(runner.invoke(main, ["best", "--study", str(path), "--storage", url, "--format", "json"]).stdout)
-    assert [t["number"] for t in listed["front"]] == [t.number for t in front]
-    assert listed["objectives"] == ["val_accuracy", "params"] and listed["best"]["number"] == front[0].number
-
-    point = front[-1]
-    result = runner.invoke(main, ["export", "--study", str(path), "--storage", url, "--trial", str(point.number),
-                                  "-o", str(tmp_path / "point.yaml")])
-    assert result.exit_code == 0, result.output
-    config = yaml.safe_load((tmp_path / "point.yaml").read_text())
-    assert config["trial"] == point.number and config["metrics"]["val_accuracy"] == ranking.val_accuracy(point)
-    assert config["metrics"]["param_count"] == point.values[1]
-    result = runner.invoke(main, ["export", "--study", str(path), "--storage", url, "-o", str(tmp_path / "top.yaml")])
-    assert result.exit_code == 0, result.output
-    assert yaml.safe_load((tmp_path / "top.yaml").read_text())["trial"] == front[0].number
-    assert f"note: trial #{front[0].number} is the most accurate of {len(front)} trial" in result.stderr
+def confirmed_trial(number: int, value: float, mean: float | None, **attrs) -> optuna.trial.FrozenTrial:
+    """A completed trial numbered `number`, confirmed with the mean validation accuracy `mean` (None: not confirmed)."""
+    trial = optuna.trial.create_trial(value=value, user_attrs=attrs)
+    trial.number = number
+    if mean is not None:
+        trial.user_attrs = {**attrs, "confirm": confirm.summarize(
+            [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean, "seconds": 1.0} for s, d in ((1, -0.01), (2, 0.01))])}
+    return trial
 
 
-def test_a_study_made_for_one_objective_refuses_a_file_with_two(write_study, storage):
-    run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
-    path = write_study("two.yaml", objectives=["val_accuracy", "params"])
-    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "made for objectives val_accuracy, the file says val_accuracy, params: rename the study" in result.stderr
-    assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
+def test_the_confirmed_winner_is_the_best_mean_over_new_seeds_not_the_luckiest_single_run():
+    lucky, steady, also, unconfirmed = (confirmed_trial(0, 0.99, 0.90), confirmed_trial(1, 0.97, 0.95),
+                                        confirmed_trial(2, 0.96, 0.95), confirmed_trial(3, 0.995, None))
+    trials = [lucky, steady, also, unconfirmed]
+    assert ranking.best_trial(trials) is steady  # of equal means, the earliest
+    assert ranking.confirmed(trials) == [steady, also, lucky]
+    assert ranking.single_run_best(trials) is unconfirmed and ranking.best_trial([unconfirmed]) is unconfirmed
+    assert ranking.best_trial([]) is None
 
 
-def test_a_two_objective_study_gets_its_report(front_study, tmp_path):
-    url, path, _ = front_study
-    result = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", url, "--out", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
-    assert {"report.md", "history.png", "intermediate.png"} <= {p.name for p in (tmp_path / "r").iterdir()}
-
-
-def test_the_curve_view_keeps_the_study_attributes_so_plots_mark_the_confirmed_winner():
-    from hpsearch.search.confirm import summarize
-    from hpsearch.search.curvepruning import single_objective_view
-
+def test_equally_accurate_trials_rank_by_the_second_objective_then_the_earliest():
     study = optuna.create_study(directions=["maximize", "minimize"])
-    for accuracy, size in ((0.9, 1000), (0.8, 500)):
+    for accuracy, size in ((0.9, 300), (0.95, 900), (0.95, 400), (0.95, 400)):
         study.add_trial(optuna.trial.create_trial(values=[accuracy, size], user_attrs={"param_count": size}))
-    study.set_user_attr(ranking.confirm_key(1), summarize([{"seed": 1, "val_accuracy": 0.85, "test_accuracy": 0.85}]))
-    study.set_user_attr(ranking.confirm_key(0), summarize([{"seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7}]))
-    view = single_objective_view(study)
-    assert ranking.best_trial(ranking.study_trials(view)).number == 1  # the single-run best is #0
+    assert [t.number for t in ranking.ranked(study.trials)] == [2, 3, 1, 0]
+    assert [t.number for t in ranking.front(study.trials)] == [2, 3, 0]  # exact duplicates both stay
 
 
-def test_nsga2_searches_a_front_and_reads_the_limits(write_study, storage):
-    """Optuna's NSGA-II by name: after its random first population it breeds the next from the front."""
-    spec = load_spec(write_study(**{**FRONT_DIGITS, "budget": {"epochs": 2, "trials": 6}, "limits": {"params": 2000},
-                                    "sampler": {"name": "nsga2", "seed": 0, "population_size": 3}}))
-    study = run(spec, storage, RunOptions(device="cpu"))
-    assert type(study.sampler).__name__ == "NSGAIISampler" and len(study.trials) == 6
-    assert all(set(t.constraints) == {"params"} for t in study.trials)
-    assert ranking.front(study.trials) and all(within_limits(t) for t in ranking.front(study.trials))
+def test_a_trial_without_the_measure_is_left_off_the_front():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"param_count": 100}))
+    study.add_trial(optuna.trial.create_trial(value=0.95))  # an older trial, no param_count
+    assert [t.number for t in ranking.front(study.trials)] == [0] and ranking.best_trial(study.trials).number == 1
+
+
+def test_study_trials_put_each_confirmation_back_on_a_copy_of_its_trial(storage):
+    study = optuna.create_study(study_name="confirmed", storage=storage, direction="maximize")
+    for value in (0.9, 0.8):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    summary = confirm.summarize([{"seed": 1, "val_accuracy": 0.85, "test_accuracy": 0.8, "seconds": 1.0}])
+    study.set_user_attr(ranking.confirm_key(1), summary)
+    first, second = ranking.study_trials(study)
+    assert "confirm" not in first.user_attrs and second.user_attrs["confirm"] == summary
+    assert ranking.confirmed_mean(second) == 0.85 and "confirm" not in study.trials[1].user_attrs  # stored: untouched

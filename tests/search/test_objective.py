@@ -1,6 +1,10 @@
-"""Whole studies on digits with real training: pruning, failures recorded, resume, target stop."""
+"""One trial on digits with real training: sampled, fitted, reported, pruned (by the pruner or over a limit),
+and its expected failures recorded while the study goes on."""
 
 from __future__ import annotations
+
+import html
+import json
 
 import optuna
 import torch
@@ -8,11 +12,13 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
-from hpsearch.results.trials import summarize
-from hpsearch.search.run import RunOptions, SamplerSeed, run
-from hpsearch.studyfile.params import MAX_SEED
+from hpsearch.results import ranking
+from hpsearch.search.objective import make_objective
+from hpsearch.search.run import RunOptions, run
+from hpsearch.studyfile.limits import within_limits
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.training import recipe
+from hpsearch.training.devicedata import load
 
 
 def states(study):
@@ -88,46 +94,58 @@ def test_architecture_that_does_not_fit_is_a_recorded_failure(write_study, stora
     assert all(t.params["blocks"] >= 2 for t in failed)
 
 
-def test_a_second_run_continues_the_same_study(write_study, storage):
-    spec = load_spec(write_study())
-    run(spec, storage, RunOptions(device="cpu", n_trials=2))
-    study = run(spec, storage, RunOptions(device="cpu", n_trials=2))
-    assert [t.number for t in study.trials] == [0, 1, 2, 3]
-    lrs = [t.params["lr"] for t in study.trials]
-    assert len(set(lrs)) == 4  # the resumed sampler does not replay the first run's draws
+PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
 
 
-def test_the_run_stops_once_a_trial_reaches_the_target(write_study, storage):
-    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.5}, budget={"epochs": 3, "trials": 5}))
-    assert len(run(spec, storage, RunOptions(device="cpu")).trials) == 1
-    again = run(spec, storage, RunOptions(device="cpu", stop_at_target=False, n_trials=2))
-    assert len(again.trials) == 3
+def test_an_over_limit_model_is_never_trained_and_never_the_best(write_study, storage, tmp_path):
+    path = write_study(limits={"params": PARAMS_LIMIT}, budget={"epochs": 2, "trials": 6})
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    over = [t for t in study.trials if t.user_attrs["param_count"] > PARAMS_LIMIT]
+    within = [t for t in study.trials if t.user_attrs["param_count"] <= PARAMS_LIMIT]
+    assert over and within, [t.user_attrs["param_count"] for t in study.trials]
+    for trial in over:
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["epochs"] == 0
+        assert not trial.intermediate_values and "test_accuracy" not in trial.user_attrs
+        assert trial.user_attrs["over_limit"] == (f"params {trial.user_attrs['param_count']:,} over the limit "
+                                                f"{PARAMS_LIMIT:,}: not trained")
+        assert trial.constraints["params"] == trial.user_attrs["param_count"] - PARAMS_LIMIT > 0
+        assert f"trial #{trial.number} over a limit: params" in result.stderr
+    assert all(t.state == TrialState.COMPLETE and within_limits(t) for t in within)
+    best = json.loads(CliRunner().invoke(main, ["best", "--study", str(path), "--storage", storage,
+                                                "--format", "json"]).stdout)
+    assert best["limits"] == {"params": PARAMS_LIMIT} and best["over_limit"] == len(over)
+    assert best["best"]["number"] == ranking.best_trial(within).number
+    assert best["best"]["param_count"] <= PARAMS_LIMIT
+    assert f"limits params <= 2,000: {len(over)} trial" in result.stdout
+    report = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", storage, "--out", "rep"])
+    said = f"Limits: params <= 2,000. {len(over)} trial"
+    assert said in report.stdout and html.escape(said) in (tmp_path / "rep" / "index.html").read_text()
 
 
-def test_summary_counts_states_and_picks_the_best_by_validation(write_study, storage):
-    study = run(load_spec(write_study()), storage, RunOptions(device="cpu"))
-    summary = summarize(study)
-    assert summary["trials"] == summary["complete"] == 3
-    assert summary["best"]["val_accuracy"] == max(t.value for t in study.trials)
+def test_a_train_seconds_limit_stops_a_trial_after_the_epoch_that_passes_it(write_study, storage):
+    tight = run(load_spec(write_study(limits={"train_seconds": 0.001})), storage, RunOptions(device="cpu", n_trials=2))
+    for trial in tight.trials:  # every epoch takes over a millisecond
+        assert trial.state == TrialState.PRUNED and trial.user_attrs["epochs"] == 1
+        assert trial.user_attrs["over_limit"].startswith("train_seconds ")
+        assert trial.user_attrs["over_limit"].endswith("over the limit 0.001 after epoch 1")
+        assert trial.constraints["train_seconds"] == trial.user_attrs["train_seconds"] - 0.001 > 0
+    loose = run(load_spec(write_study(name="loose", limits={"train_seconds": 1000})), storage,
+                RunOptions(device="cpu", n_trials=1))
+    (trial,) = loose.trials
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["epochs"] == 3
+    assert trial.constraints == {"train_seconds": trial.user_attrs["train_seconds"] - 1000}
 
 
-def test_a_sampler_seed_at_the_top_of_its_range_wraps_when_a_worker_reseeds(write_study):
-    seeded = optuna.create_study()
-    SamplerSeed(load_spec(write_study()), MAX_SEED).follow(seeded, 3)  # as after another worker added 3 trials
-    expected = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))  # MAX_SEED + 3, past 32 bits
-    assert seeded.ask().suggest_float("x", 0, 1) == expected.ask().suggest_float("x", 0, 1)
-
-
-def test_a_study_refuses_another_split_or_seed_than_its_trials_ran_on(write_study, storage):
-    """export rebuilds every trial with the split and seed the study recorded: a trial run on others would not
-    train to its numbers again."""
-    run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
-    for overrides, says in (({"seed": 1}, "dataset.validation 0.15, dataset.test 0.2, dataset.split_seed 0, seed 1"),
-                            ({"dataset": {"name": "digits", "validation": 0.3, "test": 0.2}},
-                             "dataset.validation 0.3, dataset.test 0.2, dataset.split_seed 0, seed 0")):
-        result = CliRunner().invoke(main, ["run", "--study", str(write_study(**overrides)), "--storage", storage])
-        assert result.exit_code == 2 and result.stderr.strip() == (
-            "error: study 'tiny-digits' in the storage was made with dataset.validation 0.15, dataset.test 0.2, "
-            f"dataset.split_seed 0, seed 0, the file says {says}: its trials were trained and measured on those; "
-            "rename the study (name: in the file) or use another --storage")
-    assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
+def test_the_objective_trains_a_fixed_trial_without_a_study_and_records_its_provenance(write_study):
+    """Optuna's FixedTrial: one trial with given parameters, no study, no storage."""
+    spec = load_spec(write_study(budget={"epochs": 2, "trials": 1}))
+    digits = load(spec.dataset, torch.device("cpu"))
+    trial = optuna.trial.FixedTrial({"lr": 0.1, "width": 8})
+    value = make_objective(spec, digits)(trial)
+    attrs = trial.user_attrs
+    assert value == attrs["val_accuracy"] and 0.5 < attrs["test_accuracy"] <= 1
+    assert attrs["config"]["lr"] == 0.1 and attrs["config"]["width"] == 8 and attrs["epochs"] == 2
+    assert attrs["input_shape"] == [1, 8, 8] and attrs["classes"] == 10 and attrs["dataset_source"] == digits.source
+    assert attrs["param_count"] == attrs["trainable_count"] > 0 and attrs["train_seconds"] <= attrs["seconds"]

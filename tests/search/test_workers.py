@@ -1,84 +1,47 @@
-"""Many workers on one study, --until, crash safety and bad storages: real processes, real databases.
+"""Several worker processes on one study: the plan, each worker's command line, exact totals on SQLite and
+PostgreSQL, SIGTERM passed on to every worker, and the workers' logs beside the storage.
 
 The PostgreSQL tests need a running server named by $HPSEARCH_TEST_POSTGRES (.ci/run starts one
-from Debian's packages); without it they are skipped with that reason.
-"""
+from Debian's packages); without it they are skipped with that reason."""
 
 from __future__ import annotations
 
-import os
+import re
 import signal
-import subprocess
-import sys
-import time
+import tempfile
 import uuid
 
 import optuna
 import pytest
-import sqlalchemy
+from click.testing import CliRunner
 from optuna.trial import TrialState
 
+from hpsearch.cli import main
+from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.search.run import RunOptions, run
+from hpsearch.search.workers import WorkerSlot, plan_workers, worker_command
 from hpsearch.storage import mask
 from hpsearch.studyfile.schema import load_spec
-
-POSTGRES = os.environ.get("HPSEARCH_TEST_POSTGRES")
-needs_postgres = pytest.mark.skipif(not POSTGRES, reason="set HPSEARCH_TEST_POSTGRES to a PostgreSQL URL "
-                                                          "(.ci/run starts a server and sets it)")
-# Slow enough per epoch to be caught mid-trial, still seconds in all.
-SLOW = {"fixed": {"blocks": 1, "convs_per_block": 2, "width": 32, "batch_size": 16, "batchnorm": False,
-                  "optimizer": "sgd_nesterov"},
-        "space": {"lr": {"float": [0.01, 0.1], "log": True}}}
-
-
-def _as_a_foreground_job() -> None:
-    """Ctrl-C reaches the command: a suite started in the background by a shell without job control
-    (`cmd &`, as some CI runners and nohup wrappers do) inherits SIGINT ignored, which survives exec,
-    and hpsearch, like any well-behaved program, leaves an ignored SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def hpsearch(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "hpsearch", *args], preexec_fn=_as_a_foreground_job,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
-
-def load(storage: str, name: str = "tiny-digits") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def wait_for(condition, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.2)
-
-
-def assert_exact_total(study: optuna.Study, total: int) -> None:
-    trials = study.get_trials(deepcopy=False)
-    assert [t.state for t in trials].count(TrialState.FAIL) == 0, [t.user_attrs.get("failure") for t in trials]
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert len(trials) == total
-    assert sorted(t.number for t in trials) == list(range(total))
-
-
-def test_until_tops_the_study_up_to_a_total(write_study, storage):
-    spec = load_spec(write_study(budget={"epochs": 1, "trials": 50}))
-    run(spec, storage, RunOptions(device="cpu", n_trials=2))
-    assert len(run(spec, storage, RunOptions(device="cpu", until=5)).trials) == 5
-    assert len(run(spec, storage, RunOptions(device="cpu", until=4)).trials) == 5  # already there: nothing added
+from tests.helpers import (
+    POSTGRES,
+    SLOW,
+    assert_exact_total,
+    finish,
+    first_epochs_done,
+    hpsearch,
+    invoke,
+    load,
+    needs_postgres,
+    outcome,
+    wait_for,
+)
 
 
 def test_four_workers_on_sqlite_reach_exactly_the_total(write_study, storage):
     path = write_study(budget={"epochs": 2, "trials": 50})
-    code, out, err = finish(hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu",
-                                     "--workers", "4", "--until", "8"))
+    code, out, err = outcome(invoke("run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                    "--workers", "4", "--until", "8"))
     assert code == 0, err
     assert "database is locked" not in err and "Traceback" not in err
     assert "4 workers on cpu" in err and "[8/8] w" in err
@@ -92,84 +55,13 @@ def test_four_workers_on_postgresql_reach_exactly_the_total(write_study):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     path = write_study(name=name, budget={"epochs": 2, "trials": 50})
     try:
-        code, _, err = finish(hpsearch("run", "--study", str(path), "--storage", POSTGRES, "--device", "cpu",
-                                       "--workers", "4", "--n-trials", "8"))
+        code, _, err = outcome(invoke("run", "--study", str(path), "--storage", POSTGRES, "--device", "cpu",
+                                      "--workers", "4", "--n-trials", "8"))
         assert code == 0, err
         assert_exact_total(load(POSTGRES, name), 8)
         assert mask(POSTGRES) in err and (mask(POSTGRES) == POSTGRES or POSTGRES not in err)
     finally:
         optuna.delete_study(study_name=name, storage=POSTGRES)
-
-
-def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(write_study, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'crash.db'}"
-    path = write_study(budget={"epochs": 20, "trials": 2}, **SLOW)  # long enough to be killed mid-trial
-    worker = hpsearch("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--until", "2",
-                      "--heartbeat", "1")
-    checkpoint = tmp_path / "crash-files" / "checkpoints" / slug("tiny-digits") / "trial-0.pt"
-
-    def two_epochs_saved() -> bool:
-        assert worker.poll() is None, worker.communicate()
-        try:
-            return checkpoint.is_file() and len(load(storage).trials[0].intermediate_values) >= 2
-        except (KeyError, IndexError):
-            return False
-
-    wait_for(two_epochs_saved)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    assert load(storage).trials[0].state == TrialState.RUNNING  # what a dead worker leaves behind
-
-    study = run(load_spec(path), storage, RunOptions(device="cpu", until=2, heartbeat=1))
-    first, *rest = study.trials
-    assert first.state == TrialState.FAIL and len(rest) == 2
-    assert first.user_attrs["failure"].startswith("worker lost: no heartbeat from")
-    assert first.user_attrs["epochs"] == max(first.intermediate_values) >= 2
-    (retried,) = [t for t in rest if t.system_attrs.get("failed_trial") == 0]
-    assert retried.state == TrialState.COMPLETE and retried.params == first.params
-    assert retried.user_attrs["resumed_from_epoch"] >= 2
-    assert not checkpoint.exists()  # cleaned up once the trial ended for good
-
-    # Resuming is exact: the same trial run without interruption reaches the same numbers.
-    clean = run(load_spec(path), f"sqlite:///{tmp_path / 'clean.db'}", RunOptions(device="cpu", n_trials=1))
-    assert clean.trials[0].params == first.params
-    assert clean.trials[0].value == retried.value
-    assert clean.trials[0].user_attrs["test_accuracy"] == retried.user_attrs["test_accuracy"]
-
-
-def first_epochs_done(process: subprocess.Popen, storage: str, trials: int = 1):
-    """A condition for wait_for: the first `trials` trials have each reported an epoch."""
-
-    def done() -> bool:
-        assert process.poll() is None, process.communicate()
-        try:
-            started = load(storage).trials
-            return len(started) >= trials and all(t.intermediate_values for t in started[:trials])
-        except KeyError:
-            return False
-
-    return done
-
-
-@pytest.mark.parametrize("sig, status, reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-                                                 (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_ctrl_c_or_sigterm_records_the_trial_and_the_next_run_resumes_it(write_study, storage, sig, status, reason):
-    # 20 epochs: the signal must land inside a trial even when a quiet machine trains one in a second
-    path = write_study(budget={"epochs": 20, "trials": 3}, **SLOW)
-    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
-    wait_for(first_epochs_done(process, storage))
-    process.send_signal(sig)
-    code, _, err = finish(process)
-    assert code == status and "Traceback" not in err, err
-    assert f"{reason}: run the same command again to resume the study" in err
-    trials = load(storage).trials
-    assert TrialState.RUNNING not in [t.state for t in trials]
-    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["failure"].startswith(reason)
-    assert trials[-1].state == TrialState.WAITING and trials[-1].params == trials[0].params
-
-    study = run(load_spec(path), storage, RunOptions(device="cpu", n_trials=1))
-    resumed = study.trials[len(trials) - 1]
-    assert resumed.state == TrialState.COMPLETE and resumed.user_attrs["resumed_from_epoch"] >= 1
 
 
 def test_sigterm_reaches_every_worker_and_each_queues_its_trial(write_study, storage):
@@ -196,46 +88,60 @@ def test_sigterm_reaches_every_worker_and_each_queues_its_trial(write_study, sto
 
 
 def test_workers_pinned_to_gpus_need_gpus(write_study):
-    code, _, err = finish(hpsearch("run", "--study", str(write_study()), "--device", "cpu", "--gpus", "0,1"))
+    code, _, err = outcome(invoke("run", "--study", str(write_study()), "--device", "cpu", "--gpus", "0,1"))
     assert code == 2 and "Traceback" not in err and "--gpus/--trials-per-gpu need --device cuda" in err
 
 
-def test_n_trials_and_until_together_is_a_usage_error(write_study):
-    code, _, err = finish(hpsearch("run", "--study", str(write_study()), "--n-trials", "2", "--until", "3"))
-    assert code == 2 and "not both" in err and "Traceback" not in err
+def test_worker_logs_live_beside_the_storage_and_go_once_the_run_ends_well(write_study, storage, tmp_path,
+                                                                          monkeypatch):
+    temp = tmp_path / "temp"  # this run's (and its workers') temporary folder: hpsearch leaves nothing there
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    result = CliRunner().invoke(main, ["run", "--study", str(write_study(budget={"epochs": 1, "trials": 2})),
+                                       "--storage", storage, "--device", "cpu", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "test-files" / "logs").exists()
+    assert list(temp.glob("hpsearch*")) == []  # (torch keeps its own torchinductor_* cache there)
 
 
-@pytest.mark.parametrize("url, fragment", [
-    ("postgresql://alice:s3cret@127.0.0.1:1/nowhere", "cannot open storage postgresql://alice:***@127.0.0.1:1/"),
-    ("sqlite:////proc/no/such/dir/x.db", "cannot write the SQLite storage"),
+def test_worker_logs_of_a_failed_run_stay_beside_the_storage(write_study, storage, tmp_path):
+    result = CliRunner().invoke(main, ["run", "--study", str(write_study(dataset={"name": "cifar10"})),
+                                       "--storage", storage, "--device", "cpu", "--workers", "2"])
+    assert result.exit_code == 2, result.output
+    [folder] = (tmp_path / "test-files" / "logs").iterdir()
+    assert folder.name.startswith(slug("tiny-digits") + "-")
+    assert f"(logs: {folder})" in result.stderr
+    assert "cifar10 not found" in (folder / "worker-0.log").read_text()
+
+
+def test_gpu_workers_are_refused_where_torch_sees_no_cuda():
+    for flags in [((0, 1), None), ((), 2)]:
+        with pytest.raises(HpsearchError, match="torch sees no CUDA device.*use --workers N --device cpu"):
+            plan_workers(None, *flags, "auto", visible_gpus=0)
+
+
+def test_workers_are_n_on_one_device_or_k_per_gpu():
+    assert plan_workers(3, (), None, "cpu", visible_gpus=0) == [WorkerSlot("cpu", None)] * 3
+    assert plan_workers(None, (), None, "auto", visible_gpus=2) == [WorkerSlot("auto", None)]
+    assert plan_workers(None, (1, 0), 2, "auto", visible_gpus=2) == [
+        WorkerSlot("cuda", 1), WorkerSlot("cuda", 1), WorkerSlot("cuda", 0), WorkerSlot("cuda", 0)]
+    assert plan_workers(None, (), 1, "cuda", visible_gpus=3) == [WorkerSlot("cuda", g) for g in range(3)]
+
+
+@pytest.mark.parametrize("args, says", [
+    ((2, (0,), None, "cuda", 1), "--workers cannot be combined with --gpus/--trials-per-gpu"),
+    ((None, (2,), None, "cuda", 2), "--gpus 2: only GPUs 0..1 exist here"),
 ])
-def test_bad_storage_is_one_line_and_never_shows_the_password(write_study, url, fragment):
-    code, out, err = finish(hpsearch("run", "--study", str(write_study()), "--storage", url, "--workers", "2"))
-    assert code == 2 and fragment in err and "s3cret" not in out + err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+def test_a_worker_plan_that_cannot_be_is_refused(args, says):
+    with pytest.raises(HpsearchError, match=f"^{re.escape(says)}"):
+        plan_workers(*args[:4], visible_gpus=args[4])
 
 
-@needs_postgres
-def test_wrong_postgresql_password_is_one_masked_line(write_study):
-    wrong = sqlalchemy.engine.make_url(POSTGRES).set(password="not-the-password").render_as_string(False)
-    code, _, err = finish(hpsearch("run", "--study", str(write_study()), "--storage", wrong))
-    assert code == 2 and "not-the-password" not in err and "Traceback" not in err
-    assert "cannot open storage" in err and "password authentication failed" in err
-
-
-@pytest.mark.parametrize("made_for", ["minimize", "another dataset"])
-def test_a_same_named_study_made_for_something_else_is_refused_untouched(write_study, storage, made_for):
-    if made_for == "minimize":
-        optuna.create_study(study_name="tiny-digits", storage=storage, direction="minimize")
-    else:
-        run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
-    before = len(load(storage).trials)
-    path = write_study("other.yaml", **({} if made_for == "minimize" else {"dataset": {"name": "fashion-mnist"}}))
-    code, _, err = finish(hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu"))
-    assert code == 2 and "Traceback" not in err and "rename the study" in err, err
-    assert len(load(storage).trials) == before
-
-
-def test_mask_hides_every_password():
-    assert mask("postgresql+psycopg2://bob:pa:ss@db.example:5432/hp") == "postgresql+psycopg2://bob:***@db.example:5432/hp"
-    assert mask("sqlite:///hpsearch.db") == "sqlite:///hpsearch.db"
+def test_a_worker_gets_the_run_s_options_on_its_command_line_and_never_the_storage():
+    options = RunOptions(device="cpu", until=8, seed=3, timeout=60, stop_at_target=False, keep_weights=1)
+    cmd = worker_command("s.yaml", options, WorkerSlot("cpu", None), "run-1")
+    assert cmd[1:] == ["-m", "hpsearch", "worker", "--study", "s.yaml", "--device", "cpu", "--run-id", "run-1",
+                       "--heartbeat", str(options.heartbeat), "--keep-weights", "1", "--until", "8",
+                       "--timeout", "60", "--seed", "3", "--no-stop-at-target"]
+    assert "--n-trials" in worker_command("s.yaml", RunOptions(n_trials=2), WorkerSlot("cuda", 0), "r")
