@@ -16,11 +16,12 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+import hpsearch
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.catalog import shipped_study_files
-from tests.helpers import assert_clean_error, hpsearch, invoke, outcome
+from tests.helpers import assert_clean_error, invoke, outcome
 
 
 def test_run_then_best_in_every_format(write_study, storage):
