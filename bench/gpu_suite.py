@@ -22,7 +22,7 @@ into --out: a suite cut short still returns what it measured. bench/README.md sa
 `--stage NAME` runs setup (quick where it is done already) and NAME alone. --dry-run runs the same logic
 on the CPU with tiny budgets (a subset of the archive, 1-2 epochs; the CUDA tests skip, as .ci/run runs
 them on the CPU on its own with HPSEARCH_TEST_DEVICE=cpu), so the suite is tested between GPUs
-(tests/test_gpu_suite.py).
+(tests/e2e/test_gpu_suite.py).
 """
 
 from __future__ import annotations

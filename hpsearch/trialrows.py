@@ -69,7 +69,7 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
     before a run on a study of 8,000 trials could start its first. The same six queries read as rows
     take a fraction of that (bench/big_study.py). Same contract as RDBStorage._get_trials: the study's
     trials in `states`, those of `included_trial_ids` up to `trial_id_greater_than` and all after it, in
-    trial_id order; the same FrozenTrials (tests/test_work_once.py compares them).
+    trial_id order; the same FrozenTrials (tests/search/test_work_once.py compares them).
     """
 
     def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],

@@ -12,6 +12,8 @@ import torch
 import yaml
 from PIL import Image
 
+from tests.helpers import FRONT_DIGITS
+
 TINY_DIGITS = {
     "name": "tiny-digits",
     "about": "a few seconds of real training for tests",
@@ -87,6 +89,22 @@ def shared_study(tmp_path_factory: pytest.TempPathFactory):
     url = f"sqlite:///{folder / 'shared.db'}"
     study = run(load_spec(path), url, RunOptions(device="cpu", keep_weights=2))
     return url, path, study
+
+
+@pytest.fixture(scope="session")
+def front_study(tmp_path_factory: pytest.TempPathFactory):
+    """One finished two-objective study (10 trials, median pruner), for the tests that only read it.
+
+    Returns (storage URL, study file, study). Tests must not add trials to it.
+    """
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
+
+    folder = tmp_path_factory.mktemp("front-study")
+    path = folder / "front-digits.yaml"
+    path.write_text(yaml.safe_dump(FRONT_DIGITS, sort_keys=False))
+    url = f"sqlite:///{folder / 'front.db'}"
+    return url, path, run(load_spec(path), url, RunOptions(device="cpu", keep_weights=10))
 
 
 def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, seed: int = 0) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,21 +11,17 @@ import threading
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-from optuna.distributions import CategoricalDistribution, FloatDistribution
 
+import hpsearch
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
-from hpsearch.search.workers import plan_workers
+from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.catalog import shipped_study_files
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
+from tests.helpers import assert_clean_error, invoke, outcome
 
 
 def test_run_then_best_in_every_format(write_study, storage):
@@ -56,15 +51,6 @@ def test_studies_lists_every_shipped_study():
     assert "fashion-mnist-93" in result.stdout and "test_accuracy >= 93.00%" in result.stdout
 
 
-def assert_clean_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert lines and all(line.startswith("error: ") for line in lines)
-    for fragment in fragments:
-        assert fragment in result.stderr
-
-
 def test_invalid_study_file_exits_2_and_writes_nothing(write_study, storage):
     path = write_study(budget={"epochs": 0}, space={"lr": {"float": [0.5, 0.1]}})
     result = invoke("run", "--study", str(path), "--storage", storage)
@@ -76,28 +62,10 @@ def test_unknown_study_name_lists_the_shipped_ones():
     assert_clean_error(invoke("run", "--study", "cifar11"), "no study file 'cifar11'", "digits-quick")
 
 
-def test_unwritable_sqlite_path(write_study):
-    result = invoke("run", "--study", str(write_study()), "--storage", "sqlite:////nonexistent/dir/x.db")
-    assert_clean_error(result, "cannot write the SQLite storage", "--storage")
-
-
-def test_unreachable_storage_masks_the_password(write_study):
-    result = invoke("run", "--study", str(write_study()), "--storage", "mysql://alice:s3cret@127.0.0.1:1/db")
-    assert_clean_error(result, "cannot open storage mysql://alice:***@127.0.0.1:1/db")
-    assert "s3cret" not in result.output
-
-
 def test_best_of_a_study_that_is_not_there(storage, write_study):
     invoke("run", "--study", str(write_study()), "--storage", storage, "--n-trials", "1")
     assert_clean_error(invoke("best", "--study", "nope", "--storage", storage),
                        "no study named 'nope'", "studies there: tiny-digits")
-
-
-def test_readers_given_an_empty_file_as_storage_say_so_and_leave_it_empty(tmp_path):
-    (tmp_path / "empty.db").write_bytes(b"")
-    for command in (["best"], ["report"], ["export", "-o", "x.yaml"], ["confirm"]):
-        assert_clean_error(invoke(*command, "--study", "s", "--storage", "sqlite:///empty.db"), "no storage empty.db")
-    assert (tmp_path / "empty.db").read_bytes() == b""
 
 
 def test_a_dashboard_host_that_is_no_address_is_one_line(shared_study):
@@ -127,12 +95,6 @@ def test_bad_options_are_usage_errors(args, write_study):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
-def test_gpu_workers_are_refused_where_torch_sees_no_cuda():
-    for flags in [((0, 1), None), ((), 2)]:
-        with pytest.raises(HpsearchError, match="torch sees no CUDA device.*use --workers N --device cpu"):
-            plan_workers(None, *flags, "auto", visible_gpus=0)
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: --gpus is allowed here")
 @pytest.mark.parametrize("flags", [("--gpus", "0,1"), ("--trials-per-gpu", "2")])
 def test_gpu_workers_on_a_machine_without_cuda_start_nothing(write_study, storage, flags):
@@ -148,20 +110,6 @@ def test_cuda_workers_on_a_machine_without_cuda_are_refused_before_any_starts(wr
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("*-logs"))
 
 
-def test_progress_in_a_log_is_plain_lines_per_epoch_and_for_loading(write_study, tmp_path, image_folder):
-    """stderr to a file, as under nohup or a batch scheduler: no live bars, but lines saying where the run is."""
-    image_folder(tmp_path / "data" / "pets", per_class=10)
-    path = write_study(dataset={"name": "imagefolder", "path": "pets", "image_size": 8, "validation": 4, "test": 4})
-    with open(tmp_path / "run.log", "w") as log:
-        done = subprocess.run([sys.executable, "-m", "hpsearch", "run", "--study", str(path), "--device", "cpu",
-                               "--n-trials", "1"], stdout=subprocess.PIPE, stderr=log, text=True, timeout=240)
-    err = (tmp_path / "run.log").read_text()
-    assert done.returncode == 0, err
-    assert "decoding pets/ 20/20 images;" in err
-    assert re.search(r"^trial #0 epoch 1/3 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
-    assert "[1/1] trial #0 complete" in err and "\x1b[" not in err  # no terminal control codes in a log
-
-
 def test_a_run_whose_every_trial_failed_exits_1_naming_the_reason(write_study, storage):
     path = write_study(space={"lr": {"choice": [100.0]}}, budget={"epochs": 2, "trials": 2},
                        fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batchnorm": False, "optimizer": "sgd",
@@ -171,14 +119,6 @@ def test_a_run_whose_every_trial_failed_exits_1_naming_the_reason(write_study, s
     assert "study tiny-digits: 2 trials (0 complete, 0 pruned, 2 failed)" in result.stdout
     assert "error: every trial of this run failed (2 trials); the most common reason (2 of 2): training loss became" \
         in result.stderr
-
-
-def test_a_fixed_architecture_too_deep_for_the_images_is_refused_before_any_trial(write_study, storage):
-    path = write_study(fixed={"blocks": 8})
-    assert_clean_error(invoke("run", "--study", str(path), "--storage", storage),
-                       f"{path}: fixed: does not fit digits: the 8x8 input shrinks to nothing at the pool of block 4; "
-                       "it would fit with blocks 3 or fewer, or with pool none")
-    assert not Path(storage.removeprefix("sqlite:///")).exists()
 
 
 def test_until_a_total_the_study_already_holds_says_so(write_study, storage):
@@ -194,45 +134,6 @@ def test_every_command_is_in_the_readme_s_command_list():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     listed = readme.split("## Commands", 1)[1].split("```")[1]
     assert {line.split()[1] for line in listed.strip().splitlines()} == set(main.commands)
-
-
-def stored_trial(value: float, params: dict | None = None, **attrs) -> optuna.trial.FrozenTrial:
-    """A completed trial as a run stores it, for summaries that need no training."""
-    params = {"lr": 0.1} if params is None else params
-    dists = {"lr": FloatDistribution(0.01, 0.2), "head_widths": CategoricalDistribution(["[]", "[256]"])}
-    return optuna.trial.create_trial(
-        value=value, params=params, distributions={k: dists[k] for k in params},
-        user_attrs={"test_accuracy": value, "param_count": 1000, "epochs": 3, "seconds": 1.0, "device": "cpu", **attrs})
-
-
-def test_best_and_report_agree_on_ties_the_earliest_trial_wins(storage):
-    study = optuna.create_study(study_name="ties", storage=storage, direction="maximize")
-    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
-    for value in (0.90, 0.95, 0.95):
-        study.add_trial(stored_trial(value))
-    best = json.loads(invoke("best", "--study", "ties", "--storage", storage, "--format", "json").stdout)["best"]
-    assert best["number"] == 1
-    assert "| #1 | searched #1 | hpsearch |" in invoke("report", "--study", "ties", "--storage", storage).stdout
-
-
-def test_best_says_what_the_study_holds(storage):
-    study = optuna.create_study(study_name="held", storage=storage, direction="maximize")
-    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
-    study.add_trial(stored_trial(0.9, {"lr": 0.1, "head_widths": "[256]"}))
-    study.enqueue_trial({"lr": 0.05})  # a retried copy, queued: it has not run
-    text = invoke("best", "--study", "held", "--storage", storage).stdout
-    assert text.startswith("study held: 1 trial (1 complete, 0 pruned, 0 failed); 1 queued to run next\n")
-    as_yaml = yaml.safe_load(invoke("best", "--study", "held", "--storage", storage, "--format", "yaml").stdout)
-    assert as_yaml["trials"] == 1 and as_yaml["waiting"] == 1
-    assert as_yaml["best"]["params"] == {"lr": 0.1, "head_widths": [256]}  # a list, not its JSON text
-
-
-def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
-    study = optuna.create_study(study_name="base", storage=storage, direction="maximize")
-    study.set_user_attr("dataset", "digits")  # as hpsearch marks the studies it makes
-    study.add_trial(stored_trial(0.9, {}, baseline="seed001-cnn"))
-    text = invoke("best", "--study", "base", "--storage", storage).stdout
-    assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
 
 
 def test_a_signal_dropped_inside_a_destructor_does_not_disarm_the_next_one():
@@ -306,3 +207,22 @@ def test_n_trials_with_until_is_refused_before_torch_or_optuna_is_imported(comma
                            "--until", "2"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not both" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_n_trials_and_until_together_is_a_usage_error(write_study):
+    code, _, err = outcome(invoke("run", "--study", str(write_study()), "--n-trials", "2", "--until", "3"))
+    assert code == 2 and "not both" in err and "Traceback" not in err
+
+
+def test_baselines_command_lists_every_baseline():
+    result = CliRunner().invoke(main, ["baselines"])
+    assert result.exit_code == 0
+    for b in BASELINES.values():
+        assert b.name in result.stdout
+    assert "890,410 (as stated)" in result.stdout and "report 001 §1.2" in result.stdout
+
+
+def test_version_is_the_package_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"hpsearch, version {hpsearch.__version__}"

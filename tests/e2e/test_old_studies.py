@@ -11,13 +11,12 @@ import optuna
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from hpsearch.cli import main
 from hpsearch.results.artifacts import load_trial_state_dict
+from tests.helpers import invoke
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -25,10 +24,6 @@ def old_storage(tmp_path):
     shutil.copy(FIXTURES / "old.db", tmp_path / "old.db")
     shutil.copytree(FIXTURES / "old-artifacts", tmp_path / "old-artifacts")
     return f"sqlite:///{tmp_path / 'old.db'}"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
 
 
 def trained_again(config: str, out: str, tmp_path: Path) -> dict:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 READERS = [["studies"], ["params"], ["baselines"], ["best", "--study", "tiny"], ["report", "--study", "tiny"],
            ["export", "--study", "tiny", "-o", "t.yaml"]]

@@ -1,7 +1,7 @@
 """Processes that meet on one storage: opening it together, drawing parameters, losing a worker.
 
 Real processes on real databases; the PostgreSQL tests need $HPSEARCH_TEST_POSTGRES (see
-test_scaling.py) and each gets an empty schema of its own, as a new database would be.
+tests/helpers.py) and each gets an empty schema of its own, as a new database would be.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import optuna
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
-from test_scaling import POSTGRES, SLOW, assert_exact_total, finish, load, needs_postgres, wait_for
 
-from hpsearch.search.objective import RunEvents
-from hpsearch.search.run import RunOptions, run
 from hpsearch.storage import driver_url
-from hpsearch.studyfile.schema import load_spec
+from tests.helpers import POSTGRES, SLOW, assert_exact_total, finish, load, needs_postgres, wait_for
 
 
 @contextmanager
@@ -104,16 +101,6 @@ def test_three_workers_started_together_on_an_empty_database_never_repeat_a_tria
         assert [finish(b)[0] for b in best] == [0] * 4
 
 
-def test_a_resumed_single_process_run_draws_what_it_drew_before(write_study, storage):
-    """The draws are pinned: the same as hpsearch drew before workers got streams of their own."""
-    spec = load_spec(write_study(budget={"epochs": 1, "trials": 3}))
-    run(spec, storage, RunOptions(device="cpu", n_trials=2))
-    study = run(spec, storage, RunOptions(device="cpu", n_trials=3))
-    assert [(t.params["lr"], t.params["width"]) for t in study.trials] == [
-        (0.0852084800119005, 11), (0.051157506159354584, 11), (0.010807638389333237, 9),
-        (0.036844060823428594, 11), (0.026901438939558462, 9)]
-
-
 @pytest.mark.parametrize("total", [["--until", "3"], ["--n-trials", "3", "--run-id", uuid.uuid4().hex]],
                          ids=["until", "one-run"])
 def test_a_worker_lost_mid_trial_has_its_copy_run_before_the_total_is_reached(write_study, tmp_path, total):
@@ -150,43 +137,3 @@ def test_a_worker_lost_mid_trial_has_its_copy_run_before_the_total_is_reached(wr
     assert copy.user_attrs["resumed_from_epoch"] >= 1
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 3  # 3 trials, all resolved
     assert TrialState.RUNNING not in [t.state for t in trials] and TrialState.WAITING not in [t.state for t in trials]
-
-
-class InterruptAfterEpoch(RunEvents):
-    """Ctrl-C right after trial `number` reports epoch `epoch` (where a kill between the report and
-    the checkpoint used to lose that epoch)."""
-
-    def __init__(self, number: int, epoch: int):
-        self.number, self.epoch = number, epoch
-
-    def epoch_finished(self, number, stats) -> None:
-        if (number, stats.epoch) == (self.number, self.epoch):
-            raise KeyboardInterrupt
-
-
-def test_an_interrupted_trial_resumes_first_from_its_last_reported_epoch_and_forgets_the_failure(write_study,
-                                                                                                 storage):
-    spec = load_spec(write_study(baselines=["seed002-cnn-q9", "seed002-fc"], budget={"epochs": 3, "trials": 4}))
-    with pytest.raises(KeyboardInterrupt):
-        run(spec, storage, RunOptions(device="cpu"), events=InterruptAfterEpoch(1, 2))  # #0 is sampled, #1 a baseline
-    interrupted = load(storage).trials[1]
-    assert interrupted.user_attrs["baseline"] == "seed002-cnn-q9" and "interrupted" in interrupted.user_attrs["failure"]
-
-    study = run(spec, storage, RunOptions(device="cpu", n_trials=1))
-    resumed = [t for t in study.trials[2:] if t.state == TrialState.COMPLETE]
-    assert [t.system_attrs.get("failed_trial") for t in resumed] == [1]  # the copy ran before baseline seed002-fc
-    assert resumed[0].user_attrs["baseline"] == "seed002-cnn-q9"
-    assert resumed[0].user_attrs["resumed_from_epoch"] == 2  # saved before epoch 2 was reported
-    assert "failure" not in resumed[0].user_attrs
-
-
-def test_closing_a_storage_lock_frees_it_at_once(tmp_path):
-    """open_storage and run close their locks in `finally`: the file must be free then, not when collected."""
-    import filelock
-
-    from hpsearch.storage import shared_lock
-
-    lock = shared_lock(f"sqlite:///{tmp_path / 'x.db'}")
-    lock.acquire()
-    lock.close()
-    filelock.FileLock(str(tmp_path / "x.db.lock")).acquire(timeout=1)  # Timeout if close() left it held

@@ -1,12 +1,15 @@
-"""The end of a run, decided in the library: what it did, the all-failed verdict, the dashboard note."""
+"""The end of a run, decided in the library: what it did, time to target, the all-failed verdict, the dashboard note."""
 
 from __future__ import annotations
 
 import optuna
+from click.testing import CliRunner
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
+from hpsearch.cli import main
+from hpsearch.results import dashboard, timing
 from hpsearch.search.finish import finish
 from hpsearch.search.run import RunOptions
 from hpsearch.studyfile.catalog import load_study_spec
@@ -40,3 +43,25 @@ def test_until_a_total_already_held_is_nothing_to_do_and_a_searched_trial_reache
     study.add_trial(stored(TrialState.COMPLETE, "this", 0.6))
     end = finish(study, spec, RunOptions(until=2, run_id="this"))
     assert not end.nothing_to_do and end.reached.number == 1
+
+
+def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_study, storage):
+    path = str(write_study(budget={"epochs": 2, "trials": 2}, target={"metric": "val_accuracy", "value": 0.3}))
+    result = CliRunner().invoke(main, ["run", "--study", path, "--storage", storage, "--device", "cpu",
+                                       "--keep-weights", "0", "--no-stop-at-target"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny-digits", storage=storage)
+    first = study.trials[0]
+    line = (f"Time to target (val_accuracy >= 30.00%): reached by searched trial #0 after "
+            f"{timing.duration((first.datetime_complete - first.datetime_start).total_seconds())} wall time and "
+            f"{timing.duration(first.user_attrs['seconds'])} of training (device-seconds); 1 trial until then "
+            "(1 complete, 0 pruned, 0 failed).")
+    assert line in result.stdout and "Pace: 2 finished trials in " in result.stdout
+    note = get_note(study)
+    assert note.startswith("# tiny-digits: baselines and best searched trials, 2 epochs a trial")
+    assert "| #0 | searched #" in note and line in note and note.endswith(dashboard.NOTE_END)
+    dashboard.write_note(study, "# rewritten")  # what a person wrote below the line stays
+    from optuna_dashboard import save_note
+    save_note(study, get_note(study) + "\nmy own remark")
+    dashboard.write_note(study, "# again")
+    assert get_note(study) == f"# again\n\n---\n{dashboard.NOTE_END}\nmy own remark"

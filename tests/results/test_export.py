@@ -8,19 +8,13 @@ import optuna
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from optuna.trial import TrialState
 from safetensors.torch import load_file
-from test_cli import assert_clean_error
 
-from hpsearch.cli import main
 from hpsearch.results.artifacts import load_trial_state_dict
 from hpsearch.results.export import read_config
 from hpsearch.studyfile import params as P
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args))
+from tests.helpers import assert_clean_error, invoke
 
 
 def best_trial(study):

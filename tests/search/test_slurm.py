@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 from hpsearch import trialrecord as A
 from hpsearch.cli import main
 from hpsearch.search.workers import Workers, WorkerSlot
-from test_races import empty_postgres_database
-from test_scaling import SLOW, assert_exact_total, load, needs_postgres, wait_for
+from tests.e2e.test_races import empty_postgres_database
+from tests.helpers import SLOW, assert_exact_total, load, needs_postgres, wait_for
 
 PARTITION = os.environ.get("HPSEARCH_TEST_SLURM")
 needs_slurm = pytest.mark.skipif(not PARTITION or not shutil.which("sbatch"),

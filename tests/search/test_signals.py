@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM raise only outside the database layer: real signals, a real SQLite storage."""
+"""Ctrl-C and SIGTERM raise only outside the database layer, and a run stopped by one records its trial so the
+next run resumes it: real signals, a real SQLite storage, a real process."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import time
 import optuna
 import pytest
 import sqlalchemy
+from optuna.trial import TrialState
 
 from hpsearch.errors import Terminated
+from hpsearch.search.run import RunOptions, run
 from hpsearch.search.signals import REDELIVER_S, raising_on_signals
+from hpsearch.studyfile.schema import load_spec
+from tests.helpers import SLOW, finish, first_epochs_done, hpsearch, load, wait_for
 
 
 def sigterm_after(seconds: float) -> threading.Timer:
@@ -78,3 +83,24 @@ def test_a_signal_put_off_past_the_end_is_raised_there_not_lost(tmp_path):
     assert time.monotonic() - started > 0.02 + REDELIVER_S / 2  # the query outlasted the signal: it was put off
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     time.sleep(3 * REDELIVER_S)  # nothing is delivered late
+
+
+@pytest.mark.parametrize("sig, status, reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                 (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_records_the_trial_and_the_next_run_resumes_it(write_study, storage, sig, status, reason):
+    # 20 epochs: the signal must land inside a trial even when a quiet machine trains one in a second
+    path = write_study(budget={"epochs": 20, "trials": 3}, **SLOW)
+    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
+    wait_for(first_epochs_done(process, storage))
+    process.send_signal(sig)
+    code, _, err = finish(process)
+    assert code == status and "Traceback" not in err, err
+    assert f"{reason}: run the same command again to resume the study" in err
+    trials = load(storage).trials
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["failure"].startswith(reason)
+    assert trials[-1].state == TrialState.WAITING and trials[-1].params == trials[0].params
+
+    study = run(load_spec(path), storage, RunOptions(device="cpu", n_trials=1))
+    resumed = study.trials[len(trials) - 1]
+    assert resumed.state == TrialState.COMPLETE and resumed.user_attrs["resumed_from_epoch"] >= 1

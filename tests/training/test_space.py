@@ -83,12 +83,6 @@ def test_fixed_trial_drives_the_space(spec):
     assert cfg.augment.flip and cfg.augment.crop_padding == 4 and cfg.augment.cutout_size == 0
 
 
-def test_augment_choices_cover_every_combination():
-    choices = P.BY_NAME["augment"].choices
-    assert choices[0] == "none" and len(choices) == 8
-    assert {"flip", "crop", "cutout", "flip_crop", "flip_crop_cutout"} <= set(choices)
-
-
 def test_the_family_decides_which_model_parameters_a_trial_has(write_study):
     """A study searching the family samples each family's own parameters only; resnet9's width defaults to Page's."""
     spec = load_spec(write_study(space={"family": {"choice": ["cnn", "resnet9", "resnet18"]},

@@ -1,55 +1,90 @@
-"""Baselines: exact parameter counts, fixed trials interleaved with the search and queued once, refused when they
-do not fit, reported."""
+"""One worker on a study: baselines interleaved with the search, exact totals across runs, the target, seeding,
+an interrupted trial resumed first."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 
 import optuna
 import pytest
-import torch
 from click.testing import CliRunner
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.cli import main
-from hpsearch.errors import SpecError
-from hpsearch.search.run import RunOptions, baseline_due, run
+from hpsearch.search.objective import RunEvents
+from hpsearch.search.run import RunOptions, SamplerSeed, baseline_due, run
 from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.studyfile.params import MAX_SEED
 from hpsearch.studyfile.schema import load_spec
-from hpsearch.studyfile.types import DatasetSpec
-from hpsearch.training import devicedata as data
-from hpsearch.training import recipe
-from hpsearch.training.space import built_param_count, fit_problem
-
-STATED = [b for b in BASELINES.values() if b.param_count is not None]
+from tests.helpers import load
 
 
-def test_the_six_stated_counts_are_all_covered():
-    assert {b.name: b.param_count for b in STATED}.items() >= {
-        "seed001-cnn": 890_410, "seed002-fc": 12_523_266, "seed002-cnn": 81_834, "seed003-tutorial": 62_006,
-        "seed004-fc": 29_778_020, "seed000-catsdogs": 26_308_673}.items()
+def test_until_tops_the_study_up_to_a_total(write_study, storage):
+    spec = load_spec(write_study(budget={"epochs": 1, "trials": 50}))
+    run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    assert len(run(spec, storage, RunOptions(device="cpu", until=5)).trials) == 5
+    assert len(run(spec, storage, RunOptions(device="cpu", until=4)).trials) == 5  # already there: nothing added
 
 
-@pytest.mark.parametrize("baseline", STATED, ids=lambda b: b.name)
-def test_built_model_matches_the_stated_parameter_count(baseline):
-    assert built_param_count(baseline) == baseline.param_count
+def test_a_resumed_single_process_run_draws_what_it_drew_before(write_study, storage):
+    """The draws are pinned: the same as hpsearch drew before workers got streams of their own."""
+    spec = load_spec(write_study(budget={"epochs": 1, "trials": 3}))
+    run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    study = run(spec, storage, RunOptions(device="cpu", n_trials=3))
+    assert [(t.params["lr"], t.params["width"]) for t in study.trials] == [
+        (0.0852084800119005, 11), (0.051157506159354584, 11), (0.010807638389333237, 9),
+        (0.036844060823428594, 11), (0.026901438939558462, 9)]
 
 
-@pytest.mark.parametrize("baseline", BASELINES.values(), ids=lambda b: b.name)
-def test_the_table_holds_each_built_count(baseline):
-    """`hpsearch baselines` lists built_count without building (no torch): it must be what the build gives."""
-    assert built_param_count(baseline) == baseline.built_count
+class InterruptAfterEpoch(RunEvents):
+    """Ctrl-C right after trial `number` reports epoch `epoch` (where a kill between the report and
+    the checkpoint used to lose that epoch)."""
+
+    def __init__(self, number: int, epoch: int):
+        self.number, self.epoch = number, epoch
+
+    def epoch_finished(self, number, stats) -> None:
+        if (number, stats.epoch) == (self.number, self.epoch):
+            raise KeyboardInterrupt
 
 
-def test_q9_matches_its_approximate_count_within_ten_percent():
-    assert abs(built_param_count(BASELINES["seed002-cnn-q9"]) / 654_454 - 1) < 0.10
+def test_an_interrupted_trial_resumes_first_from_its_last_reported_epoch_and_forgets_the_failure(write_study,
+                                                                                                 storage):
+    spec = load_spec(write_study(baselines=["seed002-cnn-q9", "seed002-fc"], budget={"epochs": 3, "trials": 4}))
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, storage, RunOptions(device="cpu"), events=InterruptAfterEpoch(1, 2))  # #0 is sampled, #1 a baseline
+    interrupted = load(storage).trials[1]
+    assert interrupted.user_attrs["baseline"] == "seed002-cnn-q9" and "interrupted" in interrupted.user_attrs["failure"]
+
+    study = run(spec, storage, RunOptions(device="cpu", n_trials=1))
+    resumed = [t for t in study.trials[2:] if t.state == TrialState.COMPLETE]
+    assert [t.system_attrs.get("failed_trial") for t in resumed] == [1]  # the copy ran before baseline seed002-fc
+    assert resumed[0].user_attrs["baseline"] == "seed002-cnn-q9"
+    assert resumed[0].user_attrs["resumed_from_epoch"] == 2  # saved before epoch 2 was reported
+    assert "failure" not in resumed[0].user_attrs
 
 
-@pytest.mark.parametrize("baseline", BASELINES.values(), ids=lambda b: b.name)
-def test_every_baseline_fits_its_own_report_input(baseline):
-    assert fit_problem(baseline, baseline.input_shape, baseline.num_classes) is None
-    assert baseline.config()["schedule"] in ("constant", "cosine")  # hpsearch's defaults never leak in silently
+def test_a_second_run_continues_the_same_study(write_study, storage):
+    spec = load_spec(write_study())
+    run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    study = run(spec, storage, RunOptions(device="cpu", n_trials=2))
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    lrs = [t.params["lr"] for t in study.trials]
+    assert len(set(lrs)) == 4  # the resumed sampler does not replay the first run's draws
+
+
+def test_the_run_stops_once_a_trial_reaches_the_target(write_study, storage):
+    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.5}, budget={"epochs": 3, "trials": 5}))
+    assert len(run(spec, storage, RunOptions(device="cpu")).trials) == 1
+    again = run(spec, storage, RunOptions(device="cpu", stop_at_target=False, n_trials=2))
+    assert len(again.trials) == 3
+
+
+def test_a_sampler_seed_at_the_top_of_its_range_wraps_when_a_worker_reseeds(write_study):
+    seeded = optuna.create_study()
+    SamplerSeed(load_spec(write_study()), MAX_SEED).follow(seeded, 3)  # as after another worker added 3 trials
+    expected = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))  # MAX_SEED + 3, past 32 bits
+    assert seeded.ask().suggest_float("x", 0, 1) == expected.ask().suggest_float("x", 0, 1)
 
 
 def run_study(write_study, storage, n_trials, baselines=("seed002-cnn-q9", "seed002-fc"), **overrides):
@@ -107,54 +142,6 @@ def test_a_waiting_copy_goes_before_any_baseline():
     waiting = past_trial(1, 5, baseline="b1")
     waiting.state = TrialState.WAITING
     assert baseline_due([past_trial(0, 5), waiting], ("b1", "b2"), "r", 1, NOON) is None
-
-
-@pytest.mark.parametrize("dataset, name, why", [
-    ("digits", "seed001-cnn", "seed001-cnn does not fit digits: the 8x8 input shrinks to nothing"),
-    ("cifar10", "seed000-catsdogs", "seed000-catsdogs does not fit cifar10: output 'sigmoid' needs exactly 2"),
-    ("digits", "seed999-magic", 'unknown baseline "seed999-magic" (allowed: seed001-cnn'),
-])
-def test_a_baseline_that_does_not_fit_is_refused_on_load(write_study, dataset, name, why):
-    with pytest.raises(SpecError) as caught:
-        load_spec(write_study(dataset={"name": dataset}, baselines=[name]))
-    assert any(p.startswith("baselines: " + why) for p in caught.value.problems), caught.value.problems
-
-
-def test_report_shows_finished_and_pending_baselines_and_the_best_searched(write_study, storage, tmp_path):
-    path = write_study(baselines=["seed002-cnn-q9", "seed002-fc"], budget={"epochs": 2, "trials": 1})
-    runner = CliRunner()
-    assert runner.invoke(main, ["run", "--study", str(path), "--storage", storage]).exit_code == 0
-    result = runner.invoke(main, ["report", "--study", str(path), "--storage", storage, "--out", "r.md"])
-    assert result.exit_code == 0, result.output
-    lines = (tmp_path / "r.md").read_text().splitlines()
-    q9 = next(line for line in lines if "seed002-cnn-q9" in line)
-    fc = next(line for line in lines if "seed002-fc" in line)
-    assert "78.20% test on cifar10" in q9 and "| 128,490 | 2 |" in q9 and "%" in q9.split("|")[5]
-    assert "| pending | pending |" in fc and "0.00%" not in fc
-    assert result.stdout == (tmp_path / "r.md").read_text()
-    runner.invoke(main, ["run", "--study", str(path), "--storage", storage, "--n-trials", "2"])
-    table = runner.invoke(main, ["report", "--study", str(path), "--storage", storage]).stdout
-    assert "pending" not in table and "searched #1" in table
-
-
-def test_baselines_command_lists_every_baseline():
-    result = CliRunner().invoke(main, ["baselines"])
-    assert result.exit_code == 0
-    for b in BASELINES.values():
-        assert b.name in result.stdout
-    assert "890,410 (as stated)" in result.stdout and "report 001 §1.2" in result.stdout
-
-
-def test_sigmoid_head_trains_two_classes_with_binary_cross_entropy():
-    digits = data.load(DatasetSpec("digits"), torch.device("cpu"))
-    keep = lambda y: (y == 0) | (y == 1)
-    two = dataclasses.replace(digits, classes=("0", "1"), **{
-        f"{split}_{part}": getattr(digits, f"{split}_{part}")[keep(getattr(digits, f"{split}_y"))]
-        for split in ("train", "val", "test") for part in ("x", "y")})
-    params = {"blocks": 1, "convs_per_block": 1, "width": 8, "output": "sigmoid", "batch_size": 32, "lr": 0.05}
-    trained = recipe.train(params, two, epochs=3, seed=0)
-    assert trained.model[-1].out_features == 1
-    assert trained.val_accuracy > 0.95 and trained.test_accuracy > 0.95
 
 
 def test_a_baseline_that_meets_the_target_is_noted_and_the_run_goes_on_until_the_search_does(write_study, storage):

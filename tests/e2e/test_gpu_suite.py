@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "bench" / "gpu_suite.py"
 sys.path.insert(0, str(SUITE.parent))
 import gpu_suite  # noqa: E402

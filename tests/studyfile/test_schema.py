@@ -86,11 +86,6 @@ def test_a_sampler_whose_package_is_missing_is_refused_naming_it(write_study, mo
                        "`pip install cmaes`, or choose another sampler")
 
 
-def test_a_study_with_the_qmc_sampler_loads_without_a_warning_on_stderr(write_study, recwarn):
-    assert load_spec(write_study(sampler={"name": "qmc", "seed": 0})).sampler.name == "qmc"  # the check builds it
-    assert not recwarn.list
-
-
 def test_every_problem_is_reported_at_once(write_study):
     path = write_study(budget={"epochs": -1}, sampler={"name": "nope"}, fixed={"lr": -3})
     keys = {p.split(":")[0] for p in problems_of(path)}
