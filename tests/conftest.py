@@ -74,21 +74,25 @@ SHARED_DIGITS = {**TINY_DIGITS, "name": "shared-digits", "budget": {"epochs": 3,
                  "space": {"lr": {"float": [0.001, 0.3], "log": True}, "width": {"int": [4, 12]}}}
 
 
+def _finished_study(factory: pytest.TempPathFactory, body: dict, keep_weights: int):
+    """(storage URL, study file, study) of the study `body` run once to its budget in a folder of its own."""
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
+
+    folder = factory.mktemp(body["name"])
+    path = folder / f"{body['name']}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    url = f"sqlite:///{folder / 'study.db'}"
+    return url, path, run(load_spec(path), url, RunOptions(device="cpu", keep_weights=keep_weights))
+
+
 @pytest.fixture(scope="session")
 def shared_study(tmp_path_factory: pytest.TempPathFactory):
     """One finished digits study (6 trials, weights of the best 2 kept), run once for the tests that only read it.
 
     Returns (storage URL, study file, study). Tests must not add trials to it.
     """
-    from hpsearch.search.run import RunOptions, run
-    from hpsearch.studyfile.schema import load_spec
-
-    folder = tmp_path_factory.mktemp("shared-study")
-    path = folder / "shared-digits.yaml"
-    path.write_text(yaml.safe_dump(SHARED_DIGITS, sort_keys=False))
-    url = f"sqlite:///{folder / 'shared.db'}"
-    study = run(load_spec(path), url, RunOptions(device="cpu", keep_weights=2))
-    return url, path, study
+    return _finished_study(tmp_path_factory, SHARED_DIGITS, keep_weights=2)
 
 
 @pytest.fixture(scope="session")
@@ -97,14 +101,7 @@ def front_study(tmp_path_factory: pytest.TempPathFactory):
 
     Returns (storage URL, study file, study). Tests must not add trials to it.
     """
-    from hpsearch.search.run import RunOptions, run
-    from hpsearch.studyfile.schema import load_spec
-
-    folder = tmp_path_factory.mktemp("front-study")
-    path = folder / "front-digits.yaml"
-    path.write_text(yaml.safe_dump(FRONT_DIGITS, sort_keys=False))
-    url = f"sqlite:///{folder / 'front.db'}"
-    return url, path, run(load_spec(path), url, RunOptions(device="cpu", keep_weights=10))
+    return _finished_study(tmp_path_factory, FRONT_DIGITS, keep_weights=10)
 
 
 def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, seed: int = 0) -> Path:
