@@ -23,7 +23,29 @@ from hpsearch.errors import Terminated
 DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite3", "psycopg2", "psycopg", "pymysql")
 REDELIVER_S = 0.05
 
-_put_off: dict[int, threading.Timer] = {}  # signal number: the timer that delivers it again
+
+
+class _Redelivery:
+    """A put-off signal, sent again REDELIVER_S later. `sent` turns true before the signal goes out, so a
+    handler that runs on the redelivered signal (or a block that ends meanwhile) never mistakes it for one
+    still to come: a timer thread stays alive a while after sending, longer on a loaded machine."""
+
+    def __init__(self, signum: int):
+        self.sent = False
+        self.timer = threading.Timer(REDELIVER_S, self._send, (signum,))
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _send(self, signum: int) -> None:
+        self.sent = True
+        os.kill(os.getpid(), signum)
+
+    @property
+    def pending(self) -> bool:
+        return not self.sent and self.timer.is_alive()
+
+
+_put_off: dict[int, _Redelivery] = {}  # signal number: its redelivery
 
 
 def in_database_layer(frame: FrameType | None) -> bool:
@@ -43,10 +65,8 @@ def raise_on_signal(signum: int, frame: FrameType | None) -> None:
     signal must then raise again, so nothing is ignored until the clean-up that the exception starts
     has really begun (hold_signals)."""
     if in_database_layer(frame):
-        if signum not in _put_off or not _put_off[signum].is_alive():
-            _put_off[signum] = threading.Timer(REDELIVER_S, os.kill, (os.getpid(), signum))
-            _put_off[signum].daemon = True
-            _put_off[signum].start()
+        if signum not in _put_off or not _put_off[signum].pending:
+            _put_off[signum] = _Redelivery(signum)
         return
     raise interrupt_for(signum)
 
@@ -76,9 +96,9 @@ def raising_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pending = [signum for signum, timer in _put_off.items() if timer.is_alive()]
-        for timer in _put_off.values():
-            timer.cancel()
+        pending = [signum for signum, redelivery in _put_off.items() if redelivery.pending]
+        for redelivery in _put_off.values():
+            redelivery.timer.cancel()
         _put_off.clear()
     if pending:
         raise interrupt_for(pending[0])
