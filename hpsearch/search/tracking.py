@@ -28,7 +28,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError
 from hpsearch.search.objective import RunEvents, device_name
 from hpsearch.storage import shared_lock
 from hpsearch.training.devicedata import DeviceData
@@ -36,8 +35,9 @@ from hpsearch.training.train import EpochStats
 
 log = logging.getLogger(__name__)
 
-INSTALL = 'pip install "hpsearch[mlflow]"'
-DEFAULT_URI = "mlruns"  # a folder in the current one, when neither --mlflow URI nor $MLFLOW_TRACKING_URI says
+# When neither --mlflow URI nor $MLFLOW_TRACKING_URI says: MLflow 3's own default, an SQLite file here (MLflow
+# 3.17 refuses a ./mlruns folder store unless MLFLOW_ALLOW_FILE_STORE=true). Artifacts go to ./mlruns.
+DEFAULT_URI = "sqlite:///mlflow.db"
 TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds; at most about half a minute to give up on a server
 TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role", "hpsearch.trial", "hpsearch.retries"
@@ -46,32 +46,24 @@ PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
 
 
 def tracking_uri(given: str) -> str:
-    """--mlflow's URI: the one given, else $MLFLOW_TRACKING_URI, else ./mlruns; a local folder made absolute, so
-    that the workers a run starts log to the same one."""
+    """--mlflow's URI: the one given, else $MLFLOW_TRACKING_URI, else ./mlflow.db; a relative SQLite file or folder
+    made absolute, so that the workers a run starts log to the same one."""
     uri = given or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    return uri if "://" in uri or uri.startswith(("databricks", "file:")) else Path(uri).absolute().as_uri()
-
-
-def check_installed() -> None:
-    """One line, before anything slow loads, where mlflow is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec("mlflow") is None:
-        raise HpsearchError(f"--mlflow needs the mlflow package: {INSTALL}")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).absolute())
+    return uri if ":" in uri else Path(uri).absolute().as_uri()
 
 
 class Tracker(RunEvents):
     """A run's events and Optuna's trial-finished callback, sent to MLflow; `close()` waits for what is queued."""
 
     def __init__(self, uri: str, study_name: str, storage_url: str):
-        from mlflow.tracking import MlflowClient
-
         for name, value in TIMEOUTS.items():
             os.environ.setdefault(name, value)
         self.uri = uri
         self.study_name = study_name
         self.storage_url = storage_url
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = None  # made on the tracker's thread: even a bad URI must not end the run
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self.failed = False
         self.study: optuna.Study | None = None
@@ -145,7 +137,9 @@ class Tracker(RunEvents):
 
     def _open(self) -> None:
         from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
 
+        self.client = MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(self.study_name)
         if experiment is None:
             try:
