@@ -97,6 +97,7 @@ def test_unreachable_server_costs_no_trial(write_study, storage):
 
 
 @needs_mlflow
+@pytest.mark.slow  # a server start and three runs: about two minutes on 2 loaded cores
 def test_study_two_workers_and_confirm(server, write_study, storage, tmp_path):
     from mlflow.tracking import MlflowClient
 
