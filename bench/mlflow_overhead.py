@@ -38,7 +38,8 @@ def timed_run(folder: Path, trials: int, mlflow: bool) -> dict:
     if mlflow:
         command += ["--mlflow", f"sqlite:///{folder / 'mlflow.db'}"]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env={**os.environ, "HPSEARCH_OFFLINE": "1"})
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True,
+                          env={**os.environ, "HPSEARCH_OFFLINE": "1"})
     wall = time.perf_counter() - started
     if done.returncode != 0 or (mlflow and "mlflow at" in done.stderr):
         sys.exit(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -44,7 +44,7 @@ def study_option(text: str = "A study name in the storage, a shipped study, or a
 
 mlflow_option = click.option(
     "--mlflow", "mlflow", is_flag=False, flag_value="", default=None, metavar="[URI]",
-    help=f"Log the study and every trial to MLflow at URI. Default URI: $MLFLOW_TRACKING_URI, else "
+    help="Log the study and every trial to MLflow at URI. Default URI: $MLFLOW_TRACKING_URI, else "
          "sqlite:///mlflow.db (a file in the current folder). "
          "Needs mlflow: pip install \"hpsearch[mlflow]\".")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",

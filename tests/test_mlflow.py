@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hpsearch.cli import main
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
-                                  reason='mlflow is not installed (pip install "hpsearch[mlflow]"; .ci/run installs it)')
+                                  reason='no mlflow (pip install "hpsearch[mlflow]"; .ci/run installs it)')
 TRIALS, EPOCHS = 4, 2
 
 

@@ -71,6 +71,9 @@ class Tracker(RunEvents):
         self.parent: str | None = None
         self.children: dict[int, str] = {}  # trial number -> its child run, while it runs
         self.tags: dict[str, str] = {}  # the worker's device and versions, on every child run
+        # Importing mlflow and opening its store take seconds of CPU: begun now, while torch loads and the data
+        # is read, and awaited before the first trial, so that none of it lands in a trial's time.
+        self.ready = self.pool.submit(self._guarded, self._opened)
 
     # Everything the main thread calls only queues work.
 
@@ -96,7 +99,7 @@ class Tracker(RunEvents):
         if data is not None:
             self.tags = {"device": device_name(data.train_x.device), "dataset_source": data.source}
         self.tags |= {"torch": torch.__version__, "optuna": optuna.__version__, "hpsearch": version("hpsearch")}
-        self._queue(self._opened)
+        self.ready.result()  # at most TIMEOUTS' half minute, then a warning
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         self._queue(self._start_trial, number, dict(params))
@@ -184,8 +187,8 @@ class Tracker(RunEvents):
             tags[TAG_BASELINE] = baseline
         if retried:
             tags[TAG_RETRIES] = str(retried[-1])
-        run = self.client.create_run(self.experiment_id, run_name=f"trial {number}" + (f" {baseline}" if baseline else ""),
-                                     tags=tags)
+        name = f"trial {number}" + (f" {baseline}" if baseline else "")
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         self.children[number] = run.info.run_id
         self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in sorted(params.items())])
 
