@@ -7,9 +7,11 @@ exists, then looks again, so that two makers without a shared lock (storages tha
 the oldest and remove their own.
 
 The tracker never costs a trial. Every call to MLflow runs on one background thread, in the order the
-events came, so a slow server adds nothing to an epoch; the first call that fails says so in one warning
-line and the tracker stops there for the rest of the process, while the study goes on. MLflow's HTTP
-client retries for minutes by default; TIMEOUTS shorten that unless the environment sets its own.
+events came, so a slow server adds nothing to an epoch; a trial's epoch metrics go out together at most
+every SEND_EVERY_S, as many short epochs would otherwise keep that thread busy beside the training. The
+first call that fails says so in one warning line and the tracker stops there for the rest of the process,
+while the study goes on. MLflow's HTTP client retries for minutes by default; TIMEOUTS shorten that unless
+the environment sets its own.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF
 TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role", "hpsearch.trial", "hpsearch.retries"
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
+SEND_EVERY_S = 5.0  # a trial's epoch metrics go out at most this often, and at its end: a digits epoch lasts 0.1 s
 
 
 def tracking_uri(given: str) -> str:
@@ -70,6 +73,8 @@ class Tracker(RunEvents):
         self.experiment_id: str | None = None
         self.parent: str | None = None
         self.children: dict[int, str] = {}  # trial number -> its child run, while it runs
+        self.unsent: dict[int, list] = {}  # trial number -> epoch metrics not yet sent
+        self.sent_at: dict[int, float] = {}  # trial number -> when its epoch metrics last went out
         self.tags: dict[str, str] = {}  # the worker's device and versions, on every child run
         # Importing mlflow and opening its store take seconds of CPU: begun now, while torch loads and the data
         # is read, and awaited before the first trial, so that none of it lands in a trial's time.
@@ -197,10 +202,13 @@ class Tracker(RunEvents):
 
         if (run_id := self.children.get(number)) is None:
             return
-        self.client.log_batch(run_id, metrics=[
+        self.unsent.setdefault(number, []).extend([
             Metric("val_accuracy", stats.val_accuracy, at_ms, stats.epoch),
             Metric("train_loss", stats.train_loss, at_ms, stats.epoch),
             Metric("epoch_seconds", stats.seconds, at_ms, stats.epoch)])
+        if time.monotonic() - self.sent_at.get(number, float("-inf")) >= SEND_EVERY_S:
+            self.client.log_batch(run_id, metrics=self.unsent.pop(number))
+            self.sent_at[number] = time.monotonic()
 
     def _end_trial(self, trial: FrozenTrial) -> None:
         from mlflow.entities import Metric, RunTag
@@ -210,8 +218,10 @@ class Tracker(RunEvents):
         attrs, now = trial.user_attrs, int(time.time() * 1000)
         figures = {key: attrs[key] for key in (A.VAL_ACCURACY, A.TEST_ACCURACY, A.PARAM_COUNT, A.TRAIN_SECONDS,
                                                A.SECONDS, A.EPOCHS) if isinstance(attrs.get(key), (int, float))}
-        metrics = [Metric(f"final_{key}" if key == A.VAL_ACCURACY else key, float(value), now, 0)
-                   for key, value in figures.items()]
+        metrics = [*self.unsent.pop(trial.number, []), *(
+            Metric(f"final_{key}" if key == A.VAL_ACCURACY else key, float(value), now, 0)
+            for key, value in figures.items())]
+        self.sent_at.pop(trial.number, None)
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(TAG_OUTCOME, outcome(trial))])
         self.client.set_terminated(run_id, "FAILED" if trial.state == TrialState.FAIL else "FINISHED")
 
@@ -256,7 +266,9 @@ class Tracker(RunEvents):
             self.client.log_artifacts(self.parent, str(folder))
 
     def _end_open_children(self) -> None:
-        for run_id in self.children.values():
+        for number, run_id in self.children.items():
+            if unsent := self.unsent.pop(number, None):
+                self.client.log_batch(run_id, metrics=unsent)
             self.client.set_tag(run_id, TAG_OUTCOME, "interrupted: its copy resumes in a later run")
             self.client.set_terminated(run_id, "KILLED")
         self.children.clear()
