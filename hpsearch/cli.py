@@ -239,13 +239,19 @@ def _check_mlflow(given: str | None) -> None:
         raise HpsearchError('--mlflow needs the mlflow package: pip install "hpsearch[mlflow]"')
 
 
+def _mlflow_uri(given: str) -> str:
+    from hpsearch.search.tracking import tracking_uri
+
+    return tracking_uri(given)
+
+
 def _tracker(given: str | None, study: str, url: str):
     """The MLflow tracker of --mlflow [URI], or None without it."""
     if given is None:
         return None
-    from hpsearch.search.tracking import Tracker, tracking_uri
+    from hpsearch.search.tracking import Tracker
 
-    return Tracker(tracking_uri(given), study, url)
+    return Tracker(_mlflow_uri(given), study, url)
 
 
 def _events(display, tracker) -> dict:
@@ -379,9 +385,10 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 @click.option("--one-node", is_flag=True,
               help="Every task runs on one node (a one-node cluster, or --sbatch-arg=--nodelist=NODE): allows an "
                    "SQLite storage and checkpoints on that node's disk.")
+@mlflow_option
 @click.option("--dry-run", is_flag=True, help="Print the batch script and submit nothing.")
 def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, n_trials, until,
-           sbatch_args, one_node, dry_run):
+           sbatch_args, one_node, mlflow, dry_run):
     """Run a study as a SLURM job array of workers on its storage, preemption-safe.
 
     Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
@@ -394,6 +401,7 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
     if trials_per_gpu is not None and not gpus_per_job:
         raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
+    _check_mlflow(mlflow)
     if storage is not None and secrets(storage):
         raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
@@ -401,7 +409,8 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
     url = storage_url(storage)
     job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
                      trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit, n_trials=n_trials,
-                     until=until, sbatch_args=sbatch_args, one_node=one_node)
+                     until=until, sbatch_args=sbatch_args, one_node=one_node,
+                     mlflow=None if mlflow is None else _mlflow_uri(mlflow))
     if dry_run:
         click.echo(slurm.batch_script(job), nl=False)
         return

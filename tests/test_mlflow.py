@@ -151,3 +151,11 @@ def test_study_two_workers_and_confirm(server, write_study, storage, tmp_path):
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     assert sum(r.data.tags.get("hpsearch.role") == "study" for r in runs) == 1
     assert len(runs) == len(study.trials) + 1  # one more child, on the same parent
+
+
+@needs_mlflow
+def test_submit_passes_mlflow_to_every_task(write_study, storage):
+    result = CliRunner().invoke(main, ["submit", "--study", str(write_study()), "--storage", storage, "--jobs", "2",
+                                       "--one-node", "--mlflow", "http://tracker:5000", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "--mlflow http://tracker:5000 &" in result.output
