@@ -147,6 +147,7 @@ class Tracker(RunEvents):
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its "creating initial database tables" lines
         self.client = MlflowClient(tracking_uri=self.uri)
         experiment = self.client.get_experiment_by_name(self.study_name)
         if experiment is None:
