@@ -226,6 +226,8 @@ WHAT = {  # what each benchmark script measures, in one line
     "recipes.py": "A plain CNN against the same CNN with the speed-run recipes, at equal epochs on a CIFAR-10 "
                   "subset, then each recipe removed in turn.",
     "big_study.py": "What a study's size costs a run: the same trials on an empty study and on a large one.",
+    "mlflow_overhead.py": "What `--mlflow` costs a trial: the same digits runs with and without it, in turn, to a "
+                          "local MLflow store: wall seconds per epoch.",
 }
 
 
@@ -251,6 +253,11 @@ def _headline(d: Mapping[str, Any]) -> str:
         m = d["median_s"]
         return (f"Ten one-epoch digits trials: {m['empty']:.2f} s on an empty study, {m['big']:.2f} s on one holding "
                 f"{d['stored']:,} trials (medians of {d['repeats']}): {d['ratio']:.2f}× as long.\n")
+    if "mlflow_overhead.py" in command:
+        m = d["median_s_per_epoch"]
+        return (f"Seconds per epoch, median of {d['rounds']} rounds of {d['trials_per_run']} digits trials each: "
+                f"{m['without']:.4f} without `--mlflow`, {m['with']:.4f} with it (MLflow {d['mlflow']}): "
+                f"{d['ratio_with_to_without']:.3f}×.\n")
     return ""
 
 

@@ -9,6 +9,7 @@ option conflict do without.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -41,6 +42,11 @@ def study_option(text: str = "A study name in the storage, a shipped study, or a
     return click.option("--study", "study_name", required=True, metavar="NAME|FILE", help=text)
 
 
+mlflow_option = click.option(
+    "--mlflow", "mlflow", is_flag=False, flag_value="", default=None, metavar="[URI]",
+    help="Log the study and every trial to MLflow at URI. Default URI: $MLFLOW_TRACKING_URI, else "
+         "sqlite:///mlflow.db (a file in the current folder). "
+         "Needs mlflow: pip install \"hpsearch[mlflow]\".")
 device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                              help="Where to train; auto picks CUDA when available.")
 data_dir_option = click.option(
@@ -161,14 +167,16 @@ def trial_options(command):
         click.option("--keep-weights", type=click.IntRange(min=0), default=DEFAULT_KEEP,
                      help="Keep the trained weights of the study's best this many completed trials as Optuna "
                           "artifacts beside the storage; 0 keeps none."),
+        mlflow_option,
     ]
 
     @functools.wraps(command)
-    def checked(*args, n_trials, until, **kwargs):
+    def checked(*args, n_trials, until, mlflow, **kwargs):
         """Conflicting options refused before the command imports torch and Optuna (seconds)."""
         if n_trials is not None and until is not None:
             raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
-        return command(*args, n_trials=n_trials, until=until, **kwargs)
+        _check_mlflow(mlflow)
+        return command(*args, n_trials=n_trials, until=until, mlflow=mlflow, **kwargs)
 
     for option in reversed(options):
         checked = option(checked)
@@ -186,7 +194,7 @@ def trial_options(command):
 @click.option("--run-id", default=None, hidden=True, help="Shared by the tasks of a `submit` job array.")
 @stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-        keep_weights, workers, gpus, trials_per_gpu, run_id):
+        keep_weights, mlflow, workers, gpus, trials_per_gpu, run_id):
     """Run trials of a study; running it again continues the same study."""
     import torch
     from rich.console import Console
@@ -201,21 +209,58 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
 
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
+    tracker = _tracker(mlflow, spec.name, url)
     options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
                                     stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
+                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
+                                    mlflow=tracker and tracker.uri)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
               f"{_limits_and_objectives(spec)}) on {mask(url)}")
     total = until or n_trials or spec.budget.trials
-    if len(slots) == 1 and slots[0].gpu is None:
-        with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
-                        note=lambda trial: baseline_note(trial, spec)) as display:
-            study = run_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
-    else:
-        study = _run_workers(spec, url, options, slots, console, header, total)
+    with tracker or contextlib.nullcontext():
+        if len(slots) == 1 and slots[0].gpu is None:
+            with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
+                            note=lambda trial: baseline_note(trial, spec)) as display:
+                study = run_module.run(spec, url, options, **_events(display, tracker))
+        else:  # the workers log their trials; this process the summary
+            study = _run_workers(spec, url, options, slots, console, header, total)
+        if tracker:
+            tracker.summarize(study, spec)
     _finish(study, spec, options, console)
+
+
+def _check_mlflow(given: str | None) -> None:
+    """--mlflow without the package: one line, before anything slow loads."""
+    import importlib.util
+
+    if given is not None and importlib.util.find_spec("mlflow") is None:
+        raise HpsearchError('--mlflow needs the mlflow package: pip install "hpsearch[mlflow]"')
+
+
+def _mlflow_uri(given: str) -> str:
+    from hpsearch.search.tracking import tracking_uri
+
+    return tracking_uri(given)
+
+
+def _tracker(given: str | None, study: str, url: str):
+    """The MLflow tracker of --mlflow [URI], or None without it."""
+    if given is None:
+        return None
+    from hpsearch.search.tracking import Tracker
+
+    return Tracker(_mlflow_uri(given), study, url)
+
+
+def _events(display, tracker) -> dict:
+    """run()'s events and callbacks: the display's, and the tracker's where there is one."""
+    if tracker is None:
+        return {"events": display, "callbacks": [display.trial_finished]}
+    from hpsearch.search.objective import EventsTo
+
+    return {"events": EventsTo(display, tracker), "callbacks": [display.trial_finished, tracker.trial_finished]}
 
 
 def _limits_and_objectives(spec) -> str:
@@ -280,7 +325,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           keep_weights, run_id):
+           keep_weights, mlflow, run_id):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -298,15 +343,19 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
+    tracker = _tracker(mlflow, spec.name, url)
     options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
                                     stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
                                     keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
-    with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
-                    counting_study=until is not None,
-                    note=lambda trial: baseline_note(trial, spec)) as display:
-        study = run_module.run(spec, url, options, events=display, callbacks=[display.trial_finished])
+    with tracker or contextlib.nullcontext():
+        with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
+                        counting_study=until is not None,
+                        note=lambda trial: baseline_note(trial, spec)) as display:
+            study = run_module.run(spec, url, options, **_events(display, tracker))
+        if tracker and run_id is None:  # a worker of `run --workers` leaves the summary to that run
+            tracker.summarize(study, spec)
     if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
         _finish(study, spec, options, console)
     else:
@@ -336,9 +385,10 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 @click.option("--one-node", is_flag=True,
               help="Every task runs on one node (a one-node cluster, or --sbatch-arg=--nodelist=NODE): allows an "
                    "SQLite storage and checkpoints on that node's disk.")
+@mlflow_option
 @click.option("--dry-run", is_flag=True, help="Print the batch script and submit nothing.")
 def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, n_trials, until,
-           sbatch_args, one_node, dry_run):
+           sbatch_args, one_node, mlflow, dry_run):
     """Run a study as a SLURM job array of workers on its storage, preemption-safe.
 
     Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
@@ -351,6 +401,7 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
     if trials_per_gpu is not None and not gpus_per_job:
         raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
+    _check_mlflow(mlflow)
     if storage is not None and secrets(storage):
         raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
@@ -358,7 +409,8 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
     url = storage_url(storage)
     job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
                      trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit, n_trials=n_trials,
-                     until=until, sbatch_args=sbatch_args, one_node=one_node)
+                     until=until, sbatch_args=sbatch_args, one_node=one_node,
+                     mlflow=None if mlflow is None else _mlflow_uri(mlflow))
     if dry_run:
         click.echo(slurm.batch_script(job), nl=False)
         return
@@ -593,30 +645,45 @@ def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device,
               help="Worker processes on this machine; more can join from other machines with the same command.")
 @device_option
 @data_dir_option
+@mlflow_option
 @click.option("--worker", "as_worker", is_flag=True, hidden=True, help="Started by confirm --workers N.")
 @stops_once
-def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worker):
+def confirm(study_name, storage, top, seeds, workers, device, data_dir, mlflow, as_worker):
     """Train the best trials again with new seeds; the best mean validation accuracy becomes the study's winner.
 
     Results are stored on each trial (its `confirm` attribute) as each seed finishes; running the command
     again trains only what is missing, so --seeds 5 after --seeds 3 trains two more seeds per trial.
     """
+    from hpsearch.storage import storage_url
+
+    _check_mlflow(mlflow)
+    url = storage_url(storage)
+    study = _load_existing(_study_name(study_name), url)
+    with _tracker(mlflow, study.study_name, url) or contextlib.nullcontext() as tracker:
+        _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, tracker)
+
+
+def _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, tracker) -> None:
+    """confirm's work, its seeds' results sent to `tracker` (or None) as they arrive."""
     from hpsearch.results import report as report_module
     from hpsearch.results.render import plural
     from hpsearch.search import confirm as confirm_module
-    from hpsearch.storage import storage_url
     from hpsearch.training.devicedata import resolve_device
 
-    url = storage_url(storage)
-    study = _load_existing(_study_name(study_name), url)
+    def on_seed(job, result) -> None:
+        click.echo(_seed_line(job, result))
+        if tracker:
+            tracker.confirmed(job.trial, result)
+
+    if tracker:
+        tracker.study_opened(study)
     torch_device = resolve_device(device)
     chosen = confirm_module.chosen(study, top)
     wanted = confirm_module.seeds_for(confirm_module.base_seed(study), seeds)
     todo = confirm_module.missing(study, top, seeds)
     seed_list = f"seed{'s' if seeds > 1 else ''} {', '.join(map(str, wanted))}"
     if as_worker:
-        confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
-            on_seed=lambda job, result: click.echo(_seed_line(job, result)))
+        confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=on_seed)
         return
     if not todo:
         click.echo(f"nothing to do: the best {plural(len(chosen), 'trial')} each hold {seed_list} already "
@@ -627,12 +694,14 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, as_worke
                    + (f", {len(chosen) * seeds - len(todo)} stored already" if len(todo) < len(chosen) * seeds else "")
                    + (f", {workers} workers" if workers > 1 else ""), err=True)
         if workers == 1:
-            confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(
-                on_seed=lambda job, result: click.echo(_seed_line(job, result)))
+            confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=on_seed)
         else:
-            for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir):
+            for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir,
+                                                   mlflow=tracker and tracker.uri):
                 click.echo(said, nl=False)
     study = _load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
+    if tracker:
+        tracker.summarize(study)
     table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
     click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
 

@@ -212,12 +212,12 @@ def _lost(claim: dict) -> bool:
 
 
 def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers: int, device: str,
-                data_dir: Path | None) -> list[str]:
+                data_dir: Path | None, *, mlflow: str | None = None) -> list[str]:
     """`hpsearch confirm --worker` processes on this machine, sharing the jobs through the storage, until all
-    have exited; what each said (a line per seed), in worker order."""
+    have exited; what each said (a line per seed), in worker order. With `mlflow`, each logs its seeds there."""
     command = [sys.executable, "-m", "hpsearch", "confirm", "--study", study_name, "--top", str(top),
                "--seeds", str(seeds), "--device", device, "--worker",
-               *(["--data-dir", str(data_dir)] if data_dir else [])]
+               *(["--data-dir", str(data_dir)] if data_dir else []), *(["--mlflow", mlflow] if mlflow else [])]
     pool = Workers(study_name, storage_url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers,
                    lambda slot: command)
 

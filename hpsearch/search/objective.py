@@ -76,6 +76,29 @@ class RunEvents:
     def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
 
 
+class EventsTo(RunEvents):
+    """Every event to each of `targets` in turn: the progress display, then a tracker (tracking.py)."""
+
+    def __init__(self, *targets: RunEvents):
+        self.targets = targets
+
+    def loading(self, what: str, done: int, total: int) -> None:
+        for target in self.targets:
+            target.loading(what, done, total)
+
+    def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
+        for target in self.targets:
+            target.study_opened(study, data)
+
+    def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        for target in self.targets:
+            target.trial_started(number, params)
+
+    def epoch_finished(self, number: int, stats: EpochStats) -> None:
+        for target in self.targets:
+            target.epoch_finished(number, stats)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

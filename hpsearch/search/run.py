@@ -134,6 +134,7 @@ class RunOptions:
     heartbeat: int = DEFAULT_HEARTBEAT_S
     run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
     keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
+    mlflow: str | None = None  # the MLflow tracking URI the run's workers log to (cli.py makes the tracker)
 
 
 START, WAIT, DONE = "start", "wait", "done"

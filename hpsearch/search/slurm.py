@@ -58,6 +58,7 @@ class ArrayJob:
     partition: str | None = None
     time: str | None = None
     sbatch_args: tuple[str, ...] = ()
+    mlflow: str | None = None  # every task logs its trials to this MLflow tracking URI
 
     @property
     def job_name(self) -> str:
@@ -77,12 +78,14 @@ class ArrayJob:
             cmd += ["--until", str(self.until)]
         elif self.n_trials is not None:
             cmd += ["--n-trials", str(self.n_trials)]
+        if self.mlflow is not None:
+            cmd += ["--mlflow", self.mlflow]
         return cmd
 
 
 def plan(study: str, spec: StudySpec, url: str, *, jobs: int, until: int | None = None, n_trials: int | None = None,
          gpus_per_job: int = 0, trials_per_gpu: int = 1, partition: str | None = None, time: str | None = None,
-         sbatch_args: tuple[str, ...] = (), one_node: bool = False) -> ArrayJob:
+         sbatch_args: tuple[str, ...] = (), one_node: bool = False, mlflow: str | None = None) -> ArrayJob:
     """The array that runs `spec` (given as --study `study`) on `url` from the current folder, or ClusterError
     where its tasks could not share the study (check_shared; with one_node the user says they share one node's
     disk)."""
@@ -99,7 +102,7 @@ def plan(study: str, spec: StudySpec, url: str, *, jobs: int, until: int | None 
                     log_dir=folder_beside(url, "logs", "HPSEARCH_LOGS").resolve(), checkpoints=checkpoints,
                     workdir=Path.cwd(), python=sys.executable, until=until, n_trials=n_trials,
                     gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu, partition=partition, time=time,
-                    sbatch_args=tuple(sbatch_args))
+                    sbatch_args=tuple(sbatch_args), mlflow=mlflow)
 
 
 def check_time_limit(limit: str) -> None:

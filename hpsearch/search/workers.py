@@ -81,7 +81,8 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_i
         cmd += ["--until", str(options.until)]
     elif options.n_trials is not None:
         cmd += ["--n-trials", str(options.n_trials)]
-    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir)):
+    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir),
+                        ("--mlflow", options.mlflow)):
         if value is not None:
             cmd += [flag, str(value)]
     if not options.stop_at_target:
