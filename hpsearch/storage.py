@@ -316,6 +316,8 @@ def refuse_unusable(url: str) -> None:
     if parts and parts[2] and "@" in parts[2]:
         raise StorageError(f"the password in {mask(url)} holds an unescaped @: write it as %40 (URL-encode "
                            "the password)")
+
+
 def cached(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
     """Optuna's cache in front of an RDB storage, made once to be shared by every Study a process opens on it.
 

@@ -22,6 +22,7 @@ from hpsearch.studyfile.limits import measured, within_limits
 if TYPE_CHECKING:
     import optuna
 
+
 def confirm_key(number: int) -> str:
     """The study user attribute that holds trial `number`'s confirmation."""
     return f"{A.CONFIRM} #{number}"

@@ -48,6 +48,8 @@ def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
     metric = spec.target.metric
     return (f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: "
             f"{metric.removesuffix('_accuracy')} {target_metric(trial, metric):.2%}")
+
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

@@ -71,6 +71,7 @@ class LiveBars:
                 self.progress.remove_task(self.loading_bars.pop(what))
         self.line(f"{what} {done:,}/{total:,} images", kind="loading", now=done == total)
 
+
 class RunDisplay(LiveBars, RunEvents):
     """Two bars (trials, epochs of the running trial) and one line per finished trial.
 

@@ -24,7 +24,6 @@ DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite
 REDELIVER_S = 0.05
 
 
-
 class _Redelivery:
     """A put-off signal, sent again REDELIVER_S later. `sent` turns true before the signal goes out, so a
     handler that runs on the redelivered signal (or a block that ends meanwhile) never mistakes it for one

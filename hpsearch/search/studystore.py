@@ -39,7 +39,7 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage,
     sampler = sampler(count) if sampler is not None else make_sampler(spec.sampler.name, spec.sampler.options, None)
     study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
                                 sampler=sampler, load_if_exists=True)
-    # as this run holds them
+    # The limits this run holds: check_existing refuses a later run that holds others on a study with trials.
     study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
     if not count:
         with warnings.catch_warnings():

@@ -69,7 +69,6 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-
 def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None, *,
          progress: Progress = None) -> DeviceData:
     """The dataset of `spec` on `device`, read from disk at most once per process.

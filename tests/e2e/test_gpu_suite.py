@@ -158,7 +158,6 @@ def test_unpack_writes_what_tar_writes_and_only_what_it_keeps(tmp_path, monkeypa
     assert files(tmp_path / "all") == files(tmp_path / "tarfile") and set(files(tmp_path / "some")) == set(names[-2:])
 
 
-
 def test_a_baseline_at_the_target_is_recorded_but_only_a_sampled_trial_reaches_it(tmp_path):
     study_file = tmp_path / "s.yaml"
     study_file.write_text(yaml.safe_dump({
