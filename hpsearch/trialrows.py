@@ -75,22 +75,24 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
     def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
         trials = models.TrialModel.__table__
-        chosen = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
-        if states is not None:
-            chosen = chosen.where(trials.c.state.in_(list(states)))
+        in_range = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
         if trial_id_greater_than > -1:
             included = [i for i in included_trial_ids if i <= trial_id_greater_than]
-            chosen = chosen.where(sqlalchemy.or_(trials.c.trial_id.in_(included),
-                                                 trials.c.trial_id > trial_id_greater_than))
+            in_range = in_range.where(sqlalchemy.or_(trials.c.trial_id.in_(included),
+                                                     trials.c.trial_id > trial_id_greater_than))
+        chosen = in_range if states is None else in_range.where(trials.c.state.in_(list(states)))
         with _create_scoped_session(self.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study that is not there
             read = {row.trial_id: _TrialRows(row) for row in session.execute(
                 sqlalchemy.select(trials).where(trials.c.trial_id.in_(chosen)).order_by(trials.c.trial_id))}
+            # Each query sees what other workers committed before it started: the child rows are read for the
+            # trials in range whatever their state now, and kept for those the first query chose.
             for name, (model, order) in _CHILDREN.items():
                 table = model.__table__
-                rows = session.execute(sqlalchemy.select(table).where(table.c.trial_id.in_(chosen))
+                rows = session.execute(sqlalchemy.select(table).where(table.c.trial_id.in_(in_range))
                                        .order_by(table.c.trial_id, table.c[order])).all()
                 for row in rows:
-                    getattr(read[row.trial_id], name).append(row)
+                    if (trial := read.get(row.trial_id)) is not None:
+                        getattr(trial, name).append(row)
         distribution = functools.lru_cache(maxsize=None)(optuna.distributions.json_to_distribution)
         return [trial.frozen(distribution) for trial in read.values()]

@@ -7,6 +7,7 @@ import random
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -122,3 +123,25 @@ def test_a_run_builds_its_sampler_once_and_reads_the_stored_trials_once(write_st
     assert len(run(spec, storage, RunOptions(device="cpu", n_trials=2)).trials) == 3
     assert len(built) == 1 and sum(full_reads) == 1
 
+
+
+@pytest.mark.parametrize("states", [None, (TrialState.RUNNING,)])
+def test_rows_read_while_workers_write_are_the_trials_of_the_first_query(tmp_path, states):
+    """Another worker creates a trial and finishes one between the trials' query and their child rows' (each
+    query sees what is committed by then): the read is the trials the first query chose, each with its rows."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage, study_name="race")
+    running = study.ask()
+    running.suggest_int("width", 4, 16)
+    other = optuna.load_study(study_name="race", storage=optuna.storages.RDBStorage(url))
+
+    def another_worker_writes(conn, cursor, statement, *args):
+        if "FROM trial_params" in statement and not wrote:  # the trials' rows are read by now
+            wrote.append(True)
+            other.tell(running.number, 0.5)
+            other.ask().suggest_int("width", 4, 16)
+    wrote: list[bool] = []
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", another_worker_writes)
+    [trial] = storage._get_trials(study._study_id, states, set(), -1)
+    assert (trial.number, trial.state, trial.params) == (0, TrialState.RUNNING, running.params)
