@@ -232,11 +232,14 @@ def unpack(archive: Path, target: Path, keep: Callable[[str], bool] | None = Non
     into pieces of whole entries, and every core runs a `tar -x` on a piece. `tar xJf` has one writer.
     """
     target.mkdir(parents=True, exist_ok=True)
-    piece, files, pieces = bytearray(), 0, []
+    piece, files, pieces, folders = bytearray(), 0, [], set()
     try:
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             for name, entry in _tar_entries(_decompressed(archive)):
                 if keep is None or keep(name):
+                    if (folder := os.path.dirname(name)) not in folders:  # made here: two `tar -x` making one
+                        (target / folder).mkdir(parents=True, exist_ok=True)  # folder at once can both fail
+                        folders.add(folder)
                     piece += entry
                     files += 1
                 if len(piece) >= UNPACK_PIECE:
