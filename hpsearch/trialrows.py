@@ -7,6 +7,7 @@ until the query and its session have ended, as in Optuna's own storage code.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 from collections.abc import Callable, Container
@@ -27,7 +28,9 @@ class _TrialRows:
     datetime_complete = models.TrialModel.datetime_complete
 
     def __init__(self, row: sqlalchemy.Row):
-        self.trial_id, self.number, self.state, self._datetime_start_utc, self._datetime_complete_utc = row
+        self.trial_id, self.number, state, start, complete = row
+        self.state = TrialState[state]
+        self._datetime_start_utc, self._datetime_complete_utc = _stored_time(start), _stored_time(complete)
         self.params, self.values, self.intermediate_values = [], [], []
         self.user_attributes, self.system_attributes = [], []
 
@@ -38,7 +41,7 @@ class _TrialRows:
         if self.values:
             values = [0.0] * len(self.values)
             for _, objective, value, value_type in self.values:
-                values[objective] = models.TrialValueModel.stored_repr_to_value(value, value_type)
+                values[objective] = models.TrialValueModel.stored_repr_to_value(value, _VALUE_TYPE[value_type])
         distributions = {name: distribution(json_) for _, name, _, json_ in self.params}
         return FrozenTrial(
             number=self.number, state=self.state, value=None, values=values, datetime_start=self.datetime_start,
@@ -48,11 +51,25 @@ class _TrialRows:
             user_attrs={key: value for _, key, value in self.user_attributes},
             system_attrs={key: value for _, key, value in self.system_attributes},
             intermediate_values={step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                value, value_type) for _, step, value, value_type in self.intermediate_values},
+                value, _INTERMEDIATE_TYPE[value_type]) for _, step, value, value_type in self.intermediate_values},
             trial_id=self.trial_id)
 
 
 _TRIAL_COLUMNS = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
+# Read as the driver gives them, converted here: SQLAlchemy's conversion of enum names and of SQLite's
+# time strings was a third of the read.
+_AS_STORED = {"state", "datetime_start", "datetime_complete", "value_type", "intermediate_value_type"}
+_VALUE_TYPE = models.TrialValueModel.TrialValueType.__members__
+_INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType.__members__
+
+
+def _stored_time(value: str | datetime.datetime | None) -> datetime.datetime | None:
+    """A stored time as SQLAlchemy's DateTime reads it: SQLite keeps text, PostgreSQL's driver gives datetimes."""
+    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _column(table: sqlalchemy.Table, name: str) -> sqlalchemy.ColumnElement:
+    return sqlalchemy.type_coerce(table.c[name], sqlalchemy.String) if name in _AS_STORED else table.c[name]
 
 # Each child table by the attribute Optuna's builder reads it as: its model, the columns read (trial_id first),
 # the order. The order is the one its unique index gives SQLite's ORM read (so attributes come back in the same
@@ -97,13 +114,13 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
         with _create_scoped_session(self.scoped_session) as session:
             models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study that is not there
             read = {row[0]: _TrialRows(row) for row in session.execute(
-                sqlalchemy.select(*(trials.c[c] for c in _TRIAL_COLUMNS)).where(trials.c.trial_id.in_(chosen))
+                sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.trial_id.in_(chosen))
                 .order_by(trials.c.trial_id)).all()}
             # Each query sees what other workers committed before it started: the child rows are read for the
             # trials in range whatever their state now, and kept for those the first query chose.
             for name, (model, columns, order) in _CHILDREN.items():
                 table = model.__table__
-                rows = session.execute(sqlalchemy.select(*(table.c[c] for c in columns))
+                rows = session.execute(sqlalchemy.select(*(_column(table, c) for c in columns))
                                        .where(table.c.trial_id.in_(in_range))
                                        .order_by(table.c.trial_id, table.c[order])).all()
                 for row in _attributes(rows) if columns[-1] == "value_json" else rows:

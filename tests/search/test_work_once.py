@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import uuid
 
 import optuna
 import pytest
@@ -17,11 +18,12 @@ from optuna.trial import TrialState, create_trial
 
 from hpsearch.storage import open_storage
 from hpsearch.trialrows import TrialRowsStorage
+from tests.helpers import POSTGRES, needs_postgres
 
 
-def _varied_study(storage: optuna.storages.BaseStorage) -> int:
+def _varied_study(storage: optuna.storages.BaseStorage, name: str = "varied") -> int:
     """A two-objective study holding every state, odd values and every kind of attribute."""
-    study = optuna.create_study(storage=storage, study_name="varied", directions=["maximize", "minimize"])
+    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize", "minimize"])
     dists = {"width": IntDistribution(4, 16), "lr": FloatDistribution(0.01, 0.2, log=True),
              "act": CategoricalDistribution(["relu", "gelu", None])}
     params = {"width": 8, "lr": 0.05, "act": None}
@@ -145,3 +147,24 @@ def test_rows_read_while_workers_write_are_the_trials_of_the_first_query(tmp_pat
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", another_worker_writes)
     [trial] = storage._get_trials(study._study_id, states, set(), -1)
     assert (trial.number, trial.state, trial.params) == (0, TrialState.RUNNING, running.params)
+
+
+@needs_postgres
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_rows_read_the_trials_optuna_reads_on_postgresql():
+    """PostgreSQL's driver gives times as datetimes, not text; its ORM read has no set attribute order."""
+    name = f"varied-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(POSTGRES)
+    study_id = _varied_study(storage, name)
+    try:
+        for states in (None, (TrialState.COMPLETE,), (TrialState.WAITING, TrialState.RUNNING)):
+            fast = storage._get_trials(study_id, states, set(), -1)
+            orm = optuna.storages.RDBStorage._get_trials(storage, study_id, states, set(), -1)
+            assert [t.number for t in fast] == [t.number for t in orm]
+            for a, b in zip(fast, orm):
+                assert (a.state, a.datetime_start, a.datetime_complete, a.params, a.distributions, a.user_attrs,
+                        a.system_attrs) == (b.state, b.datetime_start, b.datetime_complete, b.params,
+                                            b.distributions, b.user_attrs, b.system_attrs)
+                assert repr((a.values, a.intermediate_values)) == repr((b.values, b.intermediate_values))
+    finally:
+        optuna.delete_study(study_name=name, storage=POSTGRES)
