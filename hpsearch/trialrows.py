@@ -7,10 +7,12 @@ until the query and its session have ended, as in Optuna's own storage code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
+import gc
 import json
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 
 import optuna
 import sqlalchemy
@@ -111,7 +113,7 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
             in_range = in_range.where(sqlalchemy.or_(trials.c.trial_id.in_(included),
                                                      trials.c.trial_id > trial_id_greater_than))
         chosen = in_range if states is None else in_range.where(trials.c.state.in_(list(states)))
-        with _create_scoped_session(self.scoped_session) as session:
+        with _create_scoped_session(self.scoped_session) as session, _collector_paused():
             models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study that is not there
             read = {row[0]: _TrialRows(row) for row in session.execute(
                 sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.trial_id.in_(chosen))
@@ -126,5 +128,19 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
                 for row in _attributes(rows) if columns[-1] == "value_json" else rows:
                     if (trial := read.get(row[0])) is not None:
                         getattr(trial, name).append(row)
-        distribution = functools.lru_cache(maxsize=None)(optuna.distributions.json_to_distribution)
-        return [trial.frozen(distribution) for trial in read.values()]
+            distribution = functools.lru_cache(maxsize=None)(optuna.distributions.json_to_distribution)
+            return [trial.frozen(distribution) for trial in read.values()]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a read makes its many small objects, none of them cyclic. Each
+    allocation threshold crossed ran a collection, and the oldest generation's ran through torch's objects
+    too: on 8,000 trials with torch loaded, collections took half the read."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -140,6 +140,39 @@ class RunOptions:
 START, WAIT, DONE = "start", "wait", "done"
 
 
+class DecisionView:
+    """The trials a run's decisions read, kept up to date step by step instead of scanning the whole study.
+
+    A finished trial never changes, so each is looked at once: counted if finished, and kept only if a
+    decision reads it (this run's trials, baselines, retried copies). Trials unfinished when looked at are
+    looked at again each step. On a study of 8,000 trials a step reads tens of trials, not 8,000
+    (bench/big_study.py). Trial numbers are positions in the study's trial list.
+    """
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.seen = 0  # trials numbered below this have been looked at
+        self.finished = 0  # how many of them are finished (FINISHED), unfinished ones not yet counted
+        self.unfinished: set[int] = set()
+        self.kept: set[int] = set()  # finished trials a decision reads
+        self.trials: list[FrozenTrial] = []  # what the decisions read, in number order
+
+    def update(self, trials: list[FrozenTrial]) -> None:
+        """Look at the trials added or unfinished since the last step."""
+        looked_at = [*sorted(self.unfinished), *range(self.seen, len(trials))]
+        self.seen, self.unfinished = len(trials), set()
+        for number in looked_at:
+            trial = trials[number]
+            if not trial.state.is_finished():
+                self.unfinished.add(number)
+                continue
+            self.finished += trial.state in FINISHED
+            if (trial.user_attrs.get(A.RUN) == self.run_id or A.BASELINE in trial.user_attrs
+                    or "retry_history" in trial.system_attrs):
+                self.kept.add(number)
+        self.trials = [trials[n] for n in sorted(self.kept | self.unfinished)]
+
+
 class RunBudget:
     """Whether a worker may start another trial, judged from the study's trials in the storage.
 
@@ -161,30 +194,30 @@ class RunBudget:
         timeout = options.timeout or spec.budget.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
-    def _counted(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    def _counted(self, view: DecisionView) -> list[FrozenTrial]:
         """This run's trials, a retried trial counted once: its copy."""
-        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-        return [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id and t.number not in retried]
+        retried = {n for t in view.trials for n in t.system_attrs.get("retry_history", ())}
+        return [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id and t.number not in retried]
 
-    def slots_left(self, trials: list[FrozenTrial]) -> int:
+    def slots_left(self, view: DecisionView) -> int:
         """How many more trials this run may start."""
         if self.options.until is None:
-            return self.n_trials - len(self._counted(trials))
-        return self.options.until - sum(t.state in FINISHED or t.state == TrialState.RUNNING for t in trials)
+            return self.n_trials - len(self._counted(view))
+        return self.options.until - view.finished - sum(t.state == TrialState.RUNNING for t in view.trials)
 
-    def decide(self, trials: list[FrozenTrial], slots_left: int) -> str:
-        """START, WAIT or DONE, given the study's trials and this run's slots_left(trials)."""
+    def decide(self, view: DecisionView, slots_left: int) -> str:
+        """START, WAIT or DONE, given the study's trials and this run's slots_left(view)."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
-        ours = [t for t in trials if t.user_attrs.get(A.RUN) == self.run_id]
+        ours = [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id]
         if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
             return DONE
         if slots_left > 0:
             return START
         if self.options.until is None:
             # Another worker's trial may yet be lost, and its copy must then run in this run.
-            return WAIT if any(t.state == TrialState.RUNNING for t in self._counted(trials)) else DONE
-        if sum(t.state in FINISHED for t in trials) >= self.options.until:
+            return WAIT if any(t.state == TrialState.RUNNING for t in self._counted(view)) else DONE
+        if view.finished >= self.options.until:
             return DONE
         return WAIT  # the running trials will finish, fail (a slot frees up) or go stale (and be retried)
 
@@ -232,6 +265,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
           callbacks: list[Any], heartbeat: int) -> None:
     """Start trials one at a time; the lock is held from the budget check until the trial exists."""
     started: list[int] = []  # the number of the trial in progress, while there is one
+    view = DecisionView(budget.run_id)
 
     def objective_in_slot(trial: optuna.Trial) -> float:
         started.append(trial.number)
@@ -243,7 +277,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
     while True:
         lock.acquire()
         try:
-            decision = _next_step(study, budget, seed)
+            decision = _next_step(study, budget, seed, view)
             if decision == START:
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
         except KeyboardInterrupt:
@@ -260,7 +294,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             time.sleep(min(heartbeat, 2))
 
 
-def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str:
+def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: DecisionView) -> str:
     """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due
     (baseline_due)."""
     trials = study.get_trials(deepcopy=False)
@@ -268,9 +302,10 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed) -> str
     if fail_lost_trials(study):
         trials = study.get_trials(deepcopy=False)
         seed.added(len(trials))
-    slots_left = budget.slots_left(trials)
-    decision = budget.decide(trials, slots_left)
-    if decision == START and (name := baseline_due(trials, budget.spec.baselines, budget.run_id, slots_left,
+    view.update(trials)
+    slots_left = budget.slots_left(view)
+    decision = budget.decide(view, slots_left)
+    if decision == START and (name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left,
                                                    datetime.datetime.now())):
         study.enqueue_trial({}, user_attrs={A.BASELINE: name})
     return decision

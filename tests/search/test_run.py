@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.cli import main
 from hpsearch.search.objective import RunEvents
-from hpsearch.search.run import RunOptions, SamplerSeed, baseline_due, run
+from hpsearch.search.run import DecisionView, RunOptions, SamplerSeed, baseline_due, run
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.params import MAX_SEED
 from hpsearch.studyfile.schema import load_spec
@@ -136,6 +136,41 @@ NOON = datetime.datetime(2026, 12, 3, 12, 30)
 ])
 def test_a_baseline_is_due_when_the_search_had_more_of_the_run_or_the_budget_needs_it(trials, slots_left, due):
     assert baseline_due(trials, ("b1", "b2"), "r", slots_left, NOON) == due
+
+
+def test_the_decision_view_reads_each_finished_trial_once_and_keeps_what_decisions_read():
+    """Across steps, the view holds what a full scan would pick (this run's trials, baselines, retried copies,
+    unfinished ones) and counts the finished trials, without looking at a finished trial twice."""
+    earlier = [past_trial(n, 5, run="earlier") for n in range(4)]
+    earlier[1].set_user_attr("baseline", "b1")
+    copy = past_trial(4, 5, run="earlier")
+    copy.state, copy.datetime_complete = TrialState.WAITING, None
+    copy.system_attrs["retry_history"] = [2]
+    ours = past_trial(5, None)
+    view = DecisionView("r")
+    view.update([*earlier, copy, ours])
+    assert ([t.number for t in view.trials], view.finished) == ([1, 4, 5], 4)
+    copy.state, copy.user_attrs["run"] = TrialState.COMPLETE, "r"
+    ours.state = TrialState.PRUNED
+    looked_at = []
+    for trial in earlier:  # a finished trial is never looked at again
+        trial.user_attrs = _Watched(trial.user_attrs, looked_at)
+    view.update([*earlier, copy, ours, past_trial(6, 5, run="other"), past_trial(7, None)])
+    assert ([t.number for t in view.trials], view.finished, looked_at) == ([1, 4, 5, 7], 7, [])
+
+
+class _Watched(dict):
+    def __init__(self, attrs, looked_at):
+        super().__init__(attrs)
+        self.looked_at = looked_at
+
+    def get(self, *args):
+        self.looked_at.append(args[0])
+        return super().get(*args)
+
+    def __contains__(self, key):
+        self.looked_at.append(key)
+        return super().__contains__(key)
 
 
 def test_a_waiting_copy_goes_before_any_baseline():
