@@ -73,6 +73,7 @@ def _stored_time(value: str | datetime.datetime | None) -> datetime.datetime | N
 def _column(table: sqlalchemy.Table, name: str) -> sqlalchemy.ColumnElement:
     return sqlalchemy.type_coerce(table.c[name], sqlalchemy.String) if name in _AS_STORED else table.c[name]
 
+
 # Each child table by the attribute Optuna's builder reads it as: its model, the columns read (trial_id first),
 # the order. The order is the one its unique index gives SQLite's ORM read (so attributes come back in the same
 # order there; PostgreSQL's ORM read has no set order); params in Optuna's own order, param_id.

@@ -206,7 +206,7 @@ class RunBudget:
         return self.options.until - view.finished - sum(t.state == TrialState.RUNNING for t in view.trials)
 
     def decide(self, view: DecisionView, slots_left: int) -> str:
-        """START, WAIT or DONE, given the study's trials and this run's slots_left(view)."""
+        """START, WAIT or DONE, given the view of the study's trials and this run's slots_left(view)."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return DONE
         ours = [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id]

@@ -126,7 +126,6 @@ def test_a_run_builds_its_sampler_once_and_reads_the_stored_trials_once(write_st
     assert len(built) == 1 and sum(full_reads) == 1
 
 
-
 @pytest.mark.parametrize("states", [None, (TrialState.RUNNING,)])
 def test_rows_read_while_workers_write_are_the_trials_of_the_first_query(tmp_path, states):
     """Another worker creates a trial and finishes one between the trials' query and their child rows' (each
@@ -137,16 +136,17 @@ def test_rows_read_while_workers_write_are_the_trials_of_the_first_query(tmp_pat
     running = study.ask()
     running.suggest_int("width", 4, 16)
     other = optuna.load_study(study_name="race", storage=optuna.storages.RDBStorage(url))
+    wrote: list[bool] = []
 
     def another_worker_writes(conn, cursor, statement, *args):
         if "FROM trial_params" in statement and not wrote:  # the trials' rows are read by now
             wrote.append(True)
             other.tell(running.number, 0.5)
             other.ask().suggest_int("width", 4, 16)
-    wrote: list[bool] = []
+
     sqlalchemy.event.listen(storage.engine, "before_cursor_execute", another_worker_writes)
     [trial] = storage._get_trials(study._study_id, states, set(), -1)
-    assert (trial.number, trial.state, trial.params) == (0, TrialState.RUNNING, running.params)
+    assert wrote and (trial.number, trial.state, trial.params) == (0, TrialState.RUNNING, running.params)
 
 
 @needs_postgres
