@@ -22,7 +22,7 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
-from hpsearch.trialrows import TrialRowsStorage
+from hpsearch.trialrows import TrialCache, TrialRowsStorage
 
 SQLITE_BUSY_TIMEOUT_S = 60  # several local workers may write at once: wait for the lock, do not fail
 
@@ -227,10 +227,10 @@ def fail_lost_trials(study: optuna.Study) -> int:
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         trial = storage.get_trial(trial_id)
         try:
-            storage.set_trial_user_attr(trial_id, "failure", f"worker lost: no heartbeat from "
-                                        f"{trial.user_attrs.get('worker', 'its worker')} for over "
+            storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: no heartbeat from "
+                                        f"{trial.user_attrs.get(A.WORKER, 'its worker')} for over "
                                         f"{2 * interval} s (killed, or its machine went away)")
-            storage.set_trial_user_attr(trial_id, "epochs", max(trial.intermediate_values, default=0))
+            storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -325,6 +325,8 @@ def cached(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
     trial of the study once: a run that checks the study (check_existing) and then opens it would read twice.
     Each later read takes the new and the unfinished trials from the storage again, finished ones from memory.
     """
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return TrialCache(storage)
     return optuna.storages.get_storage(storage)
 
 

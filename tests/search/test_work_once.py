@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import uuid
@@ -16,8 +17,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from hpsearch.storage import open_storage
-from hpsearch.trialrows import TrialRowsStorage
+from hpsearch.storage import cached, open_storage
+from hpsearch.trialrows import TrialCache, TrialRowsStorage
 from tests.helpers import POSTGRES, needs_postgres
 
 
@@ -63,6 +64,59 @@ def test_rows_refuse_a_missing_study(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 'none.db'}")
     with pytest.raises(KeyError):
         storage._get_trials(12345, None, set(), -1)
+
+
+def _numbers_and_reprs(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[int, str]]:
+    return [(t.number, repr(t)) for t in trials]  # nan == nan in the repr, not in FrozenTrial.__eq__
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_the_cache_gives_what_optunas_cache_gives(tmp_path):
+    """Every state filter, as trials are added and unfinished ones change: the same trials in the same order."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    ours = cached(open_storage(url))
+    assert isinstance(ours, TrialCache)
+    study_id = _varied_study(ours)
+    theirs = optuna.storages._CachedStorage(open_storage(url))
+    study = optuna.load_study(study_name="varied", storage=ours)
+
+    def same() -> None:
+        for states in (None, (TrialState.COMPLETE,), (TrialState.WAITING, TrialState.RUNNING)):
+            got = ours.get_all_trials(study_id, deepcopy=False, states=states)
+            assert _numbers_and_reprs(got) == _numbers_and_reprs(theirs.get_all_trials(study_id, states=states))
+
+    same()
+    study.tell(3, [0.7, 1.0])  # the running trial finishes
+    new = study.ask()
+    study.ask().suggest_int("width", 4, 16)
+    same()
+    study.tell(new, state=TrialState.FAIL)
+    same()
+    assert [t.number for t in ours.get_all_trials(study_id)] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_the_cache_keeps_number_order_when_a_trial_comes_after_a_later_one(tmp_path):
+    """On PostgreSQL a worker's new trial may be committed after a later one's, so one read sees trial 2 and
+    the next trial 1: the cache gives them in number order all the same."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="late")
+    study.add_trial(create_trial(value=0.5))
+    first, later = study.ask(), study.ask()
+    hidden = {first._trial_id}
+
+    class NotYetCommitted(TrialRowsStorage):
+        def _get_trials(self, *args, **kwargs) -> list[optuna.trial.FrozenTrial]:
+            return [t for t in super()._get_trials(*args, **kwargs) if t._trial_id not in hidden]
+
+    cache = TrialCache(NotYetCommitted(url))
+    assert [t.number for t in cache.get_all_trials(study._study_id)] == [0, 2]
+    hidden.clear()
+    assert [t.number for t in cache.get_all_trials(study._study_id)] == [0, 1, 2]
+    study.tell(later, 0.7)
+    assert [t.number for t in cache.get_all_trials(study._study_id, states=(TrialState.COMPLETE,))] == [0, 2]
+    assert [(t.number, t.state) for t in cache.get_all_trials(study._study_id)] == [
+        (0, TrialState.COMPLETE), (1, TrialState.RUNNING), (2, TrialState.COMPLETE)]
 
 
 @pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 2, "min_epochs": 1},
@@ -156,10 +210,13 @@ def test_rows_read_the_trials_optuna_reads_on_postgresql():
     name = f"varied-{uuid.uuid4().hex[:8]}"
     storage = open_storage(POSTGRES)
     study_id = _varied_study(storage, name)
+    ids = [t._trial_id for t in storage.get_all_trials(study_id)]
     try:
-        for states in (None, (TrialState.COMPLETE,), (TrialState.WAITING, TrialState.RUNNING)):
-            fast = storage._get_trials(study_id, states, set(), -1)
-            orm = optuna.storages.RDBStorage._get_trials(storage, study_id, states, set(), -1)
+        for states, (included, after) in itertools.product(
+                (None, (TrialState.COMPLETE,), (TrialState.WAITING, TrialState.RUNNING)),
+                ((set(), -1), (set(ids[:3]), ids[1]), ({ids[3]}, ids[0]))):  # as on SQLite
+            fast = storage._get_trials(study_id, states, included, after)
+            orm = optuna.storages.RDBStorage._get_trials(storage, study_id, states, included, after)
             assert [t.number for t in fast] == [t.number for t in orm]
             for a, b in zip(fast, orm):
                 assert (a.state, a.datetime_start, a.datetime_complete, a.params, a.distributions, a.user_attrs,
