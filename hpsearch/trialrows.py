@@ -17,7 +17,6 @@ from collections.abc import Callable, Container, Iterator
 
 import optuna
 import sqlalchemy
-from optuna.distributions import BaseDistribution
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
@@ -25,38 +24,58 @@ from optuna.trial import FrozenTrial, TrialState
 
 
 class _TrialRows:
-    """One trial's row and its child rows, read as Optuna's builder reads a TrialModel; attributes as
-    (trial_id, key, decoded value)."""
+    """One trial's row and its child rows, gathered into what Optuna's builder makes of a TrialModel."""
 
-    datetime_start = models.TrialModel.datetime_start  # Optuna's conversion of the stored naive UTC time
-    datetime_complete = models.TrialModel.datetime_complete
-
-    def __init__(self, row: sqlalchemy.Row):
+    def __init__(self, row: sqlalchemy.Row, clock: _LocalClock):
         self.trial_id, self.number, state, start, complete = row
         self.state = TrialState[state]
-        self._datetime_start_utc, self._datetime_complete_utc = _stored_time(start), _stored_time(complete)
-        self.params, self.values, self.intermediate_values = [], [], []
-        self.user_attributes, self.system_attributes = [], []
+        self.datetime_start, self.datetime_complete = clock(start), clock(complete)
+        self.params, self.distributions, self.values = {}, {}, []
+        self.intermediate_values, self.user_attrs, self.system_attrs = {}, {}, {}
 
-    def frozen(self, distribution: Callable[[str], BaseDistribution]) -> FrozenTrial:
-        """The FrozenTrial Optuna's RDBStorage._build_frozen_trial_from_trial_model makes of the same rows, its
-        distributions parsed once per distinct JSON (`distribution`): they were 40% of the time."""
+    def frozen(self) -> FrozenTrial:
+        """The FrozenTrial Optuna's RDBStorage._build_frozen_trial_from_trial_model makes of the same rows."""
         values = None
         if self.values:
             values = [0.0] * len(self.values)
-            for _, objective, value, value_type in self.values:
-                values[objective] = models.TrialValueModel.stored_repr_to_value(value, _VALUE_TYPE[value_type])
-        distributions = {name: distribution(json_) for _, name, _, json_ in self.params}
+            for objective, value in self.values:
+                values[objective] = value
         return FrozenTrial(
             number=self.number, state=self.state, value=None, values=values, datetime_start=self.datetime_start,
-            datetime_complete=self.datetime_complete,
-            params={name: distributions[name].to_external_repr(value) for _, name, value, _ in self.params},
-            distributions=distributions,
-            user_attrs={key: value for _, key, value in self.user_attributes},
-            system_attrs={key: value for _, key, value in self.system_attributes},
-            intermediate_values={step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                value, _INTERMEDIATE_TYPE[value_type]) for _, step, value, value_type in self.intermediate_values},
-            trial_id=self.trial_id)
+            datetime_complete=self.datetime_complete, params=self.params, distributions=self.distributions,
+            user_attrs=self.user_attrs, system_attrs=self.system_attrs,
+            intermediate_values=self.intermediate_values, trial_id=self.trial_id)
+
+
+class _LocalClock:
+    """Optuna's reading of a stored time (models.TrialModel.datetime_start: naive UTC to naive local time),
+    worked out once per hour of UTC time instead of once per value: value by value it was a seventh of the
+    read. An hour whose first and last microsecond have the same UTC offset has it all through (no place
+    changes its clocks twice within an hour); an hour with a change is converted value by value."""
+
+    def __init__(self):
+        self._offsets: dict[int, datetime.timedelta | None] = {}  # by hours since year 1
+
+    def __call__(self, stored: str | datetime.datetime | None) -> datetime.datetime | None:
+        if stored is None:
+            return None
+        # SQLite keeps text, PostgreSQL's driver gives datetimes.
+        utc = datetime.datetime.fromisoformat(stored) if isinstance(stored, str) else stored
+        hour = utc.toordinal() * 24 + utc.hour
+        if hour not in self._offsets:
+            start = utc.replace(minute=0, second=0, microsecond=0)
+            first, last = _local_offset(start), _local_offset(start + _HOUR - datetime.timedelta(microseconds=1))
+            self._offsets[hour] = first if first == last else None
+        offset = self._offsets[hour]
+        return utc + offset if offset is not None else utc + _local_offset(utc)
+
+
+_HOUR = datetime.timedelta(hours=1)
+
+
+def _local_offset(utc: datetime.datetime) -> datetime.timedelta:
+    """The local time's offset from UTC at a naive UTC time, as Optuna's conversion finds it."""
+    return utc.replace(tzinfo=datetime.timezone.utc).astimezone().utcoffset()
 
 
 _TRIAL_COLUMNS = ("trial_id", "number", "state", "datetime_start", "datetime_complete")
@@ -67,33 +86,60 @@ _VALUE_TYPE = models.TrialValueModel.TrialValueType.__members__
 _INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType.__members__
 
 
-def _stored_time(value: str | datetime.datetime | None) -> datetime.datetime | None:
-    """A stored time as SQLAlchemy's DateTime reads it: SQLite keeps text, PostgreSQL's driver gives datetimes."""
-    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
-
-
 def _column(table: sqlalchemy.Table, name: str) -> sqlalchemy.ColumnElement:
     return sqlalchemy.type_coerce(table.c[name], sqlalchemy.String) if name in _AS_STORED else table.c[name]
 
 
-# Each child table by the attribute Optuna's builder reads it as: its model, the columns read (trial_id first),
-# the order. The order is the one its unique index gives SQLite's ORM read (so attributes come back in the same
+def _add_params(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> None:
+    """Each distinct distribution JSON parsed once: parsing each row's was 40% of the read."""
+    distribution = functools.lru_cache(maxsize=None)(optuna.distributions.json_to_distribution)
+    for trial_id, name, value, json_ in rows:
+        if (trial := trials.get(trial_id)) is not None:
+            trial.distributions[name] = parsed = distribution(json_)
+            trial.params[name] = parsed.to_external_repr(value)
+
+
+def _add_values(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> None:
+    for trial_id, objective, value, value_type in rows:
+        if (trial := trials.get(trial_id)) is not None:
+            trial.values.append((objective,
+                                 models.TrialValueModel.stored_repr_to_value(value, _VALUE_TYPE[value_type])))
+
+
+def _add_intermediate_values(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> None:
+    for trial_id, step, value, value_type in rows:
+        if (trial := trials.get(trial_id)) is not None:
+            trial.intermediate_values[step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                value, _INTERMEDIATE_TYPE[value_type])
+
+
+def _attributes_adder(name: str) -> Callable[[dict[int, _TrialRows], list[sqlalchemy.Row]], None]:
+    def add(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> None:
+        """Every value decoded in one call, as one JSON array: a json.loads call per value was a third of the
+        read."""
+        values = json.loads("[" + ",".join([row[2] for row in rows]) + "]")
+        last_id, attributes = None, None
+        for (trial_id, key, _), value in zip(rows, values):
+            if trial_id != last_id:  # rows come trial by trial: each trial looked up once
+                last_id, trial = trial_id, trials.get(trial_id)
+                attributes = getattr(trial, name) if trial is not None else None
+            if attributes is not None:
+                attributes[key] = value
+    return add
+
+
+# Each child table: its model, the columns read (trial_id first), the order, and what adds its rows to their
+# trials. The order is the one its unique index gives SQLite's ORM read (so attributes come back in the same
 # order there; PostgreSQL's ORM read has no set order); params in Optuna's own order, param_id.
-_CHILDREN = {
-    "params": (models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"), "param_id"),
-    "values": (models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), "objective"),
-    "intermediate_values": (models.TrialIntermediateValueModel,
-                            ("trial_id", "step", "intermediate_value", "intermediate_value_type"), "step"),
-    "user_attributes": (models.TrialUserAttributeModel, ("trial_id", "key", "value_json"), "key"),
-    "system_attributes": (models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), "key"),
-}
-
-
-def _attributes(rows: list[sqlalchemy.Row]) -> list[tuple[int, str, object]]:
-    """(trial_id, key, value) of each attribute row, every value decoded in one call as one JSON array: a
-    json.loads call per value was a third of the read."""
-    values = json.loads("[" + ",".join(value_json for _, _, value_json in rows) + "]")
-    return [(trial_id, key, value) for (trial_id, key, _), value in zip(rows, values)]
+_CHILDREN = (
+    (models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"), "param_id",
+     _add_params),
+    (models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), "objective", _add_values),
+    (models.TrialIntermediateValueModel, ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
+     "step", _add_intermediate_values),
+    (models.TrialUserAttributeModel, ("trial_id", "key", "value_json"), "key", _attributes_adder("user_attrs")),
+    (models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), "key", _attributes_adder("system_attrs")),
+)
 
 
 class TrialRowsStorage(optuna.storages.RDBStorage):
@@ -110,31 +156,54 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
     def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
         trials = models.TrialModel.__table__
-        in_range = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
-        if trial_id_greater_than > -1:
-            # The later reads, one per get_all_trials: two index searches, not one scan of all the study's trials
-            # (an OR of the two conditions made SQLite scan them, 1.2 ms a query at 8,000 trials).
-            included = [i for i in included_trial_ids if i <= trial_id_greater_than]
-            in_range = sqlalchemy.union(in_range.where(trials.c.trial_id > trial_id_greater_than),
-                                        in_range.where(trials.c.trial_id.in_(included)))
+        in_range = _in_range(study_id, included_trial_ids, trial_id_greater_than)
         chosen = sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.trial_id.in_(in_range))
         if states is not None:
             chosen = chosen.where(trials.c.state.in_(list(states)))
         with _create_scoped_session(self.scoped_session) as session, _collector_paused():
             models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study that is not there
-            read = {row[0]: _TrialRows(row) for row in session.execute(chosen.order_by(trials.c.trial_id)).all()}
+            clock = _LocalClock()
+            read = {row[0]: _TrialRows(row, clock)
+                    for row in session.execute(chosen.order_by(trials.c.trial_id)).all()}
             # Each query sees what other workers committed before it started: the child rows are read for the
             # trials in range whatever their state now, and kept for those the first query chose.
-            for name, (model, columns, order) in _CHILDREN.items():
+            for model, columns, order, add in _CHILDREN:
                 table = model.__table__
-                rows = session.execute(sqlalchemy.select(*(_column(table, c) for c in columns))
-                                       .where(table.c.trial_id.in_(in_range))
-                                       .order_by(table.c.trial_id, table.c[order])).all()
-                for row in _attributes(rows) if columns[-1] == "value_json" else rows:
-                    if (trial := read.get(row[0])) is not None:
-                        getattr(trial, name).append(row)
-            distribution = functools.lru_cache(maxsize=None)(optuna.distributions.json_to_distribution)
-            return [trial.frozen(distribution) for trial in read.values()]
+                add(read, session.execute(sqlalchemy.select(*(_column(table, c) for c in columns))
+                                          .where(table.c.trial_id.in_(in_range))
+                                          .order_by(table.c.trial_id, table.c[order])).all())
+            return [trial.frozen() for trial in read.values()]
+
+    def stale_trial_ids(self, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int) -> list[int]:
+        """RDBStorage._get_stale_trial_ids among the trials in range (chosen as _get_trials chooses them): the
+        running ones whose last heartbeat is older than the grace period."""
+        grace = datetime.timedelta(seconds=self.grace_period if self.grace_period is not None
+                                   else 2 * self.heartbeat_interval)
+        trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+        running = (sqlalchemy.select(trials.c.trial_id, beats.c.heartbeat)
+                   .join(beats, beats.c.trial_id == trials.c.trial_id)
+                   .where(trials.c.trial_id.in_(_in_range(study_id, included_trial_ids, trial_id_greater_than)),
+                          trials.c.state == TrialState.RUNNING)
+                   .order_by(trials.c.trial_id))
+        with _create_scoped_session(self.scoped_session, True) as session:
+            # The database's clock, as Optuna's: the heartbeats are its times (naive, as PostgreSQL's are not).
+            now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+            return [trial_id for trial_id, heartbeat in session.execute(running).all() if now - heartbeat > grace]
+
+
+def _in_range(study_id: int, included_trial_ids: set[int],
+              trial_id_greater_than: int) -> sqlalchemy.Select | sqlalchemy.CompoundSelect:
+    """The ids of the study's trials in `included_trial_ids` up to `trial_id_greater_than` and all after it (all of
+    them where it is -1): what Optuna's cache reads again, the trials it does not hold finished."""
+    trials = models.TrialModel.__table__
+    in_range = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
+    if trial_id_greater_than < 0:
+        return in_range
+    # Two index searches, not one scan of all the study's trials (an OR of the two conditions made SQLite scan them,
+    # 1.2 ms a query at 8,000 trials).
+    included = [i for i in included_trial_ids if i <= trial_id_greater_than]
+    return sqlalchemy.union(in_range.where(trials.c.trial_id > trial_id_greater_than),
+                            in_range.where(trials.c.trial_id.in_(included)))
 
 
 class TrialCache(_CachedStorage):
@@ -171,6 +240,16 @@ class TrialCache(_CachedStorage):
             in_order = self._in_order.get(study_id, [])
             trials = list(in_order) if states is None else [t for t in in_order if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's, asked only about the trials this cache does not hold finished (a finished trial stays
+        finished): Optuna's query read the state of every trial of the study, twice a trial (its
+        fail_stale_trials and storage.fail_lost_trials)."""
+        with self._lock:
+            study = self._studies.get(study_id)
+            unfinished, last_finished = (set(study.unfinished_trial_ids), study.last_finished_trial_id) if study \
+                else (set(), -1)
+        return self._backend.stale_trial_ids(study_id, unfinished, last_finished)
 
     def delete_study(self, study_id: int) -> None:
         with self._lock:

@@ -34,6 +34,7 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.results import ranking
+from hpsearch.results.trials import NewlyFinished
 from hpsearch.storage import folder_beside, mask, open_existing
 from hpsearch.trialrecord import TrialRecord
 
@@ -47,12 +48,15 @@ def artifact_dir(storage_url: str) -> Path:
 
 
 class WeightKeeper:
-    """The objective's on_complete hook: keep this trial's weights if it is among the best `keep`."""
+    """The objective's on_complete hook: keep this trial's weights if it is among the best `keep`. Each finished
+    trial is looked at once for weights (NewlyFinished); the files of those that hold some, at each trial."""
 
     def __init__(self, storage_url: str, keep: int = DEFAULT_KEEP):
         self.folder = artifact_dir(storage_url)
         self.store = FileSystemArtifactStore(self.folder)
         self.keep = keep
+        self.newly_finished = NewlyFinished()
+        self.holders: dict[int, FrozenTrial] = {}  # the finished trials whose weights were kept, by number
         existing = next(p for p in (self.folder, *self.folder.absolute().parents) if p.exists())
         if not os.access(existing, os.W_OK):  # fail now, not after the first trial trained
             raise HpsearchError(f"cannot write the artifact folder {self.folder}: set $HPSEARCH_ARTIFACTS to a "
@@ -60,9 +64,13 @@ class WeightKeeper:
 
     def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
         value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
+        self.holders.update((t.number, t) for t in self.newly_finished(trial.study.get_trials(deepcopy=False))
+                            if A.WEIGHTS in t.user_attrs)
+        for number, holder in list(self.holders.items()):
+            if not self._exists(holder.user_attrs[A.WEIGHTS]):  # dropped, by this worker or another: for good
+                del self.holders[number]
         kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
-                for t in ranking.ranked(t for t in trial.study.get_trials(deepcopy=False) if A.WEIGHTS in t.user_attrs)
-                if self._exists(t.user_attrs[A.WEIGHTS])]
+                for t in ranking.ranked(self.holders.values())]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
             return

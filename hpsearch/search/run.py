@@ -7,11 +7,14 @@ made from, holds the study lock where trials are counted and started, and stops 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import gc
 import logging
 import time
 import uuid
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.results.artifacts import WeightKeeper
-from hpsearch.results.trials import FINISHED, first_reaching, is_baseline
+from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.search.samplers import make_sampler
 from hpsearch.search.signals import hold_signals
@@ -141,36 +144,25 @@ START, WAIT, DONE = "start", "wait", "done"
 
 
 class DecisionView:
-    """The trials a run's decisions read, kept up to date step by step instead of scanning the whole study.
-
-    A finished trial never changes, so each is looked at once: counted if finished, and kept only if a
-    decision reads it (this run's trials, baselines, retried copies). Trials unfinished when looked at are
-    looked at again each step. On a study of 8,000 trials a step reads tens of trials, not 8,000
-    (bench/big_study.py). Trial numbers are positions in the study's trial list.
-    """
+    """The trials a run's decisions read, kept up to date step by step instead of scanning the whole study:
+    each trial looked at once it has finished (NewlyFinished), counted if it finished as FINISHED says, and kept
+    only if a decision reads it (this run's trials, baselines, retried copies), with the unfinished ones."""
 
     def __init__(self, run_id: str):
         self.run_id = run_id
-        self.seen = 0  # trials numbered below this have been looked at
-        self.finished = 0  # how many of them are finished (FINISHED), unfinished ones not yet counted
-        self.unfinished: set[int] = set()
+        self.newly_finished = NewlyFinished()
+        self.finished = 0  # how many trials seen finished are FINISHED
         self.kept: set[int] = set()  # finished trials a decision reads
         self.trials: list[FrozenTrial] = []  # what the decisions read, in number order
 
     def update(self, trials: list[FrozenTrial]) -> None:
         """Look at the trials added or unfinished since the last step."""
-        looked_at = [*sorted(self.unfinished), *range(self.seen, len(trials))]
-        self.seen, self.unfinished = len(trials), set()
-        for number in looked_at:
-            trial = trials[number]
-            if not trial.state.is_finished():
-                self.unfinished.add(number)
-                continue
+        for trial in self.newly_finished(trials):
             self.finished += trial.state in FINISHED
             if (trial.user_attrs.get(A.RUN) == self.run_id or A.BASELINE in trial.user_attrs
                     or "retry_history" in trial.system_attrs):
-                self.kept.add(number)
-        self.trials = [trials[n] for n in sorted(self.kept | self.unfinished)]
+                self.kept.add(trial.number)
+        self.trials = [trials[n] for n in sorted(self.kept | self.newly_finished.unfinished)]
 
 
 class RunBudget:
@@ -246,19 +238,43 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     seed = SamplerSeed(spec, options.seed)
     lock = shared_lock(storage_url, spec.name)
     try:
-        lock.acquire()
-        try:  # creating the study once, whoever comes first
-            study = open_study(spec, storage, seed.sampler)
-        finally:
-            lock.release()
-        events.study_opened(study, data)
-        run_id = options.run_id or uuid.uuid4().hex
-        _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
-                                   on_complete=keeper, source=source),
-              RunBudget(spec, options, run_id), seed, lock, list(callbacks), options.heartbeat)
+        with _opened_for_good(spec, storage, seed, lock) as study:
+            events.study_opened(study, data)
+            run_id = options.run_id or uuid.uuid4().hex
+            _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
+                                       on_complete=keeper, source=source),
+                  RunBudget(spec, options, run_id), seed, lock, list(callbacks), options.heartbeat)
     finally:
         lock.close()
     return study
+
+
+@contextlib.contextmanager
+def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed,
+                     lock: NoLock) -> Iterator[optuna.Study]:
+    """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
+    collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
+    the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
+    study set one off: 0.2 s in every other run on a study of 8,000 trials (bench/big_study.py). The study is
+    opened with the collector off, so that its young collections do not walk the trials just read either.
+    Handed back at the end, so that a process that runs several (the tests, a benchmark) still collects what
+    each leaves behind."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lock.acquire()
+        try:
+            study = open_study(spec, storage, seed.sampler)
+        finally:
+            lock.release()
+        gc.freeze()
+    finally:
+        if was_enabled:
+            gc.enable()
+    try:
+        yield study
+    finally:
+        gc.unfreeze()
 
 
 def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,

@@ -46,10 +46,13 @@ def test_an_old_studys_trial_exports_and_trains_to_its_recorded_numbers(old_stor
         assert config["init"] == {"study": "tiny", "trial": 1, "storage": old_storage}
     again = trained_again("t.yaml", "again", tmp_path)
     assert (again["val_accuracy"], again["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
-    if study == "tiny" and number == 1:  # the same weights, bit for bit
+    if study == "tiny" and number == 1:  # the same weights
         stored = load_trial_state_dict(old_storage, study, number)
         retrained = load_file(str(tmp_path / "again" / "seed-0.safetensors"))
-        assert stored.keys() == retrained.keys() and all(torch.equal(stored[k], retrained[k]) for k in stored)
+        # Bit for bit on the CPU that made the fixture (an AMD EPYC); another CPU's float kernels may round the
+        # last bit differently (up to 1.2e-7 on an Intel Xeon, with the same accuracies to the last digit).
+        assert stored.keys() == retrained.keys()
+        torch.testing.assert_close(retrained, stored, rtol=0, atol=1e-6)
 
 
 def test_best_reads_an_old_study(old_storage):

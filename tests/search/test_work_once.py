@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import math
+import os
 import random
+import time
 import uuid
 
 import optuna
@@ -93,6 +96,73 @@ def test_the_cache_gives_what_optunas_cache_gives(tmp_path):
     study.tell(new, state=TrialState.FAIL)
     same()
     assert [t.number for t in ours.get_all_trials(study_id)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_rows_read_times_as_optuna_does_across_a_change_of_the_clocks(tmp_path):
+    """Stored times are UTC, read back as local time: across St. John's changes of the clocks (at :30 past a
+    UTC hour) as Optuna's builder reads them, though the read works out the offset once per hour."""
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/St_Johns"
+    time.tzset()
+    try:
+        winter = datetime.datetime(2026, 1, 5, 12, tzinfo=datetime.timezone.utc).astimezone().utcoffset()
+        if winter != -datetime.timedelta(hours=3, minutes=30):
+            pytest.skip("this machine has no time zone data for America/St_Johns (Debian package tzdata)")
+        storage = open_storage(f"sqlite:///{tmp_path / 'clocks.db'}")
+        study = optuna.create_study(storage=storage, study_name="clocks")
+        utc = datetime.timezone.utc
+        for day, hour, minutes in itertools.product((8, 9), (4, 5, 6), (0, 10, 29, 30, 31, 59)):  # spring, Mar 8
+            start = datetime.datetime(2026, 3, day, hour, minutes, 7, 123456, tzinfo=utc)
+            trial = create_trial(value=0.5)
+            trial.datetime_start = start.astimezone().replace(tzinfo=None)
+            trial.datetime_complete = (start + datetime.timedelta(days=238)).astimezone().replace(tzinfo=None)  # Nov 1
+            study.add_trial(trial)
+        fast = storage._get_trials(study._study_id, None, set(), -1)
+        orm = optuna.storages.RDBStorage._get_trials(storage, study._study_id, None, set(), -1)
+        assert [(t.datetime_start, t.datetime_complete) for t in fast] == \
+            [(t.datetime_start, t.datetime_complete) for t in orm]
+        assert len({t.datetime_start - t.datetime_complete for t in fast}) > 1  # both offsets were read
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_the_cache_finds_the_stale_trials_optuna_finds(tmp_path):
+    """A lost worker's trial is found among the trials the cache does not hold finished, whether the cache has
+    read them or not: the same trials as Optuna's scan of the whole study."""
+    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    backend = open_storage(url, heartbeat=30)
+    cache = TrialCache(backend)
+    study = optuna.create_study(storage=cache, study_name="stale")
+    study.add_trials([create_trial(value=0.5) for _ in range(3)])
+    running = [study.ask() for _ in range(4)]  # 3 and 4 go silent, 5 beats, 6 never sent a heartbeat
+    for trial in running[:3]:
+        backend.record_heartbeat(trial._trial_id)
+    silent = [running[0]._trial_id, running[1]._trial_id]
+    engine = sqlalchemy.create_engine(url)
+
+    def silence(trial_ids: list[int]) -> None:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00' "
+                                               f"WHERE trial_id IN ({', '.join(map(str, trial_ids))})"))
+
+    silence(silent)
+    assert cache._get_stale_trial_ids(study._study_id) == backend._get_stale_trial_ids(study._study_id) == silent
+    study.get_trials()  # the cache reads them all: 3 to 6 unfinished
+    study.tell(running[2], 0.7)  # 5 finishes: a trial after the last finished one the cache read
+    later = study.ask()
+    backend.record_heartbeat(later._trial_id)
+    silence([running[2]._trial_id, later._trial_id])
+    expected = [*silent, later._trial_id]
+    assert cache._get_stale_trial_ids(study._study_id) == sorted(backend._get_stale_trial_ids(study._study_id)) \
+        == expected
+    study.get_trials()
+    assert cache._get_stale_trial_ids(study._study_id) == expected
+    engine.dispose()
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat")
