@@ -1,5 +1,5 @@
-"""A study's trials read back, torch-free: which are finished, which are baselines, which meets the
-target first, and the summary `best` prints.
+"""A study's trials read back, torch-free: which are finished (and which finished since a run last looked),
+which are baselines, which meets the target first, and the summary `best` prints.
 """
 
 from __future__ import annotations
