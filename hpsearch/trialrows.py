@@ -186,7 +186,7 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
                           trials.c.state == TrialState.RUNNING)
                    .order_by(trials.c.trial_id))
         with _create_scoped_session(self.scoped_session, True) as session:
-            # The database's clock, as Optuna's: the heartbeats are its times (naive, as PostgreSQL's are not).
+            # The database's clock, as Optuna's, made naive as the stored heartbeats are (PostgreSQL's now() is not).
             now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
             return [trial_id for trial_id, heartbeat in session.execute(running).all() if now - heartbeat > grace]
 
