@@ -20,7 +20,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState, create_trial
 
-from hpsearch.storage import cached, open_storage
+from hpsearch.storage import cached, driver_url, open_storage
 from hpsearch.trialrows import TrialCache, TrialRowsStorage
 from tests.helpers import POSTGRES, needs_postgres
 
@@ -131,38 +131,44 @@ def test_rows_read_times_as_optuna_does_across_a_change_of_the_clocks(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat")
-def test_the_cache_finds_the_stale_trials_optuna_finds(tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=needs_postgres)])
+def test_the_cache_finds_the_stale_trials_optuna_finds(tmp_path, database):
     """A lost worker's trial is found among the trials the cache does not hold finished, whether the cache has
-    read them or not: the same trials as Optuna's scan of the whole study."""
-    url = f"sqlite:///{tmp_path / 'stale.db'}"
+    read them or not: the same trials as Optuna's scan of the whole study (PostgreSQL's clock is not naive)."""
+    url = f"sqlite:///{tmp_path / 'stale.db'}" if database == "sqlite" else POSTGRES
+    name = f"stale-{uuid.uuid4().hex[:8]}"
     backend = open_storage(url, heartbeat=30)
     cache = TrialCache(backend)
-    study = optuna.create_study(storage=cache, study_name="stale")
-    study.add_trials([create_trial(value=0.5) for _ in range(3)])
-    running = [study.ask() for _ in range(4)]  # 3 and 4 go silent, 5 beats, 6 never sent a heartbeat
-    for trial in running[:3]:
-        backend.record_heartbeat(trial._trial_id)
-    silent = [running[0]._trial_id, running[1]._trial_id]
-    engine = sqlalchemy.create_engine(url)
+    study = optuna.create_study(storage=cache, study_name=name)
+    engine = sqlalchemy.create_engine(driver_url(url), poolclass=sqlalchemy.pool.NullPool)
 
     def silence(trial_ids: list[int]) -> None:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00' "
                                                f"WHERE trial_id IN ({', '.join(map(str, trial_ids))})"))
 
-    silence(silent)
-    assert cache._get_stale_trial_ids(study._study_id) == backend._get_stale_trial_ids(study._study_id) == silent
-    study.get_trials()  # the cache reads them all: 3 to 6 unfinished
-    study.tell(running[2], 0.7)  # 5 finishes: a trial after the last finished one the cache read
-    later = study.ask()
-    backend.record_heartbeat(later._trial_id)
-    silence([running[2]._trial_id, later._trial_id])
-    expected = [*silent, later._trial_id]
-    assert cache._get_stale_trial_ids(study._study_id) == sorted(backend._get_stale_trial_ids(study._study_id)) \
-        == expected
-    study.get_trials()
-    assert cache._get_stale_trial_ids(study._study_id) == expected
-    engine.dispose()
+    try:
+        study.add_trials([create_trial(value=0.5) for _ in range(3)])
+        running = [study.ask() for _ in range(4)]  # 3 and 4 go silent, 5 beats, 6 never sent a heartbeat
+        for trial in running[:3]:
+            backend.record_heartbeat(trial._trial_id)
+        silent = [running[0]._trial_id, running[1]._trial_id]
+        silence(silent)
+        assert cache._get_stale_trial_ids(study._study_id) == backend._get_stale_trial_ids(study._study_id) \
+            == silent
+        study.get_trials()  # the cache reads them all: 3 to 6 unfinished
+        study.tell(running[2], 0.7)  # 5 finishes: a trial after the last finished one the cache read
+        later = study.ask()
+        backend.record_heartbeat(later._trial_id)
+        silence([running[2]._trial_id, later._trial_id])
+        expected = [*silent, later._trial_id]
+        assert cache._get_stale_trial_ids(study._study_id) \
+            == sorted(backend._get_stale_trial_ids(study._study_id)) == expected
+        study.get_trials()
+        assert cache._get_stale_trial_ids(study._study_id) == expected
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
+        engine.dispose()
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat")
