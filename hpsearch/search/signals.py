@@ -11,9 +11,11 @@ again REDELIVER_S later, by which time the query has ended.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -24,14 +26,17 @@ DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite
 REDELIVER_S = 0.05
 
 
+RAISING_S = 0.5  # how long a raised interrupt may take to reach the clean-up that holds signals (hold_signals)
+
+
 class _Redelivery:
-    """A put-off signal, sent again REDELIVER_S later. `sent` turns true before the signal goes out, so a
+    """A put-off signal, sent again `delay` seconds later. `sent` turns true before the signal goes out, so a
     handler that runs on the redelivered signal (or a block that ends meanwhile) never mistakes it for one
     still to come: a timer thread stays alive a while after sending, longer on a loaded machine."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, delay: float = REDELIVER_S):
         self.sent = False
-        self.timer = threading.Timer(REDELIVER_S, self._send, (signum,))
+        self.timer = threading.Timer(delay, self._send, (signum,))
         self.timer.daemon = True
         self.timer.start()
 
@@ -45,6 +50,7 @@ class _Redelivery:
 
 
 _put_off: dict[int, _Redelivery] = {}  # signal number: its redelivery
+_last_raised = -math.inf  # when raise_on_signal last raised (time.monotonic)
 
 
 def in_database_layer(frame: FrameType | None) -> bool:
@@ -62,11 +68,18 @@ def raise_on_signal(signum: int, frame: FrameType | None) -> None:
 
     Python may run it inside a __del__ or a weakref callback, which swallows the exception: the next
     signal must then raise again, so nothing is ignored until the clean-up that the exception starts
-    has really begun (hold_signals)."""
-    if in_database_layer(frame):
+    has really begun (hold_signals). A signal that comes while the last interrupt is still on its way there
+    (RAISING_S) is put off until then: Python runs a handler at its next check, which may be the clean-up's
+    first call, and raised there the second interrupt skipped the clean-up (a worker under SLURM hears
+    SIGTERM twice within milliseconds, from SLURM and from its batch script). Once signals are held it is
+    dropped; if the first interrupt was swallowed, it raises when it comes back."""
+    global _last_raised
+    settling = _last_raised + RAISING_S - time.monotonic()
+    if in_database_layer(frame) or settling > 0:
         if signum not in _put_off or not _put_off[signum].pending:
-            _put_off[signum] = _Redelivery(signum)
+            _put_off[signum] = _Redelivery(signum, max(REDELIVER_S, settling))
         return
+    _last_raised = time.monotonic()
     raise interrupt_for(signum)
 
 
@@ -87,7 +100,10 @@ def hold_signals() -> None:
 def raising_on_signals() -> Iterator[None]:
     """While the block runs, SIGINT and SIGTERM raise (raise_on_signal); afterwards the previous handlers
     are back. A signal still put off when the block ends is raised there, not lost and not delivered
-    to the handler put back. SIGINT stays ignored where it was (a job started with & by a script)."""
+    to the handler put back. SIGINT stays ignored where it was (a job started with & by a script). The block
+    starts with no interrupt on its way (raise_on_signal)."""
+    global _last_raised
+    _last_raised = -math.inf
     handled = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
     previous = {sig: signal.signal(sig, raise_on_signal) for sig in handled}
     try:
