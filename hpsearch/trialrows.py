@@ -47,6 +47,9 @@ class _TrialRows:
             intermediate_values=self.intermediate_values, trial_id=self.trial_id)
 
 
+_HOUR = datetime.timedelta(hours=1)
+
+
 class _LocalClock:
     """Optuna's reading of a stored time (models.TrialModel.datetime_start: naive UTC to naive local time),
     worked out once per hour of UTC time instead of once per value: value by value it was a seventh of the
@@ -68,9 +71,6 @@ class _LocalClock:
             self._offsets[hour] = first if first == last else None
         offset = self._offsets[hour]
         return utc + offset if offset is not None else utc + _local_offset(utc)
-
-
-_HOUR = datetime.timedelta(hours=1)
 
 
 def _local_offset(utc: datetime.datetime) -> datetime.timedelta:

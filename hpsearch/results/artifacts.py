@@ -66,9 +66,8 @@ class WeightKeeper:
         value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
         self.holders.update((t.number, t) for t in self.newly_finished(trial.study.get_trials(deepcopy=False))
                             if A.WEIGHTS in t.user_attrs)
-        for number, holder in list(self.holders.items()):
-            if not self._exists(holder.user_attrs[A.WEIGHTS]):  # dropped, by this worker or another: for good
-                del self.holders[number]
+        # A file dropped, by this worker or another, is gone for good.
+        self.holders = {n: t for n, t in self.holders.items() if self._exists(t.user_attrs[A.WEIGHTS])}
         kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
                 for t in ranking.ranked(self.holders.values())]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))

@@ -24,8 +24,6 @@ from hpsearch.errors import Terminated
 # hpsearch.trialrows: the trial reads of hpsearch's own storage class, run inside an open session
 DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite3", "psycopg2", "psycopg", "pymysql")
 REDELIVER_S = 0.05
-
-
 RAISING_S = 0.5  # how long a raised interrupt may take to reach the clean-up that holds signals (hold_signals)
 
 
