@@ -44,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studyresults import study_summary, time_to_target  # bench/ is on sys.path: this script's folder
+
 REPO = Path(__file__).resolve().parent.parent
 # Seconds per stage, in priority order: a suite cut short has measured the first ones. Estimates, not yet
 # measured on a GPU: setup = pip (~15-25 s) + unpack (~2 s) + torch's import; check = the CUDA tests
@@ -342,7 +344,7 @@ def stage_check(stage: Stage) -> None:
     demo = ["--study", _study_arg(stage, "digits-quick"), "--storage", f"sqlite:///{demo_db}", "--device", stage.device]
     demo_code = stage.run("demo study", [sys.executable, "-m", "hpsearch", "run", *demo])
     stage.figures["ok"] = code == 0 and demo_code == 0
-    stage.record("demo", {"exit": demo_code, "wall_s": stage.commands[-1]["seconds"], **_study_summary(demo_db)})
+    stage.record("demo", {"exit": demo_code, "wall_s": stage.commands[-1]["seconds"], **study_summary(demo_db)})
 
 
 def _junit_outcomes(path: Path) -> list[dict]:
@@ -408,7 +410,7 @@ def stage_search(stage: Stage) -> None:
     stage.run("cifar10-75", [sys.executable, "-m", "hpsearch", "run", "--study", study, "--storage",
                              f"sqlite:///{storage}", *common, "--timeout", str(int(max(MIN_COMMAND_S, seconds)))],
               seconds=seconds)
-    stage.record("cifar10-75", _time_to_target(storage, study, started))
+    stage.record("cifar10-75", time_to_target(storage, study, started))
     epochs = 1 if stage.dry else RESNET9_EPOCHS
     config = _resnet9_config(stage, work / "resnet9.yaml", epochs)
     out = work / "resnet9"
@@ -419,37 +421,6 @@ def stage_search(stage: Stage) -> None:
     stage.record("resnet9", {"params": RESNET9, "epochs": epochs,
                              "test_accuracy": seed.get("test_accuracy"), "val_accuracy": seed.get("val_accuracy"),
                              "train_s": seed.get("seconds"), "wall_s": stage.commands[-1]["seconds"]})
-
-
-def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
-    """Wall time from the command's start to the end of the first sampled trial that met the target, and
-    what ran until then. A baseline (a trial with the "baseline" attribute) meeting it does not count, as
-    it does not stop the run: which baselines met it is recorded apart."""
-    import datetime
-
-    from hpsearch.results.trials import first_reaching, is_baseline, meets_target
-    from hpsearch.studyfile.catalog import load_study_spec
-
-    spec = load_study_spec(study_arg)
-    study = _stored_study(storage, spec.name)
-    if study is None:
-        return {"trials": 0}
-    trials = study.get_trials(deepcopy=False)
-    done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
-    summary = {**_study_summary(storage, spec.name), "target": spec.describe_target(),
-               "baselines_at_target": [{"baseline": t.user_attrs["baseline"], "trial": t.number,
-                                        "test_accuracy": t.user_attrs.get("test_accuracy")}
-                                       for t in done if is_baseline(t) and meets_target(t, spec)]}
-    reached = first_reaching(done, spec)  # sampled trials only: a baseline does not stop the run
-    if reached is None:
-        return {**summary, "reached": False}
-    until = [t for t in done if t.datetime_complete <= reached.datetime_complete]
-    return {**summary, "reached": True, "trial": reached.number, "trial_params": reached.params,
-            "trial_test_accuracy": reached.user_attrs.get("test_accuracy"),
-            "wall_s_to_target": round((reached.datetime_complete
-                                       - datetime.datetime.fromtimestamp(started)).total_seconds(), 1),
-            "trials_until_then": {state: sum(t.state.name.lower() == state for t in until)
-                                  for state in ("complete", "pruned", "fail")}}
 
 
 def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
@@ -464,31 +435,6 @@ def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
     write_config({"format": FORMAT, "study": spec.name, "dataset": dataset,
                   "epochs": epochs, "seed": spec.seed, "params": P.complete(params)}, path)
     return path
-
-
-def _study_summary(storage: Path, name: str | None = None) -> dict:
-    """hpsearch's own summary (counts by state, the best trial) of a study in an SQLite file, with its
-    finished trials per hour."""
-    from hpsearch.results.trials import FINISHED, summarize
-
-    study = _stored_study(storage, name)
-    if study is None:
-        return {"trials": 0}
-    trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.datetime_complete]
-    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds() if done else 0
-    finished = sum(t.state in FINISHED for t in trials)
-    return {**summarize(study), "finished_per_hour": round(finished * 3600 / span, 1) if span else None}
-
-
-def _stored_study(storage: Path, name: str | None = None):
-    """The study `name` (None: the first) in an SQLite file, or None where a run stopped before making it."""
-    import optuna
-
-    url = f"sqlite:///{storage}"
-    names = optuna.get_all_study_names(url) if storage.is_file() else []
-    name = name or next(iter(names), None)
-    return optuna.load_study(study_name=name, storage=url) if name in names else None
 
 
 # --------------------------------------------------------------------------------------------
