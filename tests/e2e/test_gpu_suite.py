@@ -170,7 +170,8 @@ def test_a_baseline_at_the_target_is_recorded_but_only_a_sampled_trial_reaches_i
         study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={"test_accuracy": accuracy, **attrs}))
     result = gpu_suite.time_to_target(storage, str(study_file), started)
     assert result["reached"] is True and result["trial"] == 2 and result["trial_test_accuracy"] == 0.92
-    assert result["baselines_at_target"] == [{"baseline": "seed002-fc", "trial": 0, "test_accuracy": 0.95}]
+    assert result["baselines_at_target"] == [{"baseline": "seed002-fc", "trial": 0, "val_accuracy": None,
+                                            "test_accuracy": 0.95}]
     assert result["trials_until_then"] == {"complete": 3, "pruned": 0, "fail": 0}
     # A run stopped before it made its study: nothing to read, no error.
     assert gpu_suite.time_to_target(tmp_path / "none.db", str(study_file), started) == {"trials": 0}
