@@ -11,8 +11,8 @@ events came, so a slow server adds nothing to an epoch; a trial's epoch metrics 
 every SEND_EVERY_S, as many short epochs would otherwise keep that thread busy beside the training. The
 first call that fails says so in one warning line and the tracker stops there for the rest of the process,
 while the study goes on. MLflow's HTTP client retries for minutes by default; TIMEOUTS shorten that unless
-the environment sets its own. A database tracking URI's server is tried once, for CONNECT_TIMEOUT_S, before
-MLflow's own nine retries over 100 s.
+the environment sets its own. A database tracking URI's server is tried once, waiting at most CONNECT_TIMEOUT_S,
+before MLflow opens it (MLflow alone retries for 100 s).
 
 What the tracker says never holds the URI's password (storage.mask, storage.scrub), and MLflow's own "View run
 at URL" lines are switched off: stdout is for results. Processes started to share the work get the URI in
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
 TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds; at most about half a minute to give up on a server
-QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its "View run ... at URL" lines, on stdout, with a password
+QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # MLflow's "View run at URL" lines: stdout, with a password
 CONNECT_TIMEOUT_S = 5  # a database tracking URI's one try (the drivers of PostgreSQL and MySQL take this argument)
 DATABASES = ("postgresql", "mysql")
 WARNING_CHARS = 300  # of an MLflow error's first line, which may hold a whole HTTP response
@@ -104,7 +104,7 @@ class Tracker(RunEvents):
         except Exception as exc:  # noqa: BLE001 - a tracker's failure must never end a trial
             self.failed = True
             log.warning("mlflow at %s: %s; tracking stops here, the study goes on", mask(self.uri),
-                        _reason(exc, self.uri))
+                        _reason(exc, self.uri, self.storage_url))
 
     def study_opened(self, study: optuna.Study, data: DeviceData | None = None) -> None:
         import torch
@@ -301,14 +301,13 @@ def _reach_database(uri: str) -> None:
         engine.dispose()
 
 
-def _reason(exc: BaseException, uri: str) -> str:
-    """An MLflow error's first line, without the URI's passwords, cut at a word to at most WARNING_CHARS."""
-    said = scrub(str(exc), uri).strip().splitlines()
-    if not said:
-        return type(exc).__name__
-    if len(said[0]) <= WARNING_CHARS:
-        return said[0]
-    return said[0][:WARNING_CHARS].rsplit(" ", 1)[0] + " …"
+def _reason(exc: BaseException, *urls: str) -> str:
+    """An MLflow error's first line, without the passwords of `urls`, cut at a word to at most WARNING_CHARS."""
+    text = str(exc)
+    for url in urls:
+        text = scrub(text, url)
+    first = next(iter(text.strip().splitlines()), type(exc).__name__)
+    return first if len(first) <= WARNING_CHARS else first[:WARNING_CHARS].rsplit(" ", 1)[0] + " …"
 
 
 def outcome(trial: FrozenTrial) -> str:
