@@ -407,7 +407,8 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
     if mlflow and secrets(mlflow):
         raise ClusterError("--mlflow holds a password, which `ps` and shell history show: export "
-                           "MLFLOW_TRACKING_URI=URI and give --mlflow alone; it travels to the tasks in their environment")
+                           "MLFLOW_TRACKING_URI=URI and give --mlflow alone; it travels to the tasks in their "
+                           "environment")
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,

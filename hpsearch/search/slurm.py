@@ -167,7 +167,7 @@ def batch_script(job: ArrayJob) -> str:
         f"# hpsearch {__version__} submit: {job.jobs} tasks on study {one_line(job.name, 'the study name')}, "
         "a SLURM job array.",
         "# The storage URL comes in $HPSEARCH_STORAGE, exported by `hpsearch submit`, never written here.",
-        *(["# So does the MLflow tracking URI of --mlflow, in $MLFLOW_TRACKING_URI."] if job.mlflow is not None else []),
+        *(["# So does the MLflow tracking URI, in $MLFLOW_TRACKING_URI."] if job.mlflow is not None else []),
         f"#SBATCH --job-name={job.job_name}",
         f"#SBATCH --array=0-{job.jobs - 1}",
         sbatch_line(f"--chdir={job.workdir}", job.workdir, "the current folder"),

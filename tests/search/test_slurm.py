@@ -88,8 +88,8 @@ def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     assert "s3cret" not in out
 
 
-# Each would run `touch PWNED` if bash or sbatch read it as anything but text; the last two test sbatch's own reading
-# (a backslash escapes even between quotes; %x in --output is the job's name).
+# Each would run `touch PWNED` if bash read it as anything but text, or break out of the quotes around it; the last
+# tests sbatch's own reading (a backslash escapes even between quotes; %x in --output is the job's name).
 HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "it's \"quoted\" & $HOME", 'a"; touch PWNED; echo "b #c', "100%x \\n \\"]
 
 
