@@ -405,6 +405,10 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
     if storage is not None and secrets(storage):
         raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
+    if mlflow and secrets(mlflow):
+        raise ClusterError("--mlflow holds a password, which `ps` and shell history show: export "
+                           "MLFLOW_TRACKING_URI=URI and give --mlflow alone; it travels to the tasks in their "
+                           "environment")
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
@@ -415,7 +419,8 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         click.echo(slurm.batch_script(job), nl=False)
         return
     job_id = slurm.submit(job, url)
-    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}\n"
+    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}"
+               + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
                f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
                f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
 

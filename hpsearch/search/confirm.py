@@ -217,9 +217,9 @@ def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers
     have exited; what each said (a line per seed), in worker order. With `mlflow`, each logs its seeds there."""
     command = [sys.executable, "-m", "hpsearch", "confirm", "--study", study_name, "--top", str(top),
                "--seeds", str(seeds), "--device", device, "--worker",
-               *(["--data-dir", str(data_dir)] if data_dir else []), *(["--mlflow", mlflow] if mlflow else [])]
+               *(["--data-dir", str(data_dir)] if data_dir else []), *(["--mlflow"] if mlflow else [])]
     pool = Workers(study_name, storage_url, uuid.uuid4().hex, [WorkerSlot(device, None)] * workers,
-                   lambda slot: command)
+                   lambda slot: command, mlflow=mlflow)
 
     def wait() -> None:
         while pool.running():

@@ -12,6 +12,10 @@ unless asked: each task asks for USR1 WARN_S seconds ahead, then stops its worke
 itself back in the queue. Not TERM@WARN_S: the script could not tell that warning from `scancel`, and a
 task that requeued itself on every SIGTERM could never be cancelled. Whichever task starts next runs the
 copy first and resumes it from its checkpoint, so checkpoints must live where every node sees them.
+
+Writing the script. Every value in it is quoted for its reader: bash reads the commands, sbatch the #SBATCH
+lines (as a shell reads words, up to the line's end). Neither names a URL: the storage's and MLflow's travel
+in the tasks' environment (workers.worker_environment), where no script, `ps` or `--dry-run` shows a password.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from hpsearch import __version__
 from hpsearch.errors import ClusterError
 from hpsearch.paths import slug
+from hpsearch.search.workers import worker_environment
 from hpsearch.storage import check_sqlite_folder, folder_beside, is_new_sqlite, mask, open_storage, scrub, sqlite_file
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
@@ -37,6 +42,7 @@ from hpsearch.training.checkpoint import checkpoint_root
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
 NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there
 IN_MEMORY = ("tmpfs", "ramfs")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a newline would end an #SBATCH line, and the rest run as a command
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class ArrayJob:
     partition: str | None = None
     time: str | None = None
     sbatch_args: tuple[str, ...] = ()
-    mlflow: str | None = None  # every task logs its trials to this MLflow tracking URI
+    mlflow: str | None = None  # every task logs its trials to this MLflow tracking URI, given in its environment
 
     @property
     def job_name(self) -> str:
@@ -79,7 +85,7 @@ class ArrayJob:
         elif self.n_trials is not None:
             cmd += ["--n-trials", str(self.n_trials)]
         if self.mlflow is not None:
-            cmd += ["--mlflow", self.mlflow]
+            cmd.append("--mlflow")  # to $MLFLOW_TRACKING_URI
         return cmd
 
 
@@ -149,29 +155,39 @@ def node_local(folder: Path) -> bool:
 
 
 def batch_script(job: ArrayJob) -> str:
-    """The sbatch script of the whole array; it names no storage (that travels in $HPSEARCH_STORAGE)."""
-    options = [f"--job-name={job.job_name}", f"--array=0-{job.jobs - 1}", f"--chdir={job.workdir}",
-               f"--output={job.log_dir}/%x-%A_%a.log", "--open-mode=append", "--requeue", f"--signal=B:USR1@{WARN_S}"]
-    if job.gpus_per_job:
-        options.append(f"--gres=gpu:{job.gpus_per_job}")
-    if job.partition:
-        options.append(f"--partition={job.partition}")
-    if job.time:
-        options.append(f"--time={job.time}")
-    options += job.sbatch_args
+    """The sbatch script of the whole array, or ClusterError for a value sbatch would misread (sbatch_line); it
+    names no URL (those travel in $HPSEARCH_STORAGE and $MLFLOW_TRACKING_URI)."""
+    if "\\" in str(job.log_dir):
+        raise ClusterError(f"the log folder {str(job.log_dir)!r} holds a backslash, after which sbatch would name "
+                           "every task's log the same: choose one without ($HPSEARCH_LOGS)")
+    logs = str(job.log_dir).replace("%", "%%")  # sbatch reads %x, %A, %a in --output as the job's name and ids
     q = shlex.quote
     lines = [
         "#!/bin/bash",
-        f"# hpsearch {__version__} submit: {job.jobs} tasks on study {job.name}, a SLURM job array.",
+        f"# hpsearch {__version__} submit: {job.jobs} tasks on study {one_line(job.name, 'the study name')}, "
+        "a SLURM job array.",
         "# The storage URL comes in $HPSEARCH_STORAGE, exported by `hpsearch submit`, never written here.",
-        *(f"#SBATCH {option}" for option in options),
+        *(["# So does the MLflow tracking URI, in $MLFLOW_TRACKING_URI."] if job.mlflow is not None else []),
+        f"#SBATCH --job-name={job.job_name}",
+        f"#SBATCH --array=0-{job.jobs - 1}",
+        sbatch_line(f"--chdir={job.workdir}", job.workdir, "the current folder"),
+        sbatch_line(f"--output={logs}/%x-%A_%a.log", job.log_dir, "the log folder ($HPSEARCH_LOGS)"),
+        "#SBATCH --open-mode=append",
+        "#SBATCH --requeue",
+        f"#SBATCH --signal=B:USR1@{WARN_S}",
+        *([f"#SBATCH --gres=gpu:{job.gpus_per_job}"] if job.gpus_per_job else []),
+        *([sbatch_line(f"--partition={job.partition}", job.partition, "--partition")] if job.partition else []),
+        *([sbatch_line(f"--time={job.time}", job.time, "--time")] if job.time else []),
+        *(sbatch_line(arg, arg, "--sbatch-arg") for arg in job.sbatch_args),
         "",
         "set -u",
         'task="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
         'echo "hpsearch: task $task on $(hostname), start $((${SLURM_RESTART_COUNT:-0} + 1))"',
         ': "${HPSEARCH_STORAGE:?is exported by hpsearch submit}"',
+        *([': "${MLFLOW_TRACKING_URI:?is exported by hpsearch submit}"'] if job.mlflow is not None else []),
         f"if [ ! -d {q(str(job.checkpoints))} ]; then",
-        f'  echo "error: the checkpoint folder {job.checkpoints} is not visible on $(hostname)"; exit 2',
+        f"  printf 'error: the checkpoint folder %s is not visible on %s\\n' {q(str(job.checkpoints))} \"$(hostname)\"",
+        "  exit 2",
         "fi",
         'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"',
         "",
@@ -191,9 +207,27 @@ def batch_script(job: ArrayJob) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sbatch_line(option: str, value: object, given_as: str) -> str:
+    """`#SBATCH OPTION`, quoted as one word for sbatch, which reads the line as a shell would (quotes; `#` starts a
+    comment) except that a backslash escapes even between single quotes. `value` is the user's part of the option,
+    given as `given_as`: refused where it holds a control character (one_line)."""
+    one_line(str(value), given_as)
+    return "#SBATCH " + shlex.quote(option.replace("\\", "\\\\"))
+
+
+def one_line(value: str, given_as: str) -> str:
+    """`value`, or ClusterError naming `given_as` where it holds a control character: a newline would end its line
+    of the batch script, and bash run the rest as a command."""
+    if CONTROL.search(value):
+        raise ClusterError(f"{given_as} {value!r} holds a control character (a newline, say), which no line of a "
+                           "batch script can hold: choose one without")
+    return value
+
+
 def submit(job: ArrayJob, url: str) -> str:
     """Hand the script to sbatch, with the storage URL in its environment; the job id. The storage is opened first,
     so that a wrong password or an unreachable server is one line here, not an error in every task's log."""
+    script = batch_script(job)
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise ClusterError("sbatch is not on PATH: submit from a machine that submits SLURM jobs (a login node); "
@@ -204,8 +238,8 @@ def submit(job: ArrayJob, url: str) -> str:
         open_storage(url)
     job.log_dir.mkdir(parents=True, exist_ok=True)
     job.checkpoints.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sbatch, "--parsable"], input=batch_script(job), capture_output=True, text=True,
-                          env={**os.environ, "HPSEARCH_STORAGE": url})
+    done = subprocess.run([sbatch, "--parsable"], input=script, capture_output=True, text=True,
+                          env={**os.environ, **worker_environment(url, job.mlflow)})
     if done.returncode != 0:
         said = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
         raise ClusterError(f"sbatch refused the job array: {scrub(said[-1], url).removeprefix('sbatch: error: ')}")

@@ -11,7 +11,12 @@ events came, so a slow server adds nothing to an epoch; a trial's epoch metrics 
 every SEND_EVERY_S, as many short epochs would otherwise keep that thread busy beside the training. The
 first call that fails says so in one warning line and the tracker stops there for the rest of the process,
 while the study goes on. MLflow's HTTP client retries for minutes by default; TIMEOUTS shorten that unless
-the environment sets its own.
+the environment sets its own. A database tracking URI's server is tried once, waiting at most CONNECT_TIMEOUT_S,
+before MLflow opens it (MLflow alone retries for 100 s).
+
+What the tracker says never holds the URI's password (storage.mask, storage.scrub), and MLflow's own "View run
+at URL" lines are switched off: stdout is for results. Processes started to share the work get the URI in
+their environment ($MLFLOW_TRACKING_URI, workers.worker_environment), not on their command line.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.search.objective import RunEvents, device_name
-from hpsearch.storage import shared_lock
+from hpsearch.storage import mask, scrub, shared_lock
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.train import EpochStats
 
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlflow.db"
 TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds; at most about half a minute to give up on a server
+QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # MLflow's "View run at URL" lines: stdout, with a password
+CONNECT_TIMEOUT_S = 5  # a database tracking URI's one try (the drivers of PostgreSQL and MySQL take this argument)
+DATABASES = ("postgresql", "mysql")
+WARNING_CHARS = 300  # of an MLflow error's first line, which may hold a whole HTTP response
 TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role", "hpsearch.trial", "hpsearch.retries"
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
@@ -63,6 +72,7 @@ class Tracker(RunEvents):
     def __init__(self, uri: str, study_name: str, storage_url: str):
         for name, value in TIMEOUTS.items():
             os.environ.setdefault(name, value)
+        os.environ.update(QUIET)
         self.uri = uri
         self.study_name = study_name
         self.storage_url = storage_url
@@ -93,9 +103,8 @@ class Tracker(RunEvents):
             action(*args)
         except Exception as exc:  # noqa: BLE001 - a tracker's failure must never end a trial
             self.failed = True
-            said = str(exc).strip().splitlines()
-            log.warning("mlflow at %s: %s; tracking stops here, the study goes on", self.uri,
-                        said[0][:300] if said else type(exc).__name__)
+            log.warning("mlflow at %s: %s; tracking stops here, the study goes on", mask(self.uri),
+                        _reason(exc, self.uri, self.storage_url))
 
     def study_opened(self, study: optuna.Study, data: DeviceData | None = None) -> None:
         import torch
@@ -144,6 +153,7 @@ class Tracker(RunEvents):
             self._open()
 
     def _open(self) -> None:
+        _reach_database(self.uri)
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
@@ -273,6 +283,31 @@ class Tracker(RunEvents):
             self.client.set_tag(run_id, TAG_OUTCOME, "interrupted: its copy resumes in a later run")
             self.client.set_terminated(run_id, "KILLED")
         self.children.clear()
+
+
+def _reach_database(uri: str) -> None:
+    """Connect once to the server of a database tracking URI (PostgreSQL, MySQL), waiting at most CONNECT_TIMEOUT_S,
+    or raise the driver's error. MLflow would try ten times over 100 s, a warning each time, and wait without end
+    on a server that accepts the connection and never answers."""
+    if uri.partition(":")[0].partition("+")[0] not in DATABASES:
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool,
+                                      connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    try:
+        engine.connect().close()
+    finally:
+        engine.dispose()
+
+
+def _reason(exc: BaseException, *urls: str) -> str:
+    """An MLflow error's first line, without the passwords of `urls`, cut at a word to at most WARNING_CHARS."""
+    text = str(exc)
+    for url in urls:
+        text = scrub(text, url)
+    first = next(iter(text.strip().splitlines()), type(exc).__name__)
+    return first if len(first) <= WARNING_CHARS else first[:WARNING_CHARS].rsplit(" ", 1)[0] + " …"
 
 
 def outcome(trial: FrozenTrial) -> str:

@@ -2,8 +2,9 @@
 
 Each worker is `hpsearch worker`, the same command a user starts on another machine; they share
 one run id, so RunBudget counts their trials together. The storage is the only channel: the
-parent reads finished trials from it and prints them, whichever worker ran them. The storage URL
-travels in the environment, not on the command line, where `ps` would show its password.
+parent reads finished trials from it and prints them, whichever worker ran them. The storage URL and
+the MLflow tracking URI travel in the environment (worker_environment), not on the command line, where
+`ps` would show their passwords.
 Each worker's output goes to a log in the storage's side folder (x-files/logs/ beside x.db, else
 $HPSEARCH_LOGS or ./hpsearch-files/logs), one folder per run; a run whose workers all exit well removes
 its folder.
@@ -81,23 +82,32 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_i
         cmd += ["--until", str(options.until)]
     elif options.n_trials is not None:
         cmd += ["--n-trials", str(options.n_trials)]
-    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir),
-                        ("--mlflow", options.mlflow)):
+    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir)):
         if value is not None:
             cmd += [flag, str(value)]
+    if options.mlflow is not None:
+        cmd.append("--mlflow")  # to $MLFLOW_TRACKING_URI: see worker_environment
     if not options.stop_at_target:
         cmd.append("--no-stop-at-target")
     return cmd
+
+
+def worker_environment(storage_url: str, mlflow: str | None = None) -> dict[str, str]:
+    """The URLs a worker started by another process (here, or as a SLURM task) is given in its environment: its
+    command line is seen by every user of the machine (`ps`), and a URL may hold a password. The worker reads them
+    where the user's own would be: --storage and a bare --mlflow fall back to these variables."""
+    return {"HPSEARCH_STORAGE": storage_url, **({"MLFLOW_TRACKING_URI": mlflow} if mlflow is not None else {})}
 
 
 class Workers:
     """The started worker processes, their logs, and how they ended.
 
     `command(slot)` is each worker's command line: `hpsearch worker` for a run (run_workers), or another
-    command that shares its work through the storage (`hpsearch confirm`)."""
+    command that shares its work through the storage (`hpsearch confirm`); with `mlflow`, each finds that tracking
+    URI in its environment."""
 
     def __init__(self, study_name: str, storage_url: str, run_id: str, slots: list[WorkerSlot],
-                 command: Callable[[WorkerSlot], list[str]]):
+                 command: Callable[[WorkerSlot], list[str]], mlflow: str | None = None):
         self.run_id = run_id
         self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(study_name)}-{self.run_id[:8]}"
         self.log_dir.mkdir(parents=True)
@@ -105,7 +115,7 @@ class Workers:
         cpu_workers = sum(slot.gpu is None for slot in slots)
         try:
             for index, slot in enumerate(slots):
-                env = {**os.environ, "HPSEARCH_STORAGE": storage_url, "PYTHONUNBUFFERED": "1"}
+                env = {**os.environ, **worker_environment(storage_url, mlflow), "PYTHONUNBUFFERED": "1"}
                 if slot.gpu is not None:
                     env["CUDA_VISIBLE_DEVICES"] = visible_gpu(slot.gpu)
                 else:  # share the cores instead of every worker starting one thread per core
@@ -180,7 +190,8 @@ class Workers:
 def run_workers(spec: StudySpec, storage_url: str, options: RunOptions, slots: list[WorkerSlot]) -> Workers:
     """Start the `hpsearch worker` processes of one run."""
     run_id = options.run_id or uuid.uuid4().hex
-    return Workers(spec.name, storage_url, run_id, slots, lambda slot: worker_command(spec.path, options, slot, run_id))
+    return Workers(spec.name, storage_url, run_id, slots, lambda slot: worker_command(spec.path, options, slot, run_id),
+                   mlflow=options.mlflow)
 
 
 def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll) -> None:

@@ -88,6 +88,110 @@ def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     assert "s3cret" not in out
 
 
+# Each would run `touch PWNED` if bash read it as anything but text, or break out of the quotes around it; the last
+# tests sbatch's own reading (a backslash escapes even between quotes; %x in --output is the job's name).
+HOSTILE = ["$(touch PWNED)", "`touch PWNED`", "it's \"quoted\" & $HOME", 'a"; touch PWNED; echo "b #c', "100%x \\n \\"]
+
+
+def hostile_job(tmp_path: Path, monkeypatch, value: str):
+    """The ArrayJob of a submission with `value` in the working folder's name (and so the study file's path),
+    $HPSEARCH_LOGS, $HPSEARCH_CHECKPOINTS (with a newline too), --partition and --sbatch-arg."""
+    from hpsearch.search import slurm
+    from hpsearch.studyfile.catalog import load_study_spec
+
+    work = tmp_path / f"work {value}"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    study = work / "study.yaml"
+    study.write_text((tmp_path / "study.yaml").read_text())
+    # a backslash in the log folder is refused (test_a_value_sbatch_would_misread_is_refused_in_one_line)
+    monkeypatch.setenv("HPSEARCH_LOGS", str(tmp_path / f"logs {value.replace(chr(92), '/')}"))
+    monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / f"checkpoints {value}\nnext line"))
+    return slurm.plan(str(study), load_study_spec(str(study)), SERVER, jobs=2, partition=value,
+                      sbatch_args=(f"--comment={value}",), one_node=True, mlflow="http://alice:s3cret-ml@tracker:5000")
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_run_nothing_in_bash_and_reach_the_worker_intact(write_study, tmp_path, monkeypatch, value):
+    """The script itself under bash, with a stand-in for the worker's python that records its arguments."""
+    from dataclasses import replace
+
+    from hpsearch.search.slurm import batch_script
+
+    write_study()
+    recorder = tmp_path / "python"
+    recorder.write_text('#!/bin/sh\nprintf "%s\\0" "$@" > "$RECORDED"\n')
+    recorder.chmod(0o755)
+    job = replace(hostile_job(tmp_path, monkeypatch, value), python=str(recorder))
+    script = batch_script(job)
+    assert "s3cret" not in script  # neither URL is written: they travel in the environment
+    env = {**os.environ, "SLURM_ARRAY_JOB_ID": "7", "SLURM_ARRAY_TASK_ID": "0", "HPSEARCH_STORAGE": SERVER,
+           "MLFLOW_TRACKING_URI": "http://alice:s3cret-ml@tracker:5000", "RECORDED": str(tmp_path / "argv")}
+
+    unseen = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert unseen.returncode == 2 and unseen.stderr == ""
+    assert unseen.stdout.splitlines()[-2:] == [f"error: the checkpoint folder {job.checkpoints}".split("\n")[0],
+                                               f"next line is not visible on {os.uname().nodename}"]
+
+    job.checkpoints.mkdir(parents=True)
+    ran = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    argv = (tmp_path / "argv").read_text().split("\0")[:-1]
+    assert argv == job.run_command()[1:] and argv[argv.index("--study") + 1] == str(Path.cwd() / "study.yaml")
+    assert argv[-1] == "--mlflow"
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+@pytest.mark.parametrize("option, value, given_as", [
+    ("--partition", "gpu\ntouch PWNED", "--partition"),
+    ("--sbatch-arg", "--comment=a\ntouch PWNED", "--sbatch-arg"),
+    ("--sbatch-arg", "--comment=a\rb", "--sbatch-arg"),
+    ("HPSEARCH_LOGS", "logs\ntouch PWNED", "the log folder"),
+    ("HPSEARCH_LOGS", "logs\\x", "the log folder"),
+    ("folder", "work\ntouch PWNED", "the current folder"),
+])
+def test_a_value_sbatch_would_misread_is_refused_in_one_line(write_study, tmp_path, monkeypatch, option, value,
+                                                              given_as):
+    study = write_study()
+    env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}
+    args = ["--study", str(study), "--jobs", "2", "--dry-run"]
+    if option == "HPSEARCH_LOGS":
+        env[option] = str(tmp_path / value)
+    elif option == "folder":
+        (tmp_path / value).mkdir()
+        monkeypatch.chdir(tmp_path / value)
+    else:
+        args += [option, value]
+    out = refused(submit(*args, env=env), given_as)
+    assert repr(value) in out or repr(str(tmp_path / value)) in out
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_submit_hands_sbatch_the_urls_in_its_environment_only(write_study, tmp_path, monkeypatch):
+    """A stand-in sbatch on PATH records what it was given: the script on stdin, the URLs in its environment."""
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\ncat > "$SEEN.script"\nenv > "$SEEN.env"\nprintf "%s " "$@" > "$SEEN.argv"\necho 42\n')
+    fake.chmod(0o755)
+    storage = f"sqlite:///{tmp_path / 'array.db'}"
+    mlflow = "http://alice:s3cret-ml@tracker:5000"
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    result = submit("--study", str(write_study()), "--storage", storage, "--jobs", "2", "--one-node", "--mlflow",
+                    env={"SEEN": str(tmp_path / "seen"), "MLFLOW_TRACKING_URI": mlflow})
+    assert result.exit_code == 0, result.output
+    assert "submitted job 42" in result.output and "MLflow http://alice:***@tracker:5000" in result.output
+    assert "s3cret" not in result.output
+    seen = {kind: (tmp_path / f"seen.{kind}").read_text() for kind in ("script", "env", "argv")}
+    assert f"HPSEARCH_STORAGE={storage}\n" in seen["env"] and f"MLFLOW_TRACKING_URI={mlflow}\n" in seen["env"]
+    assert "s3cret" not in seen["script"] + seen["argv"] and storage not in seen["script"] + seen["argv"]
+
+
+def test_an_mlflow_password_on_the_command_line_is_refused_and_never_shown(write_study, storage):
+    out = refused(submit("--study", str(write_study()), "--storage", storage, "--jobs", "2", "--one-node",
+                         "--mlflow", "http://alice:s3cret-ml@tracker:5000", "--dry-run"), "MLFLOW_TRACKING_URI")
+    assert "s3cret" not in out
+
+
 @pytest.mark.parametrize("limit, fragment", [("00:03:59", "at least 4 minutes"), ("2h", "HH:MM:SS")])
 def test_a_time_limit_too_short_to_be_warned_of_or_unreadable_is_refused(write_study, storage, limit, fragment):
     refused(submit("--study", str(write_study()), "--storage", storage, "--jobs", "1", "--one-node",
@@ -146,6 +250,35 @@ def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
     assert {t.user_attrs[A.SLURM]["array_job_id"] for t in study.trials} == {int(job)}
     assert {t.user_attrs[A.SLURM]["array_task_id"] for t in study.trials} <= {0, 1}
     assert len({t.user_attrs[A.RUN] for t in study.trials}) == 1  # one run: the array
+
+
+@needs_slurm
+def test_sbatch_and_the_task_read_hostile_values_as_given(write_study, tmp_path, monkeypatch):
+    """A real task in a folder whose name holds every hostile value (so do its storage's folder, and so its log
+    folder and checkpoints, and a --comment): it runs its trial there and logs where `submit` said; a partition
+    that could run a command is refused by sbatch in one line."""
+    value = "".join(HOSTILE[:4]) + " 100%x #c"
+    work, store = tmp_path / f"work {value} \\n \\", tmp_path / f"store {value}"
+    work.mkdir()
+    store.mkdir()
+    monkeypatch.chdir(work)
+    study = write_study("study.yaml", budget={"epochs": 1, "trials": 1})
+    storage = f"sqlite:///{store / 'array.db'}"
+    result = submit("--partition", PARTITION, "--one-node", "--study", str(study.rename(work / "study.yaml")),
+                    "--storage", storage, "--jobs", "1", "--until", "1", f"--sbatch-arg=--comment={value}")
+    assert result.exit_code == 0, result.output
+    job = re.search(r"submitted job (\d+)", result.output)[1]
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout.splitlines()
+    assert f"   Comment={value} " in shown and f"   WorkDir={work}" in shown
+    wait_until_ended(job)
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE], logs(tmp_path)
+    log = re.search(r"each task's log: (.*)\n", result.output)[1].replace("<task>", "0")
+    assert f"hpsearch: task {job}_0 on " in Path(log).read_text()
+    assert not list(tmp_path.rglob("PWNED"))
+
+    refused(submit("--partition", "$(touch PWNED) #x", "--one-node", "--study", str(work / "study.yaml"),
+                   "--storage", storage, "--jobs", "1"), "sbatch refused the job array", "partition")
+    assert not list(tmp_path.rglob("PWNED"))
 
 
 @needs_slurm

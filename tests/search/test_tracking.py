@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from hpsearch.cli import main
+from hpsearch.storage import mask
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason='no mlflow (pip install "hpsearch[mlflow]"; .ci/run installs it)')
@@ -84,31 +85,90 @@ def test_tracking_uri_defaults(monkeypatch, tmp_path):
 
 
 @needs_mlflow
-def test_unreachable_server_costs_no_trial(write_study, storage):
-    """Nothing listens on port 1: one warning line, and every trial runs."""
+@pytest.mark.parametrize("uri", ["http://alice:s3cret@127.0.0.1:1", "postgresql://alice:s3cret@127.0.0.1:1/runs"])
+def test_unreachable_server_costs_no_trial(write_study, storage, uri):
+    """Nothing listens on port 1: one warning line, which shows no password, and every trial runs. MLflow alone
+    would try a database for 100 s, with nine warnings of its own."""
     done = hpsearch("run", "--study", str(write_study(budget={"epochs": 1, "trials": 2})), "--storage", storage,
-                    "--device", "cpu", "--mlflow", "http://127.0.0.1:1")
+                    "--device", "cpu", "--mlflow", uri)
     assert done.returncode == 0, done.stderr
-    said = [line for line in done.stderr.splitlines() if "mlflow" in line.lower()]
-    assert len(said) == 1 and said[0].startswith("mlflow at http://127.0.0.1:1: ") and "study goes on" in said[0]
-    assert "Traceback" not in done.stderr
+    said = [line for line in done.stderr.splitlines() if "mlflow" in line.lower() or "sqlalchemy" in line.lower()]
+    assert len(said) == 1 and said[0].startswith(f"mlflow at {mask(uri)}: ") and "study goes on" in said[0]
+    assert "s3cret" not in done.stdout + done.stderr and "Traceback" not in done.stderr
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
 
 
 @needs_mlflow
+@pytest.mark.parametrize("server", ["none", "silent"])
+def test_a_database_tracking_uri_without_a_server_gives_up_in_seconds(storage, server):
+    """No server on the port, or one that accepts the connection and never answers: the tracker is ready (and has
+    said why it stopped) within seconds, not after MLflow's 100 s of retries or never."""
+    from hpsearch.search.tracking import CONNECT_TIMEOUT_S, Tracker
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts connections for it; nobody ever reads them
+        port = silent.getsockname()[1] if server == "silent" else 1
+        started = time.monotonic()
+        tracker = Tracker(f"postgresql://alice:s3cret@127.0.0.1:{port}/runs", "tiny-digits", storage)
+        tracker.ready.result(timeout=120)
+        waited = time.monotonic() - started
+        tracker.close()
+    assert tracker.failed
+    assert waited < CONNECT_TIMEOUT_S + 10  # the one try, and importing nothing else
+
+
+def test_a_long_mlflow_error_is_cut_at_a_word_and_never_shows_the_password():
+    from hpsearch.search.tracking import WARNING_CHARS, _reason
+
+    uri = "http://alice:s3cret%21@tracker:5000"
+    said = RuntimeError(f"API request to {uri}/api/2.0/mlflow/runs/create failed with " + "exception after exception, "
+                        * 20 + "\n<html>the server's page</html>")
+    reason = _reason(said, uri)
+    assert reason.startswith("API request to http://alice:***@tracker:5000/api/2.0/mlflow/runs/create failed")
+    assert reason.endswith(" exception, …") and len(reason) <= WARNING_CHARS + 2 and "html" not in reason
+    assert "s3cret" not in _reason(RuntimeError("auth failed for s3cret!"), uri)  # URL-decoded too
+
+
+def with_password(server: str) -> str:
+    """The server's URI with a user and password, which an MLflow server without authentication ignores."""
+    return server.replace("http://", "http://alice:s3cret@")
+
+
+@needs_mlflow
+@pytest.mark.slow  # a server start (shared with the next test) and a run: about two minutes on 2 loaded cores
+def test_mlflow_says_nothing_on_stdout_and_no_password_anywhere(server, write_study, storage):
+    """MLflow prints "View run ... at URL" on stdout as each run ends, the URL with its password: not here."""
+    from mlflow.tracking import MlflowClient
+
+    done = hpsearch("run", "--study", str(write_study(name="quiet-digits", budget={"epochs": 1, "trials": 1})),
+                    "--storage", storage, "--device", "cpu", "--mlflow", with_password(server))
+    assert done.returncode == 0, done.stderr
+    assert "View run" not in done.stdout + done.stderr and "View experiment" not in done.stdout + done.stderr
+    assert "s3cret" not in done.stdout + done.stderr and "mlflow at" not in done.stderr
+    client = MlflowClient(tracking_uri=server)
+    runs = client.search_runs([client.get_experiment_by_name("quiet-digits").experiment_id],
+                              "tags.`hpsearch.role` = 'trial'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
+@needs_mlflow
 @pytest.mark.slow  # a server start and three runs: about two minutes on 2 loaded cores
 def test_study_two_workers_and_confirm(server, write_study, storage, tmp_path):
+    """The workers of `run --workers` and `confirm --workers` find the URI in their environment, not on their
+    command line."""
     from mlflow.tracking import MlflowClient
 
     study_file = write_study(budget={"epochs": EPOCHS, "trials": TRIALS}, baselines=["seed002-fc"])
     ran = hpsearch("run", "--study", str(study_file), "--storage", storage, "--device", "cpu", "--workers", "2",
-                   "--mlflow", server)
+                   "--mlflow", with_password(server))
     assert ran.returncode == 0, ran.stderr
     confirmed = hpsearch("confirm", "--study", str(study_file), "--storage", storage, "--device", "cpu", "--top", "1",
-                         "--seeds", "2", "--mlflow", server)
+                         "--seeds", "2", "--workers", "2", "--mlflow", with_password(server))
     assert confirmed.returncode == 0, confirmed.stderr
     assert "mlflow at" not in ran.stderr + confirmed.stderr  # no warning
+    assert "s3cret" not in ran.stdout + ran.stderr + confirmed.stdout + confirmed.stderr
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
 
     client = MlflowClient(tracking_uri=server)
@@ -154,11 +214,13 @@ def test_study_two_workers_and_confirm(server, write_study, storage, tmp_path):
 
 
 @needs_mlflow
-def test_submit_passes_mlflow_to_every_task(write_study, storage):
+def test_submit_passes_mlflow_to_every_task_in_its_environment(write_study, storage):
     result = CliRunner().invoke(main, ["submit", "--study", str(write_study()), "--storage", storage, "--jobs", "2",
-                                       "--one-node", "--mlflow", "http://tracker:5000", "--dry-run"])
+                                       "--one-node", "--mlflow", "--dry-run"],
+                                env={"MLFLOW_TRACKING_URI": "http://alice:s3cret@tracker:5000"})
     assert result.exit_code == 0, result.output
-    assert "--mlflow http://tracker:5000 &" in result.output
+    assert " --mlflow &" in result.output and ': "${MLFLOW_TRACKING_URI:?' in result.output
+    assert "s3cret" not in result.output and "tracker:5000" not in result.output
 
 
 @needs_mlflow

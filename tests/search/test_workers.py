@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import tempfile
 import uuid
 
@@ -20,7 +21,7 @@ from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.search.run import RunOptions, run
-from hpsearch.search.workers import WorkerSlot, plan_workers, worker_command
+from hpsearch.search.workers import Workers, WorkerSlot, plan_workers, worker_command
 from hpsearch.storage import mask
 from hpsearch.studyfile.schema import load_spec
 from tests.helpers import (
@@ -145,3 +146,16 @@ def test_a_worker_gets_the_run_s_options_on_its_command_line_and_never_the_stora
                        "--heartbeat", str(options.heartbeat), "--keep-weights", "1", "--until", "8",
                        "--timeout", "60", "--seed", "3", "--no-stop-at-target"]
     assert "--n-trials" in worker_command("s.yaml", RunOptions(n_trials=2), WorkerSlot("cuda", 0), "r")
+
+
+def test_workers_find_the_urls_in_their_environment_and_never_on_their_command_line(storage):
+    """What `ps` shows of a worker holds no password: the storage URL and the MLflow URI come in its environment."""
+    mlflow = "http://alice:s3cret@tracker:5000"
+    cmd = worker_command("s.yaml", RunOptions(mlflow=mlflow), WorkerSlot("cpu", None), "run-1")
+    assert cmd[-1] == "--mlflow" and not any("s3cret" in word or "tracker" in word for word in cmd)
+    show = [sys.executable, "-c", "import os, sys; print(sys.argv[1:], os.environ['HPSEARCH_STORAGE'], "
+            "os.environ['MLFLOW_TRACKING_URI'])", *cmd[3:]]
+    workers = Workers("urls", storage, "run", [WorkerSlot("cpu", None)], lambda slot: show, mlflow=mlflow)
+    assert [p.wait() for p in workers.processes] == [0]
+    said = (workers.log_dir / "worker-0.log").read_text()
+    assert said == f"{cmd[3:]} {storage} {mlflow}\n"
