@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 
-# Markdown's inline syntax: code, emphasis, links, raw HTML and entities, table cells, strikethrough, math; `_`
-# only where it can start or end emphasis (not inside a word such as val_accuracy); the backslash that escapes.
-_MARKDOWN = re.compile(r"[\\`*\[\]<&|~$]|(?<![^\W_])_|_(?![^\W_])")
+# Markdown's inline syntax: code, emphasis, links, entities, table cells, strikethrough, math, the backslash that
+# escapes; `<` where it can start raw HTML or an autolink (not in "params <= 2,000"); `_` where it can start or end
+# emphasis (not inside a word such as val_accuracy).
+_MARKDOWN = re.compile(r"[\\`*\[\]&|~$]|<(?=[A-Za-z/!?]|[^\s<>]*>)|(?<![^\W_])_|_(?![^\W_])")
 
 
 def terminal(text: str) -> str:

@@ -19,7 +19,7 @@ from hpsearch import escape  # noqa: E402
 HOSTILE = ["cat\nerror: forged", "red\x1b[31m\x1b]0;title\x07", "rtl\u202eevil\r", "nul\x00tab\t",
            "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "a | b", "*bold* _em_ __strong__",
            "$x^2$ and $a^$", "`code` ``more``", "[link](http://x) ![img](y)", "&amp; &lt;", "~~gone~~",
-           "back\\slash \\* \\", "https://example.com <https://example.com>"]
+           "back\\slash \\* \\", "https://example.com <https://example.com> <1@x.y> <!-- c --> <?p?>", "a <= b < c"]
 RENDERER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
 
@@ -45,8 +45,9 @@ def test_markdown_renders_the_text_as_it_reads_in_a_paragraph_and_a_table_cell(t
     assert not re.search(r"(?<!\\)\$", escape.markdown(text))  # no `$` that a renderer with math would read
 
 
-def test_markdown_leaves_words_joined_by_an_underscore_alone():
+def test_markdown_leaves_words_joined_by_an_underscore_and_a_bare_less_than_alone():
     assert escape.markdown("val_accuracy >= 0.9, train_seconds") == "val_accuracy >= 0.9, train_seconds"
+    assert escape.markdown("params <= 2,000 < 3") == "params <= 2,000 < 3"
 
 
 @pytest.mark.parametrize("text", ["$x^2$", "$a^$", "cost $5 and $6", "a\\$b$"])
