@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from hpsearch import __version__
+from hpsearch import __version__, escape
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
@@ -82,8 +82,8 @@ class Commands(click.Group):
         try:
             return super().invoke(ctx)
         except HpsearchError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
+            for line in str(exc).rstrip("\n").split("\n"):  # one per problem; a newline of a value is escaped in it
+                click.echo(f"error: {escape.terminal(line)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
             click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
@@ -95,7 +95,7 @@ class Commands(click.Group):
 
             if (failure := storage_failure(exc)) is None:
                 raise
-            click.echo(f"error: {failure}", err=True)
+            click.echo(f"error: {escape.terminal(str(failure))}", err=True)
             sys.exit(2)
 
 
@@ -290,7 +290,7 @@ def _finish(study, spec, options, console) -> None:
     if end.all_failed is not None:
         reason, count = end.all_failed
         click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
-                   f"({count} of {end.trials}): {reason}", err=True)
+                   f"({count} of {end.trials}): {escape.terminal(reason)}", err=True)
         sys.exit(EXIT_ALL_FAILED)
 
 
@@ -713,7 +713,7 @@ def _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, track
 
 def _seed_line(job, result: dict) -> str:
     if "failure" in result:
-        return f"trial #{job.trial.number} seed {job.seed}: {result['failure']}"
+        return f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result['failure'])}"
     return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
             f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
 

@@ -60,13 +60,24 @@ _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origi
 
 @dataclass(frozen=True)
 class Init:
-    """Where a trial's weights started: a trial of a study (in `storage`), or a weights file and its sha256."""
+    """Where a trial's weights started: a trial of a study (in `storage`), or a weights file and its sha256.
+
+    A record is stored, exported and written into weights headers, so its storage is kept masked (storage.mask),
+    a password read from an earlier version's record too: transfer.load_source takes the password from a URL
+    the user gave, never from a record.
+    """
 
     study: str | None = None
     trial: int | None = None
     storage: str | None = None
     weights: str | None = None
     sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.storage is not None:
+            from hpsearch.storage import mask  # loads Optuna: only for a record that names a storage
+
+            object.__setattr__(self, "storage", mask(self.storage))
 
     @property
     def origin(self) -> str:

@@ -48,3 +48,13 @@ def test_what_older_hpsearch_wrote_still_reads():
     assert TrialRecord.from_attrs(attrs, study, storage="sqlite:///x.db").init == Init("src", 1, "sqlite:///x.db")
     assert TrialRecord.from_attrs({**attrs, "init": "/w/a.pt"}, study).init == Init(weights="/w/a.pt")
     assert TrialRecord.from_header({"params": "{}"}) is None
+
+
+def test_a_record_never_holds_a_password():
+    """Every written form of a record is masked, a password read from an earlier version's record too."""
+    url = "postgresql://bob:s3cret@db:5432/hpsearch?sslpassword=k3y"
+    init = Init.from_dict({"study": "src", "storage": url})
+    record = TrialRecord(P.complete({"pretrained": True}), DIGITS, 2, 0, init)
+    assert record.init.storage == "postgresql://bob:***@db:5432/hpsearch?sslpassword=***"
+    for form in (record.trial_attrs(), record.config(), record.header()):
+        assert "s3cret" not in str(form) and "k3y" not in str(form)

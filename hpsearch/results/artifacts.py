@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from safetensors import safe_open
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
+from hpsearch.files import save_atomic
 from hpsearch.results import ranking
 from hpsearch.results.trials import NewlyFinished
 from hpsearch.storage import folder_beside, mask, open_existing
@@ -114,6 +116,34 @@ def read_header(path: Path) -> dict[str, str]:
     """The text metadata of a safetensors file (TrialRecord.from_header reads the record in it)."""
     with safe_open(str(path), framework="pt") as f:
         return f.metadata() or {}
+
+
+def copy_weights(source: Path, path: Path) -> None:
+    """Copy a weights file of save_state_dict's, the record in its header masked as every Init is: a file kept by
+    an earlier hpsearch may name its source study's storage with the password. Only such a header is rewritten,
+    without torch; the tensors are copied byte for byte."""
+    with source.open("rb") as file:
+        head = b""
+        try:
+            size = int.from_bytes(file.read(8), "little")
+            header = json.loads(file.read(size))
+            record = TrialRecord.from_header(metadata := header.get("__metadata__") or {})
+        except ValueError:  # not a header this code wrote: copied as it is
+            record = None
+        if record is not None and not record.header().items() <= metadata.items():
+            header["__metadata__"] = {**metadata, **record.header()}
+            text = json.dumps(header, separators=(",", ":")).encode()
+            text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes, keeping the tensors aligned
+            head = len(text).to_bytes(8, "little") + text
+        else:
+            file.seek(0)
+
+        def write(temporary: Path) -> None:
+            with temporary.open("wb") as copy:
+                copy.write(head)
+                shutil.copyfileobj(file, copy)
+
+        save_atomic(path, write)
 
 
 def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:

@@ -23,10 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
-from hpsearch.files import copy_atomic, write_atomic
+from hpsearch.files import write_atomic
 from hpsearch.results import ranking
-from hpsearch.results.artifacts import trial_weights_path
-from hpsearch.storage import mask
+from hpsearch.results.artifacts import copy_weights, trial_weights_path
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
@@ -78,8 +77,8 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
 
     Split and seed come from the study (recorded when it was created); for a study made before
     that was recorded, from `spec` or the study file the study remembers. A transfer trial's
-    source study is named with its storage (`storage_url` where it is the study's own; a password
-    in it masked).
+    source study is named with its storage (`storage_url` where it is the study's own), masked as
+    every Init is.
     """
     study_attrs = study.user_attrs
     if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
@@ -88,7 +87,7 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     attrs = trial.user_attrs
     record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
     if record.init is not None and record.init.study is not None:
-        record = replace(record, init=replace(record.init, storage=mask(record.init.storage or storage_url)))
+        record = replace(record, init=replace(record.init, storage=record.init.storage or storage_url))
     return {
         "format": FORMAT,
         "study": study.study_name,
@@ -117,7 +116,7 @@ def write_config(config: dict[str, Any], out: Path, weights: Path | None = None)
     copied = None
     if weights is not None:
         copied = out.with_suffix(".safetensors")
-        copy_atomic(weights, copied)
+        copy_weights(weights, copied)
         config = {**config, "weights": {"file": copied.name, "sha256": _sha256(copied)}}
     if out.suffix == ".json":
         write_atomic(out, json.dumps(config, indent=2) + "\n")

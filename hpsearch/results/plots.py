@@ -26,6 +26,7 @@ from matplotlib import ticker  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
+from hpsearch import escape  # noqa: E402
 from hpsearch import trialrecord as A  # noqa: E402
 from hpsearch.files import save_atomic  # noqa: E402
 from hpsearch.results import ranking  # noqa: E402
@@ -160,7 +161,7 @@ def _intermediate(study: optuna.Study):
             ax.plot(epochs, values, color="0.6", linestyle="--", linewidth=1, marker="x", markevery=[-1])
         elif A.BASELINE in trial.user_attrs:
             line, = ax.plot(epochs, values, color=next(baseline_colors), linestyle=":", linewidth=1.5,
-                            label=f"baseline {trial.user_attrs[A.BASELINE]} (#{trial.number})")
+                            label=escape.plot(f"baseline {trial.user_attrs[A.BASELINE]} (#{trial.number})"))
             legend.append(line)
         else:
             ax.plot(epochs, values, color="tab:blue", alpha=0.6, linewidth=1)
@@ -176,7 +177,7 @@ def _intermediate(study: optuna.Study):
     ax.legend(handles=legend, loc="lower right")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{study.study_name}: validation accuracy per epoch")
+    ax.set_title(escape.plot(f"{study.study_name}: validation accuracy per epoch"))
     ax.grid(alpha=0.3)
     return ax
 
@@ -208,8 +209,8 @@ def _pareto(study: optuna.Study, limits: Limits):
         for n, t in enumerate(t for t in trials if A.BASELINE in t.user_attrs):
             ax.scatter([x(t)], [ranking.val_accuracy(t)], s=60, marker="D", color="tab:green", edgecolor="black",
                        zorder=3, label=None if n else "baseline")
-            ax.annotate(t.user_attrs[A.BASELINE], (x(t), ranking.val_accuracy(t)), textcoords="offset points",
-                        xytext=(6, -10), fontsize=8)
+            ax.annotate(escape.plot(t.user_attrs[A.BASELINE]), (x(t), ranking.val_accuracy(t)),
+                        textcoords="offset points", xytext=(6, -10), fontsize=8)
         front = sorted(ranking.front(trials, against=objective), key=x)  # steps rise left to right
         if front:
             ax.plot([x(t) for t in front], [ranking.val_accuracy(t) for t in front], color="tab:red", linewidth=1.6,
@@ -226,8 +227,8 @@ def _pareto(study: optuna.Study, limits: Limits):
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="best", fontsize=8)
     axes[0].set_ylabel("validation accuracy")
-    figure.suptitle(f"{study.study_name}: validation accuracy against size and training time "
-                    f"({len(trials)} completed trials)")
+    figure.suptitle(escape.plot(f"{study.study_name}: validation accuracy against size and training time "
+                                f"({len(trials)} completed trials)"))
     return axes[0]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.results.ranking import val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
@@ -41,15 +42,16 @@ def describe_trial(trial: FrozenTrial) -> str:
 
 
 def render(summary: dict[str, Any], fmt: str) -> str:
-    """A summary dict as json, yaml, or readable text."""
+    """A summary dict as json, yaml, or readable text (each line escaped for a terminal: a stored value may hold a
+    newline or an escape sequence)."""
     if fmt == "json":
         return json.dumps(summary, indent=2)
     if fmt == "yaml":
         return yaml.safe_dump(summary, sort_keys=False).rstrip()
-    return _text(summary)
+    return "\n".join(map(escape.terminal, _text(summary)))
 
 
-def _text(summary: dict[str, Any]) -> str:
+def _text(summary: dict[str, Any]) -> list[str]:
     counts = [f"{summary['complete']} complete", f"{summary['pruned']} pruned", f"{summary['fail']} failed"]
     counts += [f"{summary['running']} running"] if summary["running"] else []
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
@@ -59,10 +61,9 @@ def _text(summary: dict[str, Any]) -> str:
                      "stopped and never counted")
     best = summary["best"]
     if best is None:
-        return "\n".join(lines + ["no completed trial within the limits yet" if summary["limits"]
-                                   else "no completed trial yet"])
+        return lines + ["no completed trial within the limits yet" if summary["limits"] else "no completed trial yet"]
     if "front" in summary:
-        return "\n".join(lines + _front_text(summary))
+        return lines + _front_text(summary)
     confirm = best.get("confirm") or {}
     confirmed = "val" in confirm
     lines += [
@@ -88,7 +89,7 @@ def _text(summary: dict[str, Any]) -> str:
     if (single := summary.get("single_run_best")) is not None:
         lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
                      f"not the confirmed winner #{best['number']}")
-    return "\n".join(lines + _versus_text(summary.get("versus")))
+    return lines + _versus_text(summary.get("versus"))
 
 
 def _versus_text(versus: dict[str, Any] | None) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
@@ -140,27 +141,30 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
 
 
 def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of plain text (a baseline's name, a failure's reason) as a Markdown table, each cell escaped."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in table)]
+            *("| " + " | ".join(escape.markdown(cell) for cell in row) + " |" for row in table)]
 
 
 def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | None = None,
              spec: StudySpec | None = None) -> str:
     """The table as Markdown, headed by the study name and its per-trial budget; then the confirmed trials, if
-    any, and the time to target (`spec` gives the target; None: unknown)."""
+    any, and the time to target (`spec` gives the target; None: unknown). Every line of text is escaped, so that
+    what a user named (the study, say) reads as it is: report.md and the dashboard note render no markup of theirs."""
+    text = escape.markdown
     trials = ranking.study_trials(study)
     table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
-    lines = [f"# {_title(study, epochs)}", ""]
+    lines = [f"# {text(_title(study, epochs))}", ""]
     if said := limits_line(study):
-        lines += [said, ""]
+        lines += [text(said), ""]
     if said := outcome(study):
-        lines += [f"**{said}**", ""]
-    lines += [*markdown_table(HEADER, table), "", NOTE]
+        lines += [f"**{text(said)}**", ""]
+    lines += [*markdown_table(HEADER, table), "", text(NOTE)]
     confirmed, verdict = confirmation(trials)
     if confirmed:
         lines += ["", "## Confirmation: the best trials trained again with new seeds", "",
-                  *markdown_table(CONFIRM_HEADER, confirmed), "", *verdict]
-    lines += ["", "## Time to target", "", *(f"- {line}" for line in timing.lines(timing.pace(trials, spec)))]
+                  *markdown_table(CONFIRM_HEADER, confirmed), "", *map(text, verdict)]
+    lines += ["", "## Time to target", "", *(f"- {text(line)}" for line in timing.lines(timing.pace(trials, spec)))]
     return "\n".join(lines) + "\n"
 
 

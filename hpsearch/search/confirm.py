@@ -135,7 +135,7 @@ class Confirmation:
 
         try:
             retrained = retrain.retrain(config, job.seed, self.device, data_dir=self.data_dir,
-                                       on_epoch=epoch_finished)
+                                       storage=self.storage_url, on_epoch=epoch_finished)
         except HpsearchError as exc:  # the loss diverged with this seed: a result too
             return {"seed": job.seed, "failure": str(exc), "device": str(self.device)}
         return {**retrain.seed_result(retrained), "device": str(self.device)}

@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.results.render import describe_trial, plural
 from hpsearch.results.trials import FINISHED, curve
@@ -33,7 +34,7 @@ class LiveBars:
         self.console = console
         self.note = note
         self.live = console.is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
         self.started = time.monotonic()
         self.last_line: dict[str, float] = {}  # when the last plain line of each kind was printed
@@ -46,6 +47,11 @@ class LiveBars:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def echo(self, text: str) -> None:
+        """One line that stays, escaped for a terminal and never read as rich markup or emoji codes: a study's
+        name, a folder's or a failure's reason may hold `[`, `:`, a newline or an escape sequence."""
+        self.console.print(escape.terminal(text), markup=False, emoji=False, highlight=False, soft_wrap=True)
+
     def line(self, text: str, *, kind: str = "epoch", now: bool = False) -> None:
         """A progress line in a log (the bars show it on a terminal): the first of its kind, then one when
         PLAIN_EVERY_S have passed since the last of its kind, or `now`."""
@@ -53,19 +59,19 @@ class LiveBars:
         if not self.live and (now or clock - self.last_line.get(kind, float("-inf")) >= PLAIN_EVERY_S):
             self.last_line[kind] = clock
             elapsed = int(clock - self.started)
-            self.console.print(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed", highlight=False, soft_wrap=True)
+            self.echo(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed")
 
     def ended(self, line: str, trial: FrozenTrial) -> None:
         """An ended trial's line, which stays when the bars move on, and its note (study.baseline_note)."""
-        self.console.print(line, highlight=False, soft_wrap=True)
+        self.echo(line)
         if (note := self.note(trial)) is not None:
-            self.console.print(f"  {note}", highlight=False, soft_wrap=True)
+            self.echo(f"  {note}")
 
     def loading(self, what: str, done: int, total: int) -> None:
         """Data loading (decoding an image folder): a bar of its own while it lasts."""
         if self.live:
             if what not in self.loading_bars:
-                self.loading_bars[what] = self.progress.add_task(what, total=total)
+                self.loading_bars[what] = self.progress.add_task(escape.terminal(what), total=total)
             self.progress.update(self.loading_bars[what], completed=done)
             if done >= total:
                 self.progress.remove_task(self.loading_bars.pop(what))
@@ -92,8 +98,7 @@ class RunDisplay(LiveBars, RunEvents):
         trials = study.get_trials(deepcopy=False)
         stored = sum(t.state in FINISHED or t.state == TrialState.FAIL for t in trials)
         resumed = f", resuming after {plural(stored, 'stored trial')}" if stored else ""
-        self.console.print(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}",
-                           highlight=False, soft_wrap=True)
+        self.echo(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}")
         if self.counting_study:
             self.progress.update(self.trials_bar, completed=sum(t.state in FINISHED for t in trials))
 
@@ -132,7 +137,7 @@ class ParallelDisplay(LiveBars):
         self.earlier: int | None = None
         self.done = 0
         self.bar = self.progress.add_task("trials", total=total)
-        console.print(header, highlight=False, soft_wrap=True)
+        self.echo(header)
 
     def polled(self, trials: list[FrozenTrial]) -> None:
         """Called with the study's trials before the trials that ended since the last poll are shown."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hpsearch.errors import DatasetError
-from hpsearch.training.imagefolder import Progress, read_image_folder
+from hpsearch.training.imagefolder import Progress, read_image_folder, shown_name
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.types import DatasetSpec
@@ -150,10 +150,12 @@ def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress = No
     classes = read["train"][2]
     for split, (_, _, split_classes) in read.items():
         if split_classes != classes:
-            raise DatasetError(f"{folders[split]} holds other class folders than {folders['train']} "
-                               f"({', '.join(split_classes[:3])} ... against {', '.join(classes[:3])} ...)")
+            raise DatasetError(f"{shown_name(folders[split])} holds other class folders than "
+                               f"{shown_name(folders['train'])} ({', '.join(map(shown_name, split_classes[:3]))} ... "
+                               f"against {', '.join(map(shown_name, classes[:3]))} ...)")
     if len(classes) < 2:
-        raise DatasetError(f"{folders['train']}: one class folder only ({classes[0]}); a classifier needs two or more")
+        raise DatasetError(f"{shown_name(folders['train'])}: one class folder only ({shown_name(classes[0])}); a "
+                           "classifier needs two or more")
     (train_x, train_y, _), (val_x, val_y, _), (test_x, test_y, _) = (
         read.get(split, (None, None, None)) for split in SPLIT_FOLDERS)
     height, width = spec.image_size

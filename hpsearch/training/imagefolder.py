@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from hpsearch import escape
 from hpsearch.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -53,11 +54,11 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
     else:
         started = time.perf_counter()
         x, y, skipped = _decode(root, files, image_size, resize, progress)
-        log.info("%s: decoded %d images in %.1f s", root, len(y), time.perf_counter() - started)
+        log.info("%s: decoded %d images in %.1f s", shown_name(root), len(y), time.perf_counter() - started)
         _write_cache(cache, {"x": x, "y": y, "classes": list(classes), "skipped": skipped})
     skipped = unreadable + list(skipped)
     if skipped:
-        log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", root, len(skipped),
+        log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", shown_name(root), len(skipped),
                     "s" if len(skipped) > 1 else "", len(files) + len(unreadable), skipped[0],
                     ", ..." if len(skipped) > 1 else "")
     return x, y, classes
@@ -87,9 +88,10 @@ def _listing(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]], list[
             if stat.S_ISREG(st.st_mode):
                 images.append((path, st))
     if not found:
-        raise DatasetError(f"{root}: no images found in <class>/ subfolders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"{shown_name(root)}: no images found in <class>/ subfolders "
+                           f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     if empty := [name for name, images in found.items() if not images]:
-        raise DatasetError(f"{root}: class folder{'s' if len(empty) > 1 else ''} without images: "
+        raise DatasetError(f"{shown_name(root)}: class folder{'s' if len(empty) > 1 else ''} without images: "
                            f"{', '.join(shown_name(name) for name in empty[:5])}{', ...' if len(empty) > 5 else ''}; "
                            "add images or remove the folder (the model would get a class no image teaches)")
     classes = tuple(sorted(found))
@@ -108,8 +110,9 @@ def _entries(folder: Path, unreadable: list[str], root: Path) -> list[Path]:
 
 
 def shown_name(name: str | Path) -> str:
-    """A file name as messages show it: bytes that are not UTF-8 (kept by Python as surrogates) as \\x escapes."""
-    return os.fsencode(str(name)).decode("utf-8", "backslashreplace")
+    """A file name as messages show it: bytes that are not UTF-8 (kept by Python as surrogates) as \\x escapes,
+    and control characters as on a terminal, so that a class folder named "cat\\nerror: x" forges no line."""
+    return escape.terminal(os.fsencode(str(name)).decode("utf-8", "backslashreplace"))
 
 
 def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
@@ -126,7 +129,7 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
                     image = _resized(image, image_size, resize)
                 return torch.from_numpy(np.array(image)).permute(2, 0, 1)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # OSError: truncated or not an image
-            return f"{shown_name(path.relative_to(root))}: {exc}"
+            return f"{shown_name(path.relative_to(root))}: {escape.terminal(str(exc))}"  # exc names the path too
 
     x, labels, skipped = None, [], []
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
@@ -140,15 +143,15 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
             if x is None:
                 x = torch.empty((len(files), *image.shape), dtype=torch.uint8)
             if image.shape != x.shape[1:]:
-                raise DatasetError(f"{root}: images differ in size ({tuple(x.shape[1:])} and {tuple(image.shape)} "
-                                   f"at {shown_name(path.relative_to(root))}); give them one size (an imagefolder dataset "
-                                   "resizes them to dataset.image_size)")
+                raise DatasetError(f"{shown_name(root)}: images differ in size ({tuple(x.shape[1:])} and "
+                                   f"{tuple(image.shape)} at {shown_name(path.relative_to(root))}); give them one "
+                                   "size (an imagefolder dataset resizes them to dataset.image_size)")
             x[len(labels)] = image
             labels.append(label)
     finally:
         pool.shutdown(cancel_futures=True)
     if x is None:
-        raise DatasetError(f"{root}: none of its {len(files)} images can be read ({skipped[0]})")
+        raise DatasetError(f"{shown_name(root)}: none of its {len(files)} images can be read ({skipped[0]})")
     if len(labels) < len(files):
         x = x[:len(labels)].clone()  # a slice would save the whole preallocated storage
     return x, torch.tensor(labels), skipped

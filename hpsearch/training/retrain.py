@@ -50,14 +50,16 @@ class Retrained:
 
 
 def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: Path | None = None,
-            on_epoch: Callable[[EpochStats], None] | None = None, progress: data_module.Progress = None) -> Retrained:
+            storage: str | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
+            progress: data_module.Progress = None) -> Retrained:
     """Train the config's model with `seed` through recipe.train, as objective.py trains a trial:
-    a transfer trial starts from the same source weights (its study's stored ones, or the file)."""
+    a transfer trial starts from the same source weights (its study's stored ones, or the file). `storage`: this
+    command's storage URL, which gives the source's storage its password (transfer.source_url)."""
     record = config.record
-    data = data_module.load(config.dataset, device, data_dir, progress=progress)
     source = None
-    if record.init is not None and record.params.get("pretrained"):
-        source = transfer.load_source(record.init, record.init.storage or "")
+    if record.init is not None and record.params.get("pretrained"):  # before the data: a missing source fails fast
+        source = transfer.load_source(record.init, storage)
+    data = data_module.load(config.dataset, device, data_dir, progress=progress)
     try:
         trained = recipe.train(dict(record.params), data, epochs=record.epochs, seed=seed, source=source,
                                on_epoch=on_epoch)

@@ -39,6 +39,16 @@ def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
 
 
+def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):
+    """A baseline's name as a foreign or damaged study may store it: escaped, so it cannot forge a line."""
+    study = optuna.create_study(study_name="odd", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")
+    study.add_trial(stored_trial(0.9, {}, baseline="q9\nerror: forged\x1b[2J"))
+    text = invoke("best", "--study", "odd", "--storage", storage).stdout
+    assert "best trial #0 (baseline q9\\nerror: forged\\x1b[2J)\n" in text and "\x1b" not in text
+    assert not any(line.startswith("error") for line in text.splitlines())
+
+
 def test_best_lists_the_front_and_export_takes_any_point(front_study, tmp_path):
     url, path, study = front_study
     front = ranking.front(study.trials)

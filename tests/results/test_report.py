@@ -3,9 +3,16 @@ index page showing them."""
 
 from __future__ import annotations
 
+import html
+import re
+from html.parser import HTMLParser
+
 import optuna
 from click.testing import CliRunner
+from markdown_it import MarkdownIt
 from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from optuna_dashboard import get_note
 from PIL import Image
 
 from hpsearch.cli import main
@@ -97,3 +104,61 @@ def test_a_two_objective_study_gets_its_report(front_study, tmp_path):
     result = CliRunner().invoke(main, ["report", "--study", str(path), "--storage", url, "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert {"report.md", "history.png", "intermediate.png"} <= {p.name for p in (tmp_path / "r").iterdir()}
+
+
+# Markdown, HTML, mathtext (an invalid one too), rich markup and an emoji code, in a name a study file allows.
+HOSTILE_NAME = "<script>alert(1)</script> | *bold* _em_ $x^2$ `code` $a^$ [/x] [b]:smile:&amp;"
+HOSTILE_REASON = "bad | <img src=x onerror=alert(1)>\n# forged *x*"
+
+
+def start_tags(page: str) -> list[tuple[str, dict]]:
+    found = []
+    parser = HTMLParser()
+    parser.handle_starttag = lambda tag, attrs: found.append((tag, dict(attrs)))
+    parser.feed(page)
+    return found
+
+
+def test_a_hostile_study_name_and_failure_reason_read_as_they_are_everywhere(write_study, storage, tmp_path):
+    """report.md, the dashboard note, index.html, the plots and the terminal of a study whose name and a failure
+    reason are Markdown, HTML, mathtext and rich markup: each shows them as they read, none runs them, nothing
+    raises."""
+    path = str(write_study(name=HOSTILE_NAME, budget={"epochs": 1, "trials": 2}))
+    runner = CliRunner()
+    run = ["run", "--study", path, "--storage", storage, "--device", "cpu", "--keep-weights", "0", "--n-trials", "1"]
+    assert runner.invoke(main, run).exit_code == 0
+    optuna.load_study(study_name=HOSTILE_NAME, storage=storage).add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, user_attrs={"baseline": "<b>x</b>|y", "failure": HOSTILE_REASON}))
+    ran = runner.invoke(main, run)  # which writes the dashboard note again
+    assert ran.exit_code == 0, ran.output
+    assert f"study {HOSTILE_NAME} (1 epochs a trial" in ran.stderr  # the run's header: not read as rich markup
+    assert f"study {HOSTILE_NAME}: 3 trials" in ran.stdout
+    result = runner.invoke(main, ["report", "--study", path, "--storage", storage, "--out", "rep"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    out = tmp_path / "rep"
+    title = f"{HOSTILE_NAME}: baselines and best searched trials, 1 epochs a trial"
+    renderer = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+    for markdown in ((out / "report.md").read_text(), get_note(optuna.load_study(study_name=HOSTILE_NAME,
+                                                                                    storage=storage))):
+        rendered = renderer.render(markdown)
+        assert html.unescape(re.search(r"<h1>(.*?)</h1>", rendered)[1]) == title
+        rows = re.findall(r"<tr>(.*?)</tr>", rendered, re.S)
+        assert rows and all(len(re.findall(r"<t[hd]>", row)) == 9 for row in rows)
+        tags = {tag for tag, _ in start_tags(rendered)}
+        assert tags <= {"h1", "h2", "p", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "hr", "em"}
+        assert "em" not in {tag for tag, _ in start_tags(rendered.partition("<hr")[0])}  # the note's footer only
+    table = renderer.render((out / "report.md").read_text())
+    cells = [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", table)]
+    assert "<b>x</b>|y" in cells and "fail: " + HOSTILE_REASON.replace("\n", "\\n") in cells
+
+    page = (out / "index.html").read_text()
+    tags = start_tags(page)
+    assert "script" not in {tag for tag, _ in tags} and "b" not in {tag for tag, _ in tags}
+    assert {attrs["src"] for tag, attrs in tags if tag == "img"} <= set(PLOTS)
+    assert html.unescape(re.search(r"<title>(.*?)</title>", page)[1]) == HOSTILE_NAME
+    drawn = [name for name in PLOTS if (out / name).is_file()]
+    assert {"pareto.png", "history.png", "intermediate.png"} <= set(drawn)
+    for name in drawn:
+        with Image.open(out / name) as image:
+            image.verify()

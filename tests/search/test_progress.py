@@ -78,3 +78,17 @@ def test_several_workers_count_this_run_or_with_until_the_study_s_finished_trial
         lines = console.file.getvalue().splitlines()
         assert lines[0] == "2 workers"
         assert [line[:len(expected)] for line, expected in zip(lines[1:], said)] == said, lines
+
+
+def test_what_a_trial_line_shows_cannot_forge_a_line_drive_the_terminal_or_style_the_console():
+    """A failure's reason (an exception's text), a header with a study's name: shown as they read, on one line."""
+    console = log_console()
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+        "failure": "out of memory\nerror: forged \x1b[2J [/x] [bold]y :smile:"}))
+    with RunDisplay(console, "study [/x] [red]a", n_trials=1, epochs=3) as display:
+        display.trial_finished(study, study.trials[0])
+        display.line("decoding cat\x1b[31m/", now=True)
+    assert console.file.getvalue().splitlines() == [
+        "[1/1] trial #0 failed: out of memory\\nerror: forged \\x1b[2J [/x] [bold]y :smile:",
+        "decoding cat\\x1b[31m/; 0:00 elapsed"]

@@ -59,3 +59,39 @@ def test_a_file_name_that_is_not_utf8_is_read_and_shown_escaped(image_folder, is
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "dog/bad\\xff.png" in warning
     warning.encode("utf-8")  # nothing unprintable left in it
+
+
+def _run(study_file):
+    from tests.helpers import invoke
+
+    return invoke("run", "--study", str(study_file), "--device", "cpu", "--n-trials", "1", "--keep-weights", "0")
+
+
+def test_class_folders_named_to_forge_a_line_or_drive_the_terminal_are_shown_escaped(image_folder, isolated,
+                                                                                     write_study, caplog):
+    """A newline and ANSI escapes in class folder names (an archive from anywhere may hold them): every message
+    naming them is one line, the names escaped; the folder still trains."""
+    root = image_folder(isolated / "data" / "pets", classes=("cat\nerror: forged", "dog\x1b[31m"))
+    (root / "bird\nerror: forged too\x1b[2J").mkdir()
+    study = write_study(dataset={"name": "imagefolder", "path": "pets", "image_size": 8, "validation": 2, "test": 2})
+    refused = _run(study)
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.stderr.splitlines() == [
+        f"error: {root}: class folder without images: bird\\nerror: forged too\\x1b[2J; add images or remove the "
+        "folder (the model would get a class no image teaches)"]
+
+    image_folder(isolated / "data" / "solo", classes=("cat\nerror: forged",))
+    alone = _run(write_study("solo.yaml", dataset={"name": "imagefolder", "path": "solo", "image_size": 8}))
+    assert alone.exit_code == 2 and [line for line in alone.stderr.splitlines() if "error" in line] == [
+        f"error: {isolated / 'data' / 'solo'}: one class folder only (cat\\nerror: forged); a classifier needs two or "
+        "more"]
+
+    (root / "bird\nerror: forged too\x1b[2J").rmdir()
+    (root / "dog\x1b[31m" / "bad.png").write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING, logger="hpsearch.training"):
+        ran = _run(study)
+    assert ran.exit_code == 0, ran.output
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "skipped 1 unreadable image of 13 (dog\\x1b[31m/bad.png: cannot identify image file" in warning
+    for said in (ran.output, warning):
+        assert "\x1b" not in said and not any(line.startswith("error") for line in said.splitlines())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,13 +14,16 @@ import torch
 import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
+from safetensors.torch import save_file
 from torch import nn
 
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.results import ranking
-from hpsearch.results.artifacts import load_trial_state_dict, save_state_dict
+from hpsearch.results.artifacts import (load_state_dict_file, load_trial_state_dict, read_header, save_state_dict,
+                                       trial_weights_path)
 from hpsearch.search.run import RunOptions, run
+from hpsearch.storage import mask, secrets
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.schema import load_spec, parse_spec
@@ -28,6 +33,7 @@ from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config
 from hpsearch.training.train import TrainConfig, make_optimizer
 from hpsearch.trialrecord import Init
+from tests.helpers import POSTGRES, assert_clean_error, needs_postgres
 
 CPU = torch.device("cpu")
 SOURCE_ARCHITECTURE = {"blocks": 3, "convs_per_block": 1, "width": 4, "batchnorm": False, "head_widths": [8]}
@@ -262,3 +268,105 @@ def test_a_transfer_trial_trains_again_to_its_numbers_through_export_train_and_c
 
     rebuilt = transfer.load_source(Init(weights=str(tmp_path / "again" / "seed-0.safetensors")), storage)
     assert rebuilt.config == config["params"] and rebuilt.input_shape == (1, 8, 8) and len(rebuilt.init.sha256) == 64
+
+
+def _postgres_source(write_study) -> str:
+    """A one-trial study run on the PostgreSQL server (its URL holds a password), weights kept; its name."""
+    name = f"src-{uuid.uuid4().hex[:8]}"
+    run(load_spec(write_study("src.yaml", name=name, budget={"epochs": 1, "trials": 1}, space={},
+                              fixed={"blocks": 1, "width": 4, "head_widths": [], "batch_size": 64})),
+        POSTGRES, RunOptions(device="cpu", keep_weights=1))
+    return name
+
+
+def _transfer_from(source: str, write_study, storage: str) -> tuple[optuna.trial.FrozenTrial, Path]:
+    """A one-trial study on `storage` starting from the source's trial, its password in the study file."""
+    path = write_study("xfer-study.yaml", name="xfer", init={"study": source, "storage": POSTGRES},
+                       budget={"epochs": 1, "trials": 1}, space={}, fixed={"freeze_convs": 1, "batch_size": 64})
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                       "--keep-weights", "1"])
+    assert result.exit_code == 0, result.output
+    assert not any(s in result.output for s in secrets(POSTGRES))
+    return optuna.load_study(study_name="xfer", storage=storage).trials[0], path
+
+
+def _trains_again(trial, out: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "--config", "exported.yaml", "--out", out, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (again,) = json.loads((tmp_path / out / "results.json").read_text())["seeds"]
+    assert (again["val_accuracy"], again["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
+
+
+@needs_postgres
+def test_a_source_storage_s_password_is_kept_nowhere_and_given_again_where_needed(write_study, storage, tmp_path,
+                                                                                  monkeypatch):
+    """The study file gives the source's storage with its password; no stored attribute, kept weights, export,
+    retrained weights or output holds it. export -> train and confirm take it from $HPSEARCH_STORAGE, and without
+    it say so in one line."""
+    source = _postgres_source(write_study)
+    try:
+        trial, study_file = _transfer_from(source, write_study, storage)
+        assert trial.user_attrs["source"] == {"study": source, "trial": 0, "storage": mask(POSTGRES)}
+        invoke = CliRunner().invoke
+        outputs = [invoke(main, ["export", "--study", "xfer", "--storage", storage, "-o", "exported.yaml"])]
+        assert yaml.safe_load((tmp_path / "exported.yaml").read_text())["init"]["storage"] == mask(POSTGRES)
+        assert (tmp_path / "exported.safetensors").is_file()
+        outputs.append(invoke(main, ["train", "--config", "exported.yaml", "--out", "again", "--device", "cpu"]))
+        assert_clean_error(outputs[-1], "set $HPSEARCH_STORAGE to that URL with its password", mask(POSTGRES))
+        assert len(outputs[-1].stderr.splitlines()) == 1
+
+        monkeypatch.setenv("HPSEARCH_STORAGE", POSTGRES)  # the route the storage URL itself takes
+        _trains_again(trial, "again", tmp_path)
+        outputs.append(invoke(main, ["confirm", "--study", "xfer", "--storage", storage, "--top", "1", "--seeds", "1",
+                                     "--device", "cpu"]))
+        assert outputs[-1].exit_code == 0, outputs[-1].output
+        (confirmed,) = ranking.study_trials(optuna.load_study(study_name="xfer", storage=storage))[0].user_attrs[
+            "confirm"]["seeds"]
+        assert "failure" not in confirmed
+        for result in outputs:
+            assert not any(s in result.output for s in secrets(POSTGRES))
+        written = [p for p in tmp_path.rglob("*") if p.is_file() and p != study_file]
+        assert any(p.suffix == ".safetensors" for p in written) and any(p.suffix == ".db" for p in written)
+        for path in written:
+            assert not any(s.encode() in path.read_bytes() for s in secrets(POSTGRES)), path
+    finally:
+        optuna.delete_study(study_name=source, storage=POSTGRES)
+
+
+@needs_postgres
+def test_a_password_an_earlier_version_stored_is_shown_masked_and_never_used(write_study, storage, tmp_path,
+                                                                             monkeypatch):
+    """A transfer trial stored by an earlier hpsearch, the password in the clear in its `source` attribute and its
+    kept weights' header: export masks both (the tensors copied bit for bit), and train still takes the password
+    from $HPSEARCH_STORAGE, not from the stored copy."""
+    source = _postgres_source(write_study)
+    try:
+        trial, _ = _transfer_from(source, write_study, storage)
+        (password,) = secrets(POSTGRES)
+        with sqlite3.connect(tmp_path / "test.db") as db:  # as an earlier hpsearch stored it
+            db.execute("UPDATE trial_user_attributes SET value_json = replace(value_json, '***', ?) WHERE key = "
+                       "'source'", (password,))
+        kept = trial_weights_path(storage, trial)
+        header = read_header(kept)
+        save_file(load_state_dict_file(kept), str(kept),
+                  {**header, "record": header["record"].replace("***", password)})
+        assert password.encode() in kept.read_bytes()
+
+        result = CliRunner().invoke(main, ["export", "--study", "xfer", "--storage", storage, "-o", "exported.yaml"])
+        assert result.exit_code == 0 and password not in result.output
+        assert yaml.safe_load((tmp_path / "exported.yaml").read_text())["init"]["storage"] == mask(POSTGRES)
+        exported = tmp_path / "exported.safetensors"
+        assert password.encode() not in exported.read_bytes()
+        assert password not in (tmp_path / "exported.yaml").read_text()
+        assert json.loads(read_header(exported)["record"])["init"]["storage"] == mask(POSTGRES)
+        weights = load_state_dict_file(exported)
+        assert list(weights) == list(load_state_dict_file(kept))
+        assert all(torch.equal(weights[k], v) for k, v in load_state_dict_file(kept).items())
+        assert transfer.load_source(Init(weights=str(exported)), storage).config == trial.user_attrs["config"]
+
+        result = CliRunner().invoke(main, ["train", "--config", "exported.yaml", "--out", "again", "--device", "cpu"])
+        assert_clean_error(result, "$HPSEARCH_STORAGE")
+        monkeypatch.setenv("HPSEARCH_STORAGE", POSTGRES)
+        _trains_again(trial, "again", tmp_path)
+    finally:
+        optuna.delete_study(study_name=source, storage=POSTGRES)
