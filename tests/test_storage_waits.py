@@ -27,6 +27,7 @@ from hpsearch.storage import (
     LOCK_BRIEF_S,
     LockWaitExpired,
     advisory_key,
+    engine_options,
     mask,
     open_storage,
     shared_lock,
@@ -225,3 +226,11 @@ def test_a_lock_wait_takes_the_lock_once_freed_and_gives_up_only_after_a_brief_w
         assert lock.held
     finally:
         lock.close()
+
+
+def test_only_libpq_drivers_get_hpsearch_s_connect_timeout_and_only_where_none_is_given(monkeypatch):
+    """pg8000 and asyncpg name their timeout otherwise: given connect_timeout, they would fail to connect at all."""
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    ours = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    assert engine_options("postgresql://u@db/hp") == engine_options("postgresql+psycopg2://u@db/hp") == ours
+    assert engine_options("postgresql+pg8000://u@db/hp") == engine_options("postgresql://u@db/hp?connect_timeout=9") == {}
