@@ -152,7 +152,7 @@ def engine_options(url: str) -> dict:
     return {}
 
 
-LOCK_POLL_S = (0.01, 0.25)  # the first and the longest pause between two tries of a held lock
+LOCK_POLL_S = (0.005, 0.1)  # the first and the longest pause between two tries of a held lock (doubling)
 LOCK_BRIEF_S = 2.0  # a worker holds a study lock for milliseconds: a longer wait is said, and may reach a deadline
 LOCK_SAY_EVERY_S = 60.0  # a wait is said again this often while it lasts
 
