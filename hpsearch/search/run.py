@@ -31,6 +31,7 @@ from hpsearch.search.samplers import make_sampler
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.studystore import check_existing, open_study
 from hpsearch.storage import (
+    LockWaitExpired,
     NoLock,
     cached,
     check_sqlite_folder,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 
 BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's trial time goes to them
+REQUEUE_WAIT_S = 10  # an interrupted run waits this long for the study lock to queue its trial's copy (signals held)
 
 
 def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
@@ -236,14 +238,14 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     _check_baselines_fit(spec, data, source)
     storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat))
     seed = SamplerSeed(spec, options.seed)
+    budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)
     lock = shared_lock(storage_url, spec.name)
     try:
-        with _opened_for_good(spec, storage, seed, lock) as study:
+        with _opened_for_good(spec, storage, seed, lock, budget.deadline) as study:
             events.study_opened(study, data)
-            run_id = options.run_id or uuid.uuid4().hex
             _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
                                        on_complete=keeper, source=source),
-                  RunBudget(spec, options, run_id), seed, lock, list(callbacks), options.heartbeat)
+                  budget, seed, lock, list(callbacks), options.heartbeat)
     finally:
         lock.close()
     return study
@@ -251,18 +253,18 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
 
 @contextlib.contextmanager
 def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed,
-                     lock: NoLock) -> Iterator[optuna.Study]:
+                     lock: NoLock, deadline: float | None) -> Iterator[optuna.Study]:
     """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
     collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
     the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
     study set one off: 0.2 s in every other run on a study of 8,000 trials (bench/big_study.py). The study is
     opened with the collector off, so that its young collections do not walk the trials just read either.
     Handed back at the end, so that a process that runs several (the tests, a benchmark) still collects what
-    each leaves behind."""
+    each leaves behind. A study lock held by another worker until the run's deadline ends the run (LockWaitExpired)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        lock.acquire()
+        lock.acquire(deadline)
         try:
             study = open_study(spec, storage, seed.sampler)
         finally:
@@ -291,7 +293,11 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
         return objective(trial)
 
     while True:
-        lock.acquire()
+        try:
+            lock.acquire(budget.deadline)
+        except LockWaitExpired as exc:  # the run's time is up: it stops as it would at its deadline, saying why
+            log.warning("%s", exc)
+            return
         try:
             decision = _next_step(study, budget, seed, view)
             if decision == START:
@@ -331,7 +337,7 @@ def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None
     """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint). Where the
     storage cannot take it now, say so and let the interruption end the run as it would."""
     try:
-        lock.acquire()
+        lock.acquire(time.monotonic() + REQUEUE_WAIT_S)
         trial = study.get_trials(deepcopy=False)[number]
         if trial.state == TrialState.FAIL:
             queue_retry(study, trial)
