@@ -22,7 +22,7 @@ from hpsearch import __version__
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
-from hpsearch.files import make_folder
+from hpsearch.files import make_folder, write_atomic
 from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
@@ -504,7 +504,7 @@ def report(study_name, storage, out):
     click.echo(text, nl=False)
     if out is not None and out.suffix == ".md":
         make_folder(out.parent, "--out")
-        out.write_text(text)
+        write_atomic(out, text)
         click.echo(f"wrote {out}", err=True)
     elif out is not None:
         if out.exists() and not out.is_dir():
@@ -603,7 +603,6 @@ def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device,
     """`train`'s work in its output folder: each seed trained, saved and reported, then the summary."""
     from rich.console import Console
 
-    from hpsearch.files import write_atomic
     from hpsearch.search.progress import RetrainDisplay
     from hpsearch.training import retrain as retrain_module
 
