@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import sys
 import uuid
 from pathlib import Path
@@ -141,6 +142,13 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
+def _seconds(ctx, param, value: float | None) -> float | None:
+    """A duration: finite and positive (nan would never time out, inf never either)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"give a finite number of seconds above 0 (got {value})")
+    return value
+
+
 def trial_options(command):
     """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
     refused before the command body imports anything heavy."""
@@ -152,7 +160,7 @@ def trial_options(command):
         click.option("--until", type=click.IntRange(min=1), default=None,
                      help="Instead of --n-trials: run until the study holds this many finished (complete or "
                           "pruned) trials, whatever earlier runs did."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--timeout", type=float, default=None, callback=_seconds,
                      help="Stop starting new trials after this many seconds."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
