@@ -12,7 +12,8 @@ the interrupted run would have. So a file that cannot be resumed from (damaged, 
 rather than tensors, another trial's recipe, as left by a study of the same name made again, or tensors shaped
 for another model) is named in a warning and the trial starts again from epoch 1, where failing it would lose
 the trial to a file. A checkpoint that cannot be written (a full or read-only disk) is named in a warning once,
-and the trial trains on: the previous checkpoint stays whole, so a retried copy resumes from an earlier epoch.
+and the trial trains on: the previous checkpoint stays whole, so a retried copy resumes from an earlier epoch (or
+the first).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class CheckpointFile:
             return None
         try:
             state = torchfile.load(self.path)
-            problem = _shape_problem(state) or self._recipe_problem(state.pop("recipe", None))
+            problem = _format_problem(state) or self._recipe_problem(state.pop("recipe", None))
         except torchfile.UnreadableFile as exc:
             problem = exc.reason
         if problem is None:
@@ -89,14 +90,14 @@ class CheckpointFile:
             if not self.unwritable:
                 reason = exc.reason if isinstance(exc, CannotWrite) else exc.strerror
                 log.warning("cannot write the checkpoint %s (%s): the trial trains on, and a retried copy would "
-                            "resume from an earlier epoch", self.path, reason)
+                            "resume from an older checkpoint or from epoch 1", self.path, reason)
             self.unwritable = True
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
-def _shape_problem(state: Any) -> str | None:
+def _format_problem(state: Any) -> str | None:
     """What makes `state` no checkpoint this module wrote, or None."""
     from hpsearch.training.train import EpochStats  # train imports this module
 

@@ -136,7 +136,7 @@ def test_a_checkpoint_that_cannot_be_written_warns_once_and_leaves_no_partial_fi
     file.save(snapshot(model_of(4)))
     (warning,) = warnings_about(caplog, file)
     assert warning == (f"cannot write the checkpoint {file.path} (File exists): the trial trains on, and a "
-                       "retried copy would resume from an earlier epoch")
+                       "retried copy would resume from an older checkpoint or from epoch 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
