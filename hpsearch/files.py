@@ -17,12 +17,14 @@ import secrets
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpsearch.errors import HpsearchError
 
 PROBE_BYTES = 4096  # one page: what a folder must take before a run relies on it
+PIPE_WAIT_S = 10.0  # how long an output that is a pipe may wait for its reader
 
 
 class CannotWrite(HpsearchError):
@@ -117,14 +119,20 @@ def _new_file(folder: Path, name: str) -> Path:
 
 
 def _copy_into(temporary: Path, path: Path, kind: int, shown: str) -> None:
-    """The temporary file's bytes written into the pipe or device at `path`. A pipe nobody reads is refused
-    (opened without waiting) rather than waited on for ever."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO and stat.S_ISFIFO(kind):
-            raise CannotWrite(path, "a pipe no program reads: start its reader first", shown) from None
-        raise
+    """The temporary file's bytes written into the pipe or device at `path`. A pipe is given PIPE_WAIT_S for its
+    reader to open it (`cat pipe &` may start after hpsearch), then refused rather than waited on for ever."""
+    deadline = time.monotonic() + PIPE_WAIT_S
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # a pipe with no reader: ENXIO at once
+            break
+        except OSError as exc:
+            if not (exc.errno == errno.ENXIO and stat.S_ISFIFO(kind)):
+                raise
+            if time.monotonic() >= deadline:
+                raise CannotWrite(path, f"a pipe no program read within {PIPE_WAIT_S:g} s: start its reader first",
+                                  shown) from None
+            time.sleep(0.05)
     os.set_blocking(fd, True)
     with open(fd, "wb") as out, temporary.open("rb") as source:
         shutil.copyfileobj(source, out)

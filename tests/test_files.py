@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
+from hpsearch import files
 from hpsearch.files import output_folder, save_atomic, write_atomic
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -115,15 +117,23 @@ def test_a_link_to_a_full_device_is_one_line_and_a_nonzero_exit(exported, tmp_pa
     assert (tmp_path / "full.yaml").is_symlink() and os.readlink(tmp_path / "full.yaml") == "/dev/full"
 
 
-def test_a_pipe_is_written_in_place_and_one_nobody_reads_is_refused_at_once(tmp_path):
+def test_a_pipe_is_written_in_place_and_one_nobody_reads_is_refused_after_a_wait(tmp_path, monkeypatch):
     pipe = tmp_path / "config.yaml"
     os.mkfifo(pipe)
-    with pytest.raises(HpsearchError, match=r"config.yaml \(a pipe no program reads: start its reader first\)"):
+    monkeypatch.setattr(files, "PIPE_WAIT_S", 0.5)
+    with pytest.raises(HpsearchError, match=r"config.yaml \(a pipe no program read within 0.5 s: start its reader"):
         write_atomic(pipe, "nobody reads this")
-    with ThreadPoolExecutor(1) as reader:
-        read = reader.submit(pipe.read_text)
-        write_atomic(pipe, "through the pipe")
-        assert read.result(timeout=10) == "through the pipe"
+    monkeypatch.undo()
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # open before hpsearch writes, as `cat pipe &` would be
+    write_atomic(pipe, "through the pipe")
+    assert os.read(reader, 100) == b"through the pipe"
+    os.close(reader)
+    with ThreadPoolExecutor(1) as late:  # a reader that opens the pipe a moment after hpsearch began to write
+        opened = late.submit(lambda: (time.sleep(0.2), os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))[1])
+        write_atomic(pipe, "waited for")
+        reader = opened.result()
+    assert os.read(reader, 100) == b"waited for"
+    os.close(reader)
     assert stat.S_ISFIFO(pipe.stat().st_mode) and not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
     write_atomic(Path("/dev/null"), "gone")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
