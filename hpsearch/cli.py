@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import sys
 import uuid
 from pathlib import Path
@@ -22,7 +23,7 @@ from hpsearch import __version__, escape
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
-from hpsearch.files import make_folder
+from hpsearch.files import make_folder, write_atomic
 from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
@@ -141,6 +142,13 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
+def _seconds(ctx, param, value: float | None) -> float | None:
+    """A duration: finite and positive (nan would never time out, inf never either)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"give a finite number of seconds above 0 (got {value})")
+    return value
+
+
 def trial_options(command):
     """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
     refused before the command body imports anything heavy."""
@@ -152,7 +160,7 @@ def trial_options(command):
         click.option("--until", type=click.IntRange(min=1), default=None,
                      help="Instead of --n-trials: run until the study holds this many finished (complete or "
                           "pruned) trials, whatever earlier runs did."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+        click.option("--timeout", type=float, default=None, callback=_seconds,
                      help="Stop starting new trials after this many seconds."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
@@ -509,7 +517,7 @@ def report(study_name, storage, out):
     click.echo(text, nl=False)
     if out is not None and out.suffix == ".md":
         make_folder(out.parent, "--out")
-        out.write_text(text)
+        write_atomic(out, text)
         click.echo(f"wrote {out}", err=True)
     elif out is not None:
         if out.exists() and not out.is_dir():
@@ -608,7 +616,6 @@ def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device,
     """`train`'s work in its output folder: each seed trained, saved and reported, then the summary."""
     from rich.console import Console
 
-    from hpsearch.files import write_atomic
     from hpsearch.search.progress import RetrainDisplay
     from hpsearch.training import retrain as retrain_module
 

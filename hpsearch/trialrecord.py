@@ -30,6 +30,7 @@ RUN = "run"  # the run (one `hpsearch run` and its workers) that ran the trial
 OVER_LIMIT = "over_limit"  # why a trial was stopped over one of the study's limits
 LIMITS = "limits"  # the measures the study's limits constrain
 WEIGHTS = "weights_artifact"  # the artifact id of its kept weights
+WEIGHTS_NOT_KEPT = "weights_not_kept"  # why a completed trial that earned a place among the kept has no weights
 INPUT_SHAPE = "input_shape"  # (C, H, W) the model was built for
 CLASSES = "classes"  # the number of classes it was built for
 INIT = "init"  # where its weights started, in words (messages and the dashboard)

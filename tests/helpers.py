@@ -60,6 +60,17 @@ FRONT_DIGITS = {"name": "front-digits", "dataset": {"name": "digits", "validatio
                 "fixed": {"blocks": 1, "convs_per_block": 1, "batchnorm": False, "batch_size": 128}}
 
 
+class WritesAFile:
+    """A pickled object that an unsafe load (torch.load without weights_only) would run code for: unpickling
+    calls open(path, "w"), which creates the file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
 # --- real processes -------------------------------------------------------------------------------
 
 POSTGRES = os.environ.get("HPSEARCH_TEST_POSTGRES")

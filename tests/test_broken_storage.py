@@ -53,13 +53,13 @@ def test_a_damaged_database_is_one_line_and_left_as_it_is(damaged, command):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """mount(size, read_only=False) -> a folder on a fresh tmpfs of that size (the mount is undone after the
-    test); skipped where this process may not mount (CI runs as root, which may)."""
+    """mount(size, at=None) -> a folder on a fresh tmpfs of that size, `at` that path or a new one (the mount is
+    undone after the test); skipped where this process may not mount (CI runs as root, which may)."""
     mounted = []
 
-    def mount(size: str, read_only: bool = False) -> Path:
-        point = tmp_path / f"disk{len(mounted)}"
-        point.mkdir()
+    def mount(size: str, at: Path | None = None) -> Path:
+        point = at or tmp_path / f"disk{len(mounted)}"
+        point.mkdir(parents=True)
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True)
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]}): needs root")
@@ -124,3 +124,74 @@ def test_a_full_disk_mid_run_names_the_fix():
     assert "the disk holding the storage is full: free space and run the same command again" in str(
         storage_failure(full))
     assert storage_failure(ValueError("not a database error")) is None
+
+
+def fill(folder: Path, leave: int = 0) -> None:
+    """Fill the tmpfs `folder` is on, leaving `leave` bytes (whole pages) free."""
+    free = shutil.disk_usage(folder).free - leave
+    with open(folder / "filler", "wb", buffering=0) as file:
+        while free > 0:
+            free -= file.write(b"\0" * min(free, 1 << 16))
+
+
+# Weights (~40 kB) and a checkpoint (~80 kB) that a 16 kB disk cannot hold; its first page takes the probe.
+WIDE = {"name": "wide", "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
+        "budget": {"epochs": 2, "trials": 1}, "sampler": {"name": "random", "seed": 0},
+        "space": {"lr": {"float": [0.01, 0.1], "log": True}},
+        "fixed": {"blocks": 1, "convs_per_block": 2, "width": 32, "batch_size": 256}}
+
+
+def no_partial_files(folder: Path) -> bool:
+    return not any(p.name.endswith(".partial") for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("kind", ["artifact", "checkpoint"])
+@pytest.mark.parametrize("broken", ["full", "read-only"])
+def test_a_full_or_read_only_weights_or_checkpoint_folder_is_refused_before_any_training(small_disk, tmp_path,
+                                                                                        kind, broken):
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(WIDE))
+    folder = small_disk("16k", at=tmp_path / "wide-files" / f"{kind}s")
+    if broken == "full":
+        fill(folder)
+    else:
+        remount(folder, "ro")
+    storage = f"sqlite:///{tmp_path / 'wide.db'}"
+    result = CliRunner().invoke(main, ["run", "--study", "wide.yaml", "--storage", storage])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    why, fix = (("No space left on device", "free space there") if broken == "full" else
+                ("Read-only file system", "make it writable"))
+    otherwise = "keep no weights (--keep-weights 0)" if kind == "artifact" else "choose another storage"
+    assert result.stderr.strip().splitlines() == [f"error: cannot write the {kind} folder {folder} ({why}): {fix} or "
+                                                  f"{otherwise}"]
+    assert not (tmp_path / "wide.db").exists() and no_partial_files(tmp_path)
+
+
+def test_a_trained_trial_whose_weights_do_not_fit_stays_complete_and_says_its_weights_were_not_kept(small_disk,
+                                                                                                   tmp_path):
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(WIDE))
+    folder = small_disk("16k", at=tmp_path / "wide-files" / "artifacts")
+    storage = f"sqlite:///{tmp_path / 'wide.db'}"
+    result = CliRunner().invoke(main, ["run", "--study", "wide.yaml", "--storage", storage, "--device", "cpu"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    (trial,) = optuna.load_study(study_name="wide", storage=storage).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == trial.user_attrs["val_accuracy"] > 0
+    assert trial.user_attrs["test_accuracy"] > 0 and "weights_artifact" not in trial.user_attrs
+    assert trial.user_attrs["weights_not_kept"].startswith(f"cannot write {folder}/")
+    assert trial.user_attrs["weights_not_kept"].endswith(" (No space left on device): free space there")
+    assert f"complete: val {trial.value:.4f}" in result.output
+    assert f"; weights not kept: {trial.user_attrs['weights_not_kept']}" in result.output
+    assert list(folder.iterdir()) == [] and no_partial_files(tmp_path)
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_warning_and_the_trial_trains_on(small_disk, tmp_path, caplog):
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(WIDE))
+    folder = small_disk("16k", at=tmp_path / "wide-files" / "checkpoints")
+    storage = f"sqlite:///{tmp_path / 'wide.db'}"
+    result = CliRunner().invoke(main, ["run", "--study", "wide.yaml", "--storage", storage, "--device", "cpu",
+                                       "--keep-weights", "0"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    (trial,) = optuna.load_study(study_name="wide", storage=storage).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["epochs"] == 2
+    (warning,) = [r.getMessage() for r in caplog.records if "checkpoint" in r.getMessage()]
+    assert warning.startswith(f"cannot write the checkpoint {folder}/") and "(No space left on device)" in warning
+    assert [p for p in folder.rglob("*") if p.is_file()] == [] and no_partial_files(tmp_path)

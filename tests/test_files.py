@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,7 @@ from click.testing import CliRunner
 
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError
+from hpsearch import files
 from hpsearch.files import output_folder, save_atomic, write_atomic
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,8 +61,7 @@ def test_export_to_an_impossible_place_is_one_line(exported):
     result = CliRunner().invoke(main, ["export", "--study", "tiny", "--storage", "sqlite:///old.db",
                                        "-o", "/proc/t.yaml"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.strip() == "error: cannot write /proc/t.yaml (No such file or directory): free space there " \
-                                    "or choose another place"
+    assert result.output.strip() == "error: cannot write /proc/t.yaml (No such file or directory): choose another place"
 
 
 def test_a_refused_train_leaves_no_output_folder(exported, tmp_path, monkeypatch):
@@ -68,3 +73,75 @@ def test_a_refused_train_leaves_no_output_folder(exported, tmp_path, monkeypatch
                                        "--data-dir", str(tmp_path / "empty")])
     assert result.exit_code == 2 and "cifar10 not found" in result.output
     assert not (tmp_path / "trained").exists()
+
+
+@pytest.fixture
+def umask_027():
+    before = os.umask(0o027)
+    yield
+    os.umask(before)
+
+
+def test_a_new_file_honours_the_umask_and_a_rewritten_one_keeps_its_mode(tmp_path, umask_027):
+    path = tmp_path / "report.md"
+    write_atomic(path, "new")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0666 less the umask, not mkstemp's 0600
+    path.chmod(0o604)
+    write_atomic(path, "again")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604 and path.read_text() == "again"
+
+
+def test_an_output_that_is_a_link_is_written_through_and_the_link_kept(exported, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "kept.yaml").write_text("old")
+    (elsewhere / "kept.yaml").chmod(0o644)
+    (tmp_path / "link.yaml").symlink_to(elsewhere / "kept.yaml")
+    (tmp_path / "dangling.yaml").symlink_to(elsewhere / "new.yaml")
+    for link in ("link.yaml", "dangling.yaml"):
+        result = CliRunner().invoke(main, ["export", "--study", "tiny", "--storage", "sqlite:///old.db", "-o", link])
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / link).is_symlink()
+    written = [yaml.safe_load(f.read_text()) for f in (exported, elsewhere / "kept.yaml", elsewhere / "new.yaml")]
+    assert written[0] == written[1] == written[2]
+    assert stat.S_IMODE((elsewhere / "kept.yaml").stat().st_mode) == 0o644
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["kept.yaml", "new.yaml"]
+
+
+def test_a_link_to_a_full_device_is_one_line_and_a_nonzero_exit(exported, tmp_path):
+    (tmp_path / "full.yaml").symlink_to("/dev/full")
+    result = CliRunner().invoke(main, ["export", "--study", "tiny", "--storage", "sqlite:///old.db", "-o", "full.yaml"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == ["error: cannot write full.yaml -> /dev/full (No space left on device): "
+                                                  "free space there or choose another place"]
+    assert (tmp_path / "full.yaml").is_symlink() and os.readlink(tmp_path / "full.yaml") == "/dev/full"
+
+
+def test_a_pipe_is_written_in_place_and_one_nobody_reads_is_refused_after_a_wait(tmp_path, monkeypatch):
+    pipe = tmp_path / "config.yaml"
+    os.mkfifo(pipe)
+    monkeypatch.setattr(files, "PIPE_WAIT_S", 0.5)
+    with pytest.raises(HpsearchError, match=r"config.yaml \(a pipe no program read within 0.5 s: start its reader"):
+        write_atomic(pipe, "nobody reads this")
+    monkeypatch.undo()
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # open before hpsearch writes, as `cat pipe &` would be
+    write_atomic(pipe, "through the pipe")
+    assert os.read(reader, 100) == b"through the pipe"
+    os.close(reader)
+    with ThreadPoolExecutor(1) as late:  # a reader that opens the pipe a moment after hpsearch began to write
+        opened = late.submit(lambda: (time.sleep(0.2), os.open(pipe, os.O_RDONLY | os.O_NONBLOCK))[1])
+        write_atomic(pipe, "waited for")
+        reader = opened.result()
+    assert os.read(reader, 100) == b"waited for"
+    os.close(reader)
+    assert stat.S_ISFIFO(pipe.stat().st_mode) and not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+    write_atomic(Path("/dev/null"), "gone")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_socket_is_no_output_file(tmp_path):
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "report.md"))
+        with pytest.raises(HpsearchError, match=r"^cannot write .*report.md \(a socket is no file to write\): choose"):
+            write_atomic(tmp_path / "report.md", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]

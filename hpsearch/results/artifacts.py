@@ -19,25 +19,24 @@ it there answers "not found".
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
-from hpsearch.files import save_atomic
+from hpsearch.files import CannotWrite, check_writable, save_atomic, write_atomic
 from hpsearch.results import ranking
 from hpsearch.results.trials import NewlyFinished
-from hpsearch.storage import folder_beside, mask, open_existing
+from hpsearch.storage import folder_beside, mask, open_existing, sqlite_file
 from hpsearch.trialrecord import TrialRecord
 
 if TYPE_CHECKING:
@@ -55,14 +54,13 @@ class WeightKeeper:
 
     def __init__(self, storage_url: str, keep: int = DEFAULT_KEEP):
         self.folder = artifact_dir(storage_url)
-        self.store = FileSystemArtifactStore(self.folder)
+        self.store = WholeFileStore(self.folder)
         self.keep = keep
         self.newly_finished = NewlyFinished()
         self.holders: dict[int, FrozenTrial] = {}  # the finished trials whose weights were kept, by number
-        existing = next(p for p in (self.folder, *self.folder.absolute().parents) if p.exists())
-        if not os.access(existing, os.W_OK):  # fail now, not after the first trial trained
-            raise HpsearchError(f"cannot write the artifact folder {self.folder}: set $HPSEARCH_ARTIFACTS to a "
-                                "writable folder, or keep no weights (--keep-weights 0)")
+        elsewhere = "" if sqlite_file(storage_url) else "set $HPSEARCH_ARTIFACTS to another folder, "
+        check_writable(self.folder, "the artifact folder",  # now, not after the first trial trained
+                       f"{elsewhere}keep no weights (--keep-weights 0)")
 
     def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
         value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
@@ -75,13 +73,12 @@ class WeightKeeper:
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial-{trial.number}.safetensors"
-            save_state_dict(model, path, {"study": trial.study.study_name, "trial": str(trial.number),
-                                          **record.header()})
-            artifact_id = upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
-                                          mimetype="application/octet-stream")
+        try:
+            artifact_id = self._upload(trial, model, record)
+        except CannotWrite as exc:  # the trial trained: its result stands, only its weights are lost
+            trial.set_user_attr(A.WEIGHTS_NOT_KEPT, f"cannot write {exc.path} ({exc.reason})"
+                                + (f": {exc.remedy}" if exc.remedy else ""))
+            return
         trial.set_user_attr(A.WEIGHTS, artifact_id)
         for _, _, dropped in ranked[self.keep:]:
             if dropped is not None:
@@ -90,16 +87,55 @@ class WeightKeeper:
                 except ArtifactNotFound:  # another worker removed it first
                     pass
 
+    def _upload(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> str:
+        """The trial's weights as an artifact of it, written whole or not at all; its artifact id."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CannotWrite(self.folder, exc) from None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"trial-{trial.number}.safetensors"
+            save_state_dict(model, path, {"study": trial.study.study_name, "trial": str(trial.number),
+                                          **record.header()})
+            return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
+                                   mimetype="application/octet-stream")
+
     def _exists(self, artifact_id: str | None) -> bool:
         return artifact_id is not None and (self.folder / artifact_id).is_file()
 
 
+class WholeFileStore(FileSystemArtifactStore):
+    """Optuna's artifact folder, each file written under a temporary name and renamed (files.py): a full disk
+    leaves no truncated weights behind for the dashboard, export or a transfer study to read."""
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.folder = folder
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        def copy(temporary: Path) -> None:
+            with temporary.open("wb") as file:
+                shutil.copyfileobj(content_body, file)
+
+        save_atomic(self.folder / artifact_id, copy)
+
+
 def save_state_dict(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """The model's state dict as a safetensors file on the CPU, with text metadata in its header."""
-    from safetensors.torch import save_file  # imports torch: only where weights are written or read
+    """The model's state dict as a safetensors file on the CPU, with text metadata in its header, written whole
+    or not at all (files.CannotWrite)."""
+    from safetensors.torch import save  # imports torch: only where weights are written or read
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={**metadata, "keys": json.dumps(list(tensors))})
+    write_atomic(path, save(tensors, metadata={**metadata, "keys": json.dumps(list(tensors))}))
+
+
+class UnreadableWeights(HpsearchError):
+    """A weights file that is damaged, truncated, or not one hpsearch wrote."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path} is not a safetensors file hpsearch can read ({reason}): it is damaged, or not "
+                         "safetensors; replace it (`hpsearch export` copies a trial's stored weights, `hpsearch train` "
+                         "writes new ones)")
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -107,15 +143,30 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     transfer learning matches layers by position)."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
-    order = json.loads(read_header(path).get("keys", "[]"))
+    order = read_header(path).get("keys", "[]")
+    try:
+        tensors = load_file(str(path))
+        order = json.loads(order)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UnreadableWeights(path, _reason(exc)) from None
+    if not (isinstance(order, list) and all(isinstance(k, str) for k in order)):
+        raise UnreadableWeights(path, "its header's keys are not a list of names")
     return {k: tensors[k] for k in order} if sorted(order) == sorted(tensors) else tensors
 
 
 def read_header(path: Path) -> dict[str, str]:
-    """The text metadata of a safetensors file (TrialRecord.from_header reads the record in it)."""
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+    """The text metadata of a safetensors file (export.weights_record reads the record in it)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise UnreadableWeights(path, _reason(exc)) from None
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc).removeprefix("Error while deserializing header: ")
 
 
 def copy_weights(source: Path, path: Path) -> None:

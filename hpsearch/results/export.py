@@ -25,7 +25,7 @@ from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking
-from hpsearch.results.artifacts import copy_weights, trial_weights_path
+from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
@@ -178,21 +178,43 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
         value = raw["metrics"].get(key) if isinstance(raw.get("metrics"), dict) else None
         if value is not None and not P.is_number(value):
             problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
-    params = raw.get("params")
-    if not isinstance(params, dict):
-        problems.append("params: must be a mapping of parameter names to values")
-    else:
-        for name, value in params.items():
-            param = P.BY_NAME.get(name)
-            if param is None:
-                problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
-            elif why := param.check_value(value):
-                problems.append(f"params.{name}: {value!r} {why}")
+    problems += params_problems(raw.get("params"))
     problems += _record_problems(raw)
     if problems:
         raise SpecError(where, problems)
     return TrialConfig(record=TrialRecord.from_config(raw), dataset=dataset,
                        metrics=raw.get("metrics") or {}, versions=raw.get("versions") or {})
+
+
+def params_problems(params: Any) -> list[str]:
+    """What is wrong with a trial's recorded parameters (a config's, a weights file's)."""
+    if not isinstance(params, dict):
+        return ["params: must be a mapping of parameter names to values"]
+    problems = []
+    for name, value in params.items():
+        param = P.BY_NAME.get(name)
+        if param is None:
+            problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
+        elif why := param.check_value(value):
+            problems.append(f"params.{name}: {value!r} {why}")
+    return problems
+
+
+def weights_record(path: Path) -> TrialRecord | None:
+    """The record in the header of a weights file hpsearch wrote, checked as an exported config is: a damaged or
+    foreign header is a SpecError naming the file. None for a file written before headers carried one."""
+    header = read_header(path)
+    if "record" not in header:
+        return None
+    where = f"{path} (its header)"
+    try:
+        raw = json.loads(header["record"])
+    except ValueError as exc:
+        raise SpecError(where, [f"record: not valid JSON ({exc}); the file is damaged or another program's"]) from None
+    if not isinstance(raw, dict):
+        raise SpecError(where, ["record: must be a mapping, as hpsearch writes it"])
+    parse_config({**raw, "format": FORMAT}, where)
+    return TrialRecord.from_header(header)
 
 
 def _record_problems(raw: dict[str, Any]) -> list[str]:

@@ -29,7 +29,8 @@ def describe_trial(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
                 f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
-                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s")
+                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s"
+                + (f"; weights not kept: {attrs[A.WEIGHTS_NOT_KEPT]}" if A.WEIGHTS_NOT_KEPT in attrs else ""))
     if A.OVER_LIMIT in attrs:
         return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
     if trial.state == TrialState.PRUNED:

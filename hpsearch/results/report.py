@@ -8,7 +8,7 @@ A report folder adds the study's plots (plots.py) and an index.html that shows t
 from __future__ import annotations
 
 import html
-from collections import Counter
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,10 +27,26 @@ NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a 
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
 
 
+# A number in a failure reason: an lr, an epoch, a batch size, GiB asked, nan or inf; not a digit inside a name.
+_NUMBER = re.compile(r"(?<![\w.-])[-+]?(?:\d+(?:[.,]\d+)*(?:e[-+]?\d+)?|nan|inf)(?!\w|\.\d)", re.IGNORECASE)
+
+
 def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None:
-    """The reason most of the failed ones among `trials` record, and how many do; None if none failed."""
-    reasons = Counter(t.user_attrs.get(A.FAILURE) or NO_FAILURE_REASON for t in trials if t.state == TrialState.FAIL)
-    return reasons.most_common(1)[0] if reasons else None
+    """The kind of failure most of the failed ones among `trials` record, and how many do; None if none failed.
+
+    Reasons of one kind differ only in their numbers (each diverged trial names its own lr): a number the kind's
+    trials share is shown, one that differs as "…". Each trial keeps its own reason.
+    """
+    kinds: dict[tuple[str, ...], list[list[str]]] = {}
+    for trial in trials:
+        if trial.state == TrialState.FAIL:
+            reason = trial.user_attrs.get(A.FAILURE) or NO_FAILURE_REASON
+            kinds.setdefault(tuple(_NUMBER.split(reason)), []).append(_NUMBER.findall(reason))
+    if not kinds:
+        return None
+    words, numbers = max(kinds.items(), key=lambda kind: len(kind[1]))  # the first seen of the most common
+    shown = [values[0] if len(set(values)) == 1 else "…" for values in zip(*numbers)]
+    return "".join(w + n for w, n in zip(words, [*shown, ""])), len(numbers)
 
 
 def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:

@@ -15,6 +15,7 @@ need an invented one (which GP's model of the objective would then learn from).
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import re
@@ -154,7 +155,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         started = time.perf_counter()
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
-        checkpoint = _checkpoint_file(checkpoints, trial) if checkpoints else None
+        record = TrialRecord(params, spec.dataset.recorded(), spec.budget.epochs, spec.seed, source and source.init,
+                             data.shape, data.num_classes)
+        checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
 
         def train_seconds() -> float:
             return round(sum(s.seconds for s in history), 3)
@@ -196,8 +199,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             trial.set_user_attr(A.VAL_ACCURACY, history[-1].val_accuracy)
             trial.set_user_attr(A.TEST_ACCURACY, trained.test_accuracy)
             if on_complete is not None:
-                on_complete(trial, model, TrialRecord(params, spec.dataset.recorded(), spec.budget.epochs, spec.seed,
-                                                      source and source.init, data.shape, data.num_classes))
+                on_complete(trial, model, record)
             if multi_objective:
                 return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
             return history[-1].val_accuracy
@@ -249,8 +251,10 @@ def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, r
     return restored
 
 
-def _checkpoint_file(folder: Path, trial: optuna.Trial) -> CheckpointFile:
-    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain)."""
+def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:
+    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain), labelled with
+    the trial's recipe."""
     retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")  # this trial's row alone
     first = retried[0] if retried else trial.number
-    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt")
+    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt",
+                          json.dumps(record.config(), sort_keys=True))

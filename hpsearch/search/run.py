@@ -47,7 +47,7 @@ from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import DATASETS, StudySpec
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import transfer
-from hpsearch.training.checkpoint import checkpoint_root
+from hpsearch.training.checkpoint import writable_checkpoint_root
 from hpsearch.training.devicedata import resolve_device
 from hpsearch.training.space import fit_problem
 
@@ -230,6 +230,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         storage = cached(open_storage(storage_url, heartbeat=options.heartbeat))
         check_existing(spec, storage)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
+    checkpoints = writable_checkpoint_root(storage_url)
     events = events or RunEvents()
     source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
     data = data_module.load(spec.dataset, device, options.data_dir, progress=events.loading)
@@ -243,7 +244,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     try:
         with _opened_for_good(spec, storage, seed, lock, budget.deadline) as study:
             events.study_opened(study, data)
-            _work(study, make_objective(spec, data, events, checkpoints=checkpoint_root(storage_url),
+            _work(study, make_objective(spec, data, events, checkpoints=checkpoints,
                                        on_complete=keeper, source=source),
                   budget, seed, lock, list(callbacks), options.heartbeat)
     finally:

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from hpsearch import escape
 from hpsearch.errors import DatasetError
+from hpsearch.training import torchfile
 
 if TYPE_CHECKING:
     pass
@@ -48,9 +49,8 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
         key += f"resize:{image_size[0]}x{image_size[1]}:{resize}\n"
     size_tag = "" if image_size is None else f"{image_size[0]}x{image_size[1]}-{resize}-"
     cache = _cache_path(root, size_tag + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16])
-    if cache.is_file():
-        cached = torch.load(cache, weights_only=True)
-        x, y, skipped = cached["x"], cached["y"], cached.get("skipped", [])
+    if (cached := _read_cache(cache)) is not None:
+        x, y, skipped = cached
     else:
         started = time.perf_counter()
         x, y, skipped = _decode(root, files, image_size, resize, progress)
@@ -165,6 +165,23 @@ def _resized(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Im
     if policy == "pad":
         return ImageOps.pad(image, target, Image.Resampling.BICUBIC, color=(0, 0, 0))
     return image.resize(target, Image.Resampling.BICUBIC)
+
+
+def _read_cache(cache: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The images, labels and skipped files _write_cache wrote, or None: no cache yet, or one that is damaged or
+    not ours (a warning names it), which decoding again replaces."""
+    if not cache.is_file():
+        return None
+    try:
+        cached = torchfile.load(cache)
+    except torchfile.UnreadableFile as exc:
+        cached = exc.reason
+    if not (isinstance(cached, dict) and isinstance(cached.get("x"), torch.Tensor) and cached["x"].ndim == 4
+            and isinstance(cached.get("y"), torch.Tensor) and cached["y"].shape == cached["x"].shape[:1]):
+        reason = cached if isinstance(cached, str) else "not images and labels"
+        log.warning("the decoded-image cache %s is unusable (%s): decoding the images again", cache, reason)
+        return None
+    return cached["x"], cached["y"], list(cached.get("skipped", []))
 
 
 def _write_cache(cache: Path, payload: dict) -> None:

@@ -4,7 +4,6 @@ weights and results written beside the config, and what differs from the trial's
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib.metadata import version
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 
 from hpsearch.errors import HpsearchError
+from hpsearch.files import copy_atomic
 from hpsearch.results.artifacts import save_state_dict
 from hpsearch.results.export import TrialConfig
 from hpsearch.results.stats import spread
@@ -70,11 +70,11 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
 
 
 def start_out_dir(out: Path, config_path: Path) -> None:
-    """Create `out` and put an exact copy of the config in it, so the weights never lose their recipe."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Put an exact copy of the config in the folder `out` (files.output_folder made it), so the weights never
+    lose their recipe."""
     copy = out / f"config{config_path.suffix}"
     if not copy.exists() or not copy.samefile(config_path):
-        shutil.copyfile(config_path, copy)
+        copy_atomic(config_path, copy)
 
 
 def save_retrained(run: Retrained, out: Path, config_path: Path) -> Path:

@@ -153,7 +153,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     steps_per_epoch = n // batch  # the remainder is dropped; the next epoch reshuffles it in
     total_steps = steps_per_epoch * cfg.epochs
     history: list[EpochStats] = []
-    saved = checkpoint.load() if checkpoint else None
+    saved = checkpoint.load(like=_snapshot([], model, optimizer, generator, average)) if checkpoint else None
     if saved is not None:
         history = _restore(saved, model, optimizer, generator, average)
     step = len(history) * steps_per_epoch
@@ -251,8 +251,6 @@ def _restore(saved: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimiz
     if saved.cuda_rng is not None and generator.device.type == "cuda":
         torch.cuda.set_rng_state(saved.cuda_rng)
     if average is not None:
-        if saved.average is None:
-            raise ValueError("the checkpoint holds no weight average, but this run averages the weights (ema)")
         average.model.load_state_dict(saved.average)
     return [EpochStats(**h) for h in saved.history]
 

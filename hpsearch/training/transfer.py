@@ -17,7 +17,6 @@ The architecture must be the source's for its weights to fit: a source that carr
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from hpsearch import storage
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError
-from hpsearch.results.artifacts import load_state_dict_file, load_trial_state_dict, read_header, trial_weights_path
+from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.results.artifacts import (UnreadableWeights, load_state_dict_file, load_trial_state_dict,
+                                        trial_weights_path)
+from hpsearch.results.export import params_problems, weights_record
 from hpsearch.results.ranking import ranked
 from hpsearch.studyfile import params as P
+from hpsearch.training import torchfile
 from hpsearch.training.models import ArchitectureError, build_model
 from hpsearch.training.space import model_config
-from hpsearch.trialrecord import Init, TrialRecord
+from hpsearch.trialrecord import Init
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.types import InitSpec, StudySpec
@@ -94,19 +95,21 @@ def _from_file(path: Path) -> Source:
     init = Init(weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     if path.suffix == ".safetensors":  # hpsearch's own: its header holds the record that rebuilds the model
         try:
-            record = TrialRecord.from_header(read_header(path))
+            record = weights_record(path)
             state_dict = load_state_dict_file(path)
-        except SafetensorError as exc:
-            raise HpsearchError(f"init.weights: {path} is not a safetensors file ({exc})") from None
+        except UnreadableWeights as exc:
+            raise HpsearchError(f"init.weights: {exc}") from None
         return Source(state_dict, record and record.params, record and record.input_shape, init)
-    try:  # weights_only: a weights file must not be able to run code
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HpsearchError(f"init.weights: {path} is not a weights file torch can load safely ({reason})") from None
+    try:
+        loaded = torchfile.load(path)
+    except torchfile.UnreadableFile as exc:
+        raise HpsearchError(f"init.weights: {path} is not a weights file torch can load safely "
+                            f"({exc.reason})") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict) and loaded["state_dict"]:
         # written by save_checkpoint
         shape = loaded.get("input_shape")
+        if problems := params_problems(loaded.get("config") or {}):
+            raise SpecError(f"init.weights: {path}", [f"config: {p}" for p in problems])
         return Source(loaded["state_dict"], loaded.get("config"), tuple(shape) if shape else None, init)
     if isinstance(loaded, dict) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values()):
         return Source(loaded, None, None, init)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import optuna
 import pytest
 import torch
+from click.testing import CliRunner
 from optuna.trial import TrialState
+from safetensors.torch import save_file
 
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError
-from hpsearch.results.artifacts import artifact_dir, load_trial_state_dict, trial_weights_path
+from hpsearch.cli import main
+from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.results.artifacts import (UnreadableWeights, artifact_dir, load_state_dict_file, load_trial_state_dict,
+                                        trial_weights_path)
+from hpsearch.results.export import weights_record
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import DatasetSpec
@@ -17,6 +25,7 @@ from hpsearch.training import devicedata as data
 from hpsearch.training import space
 from hpsearch.training.models import build_model
 from hpsearch.training.train import evaluate
+from hpsearch.trialrecord import TrialRecord
 
 
 def test_the_best_two_completed_trials_keep_their_weights(shared_study):
@@ -68,3 +77,45 @@ def test_where_the_artifacts_go(tmp_path, monkeypatch):
     assert artifact_dir("postgresql://u:p@db/hp").as_posix() == "hpsearch-files/artifacts"
     monkeypatch.setenv("HPSEARCH_ARTIFACTS", "/srv/weights")
     assert artifact_dir("postgresql://u:p@db/hp").as_posix() == "/srv/weights"
+
+
+def weights_file(path, metadata: dict[str, str]) -> None:
+    """A weights file with exactly this header (save_state_dict would write its own keys)."""
+    save_file({"0.weight": torch.ones(2, 2)}, str(path), metadata=metadata)
+
+
+GOOD_RECORD = TrialRecord({"blocks": 1, "convs_per_block": 1, "width": 4}, DatasetSpec("digits").recorded(), 1, 0,
+                          input_shape=(1, 8, 8), classes=10).config()
+
+
+@pytest.mark.parametrize("record, problem", [
+    ("{not json", "record: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                  "(char 1)); the file is damaged or another program's"),
+    ("[1, 2]", "record: must be a mapping, as hpsearch writes it"),
+    (json.dumps({**GOOD_RECORD, "params": {"family": "nope"}}), "params.family: 'nope' must be one of "),
+    (json.dumps({**GOOD_RECORD, "params": {"width": "wide"}}), "params.width: 'wide' must be an integer"),
+    (json.dumps({**GOOD_RECORD, "epochs": "one"}), "epochs: must be a whole number >= 1, got 'one'"),
+])
+def test_a_damaged_or_foreign_weights_header_is_one_line_naming_the_file(record, problem, tmp_path, write_study):
+    path = tmp_path / "source.safetensors"
+    weights_file(path, {"record": record})
+    with pytest.raises(SpecError) as raised:
+        weights_record(path)
+    assert str(raised.value).startswith(f"{path} (its header): {problem}")
+    study = write_study(init={"weights": str(path)}, space={}, fixed={}, budget={"epochs": 1, "trials": 1})
+    result = CliRunner().invoke(main, ["run", "--study", str(study), "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines() == [f"error: {str(raised.value)}"]  # one problem, one line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "keys not JSON", "keys not a list"])
+def test_a_damaged_weights_file_is_one_line_naming_it(damage, tmp_path):
+    path = tmp_path / "trial.safetensors"
+    weights_file(path, {"keys": {"keys not JSON": "[oops", "keys not a list": '{"0.weight": 1}'}.get(damage, "[]")})
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-5])
+    elif damage == "random bytes":
+        path.write_bytes(os.urandom(512))
+    with pytest.raises(UnreadableWeights, match=rf"^{path} is not a safetensors file hpsearch can read \(.+\): it is "
+                                               r"damaged, or not safetensors; replace it"):
+        load_state_dict_file(path)

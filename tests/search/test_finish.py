@@ -65,3 +65,28 @@ def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_
     save_note(study, get_note(study) + "\nmy own remark")
     dashboard.write_note(study, "# again")
     assert get_note(study) == f"# again\n\n---\n{dashboard.NOTE_END}\nmy own remark"
+
+
+def test_failures_of_one_kind_are_counted_together_whatever_their_numbers(write_study, storage):
+    spec = load_study_spec(str(write_study()), deep=False)
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
+    for lr in (0.12, 0.153, 0.19, 0.2):
+        study.add_trial(stored(TrialState.FAIL, "this", failure=f"training loss became nan in epoch 1 (lr {lr:g})"))
+    for batch in (512, 256, 256):
+        study.add_trial(stored(TrialState.FAIL, "this", failure=f"CUDA out of memory (batch_size {batch}); memory "
+                                                                "freed, the study goes on"))
+    end = finish(study, spec, RunOptions(run_id="this"))
+    assert end.all_failed == ("training loss became nan in epoch 1 (lr …)", 4)
+    assert study.trials[0].user_attrs["failure"] == "training loss became nan in epoch 1 (lr 0.12)"  # kept as it was
+
+
+def test_a_run_whose_every_trial_diverged_says_so_for_all_of_them(write_study, storage):
+    path = write_study(budget={"epochs": 1, "trials": 3}, space={"lr": {"float": [50, 100], "log": True}},
+                       fixed={"blocks": 1, "convs_per_block": 1, "width": 4, "batch_size": 64, "batchnorm": False})
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                       "--keep-weights", "0"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    reasons = {t.user_attrs["failure"] for t in optuna.load_study(study_name="tiny-digits", storage=storage).trials}
+    assert len(reasons) == 3  # each names its own lr
+    assert ("error: every trial of this run failed (3 trials); the most common reason (3 of 3): training loss became "
+            "nan in epoch 1 (lr …)") in result.stderr

@@ -1,0 +1,84 @@
+"""torch files read without running code: a damaged, pickled or foreign file is named in one line (a .pt weights
+file) or a warning (the decoded-image cache, decoded again), never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hpsearch.cli import main
+from hpsearch.training import imagefolder, torchfile, transfer
+from hpsearch.training.models import build_model
+from hpsearch.training.space import model_config
+from tests.helpers import WritesAFile
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "truncated or damaged"),
+    (b"hello world\n", "not a file torch wrote"),
+    (os.urandom(1024), "not plain tensors, or damaged"),
+])
+def test_a_file_torch_cannot_load_safely_says_why(content, reason, tmp_path):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(torchfile.UnreadableFile) as raised:
+        torchfile.load(path)
+    assert raised.value.reason.startswith(reason) and str(raised.value).startswith(f"{path}: ")
+
+
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path):
+    marker = tmp_path / "written-by-unpickling"
+    torch.save({"state_dict": WritesAFile(marker)}, tmp_path / "x.pt")
+    with pytest.raises(torchfile.UnreadableFile, match=r"not plain tensors, or damaged \(Unsupported global: GLOBAL "
+                                                       r"io.open was not an allowed global by default\)"):
+        torchfile.load(tmp_path / "x.pt")
+    assert not marker.exists()
+
+
+def test_a_truncated_torch_file_is_truncated(tmp_path):
+    torch.save({"x": torch.ones(100)}, tmp_path / "x.pt")
+    (tmp_path / "x.pt").write_bytes((tmp_path / "x.pt").read_bytes()[:200])
+    with pytest.raises(torchfile.UnreadableFile, match="truncated or damaged"):
+        torchfile.load(tmp_path / "x.pt")
+
+
+def test_init_weights_of_a_damaged_or_foreign_pt_file_is_one_line(tmp_path, write_study):
+    marker = tmp_path / "written-by-unpickling"
+    torch.save({"state_dict": WritesAFile(marker)}, tmp_path / "pickled.pt")
+    model = build_model(model_config({"blocks": 1, "convs_per_block": 1, "width": 4}, (1, 8, 8), 10))
+    transfer.save_checkpoint(tmp_path / "foreign.pt", model, {"family": "nope", "width": "wide"}, (1, 8, 8))
+    expected = {"pickled.pt": [f"error: init.weights: {tmp_path / 'pickled.pt'} is not a weights file torch can load "
+                               "safely (not plain tensors, or damaged (Unsupported global: GLOBAL io.open was not an "
+                               "allowed global by default))"],
+                "foreign.pt": [f"error: init.weights: {tmp_path / 'foreign.pt'}: config: params.family: 'nope' must be "
+                               "one of cnn, resnet9, resnet18, squeezenet1_1",
+                               f"error: init.weights: {tmp_path / 'foreign.pt'}: config: params.width: 'wide' must be "
+                               "an integer"]}
+    for name, lines in expected.items():
+        study = write_study(init={"weights": str(tmp_path / name)}, space={}, fixed={},
+                            budget={"epochs": 1, "trials": 1})
+        result = CliRunner().invoke(main, ["run", "--study", str(study), "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert result.stderr.strip().splitlines() == lines
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_or_foreign_image_cache_is_a_warning_and_decoded_again(damage, image_folder, isolated, caplog):
+    root = image_folder(isolated / "pets", per_class=3)
+    x, y, classes = imagefolder.read_image_folder(root, (8, 8), "crop")
+    (cache,) = isolated.glob(".hpsearch-pets-8x8-crop-*.pt")
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[:100])
+    else:
+        torch.save({"x": torch.ones(3)}, cache)
+    x2, y2, classes2 = imagefolder.read_image_folder(root, (8, 8), "crop")
+    assert torch.equal(x, x2) and torch.equal(y, y2) and classes == classes2
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    reason = "truncated or damaged" if damage == "truncated" else "not images and labels"
+    assert warning == f"the decoded-image cache {cache} is unusable ({reason}): decoding the images again"
+    assert torch.equal(torchfile.load(cache)["x"], x)  # written again whole
