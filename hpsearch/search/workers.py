@@ -87,6 +87,8 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_i
             cmd += [flag, str(value)]
     if not options.stop_at_target:
         cmd.append("--no-stop-at-target")
+    if options.accept_change:
+        cmd.append("--accept-change")
     return cmd
 
 
