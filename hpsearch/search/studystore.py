@@ -31,7 +31,6 @@ from hpsearch.studyfile import params as P
 from hpsearch.studyfile.limits import MEASURES, describe
 from hpsearch.studyfile.schema import shown
 from hpsearch.studyfile.types import StudySpec
-from hpsearch.training.space import distribution
 
 if TYPE_CHECKING:
     from hpsearch.training.devicedata import DeviceData
@@ -99,8 +98,7 @@ def decided_by(spec: StudySpec, data: DeviceData | None = None) -> dict[str, Any
     sampler learns from, and `best` and `report` rank, trials run under one record as if measured alike; what a run
     may change without it (its trials, timeout, baselines, sampler and pruner options, target, about) is not here."""
     record: dict[str, Any] = {EPOCHS: spec.budget.epochs}
-    record |= {f"space.{name}": json.loads(distribution_to_json(distribution(P.BY_NAME[name], dist)))
-               for name, dist in spec.space.items()}
+    record |= {f"space.{name}": json.loads(distribution_to_json(dist)) for name, dist in _distributions(spec).items()}
     record |= {f"fixed.{name}": value for name, value in spec.fixed.items()}
     if data is not None:
         record |= {CLASSES: list(data.classes), IMAGES: data.fingerprint}
@@ -144,14 +142,20 @@ def _unsearchable(spec: StudySpec, trials: list[FrozenTrial]) -> str | None:
     for trial in trials:
         for name, dist in trial.distributions.items():
             sampled.setdefault(name, {}).setdefault(distribution_to_json(dist), dist)
-    for name, dist in spec.space.items():
-        wanted = distribution(P.BY_NAME[name], dist)
+    for name, wanted in _distributions(spec).items():
         for old in sampled.get(name, {}).values():
             try:
                 check_distribution_compatibility(old, wanted)
             except ValueError:
                 return f"space.{name} as {_distribution_words(old)}, the file says {_distribution_words(wanted)}"
     return None
+
+
+def _distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """Each searched parameter's Optuna distribution, as training/space.py samples it."""
+    from hpsearch.training.space import distribution  # torch: the commands that only read a study never come here
+
+    return {name: distribution(P.BY_NAME[name], dist) for name, dist in spec.space.items()}
 
 
 def _words(key: str, value: Any) -> str:
