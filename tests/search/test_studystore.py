@@ -146,8 +146,7 @@ def test_accept_change_goes_on_and_records_the_change_once(write_study, storage,
 
 
 def test_what_a_run_may_change_is_no_change(write_study, storage, one_trial):
-    """Trials, timeout, baselines, sampler and pruner, target, about and limits-free options leave the results
-    measured alike."""
+    """Trials, timeout, a new baseline, sampler and pruner, target and about leave the results measured alike."""
     path = write_study(about="another text", budget={"epochs": 3, "trials": 7}, baselines=["seed002-cnn-q9"],
                        sampler={"name": "tpe", "seed": 5, "n_startup_trials": 2},
                        pruner={"name": "median", "n_startup_trials": 1, "min_epochs": 1},
