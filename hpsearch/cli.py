@@ -176,6 +176,13 @@ def trial_options(command):
                      help="Keep the trained weights of the study's best this many completed trials as Optuna "
                           "artifacts beside the storage; 0 keeps none."),
         mlflow_option,
+        click.option("--accept-change", is_flag=True,
+                     help="Add trials to a study although the study file changed what decides its results since its "
+                          "trials ran: budget.epochs, the dataset's images or classes, a parameter's range or fixed "
+                          "value. Without it such a run is refused, naming the change. The change is recorded in the "
+                          "study (accepted_changes, with the trial it starts from); best and report then rank old "
+                          "and new trials together although they were not measured alike. A parameter's kind, log "
+                          "scale or choices cannot change in one study at all."),
     ]
 
     @functools.wraps(command)
@@ -202,7 +209,7 @@ def trial_options(command):
 @click.option("--run-id", default=None, hidden=True, help="Shared by the tasks of a `submit` job array.")
 @stops_once
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-        keep_weights, mlflow, workers, gpus, trials_per_gpu, run_id):
+        keep_weights, mlflow, accept_change, workers, gpus, trials_per_gpu, run_id):
     """Run trials of a study; running it again continues the same study."""
     import torch
     from rich.console import Console
@@ -221,7 +228,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
                                     stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
                                     keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    mlflow=tracker and tracker.uri)
+                                    mlflow=tracker and tracker.uri, accept_change=accept_change)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
@@ -306,13 +313,14 @@ def _run_workers(spec, url, options, slots, console, header, total):
     """Start the worker processes and show their trials in one view until they all exit."""
     from hpsearch.results.trials import baseline_note
     from hpsearch.search.progress import ParallelDisplay
+    from hpsearch.search.studystore import check_existing
     from hpsearch.search.workers import run_workers, watch
     from hpsearch.storage import check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
 
     if is_new_sqlite(url):  # the workers make it once their data is read: a run that cannot start writes none
         check_sqlite_folder(sqlite_file(url))
-    else:
-        open_storage(url, heartbeat=options.heartbeat)  # fail fast, before starting anyone
+    else:  # fail fast, before starting anyone
+        check_existing(spec, open_storage(url, heartbeat=options.heartbeat), options.accept_change)
     gpus = sorted({s.gpu for s in slots if s.gpu is not None})
     where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
     pool = run_workers(spec, url, options, slots)
@@ -333,7 +341,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @stops_once
 def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           keep_weights, mlflow, run_id):
+           keep_weights, mlflow, accept_change, run_id):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -354,7 +362,8 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     tracker = _tracker(mlflow, spec.name, url)
     options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
                                     stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex)
+                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
+                                    accept_change=accept_change)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
     with tracker or contextlib.nullcontext():

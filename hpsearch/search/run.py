@@ -140,6 +140,7 @@ class RunOptions:
     run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
     keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
     mlflow: str | None = None  # the MLflow tracking URI the run's workers log to (cli.py makes the tracker)
+    accept_change: bool = False  # add to a study whose epochs, data or parameters changed (studystore.changes)
 
 
 START, WAIT, DONE = "start", "wait", "done"
@@ -228,7 +229,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
         check_sqlite_folder(sqlite_file(storage_url))
     else:  # fail fast, before reading any data
         storage = cached(open_storage(storage_url, heartbeat=options.heartbeat))
-        check_existing(spec, storage)
+        check_existing(spec, storage, options.accept_change)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     checkpoints = writable_checkpoint_root(storage_url)
     events = events or RunEvents()
@@ -242,7 +243,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)
     lock = shared_lock(storage_url, spec.name)
     try:
-        with _opened_for_good(spec, storage, seed, lock, budget.deadline) as study:
+        with _opened_for_good(spec, storage, seed, lock, data, options.accept_change, budget.deadline) as study:
             events.study_opened(study, data)
             _work(study, make_objective(spec, data, events, checkpoints=checkpoints,
                                        on_complete=keeper, source=source),
@@ -253,8 +254,8 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
 
 
 @contextlib.contextmanager
-def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed,
-                     lock: NoLock, deadline: float | None) -> Iterator[optuna.Study]:
+def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed, lock: NoLock,
+                     data: data_module.DeviceData, accept_change: bool, deadline: float | None) -> Iterator[optuna.Study]:
     """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
     collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
     the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
@@ -267,7 +268,7 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
     try:
         lock.acquire(deadline)
         try:
-            study = open_study(spec, storage, seed.sampler)
+            study = open_study(spec, storage, seed.sampler, data=data, accept_change=accept_change)
         finally:
             lock.release()
         gc.freeze()

@@ -89,6 +89,8 @@ def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_i
         cmd.append("--mlflow")  # to $MLFLOW_TRACKING_URI: see worker_environment
     if not options.stop_at_target:
         cmd.append("--no-stop-at-target")
+    if options.accept_change:
+        cmd.append("--accept-change")
     return cmd
 
 

@@ -6,6 +6,7 @@ goes; the caller decides how to show it (the CLI: a bar on a terminal, a line no
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from hpsearch.errors import DatasetError
-from hpsearch.training.imagefolder import Progress, read_image_folder, shown_name
+from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.types import DatasetSpec
@@ -47,6 +48,15 @@ class Images:
     source: str
     val_x: torch.Tensor | None = None  # None: carve the validation split from train
     val_y: torch.Tensor | None = None
+
+    def fingerprint(self) -> str:
+        """sha256 of the images and labels as read, split by split, and of the class names: a study records it
+        (search/studystore.py) to tell other data under the same name from the same copy in another place."""
+        splits = {"train": (self.train_x, self.train_y), "validation": (self.val_x, self.val_y),
+                  "test": (self.test_x, self.test_y)}
+        given = {name: pair for name, pair in splits.items() if pair[0] is not None}
+        return checksum(*(t for pair in given.values() for t in pair),
+                        text=json.dumps([list(self.classes), list(given)]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class DeviceData:
     test_y: torch.Tensor
     mean: torch.Tensor  # (1, C, 1, 1) float32, of the training split
     std: torch.Tensor
+    fingerprint: str  # of the images as read (Images.fingerprint), whatever folder they were read from
 
     @property
     def num_classes(self) -> int:
@@ -96,7 +97,7 @@ def _split_to_device(spec: DatasetSpec, images: Images, device: torch.device) ->
     else:
         move = lambda t: t.to(device)
     return DeviceData(spec.name, images.source, images.classes, move(train_x), move(train_y), move(val_x),
-                      move(val_y), move(test_x), move(test_y), mean.to(device), std.to(device))
+                      move(val_y), move(test_x), move(test_y), mean.to(device), std.to(device), images.fingerprint())
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

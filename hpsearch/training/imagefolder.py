@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -15,10 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from hpsearch import escape
 from hpsearch.errors import DatasetError
-from hpsearch.training import torchfile
 
 if TYPE_CHECKING:
     pass
@@ -40,22 +43,24 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None = None, res
     Without image_size every image must already have one size; with it, each is resized to
     (H, W) by `resize` (studyfile.types.RESIZE_POLICIES). The result is cached beside the folder under a key made
     of every file's name, size and mtime and of the resize, so an unchanged folder loads without
-    decoding and a changed one is decoded again. Unreadable images are skipped and counted in
-    one warning.
+    decoding and a changed one is decoded again; a cache that does not match what it was made from is
+    decoded again too (_read_cache). Unreadable images are skipped and counted in one warning.
     """
     classes, files, stats, unreadable = _listing(root)
     key = "".join(f"{name}:{st.st_size}:{st.st_mtime_ns}\n" for name, st in stats)
     if image_size is not None:
         key += f"resize:{image_size[0]}x{image_size[1]}:{resize}\n"
+    source = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
     size_tag = "" if image_size is None else f"{image_size[0]}x{image_size[1]}-{resize}-"
-    cache = _cache_path(root, size_tag + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16])
-    if (cached := _read_cache(cache)) is not None:
+    cache = _cache_path(root, size_tag + source[:16])
+    cached = _read_cache(cache, source, classes) if cache.is_file() else None
+    if cached is not None:
         x, y, skipped = cached
     else:
         started = time.perf_counter()
         x, y, skipped = _decode(root, files, image_size, resize, progress)
         log.info("%s: decoded %d images in %.1f s", shown_name(root), len(y), time.perf_counter() - started)
-        _write_cache(cache, {"x": x, "y": y, "classes": list(classes), "skipped": skipped})
+        _write_cache(cache, x, y, source, classes, skipped)
     skipped = unreadable + list(skipped)
     if skipped:
         log.warning("%s: skipped %d unreadable image%s of %d (%s%s)", shown_name(root), len(skipped),
@@ -167,37 +172,75 @@ def _resized(image: Image.Image, size: tuple[int, int], policy: str) -> Image.Im
     return image.resize(target, Image.Resampling.BICUBIC)
 
 
-def _read_cache(cache: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """The images, labels and skipped files _write_cache wrote, or None: no cache yet, or one that is damaged or
-    not ours (a warning names it), which decoding again replaces."""
-    if not cache.is_file():
-        return None
+# --------------------------------------------------------------------------------------------
+# The cache: safetensors (nothing in it is unpickled), whose header holds a checksum of the tensors and
+# of the listing they were decoded from, checked at every read.
+
+
+def checksum(*tensors: torch.Tensor, text: str = "") -> str:
+    """sha256 of `text` and of each tensor's dtype, shape and bytes, in order: what a cache is checked
+    against, and (datasets.Images.fingerprint) what a study records of its data."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape"))
+    for tensor in tensors:
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy())  # any dtype, as bytes
+    return digest.hexdigest()
+
+
+def _cache_checksum(x: torch.Tensor, y: torch.Tensor, source: str, classes: tuple[str, ...], skipped: str) -> str:
+    return checksum(x, y, text=json.dumps([source, list(classes), skipped]))
+
+
+def _read_cache(cache: Path, source: str,
+                classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """The cached images, labels and skipped files, if the file is whole and was made from the listing
+    `source` names; else None, after one line naming the file and why (it is then decoded again and
+    replaced): a damaged or rewritten cache must not train the model, nor stop every run."""
     try:
-        cached = torchfile.load(cache)
-    except torchfile.UnreadableFile as exc:
-        cached = exc.reason
-    if not (isinstance(cached, dict) and isinstance(cached.get("x"), torch.Tensor) and cached["x"].ndim == 4
-            and isinstance(cached.get("y"), torch.Tensor) and cached["y"].shape == cached["x"].shape[:1]):
-        reason = cached if isinstance(cached, str) else "not images and labels"
-        log.warning("the decoded-image cache %s is unusable (%s): decoding the images again", cache, reason)
+        with safe_open(cache, framework="pt") as file:
+            fields = file.metadata() or {}
+            x, y = file.get_tensor("x").clone(), file.get_tensor("y").clone()  # copies: the file is mapped
+        skipped = json.loads(fields["skipped"])
+        whole = fields.get("checksum") == _cache_checksum(x, y, source, classes, fields["skipped"])
+        problem = None if whole else "does not match the images it was made from"
+    except (OSError, SafetensorError, KeyError, ValueError) as exc:  # KeyError, ValueError: its header
+        problem = f"cannot be read ({_reason(exc)})"
+    if problem is not None:
+        log.warning("the decoded-image cache %s %s: decoding the images again", shown_name(cache), problem)
         return None
-    return cached["x"], cached["y"], list(cached.get("skipped", []))
+    return x, y, skipped
 
 
-def _write_cache(cache: Path, payload: dict) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file, even with parallel workers."""
+def _write_cache(cache: Path, x: torch.Tensor, y: torch.Tensor, source: str, classes: tuple[str, ...],
+                 skipped: list[str]) -> None:
+    """Write to a temporary name, then rename: a reader never sees half a file, even with parallel workers.
+    A cache that cannot be written (a full disk, a read-only folder) is one warning, and the run goes on
+    with the images it decoded."""
     partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+    fields = {"skipped": json.dumps(skipped)}
+    fields["checksum"] = _cache_checksum(x, y, source, classes, fields["skipped"])
     try:
-        torch.save(payload, partial)
+        save_file({"x": x, "y": y}, partial, metadata=fields)
         os.replace(partial, cache)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors' own I/O errors are SafetensorErrors
         partial.unlink(missing_ok=True)
-        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", cache, exc)
+        log.warning("could not write the decoded-image cache %s (%s); decoding again next time", shown_name(cache),
+                    _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """An error's words, without safetensors' prefixes ('Error while serializing: I/O error: ...')."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]} in its header"
+    return str(exc).rpartition(": ")[2] or type(exc).__name__
 
 
 def _cache_path(root: Path, fingerprint: str) -> Path:
     if os.access(root.parent, os.W_OK):
-        return root.parent / f".hpsearch-{root.name}-{fingerprint}.pt"
+        return root.parent / f".hpsearch-{root.name}-{fingerprint}.safetensors"
     cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hpsearch"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    return cache_dir / f"{root.name}-{fingerprint}.pt"
+    with contextlib.suppress(OSError):  # then the cache is not written, with a warning (_write_cache)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    return cache_dir / f"{root.name}-{fingerprint}.safetensors"

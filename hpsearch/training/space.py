@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from torch import nn
 
 from hpsearch.studyfile import params as P
@@ -86,14 +87,27 @@ def _within(dist: Distribution, high: int) -> Distribution:
     return replace(dist, low=min(dist.low, high), high=high)
 
 
-def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
+def distribution(param: P.Param, dist: Distribution) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution `param` is sampled from: what a study records of its space (search/studystore.py)."""
     if dist.kind == "int":
-        return trial.suggest_int(param.name, int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log)
+        return IntDistribution(int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log)
     if dist.kind == "float":
-        return trial.suggest_float(param.name, dist.low, dist.high, step=dist.step, log=dist.log)
+        return FloatDistribution(dist.low, dist.high, step=dist.step, log=dist.log)
     if param.kind == "ints":  # Optuna's choices are scalars: lists travel as their JSON text
-        return json.loads(trial.suggest_categorical(param.name, [json.dumps(list(c)) for c in dist.choices]))
-    return trial.suggest_categorical(param.name, list(dist.choices))
+        return CategoricalDistribution([json.dumps(list(c)) for c in dist.choices])
+    return CategoricalDistribution(list(dist.choices))
+
+
+def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
+    optuna_dist = distribution(param, dist)
+    if isinstance(optuna_dist, IntDistribution):
+        return trial.suggest_int(param.name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step,
+                                 log=optuna_dist.log)
+    if isinstance(optuna_dist, FloatDistribution):
+        return trial.suggest_float(param.name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step,
+                                   log=optuna_dist.log)
+    choice = trial.suggest_categorical(param.name, optuna_dist.choices)
+    return json.loads(choice) if param.kind == "ints" else choice
 
 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:

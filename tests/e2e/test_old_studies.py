@@ -59,3 +59,32 @@ def test_best_reads_an_old_study(old_storage):
     result = invoke("best", "--study", "tiny", "--storage", old_storage)
     assert result.exit_code == 0, result.output
     assert "best trial #0 (baseline seed002-cnn-q9)" in result.stdout and "0.9667" in result.stdout
+
+
+def test_an_old_study_runs_on_and_records_what_decides_its_results(old_storage, tmp_path):
+    """Made before studies recorded their epochs' and parameters' record: its next run is not refused for lacking
+    it, records it, and what was known then (its epochs, its trials' distributions) is compared already."""
+    body = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
+    args = ["--storage", old_storage, "--device", "cpu", "--n-trials", "1"]
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump({**body, "budget": {"epochs": 3, "trials": 2}}))
+    result = invoke("run", "--study", str(longer), *args)
+    assert result.exit_code == 2 and "changed since its 3 trials ran: budget.epochs 2 -> 3;" in result.stderr
+    unlogged = tmp_path / "unlogged.yaml"
+    unlogged.write_text(yaml.safe_dump({**body, "space": {**body["space"], "lr": {"float": [0.02, 0.1]}}}))
+    result = invoke("run", "--study", str(unlogged), *args)
+    assert result.exit_code == 2 and "searched space.lr as float [0.02, 0.1] log, the file says float [0.02, 0.1]:" \
+        in result.stderr
+    result = invoke("run", "--study", str(FIXTURES / "tiny.yaml"), *args)
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="tiny", storage=old_storage)
+    assert len(study.trials) == 4 and "accepted_changes" not in study.user_attrs
+    made_with = study.user_attrs["made_with"]
+    assert made_with["budget.epochs"] == 2 and made_with["dataset classes"] == [str(n) for n in range(10)]
+    assert made_with["space.lr"] == {"name": "FloatDistribution",
+                                     "attributes": {"low": 0.02, "high": 0.1, "step": None, "log": True}}
+    wider = tmp_path / "wider.yaml"  # a change only the record tells: Optuna would take it
+    wider.write_text(yaml.safe_dump({**body, "space": {**body["space"], "width": {"int": [4, 16]}}}))
+    result = invoke("run", "--study", str(wider), *args)
+    assert result.exit_code == 2 and "changed since its 4 trials ran: space.width int [4, 8] -> int [4, 16];" \
+        in result.stderr

@@ -1,6 +1,10 @@
-"""A stored study refuses a study file it was not made for: other direction, objectives, split, seed or limits."""
+"""A stored study refuses a study file it was not made for: other direction, objectives, split, seed or limits;
+or one that changed what decides its results since its trials ran: epochs, data, a parameter's distribution."""
 
 from __future__ import annotations
+
+import datetime
+import logging
 
 import optuna
 import pytest
@@ -9,6 +13,7 @@ from click.testing import CliRunner
 from hpsearch.cli import main
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
+from tests.conftest import TINY_DIGITS
 from tests.helpers import invoke, load, outcome
 
 PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
@@ -64,3 +69,125 @@ def test_a_study_made_for_one_objective_refuses_a_file_with_two(write_study, sto
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "made for objectives val_accuracy, the file says val_accuracy, params: rename the study" in result.stderr
     assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
+
+
+# --- a study file that changed what decides the results -------------------------------------------
+
+REFUSED = ("; best and report would rank them with new trials as if measured alike: rename the study (name: in the "
+           "file) or use another --storage, or run with --accept-change to add to it anyway")
+
+
+@pytest.fixture
+def one_trial(write_study, storage):
+    """tiny-digits run for one trial: 3 epochs, lr float [0.01, 0.2] log, width int [4, 16], four fixed values."""
+    run(load_spec(write_study()), storage, RunOptions(device="cpu", n_trials=1))
+    return load(storage).user_attrs["made_with"]
+
+
+@pytest.mark.parametrize("overrides, change", [
+    ({"budget": {"epochs": 4, "trials": 3}}, "budget.epochs 3 -> 4"),
+    ({"space": {"lr": {"float": [0.001, 0.2], "log": True}, "width": {"int": [4, 16]}}},
+     "space.lr float [0.01, 0.2] log -> float [0.001, 0.2] log"),
+    ({"space": {"lr": {"float": [0.01, 0.2], "log": True}, "width": {"int": [4, 16], "step": 2}}},
+     "space.width int [4, 16] -> int [4, 16] step 2"),
+    ({"fixed": {**TINY_DIGITS["fixed"], "batch_size": 32}}, "fixed.batch_size 64 -> 32"),
+    ({"space": {"lr": {"float": [0.01, 0.2], "log": True}}, "fixed": {**TINY_DIGITS["fixed"], "width": 8}},
+     "fixed.width not fixed -> 8, space.width int [4, 16] -> not searched"),
+    ({"space": {**TINY_DIGITS["space"], "weight_decay": {"float": [0, 0.001]}}},
+     "space.weight_decay not searched -> float [0, 0.001]"),
+])
+def test_a_study_whose_file_changed_what_decides_its_results_is_refused_naming_the_change(
+        write_study, storage, one_trial, overrides, change):
+    result = CliRunner().invoke(main, ["run", "--study", str(write_study(**overrides)), "--storage", storage,
+                                       "--device", "cpu"])
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: study 'tiny-digits' in the storage changed since its 1 trial ran: {change}{REFUSED}\n")
+    study = load(storage)
+    assert len(study.trials) == 1 and study.user_attrs["made_with"] == one_trial  # untouched
+
+
+@pytest.mark.parametrize("space, clash", [
+    ({"lr": {"float": [0.01, 0.2]}, "width": {"int": [4, 16]}},
+     "space.lr as float [0.01, 0.2] log, the file says float [0.01, 0.2]"),
+    ({"lr": {"float": [0.01, 0.2], "log": True}, "width": {"choice": [4, 8, 16]}},
+     "space.width as int [4, 16], the file says choice [4, 8, 16]"),
+])
+@pytest.mark.parametrize("accept", [False, True])
+def test_a_distribution_optuna_cannot_sample_beside_the_old_is_refused_even_when_changes_are_accepted(
+        write_study, storage, one_trial, space, clash, accept):
+    """Optuna's ValueError as the trial started left a traceback and a trial failed without a reason."""
+    args = ["run", "--study", str(write_study(space=space)), "--storage", storage, "--device", "cpu"]
+    result = CliRunner().invoke(main, args + ["--accept-change"] * accept)
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: study 'tiny-digits' in the storage searched {clash}: Optuna cannot sample one parameter as another "
+        "kind, on another scale or among other choices in one study; rename the study (name: in the file) or use "
+        "another --storage\n")
+    assert len(load(storage).trials) == 1
+
+
+def test_accept_change_goes_on_and_records_the_change_once(write_study, storage, one_trial, caplog):
+    path = write_study(budget={"epochs": 2, "trials": 3})
+    args = ["run", "--study", str(path), "--storage", storage, "--device", "cpu", "--n-trials", "1"]
+    with caplog.at_level(logging.WARNING, logger="hpsearch.search"):
+        result = CliRunner().invoke(main, args + ["--accept-change"])
+    assert result.exit_code == 0, result.output
+    study = load(storage)
+    (accepted,) = study.user_attrs["accepted_changes"]
+    assert accepted["from_trial"] == 1 and accepted["changes"] == ["budget.epochs 3 -> 2"]
+    assert datetime.datetime.fromisoformat(accepted["at"]).tzinfo is not None
+    assert study.user_attrs["made_with"] == {**one_trial, "budget.epochs": 2}
+    assert [t.user_attrs["epochs"] for t in study.trials] == [3, 2]
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said == ("study tiny-digits: accepted budget.epochs 3 -> 2; trials from #1 on run under the change "
+                    "(recorded in the study's accepted_changes)")
+    again = CliRunner().invoke(main, args)  # the record is the new one: nothing changed since
+    assert again.exit_code == 0, again.output
+    assert len(load(storage).user_attrs["accepted_changes"]) == 1 and len(load(storage).trials) == 3
+
+
+def test_what_a_run_may_change_is_no_change(write_study, storage, one_trial):
+    """Trials, timeout, a new baseline, sampler and pruner, target and about leave the results measured alike."""
+    path = write_study(about="another text", budget={"epochs": 3, "trials": 7}, baselines=["seed002-cnn-q9"],
+                       sampler={"name": "tpe", "seed": 5, "n_startup_trials": 2},
+                       pruner={"name": "median", "n_startup_trials": 1, "min_epochs": 1},
+                       target={"metric": "val_accuracy", "value": 0.99})
+    result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                       "--n-trials", "1", "--timeout", "600", "--no-stop-at-target"])
+    assert result.exit_code == 0, result.output
+    study = load(storage)
+    assert len(study.trials) == 2 and "accepted_changes" not in study.user_attrs
+    assert study.user_attrs["made_with"] == one_trial
+
+
+def test_an_image_folder_that_grew_is_refused_before_any_trial_and_a_copy_elsewhere_is_not(
+        write_study, storage, image_folder, isolated):
+    """Its classes are known only once it is read: the check comes then, before a trial starts. The same images
+    under another data folder (another machine's copy, new mtimes) are the same data. (Each run reads its folder
+    from another --data-dir: a process reads a dataset once.)"""
+    image_folder(isolated / "data" / "pets", ("cat", "dog"), per_class=6)
+    path = write_study(dataset={"name": "imagefolder", "path": "pets", "image_size": 8, "validation": 4, "test": 4},
+                       budget={"epochs": 1, "trials": 1}, space={"lr": {"float": [0.01, 0.1]}},
+                       fixed={"blocks": 1, "batch_size": 4})
+    args = ["run", "--study", str(path), "--storage", storage, "--device", "cpu"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    images = load(storage).user_attrs["made_with"]["dataset images"]
+    image_folder(isolated / "copy" / "pets", ("cat", "dog"), per_class=6)
+    result = CliRunner().invoke(main, args + ["--data-dir", str(isolated / "copy")])
+    assert result.exit_code == 0, result.output
+    image_folder(isolated / "grown" / "pets", ("cat", "dog", "frog", "owl"), per_class=6)
+    result = CliRunner().invoke(main, args + ["--data-dir", str(isolated / "grown")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("decoding pets/")]
+    assert line.startswith(
+        "error: study 'tiny-digits' in the storage changed since its 2 trials ran: dataset classes 2 [\"cat\", "
+        f"\"dog\"] -> 4 [\"cat\", \"dog\", \"frog\", \"owl\"], dataset images sha256 {images[:12]} -> sha256 ")
+    assert line.endswith(REFUSED)
+    assert len(load(storage).trials) == 2
+
+
+def test_workers_are_not_started_on_a_changed_study(write_study, storage, one_trial, isolated):
+    result = CliRunner().invoke(main, ["run", "--study", str(write_study(budget={"epochs": 1, "trials": 3})),
+                                       "--storage", storage, "--device", "cpu", "--workers", "2"])
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: study 'tiny-digits' in the storage changed since its 1 trial ran: budget.epochs 3 -> 1{REFUSED}\n")
+    assert not (isolated / "test-files" / "logs").exists() and len(load(storage).trials) == 1

@@ -146,6 +146,8 @@ def test_a_worker_gets_the_run_s_options_on_its_command_line_and_never_the_stora
                        "--heartbeat", str(options.heartbeat), "--keep-weights", "1", "--until", "8",
                        "--timeout", "60", "--seed", "3", "--no-stop-at-target"]
     assert "--n-trials" in worker_command("s.yaml", RunOptions(n_trials=2), WorkerSlot("cuda", 0), "r")
+    accepting = worker_command("s.yaml", RunOptions(accept_change=True), WorkerSlot("cpu", None), "r")
+    assert accepting[-1] == "--accept-change"
 
 
 def test_workers_find_the_urls_in_their_environment_and_never_on_their_command_line(storage):

@@ -63,11 +63,11 @@ def test_cifar10_reads_an_image_folder_copy_and_caches_it(tmp_path):
     first = torch.from_numpy(np.array(Image.open(root / "train" / "cat" / "0.png"))).permute(2, 0, 1)
     x, _, _ = imagefolder.read_image_folder(root / "train")
     assert torch.equal(x[0], first)  # pixels are exact (PNG), order is sorted by class then name
-    caches = list(root.glob(".hpsearch-train-*.pt"))
+    caches = list(root.glob(".hpsearch-train-*.safetensors"))
     assert len(caches) == 1
     (root / "train" / "cat" / "0.png").unlink()  # a changed folder is decoded again, not served stale
     x2, _, _ = imagefolder.read_image_folder(root / "train")
-    assert len(x2) == 29 and len(list(root.glob(".hpsearch-train-*.pt"))) == 2
+    assert len(x2) == 29 and len(list(root.glob(".hpsearch-train-*.safetensors"))) == 2
 
 
 @pytest.mark.parametrize("name, hint", [

@@ -59,7 +59,7 @@ def test_resize_policies_squash_crop_or_letterbox():
 def test_decoded_images_are_cached_beside_the_data_and_reused(image_folder, isolated, monkeypatch):
     root = image_folder(isolated / "pets", per_class=3)
     x, y, classes = imagefolder.read_image_folder(root, (8, 8), "crop")
-    (cache,) = isolated.glob(".hpsearch-pets-8x8-crop-*.pt")
+    (cache,) = isolated.glob(".hpsearch-pets-8x8-crop-*.safetensors")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again")

@@ -1,9 +1,8 @@
-"""torch files read without running code: a damaged, pickled or foreign file is named in one line (a .pt weights
-file) or a warning (the decoded-image cache, decoded again), never a traceback."""
+"""torch files read without running code: a damaged, pickled or foreign file is named in one line, never a traceback
+(the decoded-image cache, a safetensors file, has tests of its own: test_imagefolder_cache.py)."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 import pytest
@@ -11,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from hpsearch.cli import main
-from hpsearch.training import imagefolder, torchfile, transfer
+from hpsearch.training import torchfile, transfer
 from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config
 from tests.helpers import WritesAFile
@@ -65,20 +64,3 @@ def test_init_weights_of_a_damaged_or_foreign_pt_file_is_one_line(tmp_path, writ
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert result.stderr.strip().splitlines() == lines
     assert not marker.exists()
-
-
-@pytest.mark.parametrize("damage", ["truncated", "foreign"])
-def test_a_damaged_or_foreign_image_cache_is_a_warning_and_decoded_again(damage, image_folder, isolated, caplog):
-    root = image_folder(isolated / "pets", per_class=3)
-    x, y, classes = imagefolder.read_image_folder(root, (8, 8), "crop")
-    (cache,) = isolated.glob(".hpsearch-pets-8x8-crop-*.pt")
-    if damage == "truncated":
-        cache.write_bytes(cache.read_bytes()[:100])
-    else:
-        torch.save({"x": torch.ones(3)}, cache)
-    x2, y2, classes2 = imagefolder.read_image_folder(root, (8, 8), "crop")
-    assert torch.equal(x, x2) and torch.equal(y, y2) and classes == classes2
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    reason = "truncated or damaged" if damage == "truncated" else "not images and labels"
-    assert warning == f"the decoded-image cache {cache} is unusable ({reason}): decoding the images again"
-    assert torch.equal(torchfile.load(cache)["x"], x)  # written again whole
