@@ -1,5 +1,5 @@
-"""torch files read without running code (checkpoints, .pt weights, the decoded-image cache), and the one list of
-the ways such a file turns out damaged or foreign.
+"""torch files read without running code (checkpoints, .pt weights), and the one list of the ways such a file turns
+out damaged or foreign.
 
 weights_only: tensors, numbers, strings, lists and dicts come back; a pickled object, whose unpickling could
 run any code (a `__reduce__` that writes a file, say), is refused before anything of it runs.
