@@ -438,14 +438,14 @@ def _time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
     summary = {**_study_summary(storage, spec.name), "target": spec.describe_target(),
                "baselines_at_target": [{"baseline": t.user_attrs["baseline"], "trial": t.number,
-                                        "test_accuracy": t.user_attrs.get("test_accuracy")}
+                                        "val_accuracy": t.value, "test_accuracy": t.user_attrs.get("test_accuracy")}
                                        for t in done if is_baseline(t) and meets_target(t, spec)]}
     reached = first_reaching(done, spec)  # sampled trials only: a baseline does not stop the run
     if reached is None:
         return {**summary, "reached": False}
     until = [t for t in done if t.datetime_complete <= reached.datetime_complete]
     return {**summary, "reached": True, "trial": reached.number, "trial_params": reached.params,
-            "trial_test_accuracy": reached.user_attrs.get("test_accuracy"),
+            "trial_val_accuracy": reached.value, "trial_test_accuracy": reached.user_attrs.get("test_accuracy"),
             "wall_s_to_target": round((reached.datetime_complete
                                        - datetime.datetime.fromtimestamp(started)).total_seconds(), 1),
             "trials_until_then": {state: sum(t.state.name.lower() == state for t in until)
@@ -498,7 +498,7 @@ def _stored_study(storage: Path, name: str | None = None):
 DRY_OVERRIDES = {
     "digits-quick": {"budget": {"epochs": 1, "trials": 1}},
     # No baselines: whether one meets the target must not decide, between hpsearch versions, when the run stops.
-    "cifar10-75": {"budget": {"epochs": 1, "trials": 3}, "target": {"metric": "test_accuracy", "value": 0.01},
+    "cifar10-75": {"budget": {"epochs": 1, "trials": 3}, "target": {"metric": "val_accuracy", "value": 0.01},
                    "dataset": {"name": "cifar10", "validation": 0.2}, "baselines": [],
                    "space": {"width": {"int": [4, 8]}, "lr": {"float": [0.01, 0.2], "log": True}}},
     "cifar10-small": {"budget": {"epochs": 1, "trials": 1000}, "dataset": {"name": "cifar10", "validation": 0.2},

@@ -53,7 +53,9 @@ STUDY_DATASET = "dataset"  # the dataset's name
 STUDY_EPOCHS = "epochs"
 STUDY_SPEC_PATH = "spec_path"  # the study file it was made from
 STUDY_LIMITS = "limits"  # the limits the last run held
-STUDY_ATTRS = (STUDY_SPLIT, STUDY_SEED, STUDY_DATASET, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_LIMITS)  # any: hpsearch's
+STUDY_STOP_RULES = "stop_rules"  # what ended its runs early, from which trial on: results/trials.py stop_rules_with
+STUDY_ATTRS = (STUDY_SPLIT, STUDY_SEED, STUDY_DATASET, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_LIMITS,
+               STUDY_STOP_RULES)  # any: hpsearch's
 
 _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origin's words for a study's trial
 

@@ -189,6 +189,9 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
                 problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
             elif why := param.check_value(value):
                 problems.append(f"params.{name}: {value!r} {why}")
+        if "epochs" in params and "epochs" in raw and params["epochs"] != raw["epochs"]:
+            problems.append(f"params.epochs: {params['epochs']!r}, but epochs is {raw['epochs']!r}: a trial trains "
+                            "its params.epochs, and `hpsearch export` writes the same number in both")
     problems += _record_problems(raw)
     if problems:
         raise SpecError(where, problems)

@@ -11,6 +11,7 @@ import optuna
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError
+from hpsearch.results.trials import stop_rules_with
 from hpsearch.search.samplers import make_pruner, make_sampler
 from hpsearch.storage import cached, mask, open_existing, open_storage
 from hpsearch.studyfile.limits import MEASURES, describe
@@ -41,6 +42,9 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage,
                                 sampler=sampler, load_if_exists=True)
     # The limits this run holds: check_existing refuses a later run that holds others on a study with trials.
     study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
+    # The rule that stops this run early, from its first trial on, where it differs from the last one recorded.
+    if (rules := stop_rules_with(study.user_attrs.get(A.STUDY_STOP_RULES), spec, count)) is not None:
+        study.set_user_attr(A.STUDY_STOP_RULES, rules)
     if not count:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import optuna
 import pytest
 from click.testing import CliRunner
@@ -11,6 +14,7 @@ from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
 from tests.helpers import invoke, load, outcome
 
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
 
 
@@ -64,3 +68,19 @@ def test_a_study_made_for_one_objective_refuses_a_file_with_two(write_study, sto
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "made for objectives val_accuracy, the file says val_accuracy, params: rename the study" in result.stderr
     assert len(optuna.load_study(study_name="tiny-digits", storage=storage).trials) == 1
+
+
+def test_a_study_records_its_stop_rule_and_an_old_one_says_its_earlier_trials_ran_under_the_older_rule(
+        write_study, storage, tmp_path):
+    from hpsearch.search.studystore import open_study
+
+    study = open_study(load_spec(write_study(target={"metric": "val_accuracy", "value": 0.9})), storage)
+    assert study.user_attrs["stop_rules"] == [{"from_trial": 0, "metric": "val_accuracy"}]
+    shutil.copy(FIXTURES / "old.db", tmp_path / "old.db")  # 3 trials stored by an hpsearch before the record
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    assert "stop rule: not recorded: stored by an older hpsearch" in invoke("best", "--study", "tiny", "--storage", old).stdout
+    tiny = load_spec(FIXTURES / "tiny.yaml")
+    assert open_study(tiny, old).user_attrs["stop_rules"] == [{"from_trial": 3, "metric": None}]
+    said = invoke("best", "--study", "tiny", "--storage", old).stdout
+    assert "stop rule: trials #0 to #2 ran under an older hpsearch" in said and \
+        "; from trial #3 on, no target, a run stops at its budget\n" in said
