@@ -161,3 +161,10 @@ def test_limits_and_objectives_parse(write_study):
     assert (spec.limits.params, spec.limits.train_seconds) == (1000000, 120)
     assert spec.objectives == ("val_accuracy", "train_seconds")
     assert load_spec(write_study()).objectives == ("val_accuracy",)
+
+
+def test_a_run_s_header_says_what_a_sampled_trial_and_a_baseline_train(write_study):
+    assert load_spec(write_study()).describe_epochs() == "3 epochs a trial"
+    assert load_spec(write_study(fixed={"blocks": 1, "epochs": 2})).describe_epochs() == "2 epochs a trial"
+    searched = write_study(space={"epochs": {"int": [1, 2]}}, baselines=["seed002-cnn-q9"])
+    assert load_spec(searched).describe_epochs() == "up to 2 epochs a trial (baselines 3)"
