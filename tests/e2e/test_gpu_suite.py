@@ -167,7 +167,8 @@ def test_a_baseline_at_the_target_is_recorded_but_only_a_sampled_trial_reaches_i
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{storage}", direction="maximize")
     started = time.time()
     for accuracy, attrs in ((0.95, {"baseline": "seed002-fc"}), (0.5, {}), (0.92, {}), (0.97, {})):
-        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={"test_accuracy": accuracy - 0.1, **attrs}))
+        test = {"test_accuracy": accuracy - 0.1}
+        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={**test, **attrs}))
     result = gpu_suite._time_to_target(storage, str(study_file), started)
     assert result["reached"] is True and result["trial"] == 2  # judged on validation, test beside it
     assert (result["trial_val_accuracy"], result["trial_test_accuracy"]) == (0.92, pytest.approx(0.82))

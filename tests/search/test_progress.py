@@ -47,7 +47,7 @@ def test_a_long_epoch_in_a_log_gets_lines_with_its_batches_rate_and_projected_ti
                         r"\d+\.\d s at this rate; 0:\d\d elapsed$", err, re.MULTILINE)
     assert [(int(epoch), int(done)) for epoch, done, _ in within] == [
         (epoch, done) for epoch in (1, 2) for done in range(1, int(within[0][2]) + 1)]
-    assert re.search(r"^trial #0 epoch 2/2 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
+    assert re.search(r"^trial #0 epoch 1/2 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
 
 
 def test_a_log_hears_of_a_running_epoch_only_once_it_was_quiet_for_quiet_log_s():

@@ -78,7 +78,8 @@ def test_a_study_records_its_stop_rule_and_an_old_one_says_its_earlier_trials_ra
     assert study.user_attrs["stop_rules"] == [{"from_trial": 0, "metric": "val_accuracy"}]
     shutil.copy(FIXTURES / "old.db", tmp_path / "old.db")  # 3 trials stored by an hpsearch before the record
     old = f"sqlite:///{tmp_path / 'old.db'}"
-    assert "stop rule: not recorded: stored by an older hpsearch" in invoke("best", "--study", "tiny", "--storage", old).stdout
+    said = invoke("best", "--study", "tiny", "--storage", old).stdout
+    assert "stop rule: not recorded: stored by an older hpsearch" in said
     tiny = load_spec(FIXTURES / "tiny.yaml")
     assert open_study(tiny, old).user_attrs["stop_rules"] == [{"from_trial": 3, "metric": None}]
     said = invoke("best", "--study", "tiny", "--storage", old).stdout

@@ -33,7 +33,8 @@ def test_a_test_target_is_refused_in_one_line_saying_why_unless_the_file_accepts
         "at the stop is biased upward: use val_accuracy (test accuracy is still reported beside it), or give "
         'target.test_set_stops_the_search: "why" to accept the bias']
     why = "report 003 stopped on test: compared alike"
-    accepted = load_spec(write_study(target={"metric": "test_accuracy", "value": 0.9, "test_set_stops_the_search": why}))
+    target = {"metric": "test_accuracy", "value": 0.9, "test_set_stops_the_search": why}
+    accepted = load_spec(write_study(target=target))
     assert accepted.target == Target("test_accuracy", 0.9, why=why)
     assert load_spec(write_study(target={"value": 0.9})).target == Target("val_accuracy", 0.9)  # the default metric
 
