@@ -444,7 +444,7 @@ def _resnet9_config(stage: Stage, path: Path, epochs: int) -> Path:
 DRY_OVERRIDES = {
     "digits-quick": {"budget": {"epochs": 1, "trials": 1}},
     # No baselines: whether one meets the target must not decide, between hpsearch versions, when the run stops.
-    "cifar10-75": {"budget": {"epochs": 1, "trials": 3}, "target": {"metric": "test_accuracy", "value": 0.01},
+    "cifar10-75": {"budget": {"epochs": 1, "trials": 3}, "target": {"metric": "val_accuracy", "value": 0.01},
                    "dataset": {"name": "cifar10", "validation": 0.2}, "baselines": [],
                    "space": {"width": {"int": [4, 8]}, "lr": {"float": [0.01, 0.2], "log": True}}},
     "cifar10-small": {"budget": {"epochs": 1, "trials": 1000}, "dataset": {"name": "cifar10", "validation": 0.2},

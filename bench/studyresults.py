@@ -40,7 +40,7 @@ def time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     the study's target, and what ran until then. A baseline meeting it does not count, as it does not stop the
     run: which baselines met it is recorded apart."""
     from hpsearch import trialrecord as A
-    from hpsearch.results.trials import first_reaching, is_baseline, meets_target
+    from hpsearch.results.trials import first_reaching, is_baseline, meets_target, target_metric
     from hpsearch.studyfile.catalog import load_study_spec
 
     spec = load_study_spec(study_arg)
@@ -51,7 +51,7 @@ def time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     done = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
     summary = {**study_summary(storage, spec.name), "target": spec.describe_target(),
                "baselines_at_target": [{"baseline": t.user_attrs[A.BASELINE], "trial": t.number,
-                                        "val_accuracy": t.user_attrs.get(A.VAL_ACCURACY),
+                                        "val_accuracy": target_metric(t, "val_accuracy"),
                                         "test_accuracy": t.user_attrs.get(A.TEST_ACCURACY)}
                                        for t in done if is_baseline(t) and meets_target(t, spec)]}
     reached = first_reaching(done, spec)  # sampled trials only: a baseline does not stop the run
@@ -59,7 +59,7 @@ def time_to_target(storage: Path, study_arg: str, started: float) -> dict:
         return {**summary, "reached": False}
     until = [t for t in done if t.datetime_complete <= reached.datetime_complete]
     return {**summary, "reached": True, "trial": reached.number, "trial_params": reached.params,
-            "trial_val_accuracy": reached.user_attrs.get(A.VAL_ACCURACY),
+            "trial_val_accuracy": target_metric(reached, "val_accuracy"),
             "trial_test_accuracy": reached.user_attrs.get(A.TEST_ACCURACY),
             "trial_epochs": reached.user_attrs.get(A.EPOCHS), "trial_param_count": reached.user_attrs.get(A.PARAM_COUNT),
             "wall_s_to_target": round((reached.datetime_complete

@@ -231,7 +231,7 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
                                     mlflow=tracker and tracker.uri, accept_change=accept_change)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
-    header = (f"study {spec.name} ({spec.budget.epochs} epochs a trial, target {spec.describe_target()}"
+    header = (f"study {spec.name} ({spec.describe_epochs()}, target {spec.describe_target()}"
               f"{_limits_and_objectives(spec)}) on {mask(url)}")
     total = until or n_trials or spec.budget.trials
     with tracker or contextlib.nullcontext():
@@ -291,6 +291,7 @@ def _finish(study, spec, options, console) -> None:
     """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
     every trial of the run failed."""
     from hpsearch.results.render import plural, render
+    from hpsearch.results.trials import reached_line
     from hpsearch.search.finish import finish
 
     end = finish(study, spec, options)
@@ -298,8 +299,7 @@ def _finish(study, spec, options, console) -> None:
         console.print(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
                       f"(--until {options.until})", highlight=False, soft_wrap=True)
     elif end.reached is not None:
-        console.print(f"target {spec.describe_target()} reached by searched trial #{end.reached.number}",
-                      highlight=False, soft_wrap=True)
+        console.print(reached_line(end.reached, spec), highlight=False, soft_wrap=True)
     click.echo(render(end.summary, "text"))
     click.echo("\n".join(end.pace))
     if end.all_failed is not None:
@@ -365,7 +365,7 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
                                     keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
                                     accept_change=accept_change)
     console = Console(stderr=True)
-    header = f"worker on study {spec.name} ({spec.budget.epochs} epochs a trial) on {mask(url)}"
+    header = f"worker on study {spec.name} ({spec.describe_epochs()}) on {mask(url)}"
     with tracker or contextlib.nullcontext():
         with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
                         counting_study=until is not None,
@@ -637,7 +637,8 @@ def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device,
         for seed in range(config.record.seed, config.record.seed + seeds):
             display.seed_started(seed)
             retrained = retrain_module.retrain(config, seed, torch_device, data_dir=data_dir,
-                                              on_epoch=display.epoch_finished, progress=display.loading)
+                                              on_epoch=display.epoch_finished, on_batches=display.batches_done,
+                                              progress=display.loading)
             retrain_module.save_retrained(retrained, out, config_path)
             display.seed_finished()
             runs.append(retrained)

@@ -56,8 +56,9 @@ STUDY_SPEC_PATH = "spec_path"  # the study file it was made from
 STUDY_LIMITS = "limits"  # the limits the last run held
 STUDY_MADE_WITH = "made_with"  # what decides its trials' results: epochs, data, each parameter's distribution
 STUDY_CHANGES = "accepted_changes"  # each change of those a run was told to accept (run --accept-change)
+STUDY_STOP_RULES = "stop_rules"  # what ended its runs early, from which trial on: results/trials.py stop_rules_with
 STUDY_ATTRS = (STUDY_SPLIT, STUDY_SEED, STUDY_DATASET, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_LIMITS,
-               STUDY_MADE_WITH, STUDY_CHANGES)  # any: hpsearch's
+               STUDY_MADE_WITH, STUDY_CHANGES, STUDY_STOP_RULES)  # any: hpsearch's
 
 _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origin's words for a study's trial
 

@@ -48,7 +48,7 @@ def test_studies_lists_every_shipped_study():
     assert result.exit_code == 0
     for path in shipped_study_files():
         assert path.stem in result.stdout
-    assert "fashion-mnist-93" in result.stdout and "test_accuracy >= 93.00%" in result.stdout
+    assert "fashion-mnist-93" in result.stdout and "val_accuracy >= 93.00%" in result.stdout
 
 
 def test_invalid_study_file_exits_2_and_writes_nothing(write_study, storage):

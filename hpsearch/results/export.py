@@ -179,6 +179,10 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
         if value is not None and not P.is_number(value):
             problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
     problems += params_problems(raw.get("params"))
+    params = raw.get("params")
+    if isinstance(params, dict) and "epochs" in params and "epochs" in raw and params["epochs"] != raw["epochs"]:
+        problems.append(f"params.epochs: {params['epochs']!r}, but epochs is {raw['epochs']!r}: a trial trains "
+                        "its params.epochs, and `hpsearch export` writes the same number in both")
     problems += _record_problems(raw)
     if problems:
         raise SpecError(where, problems)

@@ -56,7 +56,8 @@ def _text(summary: dict[str, Any]) -> list[str]:
     counts = [f"{summary['complete']} complete", f"{summary['pruned']} pruned", f"{summary['fail']} failed"]
     counts += [f"{summary['running']} running"] if summary["running"] else []
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
-    lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}"]
+    lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}",
+             f"stop rule: {summary['stop_rule']}"]
     if summary["limits"]:
         lines.append(f"limits {describe(summary['limits'])}: {plural(summary['over_limit'], 'trial')} over a limit, "
                      "stopped and never counted")
@@ -67,9 +68,11 @@ def _text(summary: dict[str, Any]) -> list[str]:
         return lines + _front_text(summary)
     confirm = best.get("confirm") or {}
     confirmed = "val" in confirm
+    how = ("the confirmed winner, the best mean validation accuracy over new seeds" if confirmed else
+           f"the highest validation accuracy of all completed trials{' within the limits' if summary['limits'] else ''}"
+           ", baselines included")
     lines += [
-        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "")
-        + (" (confirmed winner: best mean validation accuracy over new seeds)" if confirmed else ""),
+        f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "") + f": {how}",
         f"  val accuracy   {best['val_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
         f"  test accuracy  {best['test_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
     ]

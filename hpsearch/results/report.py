@@ -19,6 +19,7 @@ from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
+from hpsearch.results.trials import describe_stop_rules
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.limits import describe
 from hpsearch.studyfile.types import StudySpec
@@ -156,6 +157,12 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
     return table, said
 
 
+def _time_to_target(study: optuna.Study, trials: Sequence[FrozenTrial], spec: StudySpec | None) -> list[str]:
+    """The time to target and pace, after the rule that stopped the study's runs (which the figure depends on)."""
+    rules = describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))
+    return [f"Stop rule: {rules}.", *timing.lines(timing.pace(list(trials), spec))]
+
+
 def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:
     """Rows of plain text (a baseline's name, a failure's reason) as a Markdown table, each cell escaped."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
@@ -180,7 +187,7 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
     if confirmed:
         lines += ["", "## Confirmation: the best trials trained again with new seeds", "",
                   *markdown_table(CONFIRM_HEADER, confirmed), "", *map(text, verdict)]
-    lines += ["", "## Time to target", "", *(f"- {text(line)}" for line in timing.lines(timing.pace(trials, spec)))]
+    lines += ["", "## Time to target", "", *(f"- {text(line)}" for line in _time_to_target(study, trials, spec))]
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +228,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100
 <p>{html.escape(NOTE)}</p>
 {confirm_html}
 <h2>Time to target</h2>
-{paragraphs(timing.lines(timing.pace(trials, spec)))}
+{paragraphs(_time_to_target(study, trials, spec))}
 {figures}
 </body></html>
 """

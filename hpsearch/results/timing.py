@@ -1,5 +1,7 @@
 """Time to target: how much wall time, device time and how many trials a study spent before its search first
 reached the target (a baseline that meets it is noted, not counted), and how many trials it finishes an hour.
+The target is judged as a run judges it when it decides to stop: on validation accuracy, unless the study file
+accepts a test target; the other accuracy of the trial that reached it is shown beside it.
 
 Wall time is the time during which the study's runs were running trials: from the start of each run's
 first trial to the end of its last (runs are told apart by the trials' `run` attribute; runs that
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
-from hpsearch.results.trials import FINISHED, baseline_note, first_reaching
+from hpsearch.results.trials import FINISHED, baseline_note, first_reaching, target_figures
 from hpsearch.studyfile.types import StudySpec
 
 
@@ -24,6 +26,7 @@ from hpsearch.studyfile.types import StudySpec
 class Pace:
     target: str  # the study's target, described, or "none"
     reached_by: int | None  # the sampled trial that first reached it
+    reached_figures: str | None  # its accuracy the target is judged on, and the other beside it (target_figures)
     wall_s: float  # until then, or the whole study so far if not reached
     device_s: float
     counts: dict[str, int]  # complete, pruned, failed: the trials started before the target was reached (or all)
@@ -49,6 +52,7 @@ def pace(trials: list[FrozenTrial], spec: StudySpec | None) -> Pace:
             counts[key] += 1
     return Pace(target=spec.describe_target() if spec is not None else "unknown",
                 reached_by=None if reached is None else reached.number,
+                reached_figures=None if reached is None else target_figures(reached, spec),
                 wall_s=_busy_seconds(trials, until), device_s=sum(t.user_attrs.get(A.SECONDS) or 0.0 for t in before),
                 counts=counts, finished=sum(t.state in FINISHED for t in trials), study_wall_s=_busy_seconds(trials),
                 baseline_notes=tuple(note for t in ended if spec is not None and (note := baseline_note(t, spec))))
@@ -91,7 +95,8 @@ def lines(p: Pace) -> list[str]:
     trials = sum(p.counts.values())
     trials = f"{trials} trial{'' if trials == 1 else 's'}"
     if p.reached_by is not None:
-        first = (f"Time to target ({p.target}): reached by searched trial #{p.reached_by} after "
+        first = (f"Time to target ({p.target}): first reached by searched trial #{p.reached_by} "
+                 f"({p.reached_figures}) after "
                  f"{duration(p.wall_s)} wall time and {duration(p.device_s)} of training (device-seconds); "
                  f"{trials} until then ({counts}).")
     else:

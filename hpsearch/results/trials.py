@@ -41,13 +41,71 @@ def first_reaching(trials: list[FrozenTrial], spec: StudySpec) -> FrozenTrial | 
     return next((t for t in trials if not is_baseline(t) and meets_target(t, spec)), None)
 
 
+def target_figures(trial: FrozenTrial, spec: StudySpec) -> str:
+    """'val 98.61%; test 98.33%, below the target': the accuracy the target is judged on, then the other one
+    beside it, above or below the line."""
+    judged = spec.target.metric
+    other = "test_accuracy" if judged == "val_accuracy" else "val_accuracy"
+    value = target_metric(trial, other)
+    side = "not recorded" if value is None else \
+        f"{value:.2%}, {'also at or above' if value >= spec.target.value else 'below'} the target"
+    return f"{_short(judged)} {target_metric(trial, judged):.2%}; {_short(other)} {side}"
+
+
+def _short(metric: str) -> str:
+    return metric.removesuffix("_accuracy")
+
+
+def reached_line(trial: FrozenTrial, spec: StudySpec) -> str:
+    """What a run that reached its target says: which trial reached it, how it was chosen, and its figures."""
+    return (f"target {spec.describe_target()} reached by searched trial #{trial.number}, the first sampled trial "
+            f"to meet it: {target_figures(trial, spec)}")
+
+
 def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
-    """'baseline seed002-cnn-q9 already meets the target: test 99.17%' for a baseline that meets it, else None."""
+    """'baseline seed002-cnn-q9 already meets the target: val 99.17%; test 98.89%, also at or above the target'
+    for a baseline that meets it, else None."""
     if not (is_baseline(trial) and meets_target(trial, spec)):
         return None
-    metric = spec.target.metric
-    return (f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: "
-            f"{metric.removesuffix('_accuracy')} {target_metric(trial, metric):.2%}")
+    return f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: {target_figures(trial, spec)}"
+
+
+def stop_rule(spec: StudySpec) -> dict[str, Any]:
+    """The rule by which a run of `spec` stops early, as the study records it: the target's metric (None: no
+    target), and for a test target the study file's reason for accepting it."""
+    if spec.target is None:
+        return {"metric": None}
+    return {"metric": spec.target.metric, **({"why": spec.target.why} if spec.target.why else {})}
+
+
+def stop_rules_with(stored: list[dict[str, Any]] | None, spec: StudySpec, trials_before: int) -> list | None:
+    """The study's stop rules (A.STUDY_STOP_RULES) with a run of `spec` added, starting at trial
+    `trials_before`; None where the last recorded rule is already this one."""
+    rules = list(stored or [])
+    rule = stop_rule(spec)
+    if rules and {k: v for k, v in rules[-1].items() if k != "from_trial"} == rule:
+        return None
+    return [*rules, {"from_trial": trials_before, **rule}]
+
+
+def describe_stop_rules(stored: list[dict[str, Any]] | None) -> str:
+    """Which rule ended the study's runs early, trial by trial, in words. A study stored by an hpsearch older than
+    the record ran under the older rule, which let a test target (the default then) stop the search unsaid."""
+    older = ("an older hpsearch, whose runs stopped on the target's metric (test accuracy unless the study file "
+             "named val_accuracy), so the test set may have decided when they ended")
+    rules = list(stored or [])
+    if not rules:
+        return f"not recorded: stored by {older}"
+    said = [] if rules[0]["from_trial"] == 0 else [f"trials #0 to #{rules[0]['from_trial'] - 1} ran under {older}"]
+    for rule in rules:
+        metric = rule["metric"]
+        words = ("no target, a run stops at its budget" if metric is None else
+                 "a run stops when a sampled trial's validation accuracy meets the target; its test accuracy is "
+                 "reported beside it, never used to stop" if metric == "val_accuracy" else
+                 "a run stops when a sampled trial's test accuracy meets the target, which biases the test accuracy "
+                 f"reported at the stop upward (the study file accepts it: {rule.get('why')})")
+        said.append(words if rule["from_trial"] == 0 else f"from trial #{rule['from_trial']} on, {words}")
+    return "; ".join(said)
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -126,7 +184,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                "over_limit": sum(A.OVER_LIMIT in t.user_attrs for t in trials),
                "best": summarize_trial(best) if best else None,
                "single_run_best": None if single is None or single is best else summarize_trial(single),
-               "versus": _versus(trials)}
+               "versus": _versus(trials), "stop_rule": describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))}
     if len(names := objectives(study)) > 1:
         summary["objectives"] = names
         summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]

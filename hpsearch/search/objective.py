@@ -35,13 +35,14 @@ from hpsearch.paths import slug
 from hpsearch.search import curvepruning
 from hpsearch.search.signals import hold_signals
 from hpsearch.studyfile import limits
+from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import recipe, space, transfer
 from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import ArchitectureError, count_parameters
-from hpsearch.training.train import EpochStats, TrainingDiverged
+from hpsearch.training.train import Batches, EpochStats, TrainingDiverged
 from hpsearch.trialrecord import TrialRecord
 
 _CPU_ALLOCATION = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
@@ -74,6 +75,8 @@ class RunEvents:
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None: ...
 
+    def batches_done(self, number: int, done: Batches) -> None: ...  # within an epoch, every few seconds
+
     def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
 
 
@@ -94,6 +97,10 @@ class EventsTo(RunEvents):
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
         for target in self.targets:
             target.trial_started(number, params)
+
+    def batches_done(self, number: int, done: Batches) -> None:
+        for target in self.targets:
+            target.batches_done(number, done)
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         for target in self.targets:
@@ -151,11 +158,12 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         trial.set_user_attr(A.CONFIG, params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
+        epochs = P.trial_epochs(params, spec.budget.epochs)
         events.trial_started(trial.number, params)
         started = time.perf_counter()
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
-        record = TrialRecord(params, spec.dataset.recorded(), spec.budget.epochs, spec.seed, source and source.init,
+        record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
                              data.shape, data.num_classes)
         checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
 
@@ -176,7 +184,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             events.epoch_finished(trial.number, stats)
             if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
                 raise OverLimit(f"{reason} after epoch {stats.epoch}")
-            if baseline:  # a baseline always runs its full budget
+            if baseline or stats.epoch == epochs:  # a baseline runs its full budget; a trained trial completes
                 return
             if curvepruning.should_prune(trial) if multi_objective else trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
@@ -189,8 +197,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                 raise OverLimit(f"{reason}: not trained")
 
         try:
-            trained = recipe.train(params, data, epochs=spec.budget.epochs, seed=spec.seed, source=source,
+            trained = recipe.train(params, data, epochs=epochs, seed=spec.seed, source=source,
                                    on_built=on_built, on_epoch=on_epoch,
+                                   on_batches=lambda done: events.batches_done(trial.number, done),
                                    checkpoint=checkpoint)  # on_epoch keeps `history`
             model = trained.model
             trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))

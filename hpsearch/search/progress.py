@@ -14,12 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.results.render import describe_trial, plural
+from hpsearch.results.timing import duration
 from hpsearch.results.trials import FINISHED, curve
 from hpsearch.search.objective import RunEvents
+from hpsearch.studyfile import params as P
 from hpsearch.training.devicedata import DeviceData
-from hpsearch.training.train import EpochStats
+from hpsearch.training.train import Batches, EpochStats
 
-PLAIN_EVERY_S = 5.0  # in a log, at most one progress line this often (each ended trial still gets its line)
+PLAIN_EVERY_S = 5.0  # in a log, at most one progress line of a kind this often (each ended trial still gets its line)
+QUIET_LOG_S = 20.0  # in a log, a line inside an epoch once nothing was printed for this long
 
 
 Note = Callable[[FrozenTrial], str | None]  # a line to add under an ended trial's own, if any
@@ -28,7 +31,8 @@ Note = Callable[[FrozenTrial], str | None]  # a line to add under an ended trial
 class LiveBars:
     """Progress on stderr, used as `with SomeDisplay(...) as display:`. On a terminal, transient live bars;
     elsewhere (a log file, nohup, CI, a batch job) no bars but a plain line with what they would show,
-    at most one every PLAIN_EVERY_S seconds, so a log says the run is alive."""
+    at most one of a kind every PLAIN_EVERY_S seconds, and inside a long epoch one at least every
+    QUIET_LOG_S, so a log says the run is alive."""
 
     def __init__(self, console: Console, note: Note = lambda trial: None):
         self.console = console
@@ -38,6 +42,7 @@ class LiveBars:
                                  TimeElapsedColumn(), console=console, transient=True, disable=not self.live)
         self.started = time.monotonic()
         self.last_line: dict[str, float] = {}  # when the last plain line of each kind was printed
+        self.last_printed = self.started  # when anything was
         self.loading_bars: dict[str, int] = {}
 
     def __enter__(self):
@@ -48,9 +53,11 @@ class LiveBars:
         self.progress.stop()
 
     def echo(self, text: str) -> None:
-        """One line that stays, escaped for a terminal and never read as rich markup or emoji codes: a study's
-        name, a folder's or a failure's reason may hold `[`, `:`, a newline or an escape sequence."""
+        """One line that stays (on a terminal, above the bars), escaped for a terminal and never read as rich markup
+        or emoji codes: a study's name, a folder's or a failure's reason may hold `[`, `:`, a newline or an escape
+        sequence."""
         self.console.print(escape.terminal(text), markup=False, emoji=False, highlight=False, soft_wrap=True)
+        self.last_printed = time.monotonic()
 
     def line(self, text: str, *, kind: str = "epoch", now: bool = False) -> None:
         """A progress line in a log (the bars show it on a terminal): the first of its kind, then one when
@@ -60,6 +67,17 @@ class LiveBars:
             self.last_line[kind] = clock
             elapsed = int(clock - self.started)
             self.echo(f"{text}; {elapsed // 60}:{elapsed % 60:02d} elapsed")
+
+    def within_epoch(self, bar: int, who: str, done: Batches) -> None:
+        """Where a running epoch is: the epochs `bar` moves batch by batch on a terminal; a log gets a line once
+        nothing was printed for QUIET_LOG_S (an epoch of minutes would otherwise leave it silent)."""
+        if self.live:
+            self.progress.update(bar, completed=done.epoch - 1 + done.done / done.total,
+                                 description=f"epoch {done.epoch} batch {done.done:,}/{done.total:,}")
+        elif time.monotonic() - self.last_printed >= QUIET_LOG_S:
+            self.line(f"{who} epoch {done.epoch}/{done.epochs}: batch {done.done:,}/{done.total:,}, "
+                      f"{done.images_per_s:,.0f} images/s, the epoch's training {duration(done.projected_s)} "
+                      "at this rate", kind="batches", now=True)
 
     def ended(self, line: str, trial: FrozenTrial) -> None:
         """An ended trial's line, which stays when the bars move on, and its note (study.baseline_note)."""
@@ -89,7 +107,8 @@ class RunDisplay(LiveBars, RunEvents):
                  note: Note = lambda trial: None):
         super().__init__(console, note)
         self.header = header
-        self.epochs = epochs
+        self.epochs = epochs  # the budget's; a trial may train fewer (its `epochs` parameter)
+        self.trial_epochs = epochs
         self.counting_study = counting_study
         self.trials_bar = self.progress.add_task("trials", total=n_trials)
         self.epochs_bar = self.progress.add_task("epochs", total=epochs)
@@ -103,14 +122,18 @@ class RunDisplay(LiveBars, RunEvents):
             self.progress.update(self.trials_bar, completed=sum(t.state in FINISHED for t in trials))
 
     def trial_started(self, number: int, params: dict[str, Any]) -> None:
+        self.trial_epochs = P.trial_epochs(params, self.epochs)
         self.progress.update(self.trials_bar, description=f"trial #{number}")
-        self.progress.reset(self.epochs_bar, total=self.epochs, description="epoch")
+        self.progress.reset(self.epochs_bar, total=self.trial_epochs, description="epoch")
+
+    def batches_done(self, number: int, done: Batches) -> None:
+        self.within_epoch(self.epochs_bar, f"trial #{number}", done)
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         self.progress.update(self.epochs_bar, completed=stats.epoch,
                              description=f"epoch {stats.epoch} val {stats.val_accuracy:.4f}")
         trials = self.progress.tasks[self.trials_bar]
-        self.line(f"trial #{number} epoch {stats.epoch}/{self.epochs} val {stats.val_accuracy:.4f} "
+        self.line(f"trial #{number} epoch {stats.epoch}/{self.trial_epochs} val {stats.val_accuracy:.4f} "
                   f"({int(trials.completed)}/{int(trials.total)} trials done)")
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -147,10 +170,16 @@ class ParallelDisplay(LiveBars):
         running = [t for t in trials if t.state == TrialState.RUNNING]
         self.progress.update(self.bar, description=f"trials ({len(running)} running)")
         if running:  # in a log: where each running trial is, as the workers report it to the storage
-            where = ", ".join(f"trial #{t.number} epoch {epoch}/{self.epochs} val {values[epoch]:.4f}"
-                              if (epoch := max(values := curve(t), default=0)) else f"trial #{t.number} starting"
-                              for t in running)
-            self.line(f"{where} ({self.earlier + self.done}/{self.total} trials done)")
+            self.line(f"{', '.join(map(self._where, running))} ({self.earlier + self.done}/{self.total} trials done)")
+
+    def _where(self, trial: FrozenTrial) -> str:
+        """'trial #3 epoch 2/12 val 0.9537', as its worker reported it to the storage."""
+        values = curve(trial)
+        if not values:
+            return f"trial #{trial.number} starting"
+        epoch = max(values)
+        epochs = P.trial_epochs(trial.user_attrs.get(A.CONFIG, {}), self.epochs)
+        return f"trial #{trial.number} epoch {epoch}/{epochs} val {values[epoch]:.4f}"
 
     def trial_ended(self, trial: FrozenTrial, worker: int | None) -> None:
         if trial.state in FINISHED or not self.counting_study:
@@ -173,6 +202,9 @@ class RetrainDisplay(LiveBars):
         self.seed = seed
         self.progress.update(self.seeds_bar, description=f"seed {seed}")
         self.progress.reset(self.epochs_bar, total=self.epochs, description="epoch")
+
+    def batches_done(self, done: Batches) -> None:
+        self.within_epoch(self.epochs_bar, f"seed {self.seed}", done)
 
     def epoch_finished(self, stats: EpochStats) -> None:
         self.progress.update(self.epochs_bar, completed=stats.epoch,

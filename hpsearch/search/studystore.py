@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError
 from hpsearch.results.render import plural
+from hpsearch.results.trials import stop_rules_with
 from hpsearch.search.samplers import make_pruner, make_sampler
 from hpsearch.storage import cached, mask, open_existing, open_storage
 from hpsearch.studyfile import params as P
@@ -73,6 +74,9 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage,
     changed = changes(spec, attrs, study.get_trials(deepcopy=False) if count else [], data, accept_change)
     # The limits this run holds: check_existing refuses a later run that holds others on a study with trials.
     study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
+    # The rule that stops this run early, from its first trial on, where it differs from the last one recorded.
+    if (rules := stop_rules_with(study.user_attrs.get(A.STUDY_STOP_RULES), spec, count)) is not None:
+        study.set_user_attr(A.STUDY_STOP_RULES, rules)
     if not count:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2

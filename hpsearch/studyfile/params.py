@@ -189,6 +189,9 @@ PARAMS: tuple[Param, ...] = (
           "output layer and re-initialised layers train at lr).", low=0.0, high=10.0, active=_reused,
           transfer=True),
     # --- training -------------------------------------------------------------------------
+    Param("epochs", "int", None, "Epochs the trial trains, its learning-rate schedule laid over them; at most "
+          "budget.epochs, the default (baselines always train budget.epochs): search it to find a short recipe.",
+          low=1),
     Param("optimizer", "choice", "sgd_nesterov", "Optimizer.", choices=("sgd_nesterov", "sgd", "adam", "adamw")),
     Param("lr_per_1024", "float", None, "Peak learning rate per 1,024 examples: lr = lr_per_1024 x batch_size / "
           "1024, so a search over batch sizes keeps the lr per example (replaces lr; give one of them).",
@@ -252,6 +255,11 @@ def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
             if value is not None:  # None: an optional override (widths, kernel_sizes) left out
                 resolved[param.name] = value
     return resolved
+
+
+def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
+    """The epochs a trial with these params trains: its own `epochs` where searched or fixed, else the budget's."""
+    return params.get("epochs") or budget
 
 
 def for_family(param: Param, family: str) -> Param:

@@ -35,14 +35,15 @@ from hpsearch.studyfile.types import (
     Target,
 )
 
-TARGET_METRICS = ("test_accuracy", "val_accuracy")
+TARGET_METRICS = ("val_accuracy", "test_accuracy")
+TEST_OPT_IN = "test_set_stops_the_search"  # the target key that accepts a test_accuracy target, saying why
 
 _TOP_KEYS = {
     "name": "a short name, used as the Optuna study name",
     "about": "one line on what the study is for",
     "dataset": "the dataset and its split",
     "budget": "epochs per trial and trials per run",
-    "target": "the accuracy that ends the search",
+    "target": "the validation accuracy that ends the search: {metric: val_accuracy, value: 0.75}",
     "sampler": "the Optuna sampler",
     "pruner": "the Optuna pruner",
     "space": "the searched parameters",
@@ -176,6 +177,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     for both in sorted(set(space) & set(fixed)):
         problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
     epochs = budget.epochs if budget else 1
+    _check_trial_epochs(space, fixed, budget, problems)
     sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), SAMPLERS, problems)
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems)
 
@@ -339,19 +341,46 @@ def _parse_budget(value: Any, problems: Problems) -> Budget | None:
     return Budget(epochs=epochs, trials=trials, timeout=timeout)
 
 
+def _check_trial_epochs(space: Mapping[str, Distribution], fixed: Mapping[str, Any], budget: Budget | None,
+                        problems: Problems) -> None:
+    """A trial trains at most budget.epochs: `epochs` searches or fixes a shorter schedule, never a longer one."""
+    if budget is None or not P.is_int(budget.epochs):
+        return
+    if "epochs" in fixed:
+        values, key = [fixed["epochs"]], "fixed.epochs"
+    elif "epochs" in space:
+        dist = space["epochs"]
+        values, key = (list(dist.choices), "space.epochs.choice") if dist.kind == "choice" else \
+            ([dist.high], "space.epochs.int")
+    else:
+        return
+    for value in values:
+        if value > budget.epochs:
+            problems.add(key, f"{value} is over the budget: a trial trains at most budget.epochs ({budget.epochs})")
+
+
 def _parse_target(value: Any, problems: Problems) -> Target | None:
     if value is None:
         return None
     value = _mapping(value, "target", problems)
     if value is None:
         return None
-    problems.unknown_keys("target.", value, {"metric", "value"})
-    metric, threshold = value.get("metric", "test_accuracy"), value.get("value")
+    problems.unknown_keys("target.", value, {"metric", "value", TEST_OPT_IN})
+    metric, threshold, why = value.get("metric", "val_accuracy"), value.get("value"), value.get(TEST_OPT_IN)
     if metric not in TARGET_METRICS:
         problems.add("target.metric", f"unknown metric {shown(metric)} (allowed: {', '.join(TARGET_METRICS)})")
+    elif metric == "test_accuracy" and why is None:
+        problems.add("target.metric", "test_accuracy lets the test set decide when the search stops, so the test "
+                                      "accuracy reported at the stop is biased upward: use val_accuracy (test "
+                                      f"accuracy is still reported beside it), or give target.{TEST_OPT_IN}: "
+                                      '"why" to accept the bias')
+    if why is not None and (not isinstance(why, str) or not why.strip()):
+        problems.add(f"target.{TEST_OPT_IN}", f"must say why the test set may stop the search, got {shown(why)}")
+    elif why is not None and metric != "test_accuracy":
+        problems.add(f"target.{TEST_OPT_IN}", f"only for metric test_accuracy (the target's metric is {shown(metric)})")
     if not P.is_number(threshold) or not 0 < threshold <= 1:
         problems.add("target.value", f"must be an accuracy in (0, 1], got {shown(threshold)}")
-    return Target(metric=metric, value=threshold)
+    return Target(metric=metric, value=threshold, why=why if metric == "test_accuracy" else None)
 
 
 def _parse_limits(value: Any, problems: Problems) -> Limits:

@@ -93,8 +93,13 @@ class Budget:
 
 @dataclass(frozen=True)
 class Target:
-    metric: str
+    """The accuracy that ends the search, judged on `metric` of each completed sampled trial. A test_accuracy
+    target lets the test set decide when the search stops, biasing the test accuracy reported at the stop
+    upward: the study file must then say why (`test_set_stops_the_search`)."""
+
+    metric: str  # val_accuracy, or test_accuracy with `why`
     value: float
+    why: str | None = None  # test_set_stops_the_search: the reason a test target was accepted
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,18 @@ class StudySpec:
     init: InitSpec | None = None
     limits: Limits = field(default_factory=Limits)
     objectives: tuple[str, ...] = ("val_accuracy",)  # more than one: a multi-objective study (a Pareto front)
+
+    def describe_epochs(self) -> str:
+        """'12 epochs a trial'; with `epochs` searched or fixed, what a sampled trial trains, and the baselines'
+        budget beside it: 'up to 12 epochs a trial (baselines 25)'."""
+        if "epochs" in self.fixed:
+            said = f"{self.fixed['epochs']} epochs a trial"
+        elif "epochs" in self.space:
+            dist = self.space["epochs"]
+            said = f"up to {max(dist.choices) if dist.kind == 'choice' else int(dist.high)} epochs a trial"
+        else:
+            return f"{self.budget.epochs} epochs a trial"
+        return said + (f" (baselines {self.budget.epochs})" if self.baselines else "")
 
     def describe_target(self) -> str:
         if self.target is None:

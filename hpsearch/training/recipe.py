@@ -19,7 +19,7 @@ from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.data_init import init_from_data
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import build_model
-from hpsearch.training.train import EpochStats, evaluate, fit, prepare
+from hpsearch.training.train import Batches, EpochStats, evaluate, fit, prepare
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,12 @@ class Trained:
 def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: transfer.Source | None = None,
           on_built: Callable[[nn.Module], None] = lambda model: None,
           on_epoch: Callable[[EpochStats], None] | None = None,
+          on_batches: Callable[[Batches], None] | None = None,
           checkpoint: CheckpointFile | None = None) -> Trained:
     """Train `params` for `epochs` on `data` (on its device) with `seed`, starting from `source` where
-    params['pretrained'] says so. on_built(model) sees the model before any weights are fitted: it
-    may stop the run by raising (a study's parameter limit: the whitening fit takes a while)."""
+    params['pretrained'] says so; the learning-rate schedule spans the `epochs`. on_built(model) sees the
+    model before any weights are fitted: it may stop the run by raising (a study's parameter limit: the
+    whitening fit takes a while). on_epoch and on_batches hear of the training as fit tells them."""
     torch.manual_seed(seed)
     model = build_model(space.model_config(params, data.shape, data.num_classes))
     on_built(model)
@@ -48,6 +50,6 @@ def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: tra
         reused = transfer.apply(model, source, params, data.shape)
     model = prepare(model, data.train_x.device)
     train_cfg = space.train_config(params, epochs=epochs, seed=seed)
-    history = fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)
+    history = fit(model, data, train_cfg, on_epoch, on_batches=on_batches, checkpoint=checkpoint, reused=reused)
     test_accuracy = evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta)
     return Trained(model, history, history[-1].val_accuracy, test_accuracy)

@@ -20,7 +20,7 @@ from hpsearch.results.stats import spread
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import recipe, transfer
 from hpsearch.training.models import ArchitectureError
-from hpsearch.training.train import EpochStats, TrainingDiverged
+from hpsearch.training.train import Batches, EpochStats, TrainingDiverged
 from hpsearch.trialrecord import TrialRecord
 
 
@@ -51,6 +51,7 @@ class Retrained:
 
 def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: Path | None = None,
             storage: str | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
+            on_batches: Callable[[Batches], None] | None = None,
             progress: data_module.Progress = None) -> Retrained:
     """Train the config's model with `seed` through recipe.train, as objective.py trains a trial:
     a transfer trial starts from the same source weights (its study's stored ones, or the file). `storage`: this
@@ -62,7 +63,7 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
     data = data_module.load(config.dataset, device, data_dir, progress=progress)
     try:
         trained = recipe.train(dict(record.params), data, epochs=record.epochs, seed=seed, source=source,
-                               on_epoch=on_epoch)
+                               on_epoch=on_epoch, on_batches=on_batches)
     except (TrainingDiverged, ArchitectureError) as exc:
         raise HpsearchError(f"seed {seed}: {exc}") from None
     record = replace(record, seed=seed, input_shape=data.shape, classes=data.num_classes)

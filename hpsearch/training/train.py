@@ -55,6 +55,32 @@ class EpochStats:
     seconds: float  # wall time of this epoch, evaluation included
 
 
+@dataclass(frozen=True)
+class Batches:
+    """How far an epoch has got, as fit tells on_batches every BATCHES_EVERY_S or so inside it. On a GPU the
+    batches are those queued: the host runs ahead of the device by a bounded queue, so after the first seconds
+    the rate is the device's."""
+
+    epoch: int  # 1-based
+    epochs: int
+    done: int  # batches of this epoch trained
+    total: int  # batches in the epoch
+    batch_size: int
+    seconds: float  # since the epoch started
+
+    @property
+    def images_per_s(self) -> float:
+        return self.done * self.batch_size / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def projected_s(self) -> float:
+        """The epoch's training time at this rate (its evaluation, after the last batch, not included)."""
+        return self.seconds * self.total / self.done
+
+
+BATCHES_EVERY_S = 2.0  # fit calls on_batches at most this often: a clock check a batch, nothing read off the device
+
+
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite: the trial ends with this as its recorded reason."""
 
@@ -133,8 +159,10 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         on_epoch: Callable[[EpochStats], None] | None = None, *,
+        on_batches: Callable[[Batches], None] | None = None,
         checkpoint: CheckpointFile | None = None, reused: Collection[str] = ()) -> list[EpochStats]:
-    """Train `model` (already on the data's device) for cfg.epochs; call on_epoch after each.
+    """Train `model` (already on the data's device) for cfg.epochs; call on_epoch after each, and on_batches
+    inside each, after a batch, once BATCHES_EVERY_S have passed since the epoch's start or its last call.
 
     Parameters with requires_grad False stay as they are; those named in `reused` train at
     cfg.reused_lr_ratio times the learning rate. on_epoch may raise (optuna.TrialPruned) to stop
@@ -159,6 +187,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     step = len(history) * steps_per_epoch
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
+        batches_due = started + BATCHES_EVERY_S
         model.train()
         x_epoch, y_epoch = epoch_images(data, cfg, epoch, generator)
         loss_sum = torch.zeros((), device=device)
@@ -177,6 +206,9 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
                 average.update(step)
             loss_sum += loss.detach().float()
             step += 1
+            if on_batches is not None and (now := time.perf_counter()) >= batches_due:
+                on_batches(Batches(epoch, cfg.epochs, i + 1, steps_per_epoch, batch, now - started))
+                batches_due = now + BATCHES_EVERY_S
         train_loss = (loss_sum / steps_per_epoch).item()
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training loss became {train_loss} in epoch {epoch} (lr {cfg.lr:g})")

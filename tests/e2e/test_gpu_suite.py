@@ -162,16 +162,18 @@ def test_a_baseline_at_the_target_is_recorded_but_only_a_sampled_trial_reaches_i
     study_file = tmp_path / "s.yaml"
     study_file.write_text(yaml.safe_dump({
         "name": "s", "dataset": {"name": "digits"}, "budget": {"epochs": 1, "trials": 5},
-        "target": {"metric": "test_accuracy", "value": 0.9}, "space": {"lr": {"float": [0.01, 0.1]}}}))
+        "target": {"metric": "val_accuracy", "value": 0.9}, "space": {"lr": {"float": [0.01, 0.1]}}}))
     storage = tmp_path / "s.db"
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{storage}", direction="maximize")
     started = time.time()
     for accuracy, attrs in ((0.95, {"baseline": "seed002-fc"}), (0.5, {}), (0.92, {}), (0.97, {})):
-        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={"test_accuracy": accuracy, **attrs}))
+        test = {"test_accuracy": accuracy - 0.1}
+        study.add_trial(optuna.trial.create_trial(value=accuracy, user_attrs={**test, **attrs}))
     result = gpu_suite.time_to_target(storage, str(study_file), started)
-    assert result["reached"] is True and result["trial"] == 2 and result["trial_test_accuracy"] == 0.92
-    assert result["baselines_at_target"] == [{"baseline": "seed002-fc", "trial": 0, "val_accuracy": None,
-                                            "test_accuracy": 0.95}]
+    assert result["reached"] is True and result["trial"] == 2  # judged on validation, test beside it
+    assert (result["trial_val_accuracy"], result["trial_test_accuracy"]) == (0.92, pytest.approx(0.82))
+    assert result["baselines_at_target"] == [{"baseline": "seed002-fc", "trial": 0, "val_accuracy": 0.95,
+                                              "test_accuracy": pytest.approx(0.85)}]
     assert result["trials_until_then"] == {"complete": 3, "pruned": 0, "fail": 0}
     # A run stopped before it made its study: nothing to read, no error.
     assert gpu_suite.time_to_target(tmp_path / "none.db", str(study_file), started) == {"trials": 0}

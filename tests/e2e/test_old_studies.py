@@ -59,6 +59,10 @@ def test_best_reads_an_old_study(old_storage):
     result = invoke("best", "--study", "tiny", "--storage", old_storage)
     assert result.exit_code == 0, result.output
     assert "best trial #0 (baseline seed002-cnn-q9)" in result.stdout and "0.9667" in result.stdout
+    assert "stop rule: not recorded: stored by an older hpsearch, whose runs stopped on the target's metric" \
+        in result.stdout
+    report = invoke("report", "--study", "tiny", "--storage", old_storage)
+    assert report.exit_code == 0 and "- Stop rule: not recorded: stored by an older hpsearch" in report.stdout
 
 
 def test_an_old_study_runs_on_and_records_what_decides_its_results(old_storage, tmp_path):

@@ -105,6 +105,9 @@ def test_export_of_a_failed_trial_says_failed(storage):
       "versions: must be a mapping, as `hpsearch export` writes it, got 2.15"]),
     ("format: hpsearch-config/1\ndataset: {name: digits, validation: 0.1, test: 0.2, split_seed: 0}\n"
      "epochs: 1\nseed: 0\nparams: {}\nmetrics: 0.98\n", ["metrics: must be a mapping"]),
+    ("format: hpsearch-config/1\ndataset: {name: digits, validation: 0.1, test: 0.2, split_seed: 0}\n"
+     "epochs: 25\nseed: 0\nparams: {epochs: 6}\n", ["params.epochs: 6, but epochs is 25: a trial trains its "
+                                                    "params.epochs"]),
     ("format: hpsearch-config/1\ndataset: {name: mnist9, validation: 0.1, test: 0.2, split_seed: 0}\n"
      "epochs: 1\nseed: 0\nparams: {}\n", ['dataset.name: unknown dataset "mnist9"']),
     ("format: hpsearch-config/1\ndataset: {name: imagefolder, validation: 0.1, test: 0.2, data_dir: /x}\n"
@@ -207,5 +210,36 @@ def test_a_trial_with_the_speed_run_recipes_is_recorded_exported_and_trained_aga
     retrained = json.loads((tmp_path / "retrained" / "results.json").read_text())["seeds"][0]
     assert (retrained["val_accuracy"], retrained["test_accuracy"]) == (trial.value, trial.user_attrs["test_accuracy"])
     stored = load_trial_state_dict(storage, "tiny-digits", trial.number)  # the averaged weights, kept
+    again = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
+    assert stored.keys() == again.keys() and all(torch.equal(stored[k], again[k]) for k in stored)
+
+
+def test_a_short_trial_is_exported_with_its_epochs_and_trains_again_to_its_numbers(write_study, storage, tmp_path):
+    """A trial that trains fewer epochs than the budget (`epochs` fixed at 2 of 3) lays its learning-rate schedule
+    over its own 2: it is not the budget's run cut short, and `train` gives it its numbers again."""
+    from hpsearch.search.run import RunOptions, run
+    from hpsearch.studyfile.schema import load_spec
+    from hpsearch.training import recipe
+    from hpsearch.training.devicedata import load
+
+    path = write_study(budget={"epochs": 3, "trials": 1}, space={"width": {"int": [4, 8]}},
+                       fixed={"blocks": 1, "convs_per_block": 1, "batch_size": 64, "lr": 0.1, "epochs": 2})
+    study = run(load_spec(path), storage, RunOptions(device="cpu", keep_weights=1))
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and list(trial.intermediate_values) == [1, 2]
+    assert trial.user_attrs["epochs"] == trial.user_attrs["config"]["epochs"] == 2
+    config = trial.user_attrs["config"]
+    data = load(load_spec(path).dataset, torch.device("cpu"))
+    short = recipe.train(config, data, epochs=2, seed=0)
+    cut = recipe.train({k: v for k, v in config.items() if k != "epochs"}, data, epochs=3, seed=0)
+    assert short.val_accuracy == trial.value and short.history[0].train_loss != cut.history[0].train_loss
+
+    assert invoke("export", "--study", "tiny-digits", "--storage", storage, "-o", "short.yaml").exit_code == 0
+    config = yaml.safe_load((tmp_path / "short.yaml").read_text())
+    assert config["epochs"] == config["params"]["epochs"] == 2
+    result = invoke("train", "--config", "short.yaml", "--out", "retrained", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert ": identical)" in result.stdout
+    stored = load_trial_state_dict(storage, "tiny-digits", trial.number)
     again = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
     assert stored.keys() == again.keys() and all(torch.equal(stored[k], again[k]) for k in stored)

@@ -37,6 +37,8 @@ def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     study.add_trial(stored_trial(0.9, {}, baseline="seed001-cnn"))
     text = invoke("best", "--study", "base", "--storage", storage).stdout
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
+    assert "best trial #0 (baseline seed001-cnn): the highest validation accuracy of all completed trials, baselines " \
+           "included\n" in text  # how it was chosen, beside the first trial to reach the target
 
 
 def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):
@@ -102,7 +104,9 @@ def test_a_summary_renders_as_json_yaml_or_text_and_says_when_nothing_completed(
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     summary = summarize(study)
     assert json.loads(render(summary, "json")) == yaml.safe_load(render(summary, "yaml")) == summary
-    assert render(summary, "text") == "study young: 1 trial (0 complete, 0 pruned, 1 failed)\nno completed trial yet"
-    assert render({**summary, "limits": {"params": 2000}, "over_limit": 1}, "text").splitlines()[1:] == [
+    assert render(summary, "text").splitlines() == [
+        "study young: 1 trial (0 complete, 0 pruned, 1 failed)", f"stop rule: {summary['stop_rule']}",
+        "no completed trial yet"]
+    assert render({**summary, "limits": {"params": 2000}, "over_limit": 1}, "text").splitlines()[2:] == [
         "limits params <= 2,000: 1 trial over a limit, stopped and never counted",
         "no completed trial within the limits yet"]

@@ -52,7 +52,9 @@ def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
     first = study.trials[0]
-    line = (f"Time to target (val_accuracy >= 30.00%): reached by searched trial #0 after "
+    test = first.user_attrs["test_accuracy"]
+    line = (f"Time to target (val_accuracy >= 30.00%): first reached by searched trial #0 (val {first.value:.2%}; "
+            f"test {test:.2%}, {'also at or above' if test >= 0.3 else 'below'} the target) after "
             f"{timing.duration((first.datetime_complete - first.datetime_start).total_seconds())} wall time and "
             f"{timing.duration(first.user_attrs['seconds'])} of training (device-seconds); 1 trial until then "
             "(1 complete, 0 pruned, 0 failed).")
@@ -60,6 +62,7 @@ def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_
     note = get_note(study)
     assert note.startswith("# tiny-digits: baselines and best searched trials, 2 epochs a trial")
     assert "| #0 | searched #" in note and line in note and note.endswith(dashboard.NOTE_END)
+    assert "- Stop rule: a run stops when a sampled trial's validation accuracy meets the target" in note
     dashboard.write_note(study, "# rewritten")  # what a person wrote below the line stays
     from optuna_dashboard import save_note
     save_note(study, get_note(study) + "\nmy own remark")

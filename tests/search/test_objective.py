@@ -7,12 +7,14 @@ import html
 import json
 
 import optuna
+import pytest
 import torch
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from hpsearch.cli import main
-from hpsearch.results import ranking
+from hpsearch.results import ranking, timing
+from hpsearch.results.trials import first_reaching
 from hpsearch.search.objective import make_objective
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.limits import within_limits
@@ -39,6 +41,34 @@ def test_a_pruner_really_prunes(write_study, storage):
     for trial in pruned:
         assert trial.user_attrs["epochs"] < 4 and "test_accuracy" not in trial.user_attrs
         assert max(trial.intermediate_values) == trial.user_attrs["epochs"]
+
+
+@pytest.mark.parametrize("pruner", [{"name": "median", "n_startup_trials": 1, "min_epochs": 1},
+                                    {"name": "hyperband", "min_epochs": 1, "reduction_factor": 2}])
+def test_a_searched_epochs_trains_each_trial_its_own_length_under_the_pruners(write_study, storage, pruner):
+    """Each sampled trial reports epochs 1 to its own and completes there, or is pruned before; a baseline trains
+    the budget's; time to target counts the short trials as they ran."""
+    spec = load_spec(write_study(
+        budget={"epochs": 4, "trials": 6}, pruner=pruner, baselines=["seed002-cnn-q9"],
+        target={"metric": "val_accuracy", "value": 0.5},
+        space={"lr": {"float": [0.02, 0.2], "log": True}, "epochs": {"int": [1, 3]}},
+        fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batch_size": 128}))
+    study = run(spec, storage, RunOptions(device="cpu", stop_at_target=False))
+    baselines = [t for t in study.trials if "baseline" in t.user_attrs]
+    assert len(baselines) == 1 and baselines[0].user_attrs["epochs"] == 4 and list(baselines[0].intermediate_values) \
+        == [1, 2, 3, 4] and "epochs" not in baselines[0].user_attrs["config"]
+    sampled = [t for t in study.trials if "baseline" not in t.user_attrs]
+    completed = [t for t in sampled if t.state == TrialState.COMPLETE]
+    assert completed and {t.state for t in sampled} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    for trial in completed:
+        own = trial.params["epochs"]
+        assert list(trial.intermediate_values) == list(range(1, own + 1))
+        assert trial.user_attrs["epochs"] == trial.user_attrs["config"]["epochs"] == own
+    for trial in sampled:
+        if trial.state == TrialState.PRUNED:
+            assert max(trial.intermediate_values) == trial.user_attrs["epochs"] < trial.params["epochs"]
+    reached = first_reaching(study.trials, spec)
+    assert reached is not None and timing.pace(study.trials, spec).reached_by == reached.number
 
 
 def test_completed_trials_record_what_a_reader_needs(write_study, storage):

@@ -10,7 +10,10 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from hpsearch.search.progress import LiveBars, ParallelDisplay, RunDisplay
+from hpsearch.search import progress
+from hpsearch.search.progress import QUIET_LOG_S, LiveBars, ParallelDisplay, RetrainDisplay, RunDisplay
+from hpsearch.training import train
+from hpsearch.training.train import Batches
 from tests.helpers import invoke, stored_trial
 
 
@@ -29,6 +32,50 @@ def test_progress_in_a_log_is_plain_lines_per_epoch_and_for_loading(write_study,
     assert "decoding pets/ 20/20 images;" in err
     assert re.search(r"^trial #0 epoch 1/3 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
     assert "[1/1] trial #0 complete" in err and "\x1b[" not in err  # no terminal control codes in a log
+
+
+def test_a_long_epoch_in_a_log_gets_lines_with_its_batches_rate_and_projected_time(write_study, monkeypatch):
+    """A real run of trials 2 epochs long (budget 3); both intervals set to 0 stand for an epoch of minutes."""
+    monkeypatch.setattr(train, "BATCHES_EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "QUIET_LOG_S", 0.0)
+    path = write_study(fixed={"blocks": 1, "convs_per_block": 1, "batch_size": 64, "epochs": 2})
+    result = invoke("run", "--study", str(path), "--device", "cpu", "--n-trials", "1")
+    err = result.stderr
+    assert result.exit_code == 0, err
+    assert err.startswith("study tiny-digits (2 epochs a trial, target none) on sqlite:///hpsearch.db")
+    within = re.findall(r"^trial #0 epoch (\d)/2: batch (\d+)/(\d+), [\d,]+ images/s, the epoch's training "
+                        r"\d+\.\d s at this rate; 0:\d\d elapsed$", err, re.MULTILINE)
+    assert [(int(epoch), int(done)) for epoch, done, _ in within] == [
+        (epoch, done) for epoch in (1, 2) for done in range(1, int(within[0][2]) + 1)]
+    assert re.search(r"^trial #0 epoch 1/2 val [01]\.\d{4} \(0/1 trials done\); 0:\d\d elapsed$", err, re.MULTILINE)
+
+
+def test_a_log_hears_of_a_running_epoch_only_once_it_was_quiet_for_quiet_log_s():
+    console = log_console()
+    done = Batches(epoch=1, epochs=6, done=120, total=390, batch_size=128, seconds=20.0)
+    with RunDisplay(console, "run", n_trials=1, epochs=25) as display:
+        display.trial_started(0, {"epochs": 6})
+        display.batches_done(0, done)  # a line was printed less than QUIET_LOG_S ago (the display's start)
+        display.last_printed -= QUIET_LOG_S
+        display.batches_done(0, done)
+        display.batches_done(0, done)  # that line was just printed
+    assert console.file.getvalue() == ("trial #0 epoch 1/6: batch 120/390, 768 images/s, the epoch's training 65.0 s "
+                                       "at this rate; 0:00 elapsed\n")
+    console = log_console()
+    with RetrainDisplay(console, seeds=1, epochs=6) as display:
+        display.seed_started(3)
+        display.last_printed -= QUIET_LOG_S
+        display.batches_done(done)
+    assert console.file.getvalue().startswith("seed 3 epoch 1/6: batch 120/390, 768 images/s")
+
+
+def test_on_a_terminal_the_epoch_bar_moves_batch_by_batch():
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with RunDisplay(console, "run", n_trials=1, epochs=25) as display:
+        display.trial_started(0, {"epochs": 6})
+        display.batches_done(0, Batches(epoch=2, epochs=6, done=195, total=390, batch_size=128, seconds=20.0))
+        bar = display.progress.tasks[display.epochs_bar]
+        assert (bar.completed, bar.total, bar.description) == (1.5, 6, "epoch 2 batch 195/390")
 
 
 def test_a_log_gets_the_first_line_of_each_kind_then_one_every_few_seconds():

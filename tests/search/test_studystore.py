@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import shutil
+from pathlib import Path
 
 import optuna
 import pytest
@@ -16,6 +18,7 @@ from hpsearch.studyfile.schema import load_spec
 from tests.conftest import TINY_DIGITS
 from tests.helpers import invoke, load, outcome
 
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 PARAMS_LIMIT = 2000  # 171 * width + 10 parameters: widths up to 11 fit
 
 
@@ -191,3 +194,20 @@ def test_workers_are_not_started_on_a_changed_study(write_study, storage, one_tr
     assert result.exit_code == 2 and result.stderr == (
         f"error: study 'tiny-digits' in the storage changed since its 1 trial ran: budget.epochs 3 -> 1{REFUSED}\n")
     assert not (isolated / "test-files" / "logs").exists() and len(load(storage).trials) == 1
+
+
+def test_a_study_records_its_stop_rule_and_an_old_one_says_its_earlier_trials_ran_under_the_older_rule(
+        write_study, storage, tmp_path):
+    from hpsearch.search.studystore import open_study
+
+    study = open_study(load_spec(write_study(target={"metric": "val_accuracy", "value": 0.9})), storage)
+    assert study.user_attrs["stop_rules"] == [{"from_trial": 0, "metric": "val_accuracy"}]
+    shutil.copy(FIXTURES / "old.db", tmp_path / "old.db")  # 3 trials stored by an hpsearch before the record
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    said = invoke("best", "--study", "tiny", "--storage", old).stdout
+    assert "stop rule: not recorded: stored by an older hpsearch" in said
+    tiny = load_spec(FIXTURES / "tiny.yaml")
+    assert open_study(tiny, old).user_attrs["stop_rules"] == [{"from_trial": 3, "metric": None}]
+    said = invoke("best", "--study", "tiny", "--storage", old).stdout
+    assert "stop rule: trials #0 to #2 ran under an older hpsearch" in said and \
+        "; from trial #3 on, no target, a run stops at its budget\n" in said

@@ -9,6 +9,7 @@ import pytest
 from hpsearch.errors import SpecError
 from hpsearch.studyfile.catalog import shipped_study_files
 from hpsearch.studyfile.schema import load_spec
+from hpsearch.studyfile.types import Target
 
 
 def problems_of(path) -> list[str]:
@@ -19,10 +20,23 @@ def problems_of(path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", shipped_study_files(), ids=lambda p: p.stem)
-def test_shipped_studies_are_valid(path):
+def test_shipped_studies_are_valid_and_stop_on_validation(path):
     spec = load_spec(path)
     assert spec.name == path.stem
     assert spec.budget.epochs >= 1
+    assert spec.target is None or spec.target.metric == "val_accuracy"
+
+
+def test_a_test_target_is_refused_in_one_line_saying_why_unless_the_file_accepts_the_bias(write_study):
+    assert problems_of(write_study(target={"metric": "test_accuracy", "value": 0.9})) == [
+        "target.metric: test_accuracy lets the test set decide when the search stops, so the test accuracy reported "
+        "at the stop is biased upward: use val_accuracy (test accuracy is still reported beside it), or give "
+        'target.test_set_stops_the_search: "why" to accept the bias']
+    why = "report 003 stopped on test: compared alike"
+    target = {"metric": "test_accuracy", "value": 0.9, "test_set_stops_the_search": why}
+    accepted = load_spec(write_study(target=target))
+    assert accepted.target == Target("test_accuracy", 0.9, why=why)
+    assert load_spec(write_study(target={"value": 0.9})).target == Target("val_accuracy", 0.9)  # the default metric
 
 
 def test_tiny_study_parses_into_typed_spec(write_study):
@@ -44,8 +58,16 @@ def test_tiny_study_parses_into_typed_spec(write_study):
     ({"fixed": {"blocks": 1, "widths": []}}, "fixed", "widths has 0 entries but blocks is 1: give one per block"),
     ({"budget": {"epochs": "ten"}}, "budget.epochs", "whole number >= 1"),
     ({"budget": {"epochs": 0}}, "budget.epochs", "whole number >= 1"),
-    ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: test_accuracy, val_accuracy"),
+    ({"target": {"metric": "loss", "value": 0.9}}, "target.metric", "allowed: val_accuracy, test_accuracy"),
     ({"target": {"value": 93}}, "target.value", "accuracy in (0, 1]"),
+    ({"target": {"metric": "val_accuracy", "value": 0.9, "test_set_stops_the_search": "why"}},
+     "target.test_set_stops_the_search", 'only for metric test_accuracy (the target\'s metric is "val_accuracy")'),
+    ({"target": {"metric": "test_accuracy", "value": 0.9, "test_set_stops_the_search": " "}},
+     "target.test_set_stops_the_search", 'must say why the test set may stop the search, got " "'),
+    ({"fixed": {"epochs": 4}}, "fixed.epochs", "4 is over the budget: a trial trains at most budget.epochs (3)"),
+    ({"fixed": {"epochs": 0}}, "fixed.epochs", "0 must be in [1, inf]"),
+    ({"space": {"epochs": {"int": [1, 5]}}}, "space.epochs.int", "5 is over the budget"),
+    ({"space": {"epochs": {"choice": [2, 9]}}}, "space.epochs.choice", "9 is over the budget"),
     ({"sampler": {"name": "genetic"}}, "sampler.name", "allowed: tpe, random, cmaes, gp, qmc, nsga2"),
     ({"sampler": {"name": "tpe", "n_startup": 3}}, "sampler.n_startup", "n_startup_trials"),
     ({"pruner": {"name": "early"}}, "pruner.name", "allowed: none, median, percentile, successive_halving, hyperband"),
@@ -140,3 +162,10 @@ def test_limits_and_objectives_parse(write_study):
     assert (spec.limits.params, spec.limits.train_seconds) == (1000000, 120)
     assert spec.objectives == ("val_accuracy", "train_seconds")
     assert load_spec(write_study()).objectives == ("val_accuracy",)
+
+
+def test_a_run_s_header_says_what_a_sampled_trial_and_a_baseline_train(write_study):
+    assert load_spec(write_study()).describe_epochs() == "3 epochs a trial"
+    assert load_spec(write_study(fixed={"blocks": 1, "epochs": 2})).describe_epochs() == "2 epochs a trial"
+    searched = write_study(space={"epochs": {"int": [1, 2]}}, baselines=["seed002-cnn-q9"])
+    assert load_spec(searched).describe_epochs() == "up to 2 epochs a trial (baselines 3)"

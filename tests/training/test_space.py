@@ -124,3 +124,13 @@ def test_the_recipes_default_to_today_s_training():
     assert (cfg.lr, cfg.ema, cfg.tta, cfg.bn_bias_lr_scale, cfg.bn_weight_decay) == (0.05, 0.0, "none", 1.0, True)
     assert not train_config({"augment": "flip"}, epochs=1, seed=0).augment.alternating_flip
     assert "bn_weight_decay" not in P.complete({"batchnorm": False})  # no BatchNorm: nothing to tune
+
+
+def test_epochs_is_searched_or_fixed_per_trial_and_left_out_otherwise(write_study):
+    """A trial's own length travels in its params; without it, the trial trains the budget's."""
+    searched = load_spec(write_study(budget={"epochs": 25, "trials": 1}, space={"epochs": {"int": [4, 25]}}))
+    params = sample(optuna.trial.FixedTrial({"epochs": 6, "lr": 0.05, "width": 8}), searched)
+    assert params["epochs"] == P.trial_epochs(params, 25) == 6
+    assert train_config(params, epochs=P.trial_epochs(params, 25), seed=0).epochs == 6
+    plain = sample(optuna.trial.FixedTrial({"lr": 0.05, "width": 8}), load_spec(write_study()))
+    assert "epochs" not in plain and P.trial_epochs(plain, 3) == 3

@@ -15,6 +15,7 @@ from hpsearch.training import devicedata as data
 from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config, train_config
+from hpsearch.training import train as train_module
 from hpsearch.training.train import (
     TrainConfig,
     TrainingDiverged,
@@ -53,6 +54,30 @@ def test_same_seed_and_config_give_identical_numbers():
     other_seed = [(h.train_loss, h.val_accuracy) for h in train(SMALL_CNN, epochs=2, seed=1)[2]]
     assert first == second
     assert first != other_seed
+
+
+def test_inside_an_epoch_fit_tells_how_far_it_has_got_and_trains_the_same_numbers(monkeypatch):
+    """BATCHES_EVERY_S set to 0 stands for a slow epoch: on_batches hears of every batch."""
+    d = data.load(DatasetSpec("digits"), CPU)
+    steps = len(d.train_y) // SMALL_CNN["batch_size"]
+
+    def fitted(on_batches=None) -> list[tuple[float, float]]:
+        torch.manual_seed(0)
+        model = build_model(model_config(SMALL_CNN, d.shape, d.num_classes))
+        history = fit(model, d, train_config(SMALL_CNN, epochs=2, seed=0), on_batches=on_batches)
+        return [(h.train_loss, h.val_accuracy) for h in history]
+
+    monkeypatch.setattr(train_module, "BATCHES_EVERY_S", 0.0)
+    told = []
+    numbers = fitted(told.append)
+    assert [(b.epoch, b.done) for b in told] == [(epoch, i) for epoch in (1, 2) for i in range(1, steps + 1)]
+    assert all(b.epochs == 2 and b.total == steps and b.batch_size == 64 and b.images_per_s > 0 for b in told)
+    assert told[-1].projected_s == pytest.approx(told[-1].seconds)  # the last batch: projected is what it took
+    assert numbers == fitted()
+    monkeypatch.setattr(train_module, "BATCHES_EVERY_S", 3600.0)  # an epoch of digits takes far less
+    told.clear()
+    fitted(told.append)
+    assert told == []
 
 
 def test_absurd_learning_rate_raises_diverged_with_its_reason():
