@@ -44,9 +44,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studyresults import study_summary, time_to_target  # bench/ is on sys.path: this script's folder
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))  # run as `python -I` on the bare machine, which leaves the script's folder out
+from studyresults import study_summary, time_to_target  # noqa: E402
+
 # Seconds per stage, in priority order: a suite cut short has measured the first ones. Estimates, not yet
 # measured on a GPU: setup = pip (~15-25 s) + unpack (~2 s) + torch's import; check = the CUDA tests
 # (~50 s) + the demo (CHECK_DEMO_S); speed = its three commands' own limits (SPEED_S); search = cifar10-75
@@ -307,9 +308,7 @@ def _in_dry_subset(name: str) -> bool:
 def describe_machine(stage: Stage) -> dict:
     """Device, driver, CUDA, versions and commit, recorded at the top of every stage's JSON."""
     import torch
-
-    sys.path.insert(0, str(REPO / "bench"))
-    from provenance import provenance
+    from provenance import provenance  # imports torch: here, once setup has installed what it needs
 
     if not stage.dry and not torch.cuda.is_available():
         raise SystemExit("torch sees no CUDA device: run the suite on a GPU machine, or with --dry-run on a CPU")
