@@ -25,6 +25,10 @@ def _augment_choices() -> tuple[str, ...]:
     return ("none", *sorted(combos, key=lambda c: (c.count("_"), c)))
 
 
+def _always(p: Mapping[str, Any]) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Param:
     """One searchable axis.
@@ -49,7 +53,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     high_open: bool = False
-    active: Callable[[Mapping[str, Any]], bool] = lambda p: True
+    active: Callable[[Mapping[str, Any]], bool] = _always
     architecture: bool = False
     transfer: bool = False
 
@@ -229,6 +233,8 @@ PARAMS: tuple[Param, ...] = (
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+# Parameters every trial has, whatever the others say: what a conditional parameter may be searched `by`.
+ALWAYS_ACTIVE: frozenset[str] = frozenset(p.name for p in PARAMS if p.active is _always and p.name not in MODEL_PARAMS)
 ARCHITECTURE: frozenset[str] = frozenset(p.name for p in PARAMS if p.architecture)
 TRANSFER: frozenset[str] = frozenset(p.name for p in PARAMS if p.transfer)
 

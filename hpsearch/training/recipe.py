@@ -33,10 +33,12 @@ class Trained:
 def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: transfer.Source | None = None,
           on_built: Callable[[nn.Module], None] = lambda model: None,
           on_epoch: Callable[[EpochStats], None] | None = None,
-          checkpoint: CheckpointFile | None = None) -> Trained:
+          checkpoint: CheckpointFile | None = None,
+          on_pace: Callable[[float], None] | None = None) -> Trained:
     """Train `params` for `epochs` on `data` (on its device) with `seed`, starting from `source` where
     params['pretrained'] says so. on_built(model) sees the model before any weights are fitted: it
-    may stop the run by raising (a study's parameter limit: the whitening fit takes a while)."""
+    may stop the run by raising (a study's parameter limit: the whitening fit takes a while). on_pace
+    hears the measured seconds per training step early in the first epoch (train.fit)."""
     torch.manual_seed(seed)
     model = build_model(space.model_config(params, data.shape, data.num_classes))
     on_built(model)
@@ -48,6 +50,6 @@ def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: tra
         reused = transfer.apply(model, source, params, data.shape)
     model = prepare(model, data.train_x.device)
     train_cfg = space.train_config(params, epochs=epochs, seed=seed)
-    history = fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused)
+    history = fit(model, data, train_cfg, on_epoch, checkpoint=checkpoint, reused=reused, on_pace=on_pace)
     test_accuracy = evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta)
     return Trained(model, history, history[-1].val_accuracy, test_accuracy)
