@@ -254,15 +254,15 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             limits.record(trial, spec.limits, "params", param_count)
             if reason := limits.over(spec.limits, "params", param_count):
                 raise OverLimit(f"{reason}: not trained")
+            if (projected := speed.projected(work)) is not None:
+                priced["projected_seconds"] = round(projected, 1)
+                trial.set_user_attr(A.COST, priced)
+                out_of_time("its training", projected, "not trained")
 
         try:
             work = cost.work(params, spec, data)
             priced.update(multiply_adds_per_image=work.per_image, multiply_adds=work.multiply_adds)
-            if (projected := speed.projected(work)) is not None:
-                priced["projected_seconds"] = round(projected, 1)
             trial.set_user_attr(A.COST, priced)
-            if projected is not None:
-                out_of_time("its training", projected, "not trained")
             trained = recipe.train(params, data, epochs=spec.budget.epochs, seed=spec.seed, source=source,
                                    on_built=on_built, on_epoch=on_epoch, checkpoint=checkpoint,
                                    on_pace=on_pace)  # on_epoch keeps `history`

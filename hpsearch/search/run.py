@@ -70,28 +70,30 @@ def missing_baselines(trials: list[FrozenTrial], baselines: tuple[str, ...]) -> 
     return [name for name in baselines if name not in queued]
 
 
+SEARCHING, REACHED, NO_TARGET = "searching", "reached", "no target"  # a run's target, as baseline_due reads it
+
+
 def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: str, slots_left: int,
-                 now: datetime.datetime, *, searching: bool = False) -> str | None:
+                 now: datetime.datetime, *, target: str = NO_TARGET) -> str | None:
     """The baseline the next trial should run, or None for a sampled one.
 
-    While the run searches for a target it stops at (`searching`), baselines wait: a baseline never ends the
-    search, so each hour spent on one before the target is an hour added to the time to it (cifar10-75's
-    eleven take hours on a CPU). They run once the search has reached it (RunBudget.decide keeps the run
-    going until they have), or when only as many trials are left in the run's budget as baselines, so that
-    all of them still run within it. Without such a target they interleave with the search instead of going
-    first: a baseline is due once the search has had more of this run's time than the baselines (so the first
-    trial is sampled, and the search keeps at least 1 - BASELINE_SHARE of the time while baselines remain).
-    A waiting trial (a retried copy, its checkpoint ready) always goes first: Optuna starts it before anything
-    new.
+    While the run SEARCHES for a target it stops at, baselines wait: a baseline never ends the search, so each
+    hour spent on one before the target is an hour added to the time to it (cifar10-75's eleven take hours on
+    a CPU). Once the target is REACHED they run (RunBudget.decide keeps the run going until they have). They
+    run earlier when only as many trials are left in the run's budget as baselines, so that all of them still
+    run within it. With NO_TARGET to stop at they interleave with the search instead of going first: a
+    baseline is due once the search has had more of this run's time than the baselines (so the first trial is
+    sampled, and the search keeps at least 1 - BASELINE_SHARE of the time while baselines remain). A waiting
+    trial (a retried copy, its checkpoint ready) always goes first: Optuna starts it before anything new.
     """
     if any(t.state == TrialState.WAITING for t in trials):
         return None
     missing = missing_baselines(trials, baselines)
     if not missing:
         return None
-    if slots_left <= len(missing):
+    if slots_left <= len(missing) or target == REACHED:
         return missing[0]
-    if searching:
+    if target == SEARCHING:
         return None
     ours = [t for t in trials if t.user_attrs.get(A.RUN) == run_id]
     baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
@@ -224,17 +226,19 @@ class RunBudget:
                 and t.state == TrialState.COMPLETE and A.TRAIN_SECONDS in t.user_attrs]
         return left <= 0 or left < min(took, default=0.0)
 
-    def searching(self, view: DecisionView) -> bool:
-        """Whether the run still searches for a target it will stop at."""
+    def target(self, view: DecisionView) -> str:
+        """SEARCHING for a target the run stops at, REACHED it (by a sampled trial of this run), or NO_TARGET."""
+        if not self.options.stop_at_target or self.spec.target is None:
+            return NO_TARGET
         ours = [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id]
-        return self.options.stop_at_target and self.spec.target is not None and first_reaching(ours, self.spec) is None
+        return SEARCHING if first_reaching(ours, self.spec) is None else REACHED
 
     def decide(self, view: DecisionView, slots_left: int) -> str:
         """START, WAIT or DONE, given the view of the study's trials and this run's slots_left(view). Once the
         target is reached, the run goes on only to run the baselines that waited for it (baseline_due)."""
         if self.out_of_time(view):
             return DONE
-        if self.options.stop_at_target and self.spec.target is not None and not self.searching(view):
+        if self.target(view) == REACHED:
             return START if slots_left > 0 and missing_baselines(view.trials, self.spec.baselines) else DONE
         if slots_left > 0:
             return START
@@ -314,7 +318,7 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
 
 
 def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
-          callbacks: list[Any], heartbeat: int, queue: Queue | None = None) -> None:
+          callbacks: list[Any], heartbeat: int, queue: Queue) -> None:
     """Start trials one at a time; the lock is held from the budget check until the trial exists."""
     started: list[int] = []  # the number of the trial in progress, while there is one
     view = DecisionView(budget.run_id)
@@ -346,8 +350,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             time.sleep(min(heartbeat, 2))
 
 
-def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: DecisionView,
-               queue: Queue | None = None) -> str:
+def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: DecisionView, queue: Queue) -> str:
     """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due
     (baseline_due), else the next start-up draw while the study still wants one (Queue)."""
     trials = study.get_trials(deepcopy=False)
@@ -361,11 +364,10 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: 
     if decision != START:
         return decision
     if name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left, datetime.datetime.now(),
-                            searching=budget.searching(view)):
-        study.enqueue_trial(queue.baseline_point(name) if queue else {}, user_attrs={A.BASELINE: name})
-    elif queue is not None and not any(t.state == TrialState.WAITING for t in view.trials):
-        if queue.start_up(study, trials):
-            seed.added(len(trials) + 1)
+                            target=budget.target(view)):
+        study.enqueue_trial(queue.baseline_point(name), user_attrs={A.BASELINE: name})
+    elif not any(t.state == TrialState.WAITING for t in view.trials) and queue.start_up(study, trials):
+        seed.added(len(trials) + 1)
     return decision
 
 

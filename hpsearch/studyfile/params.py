@@ -280,6 +280,7 @@ def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any]
 
 
 def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's params as Optuna stores them, with list parameters (head_widths) back as lists."""
-    return {k: json.loads(v) if k in BY_NAME and BY_NAME[k].kind == "ints" and isinstance(v, str) else v
-            for k, v in params.items()}
+    """A trial's params as Optuna stores them, with list parameters (head_widths, or a branch of it such as
+    head_widths[family=cnn]) back as lists."""
+    return {k: json.loads(v) if getattr(BY_NAME.get(k.partition("[")[0]), "kind", None) == "ints" and isinstance(v, str)
+            else v for k, v in params.items()}

@@ -203,10 +203,12 @@ def test_once_the_search_reaches_the_target_the_run_runs_the_baselines_then_stop
     assert study.trials[0].value >= 0.5 and all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
-def test_while_the_run_searches_for_its_target_a_baseline_waits_unless_the_budget_needs_it():
+def test_while_the_run_searches_for_its_target_a_baseline_waits_unless_the_budget_needs_it_then_runs():
     searched = [past_trial(0, 5)]  # without a target to stop at, b1 would be due (see above)
-    assert baseline_due(searched, ("b1", "b2"), "r", 10, NOON, searching=True) is None
-    assert baseline_due(searched, ("b1", "b2"), "r", 2, NOON, searching=True) == "b1"
+    assert baseline_due(searched, ("b1", "b2"), "r", 10, NOON, target="searching") is None
+    assert baseline_due(searched, ("b1", "b2"), "r", 2, NOON, target="searching") == "b1"
+    took_longer = [past_trial(0, 5), past_trial(1, 60, baseline="b1")]  # interleaving, b2 would wait (see above)
+    assert baseline_due(took_longer, ("b1", "b2"), "r", 10, NOON, target="reached") == "b2"
 
 
 def test_a_run_ends_when_what_its_timeout_leaves_is_shorter_than_its_fastest_completed_trial(write_study):
