@@ -8,7 +8,7 @@ its first steps, and after every epoch, and a trial whose projection passes what
 
 Cost is counted in multiply-adds: a model's forward pass on one image, counted on the meta device (no
 weights, no data: milliseconds), times the images a trial passes through it. A worker turns multiply-adds
-into seconds with the speed its trials' probes measured (Speed); a probe is a trial's own first training
+into seconds with the steps its trials' probes measured (Speed); a probe is a trial's own first training
 steps, timed after a warm-up (train.fit's on_pace), so it costs nothing a trial would not spend anyway.
 """
 
@@ -41,7 +41,7 @@ def multiply_adds(params: Mapping[str, Any], shape: tuple[int, int, int], classe
     """Multiply-adds of the model's forward pass on one image, counted on the meta device. Raises
     ArchitectureError where the model does not fit the input."""
     with torch.device("meta"):
-        model = build_model(space.model_config(params, shape, classes))
+        model = build_model(space.model_config(params, shape, classes)).eval()  # BatchNorm takes one image then
     with FlopCounterMode(display=False) as counter:
         model(torch.empty(1, *shape, device="meta"))
     return counter.get_total_flops() // 2  # the counter counts a multiply and an add as two
@@ -58,10 +58,14 @@ class Work:
     eval_images: int  # validation images an epoch, times the test-time passes over each
 
     @property
+    def step_multiply_adds(self) -> int:
+        """A training step's."""
+        return TRAIN_PASSES * self.batch_size * self.per_image
+
+    @property
     def multiply_adds(self) -> int:
         """The whole trial's, training and validation."""
-        trained = TRAIN_PASSES * self.steps_per_epoch * self.batch_size
-        return self.per_image * self.epochs * (trained + self.eval_images)
+        return self.epochs * (self.steps_per_epoch * self.step_multiply_adds + self.eval_images * self.per_image)
 
     def seconds_from_step(self, step_seconds: float) -> float:
         """The trial's training time, given its measured seconds per training step: an evaluated image
@@ -79,24 +83,27 @@ def work(params: Mapping[str, Any], spec: StudySpec, data: DeviceData) -> Work:
 
 
 class Speed:
-    """A worker's measured speed: seconds per multiply-add, the fastest its trials' probes have shown.
+    """A worker's measured steps: the multiply-adds and seconds of each probe's training step.
 
-    The fastest, so a projection before training is optimistic: a candidate is refused before it trains only
-    when even the best speed seen says it cannot fit; its own probe judges it again a few steps in.
+    A candidate's step is projected at the least they allow: no faster than a lighter step took, and no faster
+    a multiply-add than a heavier step (per-step overheads are fixed, so a bigger step is never less
+    efficient). A projection is then never above what the probes imply: a candidate is refused before it
+    trains only when even that cannot fit, and its own probe judges it again a few steps in.
     """
 
     def __init__(self) -> None:
-        self.seconds_per_multiply_add: float | None = None
+        self.steps: list[tuple[int, float]] = []  # (multiply-adds of a step, its seconds)
 
     def measured(self, work: Work, step_seconds: float) -> None:
-        rate = step_seconds / (TRAIN_PASSES * work.batch_size * work.per_image)
-        self.seconds_per_multiply_add = min(rate, self.seconds_per_multiply_add or rate)
+        self.steps.append((work.step_multiply_adds, step_seconds))
 
     def projected(self, work: Work) -> float | None:
-        """The trial's training seconds at this speed, or None before any probe."""
-        if self.seconds_per_multiply_add is None:
+        """The trial's training seconds at the least the probes allow, or None before any probe."""
+        if not self.steps:
             return None
-        return work.multiply_adds * self.seconds_per_multiply_add
+        ours = work.step_multiply_adds
+        step = max(seconds if ours >= theirs else seconds * ours / theirs for theirs, seconds in self.steps)
+        return work.seconds_from_step(step)
 
 
 def over_time_left(what: str, projected: float, left: float | None) -> str | None:

@@ -30,11 +30,19 @@ def test_a_trial_s_work_is_its_training_steps_and_its_evaluated_images():
     work = cost.Work(per_image=10, epochs=2, batch_size=4, steps_per_epoch=3, eval_images=5)
     assert work.multiply_adds == 10 * 2 * (3 * 3 * 4 + 5)  # a training image costs three forward passes
     assert work.seconds_from_step(1.2) == pytest.approx(2 * (3 * 1.2 + 5 * 1.2 / 12))
+
+
+def test_a_candidate_is_projected_at_the_least_the_probes_allow():
+    light, heavy = (cost.Work(per_image=n, epochs=1, batch_size=4, steps_per_epoch=3, eval_images=0) for n in (10, 40))
     speed = cost.Speed()
-    assert speed.projected(work) is None  # no probe yet
-    speed.measured(work, 1.2)
-    speed.measured(work, 2.4)  # a slower probe: the fastest speed seen is kept
-    assert speed.projected(work) == pytest.approx(work.seconds_from_step(1.2))
+    assert speed.projected(light) is None  # no probe yet
+    speed.measured(light, 1.0)
+    assert speed.projected(heavy) == pytest.approx(3 * 1.0)  # no faster than the lighter step
+    speed.measured(heavy, 2.0)  # four times the work in twice the time: overheads
+    assert speed.projected(heavy) == pytest.approx(3 * 2.0)
+    assert speed.projected(light) == pytest.approx(3 * 1.0)  # its own measure, above 2.0 / 4
+    half = cost.Work(per_image=20, epochs=1, batch_size=4, steps_per_epoch=3, eval_images=0)
+    assert speed.projected(half) == pytest.approx(3 * 1.0)  # heavier than one measured step, lighter than the other
 
 
 @pytest.fixture
