@@ -24,6 +24,8 @@ def test_multiply_adds_are_those_of_the_convs_and_the_linear_layers():
     linear = (8 * 4 * 4) * 10
     assert cost.multiply_adds(params, (1, 8, 8), 10) == conv + linear
     assert cost.multiply_adds({**params, "tta": "flip_translate"}, (1, 8, 8), 10) == conv + linear  # one pass
+    # ResNet-9 on 8x8 images: BatchNorm over one image of 1x1 (a training-mode forward refuses it)
+    assert cost.multiply_adds(P.complete({"family": "resnet9", "width": 8}), (1, 8, 8), 10) > 0
 
 
 def test_a_trial_s_work_is_its_training_steps_and_its_evaluated_images():
