@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,7 +289,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
 
 @contextlib.contextmanager
 def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed,
-                     lock: NoLock, begin=lambda study: None) -> Iterator[optuna.Study]:
+                     lock: NoLock, begin: Callable[[optuna.Study], None]) -> Iterator[optuna.Study]:
     """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
     collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
     the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
