@@ -23,14 +23,14 @@ matplotlib.use("Agg")  # files only, never a window; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib import ticker  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+from optuna.trial import TrialState, create_trial  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from hpsearch import escape  # noqa: E402
 from hpsearch import trialrecord as A  # noqa: E402
 from hpsearch.files import save_atomic  # noqa: E402
 from hpsearch.results import ranking  # noqa: E402
-from hpsearch.results.trials import single_objective_view  # noqa: E402
+from hpsearch.results.trials import is_warm_start, single_objective_view  # noqa: E402
 from hpsearch.studyfile.limits import measured, within_limits  # noqa: E402
 from hpsearch.studyfile.types import Limits  # noqa: E402
 
@@ -53,6 +53,8 @@ def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     if len(study.directions) > 1:  # these plots show validation accuracy, the first objective
         study = single_objective_view(study)
+    if any(is_warm_start(t) for t in study.get_trials(deepcopy=False)):
+        study = _without_copies(study)
     searched = _searched_only(study)
     completed = searched.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     varying = _varying_params(completed)
@@ -94,7 +96,7 @@ def write_plots(study: optuna.Study, out: Path, limits: Limits | None = None) ->
 
 def _nothing_ended(study: optuna.Study) -> str | None:
     """Why there is nothing to draw over time (no trial completed or was pruned), or None."""
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_warm_start(t)]
     if any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials):
         return None
     failed = sum(t.state == TrialState.FAIL for t in trials)
@@ -119,6 +121,17 @@ def _searched_only(study: optuna.Study) -> optuna.Study:
     copy = optuna.create_study(direction=study.direction)
     copy.add_trials([t for t in study.get_trials(deepcopy=False) if A.BASELINE not in t.user_attrs])
     return copy
+
+
+def _without_copies(study: optuna.Study) -> optuna.Study:
+    """An in-memory copy of the study in which the trials copied from another study (warm_start: they ran
+    there) stand as failed trials, which no plot draws: every trial keeps its number."""
+    view = optuna.create_study(direction=study.direction)
+    view.add_trials([create_trial(state=TrialState.FAIL, user_attrs=t.user_attrs) if is_warm_start(t) else t
+                     for t in study.get_trials(deepcopy=False)])
+    for key, value in study.user_attrs.items():  # confirmations
+        view.set_user_attr(key, value)
+    return view
 
 
 def _save(draw, path: Path) -> None:

@@ -49,8 +49,9 @@ def val_accuracy(trial: FrozenTrial) -> float:
 
 
 def counts(trial: FrozenTrial) -> bool:
-    """Whether a trial can be the best or reach the target: completed, and within the study's limits."""
-    return trial.state == TrialState.COMPLETE and within_limits(trial)
+    """Whether a trial can be the best or reach the target: completed here (not copied from another study by
+    warm_start:), and within the study's limits."""
+    return trial.state == TrialState.COMPLETE and A.WARM_START not in trial.user_attrs and within_limits(trial)
 
 
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

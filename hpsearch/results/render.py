@@ -33,6 +33,8 @@ def describe_trial(trial: FrozenTrial) -> str:
                 + (f"; weights not kept: {attrs[A.WEIGHTS_NOT_KEPT]}" if A.WEIGHTS_NOT_KEPT in attrs else ""))
     if A.OVER_LIMIT in attrs:
         return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
+    if A.STOPPED in attrs:
+        return f"{head}{tag} stopped: {attrs[A.STOPPED]}, {attrs.get(A.SECONDS, 0):.1f}s"
     if trial.state == TrialState.PRUNED:
         last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
         return f"{head}{tag} pruned after epoch {attrs.get(A.EPOCHS)} (val {last:.4f}), {attrs.get(A.SECONDS, 0):.1f}s"
@@ -58,6 +60,9 @@ def _text(summary: dict[str, Any]) -> list[str]:
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
     lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}",
              f"stop rule: {summary['stop_rule']}"]
+    if copied := summary.get("warm_start"):
+        lines.append(f"warm start: {plural(copied['trials'], 'trial')} of study {', '.join(copied['from'])}, "
+                     "observations for the sampler, counted nowhere else")
     if summary["limits"]:
         lines.append(f"limits {describe(summary['limits'])}: {plural(summary['over_limit'], 'trial')} over a limit, "
                      "stopped and never counted")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
-from hpsearch.results.trials import FINISHED, baseline_note, first_reaching, target_figures
+from hpsearch.results.trials import FINISHED, baseline_note, first_reaching, is_warm_start, target_figures
 from hpsearch.studyfile.types import StudySpec
 
 
@@ -40,7 +40,9 @@ class Pace:
 
 
 def pace(trials: list[FrozenTrial], spec: StudySpec | None) -> Pace:
-    """The study's time to target (spec None: a study whose target is unknown) and its finished trials per hour."""
+    """The study's time to target (spec None: a study whose target is unknown) and its finished trials per hour;
+    trials copied from another study (warm_start) ran there, not here."""
+    trials = [t for t in trials if not is_warm_start(t)]
     ended = sorted((t for t in trials if t.datetime_complete is not None), key=lambda t: t.datetime_complete)
     reached = first_reaching(ended, spec) if spec is not None else None
     until = None if reached is None else reached.datetime_complete

@@ -20,6 +20,12 @@ def is_baseline(trial: FrozenTrial) -> bool:
     return A.BASELINE in trial.user_attrs
 
 
+def is_warm_start(trial: FrozenTrial) -> bool:
+    """A trial copied from another study when this one began (search/warmstart.py): an observation for the
+    sampler, never counted here (budgets, target, best, time to target, counts)."""
+    return A.WARM_START in trial.user_attrs
+
+
 def target_metric(trial: FrozenTrial, metric: str) -> float | None:
     """The trial's value of a target metric, or None if it has none that counts (not completed, or over a limit)."""
     if not ranking.counts(trial):
@@ -172,9 +178,11 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
     counts), with the single-run best where confirmation chose another; a multi-objective study adds its
     front (ranking.front), whose most accurate point is the best.
 
-    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet.
+    `trials` counts the trials that ran or run now; a queued (WAITING) one has not run yet. Trials copied
+    from another study (warm_start) are counted apart, under `warm_start`, and in nothing else.
     """
-    trials = ranking.study_trials(study)
+    every = ranking.study_trials(study)
+    copied, trials = [t for t in every if is_warm_start(t)], [t for t in every if not is_warm_start(t)]
     counts = {state.name.lower(): sum(t.state == state for t in trials)
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}
@@ -185,6 +193,9 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                "best": summarize_trial(best) if best else None,
                "single_run_best": None if single is None or single is best else summarize_trial(single),
                "versus": _versus(trials), "stop_rule": describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))}
+    if copied:
+        summary["warm_start"] = {"trials": len(copied), "from": sorted({t.user_attrs[A.WARM_START]["study"]
+                                                                         for t in copied})}
     if len(names := objectives(study)) > 1:
         summary["objectives"] = names
         summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]

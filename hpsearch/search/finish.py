@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.results import dashboard, report, timing
-from hpsearch.results.trials import FINISHED, first_reaching, summarize
+from hpsearch.results.trials import FINISHED, first_reaching, is_warm_start, summarize
 from hpsearch.search.run import RunOptions
 from hpsearch.studyfile.types import StudySpec
 
@@ -34,7 +34,7 @@ def finish(study: optuna.Study, spec: StudySpec, options: RunOptions) -> RunEnd:
     """What the run did; the summary and the baselines-versus-search table go into the study's dashboard note."""
     trials = study.get_trials(deepcopy=False)
     ours = [t for t in trials if t.user_attrs.get(A.RUN) == options.run_id]
-    finished = sum(t.state in FINISHED for t in trials)
+    finished = sum(t.state in FINISHED and not is_warm_start(t) for t in trials)
     dashboard.write_note(study, report.markdown(study, spec.baselines, epochs=spec.budget.epochs, spec=spec))
     return RunEnd(
         trials=len(ours), finished=finished,

@@ -10,12 +10,19 @@ its training time over the limit. Pruned, not failed, because TPE learns from co
 trials only (FAIL is invisible to it), and sorts every trial whose constraints are broken below the
 feasible ones whatever its state; a pruned trial needs no accuracy, where a completed one would
 need an invented one (which GP's model of the objective would then learn from).
+
+A trial hpsearch stops itself ends as PRUNED too, for the same reasons, with its reason in the `stopped`
+user attribute: a hopeless one (at chance, or its loss rising sharply: `hopeless`) after any epoch,
+whatever the pruner's minimum; one whose projected training time passes what its run has left
+(search/cost.py) before it trains, after its first steps or after any epoch. Baselines run their whole
+budget: they are the comparison, never stopped but by a limit.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import platform
 import re
@@ -32,7 +39,7 @@ import torch
 from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
 from hpsearch.paths import slug
-from hpsearch.search import curvepruning
+from hpsearch.search import cost, curvepruning
 from hpsearch.search.signals import hold_signals
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
@@ -64,6 +71,46 @@ class TrialFailed(Exception):
 
 class OverLimit(optuna.TrialPruned):
     """A trial over one of the study's limits: it stops, and Optuna records it as pruned (see above)."""
+
+
+class Stopped(optuna.TrialPruned):
+    """A trial hpsearch stops itself, hopeless or out of time: Optuna records it as pruned (see above)."""
+
+
+CHANCE_SIGMAS = 3  # standard errors above the majority class's share that a net that learned nothing rarely passes
+LOSS_RISE = 2.0  # an epoch's mean training loss this many times the last one's, past a uniform guess's: diverging
+HOPELESS_STEPS = 50  # optimizer steps a judgement needs: enough for any learning net to move its loss
+
+
+def chance_accuracy(labels: torch.Tensor, classes: int) -> float:
+    """The validation accuracy a net that learned nothing reaches: the most common class's share (always
+    answering it), plus CHANCE_SIGMAS binomial standard errors of an accuracy measured on this many images
+    (on CIFAR-10's 5,000: 0.1 + 0.013; on digits' 270: 0.1 + 0.055)."""
+    share = torch.bincount(labels.cpu(), minlength=classes).max().item() / len(labels)
+    return share + CHANCE_SIGMAS * math.sqrt(share * (1 - share) / len(labels))
+
+
+def hopeless(history: list[EpochStats], chance: float, classes: int, steps_per_epoch: int) -> str | None:
+    """Why a trial's epochs so far show it will not learn, or None.
+
+    At chance: validation accuracy within chance_accuracy and a training loss no lower than a uniform guess's,
+    ln(classes) (a net learning slowly has a lower loss before its accuracy shows it), after at least
+    HOPELESS_STEPS steps (a CIFAR-10 epoch at batch 512 has 87; digits' at 128 has 9, so it waits for the 6th).
+    Rising sharply: an epoch's mean training loss LOSS_RISE times the last one's and above a uniform guess's,
+    the epochs each HOPELESS_STEPS steps or more: an average over so many steps that doubles is no noise, and a
+    net worse than guessing has diverged (a NaN loss fails the trial already: train.TrainingDiverged).
+    """
+    last, uniform = history[-1], math.log(classes)
+    if last.epoch * steps_per_epoch < HOPELESS_STEPS:
+        return None
+    if last.val_accuracy <= chance and last.train_loss >= uniform:
+        return (f"at chance after epoch {last.epoch}: val {last.val_accuracy:.4f} (chance {chance:.4f}), "
+                f"training loss {last.train_loss:.3f} (a uniform guess's {uniform:.3f})")
+    if (len(history) > 1 and steps_per_epoch >= HOPELESS_STEPS
+            and last.train_loss > max(LOSS_RISE * history[-2].train_loss, uniform)):
+        return (f"training loss rising sharply in epoch {last.epoch}: {history[-2].train_loss:.3f} -> "
+                f"{last.train_loss:.3f}")
+    return None
 
 
 class RunEvents:
@@ -127,7 +174,7 @@ def slurm_job() -> dict[str, int]:
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
-                   source: transfer.Source | None = None):
+                   source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
     with two objectives, the trial's parameter count or training seconds, minimised).
 
@@ -137,6 +184,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     take attributes and artifacts (artifacts.WeightKeeper keeps the best trials' weights).
     source: the trained model a study with init: starts from; its config, where it has one, is
     every trial's architecture.
+    time_left() gives the seconds the run has left (None: no timeout): a trial projected past them stops.
     """
     events = events or RunEvents()
     device = data.train_x.device
@@ -151,10 +199,14 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         provenance[A.SOURCE] = source.init.as_dict()
 
     multi_objective = len(spec.objectives) > 1
+    chance = chance_accuracy(data.val_y, data.num_classes)
+    speed = cost.Speed()  # this worker's, measured by its trials' probes
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (study.baseline_due)
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
+        if baseline and (at := space.point(spec, params, architecture)) and at.params == _queued_params(trial):
+            space.sample(trial, spec, architecture)  # records the point run.py queued, with the space's distributions
         trial.set_user_attr(A.CONFIG, params)
         for key, value in provenance.items():
             trial.set_user_attr(key, value)
@@ -166,9 +218,22 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
                              data.shape, data.num_classes)
         checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
+        priced: dict[str, Any] = {}  # the trial's `cost` attribute, as it is learned
 
         def train_seconds() -> float:
             return round(sum(s.seconds for s in history), 3)
+
+        def out_of_time(what: str, projected: float, when: str) -> None:
+            """Stop the trial if `what`, projected at `projected` seconds, passes what the run has left."""
+            if not baseline and (why := cost.over_time_left(what, projected, time_left())):
+                raise Stopped(f"{why}: {when}")
+
+        def on_pace(step_seconds: float) -> None:
+            speed.measured(work, step_seconds)
+            priced.update(step_seconds=round(step_seconds, 6),
+                          probed_seconds=round(work.seconds_from_step(step_seconds), 1))
+            trial.set_user_attr(A.COST, priced)
+            out_of_time("its measured pace", priced["probed_seconds"], "stopped after its first steps")
 
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
@@ -186,6 +251,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                 raise OverLimit(f"{reason} after epoch {stats.epoch}")
             if baseline or stats.epoch == epochs:  # a baseline runs its full budget; a trained trial completes
                 return
+            if why := hopeless(history, chance, data.num_classes, work.steps_per_epoch):
+                raise Stopped(why)
+            out_of_time(f"the rest of its training ({stats.seconds:.1f} s an epoch)",
+                        (work.epochs - stats.epoch) * stats.seconds, f"stopped after epoch {stats.epoch}")
             if curvepruning.should_prune(trial) if multi_objective else trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {stats.epoch} (val {stats.val_accuracy:.4f})")
 
@@ -195,12 +264,19 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             limits.record(trial, spec.limits, "params", param_count)
             if reason := limits.over(spec.limits, "params", param_count):
                 raise OverLimit(f"{reason}: not trained")
+            if (projected := speed.projected(work)) is not None:
+                priced["projected_seconds"] = round(projected, 1)
+                trial.set_user_attr(A.COST, priced)
+                out_of_time("its training", projected, "not trained")
 
         try:
+            work = cost.work(params, spec, data)
+            priced.update(multiply_adds_per_image=work.per_image, multiply_adds=work.multiply_adds)
+            trial.set_user_attr(A.COST, priced)
             trained = recipe.train(params, data, epochs=epochs, seed=spec.seed, source=source,
                                    on_built=on_built, on_epoch=on_epoch,
                                    on_batches=lambda done: events.batches_done(trial.number, done),
-                                   checkpoint=checkpoint)  # on_epoch keeps `history`
+                                   checkpoint=checkpoint, on_pace=on_pace)  # on_epoch keeps `history`
             model = trained.model
             trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))
             trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
@@ -212,9 +288,11 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             if multi_objective:
                 return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
             return history[-1].val_accuracy
-        except optuna.TrialPruned as exc:  # by the pruner, or over a limit
+        except optuna.TrialPruned as exc:  # by the pruner, over a limit, or stopped
             if isinstance(exc, OverLimit):
                 trial.set_user_attr(A.OVER_LIMIT, str(exc))
+            if isinstance(exc, Stopped):
+                trial.set_user_attr(A.STOPPED, str(exc))
             trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
             limits.record(trial, spec.limits, "train_seconds", train_seconds())
             raise
@@ -258,6 +336,11 @@ def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, r
         for past in restored if report else ():
             trial.report(past.val_accuracy, past.epoch)
     return restored
+
+
+def _queued_params(trial: optuna.Trial) -> dict[str, Any]:
+    """The params a queued trial was given (enqueue_trial's; a retried copy carries its own)."""
+    return trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or trial.params
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:

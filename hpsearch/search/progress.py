@@ -15,7 +15,7 @@ from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.results.render import describe_trial, plural
 from hpsearch.results.timing import duration
-from hpsearch.results.trials import FINISHED, curve
+from hpsearch.results.trials import FINISHED, curve, is_warm_start
 from hpsearch.search.objective import RunEvents
 from hpsearch.studyfile import params as P
 from hpsearch.training.devicedata import DeviceData
@@ -114,7 +114,7 @@ class RunDisplay(LiveBars, RunEvents):
         self.epochs_bar = self.progress.add_task("epochs", total=epochs)
 
     def study_opened(self, study: optuna.Study, data: DeviceData) -> None:
-        trials = study.get_trials(deepcopy=False)
+        trials = [t for t in study.get_trials(deepcopy=False) if not is_warm_start(t)]  # copies ran elsewhere
         stored = sum(t.state in FINISHED or t.state == TrialState.FAIL for t in trials)
         resumed = f", resuming after {plural(stored, 'stored trial')}" if stored else ""
         self.echo(f"{self.header}; {data.name} from {data.source} on {data.train_x.device}{resumed}")
@@ -139,7 +139,8 @@ class RunDisplay(LiveBars, RunEvents):
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """An Optuna callback: one line that stays when the bars move on."""
         if self.counting_study:
-            self.progress.update(self.trials_bar, completed=len(study.get_trials(deepcopy=False, states=FINISHED)))
+            finished = study.get_trials(deepcopy=False, states=FINISHED)
+            self.progress.update(self.trials_bar, completed=sum(not is_warm_start(t) for t in finished))
         else:
             self.progress.advance(self.trials_bar)
         done = int(self.progress.tasks[self.trials_bar].completed)

@@ -1,5 +1,5 @@
-"""Run trials on a study: seed the sampler, interleave the baselines, count exact totals under the
-study lock, and stop at the budget or the target.
+"""Run trials on a study: seed the sampler, queue the cheap start-up draws and the baselines, count exact totals
+under the study lock, and stop at the budget or the target.
 
 Optuna does the coordination; this module only seeds the sampler, records what the study was
 made from, holds the study lock where trials are counted and started, and stops at the target.
@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.results.artifacts import WeightKeeper
-from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline
+from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline, is_warm_start
+from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
-from hpsearch.search.samplers import make_sampler
+from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.studystore import check_existing, open_study
 from hpsearch.storage import (
@@ -46,7 +47,7 @@ from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import DATASETS, StudySpec
 from hpsearch.training import devicedata as data_module
-from hpsearch.training import transfer
+from hpsearch.training import space, transfer
 from hpsearch.training.checkpoint import writable_checkpoint_root
 from hpsearch.training.devicedata import resolve_device
 from hpsearch.training.space import fit_problem
@@ -65,24 +66,37 @@ def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
     return ((trial.datetime_complete or now) - trial.datetime_start).total_seconds()
 
 
+def missing_baselines(trials: list[FrozenTrial], baselines: tuple[str, ...]) -> list[str]:
+    """The study's baselines not queued yet in any run (each runs once per study)."""
+    queued = {t.user_attrs.get(A.BASELINE) for t in trials}
+    return [name for name in baselines if name not in queued]
+
+
+SEARCHING, REACHED, NO_TARGET = "searching", "reached", "no target"  # a run's target, as baseline_due reads it
+
+
 def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: str, slots_left: int,
-                 now: datetime.datetime) -> str | None:
+                 now: datetime.datetime, *, target: str = NO_TARGET) -> str | None:
     """The baseline the next trial should run, or None for a sampled one.
 
-    Baselines interleave with the search instead of going first: a baseline is due once the search has
-    had more of this run's time than the baselines (so the first trial is sampled, and the search keeps
-    at least 1 - BASELINE_SHARE of the time while baselines remain), or when only as many trials are left
-    in the run's budget as baselines, so that all of them still run within it. A waiting trial (a retried
-    copy, its checkpoint ready) always goes first: Optuna starts it before anything new.
+    While the run SEARCHES for a target it stops at, baselines wait: a baseline never ends the search, so each
+    hour spent on one before the target is an hour added to the time to it (cifar10-75's eleven take hours on
+    a CPU). Once the target is REACHED they run (RunBudget.decide keeps the run going until they have). They
+    run earlier when only as many trials are left in the run's budget as baselines, so that all of them still
+    run within it. With NO_TARGET to stop at they interleave with the search instead of going first: a
+    baseline is due once the search has had more of this run's time than the baselines (so the first trial is
+    sampled, and the search keeps at least 1 - BASELINE_SHARE of the time while baselines remain). A waiting
+    trial (a retried copy, its checkpoint ready) always goes first: Optuna starts it before anything new.
     """
     if any(t.state == TrialState.WAITING for t in trials):
         return None
-    queued = {t.user_attrs.get(A.BASELINE) for t in trials}
-    missing = [name for name in baselines if name not in queued]
+    missing = missing_baselines(trials, baselines)
     if not missing:
         return None
-    if slots_left <= len(missing):
+    if slots_left <= len(missing) or target == REACHED:
         return missing[0]
+    if target == SEARCHING:
+        return None
     ours = [t for t in trials if t.user_attrs.get(A.RUN) == run_id]
     baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
     search_s = sum(_trial_seconds(t, now) for t in ours if not is_baseline(t))
@@ -161,7 +175,7 @@ class DecisionView:
     def update(self, trials: list[FrozenTrial]) -> None:
         """Look at the trials added or unfinished since the last step."""
         for trial in self.newly_finished(trials):
-            self.finished += trial.state in FINISHED
+            self.finished += trial.state in FINISHED and not is_warm_start(trial)
             if (trial.user_attrs.get(A.RUN) == self.run_id or A.BASELINE in trial.user_attrs
                     or "retry_history" in trial.system_attrs):
                 self.kept.add(trial.number)
@@ -189,6 +203,10 @@ class RunBudget:
         timeout = options.timeout or spec.budget.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
 
+    def seconds_left(self) -> float | None:
+        """What is left of the run's timeout (None: it has none): a trial projected past it stops (cost.py)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     def _counted(self, view: DecisionView) -> list[FrozenTrial]:
         """This run's trials, a retried trial counted once: its copy."""
         retried = {n for t in view.trials for n in t.system_attrs.get("retry_history", ())}
@@ -200,13 +218,31 @@ class RunBudget:
             return self.n_trials - len(self._counted(view))
         return self.options.until - view.finished - sum(t.state == TrialState.RUNNING for t in view.trials)
 
-    def decide(self, view: DecisionView, slots_left: int) -> str:
-        """START, WAIT or DONE, given the view of the study's trials and this run's slots_left(view)."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return DONE
+    def out_of_time(self, view: DecisionView) -> bool:
+        """Whether the run's timeout has passed, or what is left of it is shorter than the fastest trial this run
+        completed took to train: a trial drawn now would likely be refused for time (cost.py), and each refusal
+        is a trial of the study."""
+        left = self.seconds_left()
+        if left is None:
+            return False
+        took = [t.user_attrs[A.TRAIN_SECONDS] for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id
+                and t.state == TrialState.COMPLETE and A.TRAIN_SECONDS in t.user_attrs]
+        return left <= 0 or left < min(took, default=0.0)
+
+    def target(self, view: DecisionView) -> str:
+        """SEARCHING for a target the run stops at, REACHED it (by a sampled trial of this run), or NO_TARGET."""
+        if not self.options.stop_at_target or self.spec.target is None:
+            return NO_TARGET
         ours = [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id]
-        if self.options.stop_at_target and first_reaching(ours, self.spec) is not None:
+        return SEARCHING if first_reaching(ours, self.spec) is None else REACHED
+
+    def decide(self, view: DecisionView, slots_left: int) -> str:
+        """START, WAIT or DONE, given the view of the study's trials and this run's slots_left(view). Once the
+        target is reached, the run goes on only to run the baselines that waited for it (baseline_due)."""
+        if self.out_of_time(view):
             return DONE
+        if self.target(view) == REACHED:
+            return START if slots_left > 0 and missing_baselines(view.trials, self.spec.baselines) else DONE
         if slots_left > 0:
             return START
         if self.options.until is None:
@@ -234,20 +270,23 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     checkpoints = writable_checkpoint_root(storage_url)
     events = events or RunEvents()
     source = transfer.load_source(spec.init, storage_url) if spec.init is not None else None  # before the slow part
+    warm = warmstart.source_trials(spec, storage_url) if spec.warm_start is not None else None
     data = data_module.load(spec.dataset, device, options.data_dir, progress=events.loading)
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
     storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat))
     seed = SamplerSeed(spec, options.seed)
+    queue = Queue(spec, data, seed.base, source.config if source is not None else None)
     budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)
     lock = shared_lock(storage_url, spec.name)
     try:
-        with _opened_for_good(spec, storage, seed, lock, data, options.accept_change, budget.deadline) as study:
+        with _opened_for_good(spec, storage, seed, lock, data, options.accept_change, budget.deadline,
+                              begin=lambda study: queue.begin(study, warm)) as study:
             events.study_opened(study, data)
-            _work(study, make_objective(spec, data, events, checkpoints=checkpoints,
-                                       on_complete=keeper, source=source),
-                  budget, seed, lock, list(callbacks), options.heartbeat)
+            _work(study, make_objective(spec, data, events, checkpoints=checkpoints, on_complete=keeper, source=source,
+                                       time_left=budget.seconds_left),
+                  budget, seed, lock, list(callbacks), options.heartbeat, queue)
     finally:
         lock.close()
     return study
@@ -255,20 +294,24 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
 
 @contextlib.contextmanager
 def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed: SamplerSeed, lock: NoLock,
-                     data: data_module.DeviceData, accept_change: bool, deadline: float | None) -> Iterator[optuna.Study]:
+                     data: data_module.DeviceData, accept_change: bool, deadline: float | None,
+                     begin: Callable[[optuna.Study], None]) -> Iterator[optuna.Study]:
     """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
     collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
     the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
     study set one off: 0.2 s in every other run on a study of 8,000 trials (bench/big_study.py). The study is
     opened with the collector off, so that its young collections do not walk the trials just read either.
     Handed back at the end, so that a process that runs several (the tests, a benchmark) still collects what
-    each leaves behind. A study lock held by another worker until the run's deadline ends the run (LockWaitExpired)."""
+    each leaves behind. begin(study) runs under the lock once it is open (Queue.begin). A study lock held by another
+    worker until the run's deadline ends the run (LockWaitExpired)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         lock.acquire(deadline)
         try:
             study = open_study(spec, storage, seed.sampler, data=data, accept_change=accept_change)
+            begin(study)
+            seed.added(len(study.get_trials(deepcopy=False)))
         finally:
             lock.release()
         gc.freeze()
@@ -282,7 +325,7 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
 
 
 def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
-          callbacks: list[Any], heartbeat: int) -> None:
+          callbacks: list[Any], heartbeat: int, queue: Queue) -> None:
     """Start trials one at a time; the lock is held from the budget check until the trial exists."""
     started: list[int] = []  # the number of the trial in progress, while there is one
     view = DecisionView(budget.run_id)
@@ -301,7 +344,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             log.warning("%s", exc)
             return
         try:
-            decision = _next_step(study, budget, seed, view)
+            decision = _next_step(study, budget, seed, view, queue)
             if decision == START:
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
         except KeyboardInterrupt:
@@ -318,9 +361,9 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             time.sleep(min(heartbeat, 2))
 
 
-def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: DecisionView) -> str:
+def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: DecisionView, queue: Queue) -> str:
     """Under the study lock: fail lost trials (queueing their copies), count, and queue a baseline if one is due
-    (baseline_due)."""
+    (baseline_due), else the next start-up draw while the study still wants one (Queue)."""
     trials = study.get_trials(deepcopy=False)
     seed.follow(study, len(trials))
     if fail_lost_trials(study):
@@ -329,10 +372,59 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: 
     view.update(trials)
     slots_left = budget.slots_left(view)
     decision = budget.decide(view, slots_left)
-    if decision == START and (name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left,
-                                                   datetime.datetime.now())):
-        study.enqueue_trial({}, user_attrs={A.BASELINE: name})
+    if decision != START:
+        return decision
+    if name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left, datetime.datetime.now(),
+                            target=budget.target(view)):
+        study.enqueue_trial(queue.baseline_point(name), user_attrs={A.BASELINE: name})
+    elif not any(t.state == TrialState.WAITING for t in view.trials) and queue.start_up(study, trials):
+        seed.added(len(trials) + 1)
     return decision
+
+
+class Queue:
+    """What a worker queues for its next trial, beside Optuna's own draws: a baseline at its point of the space,
+    and a new study's start-up trials, cheapest first (cost.py's rule).
+
+    A start-up trial is one the sampler would draw at random before it models the rest (its n_startup_trials):
+    instead, the cheapest of cost.DRAWS_PER_START times as many random draws from the space, drawn from the
+    study's seed so that every worker holds the same list, queued one at a time, each when the study holds
+    that many sampled trials, so none is left waiting once the run stops at its target. Trials copied by
+    warm_start count as start-up trials, as the sampler counts them.
+    """
+
+    def __init__(self, spec: StudySpec, data: data_module.DeviceData, seed: int | None,
+                 architecture: dict[str, Any] | None):
+        self.spec, self.data, self.seed, self.architecture = spec, data, seed, architecture
+        self.wanted = start_up_trials(spec.sampler.name, spec.sampler.options)
+        self.draws: list[dict[str, Any]] | None = None  # drawn when first needed
+
+    def begin(self, study: optuna.Study, warm: list[FrozenTrial] | None) -> None:
+        """Under the lock, once the study is open: a study that holds no trial yet gets its warm-start copies."""
+        if warm is not None and not study.get_trials(deepcopy=False):
+            warmstart.start(study, self.spec, warm, self.architecture)
+
+    def baseline_point(self, name: str) -> dict[str, Any]:
+        """The baseline's point of the space, where it lies in it (the trial then records it as an observation
+        the sampler learns from: objective.py), else {}."""
+        at = space.point(self.spec, BASELINES[name].config(self.architecture), self.architecture)
+        return at.params if at is not None else {}
+
+    def start_up(self, study: optuna.Study, trials: list[FrozenTrial]) -> bool:
+        """Under the lock: queue the next start-up draw if the study still wants one; whether it did."""
+        if self.wanted == 0:
+            return False
+        sampled = [t for t in trials if not is_baseline(t)]
+        if len(sampled) >= self.wanted:
+            self.wanted = 0  # for good: trials are never removed
+            return False
+        if self.draws is None:
+            self.draws = cost.start_up_draws(self.spec, self.data, self.wanted, self.seed, self.architecture)
+        own = sum(not is_warm_start(t) for t in sampled)
+        if own >= len(self.draws):
+            return False
+        study.enqueue_trial(self.draws[own])
+        return True
 
 
 def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None:

@@ -47,6 +47,13 @@ def make_sampler(name: str, options: Mapping[str, Any], seed: int | None) -> opt
         return cls(**kwargs)
 
 
+def start_up_trials(name: str, options: Mapping[str, Any]) -> int:
+    """How many trials the sampler draws at random before it models the rest: its n_startup_trials, Optuna's
+    default where the study file gives none; 0 for a sampler that has no such phase (random, QMC, NSGA-II)."""
+    parameter = inspect.signature(optuna_class(SAMPLERS[name])).parameters.get("n_startup_trials")
+    return 0 if parameter is None else options.get("n_startup_trials", parameter.default)
+
+
 def make_pruner(name: str, options: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
     row = PRUNERS[name]
     kwargs = {**row.defaults, **options}

@@ -31,7 +31,7 @@ from hpsearch.storage import cached, mask, open_existing, open_storage
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.limits import MEASURES, describe
 from hpsearch.studyfile.schema import shown
-from hpsearch.studyfile.types import StudySpec
+from hpsearch.studyfile.types import Conditional, StudySpec
 
 if TYPE_CHECKING:
     from hpsearch.training.devicedata import DeviceData
@@ -156,10 +156,16 @@ def _unsearchable(spec: StudySpec, trials: list[FrozenTrial]) -> str | None:
 
 
 def _distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
-    """Each searched parameter's Optuna distribution, as training/space.py samples it."""
+    """Each sampler parameter's Optuna distribution, as training/space.py samples it: a searched parameter's, or each
+    branch's of one ranged by an earlier choice (lr[optimizer=adam])."""
     from hpsearch.training.space import distribution  # torch: the commands that only read a study never come here
 
-    return {name: distribution(P.BY_NAME[name], dist) for name, dist in spec.space.items()}
+    out = {}
+    for name, dist in spec.space.items():
+        branches = [dist.branch(name, value) for value, _ in dist.branches] if isinstance(dist, Conditional) else \
+            [(name, dist)]
+        out |= {key: distribution(P.BY_NAME[name], branch) for key, branch in branches}
+    return out
 
 
 def _words(key: str, value: Any) -> str:

@@ -311,12 +311,14 @@ def _reason(exc: BaseException, *urls: str) -> str:
 
 
 def outcome(trial: FrozenTrial) -> str:
-    """complete, pruned at epoch N, over a limit (which), or failed (why), in a few words."""
+    """complete, pruned at epoch N, over a limit (which), stopped (why), or failed (why), in a few words."""
     attrs = trial.user_attrs
     if trial.state == TrialState.COMPLETE:
         return "complete"
     if A.OVER_LIMIT in attrs:
         return f"over a limit: {attrs[A.OVER_LIMIT]}"
+    if A.STOPPED in attrs:
+        return f"stopped: {attrs[A.STOPPED]}"
     if trial.state == TrialState.PRUNED:
         return f"pruned at epoch {attrs.get(A.EPOCHS, '?')}"
     return f"failed: {attrs.get(A.FAILURE) or 'no reason recorded'}"

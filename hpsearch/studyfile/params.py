@@ -25,6 +25,10 @@ def _augment_choices() -> tuple[str, ...]:
     return ("none", *sorted(combos, key=lambda c: (c.count("_"), c)))
 
 
+def _always(p: Mapping[str, Any]) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Param:
     """One searchable axis.
@@ -49,7 +53,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     high_open: bool = False
-    active: Callable[[Mapping[str, Any]], bool] = lambda p: True
+    active: Callable[[Mapping[str, Any]], bool] = _always
     architecture: bool = False
     transfer: bool = False
 
@@ -232,6 +236,8 @@ PARAMS: tuple[Param, ...] = (
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
+# Parameters every trial has, whatever the others say: what a conditional parameter may be searched `by`.
+ALWAYS_ACTIVE: frozenset[str] = frozenset(p.name for p in PARAMS if p.active is _always and p.name not in MODEL_PARAMS)
 ARCHITECTURE: frozenset[str] = frozenset(p.name for p in PARAMS if p.architecture)
 TRANSFER: frozenset[str] = frozenset(p.name for p in PARAMS if p.transfer)
 
@@ -282,6 +288,7 @@ def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any]
 
 
 def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's params as Optuna stores them, with list parameters (head_widths) back as lists."""
-    return {k: json.loads(v) if k in BY_NAME and BY_NAME[k].kind == "ints" and isinstance(v, str) else v
-            for k, v in params.items()}
+    """A trial's params as Optuna stores them, with list parameters (head_widths, or a branch of it such as
+    head_widths[family=cnn]) back as lists."""
+    return {k: json.loads(v) if getattr(BY_NAME.get(k.partition("[")[0]), "kind", None) == "ints" and isinstance(v, str)
+            else v for k, v in params.items()}

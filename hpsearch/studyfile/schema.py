@@ -27,12 +27,14 @@ from hpsearch.studyfile.types import (
     RESIZE_POLICIES,
     Budget,
     Component,
+    Conditional,
     DatasetSpec,
     Distribution,
     InitSpec,
     Limits,
     StudySpec,
     Target,
+    WarmStart,
 )
 
 TARGET_METRICS = ("val_accuracy", "test_accuracy")
@@ -53,6 +55,8 @@ _TOP_KEYS = {
     "init": "a trained model to start from: {study: NAME, trial: best} or {weights: FILE}",
     "limits": "bounds a trial must keep to count: {params: N, train_seconds: S}",
     "objectives": "[val_accuracy, params] or [val_accuracy, train_seconds]: a Pareto front instead of one best",
+    "warm_start": "another study whose finished trials a new study starts with, where they lie in its space: "
+                  "{study: NAME, storage: URL}",
 }
 _REQUIRED = ("dataset", "budget")
 
@@ -182,6 +186,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems)
 
     init = _parse_init(raw["init"], path, problems) if "init" in raw else None
+    warm_start = _parse_warm_start(raw["warm_start"], name, problems) if "warm_start" in raw else None
     _check_transfer_params(init, space, fixed, problems)
     _check_learning_rate(space, fixed, problems)
     baselines = _parse_baselines(raw.get("baselines", []), problems)
@@ -200,7 +205,7 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
         raise SpecError(path, problems.lines)
     return StudySpec(name=name, path=path, about=about, dataset=dataset, budget=budget, target=target,
                      sampler=sampler, pruner=pruner, space=space, fixed=fixed, seed=seed, baselines=baselines,
-                     init=init, limits=limits, objectives=objectives)
+                     init=init, limits=limits, objectives=objectives, warm_start=warm_start)
 
 
 def _mapping(value: Any, key: str, problems: Problems) -> dict | None:
@@ -303,6 +308,25 @@ def _parse_init(value: Any, path: str, problems: Problems) -> InitSpec | None:
     if storage is not None and not isinstance(storage, str):
         problems.add("init.storage", "must be a storage URL (default: the run's --storage)")
     return InitSpec(study=study, trial=trial, storage=storage)
+
+
+def _parse_warm_start(value: Any, name: Any, problems: Problems) -> WarmStart | None:
+    """The study to start from; its storage URL is never echoed (it may hold a password)."""
+    if not isinstance(value, dict) or "study" not in value:
+        problems.add("warm_start", "must be {study: NAME} or {study: NAME, storage: URL}")
+        return None
+    problems.unknown_keys("warm_start.", value, {"study", "storage"})
+    study, storage = value["study"], value.get("storage")
+    if not isinstance(study, str) or not study:
+        problems.add("warm_start.study", f"must be a study name, got {shown(study)}")
+        return None
+    if storage is not None and (not isinstance(storage, str) or not storage):
+        problems.add("warm_start.storage", "must be a storage URL (default: the run's --storage)")
+        return None
+    if study == name and storage is None:
+        problems.add("warm_start.study", "names this study itself: name another study, or give its storage")
+        return None
+    return WarmStart(study=study, storage=storage)
 
 
 def _check_transfer_params(init: InitSpec | None, space: Mapping[str, Any], fixed: Mapping[str, Any],
@@ -435,21 +459,61 @@ def _check_sampler(row: Sampler, objectives: tuple[str, ...], problems: Problems
                                      f"`pip install {row.package}`, or choose another sampler")
 
 
-def _parse_space(value: Any, problems: Problems) -> dict[str, Distribution]:
+def _parse_space(value: Any, problems: Problems) -> dict[str, Distribution | Conditional]:
     value = _mapping(value, "space", problems)
     if value is None:
         return {}
-    space = {}
+    space: dict[str, Distribution | Conditional] = {}
     for name, dist in value.items():
         key = f"space.{name}"
         param = P.BY_NAME.get(name)
         if param is None:
             problems.add(key, f"unknown parameter (allowed: {', '.join(P.BY_NAME)})")
             continue
+        if isinstance(dist, dict) and "by" in dist:
+            continue  # once the choices it depends on are known
         parsed = _parse_distribution(param, dist, key, problems)
         if parsed is not None:
             space[name] = parsed
+    for name, dist in value.items():
+        if name in P.BY_NAME and isinstance(dist, dict) and "by" in dist:
+            parsed = _parse_conditional(P.BY_NAME[name], dist, space, problems)
+            if parsed is not None:
+                space[name] = parsed
     return space
+
+
+def _parse_conditional(param: P.Param, dist: Mapping[Any, Any], space: Mapping[str, Any],
+                       problems: Problems) -> Conditional | None:
+    """{by: CHOICE, VALUE: distribution, ...}: a distribution for each value of a choice decided before this
+    parameter (earlier in the parameter table) that every trial has."""
+    key, by = f"space.{param.name}", dist["by"]
+    order = [p.name for p in P.PARAMS]
+    allowed = [name for name in order[:order.index(param.name)] if name in P.ALWAYS_ACTIVE]
+    if by not in allowed:
+        problems.add(f"{key}.by", f"{shown(by)} cannot decide {param.name}'s range (allowed: a parameter decided "
+                                  f"before it that every trial has: {', '.join(allowed) or 'none'})")
+        return None
+    choices = space.get(by)
+    if not isinstance(choices, Distribution) or choices.kind != "choice":
+        problems.add(f"{key}.by", f"{by} must be searched as {{choice: [...]}} in space to decide {param.name}'s range")
+        return None
+    branches = []
+    for value, branch in dist.items():
+        if value == "by":
+            continue
+        if value not in choices.choices:
+            problems.add(f"{key}.{value}", f"is not one of {by}'s choices ({', '.join(map(str, choices.choices))})")
+        elif isinstance(branch, dict) and "by" in branch:
+            problems.add(f"{key}.{value}", "a branch is one distribution (a range or a choice), not another by:")
+        elif (parsed := _parse_distribution(param, branch, f"{key}.{value}", problems)) is not None:
+            branches.append((value, parsed))
+    missing = [str(value) for value in choices.choices if value not in dict(branches) and value not in dist]
+    if missing:
+        problems.add(key, f"has no range for {by} {', '.join(missing)}: give one for each of {by}'s choices")
+    if len(branches) != len(choices.choices):
+        return None
+    return Conditional(by=by, branches=tuple(branches))
 
 
 def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems) -> Distribution | None:

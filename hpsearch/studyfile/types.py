@@ -6,6 +6,7 @@ the shipped studies or printing `--help` never loads torch or Optuna (seconds) f
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,34 @@ class Distribution:
     log: bool = False
     step: float | None = None
     choices: tuple = ()
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A parameter searched over a distribution chosen by an earlier choice, `by`: one branch per value of it
+    (lr by optimizer: Adam's learning rates are not SGD's). Each branch is a parameter of its own to the
+    sampler, named by branch_name, so that it learns each range from the trials that drew it."""
+
+    by: str
+    branches: tuple[tuple[Any, Distribution], ...]  # (value of `by`, distribution), in the study file's order
+
+    def branch(self, name: str, value: Any) -> tuple[str, Distribution]:
+        """The sampler's name for `name` where `by` is `value`, and its distribution there."""
+        return branch_name(name, self.by, value), dict(self.branches)[value]
+
+
+def branch_name(name: str, by: str, value: Any) -> str:
+    """'lr[optimizer=adam]', 'bn_momentum[batch_size=128]': a conditional parameter's name in one branch."""
+    shown = value if isinstance(value, str) else json.dumps(value)
+    return f"{name}[{by}={shown}]"
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Another study whose finished trials, where they lie in this study's space, a new study starts with."""
+
+    study: str
+    storage: str | None = None  # its storage URL; None: the run's own
 
 
 @dataclass(frozen=True)
@@ -128,13 +157,14 @@ class StudySpec:
     target: Target | None
     sampler: Component
     pruner: Component
-    space: Mapping[str, Distribution]
+    space: Mapping[str, Distribution | Conditional]
     fixed: Mapping[str, Any]
     seed: int = 0
     baselines: tuple[str, ...] = ()
     init: InitSpec | None = None
     limits: Limits = field(default_factory=Limits)
     objectives: tuple[str, ...] = ("val_accuracy",)  # more than one: a multi-objective study (a Pareto front)
+    warm_start: WarmStart | None = None
 
     def describe_epochs(self) -> str:
         """'12 epochs a trial'; with `epochs` searched or fixed, what a sampled trial trains, and the baselines'

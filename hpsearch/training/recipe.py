@@ -34,11 +34,13 @@ def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: tra
           on_built: Callable[[nn.Module], None] = lambda model: None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batches: Callable[[Batches], None] | None = None,
-          checkpoint: CheckpointFile | None = None) -> Trained:
+          checkpoint: CheckpointFile | None = None,
+          on_pace: Callable[[float], None] | None = None) -> Trained:
     """Train `params` for `epochs` on `data` (on its device) with `seed`, starting from `source` where
     params['pretrained'] says so; the learning-rate schedule spans the `epochs`. on_built(model) sees the
     model before any weights are fitted: it may stop the run by raising (a study's parameter limit: the
-    whitening fit takes a while). on_epoch and on_batches hear of the training as fit tells them."""
+    whitening fit takes a while). on_epoch and on_batches hear of the training as fit tells them; on_pace
+    hears the measured seconds per training step early in the first epoch (train.fit)."""
     torch.manual_seed(seed)
     model = build_model(space.model_config(params, data.shape, data.num_classes))
     on_built(model)
@@ -50,6 +52,7 @@ def train(params: dict, data: DeviceData, *, epochs: int, seed: int, source: tra
         reused = transfer.apply(model, source, params, data.shape)
     model = prepare(model, data.train_x.device)
     train_cfg = space.train_config(params, epochs=epochs, seed=seed)
-    history = fit(model, data, train_cfg, on_epoch, on_batches=on_batches, checkpoint=checkpoint, reused=reused)
+    history = fit(model, data, train_cfg, on_epoch, on_batches=on_batches, checkpoint=checkpoint, reused=reused,
+                  on_pace=on_pace)
     test_accuracy = evaluate(model, data, data.test_x, data.test_y, tta=train_cfg.tta)
     return Trained(model, history, history[-1].val_accuracy, test_accuracy)

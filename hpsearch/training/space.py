@@ -9,6 +9,7 @@ BatchNorm) are not sampled: the sampler never wastes trials on them.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,8 @@ from hpsearch.studyfile.families import FAMILIES
 from hpsearch.training.augment import Augment
 from hpsearch.training.models import ArchitectureError, ModelConfig, build_model, count_parameters
 from hpsearch.training.train import TrainConfig
+
+from hpsearch.studyfile.types import Conditional
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.baselines import Baseline
@@ -47,10 +50,10 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
         elif param.name in spec.fixed:
             value = spec.fixed[param.name]
         elif param.name in spec.space:
-            dist = spec.space[param.name]
+            name, dist = _distribution(spec, param.name, chosen)
             if convs is not None and param.name in ("reinit_convs", "freeze_convs"):
                 dist = _within(dist, convs - chosen.get("reinit_convs", 0))  # the source has no more to count
-            value = _suggest(trial, param, dist)
+            value = _suggest(trial, name, param, dist)
         elif param.name == "pretrained" and spec.init is not None:
             value = True
         else:
@@ -59,6 +62,34 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
         return value
 
     return P.resolve(choose)
+
+
+def _distribution(spec: StudySpec, name: str, chosen: Mapping[str, Any]) -> tuple[str, Distribution]:
+    """The sampler's name for a searched parameter and its distribution, given the values chosen before it
+    (a conditional parameter's branch is decided by one of them, always chosen: schema checks it)."""
+    dist = spec.space[name]
+    return dist.branch(name, chosen[dist.by]) if isinstance(dist, Conditional) else (name, dist)
+
+
+def point(spec: StudySpec, params: Mapping[str, Any], architecture: Mapping[str, Any] | None = None
+          ) -> optuna.trial.FixedTrial | None:
+    """The point of the study's space that gives exactly `params`, a complete config, as a FixedTrial holding
+    the sampler's params there (the names and values `sample` suggests) and their distributions; None where no
+    point gives it: a value outside its range or choices, or a parameter the space neither searches nor fixes
+    at the config's value. A baseline or another study's trial that lies in the space is an observation of it
+    there."""
+    try:
+        given = {}
+        for name in spec.space.keys() & params.keys():
+            key, _ = _distribution(spec, name, params)
+            given[key] = json.dumps(list(params[name])) if P.BY_NAME[name].kind == "ints" else params[name]
+        fixed = optuna.trial.FixedTrial(given)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial only warns of a value out of a range
+            resolved = sample(fixed, spec, architecture)
+    except (KeyError, ValueError, Warning):  # no such branch, a value outside a choice, a range, or not given
+        return None
+    return fixed if resolved == dict(params) and fixed.params == given else None
 
 
 def _reusable_convs(spec: StudySpec, architecture: Mapping[str, Any] | None) -> int | None:
@@ -98,15 +129,14 @@ def distribution(param: P.Param, dist: Distribution) -> optuna.distributions.Bas
     return CategoricalDistribution(list(dist.choices))
 
 
-def _suggest(trial: optuna.trial.BaseTrial, param: P.Param, dist: Distribution) -> Any:
+def _suggest(trial: optuna.trial.BaseTrial, name: str, param: P.Param, dist: Distribution) -> Any:
+    """`param`'s value, sampled as the sampler parameter `name` (the parameter's, or a branch's: lr[optimizer=adam])."""
     optuna_dist = distribution(param, dist)
     if isinstance(optuna_dist, IntDistribution):
-        return trial.suggest_int(param.name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step,
-                                 log=optuna_dist.log)
+        return trial.suggest_int(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
     if isinstance(optuna_dist, FloatDistribution):
-        return trial.suggest_float(param.name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step,
-                                   log=optuna_dist.log)
-    choice = trial.suggest_categorical(param.name, optuna_dist.choices)
+        return trial.suggest_float(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
+    choice = trial.suggest_categorical(name, optuna_dist.choices)
     return json.loads(choice) if param.kind == "ints" else choice
 
 

@@ -25,6 +25,7 @@ from hpsearch.training.checkpoint import Checkpoint, CheckpointFile
 from hpsearch.training.devicedata import DeviceData
 
 EVAL_BATCH = 2048  # inference needs no activations for backward: large batches are free speed
+PACE_WARMUP, PACE_STEPS = 1, 4  # the pace probe: steps untimed (allocation, autotuning), then steps timed
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,8 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         on_epoch: Callable[[EpochStats], None] | None = None, *,
         on_batches: Callable[[Batches], None] | None = None,
-        checkpoint: CheckpointFile | None = None, reused: Collection[str] = ()) -> list[EpochStats]:
+        checkpoint: CheckpointFile | None = None, reused: Collection[str] = (),
+        on_pace: Callable[[float], None] | None = None) -> list[EpochStats]:
     """Train `model` (already on the data's device) for cfg.epochs; call on_epoch after each, and on_batches
     inside each, after a batch, once BATCHES_EVERY_S have passed since the epoch's start or its last call.
 
@@ -171,6 +173,9 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     With `checkpoint`, training resumes from it if it exists and saves it after every epoch, before
     on_epoch hears of it, so an interrupted run continues exactly where it stopped (bit for bit on
     the CPU).
+    on_pace(seconds_per_step) is called once, in the first epoch this call trains, after PACE_STEPS timed
+    steps that follow PACE_WARMUP untimed ones (an epoch too short for them has no probe): the trial's pace,
+    measured on its own steps, may stop it by raising.
     """
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -185,6 +190,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     if saved is not None:
         history = _restore(saved, model, optimizer, generator, average)
     step = len(history) * steps_per_epoch
+    probe = on_pace is not None and steps_per_epoch > PACE_WARMUP + PACE_STEPS
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         started = time.perf_counter()
         batches_due = started + BATCHES_EVERY_S
@@ -192,6 +198,11 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         x_epoch, y_epoch = epoch_images(data, cfg, epoch, generator)
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
+            if probe and i == PACE_WARMUP:
+                timed_from = _synchronized_clock(device)
+            elif probe and i == PACE_WARMUP + PACE_STEPS:
+                probe = False
+                on_pace((_synchronized_clock(device) - timed_from) / PACE_STEPS)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * group["lr_scale"] * lr_factor(cfg.schedule, step, total_steps,
                                                                     cfg.warmup_fraction)
@@ -223,6 +234,13 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     if average is not None:
         model.load_state_dict(average.model.state_dict())
     return history
+
+
+def _synchronized_clock(device: torch.device) -> float:
+    """perf_counter once the device has done the work queued so far (CUDA runs steps ahead of the host)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def epoch_images(data: DeviceData, cfg: TrainConfig, epoch: int,

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from hpsearch.cli import main
 from hpsearch.paths import slug
+from hpsearch.search.objective import make_objective
 from hpsearch.search.run import RunOptions, run
 from hpsearch.search.studystore import open_study
 from hpsearch.studyfile.schema import load_spec
@@ -184,6 +185,17 @@ def test_a_nan_loss_is_recorded_as_the_trial_s_failure(write_study, storage, dev
     (trial,) = run(spec, storage, RunOptions(device=device.type)).trials
     assert trial.state == TrialState.FAIL
     assert "training loss became" in trial.user_attrs["failure"]
+
+
+def test_the_pace_probe_times_the_gpu_s_steps_and_stops_a_trial_that_cannot_fit(write_study, device):
+    """The probe synchronises before it reads the clock: CUDA queues steps ahead of the host."""
+    spec = load_spec(write_study(budget={"epochs": 2000, "trials": 1}, space={}, fixed=GOOD))
+    study = optuna.create_study(direction="maximize")
+    study.optimize(make_objective(spec, data_module.load(spec.dataset, device), time_left=lambda: 1.0), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["epochs"] == 0
+    assert trial.user_attrs["stopped"].endswith("its run has left: stopped after its first steps")
+    assert trial.user_attrs["cost"]["step_seconds"] > 0 and trial.user_attrs["cost"]["probed_seconds"] > 1.0
 
 
 def test_two_workers_share_one_gpu_to_an_exact_total(write_study, storage, device):

@@ -29,3 +29,22 @@ def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trial
     from hpsearch.results import plots  # the limits of a study file are drawn too
     assert [p.file for p in plots.write_plots(study, tmp_path / "limits", Limits(params=100_000, train_seconds=5))
             if not p.skipped][0] == "pareto.png"
+
+
+def test_trials_copied_from_another_study_are_drawn_in_no_plot_and_the_others_keep_their_numbers(tmp_path,
+                                                                                                monkeypatch):
+    from hpsearch.results import plots
+
+    study = optuna.create_study(direction="maximize")
+    for value, attrs in ((0.99, {"warm_start": {"study": "other", "trial": 4}}), (0.6, {}), (0.7, {})):
+        study.add_trial(optuna.trial.create_trial(value=value, params={"lr": value / 10},
+                                                  distributions={"lr": optuna.distributions.FloatDistribution(0, 1)},
+                                                  user_attrs={"param_count": 10, "train_seconds": 1.0, **attrs}))
+    drawn = []
+    history = plots.optuna_plots.plot_optimization_history
+    monkeypatch.setattr(plots.optuna_plots, "plot_optimization_history",
+                        lambda seen, **kw: drawn.append(seen.get_trials()) or history(seen, **kw))
+    assert not any(p.skipped for p in plots.write_plots(study, tmp_path / "plots") if p.file == "history.png")
+    (trials,) = drawn
+    assert [(t.number, t.state.name, t.value) for t in trials] == [(0, "FAIL", None), (1, "COMPLETE", 0.6),
+                                                                   (2, "COMPLETE", 0.7)]

@@ -15,12 +15,13 @@ from optuna.trial import TrialState
 from hpsearch.cli import main
 from hpsearch.results import ranking, timing
 from hpsearch.results.trials import first_reaching
-from hpsearch.search.objective import make_objective
+from hpsearch.search.objective import chance_accuracy, hopeless, make_objective
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.limits import within_limits
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.training import recipe
 from hpsearch.training.devicedata import load
+from hpsearch.training.train import EpochStats
 
 
 def states(study):
@@ -179,3 +180,46 @@ def test_the_objective_trains_a_fixed_trial_without_a_study_and_records_its_prov
     assert attrs["config"]["lr"] == 0.1 and attrs["config"]["width"] == 8 and attrs["epochs"] == 2
     assert attrs["input_shape"] == [1, 8, 8] and attrs["classes"] == 10 and attrs["dataset_source"] == digits.source
     assert attrs["param_count"] == attrs["trainable_count"] > 0 and attrs["train_seconds"] <= attrs["seconds"]
+
+
+def epoch(number, loss, val):
+    return EpochStats(number, loss, val, 1.0)
+
+
+@pytest.mark.parametrize("history, says", [
+    ([epoch(1, 2.40, 0.10)], "at chance after epoch 1: val 0.1000 (chance 0.1130), training loss 2.400 "
+                             "(a uniform guess's 2.303)"),
+    ([epoch(1, 2.20, 0.10)], None),  # its loss moved below a guess's: learning, slowly
+    ([epoch(1, 2.40, 0.30)], None),  # above chance
+    ([epoch(1, 1.00, 0.50), epoch(2, 2.50, 0.40)], "training loss rising sharply in epoch 2: 1.000 -> 2.500"),
+    ([epoch(1, 1.00, 0.50), epoch(2, 1.90, 0.40)], None),  # less than twice the last
+    ([epoch(1, 0.50, 0.50), epoch(2, 1.50, 0.40)], None),  # tripled, yet better than a uniform guess
+])
+def test_a_hopeless_trial_is_at_chance_or_its_loss_rises_sharply(history, says):
+    assert hopeless(history, 0.113, 10, steps_per_epoch=87) == says
+
+
+def test_hopeless_waits_for_enough_steps_to_judge():
+    assert hopeless([epoch(1, 2.4, 0.1)], 0.113, 10, steps_per_epoch=9) is None
+    six = [epoch(n, 2.4, 0.1) for n in range(1, 7)]  # 54 steps
+    assert hopeless(six, 0.113, 10, steps_per_epoch=9).startswith("at chance after epoch 6:")
+    assert hopeless([epoch(1, 1.0, 0.5), epoch(2, 2.5, 0.4)], 0.113, 10, steps_per_epoch=30) is None
+
+
+def test_chance_is_the_most_common_class_s_share_and_three_standard_errors():
+    labels = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    assert chance_accuracy(labels, 3) == pytest.approx(0.6 + 3 * (0.6 * 0.4 / 100) ** 0.5)
+
+
+def test_a_trial_at_chance_ends_after_its_first_epoch_whatever_the_pruner_s_minimum(write_study, storage):
+    spec = load_spec(write_study(
+        budget={"epochs": 3, "trials": 2}, pruner={"name": "median", "min_epochs": 3, "n_startup_trials": 0},
+        space={"lr": {"float": [1e-7, 2e-7], "log": True}},  # 76 steps an epoch move nothing
+        fixed={"blocks": 1, "convs_per_block": 1, "width": 8, "batchnorm": False, "optimizer": "sgd",
+               "momentum": 0.0, "batch_size": 16}))
+    result = CliRunner().invoke(main, ["run", "--study", str(spec.path), "--storage", storage, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for trial in optuna.load_study(study_name="tiny-digits", storage=storage).trials:
+        assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
+        assert trial.user_attrs["stopped"].startswith("at chance after epoch 1: val ")
+        assert f"trial #{trial.number} stopped: at chance after epoch 1" in result.stderr

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch.cli import main
 from hpsearch.search.objective import RunEvents
-from hpsearch.search.run import DecisionView, RunOptions, SamplerSeed, baseline_due, run
+from hpsearch.search.run import DecisionView, RunBudget, RunOptions, SamplerSeed, baseline_due, run
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.params import MAX_SEED
 from hpsearch.studyfile.schema import load_spec
@@ -179,18 +179,46 @@ def test_a_waiting_copy_goes_before_any_baseline():
     assert baseline_due([past_trial(0, 5), waiting], ("b1", "b2"), "r", 1, NOON) is None
 
 
-def test_a_baseline_that_meets_the_target_is_noted_and_the_run_goes_on_until_the_search_does(write_study, storage):
+def test_a_baseline_waits_while_the_run_searches_and_is_noted_when_it_meets_the_target(write_study, storage):
     path = write_study(baselines=["seed002-cnn-q9"], budget={"epochs": 2, "trials": 3},
                        target={"metric": "val_accuracy", "value": 0.5},
                        space={"lr": {"float": [1e-6, 2e-6], "log": True}})  # the search cannot learn in 2 epochs
     result = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
-    assert [t.user_attrs.get("baseline") for t in study.trials] == [None, "seed002-cnn-q9", None]  # not stopped at #1
-    q9 = study.trials[1]
-    assert q9.value >= 0.5 and all(t.value < 0.5 for t in (study.trials[0], study.trials[2]))
+    # Searching for the target, the baseline waits until the budget's last trial, so that it still runs.
+    assert [t.user_attrs.get("baseline") for t in study.trials] == [None, None, "seed002-cnn-q9"]
+    q9 = study.trials[2]
+    assert q9.value >= 0.5 and all(t.value < 0.5 for t in study.trials[:2])
     test = q9.user_attrs["test_accuracy"]
     note = (f"baseline seed002-cnn-q9 already meets the target: val {q9.value:.2%}; test {test:.2%}, "
             f"{'also at or above' if test >= 0.5 else 'below'} the target")
     assert f"  {note}\n" in result.stderr and f"B{note[1:]}." in result.stdout
     assert "target val_accuracy >= 50.00%: not reached yet" in result.stdout
+
+
+def test_once_the_search_reaches_the_target_the_run_runs_the_baselines_then_stops(write_study, storage):
+    spec = load_spec(write_study(target={"metric": "val_accuracy", "value": 0.5}, budget={"epochs": 3, "trials": 10},
+                                 baselines=["seed002-cnn-q9", "seed002-fc"]))
+    study = run(spec, storage, RunOptions(device="cpu"))
+    assert [t.user_attrs.get("baseline") for t in study.trials] == [None, "seed002-cnn-q9", "seed002-fc"]
+    assert study.trials[0].value >= 0.5 and all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_while_the_run_searches_for_its_target_a_baseline_waits_unless_the_budget_needs_it_then_runs():
+    searched = [past_trial(0, 5)]  # without a target to stop at, b1 would be due (see above)
+    assert baseline_due(searched, ("b1", "b2"), "r", 10, NOON, target="searching") is None
+    assert baseline_due(searched, ("b1", "b2"), "r", 2, NOON, target="searching") == "b1"
+    took_longer = [past_trial(0, 5), past_trial(1, 60, baseline="b1")]  # interleaving, b2 would wait (see above)
+    assert baseline_due(took_longer, ("b1", "b2"), "r", 10, NOON, target="reached") == "b2"
+
+
+def test_a_run_ends_when_what_its_timeout_leaves_is_shorter_than_its_fastest_completed_trial(write_study):
+    budget = RunBudget(load_spec(write_study()), RunOptions(timeout=100), "r")
+    view = DecisionView("r")
+    view.update([past_trial(0, 5)])
+    assert budget.decide(view, 5) == "start"
+    took = past_trial(1, 150)
+    took.set_user_attr("train_seconds", 150.0)
+    view.update([past_trial(0, 5), took])
+    assert budget.decide(view, 5) == "done" and RunBudget(budget.spec, RunOptions(), "r").seconds_left() is None

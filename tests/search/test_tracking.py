@@ -240,3 +240,11 @@ def test_a_retried_copy_logs_a_child_run_naming_the_trial_it_retries(write_study
     runs = client.search_runs([client.get_experiment_by_name("tiny-digits").experiment_id],
                               "tags.`hpsearch.role` = 'trial'")
     assert [(r.data.tags["hpsearch.trial"], r.data.tags.get("hpsearch.retries")) for r in runs] == [("1", "0")]
+
+
+def test_a_trial_hpsearch_stopped_says_why_in_mlflow():
+    from hpsearch.search.tracking import outcome
+
+    stopped = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                        user_attrs={"stopped": "at chance after epoch 1", "epochs": 1})
+    assert outcome(stopped) == "stopped: at chance after epoch 1"

@@ -169,3 +169,56 @@ def test_a_run_s_header_says_what_a_sampled_trial_and_a_baseline_train(write_stu
     assert load_spec(write_study(fixed={"blocks": 1, "epochs": 2})).describe_epochs() == "2 epochs a trial"
     searched = write_study(space={"epochs": {"int": [1, 2]}}, baselines=["seed002-cnn-q9"])
     assert load_spec(searched).describe_epochs() == "up to 2 epochs a trial (baselines 3)"
+
+
+BY_OPTIMIZER = {"optimizer": {"choice": ["sgd_nesterov", "adam"]},
+                "lr": {"by": "optimizer", "sgd_nesterov": {"float": [0.01, 0.5], "log": True},
+                       "adam": {"float": [1.0e-4, 3.0e-3], "log": True}}}
+UNFIXED = {"blocks": 1, "convs_per_block": 1, "batch_size": 64}  # the tiny study's fixed, the optimizer searched
+
+
+def test_a_range_decided_by_an_earlier_choice_parses(write_study):
+    lr = load_spec(write_study(space=BY_OPTIMIZER, fixed=UNFIXED)).space["lr"]
+    assert lr.by == "optimizer" and [value for value, _ in lr.branches] == ["sgd_nesterov", "adam"]
+    assert lr.branch("lr", "adam") == ("lr[optimizer=adam]", dict(lr.branches)["adam"])
+    assert dict(lr.branches)["adam"].high == 3.0e-3 and dict(lr.branches)["adam"].log
+
+
+@pytest.mark.parametrize("lr, key, says", [
+    ({"by": "batchnorm", "true": {"float": [0.01, 0.1]}}, "space.lr.by",
+     "\"batchnorm\" cannot decide lr's range (allowed: a parameter decided before it that every trial has: family, "
+     "output, pretrained, optimizer, lr_per_1024)"),
+    ({"by": "schedule", "cosine": {"float": [0.01, 0.1]}}, "space.lr.by",
+     "\"schedule\" cannot decide lr's range"),  # decided after lr
+    ({"by": "family", "cnn": {"float": [0.01, 0.1]}}, "space.lr.by",
+     "family must be searched as {choice: [...]} in space to decide lr's range"),
+    ({"by": "optimizer", "sgd_nesterov": {"float": [0.01, 0.5]}}, "space.lr", "has no range for optimizer adam"),
+    ({"by": "optimizer", "sgd_nesterov": {"float": [0.01, 0.5]}, "adam": {"float": [1e-4, 3e-3]},
+      "lion": {"float": [1e-4, 3e-3]}}, "space.lr.lion", "is not one of optimizer's choices (sgd_nesterov, adam)"),
+    ({"by": "optimizer", "sgd_nesterov": {"float": [0.5, 0.01]}, "adam": {"float": [1e-4, 3e-3]}},
+     "space.lr.sgd_nesterov.float", "inverted range"),
+    ({"by": "optimizer", "sgd_nesterov": {"by": "optimizer"}, "adam": {"float": [1e-4, 3e-3]}},
+     "space.lr.sgd_nesterov", "a branch is one distribution"),
+])
+def test_a_conditional_range_that_cannot_be_is_one_line(write_study, lr, key, says):
+    problems = problems_of(write_study(space={**BY_OPTIMIZER, "lr": lr}, fixed=UNFIXED))
+    assert any(p.startswith(f"{key}: ") and says in p for p in problems), problems
+
+
+@pytest.mark.parametrize("warm_start, key, says", [
+    ("other", "warm_start", "must be {study: NAME} or {study: NAME, storage: URL}"),
+    ({"study": ""}, "warm_start.study", "must be a study name"),
+    ({"study": "other", "url": "x"}, "warm_start.url", "unknown key (allowed: storage, study)"),
+    ({"study": "other", "storage": 5}, "warm_start.storage", "must be a storage URL"),
+    ({"study": "tiny-digits"}, "warm_start.study", "names this study itself"),
+])
+def test_a_warm_start_that_cannot_be_is_one_line(write_study, warm_start, key, says):
+    problems = problems_of(write_study(warm_start=warm_start))
+    assert len(problems) == 1 and problems[0].startswith(f"{key}: ") and says in problems[0], problems
+
+
+def test_a_warm_start_parses_and_never_echoes_its_storage(write_study):
+    spec = load_spec(write_study(warm_start={"study": "other", "storage": "postgresql://u:secret@db/x"}))
+    assert (spec.warm_start.study, spec.warm_start.storage) == ("other", "postgresql://u:secret@db/x")
+    problems = problems_of(write_study(warm_start={"study": "", "storage": "postgresql://u:secret@db/x"}))
+    assert "secret" not in " ".join(problems)

@@ -8,7 +8,7 @@ import pytest
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.families import MODEL_PARAMS
 from hpsearch.studyfile.schema import load_spec
-from hpsearch.training.space import sample, train_config
+from hpsearch.training.space import point, sample, train_config
 
 SPACE = {
     "blocks": {"int": [0, 3]},
@@ -134,3 +134,36 @@ def test_epochs_is_searched_or_fixed_per_trial_and_left_out_otherwise(write_stud
     assert train_config(params, epochs=P.trial_epochs(params, 25), seed=0).epochs == 6
     plain = sample(optuna.trial.FixedTrial({"lr": 0.05, "width": 8}), load_spec(write_study()))
     assert "epochs" not in plain and P.trial_epochs(plain, 3) == 3
+
+
+def test_each_branch_of_a_conditional_range_is_a_parameter_of_its_own(write_study):
+    """Adam's learning rates are drawn from Adam's range, under a name the sampler models apart from SGD's."""
+    spec = load_spec(write_study(fixed={"batch_size": 32}, space={
+        "optimizer": {"choice": ["sgd_nesterov", "adam"]},
+        "lr": {"by": "optimizer", "sgd_nesterov": {"float": [0.05, 0.5], "log": True},
+               "adam": {"float": [1.0e-4, 1.0e-3], "log": True}}}))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        params = sample(trial, spec)
+        low, high = (1.0e-4, 1.0e-3) if params["optimizer"] == "adam" else (0.05, 0.5)
+        assert low <= params["lr"] <= high
+        assert trial.params == {"optimizer": params["optimizer"], f"lr[optimizer={params['optimizer']}]": params["lr"]}
+        study.tell(trial, 0.0)
+    assert train_config(sample(optuna.trial.FixedTrial({"optimizer": "adam", "lr[optimizer=adam]": 5e-4}), spec),
+                        epochs=1, seed=0).lr == 5e-4
+
+
+def test_a_config_lies_in_the_space_where_a_point_of_it_gives_exactly_that_config(write_study):
+    spec = load_spec(write_study(space={"width": {"int": [4, 16]}, "lr": {"float": [0.01, 0.2], "log": True},
+                                        "head_widths": {"choice": [[], [32]]}},
+                                 fixed={"blocks": 1, "convs_per_block": 1, "batch_size": 64}))
+    inside = P.complete({"blocks": 1, "convs_per_block": 1, "batch_size": 64, "width": 8, "lr": 0.05,
+                         "head_widths": [32]})
+    at = point(spec, inside)
+    assert at.params == {"width": 8, "lr": 0.05, "head_widths": "[32]"} and set(at.distributions) == set(at.params)
+    assert sample(optuna.trial.FixedTrial(at.params), spec) == inside
+    assert point(spec, {**inside, "lr": 0.5}) is None  # out of its range
+    assert point(spec, {**inside, "head_widths": [64]}) is None  # not one of the choices
+    assert point(spec, {**inside, "batch_size": 32}) is None  # the space fixes 64
+    assert point(spec, P.complete({**inside, "kernel_size": 5})) is None  # neither searched nor fixed at 5
