@@ -9,14 +9,13 @@ from optuna.trial import TrialState
 from hpsearch.cli import main
 
 
-def test_the_demo_shows_baselines_sampled_trials_pruning_and_the_search_against_the_baselines(isolated):
+def test_the_demo_searches_to_its_target_then_runs_the_baselines_and_sets_the_search_against_them(isolated):
     result = CliRunner().invoke(main, ["run", "--study", "digits-quick", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     trials = optuna.load_study(study_name="digits-quick", storage="sqlite:///hpsearch.db").trials
     baselines = [t for t in trials if "baseline" in t.user_attrs]
     sampled = [t for t in trials if "baseline" not in t.user_attrs]
     assert trials[0] in sampled and len(baselines) == 2 and all(t.state == TrialState.COMPLETE for t in baselines)
-    assert any(t.state == TrialState.PRUNED for t in sampled)
     reached = next(t for t in sampled if t.state == TrialState.COMPLETE and t.value >= 0.985)
     # The search reached the target on validation (a baseline would not end it); the baselines waited for it, ran,
     # and ended the run.

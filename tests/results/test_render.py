@@ -47,7 +47,7 @@ def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):
     study.set_user_attr("dataset", "digits")
     study.add_trial(stored_trial(0.9, {}, baseline="q9\nerror: forged\x1b[2J"))
     text = invoke("best", "--study", "odd", "--storage", storage).stdout
-    assert "best trial #0 (baseline q9\\nerror: forged\\x1b[2J)\n" in text and "\x1b" not in text
+    assert "best trial #0 (baseline q9\\nerror: forged\\x1b[2J): the highest" in text and "\x1b" not in text
     assert not any(line.startswith("error") for line in text.splitlines())
 
 

@@ -187,7 +187,7 @@ def test_a_range_decided_by_an_earlier_choice_parses(write_study):
 @pytest.mark.parametrize("lr, key, says", [
     ({"by": "batchnorm", "true": {"float": [0.01, 0.1]}}, "space.lr.by",
      "\"batchnorm\" cannot decide lr's range (allowed: a parameter decided before it that every trial has: family, "
-     "output, pretrained, optimizer, lr_per_1024)"),
+     "output, pretrained, epochs, optimizer, lr_per_1024)"),
     ({"by": "schedule", "cosine": {"float": [0.01, 0.1]}}, "space.lr.by",
      "\"schedule\" cannot decide lr's range"),  # decided after lr
     ({"by": "family", "cnn": {"float": [0.01, 0.1]}}, "space.lr.by",
