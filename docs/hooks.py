@@ -165,7 +165,7 @@ def studies() -> str:
 
     rows = []
     for path in catalog.shipped_study_files():
-        spec = catalog.load_study_spec(str(path), deep=False)
+        spec = catalog.load_study_spec(str(path))
         rows.append((f"`{spec.name}`", spec.about, spec.dataset.name, str(spec.budget.epochs), str(spec.budget.trials),
                      spec.describe_target(), ", ".join(f"`{b}`" for b in spec.baselines) or "none"))
     return _table(("study", "about", "dataset", "epochs", "trials a run", "target", "baselines"), rows)
