@@ -40,10 +40,11 @@ if TYPE_CHECKING:
     from hpsearch.search.slurm import ArrayJob
     from hpsearch.search.workers import WorkerSlot
     from hpsearch.results.export import TrialConfig
+    from hpsearch.training.devicedata import DeviceData
     from hpsearch.training.retrain import Retrained, TrainPlan
 
 __all__ = ["Confirmed", "Exported", "Report", "ReportTables", "RunPlan", "RunResult", "Submitted", "Table", "Trained",
-           "Trial", "best", "confirm", "dashboard", "export", "front", "load_model", "load_study", "report",
+           "Trial", "best", "confirm", "dashboard", "export", "front", "load_data", "load_model", "load_study", "report",
            "report_rows", "run", "studies", "submit", "summary", "train"]
 
 Study = str | Path | Mapping[str, Any]  # a shipped study's name, a study file, or a study file's keys as a dict
@@ -60,6 +61,14 @@ def load_study(study: Study) -> StudySpec:
 
         return parse_spec(dict(study), path=DICT_PATH, default_name=None)
     return catalog.load_study_spec(str(study))
+
+
+def load_data(study: Study, *, device: str = "cpu", data_dir: Path | None = None) -> DeviceData:
+    """The study's dataset split as its trials see it: train_x, train_y, val_x, val_y, test_x, test_y as tensors
+    (uint8 images, class labels) on `device`, and normalize(images), which makes them a model's input."""
+    from hpsearch.training import devicedata
+
+    return devicedata.load(load_study(study).dataset, devicedata.resolve_device(device), data_dir)
 
 
 def studies() -> list[StudySpec]:
@@ -86,6 +95,8 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What run() did: the study as stored now, the run's own outcome, and the study's summary."""
+
     study: optuna.Study
     spec: StudySpec
     run_id: str
@@ -194,6 +205,8 @@ def _tracker(given: str | None, study: str, url: str):
 
 @dataclass(frozen=True)
 class Submitted:
+    """What submit() handed to SLURM, or would have (a dry run)."""
+
     job: ArrayJob
     storage: str  # the URL its tasks run on (it may hold a password: storage.mask it before showing it)
     script: str  # the batch script
@@ -295,6 +308,8 @@ class Table:
 
 @dataclass(frozen=True)
 class ReportTables:
+    """The report's tables as rows: report_rows()."""
+
     trials: Table  # the study file's baselines beside the best searched trials
     confirmation: Table  # the confirmed trials, best mean first (no rows before `confirm`)
     verdict: tuple[str, ...]  # what the confirmation says of the winner
@@ -315,6 +330,8 @@ def report_rows(study: Study, *, storage: str | None = None) -> ReportTables:
 
 @dataclass(frozen=True)
 class Report:
+    """The report as report() wrote it."""
+
     markdown: str  # the report, as `hpsearch report` prints it
     written: tuple[Path, ...]  # what `out` wrote: the .md file, or report.md, the plots and index.html
 
@@ -345,6 +362,8 @@ def report(study: Study, *, storage: str | None = None, out: Path | None = None)
 
 @dataclass(frozen=True)
 class Exported:
+    """What export() wrote, and of which trial."""
+
     trial: Trial
     config: Path  # the config file written
     weights: Path | None  # the trial's stored weights copied beside it, if it kept any and they were asked for
@@ -373,14 +392,15 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
 
 
 def dashboard(study: Study, *, storage: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-              announce: Callable[[str], None] = lambda address: None) -> None:
+              announce: Callable[[str], None] | None = None) -> None:
     """`hpsearch dashboard`: optuna-dashboard on the study's storage and weights until interrupted; `announce` gets
     the study's page address once it is known."""
     from hpsearch.results import dashboard as dashboard_module
     from hpsearch.storage import storage_url
 
     url = storage_url(storage)
-    dashboard_module.serve(url, _opened(study, url)[0].study_name, host=host, port=port, announce=announce)
+    dashboard_module.serve(url, _opened(study, url)[0].study_name, host=host, port=port,
+                           announce=announce or (lambda address: None))
 
 
 def _argument(study: Study) -> str:
@@ -418,6 +438,8 @@ def _stored(name: str, url: str) -> optuna.Study:
 
 @dataclass(frozen=True)
 class Trained:
+    """What train() trained and wrote."""
+
     out: Path  # the folder: the config's copy, seed-S.safetensors each, results.json
     runs: tuple[Retrained, ...]  # each seed's record, model, history and accuracies
     results: dict[str, Any]  # results.json: per seed, and the test accuracy's mean and sample std
@@ -425,7 +447,7 @@ class Trained:
 
 def train(config: Path, *, seeds: int = 1, out: Path | None = None, device: str = "auto",
           data_dir: Path | None = None, progress: Callable[[TrainPlan], contextlib.AbstractContextManager] | None = None,
-          on_seed: Callable[[Retrained, TrialConfig], None] = lambda run, config: None) -> Trained:
+          on_seed: Callable[[Retrained, TrialConfig], None] | None = None) -> Trained:
     """`hpsearch train`: an exported config trained again with `seeds` seeds (its own, then one more each);
     `out` defaults to the config's name plus -trained. on_seed(run, config) gets each seed's result as it is
     saved (config.metrics: what the trial reached); the value
@@ -439,6 +461,8 @@ def train(config: Path, *, seeds: int = 1, out: Path | None = None, device: str 
 
 @dataclass(frozen=True)
 class Confirmed:
+    """The confirmed trials once every seed asked for is stored: confirm()."""
+
     table: Table  # the confirmed trials, best mean validation accuracy first
     verdict: tuple[str, ...]  # what they say of the winner
     said: tuple[str, ...]  # with several workers, what each said (a line per seed), in worker order
@@ -447,7 +471,7 @@ class Confirmed:
 def confirm(study: Study, *, storage: str | None = None, top: int = 3, seeds: int = 3, workers: int = 1,
             device: str = "auto", data_dir: Path | None = None, mlflow: str | None = None, as_worker: bool = False,
             progress: Callable[[ConfirmPlan], contextlib.AbstractContextManager] | None = None,
-            on_seed: Callable[[Job, dict], None] = lambda job, result: None) -> Confirmed | None:
+            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: the best `top` trials trained again with `seeds` new seeds each, in this process or in
     `workers` processes on this machine (more may join from others), each result stored as it is trained and
     given to on_seed; running it again trains only what is missing. The best mean validation accuracy becomes

@@ -242,7 +242,7 @@ Progress = Callable[[ConfirmPlan], AbstractContextManager[object]]
 def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, workers: int = 1, device: str = "auto",
             data_dir: Path | None = None, tracker: Tracker | None = None, as_worker: bool = False,
             progress: Progress | None = None,
-            on_seed: Callable[[Job, dict], None] = lambda job, result: None) -> Confirmed | None:
+            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: train what is missing of the best `top` trials' `seeds` seeds, in this process or in
     `workers` processes on this machine, each result stored (and sent to `tracker`) as it is trained; then the
     confirmed trials as the report shows them. With `as_worker` this process is one of those workers: it trains
@@ -252,7 +252,8 @@ def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, work
     from hpsearch.training.devicedata import resolve_device
 
     def seed_done(job: Job, result: dict) -> None:
-        on_seed(job, result)
+        if on_seed:
+            on_seed(job, result)
         if tracker:
             tracker.confirmed(job.trial, result)
 

@@ -112,7 +112,7 @@ Progress = Callable[[TrainPlan], AbstractContextManager[RetrainEvents | None]]
 
 def train_seeds(config_path: Path, seeds: int, device: str, *, out: Path | None = None, data_dir: Path | None = None,
                 progress: Progress | None = None,
-                on_seed: Callable[[Retrained, TrialConfig], None] = lambda run, config: None) -> TrainedSeeds:
+                on_seed: Callable[[Retrained, TrialConfig], None] | None = None) -> TrainedSeeds:
     """`hpsearch train`: the exported config at `config_path` trained with `seeds` seeds (its own, then one more
     each), each seed's weights saved in `out` as it finishes (then given to on_seed with the config), then
     results.json. `out` defaults to the config's name without its suffix, plus -trained; a folder this made is
@@ -134,7 +134,8 @@ def train_seeds(config_path: Path, seeds: int, device: str, *, out: Path | None 
                 save_retrained(retrained, out, config_path)
                 events.seed_finished()
                 runs.append(retrained)
-                on_seed(retrained, config)
+                if on_seed:
+                    on_seed(retrained, config)
         summary = results(runs, torch_device)
         write_atomic(out / "results.json", json.dumps(summary, indent=2) + "\n")
     return TrainedSeeds(out, tuple(runs), summary)
