@@ -4,8 +4,9 @@ A page asks for a generated part with a marker line, `<!-- generated: NAME -->`;
 replaces it with GENERATED[NAME](), and drops a paragraph that starts with `<!-- unbuilt -->` (a note
 for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committed, so nothing can go stale:
 the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
-baselines, the shipped studies), the command reference from click's own `--help`, and the
-benchmarks page from bench/results/*.json. tests/test_docs.py calls the same functions.
+baselines, the shipped studies), the command reference from click's own `--help`, the Python API's from
+hpsearch.api's names and docstrings, and the benchmarks page from bench/results/*.json. tests/test_docs.py
+calls the same functions.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def studies() -> str:
 
     rows = []
     for path in catalog.shipped_study_files():
-        spec = catalog.load_study_spec(str(path), deep=False)
+        spec = catalog.load_study_spec(str(path))
         rows.append((f"`{spec.name}`", spec.about, spec.dataset.name, str(spec.budget.epochs), str(spec.budget.trials),
                      spec.describe_target(), ", ".join(f"`{b}`" for b in spec.baselines) or "none"))
     return _table(("study", "about", "dataset", "epochs", "trials a run", "target", "baselines"), rows)
@@ -209,6 +210,32 @@ def commands() -> str:
     for name in command_names():
         command = main.get_command(root, name)
         parts.append(f"## {name}\n\n```text\n{help_of(command, click.Context(command, info_name=name, parent=root, **width))}\n```\n")
+    return "\n".join(parts)
+
+
+# --- the Python API ---------------------------------------------------------------------------------------
+
+def python_api() -> str:
+    """Every public name of hpsearch.api in __all__'s order: a function's signature (annotations left to its
+    docstring) and docstring, a result type's fields with their types."""
+    import dataclasses
+    import inspect
+
+    from hpsearch import api
+
+    parts = []
+    for name in api.__all__:
+        obj = getattr(api, name)
+        doc = inspect.getdoc(obj) or ""
+        if dataclasses.is_dataclass(obj):
+            fields = "\n".join(f"    {f.name}: {f.type}" for f in dataclasses.fields(obj))
+            parts.append(f"### {name}\n\n```python\n@dataclass(frozen=True)\nclass {name}:\n{fields}\n```\n\n{doc}\n")
+            continue
+        signature = inspect.signature(obj)
+        bare = signature.replace(parameters=[p.replace(annotation=inspect.Parameter.empty)
+                                             for p in signature.parameters.values()],
+                                 return_annotation=inspect.Signature.empty)
+        parts.append(f"### {name}\n\n```python\napi.{name}{bare}\n```\n\n{doc}\n")
     return "\n".join(parts)
 
 
@@ -284,7 +311,8 @@ def benchmarks() -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "top_keys": top_keys, "parameters": parameters, "families": families, "datasets": datasets,
     "dataset_keys": dataset_keys, "samplers": samplers, "pruners": pruners, "baselines": baselines,
-    "studies": studies, "studies_files": studies_files, "commands": commands, "benchmarks": benchmarks,
+    "studies": studies, "studies_files": studies_files, "commands": commands, "python_api": python_api,
+    "benchmarks": benchmarks,
 }
 
 

@@ -208,6 +208,12 @@ def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
 
 def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = "best") -> dict[str, torch.Tensor]:
     """The stored weights of a trial ("best": the best-ranked trial that has weights), on the CPU."""
+    return load_state_dict_file(stored_weights(storage_url, study_name, trial))
+
+
+def stored_weights(storage_url: str, study_name: str, trial: int | str = "best") -> Path:
+    """The file of a trial's stored weights ("best": the best-ranked trial that has weights); HpsearchError with
+    the fix where there is none."""
     try:
         study = optuna.load_study(study_name=study_name, storage=open_existing(storage_url))
     except KeyError:
@@ -218,7 +224,7 @@ def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = 
         if found is None:
             raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights "
                                 f"in {artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
-        return load_state_dict_file(found[1])
+        return found[1]
     if not str(trial).isdigit():
         raise HpsearchError(f"trial {trial!r}: give a trial number or \"best\"")
     number = int(trial)
@@ -228,5 +234,5 @@ def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = 
         raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights (only the best completed "
                             f"trials keep theirs): retrain it with `hpsearch export --study {study_name} --trial "
                             f"{number} -o trial.yaml` then `hpsearch train --config trial.yaml`")
-    return load_state_dict_file(path)
+    return path
 

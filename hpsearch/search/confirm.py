@@ -23,9 +23,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
@@ -41,6 +42,9 @@ from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
 from hpsearch.storage import NoLock, shared_lock
 from hpsearch.training import retrain
 from hpsearch.training.train import EpochStats
+
+if TYPE_CHECKING:
+    from hpsearch.search.tracking import Tracker
 
 CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
 CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
@@ -209,6 +213,71 @@ def _lost(claim: dict) -> bool:
         except PermissionError:  # alive, someone else's
             pass
     return time.time() - claim["at"] > CLAIM_STALE_S
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    """What a confirmation is about to do, for its display to say first."""
+
+    study: str
+    trials: int  # how many trials it confirms: the best `top` (fewer where fewer completed)
+    seeds: tuple[int, ...]  # the seeds each trial is trained with
+    to_train: int  # training runs no worker has stored yet
+    workers: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The confirmation's outcome, read back from the storage once every worker has finished."""
+
+    table: list[tuple[str, ...]]  # report.confirmation's rows: the confirmed trials, best mean first
+    verdict: list[str]  # what they say of the winner
+    said: list[str]  # with several workers, what each said (a line per seed), in worker order
+
+
+Progress = Callable[[ConfirmPlan], AbstractContextManager[object]]
+
+
+def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, workers: int = 1, device: str = "auto",
+            data_dir: Path | None = None, tracker: Tracker | None = None, as_worker: bool = False,
+            progress: Progress | None = None,
+            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+    """`hpsearch confirm`: train what is missing of the best `top` trials' `seeds` seeds, in this process or in
+    `workers` processes on this machine, each result stored (and sent to `tracker`) as it is trained; then the
+    confirmed trials as the report shows them. With `as_worker` this process is one of those workers: it trains
+    its share and returns None."""
+    from hpsearch.results import report
+    from hpsearch.search.studystore import load_existing
+    from hpsearch.training.devicedata import resolve_device
+
+    def seed_done(job: Job, result: dict) -> None:
+        if on_seed:
+            on_seed(job, result)
+        if tracker:
+            tracker.confirmed(job.trial, result)
+
+    if tracker:
+        tracker.study_opened(study)
+    torch_device = resolve_device(device)
+    if as_worker:
+        Confirmation(study, storage_url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=seed_done)
+        return None
+    todo = missing(study, top, seeds)
+    plan = ConfirmPlan(study.study_name, len(chosen(study, top)), tuple(seeds_for(base_seed(study), seeds)),
+                       len(todo), workers, torch_device)
+    said = []
+    with progress(plan) if progress else nullcontext():
+        if todo and workers == 1:
+            Confirmation(study, storage_url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=seed_done)
+        elif todo:
+            said = run_workers(study.study_name, storage_url, top, seeds, workers, device, data_dir,
+                               mlflow=tracker and tracker.uri)
+    study = load_existing(study.study_name, storage_url)  # a fresh read: the results are on finished trials
+    if tracker:
+        tracker.summarize(study)
+    table, verdict = report.confirmation(ranking.study_trials(study))
+    return Confirmed(table, verdict, said)
 
 
 def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers: int, device: str,
