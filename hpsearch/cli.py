@@ -592,8 +592,10 @@ def export(study_name, storage, number, out, weights):
     if copied is not None:
         click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
     elif weights:
-        click.echo(f"trial #{trial.number} has no stored weights (only the best trials keep theirs): "
-                   f"`hpsearch train --config {out}` trains it again", err=True)
+        why = (f"they could not be written: {escape.terminal(trial.user_attrs[A.WEIGHTS_NOT_KEPT])}"
+               if A.WEIGHTS_NOT_KEPT in trial.user_attrs else "only the best trials keep theirs")
+        click.echo(f"trial #{trial.number} has no stored weights ({why}): `hpsearch train --config {out}` trains it "
+                   "again", err=True)
 
 
 @main.command()
