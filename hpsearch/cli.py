@@ -461,8 +461,10 @@ def export(study_name, storage, number, out, weights):
     if done.weights is not None:
         click.echo(f"wrote {done.weights} (the trial's stored weights)", err=True)
     elif weights:
-        click.echo(f"trial #{trial.number} has no stored weights (only the best trials keep theirs): "
-                   f"`hpsearch train --config {out}` trains it again", err=True)
+        why = (f"they could not be written: {escape.terminal(done.weights_not_kept)}" if done.weights_not_kept
+               else "only the best trials keep theirs")
+        click.echo(f"trial #{trial.number} has no stored weights ({why}): `hpsearch train --config {out}` trains it "
+                   "again", err=True)
 
 
 @main.command()

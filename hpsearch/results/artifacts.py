@@ -231,8 +231,10 @@ def stored_weights(storage_url: str, study_name: str, trial: int | str = "best")
     chosen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     path = trial_weights_path(storage_url, chosen) if chosen is not None else None
     if path is None:
-        raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights (only the best completed "
-                            f"trials keep theirs): retrain it with `hpsearch export --study {study_name} --trial "
+        why = (f"they could not be written: {chosen.user_attrs[A.WEIGHTS_NOT_KEPT]}"
+               if chosen is not None and A.WEIGHTS_NOT_KEPT in chosen.user_attrs
+               else "only the best completed trials keep theirs")
+        raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights ({why}): retrain it with `hpsearch export --study {study_name} --trial "
                             f"{number} -o trial.yaml` then `hpsearch train --config trial.yaml`")
     return path
 

@@ -13,7 +13,7 @@ from hpsearch import trialrecord as A
 from hpsearch.results.ranking import val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
 from hpsearch.results.stats import describe as describe_spread
-from hpsearch.results.trials import curve
+from hpsearch.results.trials import curve, describe_accepted_change
 from hpsearch.studyfile.limits import describe
 
 
@@ -60,6 +60,8 @@ def _text(summary: dict[str, Any]) -> list[str]:
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
     lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}",
              f"stop rule: {summary['stop_rule']}"]
+    lines += [f"changed {describe_accepted_change(accepted)}: ranked with the trials before it"
+              for accepted in summary.get("accepted_changes", [])]
     if copied := summary.get("warm_start"):
         lines.append(f"warm start: {plural(copied['trials'], 'trial')} of study {', '.join(copied['from'])}, "
                      "observations for the sampler, counted nowhere else")

@@ -17,6 +17,7 @@ Training is retrain.retrain, the same code `hpsearch train --seeds` runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -39,12 +40,14 @@ from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
-from hpsearch.storage import NoLock, shared_lock
+from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, shared_lock
 from hpsearch.training import retrain
 from hpsearch.training.train import EpochStats
 
 if TYPE_CHECKING:
     from hpsearch.search.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
 CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
@@ -121,7 +124,7 @@ class Confirmation:
                 result = self._train(job, on_epoch)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
                 hold_signals()
-                self._locked(lambda: self._release(job))
+                self._release_interrupted(job)
                 raise
             self._locked(lambda: self._store(job, result))
             on_seed(job, result)
@@ -143,6 +146,20 @@ class Confirmation:
         except HpsearchError as exc:  # the loss diverged with this seed: a result too
             return {"seed": job.seed, "failure": str(exc), "device": str(self.device)}
         return {**retrain.seed_result(retrained), "device": str(self.device)}
+
+    def _release_interrupted(self, job: Job) -> None:
+        """Free a stopping worker's claim, waiting STOPPING_LOCK_WAIT_S at most for the lock (signals are held, so a
+        longer wait could not be cut short): where the storage cannot take it now, the claim lapses once its worker
+        is seen gone, and the next confirm trains the job then."""
+        try:
+            self.lock.acquire(time.monotonic() + STOPPING_LOCK_WAIT_S)
+            try:
+                self._release(job)
+            finally:
+                self.lock.release()
+        except Exception as exc:  # noqa: BLE001 - the worker is stopping; its exit status must stay 130 / 143
+            log.warning("trial #%d seed %d was left claimed (%s): the next confirm trains it once this worker is seen "
+                        "gone", job.trial.number, job.seed, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     # Everything below runs under the study lock.
 

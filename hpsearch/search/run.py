@@ -33,6 +33,7 @@ from hpsearch.search.signals import hold_signals
 from hpsearch.search.preflight import check_storage
 from hpsearch.search.studystore import open_study
 from hpsearch.storage import (
+    STOPPING_LOCK_WAIT_S,
     LockWaitExpired,
     NoLock,
     cached,
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 
 
 BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's trial time goes to them
-REQUEUE_WAIT_S = 10  # an interrupted run waits this long for the study lock to queue its trial's copy (signals held)
 
 
 def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
@@ -424,7 +424,7 @@ def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None
     """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint). Where the
     storage cannot take it now, say so and let the interruption end the run as it would."""
     try:
-        lock.acquire(time.monotonic() + REQUEUE_WAIT_S)
+        lock.acquire(time.monotonic() + STOPPING_LOCK_WAIT_S)
         trial = study.get_trials(deepcopy=False)[number]
         if trial.state == TrialState.FAIL:
             queue_retry(study, trial)

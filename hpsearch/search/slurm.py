@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpsearch import __version__
+from hpsearch import __version__, escape
 from hpsearch.errors import ClusterError
 from hpsearch.paths import slug
 from hpsearch.search.workers import worker_environment
@@ -134,8 +134,9 @@ def check_shared(url: str, checkpoints: Path) -> None:
         raise ClusterError(f"{mask(url)} is an SQLite file, which processes on one machine only can share: use "
                            "PostgreSQL (export HPSEARCH_STORAGE=postgresql://...), or --one-node if every task runs "
                            "on this node")
+    shown = escape.terminal(str(checkpoints))
     where = ("$HPSEARCH_CHECKPOINTS is not set" if not os.environ.get("HPSEARCH_CHECKPOINTS")
-             else f"$HPSEARCH_CHECKPOINTS={checkpoints} is on this node only" if node_local(checkpoints) else None)
+             else f"$HPSEARCH_CHECKPOINTS={shown} is on this node only" if node_local(checkpoints) else None)
     if where:
         raise ClusterError(f"{where}: set it to a folder every node sees (a shared file system), where a requeued "
                            "task's trial resumes from its checkpoint; or --one-node if every task runs on this node")
