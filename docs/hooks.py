@@ -255,6 +255,8 @@ WHAT = {  # what each benchmark script measures, in one line
     "big_study.py": "What a study's size costs a run: the same trials on an empty study and on a large one.",
     "mlflow_overhead.py": "What `--mlflow` costs a trial: the same digits runs with and without it, in turn, to a "
                           "local MLflow store: wall seconds per epoch.",
+    "time_to_target.py": "The mission's study from an empty storage until a sampled trial meets its target on "
+                         "validation, `hpsearch run` against a hand-written Optuna script on the same study, in turn.",
 }
 
 
@@ -285,6 +287,14 @@ def _headline(d: Mapping[str, Any]) -> str:
         return (f"Seconds per epoch, median of {d['rounds']} rounds of {d['trials_per_run']} digits trials each: "
                 f"{m['without']:.4f} without `--mlflow`, {m['with']:.4f} with it (MLflow {d['mlflow']}): "
                 f"{d['ratio_with_to_without']:.3f}×.\n")
+    if "time_to_target.py" in command:
+        rows = [(r["arm"], str(r["seed"]),
+                 f"{r['wall_s_to_target'] / 60:.1f} min" if r["reached"] else f"not met in {d['cap_minutes']:g} min",
+                 f"{r['trial_val_accuracy']:.2%} / {r['trial_test_accuracy']:.2%}" if r["reached"] else "")
+                for r in d["runs"]]
+        medians = "; ".join(f"{arm} {s['median_minutes']} min" if s["median_met_within_cap"] else f"{arm} not met"
+                            for arm, s in d["summary"].items() if s["seeds"])
+        return _table(("arm", "seed", "time to target", "val / test at it"), rows) + f"\nMedians: {medians}.\n"
     return ""
 
 
