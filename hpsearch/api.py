@@ -123,15 +123,10 @@ def run(study: Study, *, storage: str | None = None, n_trials: int | None = None
     trial_ended(trial, worker). `finish=False` is for a worker of a larger run, which ends it: no dashboard
     note, no MLflow summary, no RunEnd.
     """
-    if n_trials is not None and until is not None:
-        raise HpsearchError("give n_trials (trials to add) or until (a total to reach), not both")
-    _check_mlflow(mlflow)
-    spec = load_study(study)
-    from hpsearch.search import preflight
-
-    preflight.check(spec)
+    spec = _checked(study, n_trials, until, mlflow)
     import torch
 
+    from hpsearch.search import preflight
     from hpsearch.search import run as run_module
     from hpsearch.search.workers import plan_workers
     from hpsearch.storage import storage_url
@@ -186,6 +181,19 @@ def _events(shown, tracker) -> dict:
     return {"events": EventsTo(*targets), "callbacks": [target.trial_finished for target in targets]}
 
 
+def _checked(study: Study, n_trials: int | None, until: int | None, mlflow: str | None) -> StudySpec:
+    """What run() and submit() check before anything starts: their options, the MLflow extra where asked for, and
+    the study with the checks that build its sampler, pruner and models (search/preflight.py)."""
+    if n_trials is not None and until is not None:
+        raise HpsearchError("give n_trials (trials to add) or until (a total to reach), not both")
+    _check_mlflow(mlflow)
+    spec = load_study(study)
+    from hpsearch.search import preflight
+
+    preflight.check(spec)
+    return spec
+
+
 def _check_mlflow(given: str | None) -> None:
     """MLflow asked for without the package: one line, before anything slow loads."""
     import importlib.util
@@ -219,15 +227,11 @@ def submit(study: str | Path, *, jobs: int, storage: str | None = None, gpus_per
            one_node: bool = False, mlflow: str | None = None, dry_run: bool = False) -> Submitted:
     """`hpsearch submit`: the study as a SLURM job array of `jobs` tasks, each `hpsearch run` on its storage; with
     dry_run, the batch script only. The study file and the storage are checked here, not in every task's log."""
-    if n_trials is not None and until is not None:
-        raise HpsearchError("give n_trials (trials to add) or until (a total to reach), not both")
-    _check_mlflow(mlflow)
-    spec = load_study(study)
+    spec = _checked(study, n_trials, until, mlflow)
     from hpsearch.search import preflight, slurm
     from hpsearch.search.tracking import tracking_uri
     from hpsearch.storage import storage_url
 
-    preflight.check(spec)
     url = storage_url(storage)
     job = slurm.plan(str(study), spec, url, jobs=jobs, gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu or 1,
                      partition=partition, time=time, n_trials=n_trials, until=until, sbatch_args=tuple(sbatch_args),
