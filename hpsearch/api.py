@@ -372,7 +372,7 @@ class Exported:
     config: Path  # the config file written
     weights: Path | None  # the trial's stored weights copied beside it, if it kept any and they were asked for
     front: tuple[int, tuple[str, ...]] | None  # the best of two objectives: the front's size and the objectives
-    weights_not_kept: str | None  # why a completed trial has no weights where it could not write them
+    no_weights_why: str | None  # why no weights were copied where they were asked for and the trial has none
 
 
 def export(study: Study, out: Path, *, storage: str | None = None, trial: int | None = None,
@@ -393,9 +393,10 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
     on_front = None
     if trial is None and len(names := objectives(stored)) > 1:
         on_front = (len(ranking.front(stored.get_trials(deepcopy=False), against=names[1])), tuple(names))
-    from hpsearch import trialrecord as A
+    from hpsearch.results.artifacts import why_no_weights
 
-    return Exported(Trial(**summarize_trial(chosen)), out, copied, on_front, chosen.user_attrs.get(A.WEIGHTS_NOT_KEPT))
+    no_weights_why = why_no_weights(chosen.user_attrs) if weights and copied is None else None
+    return Exported(Trial(**summarize_trial(chosen)), out, copied, on_front, no_weights_why)
 
 
 def dashboard(study: Study, *, storage: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

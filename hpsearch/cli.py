@@ -460,11 +460,9 @@ def export(study_name, storage, number, out, weights):
                    f"{' and '.join(objectives)}; `hpsearch best` lists them, --trial N exports another", err=True)
     if done.weights is not None:
         click.echo(f"wrote {done.weights} (the trial's stored weights)", err=True)
-    elif weights:
-        why = (f"they could not be written: {escape.terminal(done.weights_not_kept)}" if done.weights_not_kept
-               else "only the best trials keep theirs")
-        click.echo(f"trial #{trial.number} has no stored weights ({why}): `hpsearch train --config {out}` trains it "
-                   "again", err=True)
+    elif done.no_weights_why:
+        click.echo(f"trial #{trial.number} has no stored weights ({escape.terminal(done.no_weights_why)}): "
+                   f"`hpsearch train --config {out}` trains it again", err=True)
 
 
 @main.command()
