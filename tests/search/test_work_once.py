@@ -21,7 +21,7 @@ from optuna.distributions import (
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.storage import cached, driver_url, open_storage
-from hpsearch.trialrows import TrialCache, TrialRowsStorage
+from hpsearch.storage.rows import TrialCache, TrialRowsStorage
 from tests.helpers import POSTGRES, needs_postgres
 
 

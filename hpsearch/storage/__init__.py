@@ -25,7 +25,7 @@ from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
-from hpsearch.trialrows import TrialCache, TrialRowsStorage
+from hpsearch.storage.rows import TrialCache, TrialRowsStorage
 
 log = logging.getLogger(__name__)
 
