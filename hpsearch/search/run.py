@@ -28,6 +28,7 @@ from hpsearch.results.artifacts import WeightKeeper
 from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline, is_warm_start
 from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
+from hpsearch.search.retries import fail_lost_trials, queue_retry
 from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.studystore import check_existing, open_study
@@ -36,19 +37,17 @@ from hpsearch.storage import (
     NoLock,
     cached,
     check_sqlite_folder,
-    fail_lost_trials,
     is_new_sqlite,
     open_storage,
-    queue_retry,
     shared_lock,
     sqlite_file,
+    writable_checkpoint_root,
 )
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import DATASETS, StudySpec
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import space, transfer
-from hpsearch.training.checkpoint import writable_checkpoint_root
 from hpsearch.training.devicedata import resolve_device
 from hpsearch.training.space import fit_problem
 
@@ -264,7 +263,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if is_new_sqlite(storage_url):  # made once the data is read: a run that cannot start writes nothing
         check_sqlite_folder(sqlite_file(storage_url))
     else:  # fail fast, before reading any data
-        storage = cached(open_storage(storage_url, heartbeat=options.heartbeat))
+        storage = cached(open_storage(storage_url, heartbeat=options.heartbeat, on_lost=queue_retry))
         check_existing(spec, storage, options.accept_change)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     checkpoints = writable_checkpoint_root(storage_url)
@@ -275,7 +274,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
-    storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat))
+    storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat, on_lost=queue_retry))
     seed = SamplerSeed(spec, options.seed)
     queue = Queue(spec, data, seed.base, source.config if source is not None else None)
     budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)
