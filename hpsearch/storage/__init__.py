@@ -12,7 +12,15 @@ What happens to a lost or failed trial is the search's policy, not the storage's
 """
 
 from hpsearch.storage.folders import checkpoint_root, folder_beside, side_folder, writable_checkpoint_root
-from hpsearch.storage.locks import LOCK_BRIEF_S, FileLock, LockWaitExpired, NoLock, advisory_key, shared_lock
+from hpsearch.storage.locks import (
+    LOCK_BRIEF_S,
+    STOPPING_LOCK_WAIT_S,
+    FileLock,
+    LockWaitExpired,
+    NoLock,
+    advisory_key,
+    shared_lock,
+)
 from hpsearch.storage.opening import (
     cached,
     check_sqlite_folder,
@@ -34,7 +42,7 @@ from hpsearch.storage.urls import (
 )
 
 __all__ = [
-    "CONNECT_TIMEOUT_S", "LOCK_BRIEF_S", "FileLock", "LockWaitExpired", "NoLock", "advisory_key", "cached",
+    "CONNECT_TIMEOUT_S", "LOCK_BRIEF_S", "STOPPING_LOCK_WAIT_S", "FileLock", "LockWaitExpired", "NoLock", "advisory_key", "cached",
     "check_sqlite_folder", "checkpoint_root", "driver_url", "engine_options", "folder_beside", "is_new_sqlite",
     "mask", "open_existing", "open_storage", "quiet_experimental", "scrub", "secrets", "shared_lock", "side_folder",
     "sqlite_file", "storage_failure", "storage_url", "writable_checkpoint_root",
