@@ -19,6 +19,7 @@ from hpsearch.storage import open_storage, opening, optuna_private, rows
 PACKAGE = Path(hpsearch.__file__).parent
 ADAPTER = PACKAGE / "storage" / "optuna_private.py"
 LAYERS = ("studyfile", "results", "training", "search")
+INTERNAL = {"get_storage"}  # public names Optuna's docstrings mark "only for internal usage"
 
 
 def _tree(path: Path) -> ast.Module:
@@ -28,21 +29,7 @@ def _tree(path: Path) -> ast.Module:
 def _optuna_private_names() -> set[str]:
     """Every _name Optuna's source defines or uses, and the public names it marks "only for internal usage"."""
     source = "\n".join(p.read_text() for p in Path(optuna.__file__).parent.rglob("*.py"))
-    return set(re.findall(r"\b_[A-Za-z]\w*", source)) - {n for n in re.findall(r"\b__\w+", source)} | {"get_storage"}
-
-
-def _hpsearch_defined_names() -> set[str]:
-    """The _names hpsearch defines itself: its functions, classes, module names and attributes it assigns."""
-    names = set()
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(_tree(path)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-                    for part in ast.walk(target):
-                        names.add(part.attr if isinstance(part, ast.Attribute) else getattr(part, "id", ""))
-    return {name for name in names if name.startswith("_")}
+    return set(re.findall(r"\b_[A-Za-z]\w*", source)) - {n for n in re.findall(r"\b__\w+", source)} | INTERNAL
 
 
 def _private_uses(path: Path, *, own_attributes: bool) -> set[str]:
@@ -53,8 +40,11 @@ def _private_uses(path: Path, *, own_attributes: bool) -> set[str]:
     for node in ast.walk(_tree(path)):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "optuna":
             found |= {part for part in node.module.split(".") if part.startswith("_")}
-            found |= {alias.name for alias in node.names if alias.name.startswith("_")}
-        elif isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr == "get_storage"):
+            found |= {alias.name for alias in node.names if alias.name.startswith("_") or alias.name in INTERNAL}
+        elif isinstance(node, ast.Import):
+            found |= {part for alias in node.names if alias.name.split(".")[0] == "optuna"
+                      for part in alias.name.split(".") if part.startswith("_")}
+        elif isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr in INTERNAL):
             on_itself = (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")) or (
                 isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "super")
             if own_attributes or not on_itself:
@@ -65,9 +55,9 @@ def _private_uses(path: Path, *, own_attributes: bool) -> set[str]:
 
 
 def test_no_module_but_the_adapter_uses_a_private_name_of_optuna():
-    optunas, ours = _optuna_private_names(), _hpsearch_defined_names()
+    optunas = _optuna_private_names()
     found = {f"{path.relative_to(PACKAGE.parent)}: {name}" for path in PACKAGE.rglob("*.py") if path != ADAPTER
-             for name in (_private_uses(path, own_attributes=False) & optunas) - ours}
+             for name in _private_uses(path, own_attributes=False) & optunas}
     assert not found, "Optuna's private names belong in hpsearch/storage/optuna_private.py only"
 
 
