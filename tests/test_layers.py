@@ -57,6 +57,14 @@ def test_a_module_imports_only_its_own_layer_the_ones_before_it_and_the_shared_m
     assert not upward, f"{module} ({ORDER[here] if here >= 0 else 'shared'}) imports {upward}"
 
 
+def test_training_imports_no_storage():
+    """Training is handed folders and files (a checkpoint's path, a source's weights), never a storage: whoever runs
+    it (search/, results/) knows where the study is stored."""
+    training = {name: sorted(n for n in GRAPH[name] if n.startswith("hpsearch.storage"))
+                for name in GRAPH if name.startswith("hpsearch.training")}
+    assert not {name: found for name, found in training.items() if found}
+
+
 def test_no_circle_runs_through_the_study_file_layer():
     studyfile = {name for name in GRAPH if name.startswith("hpsearch.studyfile")}
     for start in studyfile:

@@ -18,7 +18,6 @@ from hpsearch.storage import open_storage, opening, optuna_private, rows
 
 PACKAGE = Path(hpsearch.__file__).parent
 ADAPTER = PACKAGE / "storage" / "optuna_private.py"
-LAYERS = ("studyfile", "results", "training", "search")
 INTERNAL = {"get_storage"}  # public names Optuna's docstrings mark "only for internal usage"
 
 
@@ -120,22 +119,3 @@ def test_trials_are_read_through_optunas_own_reader_where_a_column_is_unknown(mo
     monkeypatch.setattr(rows, "_TrialRows", lambda *a: pytest.fail("read as rows"))
     (trial,) = optuna.load_study(study_name="x", storage=storage).trials
     assert (trial.value, trial.params, trial.user_attrs) == (0.5, {"lr": 0.1}, {"a": 1})
-
-
-def _imported_modules(path: Path) -> set[str]:
-    modules = set()
-    for node in ast.walk(_tree(path)):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            modules |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-        elif isinstance(node, ast.Import):
-            modules |= {alias.name for alias in node.names}
-    return modules
-
-
-def test_training_imports_no_storage_and_storage_imports_no_layer():
-    training = {str(p.relative_to(PACKAGE)) for p in (PACKAGE / "training").rglob("*.py")
-                if any(m == "hpsearch.storage" or m.startswith("hpsearch.storage.") for m in _imported_modules(p))}
-    assert not training
-    storage = {f"{p.relative_to(PACKAGE)}: {m}" for p in (PACKAGE / "storage").rglob("*.py")
-               for m in _imported_modules(p) if m.split(".")[:2] in [["hpsearch", layer] for layer in LAYERS]}
-    assert not storage
