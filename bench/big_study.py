@@ -9,10 +9,6 @@ with the space's parameters and the attributes a trial stores, from an earlier r
 sampler the ratio is hpsearch's own overhead; with TPE it adds the sampler's model of N trials.
 
     python bench/big_study.py --stored 8000 --out bench/results/big-study-cpu.json
-
---trial-cache optuna runs both cases with Optuna's own cache in front of the row reader instead of hpsearch's
-TrialCache (trials kept in number order, the stale-trial query asked about unfinished trials only): the A/B that
-says whether TrialCache pays for itself.
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ from provenance import load_average, provenance  # noqa: E402  (bench/provenance
 from hpsearch import trialrecord as A  # noqa: E402
 from hpsearch.search.run import RunOptions, run
 from hpsearch.search.studystore import open_study  # noqa: E402
-from hpsearch.storage import opening, optuna_private  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
 
 STUDY = {"name": "big", "about": "10 one-epoch trials on a study of any size",
@@ -78,14 +73,10 @@ def main() -> int:
     p.add_argument("--stored", type=int, default=8000, help="trials the big study holds before the run")
     p.add_argument("--sampler", default="random", choices=("random", "tpe"))
     p.add_argument("--repeats", type=int, default=3, help="rounds of (empty, big), alternated")
-    p.add_argument("--trial-cache", default="hpsearch", choices=("hpsearch", "optuna"),
-                   help="the cache in front of the row reader: hpsearch's TrialCache, or Optuna's own")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if args.trial_cache == "optuna":  # what storage.cached() puts in front of an RDB storage
-        opening.TrialCache = optuna_private.optuna_cache
-    record = provenance(torch.device("cpu")) | {"trial_cache": args.trial_cache}
+    record = provenance(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         study_file = folder / "big.yaml"

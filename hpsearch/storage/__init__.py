@@ -11,7 +11,12 @@ rows, opening it. One module a job:
 What happens to a lost or failed trial is the search's policy, not the storage's: search/retries.py.
 """
 
-from hpsearch.storage.folders import checkpoint_root, folder_beside, side_folder, writable_checkpoint_root
+from hpsearch.storage.folders import (
+    checkpoint_root,
+    folder_beside,
+    side_folder,
+    writable_checkpoint_root,
+)
 from hpsearch.storage.locks import (
     LOCK_BRIEF_S,
     STOPPING_LOCK_WAIT_S,

@@ -15,7 +15,13 @@ import sqlalchemy
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
 from hpsearch.storage.folders import side_folder
-from hpsearch.storage.urls import driver_url, engine_options, is_postgresql, mask, sqlite_file
+from hpsearch.storage.urls import (
+    driver_url,
+    engine_options,
+    is_postgresql,
+    mask,
+    sqlite_file,
+)
 
 log = logging.getLogger(__name__)
 
