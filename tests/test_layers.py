@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hpsearch"
 ORDER = ["studyfile", "results", "training", "search", "api", "cli"]  # each may import those before it
-SHARED = -1  # errors, defaults, paths, escape, files, trialrecord, storage, trialrows: any layer may import them
+SHARED = -1  # errors, defaults, paths, escape, files, trialrecord, storage/: any layer may import them
 
 
 def modules() -> dict[str, Path]:
@@ -55,6 +55,14 @@ def test_a_module_imports_only_its_own_layer_the_ones_before_it_and_the_shared_m
         return
     upward = [name for name in GRAPH[module] if layer(name) is not None and layer(name) > here]
     assert not upward, f"{module} ({ORDER[here] if here >= 0 else 'shared'}) imports {upward}"
+
+
+def test_training_imports_no_storage():
+    """Training is handed folders and files (a checkpoint's path, a source's weights), never a storage: whoever runs
+    it (search/, results/) knows where the study is stored."""
+    training = {name: sorted(n for n in GRAPH[name] if n.startswith("hpsearch.storage"))
+                for name in GRAPH if name.startswith("hpsearch.training")}
+    assert not {name: found for name, found in training.items() if found}
 
 
 def test_no_circle_runs_through_the_study_file_layer():

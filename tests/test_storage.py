@@ -12,11 +12,21 @@ from click.testing import CliRunner
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from hpsearch import storage as storage_module
 from hpsearch.cli import main
 from hpsearch.paths import slug
+from hpsearch.search.retries import MAX_RETRIES, queue_retry
 from hpsearch.search.run import RunOptions, run
-from hpsearch.storage import MAX_RETRIES, FileLock, NoLock, folder_beside, mask, shared_lock, sqlite_file, storage_url
+from hpsearch.storage import (
+    FileLock,
+    NoLock,
+    folder_beside,
+    mask,
+    open_storage,
+    optuna_private,
+    shared_lock,
+    sqlite_file,
+    storage_url,
+)
 from hpsearch.studyfile.schema import load_spec
 from tests.helpers import (
     POSTGRES,
@@ -86,6 +96,29 @@ def test_a_killed_worker_s_trial_is_retried_and_resumes_from_its_checkpoint(writ
     assert clean.trials[0].user_attrs["test_accuracy"] == retried.user_attrs["test_accuracy"]
 
 
+def test_a_lost_trial_that_optuna_fails_before_a_run_s_trial_is_queued_again(write_study, tmp_path, monkeypatch):
+    """Optuna fails a stale trial itself before each trial it starts, without hpsearch's reason; the storage a run
+    opens hands it to queue_retry all the same (open_storage's on_lost), so the copy runs."""
+    from hpsearch.search import run as run_module
+
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    spec = load_spec(write_study(budget={"epochs": 1, "trials": 3}))
+    run(spec, url, RunOptions(device="cpu", n_trials=1))
+    backend = open_storage(url, heartbeat=1)
+    lost = optuna.load_study(study_name=spec.name, storage=backend).ask()
+    lost.suggest_float("lr", 0.01, 0.2, log=True)
+    lost.suggest_int("width", 4, 16)
+    backend.record_heartbeat(optuna_private.trial_id(lost))
+    with sqlalchemy.create_engine(url).begin() as connection:  # its worker went silent long ago
+        connection.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
+    monkeypatch.setattr(run_module, "fail_lost_trials", lambda study: 0)  # hpsearch's own look leaves it to Optuna
+    run(spec, url, RunOptions(device="cpu", n_trials=1, heartbeat=1))
+    trials = load(url).trials
+    assert trials[lost.number].state == TrialState.FAIL and "failure" not in trials[lost.number].user_attrs
+    (copy,) = [t for t in trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert copy.state == TrialState.COMPLETE and copy.params == lost.params
+
+
 @pytest.mark.parametrize("url, fragment", [
     ("postgresql://alice:s3cret@127.0.0.1:1/nowhere", "cannot open storage postgresql://alice:***@127.0.0.1:1/"),
     ("sqlite:////proc/no/such/dir/x.db", "cannot write the SQLite storage"),
@@ -144,7 +177,7 @@ def test_a_run_leaves_the_storage_and_one_folder_of_side_files(write_study, tmp_
 def test_a_study_stored_with_a_folder_per_kind_keeps_its_weights_and_checkpoints(write_study, tmp_path):
     """Earlier versions kept x-artifacts/ and x-checkpoints/ beside x.db: where they exist, they are used."""
     from hpsearch.results.artifacts import artifact_dir, load_trial_state_dict
-    from hpsearch.training.checkpoint import checkpoint_root
+    from hpsearch.storage import checkpoint_root
 
     (tmp_path / "x-artifacts").mkdir()
     (tmp_path / "x-checkpoints").mkdir()
@@ -186,10 +219,13 @@ def test_a_failed_trial_s_copy_keeps_what_to_run_not_how_it_went_and_stops_after
         state=TrialState.FAIL, params={"lr": 0.1}, distributions={"lr": FloatDistribution(0.01, 0.2)},
         intermediate_values={1: 0.5}, user_attrs={"baseline": "seed002-fc", "failure": "worker lost", "epochs": 1}))
     for _ in range(MAX_RETRIES + 1):
-        storage_module.queue_retry(study, study.trials[-1])
+        queue_retry(study, study.trials[-1])
     copies = study.trials[1:]
     assert len(copies) == MAX_RETRIES and all(t.state == TrialState.WAITING for t in copies)
     assert all(t.params == {"lr": 0.1} and t.intermediate_values == {1: 0.5} for t in copies)
     assert all(t.user_attrs == {"baseline": "seed002-fc"} for t in copies)
     assert [t.system_attrs["failed_trial"] for t in copies] == [0, 0, 0]
     assert copies[-1].system_attrs["retry_history"] == [0, 1, 2]
+    stored = study.get_trials(deepcopy=False)[-1]
+    queue_retry(study, stored)
+    assert stored.system_attrs["retry_history"] == [0, 1, 2]  # the study's own trial, left as it was

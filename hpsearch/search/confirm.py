@@ -40,7 +40,7 @@ from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
-from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, shared_lock
+from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, optuna_private, shared_lock
 from hpsearch.training import retrain
 from hpsearch.training.train import EpochStats
 
@@ -186,10 +186,10 @@ class Confirmation:
 
     def _claims(self) -> dict[str, dict]:
         # Claims are hpsearch's bookkeeping, not results: a system attribute, which the dashboard does not list.
-        return dict(self.study._storage.get_study_system_attrs(self.study._study_id).get(CLAIMS_ATTR) or {})
+        return dict(optuna_private.study_system_attrs(self.study).get(CLAIMS_ATTR) or {})
 
     def _write_claims(self, claims: dict[str, dict]) -> None:
-        self.study._storage.set_study_system_attr(self.study._study_id, CLAIMS_ATTR, claims)
+        optuna_private.set_study_system_attr(self.study, CLAIMS_ATTR, claims)
 
     def _set_claim(self, job: Job) -> None:
         self.refreshed = time.time()

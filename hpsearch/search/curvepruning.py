@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.results.trials import single_objective_trial, single_objective_view
+from hpsearch.storage import optuna_private
 
 
 def record(trial: optuna.Trial, curve: list[float]) -> None:
@@ -67,7 +68,7 @@ class _View:
 
     def _catch_up(self, shown: FrozenTrial, now: FrozenTrial) -> None:
         """Write onto the view's unfinished trial `shown` what changed in `now`, the trial as a fresh view holds it."""
-        storage, trial_id = self.study._storage, shown._trial_id
+        storage, trial_id = optuna_private.storage_of(self.study), optuna_private.trial_id(shown)
         for step, value in now.intermediate_values.items():
             if shown.intermediate_values.get(step) != value:
                 storage.set_trial_intermediate_value(trial_id, step, value)

@@ -41,6 +41,7 @@ from hpsearch.errors import interruption
 from hpsearch.paths import slug
 from hpsearch.search import cost, curvepruning
 from hpsearch.search.signals import hold_signals
+from hpsearch.storage import optuna_private
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
@@ -340,13 +341,13 @@ def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, r
 
 def _queued_params(trial: optuna.Trial) -> dict[str, Any]:
     """The params a queued trial was given (enqueue_trial's; a retried copy carries its own)."""
-    return trial.storage.get_trial_system_attrs(trial._trial_id).get("fixed_params") or trial.params
+    return optuna_private.trial_system_attrs(trial).get("fixed_params") or trial.params
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:
     """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain), labelled with
     the trial's recipe."""
-    retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")  # this trial's row alone
+    retried = optuna_private.trial_system_attrs(trial).get("retry_history")  # this trial's row alone
     first = retried[0] if retried else trial.number
     return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt",
                           json.dumps(record.config(), sort_keys=True))

@@ -16,6 +16,7 @@ import optuna
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import SpecError
 from hpsearch.search.samplers import make_pruner, make_sampler, option_names, optuna_class
+from hpsearch.search.retries import queue_retry
 from hpsearch.search.studystore import check_existing
 from hpsearch.storage import cached, check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
 from hpsearch.studyfile.baselines import BASELINES, Baseline
@@ -101,6 +102,6 @@ def check_storage(spec: StudySpec, url: str, *, heartbeat: int = DEFAULT_HEARTBE
     if is_new_sqlite(url):
         check_sqlite_folder(sqlite_file(url))
         return None
-    storage = cached(open_storage(url, heartbeat=heartbeat))
+    storage = cached(open_storage(url, heartbeat=heartbeat, on_lost=queue_retry))
     check_existing(spec, storage, accept_change)
     return storage

@@ -28,6 +28,7 @@ from hpsearch.results.artifacts import WeightKeeper
 from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline, is_warm_start
 from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
+from hpsearch.search.retries import fail_lost_trials, queue_retry
 from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.preflight import check_storage
@@ -37,17 +38,15 @@ from hpsearch.storage import (
     LockWaitExpired,
     NoLock,
     cached,
-    fail_lost_trials,
     open_storage,
-    queue_retry,
     shared_lock,
+    writable_checkpoint_root,
 )
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import DATASETS, StudySpec
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import space, transfer
-from hpsearch.training.checkpoint import writable_checkpoint_root
 from hpsearch.training.devicedata import resolve_device
 from hpsearch.training.space import fit_problem
 
@@ -268,7 +267,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     if source is not None:
         transfer.check_source(spec, data, source)
     _check_baselines_fit(spec, data, source)
-    storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat))
+    storage = storage or cached(open_storage(storage_url, heartbeat=options.heartbeat, on_lost=queue_retry))
     seed = SamplerSeed(spec, options.seed)
     queue = Queue(spec, data, seed.base, source.config if source is not None else None)
     budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)

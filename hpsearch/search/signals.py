@@ -21,8 +21,9 @@ from types import FrameType
 
 from hpsearch.errors import Terminated
 
-# hpsearch.trialrows: the trial reads of hpsearch's own storage class, run inside an open session
-DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.trialrows", "sqlite3", "psycopg2", "psycopg", "pymysql")
+# hpsearch.storage.rows and .optuna_private: the trial reads of hpsearch's own storage and cache, in an open session
+DATABASE_LAYER = ("sqlalchemy", "optuna.storages", "hpsearch.storage.rows", "hpsearch.storage.optuna_private",
+                  "sqlite3", "psycopg2", "psycopg", "pymysql")
 REDELIVER_S = 0.05
 RAISING_S = 0.5  # how long a raised interrupt may take to reach the clean-up that holds signals (hold_signals)
 

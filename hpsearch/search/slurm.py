@@ -34,10 +34,9 @@ from hpsearch import __version__, escape
 from hpsearch.errors import ClusterError
 from hpsearch.paths import slug
 from hpsearch.search.workers import worker_environment
-from hpsearch.storage import folder_beside, mask, scrub, sqlite_file
+from hpsearch.storage import checkpoint_root, folder_beside, mask, scrub, sqlite_file
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
-from hpsearch.training.checkpoint import checkpoint_root
 
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
 NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there

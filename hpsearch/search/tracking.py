@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch import trialrecord as A
 from hpsearch.search.objective import RunEvents, device_name
 from hpsearch.storage import mask, scrub, shared_lock
+from hpsearch.storage import optuna_private
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.train import EpochStats
 
@@ -193,8 +194,7 @@ class Tracker(RunEvents):
         from mlflow.entities import Param
 
         self._opened()
-        storage = self.study._storage
-        attrs = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+        attrs = optuna_private.trial_by_number(self.study, number)
         baseline = attrs.user_attrs.get(A.BASELINE)
         retried = attrs.system_attrs.get("retry_history")
         tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_ROLE: "trial", TAG_TRIAL: str(number),

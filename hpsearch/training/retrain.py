@@ -59,7 +59,7 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
             progress: data_module.Progress = None) -> Retrained:
     """Train the config's model with `seed` through recipe.train, as objective.py trains a trial:
     a transfer trial starts from the same source weights (its study's stored ones, or the file). `storage`: this
-    command's storage URL, which gives the source's storage its password (transfer.source_url)."""
+    command's storage URL, which gives the source's storage its password (results/sources.source_url)."""
     record = config.record
     source = None
     if record.init is not None and record.params.get("pretrained"):  # before the data: a missing source fails fast

@@ -22,17 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
 import torch
 from torch import nn
 
-from hpsearch import storage
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
-from hpsearch.results.artifacts import (UnreadableWeights, load_state_dict_file, load_trial_state_dict,
-                                        trial_weights_path)
+from hpsearch.results import sources
+from hpsearch.results.artifacts import UnreadableWeights, load_state_dict_file
 from hpsearch.results.export import params_problems, weights_record
-from hpsearch.results.ranking import ranked
 from hpsearch.studyfile import params as P
 from hpsearch.training import torchfile
 from hpsearch.training.models import ArchitectureError, build_model
@@ -74,12 +71,12 @@ def load_source(init: InitSpec | Init, storage_url: str | None) -> Source:
     """The weights `init` names, read once per run; HpsearchError with the fix where they are not there.
 
     `init` is a study file's, its storage as the user wrote it, or a recorded Init (an exported config's, a stored
-    trial's), its storage masked (see source_url). `storage_url` is this command's storage (None: as --storage
-    defaults), where a source study is found when `init` names no other. A recorded Init's sha256 must match the
-    file's: other weights would train another model.
+    trial's), its storage masked (see results/sources.source_url). `storage_url` is this command's storage (None: as
+    --storage defaults), where a source study is found when `init` names no other. A recorded Init's sha256 must
+    match the file's: other weights would train another model.
     """
     if init.weights is None:
-        url = source_url(init, storage_url) if isinstance(init, Init) else init.storage or storage_url
+        url = sources.source_url(init, storage_url) if isinstance(init, Init) else init.storage or storage_url
         return _from_study(init.study, init.trial, url, init.storage)
     source = _from_file(Path(init.weights))
     if getattr(init, "sha256", None) not in (None, source.init.sha256):
@@ -116,45 +113,10 @@ def _from_file(path: Path) -> Source:
     raise HpsearchError(f"init.weights: {path} holds neither a state dict nor a checkpoint written by hpsearch")
 
 
-def source_url(init: Init, storage_url: str | None) -> str:
-    """The URL that opens a recorded source study's storage.
-
-    A record keeps it masked (hpsearch stores no password), so a password comes from where the user gives one to
-    this command: its storage (`storage_url`: --storage or $HPSEARCH_STORAGE) or $HPSEARCH_STORAGE, whichever
-    masks to the record's. A record without a storage names this command's.
-    """
-    own = storage.storage_url(storage_url)
-    if init.storage is None:
-        return own
-    if not storage.secrets(init.storage):
-        return init.storage
-    for url in (own, storage.storage_url(None)):
-        if storage.mask(url) == init.storage:
-            return url
-    raise HpsearchError(f"init.storage: study {init.study!r} is in {init.storage}, whose password hpsearch does not "
-                        "keep: set $HPSEARCH_STORAGE to that URL with its password")
-
-
 def _from_study(name: str, trial: int | str, url: str, recorded: str | None) -> Source:
     """The weights stored for a trial of study `name` in the storage at `url`, and its config; `recorded` is the
     storage its Init records (None: the run's own)."""
-    try:
-        study = optuna.load_study(study_name=name, storage=storage.open_existing(url))
-    except KeyError:
-        raise HpsearchError(f"init.study: no study named {name!r} in {storage.mask(url)}: run it first "
-                            f"(hpsearch run --study {name}) or set init.storage") from None
-    if trial == "best":  # the best-ranked trial that kept its weights (only the best few do; see artifacts.py)
-        frozen = next((t for t in ranked(study.get_trials(deepcopy=False)) if trial_weights_path(url, t)), None)
-        if frozen is None:
-            raise HpsearchError(f"init.study: study {name!r} has no completed trial with stored weights "
-                                f"yet: run it first (hpsearch run --study {name})")
-    else:
-        frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
-        if frozen is None:
-            raise HpsearchError(f"init.trial: study {name!r} has no trial #{trial}")
-    if A.CONFIG not in frozen.user_attrs:
-        raise HpsearchError(f"init.study: trial #{frozen.number} of {name!r} records no config to rebuild it from")
-    state_dict = load_trial_state_dict(url, name, frozen.number)  # the number, so weights and config are one trial's
+    frozen, state_dict = sources.stored_trial(name, trial, url)
     shape = frozen.user_attrs.get(A.INPUT_SHAPE)
     return Source(state_dict, frozen.user_attrs[A.CONFIG], tuple(shape) if shape else None,
                   Init(study=name, trial=frozen.number, storage=recorded))

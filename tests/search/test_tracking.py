@@ -227,7 +227,7 @@ def test_submit_passes_mlflow_to_every_task_in_its_environment(write_study, stor
 def test_a_retried_copy_logs_a_child_run_naming_the_trial_it_retries(write_study, storage, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from hpsearch.storage import queue_retry
+    from hpsearch.search.retries import queue_retry
 
     study_file = write_study(budget={"epochs": 1, "trials": 1})
     assert hpsearch("run", "--study", str(study_file), "--storage", storage, "--device", "cpu").returncode == 0

@@ -21,7 +21,8 @@ from optuna.distributions import (
 from optuna.trial import TrialState, create_trial
 
 from hpsearch.storage import cached, driver_url, open_storage
-from hpsearch.trialrows import TrialCache, TrialRowsStorage
+from hpsearch.storage.optuna_private import TrialCache
+from hpsearch.storage.rows import TrialRowsStorage
 from tests.helpers import POSTGRES, needs_postgres
 
 

@@ -1,14 +1,14 @@
-"""How a process reads a study's trials from an RDB storage: Optuna's RDBStorage with a faster _get_trials (plain
-rows, not ORM objects), behind Optuna's cache with the trials kept in number order.
+"""How a process reads a study's trials from an RDB storage: six plain queries of Optuna's tables, built into the
+FrozenTrials Optuna's own read makes of ORM objects, in a fraction of its time.
 
-A module of its own because search/signals.py counts it in the database layer, where a signal is put off
-until the query and its session have ended, as in Optuna's own storage code.
+Optuna's names it needs come from optuna_private.py. A module of its own because search/signals.py counts it in the
+database layer, where a signal is put off until the query and its session have ended, as in Optuna's own storage
+code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import functools
 import gc
@@ -17,10 +17,9 @@ from collections.abc import Callable, Container, Iterator
 
 import optuna
 import sqlalchemy
-from optuna.storages._cached_storage import _CachedStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch.storage import optuna_private as private
 
 
 class _TrialRows:
@@ -51,7 +50,7 @@ _HOUR = datetime.timedelta(hours=1)
 
 
 class _LocalClock:
-    """Optuna's reading of a stored time (models.TrialModel.datetime_start: naive UTC to naive local time),
+    """Optuna's reading of a stored time (its TrialModel.datetime_start: naive UTC to naive local time),
     worked out once per hour of UTC time instead of once per value: value by value it was a seventh of the
     read. An hour whose first and last microsecond have the same UTC offset has it all through (no place
     changes its clocks twice within an hour); an hour with a change is converted value by value."""
@@ -82,8 +81,6 @@ _TRIAL_COLUMNS = ("trial_id", "number", "state", "datetime_start", "datetime_com
 # Read as the driver gives them, converted here: SQLAlchemy's conversion of enum names and of SQLite's
 # time strings was a third of the read.
 _AS_STORED = {"state", "datetime_start", "datetime_complete", "value_type", "intermediate_value_type"}
-_VALUE_TYPE = models.TrialValueModel.TrialValueType.__members__
-_INTERMEDIATE_TYPE = models.TrialIntermediateValueModel.TrialIntermediateValueType.__members__
 
 
 def _column(table: sqlalchemy.Table, name: str) -> sqlalchemy.ColumnElement:
@@ -103,14 +100,14 @@ def _add_values(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> No
     for trial_id, objective, value, value_type in rows:
         if (trial := trials.get(trial_id)) is not None:
             trial.values.append((objective,
-                                 models.TrialValueModel.stored_repr_to_value(value, _VALUE_TYPE[value_type])))
+                                 private.value_from_stored(value, private.VALUE_TYPES[value_type])))
 
 
 def _add_intermediate_values(trials: dict[int, _TrialRows], rows: list[sqlalchemy.Row]) -> None:
     for trial_id, step, value, value_type in rows:
         if (trial := trials.get(trial_id)) is not None:
-            trial.intermediate_values[step] = models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                value, _INTERMEDIATE_TYPE[value_type])
+            trial.intermediate_values[step] = private.intermediate_value_from_stored(
+                value, private.INTERMEDIATE_VALUE_TYPES[value_type])
 
 
 def _attributes_adder(name: str) -> Callable[[dict[int, _TrialRows], list[sqlalchemy.Row]], None]:
@@ -128,64 +125,82 @@ def _attributes_adder(name: str) -> Callable[[dict[int, _TrialRows], list[sqlalc
     return add
 
 
-# Each child table: its model, the columns read (trial_id first), the order, and what adds its rows to their
+# Each child table: the table, the columns read (trial_id first), the order, and what adds its rows to their
 # trials. The order is the one its unique index gives SQLite's ORM read (so attributes come back in the same
 # order there; PostgreSQL's ORM read has no set order); params in Optuna's own order, param_id.
 _CHILDREN = (
-    (models.TrialParamModel, ("trial_id", "param_name", "param_value", "distribution_json"), "param_id",
-     _add_params),
-    (models.TrialValueModel, ("trial_id", "objective", "value", "value_type"), "objective", _add_values),
-    (models.TrialIntermediateValueModel, ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
-     "step", _add_intermediate_values),
-    (models.TrialUserAttributeModel, ("trial_id", "key", "value_json"), "key", _attributes_adder("user_attrs")),
-    (models.TrialSystemAttributeModel, ("trial_id", "key", "value_json"), "key", _attributes_adder("system_attrs")),
+    (private.PARAMS, ("trial_id", "param_name", "param_value", "distribution_json"), "param_id", _add_params),
+    (private.VALUES, ("trial_id", "objective", "value", "value_type"), "objective", _add_values),
+    (private.INTERMEDIATE_VALUES, ("trial_id", "step", "intermediate_value", "intermediate_value_type"), "step",
+     _add_intermediate_values),
+    (private.USER_ATTRIBUTES, ("trial_id", "key", "value_json"), "key", _attributes_adder("user_attrs")),
+    (private.SYSTEM_ATTRIBUTES, ("trial_id", "key", "value_json"), "key", _attributes_adder("system_attrs")),
 )
+# What the reader leaves of each table of trial rows, and why: the study is the query's filter, a child row's own
+# id is in no FrozenTrial, and the heartbeats are read by stale_trial_ids alone.
+_LEFT = {"trials": {"study_id"}, "trial_params": {"param_id"}, "trial_values": {"trial_value_id"},
+         "trial_intermediate_values": {"trial_intermediate_value_id"},
+         "trial_user_attributes": {"trial_user_attribute_id"}, "trial_system_attributes": {"trial_system_attribute_id"},
+         "trial_heartbeats": {"trial_heartbeat_id", "trial_id", "heartbeat"}}
 
 
-class TrialRowsStorage(optuna.storages.RDBStorage):
+def unread_columns(tables: list[sqlalchemy.Table] | None = None) -> list[str]:
+    """The columns of Optuna's tables of trial rows (`tables`: all of them) that the reader neither reads nor leaves
+    knowingly (_LEFT), as table.column: a release that adds one (or a table) would lose it from every trial read as
+    rows."""
+    read = {private.TRIALS.name: set(_TRIAL_COLUMNS), **{table.name: set(columns) for table, columns, *_ in _CHILDREN}}
+    return [f"{table.name}.{column.name}" for table in (private.trial_tables() if tables is None else tables)
+            for column in table.c if column.name not in read.get(table.name, set()) | _LEFT.get(table.name, set())]
+
+
+UNREAD_COLUMNS = unread_columns()  # none on the Optuna versions pyproject.toml pins
+
+
+class TrialRowsStorage(private.RDBStorageHooks):
     """Optuna's RDB storage, its trials read as plain rows instead of ORM objects.
 
     Optuna's cache in front of an RDB storage reads every trial once per process, then only new and
     unfinished ones; that first read went through SQLAlchemy's ORM at 1.3-1.7 ms a trial, over 10 s
     before a run on a study of 8,000 trials could start its first. The same six queries read as rows
-    take a fraction of that (bench/big_study.py). Same contract as RDBStorage._get_trials: the study's
+    take a fraction of that (bench/big_study.py). Same contract as Optuna's read: the study's
     trials in `states`, those of `included_trial_ids` up to `trial_id_greater_than` and all after it, in
-    trial_id order; the same FrozenTrials (tests/search/test_work_once.py compares them).
+    trial_id order; the same FrozenTrials (tests/search/test_work_once.py compares them). Where Optuna's
+    tables hold a column the reader does not know (unread_columns), Optuna's own read keeps it.
     """
 
-    def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
+    def read_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
-        trials = models.TrialModel.__table__
+        if UNREAD_COLUMNS:
+            return super().read_trials(study_id, states, included_trial_ids, trial_id_greater_than)
+        trials = private.TRIALS
         in_range = _in_range(study_id, included_trial_ids, trial_id_greater_than)
         chosen = sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.trial_id.in_(in_range))
         if states is not None:
             chosen = chosen.where(trials.c.state.in_(list(states)))
-        with _create_scoped_session(self.scoped_session) as session, _collector_paused():
-            models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError for a study that is not there
+        with self.session() as session, _collector_paused():
+            self.check_study(session, study_id)
             clock = _LocalClock()
             read = {row[0]: _TrialRows(row, clock)
                     for row in session.execute(chosen.order_by(trials.c.trial_id)).all()}
             # Each query sees what other workers committed before it started: the child rows are read for the
             # trials in range whatever their state now, and kept for those the first query chose.
-            for model, columns, order, add in _CHILDREN:
-                table = model.__table__
+            for table, columns, order, add in _CHILDREN:
                 add(read, session.execute(sqlalchemy.select(*(_column(table, c) for c in columns))
                                           .where(table.c.trial_id.in_(in_range))
                                           .order_by(table.c.trial_id, table.c[order])).all())
             return [trial.frozen() for trial in read.values()]
 
     def stale_trial_ids(self, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int) -> list[int]:
-        """RDBStorage._get_stale_trial_ids among the trials in range (chosen as _get_trials chooses them): the
-        running ones whose last heartbeat is older than the grace period."""
-        grace = datetime.timedelta(seconds=self.grace_period if self.grace_period is not None
-                                   else 2 * self.heartbeat_interval)
-        trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+        """Optuna's stale-trial query among the trials in range (chosen as read_trials chooses them): the running
+        ones whose last heartbeat is older than the grace period."""
+        grace = datetime.timedelta(seconds=self.grace_period_s())
+        trials, beats = private.TRIALS, private.HEARTBEATS
         running = (sqlalchemy.select(trials.c.trial_id, beats.c.heartbeat)
                    .join(beats, beats.c.trial_id == trials.c.trial_id)
                    .where(trials.c.trial_id.in_(_in_range(study_id, included_trial_ids, trial_id_greater_than)),
                           trials.c.state == TrialState.RUNNING)
                    .order_by(trials.c.trial_id))
-        with _create_scoped_session(self.scoped_session, True) as session:
+        with self.session(ignore_integrity_error=True) as session:  # as Optuna's own query
             # The database's clock, as Optuna's, made naive as the stored heartbeats are (PostgreSQL's now() is not).
             now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
             return [trial_id for trial_id, heartbeat in session.execute(running).all() if now - heartbeat > grace]
@@ -195,7 +210,7 @@ def _in_range(study_id: int, included_trial_ids: set[int],
               trial_id_greater_than: int) -> sqlalchemy.Select | sqlalchemy.CompoundSelect:
     """The ids of the study's trials in `included_trial_ids` up to `trial_id_greater_than` and all after it (all of
     them where it is -1): what Optuna's cache reads again, the trials it does not hold finished."""
-    trials = models.TrialModel.__table__
+    trials = private.TRIALS
     in_range = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
     if trial_id_greater_than < 0:
         return in_range
@@ -204,57 +219,6 @@ def _in_range(study_id: int, included_trial_ids: set[int],
     included = [i for i in included_trial_ids if i <= trial_id_greater_than]
     return sqlalchemy.union(in_range.where(trials.c.trial_id > trial_id_greater_than),
                             in_range.where(trials.c.trial_id.in_(included)))
-
-
-class TrialCache(_CachedStorage):
-    """Optuna's cache in front of an RDB storage, its trials also kept in a list in number order.
-
-    Optuna's cache sorts all of a study's trials by number on every get_all_trials, several times a trial (the
-    run's count, Optuna's ask, the pruner): on a study of 8,000 trials that was most of what a run's reads cost
-    beyond the first (bench/big_study.py). Trials arrive in trial_id order, which is number order within a study,
-    so the list only grows at its end or has a trial replaced in place; when one arrives out of order (a
-    worker's trial committed after a later one, on PostgreSQL) the list is sorted again.
-    """
-
-    def __init__(self, backend: optuna.storages.RDBStorage):
-        super().__init__(backend)
-        self._in_order: dict[int, list[FrozenTrial]] = {}
-
-    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
-        super()._add_trials_to_cache(study_id, trials)
-        in_order = self._in_order.setdefault(study_id, [])
-        for trial in trials:
-            numbered_by_place = not in_order or in_order[-1].number == len(in_order) - 1  # no number missing
-            if numbered_by_place and trial.number < len(in_order):
-                in_order[trial.number] = trial
-            elif numbered_by_place and trial.number == len(in_order):
-                in_order.append(trial)
-            else:
-                in_order[:] = sorted(self._studies[study_id].trials.values(), key=lambda t: t.number)
-                return
-
-    def get_all_trials(self, study_id: int, deepcopy: bool = True,
-                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        self._read_trials_from_remote_storage(study_id)
-        with self._lock:
-            in_order = self._in_order.get(study_id, [])
-            trials = list(in_order) if states is None else [t for t in in_order if t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        """Optuna's, asked only about the trials this cache does not hold finished (a finished trial stays
-        finished): Optuna's query read the state of every trial of the study, twice a trial (its
-        fail_stale_trials and storage.fail_lost_trials)."""
-        with self._lock:
-            study = self._studies.get(study_id)
-            unfinished, last_finished = (set(study.unfinished_trial_ids), study.last_finished_trial_id) if study \
-                else (set(), -1)
-        return self._backend.stale_trial_ids(study_id, unfinished, last_finished)
-
-    def delete_study(self, study_id: int) -> None:
-        with self._lock:
-            self._in_order.pop(study_id, None)
-        super().delete_study(study_id)
 
 
 @contextlib.contextmanager

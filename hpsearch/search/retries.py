@@ -1,0 +1,58 @@
+"""What becomes of a trial that did not finish: a lost worker's trial failed, saying why, and a failed trial's copy
+queued, so that the study still reaches its total and the copy resumes from the trial's checkpoint."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from hpsearch import trialrecord as A
+from hpsearch.storage import quiet_experimental
+from hpsearch.storage.optuna_private import stale_trial_ids, storage_of
+
+MAX_RETRIES = 3
+RETRIED_ATTRS = (A.BASELINE,)  # what a trial's copy keeps of its user attributes: what to run, not how it went
+
+
+def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a copy of a failed trial: same parameters, the epochs it reported, at most MAX_RETRIES times.
+
+    Optuna's RetryHeartbeatStaleTrialCallback queues it, given the trial with only the user attributes a copy
+    keeps (RETRIED_ATTRS): the callback copies them all, so a copy that completed would still say why its first
+    attempt failed. Its system attributes (failed_trial, retry_history) chain the attempts, for Optuna's retry
+    helpers and the checkpoints (objective.py). Also the storage's callback for the lost trials Optuna fails itself
+    (opening.open_storage's on_lost).
+    """
+    kept = copy.deepcopy(trial)  # the callback appends to the trial's retry_history list
+    kept.user_attrs = {key: value for key, value in trial.user_attrs.items() if key in RETRIED_ATTRS}
+    with quiet_experimental():
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+    retry(study, kept)
+
+
+def fail_lost_trials(study: optuna.Study) -> int:
+    """Fail the running trials whose worker stopped sending heartbeats, saying why, and queue their copies.
+
+    Optuna's fail_stale_trials does this without a reason: a failed trial takes no more attributes,
+    so the reason and the epochs reached are written first (with the storage calls it uses itself).
+    Returns how many trials it failed. Call it under the study lock, where trials are counted.
+    """
+    storage = storage_of(study)
+    failed = 0
+    for trial_id in stale_trial_ids(study):
+        trial = storage.get_trial(trial_id)
+        try:
+            storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: no heartbeat from "
+                                        f"{trial.user_attrs.get(A.WORKER, 'its worker')} for over "
+                                        f"{2 * storage.get_heartbeat_interval()} s (killed, or its machine went away)")
+            storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # its worker ended it after all
+        failed += 1
+        queue_retry(study, storage.get_trial(trial_id))
+    return failed
