@@ -21,6 +21,7 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import stopping
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
@@ -172,8 +173,7 @@ class NoLock:
 class SharedLock(NoLock):
     """A lock every process of a storage sees (shared_lock), taken by trying it between short pauses: a wait for a
     lock held elsewhere is said on stderr, gives up at the waiter's deadline, and stops at Ctrl-C or SIGTERM
-    (the pauses are outside database calls, where signals.py raises them). Acquiring a held lock or releasing a
-    free one does nothing."""
+    (stopping.check between tries). Acquiring a held lock or releasing a free one does nothing."""
 
     def __init__(self, what: str):
         self.what = what  # "the study lock of study NAME on URL", for the messages
@@ -198,6 +198,7 @@ class SharedLock(NoLock):
                 still = "waiting" if said_at is None else f"still waiting ({(now - started) / 60:.0f} min)"
                 log.warning("%s for %s, held by %s", still, self.what, self._holder()[0])
                 said_at = now
+            stopping.check()
             time.sleep(pause)
             pause = min(2 * pause, LOCK_POLL_S[1])
         self.held = True

@@ -31,12 +31,12 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from hpsearch import stopping
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
 from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
-from hpsearch.search.signals import hold_signals
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
 from hpsearch.storage import NoLock, shared_lock
 from hpsearch.training import retrain
@@ -109,20 +109,22 @@ class Confirmation:
     def work(self, on_seed: Callable[[Job, dict], None] = lambda job, result: None,
              on_start: Callable[[Job], None] = lambda job: None,
              on_epoch: Callable[[EpochStats], None] = lambda stats: None) -> int:
-        """Train jobs until none is left unclaimed; returns how many this worker trained."""
+        """Train jobs until none is left unclaimed; returns how many this worker trained. A stop asked for
+        (stopping.py) is raised between jobs, or by the job's training."""
         done = 0
-        while (job := self._claim()) is not None:
+        while True:
+            stopping.check()
+            if (job := self._claim()) is None:
+                return done
             on_start(job)
             try:
                 result = self._train(job, on_epoch)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
-                hold_signals()
                 self._locked(lambda: self._release(job))
                 raise
             self._locked(lambda: self._store(job, result))
             on_seed(job, result)
             done += 1
-        return done
 
     def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
         config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
@@ -223,6 +225,7 @@ def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers
 
     def wait() -> None:
         while pool.running():
+            stopping.check()
             time.sleep(POLL_S)
 
     pool.supervise(wait)
