@@ -12,6 +12,9 @@ A second Ctrl-C stops at once, as Python's own handler would. A repeated SIGTERM
 task hears it twice within milliseconds (from SLURM and from its batch script), and a worker may hear a stop both
 from the terminal or the scheduler and from its parent.
 
+Work that touches no database and has no safe points of its own (a torchvision download) runs inside anywhere():
+there a stop is raised where the program is, as Python's own Ctrl-C would.
+
 Without the handler (hpsearch used as a library) nothing asks for a stop unless the caller does (request): a
 check then costs a function call that reads one variable.
 """
@@ -31,6 +34,7 @@ SAID = {signal.SIGINT: "stopping after the current step; Ctrl-C again to stop at
 _requested: int | None = None  # the signal that asked for the stop
 _raised = False  # whether a safe point has raised it
 _handling = False  # whether on_signals' block is running: there one stop is asked for, and raised, once
+_anywhere = False  # whether anywhere()'s block is running
 
 
 def request(signum: int = signal.SIGINT) -> None:
@@ -56,13 +60,32 @@ def _interrupt(signum: int) -> KeyboardInterrupt:
 
 
 def _on_signal(signum: int, frame) -> None:
-    """The handler: the first signal asks for a stop and says so; a second Ctrl-C raises where the program is."""
+    """The handler: the first signal asks for a stop and says so (inside anywhere(), raises it); a second Ctrl-C
+    raises where the program is."""
+    global _raised
     if _requested is None:
         request(signum)
+        if _anywhere:
+            check()
         with contextlib.suppress(OSError):  # a raw write: the program may be inside a write to sys.stderr
             os.write(2, f"{SAID[signum]}\n".encode())
     elif signum == signal.SIGINT:
+        _raised = True  # the stop asked for goes with it: a clean-up's own checks raise nothing more
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def anywhere() -> Iterator[None]:
+    """While the block runs, a stop asked for is raised where the program is, not at a safe point: for work that
+    touches no database and checks nothing itself (a download). One asked for before the block is raised as it
+    begins."""
+    global _anywhere
+    check()
+    before, _anywhere = _anywhere, True
+    try:
+        yield
+    finally:
+        _anywhere = before
 
 
 @contextlib.contextmanager

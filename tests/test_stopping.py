@@ -22,7 +22,7 @@ from hpsearch.errors import Terminated
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import DatasetSpec
-from hpsearch.training import devicedata, imagefolder
+from hpsearch.training import datasets, devicedata, imagefolder
 from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config, train_config
 from hpsearch.training.train import fit
@@ -178,6 +178,24 @@ def test_decoding_an_image_folder_stops_between_images_and_writes_no_cache(tmp_p
         imagefolder.read_image_folder(root, (16, 16), progress=progress)
     assert decoded == [1, 2, 3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pets"]  # no cache, no partial file
+
+
+def test_a_download_has_no_safe_point_so_a_signal_stops_it_at_once_and_its_files_go(tmp_path):
+    """torchvision downloads without a safe point to check: there a SIGTERM stops at once (not after the whole
+    archive), and what the download left is removed."""
+    data_dir = tmp_path / "data"
+
+    def fetch() -> None:
+        data_dir.mkdir()
+        (data_dir / "cifar-10-python.tar.gz").write_bytes(b"the first megabytes")
+        time.sleep(30)
+
+    started = time.monotonic()
+    with pytest.raises(Terminated), stopping.on_signals():
+        signal_after(0.2)
+        datasets._download("cifar10", fetch, data_dir, "put the files there by hand")
+    assert time.monotonic() - started < 10
+    assert not data_dir.exists()
 
 
 @pytest.mark.parametrize("sig, status, reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
