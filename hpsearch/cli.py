@@ -17,10 +17,9 @@ from pathlib import Path
 
 import click
 
-from hpsearch import __version__, api, escape
+from hpsearch import __version__, api, escape, stopping
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
-from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import params as params_module
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -95,18 +94,14 @@ class Commands(click.Group):
 
 
 def stops_once(command):
-    """While the command runs, Ctrl-C (SIGINT) and SIGTERM (SLURM, Kubernetes, `timeout`) stop it through one
-    path: KeyboardInterrupt, or its subclass errors.Terminated, which records the running trial as failed and
-    queues its copy (signals.py).
-
-    Once the clean-up has begun (signals.hold_signals), further signals are ignored: a worker can hear one both
-    directly (the terminal or a scheduler signals the whole process group) and from its parent, and the second
-    must not cut the clean-up short.
+    """While the command runs, Ctrl-C (SIGINT) and SIGTERM (SLURM, Kubernetes, `timeout`) stop it at its next safe
+    point (stopping.py), through one path: KeyboardInterrupt, or its subclass errors.Terminated, which records the
+    running trial as failed and queues its copy. A second Ctrl-C stops it at once.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        with raising_on_signals():
+        with stopping.on_signals():
             return command(*args, **kwargs)
 
     return wrapper

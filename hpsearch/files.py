@@ -84,12 +84,13 @@ def _replacing(path: Path) -> Iterator[Path]:
             raise CannotWrite(path, f"a {what} is no file to write", shown)
         in_place = kind is not None and (stat.S_ISFIFO(kind) or stat.S_ISCHR(kind))
         temporary = _new_file(Path(tempfile.gettempdir()) if in_place else target.parent, target.name)
+        made_with = stat.S_IMODE(os.stat(temporary).st_mode)
         yield temporary
         if in_place:
             _copy_into(temporary, path, kind, shown)
         else:
-            if kind is not None and stat.S_ISREG(kind):
-                os.chmod(temporary, stat.S_IMODE(kind))
+            # the mode it was made with, even where the writer replaced the file (safetensors' is 0600)
+            os.chmod(temporary, stat.S_IMODE(kind) if kind is not None and stat.S_ISREG(kind) else made_with)
             os.replace(temporary, target)
             temporary = None
     except OSError as exc:

@@ -145,3 +145,44 @@ def test_a_socket_is_no_output_file(tmp_path):
         with pytest.raises(HpsearchError, match=r"^cannot write .*report.md \(a socket is no file to write\): choose"):
             write_atomic(tmp_path / "report.md", "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+def test_every_file_a_user_gets_is_whole_and_has_the_umask_s_mode(write_study, image_folder, isolated, umask_027):
+    """A run on an image folder (its decoded-image cache, the trial's kept weights), `report --out`, `export -o`
+    with weights, `train --out`, a training checkpoint and a transfer source file: each comes out 0666 less the
+    umask, as `>` in a shell would make it (mkstemp's 0600 would hide it from the group), and nothing half-written
+    is left beside it."""
+    import torch
+
+    from hpsearch.training import transfer
+    from hpsearch.training.checkpoint import Checkpoint, CheckpointFile
+    from hpsearch.training.models import build_model
+    from hpsearch.training.space import model_config
+
+    image_folder(isolated / "data" / "pets", per_class=6)
+    path = write_study(dataset={"name": "imagefolder", "path": "pets", "image_size": 8, "validation": 2, "test": 2},
+                       budget={"epochs": 1, "trials": 1}, space={"lr": {"float": [0.01, 0.1]}},
+                       fixed={"blocks": 1, "batch_size": 4})
+    study = ["--study", str(path), "--storage", "sqlite:///x.db"]
+    for args in (["run", *study, "--device", "cpu", "--keep-weights", "1"], ["report", *study, "--out", "report"],
+                 ["export", *study, "-o", "best.yaml"], ["train", "--config", "best.yaml", "--out", "trained",
+                                                         "--device", "cpu"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+    CheckpointFile(isolated / "checkpoints" / "trial-0.pt").save(Checkpoint(
+        epoch=1, model={}, optimizer={}, generator=torch.zeros(1), cpu_rng=torch.get_rng_state(), cuda_rng=None,
+        history=[]))
+    params = {"blocks": 1, "convs_per_block": 1, "width": 4}
+    transfer.save_checkpoint(isolated / "source.pt", build_model(model_config(params, (3, 8, 8), 2)), params,
+                             (3, 8, 8))
+
+    written = {p.relative_to(isolated).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in isolated.rglob("*")
+               if p.is_file() and p.name not in ("study.yaml", "x.db") and "pets" not in p.parts
+               and "locks" not in p.parts}
+    kinds = {name.split("/")[0] if "/" in name else name for name in written}
+    assert kinds >= {"data", "x-files", "report", "best.yaml", "best.safetensors", "trained", "checkpoints",
+                     "source.pt"}, sorted(written)
+    assert {name for name in written if name.startswith("report/")} >= {"report/report.md", "report/index.html",
+                                                                         "report/pareto.png"}, sorted(written)
+    assert {name: mode for name, mode in written.items() if mode != 0o640} == {}
+    assert [name for name in written if name.endswith(".partial")] == []

@@ -4,6 +4,8 @@ saying why, and retried from its checkpoint."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -142,16 +144,21 @@ def test_mask_hides_every_password():
     assert mask("sqlite:///hpsearch.db") == "sqlite:///hpsearch.db"
 
 
-def test_closing_a_storage_lock_frees_it_at_once(tmp_path):
+def free_for_another_process(path) -> bool:
+    """Whether another process could take the lock file at `path` now."""
+    check = "import filelock, sys; filelock.FileLock(sys.argv[1]).acquire(timeout=0)"
+    return subprocess.run([sys.executable, "-c", check, str(path)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("study_name", [None, "a/b"], ids=["storage lock", "study lock"])
+def test_closing_a_storage_lock_frees_it_at_once(tmp_path, study_name):
     """open_storage and run close their locks in `finally`: the file must be free then, not when collected."""
-    import filelock
-
-    from hpsearch.storage import shared_lock
-
-    lock = shared_lock(f"sqlite:///{tmp_path / 'x.db'}")
+    lock = shared_lock(f"sqlite:///{tmp_path / 'x.db'}", study_name)
     lock.acquire()
+    assert lock.path == tmp_path / "x-files" / "locks" / f"{'storage' if study_name is None else slug(study_name)}.lock"
+    assert not free_for_another_process(lock.path)
     lock.close()
-    filelock.FileLock(str(tmp_path / "x.db.lock")).acquire(timeout=1)  # Timeout if close() left it held
+    assert free_for_another_process(lock.path)
 
 
 READ_ONLY = [["best"], ["export", "-o", "out.yaml"], ["report"], ["report", "--out", "report"], ["dashboard"]]

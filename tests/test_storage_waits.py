@@ -139,7 +139,7 @@ def next_line_with(lines: queue.Queue, text: str, timeout: float = 120) -> str:
 @pytest.mark.parametrize("kind", STORAGES)
 def test_a_worker_waiting_for_a_held_study_lock_says_so_and_stops_at_once_on_sigterm(study_on, kind):
     """Before, the wait was silent, and on PostgreSQL SIGTERM took effect only once the lock was freed (it waited
-    inside pg_advisory_lock, a database call, where signals are put off)."""
+    inside pg_advisory_lock, a database call, where no stop is taken)."""
     url, path = study_on(kind)
     name = load_spec(path).name
     with held_elsewhere(url, name) as holder:

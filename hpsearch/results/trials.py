@@ -16,7 +16,7 @@ from hpsearch.studyfile.types import StudySpec
 
 
 def is_baseline(trial: FrozenTrial) -> bool:
-    """A fixed trial of one of the reports' models (queued when study.baseline_due said so), not a sampled one."""
+    """A fixed trial of one of the reports' models (queued when a run's baseline_due said so), not a sampled one."""
     return A.BASELINE in trial.user_attrs
 
 

@@ -33,12 +33,12 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from hpsearch import stopping
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
 from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
-from hpsearch.search.signals import hold_signals
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
 from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, optuna_private, shared_lock
 from hpsearch.training import retrain
@@ -116,20 +116,22 @@ class Confirmation:
     def work(self, on_seed: Callable[[Job, dict], None] = lambda job, result: None,
              on_start: Callable[[Job], None] = lambda job: None,
              on_epoch: Callable[[EpochStats], None] = lambda stats: None) -> int:
-        """Train jobs until none is left unclaimed; returns how many this worker trained."""
+        """Train jobs until none is left unclaimed; returns how many this worker trained. A stop asked for
+        (stopping.py) is raised between jobs, or by the job's training."""
         done = 0
-        while (job := self._claim()) is not None:
+        while True:
+            stopping.check()
+            if (job := self._claim()) is None:
+                return done
             on_start(job)
             try:
                 result = self._train(job, on_epoch)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
-                hold_signals()
                 self._release_interrupted(job)
                 raise
             self._locked(lambda: self._store(job, result))
             on_seed(job, result)
             done += 1
-        return done
 
     def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
         config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
@@ -148,8 +150,8 @@ class Confirmation:
         return {**retrain.seed_result(retrained), "device": str(self.device)}
 
     def _release_interrupted(self, job: Job) -> None:
-        """Free a stopping worker's claim, waiting STOPPING_LOCK_WAIT_S at most for the lock (signals are held, so a
-        longer wait could not be cut short): where the storage cannot take it now, the claim lapses once its worker
+        """Free a stopping worker's claim, waiting STOPPING_LOCK_WAIT_S at most for the lock (a SIGTERM-stopped
+        worker has no second Ctrl-C to cut a longer wait short): where the storage cannot take it now, the claim lapses once its worker
         is seen gone, and the next confirm trains the job then."""
         try:
             self.lock.acquire(time.monotonic() + STOPPING_LOCK_WAIT_S)
@@ -309,6 +311,7 @@ def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers
 
     def wait() -> None:
         while pool.running():
+            stopping.check()
             time.sleep(POLL_S)
 
     pool.supervise(wait)

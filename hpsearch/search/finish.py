@@ -25,7 +25,7 @@ class RunEnd:
     finished: int  # finished (complete or pruned) trials the study holds
     nothing_to_do: bool  # --until a total the study already held
     reached: FrozenTrial | None  # the first searched trial of this run to reach the target
-    summary: dict[str, Any]  # study.summarize
+    summary: dict[str, Any]  # results.trials.summarize
     pace: list[str]  # time to target and trials per hour, a line each
     all_failed: tuple[str, int] | None  # every trial of the run failed: the most common reason and its count
 

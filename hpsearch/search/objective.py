@@ -40,7 +40,6 @@ from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
 from hpsearch.paths import slug
 from hpsearch.search import cost, curvepruning
-from hpsearch.search.signals import hold_signals
 from hpsearch.storage import optuna_private
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
@@ -204,7 +203,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     speed = cost.Speed()  # this worker's, measured by its trials' probes
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (study.baseline_due)
+        baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (run.baseline_due)
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
         if baseline and (at := space.point(spec, params, architecture)) and at.params == _queued_params(trial):
             space.sample(trial, spec, architecture)  # records the point run.py queued, with the space's distributions
@@ -300,7 +299,6 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
-            hold_signals()
             trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)

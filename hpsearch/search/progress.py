@@ -81,7 +81,7 @@ class LiveBars:
                       "at this rate", kind="batches", now=True)
 
     def ended(self, line: str, trial: FrozenTrial) -> None:
-        """An ended trial's line, which stays when the bars move on, and its note (study.baseline_note)."""
+        """An ended trial's line, which stays when the bars move on, and its note (results.trials.baseline_note)."""
         self.echo(line)
         if (note := self.note(trial)) is not None:
             self.echo(f"  {note}")

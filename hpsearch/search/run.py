@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import stopping
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
@@ -30,7 +31,6 @@ from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.search.retries import fail_lost_trials, queue_retry
 from hpsearch.search.samplers import make_sampler, start_up_trials
-from hpsearch.search.signals import hold_signals
 from hpsearch.search.preflight import check_storage
 from hpsearch.search.studystore import open_study
 from hpsearch.storage import (
@@ -290,9 +290,9 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
                      begin: Callable[[optuna.Study], None]) -> Iterator[optuna.Study]:
     """The study, created once whoever comes first (under the lock); while the run works, Python's cycle
     collector leaves alone what was loaded before it: the imported modules (torch's are some 400,000 objects),
-    the data, the study's trials in Optuna's cache. Each full collection walked them all, and the read of a big
-    study set one off: 0.2 s in every other run on a study of 8,000 trials (bench/big_study.py). The study is
-    opened with the collector off, so that its young collections do not walk the trials just read either.
+    the data, the study's trials in Optuna's cache. A full collection walks them all, and reading a big study sets
+    one off (bench/big_study.py measures what a study's size costs). The study is opened with the collector off,
+    so that its young collections do not walk the trials just read either.
     Handed back at the end, so that a process that runs several (the tests, a benchmark) still collects what
     each leaves behind. begin(study) runs under the lock once it is open (Queue.begin). A study lock held by another
     worker until the run's deadline ends the run (LockWaitExpired)."""
@@ -318,7 +318,8 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
 
 def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
           callbacks: list[Any], heartbeat: int, queue: Queue) -> None:
-    """Start trials one at a time; the lock is held from the budget check until the trial exists."""
+    """Start trials one at a time; the lock is held from the budget check until the trial exists. A stop asked for
+    (stopping.py) is raised between trials, while the lock is waited for, or by the trial's training."""
     started: list[int] = []  # the number of the trial in progress, while there is one
     view = DecisionView(budget.run_id)
 
@@ -330,6 +331,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
         return objective(trial)
 
     while True:
+        stopping.check()
         try:
             lock.acquire(budget.deadline)
         except LockWaitExpired as exc:  # the run's time is up: it stops as it would at its deadline, saying why
@@ -338,9 +340,9 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
         try:
             decision = _next_step(study, budget, seed, view, queue)
             if decision == START:
+                stopping.check()  # before the trial exists: a baseline or draw just queued waits for the next run
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
         except KeyboardInterrupt:
-            hold_signals()
             if started:
                 _requeue_interrupted(study, started[0], lock)
             raise

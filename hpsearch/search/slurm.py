@@ -6,7 +6,7 @@ is written here rather than by a library (submitit pickles a Python call into it
 shows all of it and a cluster's admin can read what will run.
 
 Stopping. SLURM stops a task that is cancelled, preempted or requeued with SIGTERM (SIGKILL KillWait
-seconds later): the worker records its running trial as failed and queues its copy (signals.py), and a
+seconds later): the worker records its running trial as failed and queues its copy (stopping.py), and a
 preempted or requeued task comes back by itself (`--requeue`). Before a time limit SLURM sends nothing
 unless asked: each task asks for USR1 WARN_S seconds ahead, then stops its worker the same way and puts
 itself back in the queue. Not TERM@WARN_S: the script could not tell that warning from `scancel`, and a

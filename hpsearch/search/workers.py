@@ -25,18 +25,18 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from hpsearch import stopping
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError, Terminated
+from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.results.trials import FINISHED
 from hpsearch.search.run import RunOptions
-from hpsearch.search.signals import hold_signals
 from hpsearch.storage import folder_beside, is_new_sqlite, open_storage
 from hpsearch.studyfile.types import StudySpec
 
 POLL_S = 0.5
-RESEND_S = 2
 STOP_GRACE_S = 30  # after Ctrl-C or SIGTERM, how long workers get to record their trial as failed
+AT_ONCE_S = 5  # after a second Ctrl-C, how long workers get to stop at once before they are killed
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,8 @@ class Workers:
                     self.processes.append(subprocess.Popen(
                         command(slot), env=env,
                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-        except BaseException:  # a signal while starting them: none of those started may outlive the run
-            self.stop(signal.SIGTERM)
+        except BaseException:  # a second Ctrl-C while starting them: none of those started may outlive the run
+            self.stop()
             raise
 
     def index_of(self, trial_worker: str | None) -> int | None:
@@ -138,24 +138,33 @@ class Workers:
     def running(self) -> bool:
         return any(p.poll() is None for p in self.processes)
 
-    def stop(self, sig: signal.Signals) -> None:
-        """Pass Ctrl-C (SIGINT) or SIGTERM on to every worker, which records its trial as failed and queues
-        its copy, and wait; one still running after STOP_GRACE_S is killed. The signal is sent again every
-        RESEND_S: a worker whose first one was lost (raised inside a __del__, say) hears the next, and one
-        that is already recording its trial ignores it (errors.hold_signals)."""
-        deadline, next_send = time.monotonic() + STOP_GRACE_S, 0.0
+    def stop(self) -> None:
+        """Pass a stop on to every worker, which records its trial as failed and queues its copy, and wait until
+        they have exited; one still running after STOP_GRACE_S is killed, or AT_ONCE_S after a second Ctrl-C.
+
+        The stop goes on as SIGTERM, whatever stopped this process: a worker may have heard the Ctrl-C already
+        (a terminal sends it to every process of the job), and a second SIGINT would stop it at once, where a
+        repeated SIGTERM is the same request (stopping.py). A second Ctrl-C reaches the workers from the terminal."""
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         try:
-            while (alive := [p for p in self.processes if p.poll() is None]) and time.monotonic() < deadline:
-                if time.monotonic() >= next_send:
-                    for p in alive:
-                        p.send_signal(sig)
-                    next_send = time.monotonic() + RESEND_S
-                time.sleep(POLL_S / 5)
+            try:
+                self._wait(STOP_GRACE_S)
+            except KeyboardInterrupt:  # Ctrl-C again
+                self._wait(AT_ONCE_S)
+                raise
         finally:
             for p in self.processes:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+
+    def _wait(self, seconds: float) -> None:
+        """Until every worker has exited, or for `seconds`."""
+        deadline = time.monotonic() + seconds
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(POLL_S / 5)
 
     def remove_logs(self) -> None:
         """The run ended well: its logs say nothing worth keeping (nor does an emptied logs folder)."""
@@ -166,13 +175,13 @@ class Workers:
             pass
 
     def supervise(self, wait: Callable[[], None]) -> None:
-        """wait() while the workers work, passing Ctrl-C or SIGTERM on to them (Kubernetes or `kill` signal
-        this process alone); then one line for each way workers ended badly, if any did."""
+        """wait() while the workers work, passing a stop on to them (Kubernetes or `kill` signal this process
+        alone): wait() raises it between its looks at them (stopping.check). Then one line for each way workers
+        ended badly, if any did."""
         try:
             wait()
-        except KeyboardInterrupt as exc:
-            hold_signals()
-            self.stop(signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+        except KeyboardInterrupt:
+            self.stop()
             raise
         if problems := self.problems():
             raise HpsearchError("\n".join(problems))
@@ -221,4 +230,5 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
                     on_trial(t, workers.index_of(t.user_attrs.get(A.WORKER)))
         if not alive:
             return
+        stopping.check()
         time.sleep(POLL_S)

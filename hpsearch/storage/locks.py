@@ -12,6 +12,7 @@ from pathlib import Path
 import filelock
 import sqlalchemy
 
+from hpsearch import stopping
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
 from hpsearch.storage.folders import side_folder
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 LOCK_POLL_S = (0.005, 0.1)  # the first and the longest pause between two tries of a held lock (doubling)
 LOCK_BRIEF_S = 2.0  # a worker holds a study lock for milliseconds: a longer wait is said, and may reach a deadline
 LOCK_SAY_EVERY_S = 60.0  # a wait is said again this often while it lasts
-STOPPING_LOCK_WAIT_S = 10.0  # a process stopping at Ctrl-C or SIGTERM (signals held) waits this long to tidy up
+STOPPING_LOCK_WAIT_S = 10.0  # a process stopping at Ctrl-C or SIGTERM waits this long for a lock to tidy up
 
 
 class LockWaitExpired(StorageError):
@@ -47,8 +48,7 @@ class NoLock:
 class SharedLock(NoLock):
     """A lock every process of a storage sees (shared_lock), taken by trying it between short pauses: a wait for a
     lock held elsewhere is said on stderr, gives up at the waiter's deadline, and stops at Ctrl-C or SIGTERM
-    (the pauses are outside database calls, where signals.py raises them). Acquiring a held lock or releasing a
-    free one does nothing."""
+    (stopping.check between tries). Acquiring a held lock or releasing a free one does nothing."""
 
     def __init__(self, what: str):
         self.what = what  # "the study lock of study NAME on URL", for the messages
@@ -73,6 +73,7 @@ class SharedLock(NoLock):
                 still = "waiting" if said_at is None else f"still waiting ({(now - started) / 60:.0f} min)"
                 log.warning("%s for %s, held by %s", still, self.what, self._holder()[0])
                 said_at = now
+            stopping.check()
             time.sleep(pause)
             pause = min(2 * pause, LOCK_POLL_S[1])
         self.held = True

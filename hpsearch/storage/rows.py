@@ -1,9 +1,6 @@
 """How a process reads a study's trials from an RDB storage: six plain queries of Optuna's tables, built into the
-FrozenTrials Optuna's own read makes of ORM objects, in a fraction of its time.
-
-Optuna's names it needs come from optuna_private.py. A module of its own because search/signals.py counts it in the
-database layer, where a signal is put off until the query and its session have ended, as in Optuna's own storage
-code.
+FrozenTrials Optuna's own read makes of ORM objects, in a fraction of its time. Optuna's names it needs come from
+optuna_private.py.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hpsearch import stopping
 from hpsearch.errors import DatasetError
 from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
 
@@ -178,18 +179,22 @@ def _may_download(spec: DatasetSpec) -> bool:
 
 
 def _download(name: str, fetch, data_dir: Path, put: str):
-    """fetch() (a torchvision download into data_dir); if it fails, remove what it left there (empty
-    folders, partial archives) and say where to put the files by hand."""
+    """fetch() (a torchvision download into data_dir); if it fails or is stopped (Ctrl-C or SIGTERM stop it at
+    once: stopping.anywhere), remove what it left there (empty folders, partial archives); a failure says where to
+    put the files by hand."""
     before = set(data_dir.iterdir()) if data_dir.is_dir() else None
     try:
-        with redirect_stdout(sys.stderr):  # torchvision prints as it downloads: stdout is for results
+        # torchvision prints as it downloads (stdout is for results), and has no safe point to stop at
+        with redirect_stdout(sys.stderr), stopping.anywhere():
             return fetch()
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; torchvision raises RuntimeError
+    except BaseException as exc:
         if before is None:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             for left in set(data_dir.iterdir()) - before:
                 shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+        if not isinstance(exc, (OSError, RuntimeError)):  # URLError is an OSError; torchvision raises RuntimeError
+            raise
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]  # torchvision's: one line per mirror
         raise DatasetError(f"{name}: download failed ({reason}): {put}; HPSEARCH_OFFLINE=1 or dataset.download: "
                            "false skips the attempt") from None

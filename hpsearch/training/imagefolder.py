@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,11 +19,9 @@ from PIL import Image, ImageOps
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from hpsearch import escape
+from hpsearch import escape, stopping
 from hpsearch.errors import DatasetError
-
-if TYPE_CHECKING:
-    pass
+from hpsearch.files import CannotWrite, save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +119,8 @@ def shown_name(name: str | Path) -> str:
 
 def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, int] | None, resize: str,
             progress: Progress) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Decode (and resize) every file into one preallocated uint8 tensor; unreadable ones are listed."""
+    """Decode (and resize) every file into one preallocated uint8 tensor; unreadable ones are listed. A stop asked
+    for (stopping.py) is raised between images."""
 
     def decode(path: Path) -> torch.Tensor | str:  # Pillow releases the GIL while decoding: threads help
         try:
@@ -140,6 +138,7 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
     try:
         for done, ((path, label), image) in enumerate(zip(files, pool.map(decode, (f for f, _ in files))), start=1):
+            stopping.check()
             if progress is not None:
                 progress(f"decoding {root.name}/", done, len(files))
             if isinstance(image, str):
@@ -213,23 +212,22 @@ def _read_cache(cache: Path, source: str,
 
 def _write_cache(cache: Path, x: torch.Tensor, y: torch.Tensor, source: str, classes: tuple[str, ...],
                  skipped: list[str]) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file, even with parallel workers.
-    A cache that cannot be written (a full disk, a read-only folder) is one warning, and the run goes on
-    with the images it decoded."""
-    partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+    """Written whole or not at all (files.py): a reader never sees half a file, even with parallel workers. A cache
+    that cannot be written (a full disk, a read-only folder) is one warning, and the run goes on with the images
+    it decoded."""
     fields = {"skipped": json.dumps(skipped)}
     fields["checksum"] = _cache_checksum(x, y, source, classes, fields["skipped"])
     try:
-        save_file({"x": x, "y": y}, partial, metadata=fields)
-        os.replace(partial, cache)
-    except (OSError, SafetensorError) as exc:  # safetensors' own I/O errors are SafetensorErrors
-        partial.unlink(missing_ok=True)
+        save_atomic(cache, lambda temporary: save_file({"x": x, "y": y}, temporary, metadata=fields))
+    except (CannotWrite, SafetensorError) as exc:  # safetensors' own I/O errors are SafetensorErrors
         log.warning("could not write the decoded-image cache %s (%s); decoding again next time", shown_name(cache),
                     _reason(exc))
 
 
 def _reason(exc: Exception) -> str:
     """An error's words, without safetensors' prefixes ('Error while serializing: I/O error: ...')."""
+    if isinstance(exc, CannotWrite):
+        return exc.reason
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     if isinstance(exc, KeyError):

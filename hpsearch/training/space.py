@@ -22,7 +22,7 @@ from torch import nn
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.families import FAMILIES
 from hpsearch.training.augment import Augment
-from hpsearch.training.models import ArchitectureError, ModelConfig, build_model, count_parameters
+from hpsearch.training.models import ArchitectureError, ModelConfig, build_model
 from hpsearch.training.train import TrainConfig
 
 from hpsearch.studyfile.types import Conditional
@@ -231,11 +231,6 @@ def fit_problem(baseline: Baseline, input_shape: tuple[int, int, int], num_class
     except ArchitectureError as exc:
         return str(exc)
     return None
-
-
-def built_param_count(baseline: Baseline) -> int:
-    """Parameters of the baseline built on its report's own input and classes."""
-    return count_parameters(_build_on_meta(baseline.params, baseline.input_shape, baseline.num_classes))
 
 
 def _build_on_meta(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> torch.nn.Module:

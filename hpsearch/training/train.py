@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from hpsearch import stopping
 from hpsearch.training.augment import Augment, alternating_flips
 from hpsearch.training.checkpoint import Checkpoint, CheckpointFile
 from hpsearch.training.devicedata import DeviceData
@@ -176,6 +177,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
     on_pace(seconds_per_step) is called once, in the first epoch this call trains, after PACE_STEPS timed
     steps that follow PACE_WARMUP untimed ones (an epoch too short for them has no probe): the trial's pace,
     measured on its own steps, may stop it by raising.
+    A stop asked for (stopping.py: Ctrl-C, SIGTERM) is raised before the next step.
     """
     device = data.train_x.device
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -198,6 +200,7 @@ def fit(model: nn.Module, data: DeviceData, cfg: TrainConfig,
         x_epoch, y_epoch = epoch_images(data, cfg, epoch, generator)
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
+            stopping.check()
             if probe and i == PACE_WARMUP:
                 timed_from = _synchronized_clock(device)
             elif probe and i == PACE_WARMUP + PACE_STEPS:

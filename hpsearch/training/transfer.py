@@ -17,6 +17,7 @@ The architecture must be the source's for its weights to fit: a source that carr
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import nn
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.files import write_atomic
 from hpsearch.results import sources
 from hpsearch.results.artifacts import UnreadableWeights, load_state_dict_file
 from hpsearch.results.export import params_problems, weights_record
@@ -62,9 +64,12 @@ class Source:
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: Mapping[str, Any],
                     input_shape: tuple[int, int, int]) -> None:
-    """A weights file that says what it is: `init: {weights: path}` rebuilds the model from it."""
+    """A weights file that says what it is: `init: {weights: path}` rebuilds the model from it. Written whole or
+    not at all (files.CannotWrite)."""
+    buffer = io.BytesIO()
     torch.save({"config": dict(config), "input_shape": list(input_shape),
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, buffer)
+    write_atomic(Path(path), buffer.getvalue())
 
 
 def load_source(init: InitSpec | Init, storage_url: str | None) -> Source:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import optuna
 from PIL import Image
 
-from hpsearch.results import ranking, report
+from hpsearch.results import report
 from hpsearch.studyfile.types import Limits
 
 
+def drawn(ax) -> dict[str, list[tuple[float, float]]]:
+    """What a panel shows: each labelled scatter's and line's points, by label, and each annotation's text."""
+    shown = {c.get_label(): [tuple(p) for p in c.get_offsets().tolist()] for c in ax.collections}
+    shown |= {line.get_label(): [tuple(p) for p in line.get_xydata().tolist()] for line in ax.get_lines()}
+    return shown | {f"text {t.get_text()}": [tuple(t.xy)] for t in ax.texts}
+
+
 def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trials_off_the_front(storage, tmp_path):
+    from hpsearch.results import plots
+
     study = optuna.create_study(study_name="sizes", storage=storage, direction="maximize")
     points = [  # (val accuracy, parameters, seconds, baseline, over the parameter limit)
         (0.90, 2_000, 1.0, None, False), (0.95, 20_000, 2.0, None, False), (0.93, 50_000, 0.8, None, False),
@@ -18,17 +28,23 @@ def test_the_front_plot_names_baselines_draws_limits_and_leaves_over_limit_trial
         attrs = {"param_count": count, "train_seconds": seconds, **({"baseline": baseline} if baseline else {})}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs,
                                                   constraints={"params": 1.0 if over else -1.0}))
-    trials = study.get_trials()
-    assert [t.number for t in ranking.front(trials, against="params")] == [1, 0]
-    assert [t.number for t in ranking.front(trials, against="train_seconds")] == [1, 2]
-    report.write_directory(study, out=tmp_path / "rep", spec=None)
-    data = (tmp_path / "rep" / "pareto.png").read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30_000
+    figure = plots._pareto(study, Limits(params=100_000, train_seconds=5)).figure
+    by_size, by_time = (drawn(ax) for ax in figure.axes)
+    assert by_size == {
+        "searched trial (4)": [(2_000, 0.90), (20_000, 0.95), (50_000, 0.93), (40_000, 0.94)],
+        "over a limit (1)": [(900_000, 0.97)],  # the most accurate trial, off the front and never the best
+        "baseline": [(5_000, 0.80)], "text seed001-cnn": [(5_000, 0.80)],
+        "Pareto front (2)": [(2_000, 0.90), (20_000, 0.95)],
+        "best (trial #1)": [(20_000, 0.95)],
+        "limit: 100,000 parameters": [(100_000, 0.0), (100_000, 1.0)]}  # axvline: axis coordinates in y
+    assert by_time["Pareto front (2)"] == [(0.8, 0.93), (2.0, 0.95)]
+    assert by_time["limit: 5 s"] == [(5, 0.0), (5, 1.0)]
+    assert figure.get_suptitle() == "sizes: validation accuracy against size and training time (6 completed trials)"
+    plt.close(figure)
+
+    report.write_directory(study, out=tmp_path / "rep", spec=None)  # the report draws it too, as a whole PNG
     with Image.open(tmp_path / "rep" / "pareto.png") as image:
-        assert image.width >= 1200 and image.height >= 500, image.size
-    from hpsearch.results import plots  # the limits of a study file are drawn too
-    assert [p.file for p in plots.write_plots(study, tmp_path / "limits", Limits(params=100_000, train_seconds=5))
-            if not p.skipped][0] == "pareto.png"
+        assert image.format == "PNG" and image.width >= 1200 and image.height >= 500, image.size
 
 
 def test_trials_copied_from_another_study_are_drawn_in_no_plot_and_the_others_keep_their_numbers(tmp_path,

@@ -113,8 +113,8 @@ def test_a_claimed_job_is_left_to_its_worker_unless_the_worker_is_gone(storage):
 
 def test_a_stopping_worker_frees_its_claim_or_leaves_it_within_seconds_when_the_lock_is_held(storage, caplog,
                                                                                              monkeypatch):
-    """Ctrl-C while another session held the study lock waited until it was freed (signals held: nothing could cut
-    the wait short); now it waits a bounded time and says what it left."""
+    """A worker stopping while another session holds the study lock waits a bounded time for it, and says what it
+    left claimed."""
     study, name = hand_made_study(storage, confirmed=False), "hand"
     worker = confirm.Confirmation(study, storage, 1, 1, device=None)
     job = worker._claim()

@@ -1,11 +1,12 @@
 """Several worker processes on one study: the plan, each worker's command line, exact totals on SQLite and
-PostgreSQL, SIGTERM passed on to every worker, and the workers' logs beside the storage.
+PostgreSQL, a stop passed on to every worker, and the workers' logs beside the storage.
 
 The PostgreSQL tests need a running server named by $HPSEARCH_TEST_POSTGRES (.ci/run starts one
 from Debian's packages); without it they are skipped with that reason."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sys
@@ -65,19 +66,29 @@ def test_four_workers_on_postgresql_reach_exactly_the_total(write_study):
         optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
-def test_sigterm_reaches_every_worker_and_each_queues_its_trial(write_study, storage):
+@pytest.mark.parametrize("to_the_job, status, reason", [(False, 143, "terminated (SIGTERM)"),
+                                                        (True, 130, "interrupted (Ctrl-C)")],
+                         ids=["sigterm to the parent", "ctrl-c to every process"])
+def test_a_stop_reaches_every_worker_and_each_queues_its_trial(write_study, storage, to_the_job, status, reason):
+    """SIGTERM to the parent only, as `timeout` or Kubernetes send it; or Ctrl-C as a terminal sends it, to every
+    process of the job, which the parent then passes on too: a worker hears it twice, and still stops only after
+    its step, recording its trial."""
     path = write_study(budget={"epochs": 20, "trials": 4}, **SLOW)
-    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu", "--workers", "2")
+    process = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu", "--workers", "2",
+                       start_new_session=True)
     wait_for(first_epochs_done(process, storage, trials=2))
-    process.send_signal(signal.SIGTERM)  # to the parent only, as `timeout` or Kubernetes would
+    if to_the_job:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
     code, _, err = finish(process)
-    assert code == 143 and "Traceback" not in err, err
-    assert "terminated (SIGTERM): run the same command again" in err
+    assert code == status and "Traceback" not in err, err
+    assert f"{reason}: run the same command again" in err
     trials = load(storage).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert TrialState.RUNNING not in [t.state for t in trials]  # no worker was killed: each recorded its trial
-    assert failed and all(t.user_attrs["failure"].startswith("terminated (SIGTERM)") for t in failed)
+    assert failed and all(t.user_attrs["failure"].startswith(reason) for t in failed)
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in failed)
 
     study = run(load_spec(path), storage, RunOptions(device="cpu", n_trials=2))
