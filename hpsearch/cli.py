@@ -28,6 +28,7 @@ from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
+from hpsearch.words import plural
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -38,7 +39,8 @@ storage_option = click.option(
     help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
 
 
-def study_option(text: str = "A study name in the storage, a shipped study, or a study file."):
+def study_option(text: str = "A study file (a path, ./studies/NAME.yaml, or a shipped study NAME: the study its name "
+                              "gives), else the name of a study in the storage."):
     """--study, declared once; `run` and `worker` say it more narrowly (they need a study file)."""
     return click.option("--study", "study_name", required=True, metavar="NAME|FILE", help=text)
 
@@ -153,7 +155,7 @@ def trial_options(command):
     """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
     refused before the command body imports anything heavy."""
     options = [
-        study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
+        study_option(f"The study file: {catalog.LOOKUP_ORDER}."),
         storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
                      help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
@@ -290,7 +292,7 @@ def _limits_and_objectives(spec) -> str:
 def _finish(study, spec, options, console) -> None:
     """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
     every trial of the run failed."""
-    from hpsearch.results.render import plural, render
+    from hpsearch.results.render import render
     from hpsearch.results.trials import reached_line
     from hpsearch.search.finish import finish
 
@@ -380,7 +382,7 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
 
 @main.command()
-@study_option("A shipped study (see `hpsearch studies`) or a path to a study file.")
+@study_option(f"The study file: {catalog.LOOKUP_ORDER}.")
 @click.option("--storage", metavar="URL", default=None,
               help="Optuna storage URL, with no password (a URL with one goes in $HPSEARCH_STORAGE). Default: "
                    f"$HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (with --one-node only).")
@@ -436,10 +438,37 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         click.echo(slurm.batch_script(job), nl=False)
         return
     job_id = slurm.submit(job, url)
-    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}"
+    click.echo(f"submitted job {job_id}: {plural(jobs, 'task')} of `hpsearch run` on study {spec.name}, storage {mask(url)}"
                + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
                f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
                f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@data_dir_option
+@click.option("--mirror", metavar="URL", default=None,
+              help="Fetch each file as URL/FILE instead of from its official source, checked all the same (a local "
+                   "copy of the official files). Default: $HPSEARCH_DATA_MIRROR.")
+def fetch(names, data_dir, mirror):
+    """Download datasets the shipped studies read from their official sources, check each file's size and sha256, and
+    lay them out in the data folder where `run` reads them. Without NAME, list what it fetches."""
+    from hpsearch.defaults import default_data_dir
+    from hpsearch.training import fetch as fetch_module
+
+    sources = fetch_module.SOURCES
+    if not names:
+        _echo_columns([("name", "download", "licence", "official source"), *(
+            (s.name, f"{s.size / 1e6:,.0f} MB", s.licence.split(";")[0], s.homepage) for s in sources.values())])
+        return
+    if unknown := [n for n in names if n not in sources]:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))}: not one of {', '.join(sources)}", param_hint="NAME")
+    folder = data_dir or default_data_dir()
+    for name in names:
+        click.echo(f"fetching {name} ({sources[name].size / 1e6:,.0f} MB) into {escape.terminal(str(folder))}", err=True)
+        where = fetch_module.fetch(sources[name], folder, mirror=mirror,
+                                   progress=fetch_module.EveryFewSeconds(lambda line: click.echo(line, err=True)))
+        click.echo(f"{name}: {escape.terminal(str(where))}")
 
 
 @main.command()
@@ -476,15 +505,18 @@ def _echo_columns(rows: list[tuple[str, ...]]) -> None:
 def params():
     """List every parameter a study file can search or fix, with its default and allowed values."""
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
+    from hpsearch.words import yaml_value
 
     for param in params_module.PARAMS:
-        allowed = ", ".join(map(str, param.choices)) if param.kind == "choice" else (
+        allowed = ", ".join(map(yaml_value, param.choices)) if param.kind == "choice" else (
             "true, false" if param.kind == "bool" else
             f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
-        own = "".join(f" ({f.name}: {f.defaults[param.name]!r})" for f in FAMILIES.values() if param.name in f.defaults)
+        own = "".join(f" ({f.name}: {yaml_value(f.defaults[param.name])})" for f in FAMILIES.values()
+                      if param.name in f.defaults)
         takes = [f.name for f in FAMILIES.values() if param.name in f.params]
         families = f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else ""
-        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}{own}; {allowed}{families}")
+        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {yaml_value(param.default)}{own}; {allowed}"
+                   f"{families}")
 
 
 @main.command()
@@ -564,8 +596,9 @@ def dashboard(study_name, storage, host, port):
 @study_option()
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(min=0), default=None,
-              help="The trial number to export. Default: the best completed trial within the study's limits (with two "
-                   "objectives, the most accurate point of the front).")
+              help="The trial number to export. Default: the trial `hpsearch best` names, the best completed trial "
+                   "within the study's limits, baselines included (with two objectives, the most accurate point of "
+                   "the front); a baseline is said to be one, with the number of the best searched trial.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
 @click.option("--weights/--no-weights", default=True,
@@ -574,8 +607,6 @@ def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
     from hpsearch.results import export as export_module
     from hpsearch.results import ranking
-    from hpsearch.results.render import plural
-    from hpsearch.results.trials import objectives as trial_objectives
     from hpsearch.storage import storage_url
 
     spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
@@ -583,12 +614,11 @@ def export(study_name, storage, number, out, weights):
     study = _load_existing(spec.name if spec else study_name, url)
     make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
-    click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
+    baseline = f"baseline {escape.terminal(trial.user_attrs[A.BASELINE])}, " if A.BASELINE in trial.user_attrs else ""
+    click.echo(f"wrote {out} (trial #{trial.number}, {baseline}val {ranking.val_accuracy(trial):.4f}, "
                f"test {trial.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f})", err=True)
-    if number is None and len(objectives := trial_objectives(study)) > 1:
-        size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
-        click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
-                   f"{' and '.join(objectives)}; `hpsearch best` lists them, --trial N exports another", err=True)
+    for note in export_module.picked_notes(study, trial) if number is None else []:
+        click.echo(escape.terminal(note), err=True)
     if copied is not None:
         click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
     elif weights:
@@ -688,7 +718,6 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, mlflow, 
 def _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, tracker) -> None:
     """confirm's work, its seeds' results sent to `tracker` (or None) as they arrive."""
     from hpsearch.results import report as report_module
-    from hpsearch.results.render import plural
     from hpsearch.search import confirm as confirm_module
     from hpsearch.training.devicedata import resolve_device
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from hpsearch import storage
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.errors import HpsearchError, SpecError, StorageError
 from hpsearch.results.artifacts import (UnreadableWeights, load_state_dict_file, load_trial_state_dict,
                                         trial_weights_path)
 from hpsearch.results.export import params_problems, weights_record
@@ -138,11 +138,16 @@ def source_url(init: Init, storage_url: str | None) -> str:
 def _from_study(name: str, trial: int | str, url: str, recorded: str | None) -> Source:
     """The weights stored for a trial of study `name` in the storage at `url`, and its config; `recorded` is the
     storage its Init records (None: the run's own)."""
+    run_it = f"run it first (hpsearch run --study {name}) or set init.storage to the storage that holds it"
+    if storage.is_new_sqlite(url):
+        raise HpsearchError(f"init.study: the source study {name!r} is not there: no storage {storage.mask(url)} "
+                            f"yet; {run_it}")
     try:
         study = optuna.load_study(study_name=name, storage=storage.open_existing(url))
     except KeyError:
-        raise HpsearchError(f"init.study: no study named {name!r} in {storage.mask(url)}: run it first "
-                            f"(hpsearch run --study {name}) or set init.storage") from None
+        raise HpsearchError(f"init.study: no study named {name!r} in {storage.mask(url)}: {run_it}") from None
+    except StorageError as exc:
+        raise HpsearchError(f"init.study: the source study {name!r}: {exc}") from None
     if trial == "best":  # the best-ranked trial that kept its weights (only the best few do; see artifacts.py)
         frozen = next((t for t in ranked(study.get_trials(deepcopy=False)) if trial_weights_path(url, t)), None)
         if frozen is None:

@@ -162,3 +162,20 @@ def test_a_hostile_study_name_and_failure_reason_read_as_they_are_everywhere(wri
     for name in drawn:
         with Image.open(out / name) as image:
             image.verify()
+
+
+def test_the_report_names_the_best_trial_and_how_it_was_chosen_and_a_winning_baseline_as_one(storage):
+    from hpsearch.results.report import markdown
+    from tests.helpers import stored_trial
+
+    study = optuna.create_study(study_name="beaten", storage=storage, direction="maximize")
+    study.add_trial(stored_trial(0.95, {"lr": 0.1}))
+    study.add_trial(stored_trial(0.97, {}, baseline="seed003-tricks"))
+    text = markdown(study)
+    assert ("Best: trial #1, baseline seed003-tricks (a hand-made model of the reports, not a searched one), the "
+            "highest validation accuracy of all completed trials, baselines included (of equal accuracies, the "
+            "earliest). The best searched trial is #0 (val 95.00%).") in text
+    study.add_trial(stored_trial(0.97, {"lr": 0.05}))  # as good as the baseline, later: the baseline stays best
+    assert "Best: trial #1, baseline" in markdown(study)
+    study.add_trial(stored_trial(0.99, {"lr": 0.07}))
+    assert "Best: trial #3, the highest validation accuracy" in markdown(study)
