@@ -28,10 +28,11 @@ from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.results.trials import objectives
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
+from hpsearch.studyfile.catalog import remembered_spec
+from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 from hpsearch.trialrecord import TrialRecord
-from hpsearch.words import plural, yaml_document
+from hpsearch.words import yaml_document
 
 FORMAT = "hpsearch-config/1"
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
@@ -76,7 +77,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
 def picked_notes(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     """What `export` without --trial says of the trial it picked: how it was chosen; a baseline named as one, with
     the best searched trial and the option that exports it (a config handed on as the best must not be a hand-made
-    model unsaid); with two objectives, the front it is the most accurate point of."""
+    model unsaid)."""
     trials = ranking.study_trials(study)
     names = objectives(study)
     second = names[1] if len(names) > 1 else None
@@ -90,10 +91,6 @@ def picked_notes(study: optuna.Study, trial: FrozenTrial) -> list[str]:
                   if searched is not None else "no searched trial has completed yet")
         notes.append(f"note: trial #{trial.number} is baseline {trial.user_attrs[A.BASELINE]}, a hand-made model of "
                      f"the reports, not a searched trial; {beside}")
-    if second is not None:
-        size = len(ranking.front(trials, against=second))
-        notes.append(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
-                     f"{' and '.join(names)}; `hpsearch best` lists them, --trial N exports another")
     return notes
 
 
@@ -108,7 +105,11 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     """
     study_attrs = study.user_attrs
     if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
-        spec = spec or _remembered_spec(study)
+        spec = spec or remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))
+        if spec is None:
+            raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and the "
+                                f"study file it was made from ({study.user_attrs.get(A.STUDY_SPEC_PATH) or 'unknown'}) "
+                                "is not here or no longer reads as that study: give the study file as --study FILE")
         study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
     attrs = trial.user_attrs
     record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
@@ -125,14 +126,6 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
                     "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
         "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
     }
-
-
-def _remembered_spec(study: optuna.Study) -> StudySpec:
-    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
-    if path is None or not Path(path).is_file():
-        raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
-                            f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
-    return load_spec(path)
 
 
 def write_config(config: dict[str, Any], out: Path, weights: Path | None = None) -> Path | None:
