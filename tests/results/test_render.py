@@ -38,7 +38,7 @@ def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     text = invoke("best", "--study", "base", "--storage", storage).stdout
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
     assert "best trial #0 (baseline seed001-cnn): the highest validation accuracy of all completed trials, baselines " \
-           "included\n" in text  # how it was chosen, beside the first trial to reach the target
+           "included (of equal accuracies, the earliest)\n" in text  # how it was chosen, beside the first trial to reach the target
 
 
 def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):

@@ -131,12 +131,12 @@ def test_a_hostile_study_name_and_failure_reason_read_as_they_are_everywhere(wri
         state=TrialState.FAIL, user_attrs={"baseline": "<b>x</b>|y", "failure": HOSTILE_REASON}))
     ran = runner.invoke(main, run)  # which writes the dashboard note again
     assert ran.exit_code == 0, ran.output
-    assert f"study {HOSTILE_NAME} (1 epochs a trial" in ran.stderr  # the run's header: not read as rich markup
+    assert f"study {HOSTILE_NAME} (1 epoch a trial" in ran.stderr  # the run's header: not read as rich markup
     assert f"study {HOSTILE_NAME}: 3 trials" in ran.stdout
     result = runner.invoke(main, ["report", "--study", path, "--storage", storage, "--out", "rep"])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     out = tmp_path / "rep"
-    title = f"{HOSTILE_NAME}: baselines and best searched trials, 1 epochs a trial"
+    title = f"{HOSTILE_NAME}: baselines and best searched trials, 1 epoch a trial"
     renderer = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
     for markdown in ((out / "report.md").read_text(), get_note(optuna.load_study(study_name=HOSTILE_NAME,
