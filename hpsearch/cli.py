@@ -9,8 +9,8 @@ to load, which `--help`, `studies`, `params`, a refused option conflict and the 
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import math
 import sys
 from pathlib import Path
@@ -18,11 +18,18 @@ from pathlib import Path
 import click
 
 from hpsearch import __version__, api, escape
-from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
+from hpsearch.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_HOST,
+    DEFAULT_KEEP,
+    DEFAULT_PORT,
+    DEFAULT_STORAGE,
+)
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
+from hpsearch.training.fetch import SOURCES, EveryFewSeconds
 from hpsearch.words import plural, yaml_value
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -343,6 +350,25 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
                f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
                f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
                f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...", type=click.Choice(list(SOURCES)))
+@data_dir_option
+@click.option("--mirror", metavar="URL", default=None,
+              help="Fetch each file as URL/FILE instead of from its official source, checked all the same (a local "
+                   "copy of the official files). Default: $HPSEARCH_DATA_MIRROR.")
+def fetch(names, data_dir, mirror):
+    """Download the datasets the shipped studies read from their official sources, check each file's size and
+    sha256, and lay them out in the data folder where `run` reads them. Without NAME, list what it fetches."""
+    if not names:
+        _echo_columns([("name", "download", "official source"),
+                       *((s.name, f"{s.size / 1e6:,.0f} MB", s.homepage) for s in api.data_sources())])
+        return
+    for name in names:
+        where = api.fetch(name, data_dir=data_dir, mirror=mirror,
+                          progress=EveryFewSeconds(lambda line: click.echo(escape.terminal(line), err=True)))
+        click.echo(f"{name}: {escape.terminal(str(where))}")
 
 
 @main.command()

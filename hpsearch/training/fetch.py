@@ -221,7 +221,9 @@ def fetch(source: Source, data_dir: Path, *, mirror: str | None = None,
         try:
             source.lay_out(files, fresh, progress)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, gzip.BadGzipFile) as exc:
-            raise DatasetError(f"{source.name}: cannot unpack {files[0]} ({exc}); delete it and fetch again") from None
+            kind = "zip" if isinstance(exc, zipfile.BadZipFile) else "tar" if ".tar" in files[0].suffixes else "gzip"
+            raise DatasetError(f"{source.name}: cannot unpack {files[0]} (damaged, or not a {kind} archive): delete "
+                               "it and fetch again") from None
     for path in files:  # unpacked: the archive would only double the space it takes
         path.unlink()
     return target
