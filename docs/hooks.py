@@ -6,7 +6,8 @@ for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committ
 the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
 baselines, the shipped studies), the command reference from click's own `--help`, the Python API's from
 hpsearch.api's names and docstrings, and the benchmarks page from bench/results/*.json. tests/test_docs.py
-calls the same functions.
+calls the same functions. The demo's transcript, docs/transcripts/digits-quick.txt, is the one copy of the demo
+every page quotes (`demo`, `demo_ending`); README.md, read unbuilt on GitHub, holds a copy that the tests compare.
 """
 
 from __future__ import annotations
@@ -318,11 +319,42 @@ def benchmarks() -> str:
     return "\n".join(parts)
 
 
+# --- the demo's transcript ---------------------------------------------------------------------------------
+
+DEMO = ROOT / "docs" / "transcripts" / "digits-quick.txt"  # written by docs/record_demo.py; README.md holds a copy
+DEMO_REPEATS = ("On the same CPU type and library versions, the trials, their order, parameter counts and "
+                "accuracies repeat exactly; the seconds, the pace and which progress lines appear (one each 5 s of "
+                "a trial) do not, and a busy machine inflates the seconds.")
+
+
+def demo_transcript() -> tuple[str, list[str]]:
+    """(how it was recorded, the transcript's lines from its `$ hpsearch run` on): the one copy every page quotes."""
+    first, *lines = DEMO.read_text().splitlines()
+    return first.removeprefix("# "), lines
+
+
+def _quoted(lines: list[str], what: str) -> str:
+    said, _ = demo_transcript()
+    return (f"{what} `hpsearch run --study digits-quick` in an empty folder, {said} "
+            f"{DEMO_REPEATS}\n\n```console\n" + "\n".join(lines) + "\n```\n")
+
+
+def demo() -> str:
+    """The whole demo transcript, with when and on what it was recorded."""
+    return _quoted(demo_transcript()[1], "The whole transcript of")
+
+
+def demo_ending() -> str:
+    """The demo's last lines: the search against the baselines, the time to target and the pace."""
+    lines = demo_transcript()[1]
+    return _quoted(lines[lines.index("search against the baselines:"):], "The end of")
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "top_keys": top_keys, "parameters": parameters, "families": families, "datasets": datasets,
     "dataset_keys": dataset_keys, "samplers": samplers, "pruners": pruners, "baselines": baselines,
     "studies": studies, "studies_files": studies_files, "commands": commands, "python_api": python_api,
-    "benchmarks": benchmarks,
+    "benchmarks": benchmarks, "demo": demo, "demo_ending": demo_ending,
 }
 
 

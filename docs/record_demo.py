@@ -1,15 +1,13 @@
-"""Record the demo's transcript: `python docs/record_demo.py` on a quiet machine.
+"""Record the demo's transcript on a quiet machine: `python docs/record_demo.py`.
 
-Runs `hpsearch run --study digits-quick` in an empty folder, as a newcomer would, and writes what stays on their
-terminal to docs/transcripts/demo.txt, headed by one line that says when, on what and how long: the date, the CPU
-and its cores, the load average at the start, the versions, and the whole command's wall time. It then copies the
-transcript into README.md's one-minute tour (the block after the `demo transcript` marker), so the README and every
-docs page that quotes the demo (hooks.py's `demo` part) show this one file. tests/test_docs.py checks that they
-agree.
+Runs `hpsearch run --study digits-quick` in an empty folder, as a newcomer would, with its output going to a pipe
+(plain lines, as in a log), and writes docs/transcripts/digits-quick.txt: a first line saying when and on what it
+was recorded and how long the whole command took, then the command and its output. It copies the transcript into
+README.md's tour (the block after its `demo transcript` marker); every docs page includes the file itself (hooks.py's
+`demo` parts), and tests/test_docs.py checks that the README's copy agrees.
 
-Accuracies, parameter counts and the order of trials repeat exactly on the same CPU type and versions; seconds do
-not, and a busy machine inflates them: the script refuses to record while the load average is above a third of the
-cores (--force records anyway, and the header says the load).
+The seconds of a busy machine mislead, so it refuses to record while the load average is above a third of the
+cores (--force records anyway, and the first line says the load).
 """
 
 from __future__ import annotations
@@ -18,19 +16,16 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TRANSCRIPT = ROOT / "docs" / "transcripts" / "demo.txt"
+TRANSCRIPT = ROOT / "docs" / "transcripts" / "digits-quick.txt"
 README = ROOT / "README.md"
-README_MARKER = "<!-- demo transcript: docs/transcripts/demo.txt, written by docs/record_demo.py -->"
-PROGRESS_LINE = re.compile(r"; \d+:\d\d elapsed$")  # a log's stand-in for the live bars, which a terminal erases
+README_MARKER = "<!-- demo transcript:"
 
 
 def cpu_name() -> str:
@@ -44,66 +39,46 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def what_stays(output: str) -> str:
-    """The run's combined stdout and stderr as a terminal keeps it: without the progress lines a log gets instead of
-    the bars."""
-    return "".join(line for line in output.splitlines(keepends=True) if not PROGRESS_LINE.search(line.rstrip("\n")))
-
-
-def header(seconds: float, load: float) -> str:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f"# recorded {now} on {cpu_name()} ({cores()} cores, load average {load:.2f} at the start); hpsearch "
-            f"{version('hpsearch')}, torch {version('torch')}, optuna {version('optuna')}, Python "
-            f"{platform.python_version()}; the whole command took {seconds:.1f} s, start-up included")
-
-
-def record(study: str) -> tuple[str, float]:
-    """(what stays on the terminal, the command's wall seconds) of `hpsearch run --study STUDY` in an empty folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}  # nothing inherited: the default run
+def record() -> tuple[list[str], float]:
+    """(the output lines, the whole command's wall seconds) of the demo in an empty folder, nothing inherited."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}
     env.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "hpsearch", "run", "--study", study]
     with tempfile.TemporaryDirectory(prefix="hpsearch-demo-") as folder:
         start = time.monotonic()
-        done = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, check=False)
+        done = subprocess.run([sys.executable, "-m", "hpsearch", "run", "--study", "digits-quick"], cwd=folder,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
         seconds = time.monotonic() - start
     if done.returncode != 0:
         sys.exit(f"record_demo: the run failed (exit status {done.returncode}):\n{done.stdout}")
-    return what_stays(done.stdout), seconds
+    return done.stdout.splitlines(), seconds
 
 
-def put_in_readme(readme: Path, transcript: str) -> None:
-    """Replace the fenced block after README_MARKER with `transcript`."""
-    text = readme.read_text()
-    before, marker, after = text.partition(README_MARKER + "\n")
-    if not marker or not after.startswith("```text\n"):
-        sys.exit(f"record_demo: {readme} has no line {README_MARKER!r} followed by a ```text block")
-    rest = after.split("\n```\n", 1)[1]
-    readme.write_text(f"{before}{marker}```text\n{transcript.rstrip()}\n```\n{rest}")
+def put_in_readme(lines: list[str]) -> None:
+    """Replace the ```console block after README_MARKER's line with `lines`."""
+    text = README.read_text()
+    before, marker, after = text.partition(README_MARKER)
+    head, fence, rest = after.partition("```console\n")
+    if not marker or not fence or "\n```\n" not in rest:
+        sys.exit(f"record_demo: {README} has no line {README_MARKER!r}... followed by a ```console block")
+    README.write_text(before + marker + head + fence + "\n".join(lines) + "\n```\n" + rest.split("\n```\n", 1)[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", default="digits-quick", help="the study to run (default: the demo)")
-    parser.add_argument("--out", type=Path, default=TRANSCRIPT, help="the transcript file")
-    parser.add_argument("--readme", type=Path, default=README, help="the README to copy it into")
     parser.add_argument("--force", action="store_true", help="record on a busy machine too")
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    if load > cores() / 3 and not args.force:
-        sys.exit(f"record_demo: the load average is {load:.2f} on {cores()} cores: its seconds would mislead; record "
-                 "on a quiet machine (or --force, and the header says the load)")
-    output, seconds = record(args.study)
-    transcript = f"{header(seconds, load)}\n$ hpsearch run --study {args.study}\n{output}"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(transcript)
-    put_in_readme(args.readme, transcript)
-    print(f"wrote {args.out} and its copy in {args.readme} ({seconds:.1f} s)")
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if load > cores / 3 and not args.force:
+        sys.exit(f"record_demo: the load average is {load:.2f} on {cores} cores: its seconds would mislead; record on "
+                 "a quiet machine (or --force, and the transcript says the load)")
+    output, seconds = record()
+    today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    said = (f"# recorded {today} on an {cpu_name()} CPU with {cores} cores, load average {load:.2f} at the start: "
+            f"{seconds:.0f} s for the whole command, start-up included.")
+    lines = ["$ hpsearch run --study digits-quick", *output]
+    TRANSCRIPT.write_text("\n".join([said, *lines]) + "\n")
+    put_in_readme(lines)
+    print(f"wrote {TRANSCRIPT} and its copy in {README}; say the date and CPU in the README's tour by hand")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,21 @@ def test_the_readme_keeps_the_install_and_test_commands_ci_runs_and_stays_short(
     assert len(lines) <= 150
 
 
+def test_every_page_quotes_the_one_demo_transcript_and_the_readme_holds_its_copy():
+    """docs/transcripts/digits-quick.txt is the demo every page shows: the pages include it (hooks' `demo` parts), no
+    page quotes a line of it by hand, and the README, read unbuilt on GitHub, holds it whole, as recorded."""
+    said, lines = hooks.demo_transcript()
+    assert said.startswith("recorded 2026-") and " CPU with 2 cores" in said and lines[0].startswith("$ hpsearch run")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- demo transcript:", 1)[1].split("```console\n", 1)[1].split("\n```\n", 1)[0]
+    assert block.splitlines() == lines
+    output = {line for line in lines[1:] if len(line) > 30}
+    for page in PAGES:
+        assert not output & set(page.read_text().splitlines()), f"{page.name} quotes the demo by hand: include it"
+    built = hooks.expand((ROOT / "docs" / "concepts" / "baselines.md").read_text())
+    assert "\n".join(lines[lines.index("search against the baselines:"):]) in built and said in built
+
+
 def test_every_page_the_readme_links_to_exists():
     for target in re.findall(r"\]\(((?:docs|bench)/[^)#]+)", (ROOT / "README.md").read_text()):
         assert (ROOT / target).is_file(), target
