@@ -62,7 +62,7 @@ def test_the_command_reference_holds_every_commands_help():
     for name in hooks.command_names():
         assert f"## {name}\n\n```text\nUsage: hpsearch {name} [OPTIONS]" in page
         for option in main.get_command(ctx, name).params:
-            if not option.hidden and isinstance(option, click.Option):
+            if isinstance(option, click.Option) and not option.hidden:
                 assert option.opts[-1] in page, f"{name}: {option.opts[-1]} missing"
 
 
@@ -111,6 +111,16 @@ def test_each_error_the_troubleshooting_page_lists_is_one_the_code_says():
         for piece in error.split("…"):
             piece = piece.strip(" ,;:()")
             assert len(piece) < 6 or piece in source, f"troubleshooting.md: {piece!r} of {error!r} is not in the code"
+
+
+def test_the_licence_the_changelog_and_the_site_name_this_version():
+    import hpsearch
+
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    assert f"\n## {hpsearch.__version__}\n" in (ROOT / "CHANGELOG.md").read_text()
+    assert hooks.on_config({"site_name": "hpsearch"})["site_name"] == f"hpsearch {hpsearch.__version__}"
+    assert hooks.expand("<!-- generated: changelog -->") == (ROOT / "CHANGELOG.md").read_text().rstrip("\n")
 
 
 def test_every_page_the_readme_links_to_exists():
