@@ -132,7 +132,7 @@ def outcome(study: optuna.Study) -> str | None:
         return "No trial has completed yet."
     reason, count = most_common_failure(failed)
     share = f"every trial failed ({len(failed)})" if len(failed) == len(trials) else \
-        f"{len(failed)} of its {len(trials)} trials failed and none completed"
+        f"{len(failed)} of its {plural(len(trials), 'trial')} failed and none completed"
     return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
 
 
