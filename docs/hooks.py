@@ -6,7 +6,8 @@ for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committ
 the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
 baselines, the shipped studies), the command reference from click's own `--help`, the Python API's from
 hpsearch.api's names and docstrings, and the benchmarks page from bench/results/*.json. tests/test_docs.py
-calls the same functions.
+calls the same functions. The demo's transcript, docs/transcripts/digits-quick.txt, is the one copy of the demo
+every page quotes (`demo`, `demo_ending`); README.md, read unbuilt on GitHub, holds a copy that the tests compare.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # document this checkout's code, not whichever hpsearch is installed
     sys.path.insert(0, str(ROOT))
-import hpsearch  # noqa: F401  now, while the path holds: mkdocs restores sys.path once this module is loaded
+import hpsearch  # now, while the path holds: mkdocs restores sys.path once this module is loaded
 
 MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->$", re.MULTILINE)
 # A paragraph for readers of the unbuilt Markdown (on GitHub), dropped from the site.
@@ -318,11 +319,93 @@ def benchmarks() -> str:
     return "\n".join(parts)
 
 
+# --- where the data and the baselines come from ---------------------------------------------------------------
+
+def data_sources() -> str:
+    """What `hpsearch fetch` downloads: each dataset's official files, size, checksum, licence and citation."""
+    from hpsearch.training.fetch import SOURCES
+
+    rows = []
+    for s in SOURCES.values():
+        files = "<br>".join(f"[`{d.file}`]({d.url}), {d.size:,} bytes, "
+                            + (f"sha256 `{d.sha256}`" if d.sha256 else "no published checksum: checked by size")
+                            + f"; published by {d.checksum_from}" for d in s.downloads)
+        rows.append((f"`{s.name}`", f"{s.about}. [Home page]({s.homepage}); becomes `DATA/{s.folder}`", files,
+                     s.licence, s.cite))
+    return _table(("name", "what and where", "official files", "licence", "cite"), rows)
+
+
+# The seed reports: course reports whose hand-made models studyfile/baselines.py rebuilds. They are not shipped
+# (their authors hold them); this is what identifies each.
+SEED_REPORTS = {
+    "000": "Enwin Anson, Antoine Dufour: *Assignment 1 report - deep learning* (undated): a Keras-tutorial CNN on "
+           "cats vs dogs (cats_and_dogs_filtered) and on Stanford Dogs, then fine-tuning experiments",
+    "001": "Jury Andrea D'Onofrio: *Deep Learning: Assignment 2*, October 2022: a CNN on CIFAR-10 (torchvision)",
+    "002": "Martynas Lukosevicius, Alejo Perez Gomez: *TBMI26 – Computer Assignment Reports, Deep Learning*, "
+           "March 2021: fully connected and convolutional Keras models on CIFAR-10",
+    "003": "Hala Djeghim: *TP RF: Convolutionnal Neural Network (CNN)*, December 19, 2021: the PyTorch tutorial's "
+           "CNN on CIFAR-10, widened and deepened",
+    "004": "Matteo D'Ospina: *Homework 3 - Deep Learning* (undated): a fully connected net, CNNs and a ResNet on "
+           "CIFAR-100",
+}
+
+
+def seed_reports() -> str:
+    """Each seed report: who wrote it, its title and date, and each model hpsearch rebuilds from it with its
+    dataset and the accuracy the report gives."""
+    from hpsearch.studyfile.baselines import BASELINES
+
+    rows = []
+    for number, said in SEED_REPORTS.items():
+        models = [b for b in BASELINES.values() if b.report.split()[0] == number]
+        rows.append((number, said, "<br>".join(
+            f"`{b.name}` ({b.report.split(' ', 1)[1]}): {b.dataset}, {b.reported}" for b in models)))
+    return _table(("report", "authors, title, date, what it trains", "models rebuilt as baselines: dataset, reported"),
+                  rows)
+
+
+# --- the demo's transcript ---------------------------------------------------------------------------------
+
+DEMO = ROOT / "docs" / "transcripts" / "digits-quick.txt"  # written by docs/record_demo.py; README.md holds a copy
+DEMO_REPEATS = ("On the same CPU type and library versions, the trials, their order, parameter counts and "
+                "accuracies repeat exactly; the seconds, the pace and which progress lines appear (one each 5 s of "
+                "a trial) do not, and a busy machine inflates the seconds.")
+
+
+def demo_transcript() -> tuple[str, list[str]]:
+    """(how it was recorded, the transcript's lines from its `$ hpsearch run` on): the one copy every page quotes."""
+    first, *lines = DEMO.read_text().splitlines()
+    return first.removeprefix("# "), lines
+
+
+def _quoted(lines: list[str], what: str) -> str:
+    said, _ = demo_transcript()
+    return (f"{what} `hpsearch run --study digits-quick` in an empty folder, {said} "
+            f"{DEMO_REPEATS}\n\n```console\n" + "\n".join(lines) + "\n```\n")
+
+
+def demo() -> str:
+    """The whole demo transcript, with when and on what it was recorded."""
+    return _quoted(demo_transcript()[1], "The whole transcript of")
+
+
+def demo_ending() -> str:
+    """The demo's last lines: the search against the baselines, the time to target and the pace."""
+    lines = demo_transcript()[1]
+    return _quoted(lines[lines.index("search against the baselines:"):], "The end of")
+
+
+def changelog() -> str:
+    """CHANGELOG.md, the one copy, as the site's changelog page."""
+    return (ROOT / "CHANGELOG.md").read_text()
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "top_keys": top_keys, "parameters": parameters, "families": families, "datasets": datasets,
     "dataset_keys": dataset_keys, "samplers": samplers, "pruners": pruners, "baselines": baselines,
     "studies": studies, "studies_files": studies_files, "commands": commands, "python_api": python_api,
-    "benchmarks": benchmarks,
+    "benchmarks": benchmarks, "demo": demo, "demo_ending": demo_ending,
+    "data_sources": data_sources, "seed_reports": seed_reports, "changelog": changelog,
 }
 
 
@@ -335,6 +418,12 @@ def expand(markdown: str) -> str:
         return GENERATED[name]().rstrip("\n")
 
     return MARKER.sub(one, UNBUILT.sub("", markdown))
+
+
+def on_config(config):  # mkdocs hook
+    """The version in the site's title, on every page: docs for another version read as such."""
+    config["site_name"] = f"hpsearch {hpsearch.__version__}"
+    return config
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # mkdocs hook

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT
+from hpsearch.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_HOST,
+    DEFAULT_KEEP,
+    DEFAULT_PORT,
+)
 from hpsearch.errors import HpsearchError
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
@@ -34,18 +39,19 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
+    from hpsearch.results.export import TrialConfig
     from hpsearch.search.confirm import ConfirmPlan, Job
     from hpsearch.search.finish import RunEnd
     from hpsearch.search.run import RunOptions
     from hpsearch.search.slurm import ArrayJob
     from hpsearch.search.workers import WorkerSlot
-    from hpsearch.results.export import TrialConfig
     from hpsearch.training.devicedata import DeviceData
+    from hpsearch.training.fetch import Source
     from hpsearch.training.retrain import Retrained, TrainPlan
 
 __all__ = ["Confirmed", "Exported", "Report", "ReportTables", "RunPlan", "RunResult", "Submitted", "Table", "Trained",
-           "Trial", "best", "confirm", "dashboard", "export", "front", "load_data", "load_model", "load_study", "report",
-           "report_rows", "run", "studies", "submit", "summary", "train"]
+           "Trial", "best", "confirm", "dashboard", "data_sources", "export", "fetch", "front", "load_data", "load_model",
+           "load_study", "report", "report_rows", "run", "studies", "submit", "summary", "train"]
 
 Study = str | Path | Mapping[str, Any]  # a shipped study's name, a study file, or a study file's keys as a dict
 DICT_PATH = "the study dict"  # what messages call a study given as a dict; relative paths in it start here
@@ -74,6 +80,29 @@ def load_data(study: Study, *, device: str = "cpu", data_dir: Path | None = None
 def studies() -> list[StudySpec]:
     """The studies shipped with hpsearch (`hpsearch studies`), by name."""
     return [catalog.load_study_spec(str(path)) for path in catalog.shipped_study_files()]
+
+
+def data_sources() -> list[Source]:
+    """The datasets fetch() downloads (`hpsearch fetch`): each one's official files, size, sha256, licence, citation
+    and the folder it becomes under the data folder."""
+    from hpsearch.training.fetch import SOURCES
+
+    return list(SOURCES.values())
+
+
+def fetch(name: str, *, data_dir: Path | None = None, mirror: str | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """`hpsearch fetch NAME`: dataset `name` downloaded from its official source (or `mirror`, default
+    $HPSEARCH_DATA_MIRROR: a folder URL holding the same files), each file checked by size and sha256, and laid out
+    in the data folder (default: $HPSEARCH_DATA_DIR, else ./data) where the studies read it; returns its folder.
+    `progress(what, done, total)` hears of the bytes received and the files unpacked."""
+    from hpsearch.defaults import default_data_dir
+    from hpsearch.training import fetch as fetch_module
+
+    if name not in fetch_module.SOURCES:
+        raise HpsearchError(f"fetch {name!r}: not one of {', '.join(fetch_module.SOURCES)}")
+    return fetch_module.fetch(fetch_module.SOURCES[name], Path(data_dir) if data_dir else default_data_dir(),
+                              mirror=mirror, progress=progress or (lambda what, done, total: None))
 
 
 # --- running ----------------------------------------------------------------------------------------------------
@@ -373,6 +402,7 @@ class Exported:
     weights: Path | None  # the trial's stored weights copied beside it, if it kept any and they were asked for
     front: tuple[int, tuple[str, ...]] | None  # the best of two objectives: the front's size and the objectives
     no_weights_why: str | None  # why no weights were copied where they were asked for and the trial has none
+    chosen: tuple[str, ...]  # without `trial`: how the trial was chosen, and a baseline said to be one
 
 
 def export(study: Study, out: Path, *, storage: str | None = None, trial: int | None = None,
@@ -389,14 +419,15 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
     stored, spec = _opened(study, url)
     out = Path(out)
     make_folder(out.parent, "-o")
-    chosen, copied = export_module.export_trial(stored, url, trial, out, spec=spec, include_weights=weights)
+    picked, copied = export_module.export_trial(stored, url, trial, out, spec=spec, include_weights=weights)
     on_front = None
     if trial is None and len(names := objectives(stored)) > 1:
         on_front = (len(ranking.front(stored.get_trials(deepcopy=False), against=names[1])), tuple(names))
     from hpsearch.results.artifacts import why_no_weights
 
-    no_weights_why = why_no_weights(chosen.user_attrs) if weights and copied is None else None
-    return Exported(Trial(**summarize_trial(chosen)), out, copied, on_front, no_weights_why)
+    no_weights_why = why_no_weights(picked.user_attrs) if weights and copied is None else None
+    chosen = tuple(export_module.picked_notes(stored, picked)) if trial is None else ()
+    return Exported(Trial(**summarize_trial(picked)), out, copied, on_front, no_weights_why, chosen)
 
 
 def dashboard(study: Study, *, storage: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -9,8 +9,8 @@ to load, which `--help`, `studies`, `params`, a refused option conflict and the 
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import math
 import sys
 from pathlib import Path
@@ -18,9 +18,18 @@ from pathlib import Path
 import click
 
 from hpsearch import __version__, api, escape, stopping
-from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
+from hpsearch.defaults import (
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_HOST,
+    DEFAULT_KEEP,
+    DEFAULT_PORT,
+    DEFAULT_STORAGE,
+)
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
+from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
+from hpsearch.training.fetch import SOURCES, EveryFewSeconds
+from hpsearch.words import plural, yaml_value
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -31,7 +40,8 @@ storage_option = click.option(
     help=f"Optuna storage URL. Default: $HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (a file in the current folder).")
 
 
-def study_option(text: str = "A study name in the storage, a shipped study, or a study file."):
+def study_option(text: str = "A study file (a path, ./studies/NAME.yaml, or a shipped study NAME: the study its name "
+                              "gives), else the name of a study in the storage."):
     """--study, declared once; `run` and `worker` say it more narrowly (they need a study file)."""
     return click.option("--study", "study_name", required=True, metavar="NAME|FILE", help=text)
 
@@ -131,7 +141,7 @@ def trial_options(command):
     """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
     refused before the command body imports anything heavy."""
     options = [
-        study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
+        study_option(f"The study file: {catalog.LOOKUP_ORDER}."),
         storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
                      help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
@@ -257,7 +267,7 @@ def _limits_and_objectives(spec) -> str:
 def _say_end(result: api.RunResult, until: int | None) -> None:
     """What the run did (search/finish.py decides), its summary and time to target; exit status 1 when every
     trial of the run failed."""
-    from hpsearch.results.render import plural, render
+    from hpsearch.results.render import render
     from hpsearch.results.trials import reached_line
 
     end = result.end
@@ -281,7 +291,7 @@ def _one_total(n_trials: int | None, until: int | None) -> None:
 
 
 @main.command()
-@study_option("A shipped study (see `hpsearch studies`) or a path to a study file.")
+@study_option(f"The study file: {catalog.LOOKUP_ORDER}.")
 @click.option("--storage", metavar="URL", default=None,
               help="Optuna storage URL, with no password (a URL with one goes in $HPSEARCH_STORAGE). Default: "
                    f"$HPSEARCH_STORAGE, else {DEFAULT_STORAGE} (with --one-node only).")
@@ -331,10 +341,29 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         click.echo(done.script, nl=False)
         return
     job, job_id = done.job, done.job_id
-    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {job.name}, storage "
+    click.echo(f"submitted job {job_id}: {plural(jobs, 'task')} of `hpsearch run` on study {job.name}, storage "
                f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
                f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
                f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...", type=click.Choice(list(SOURCES)))
+@data_dir_option
+@click.option("--mirror", metavar="URL", default=None,
+              help="Fetch each file as URL/FILE instead of from its official source, checked all the same (a local "
+                   "copy of the official files). Default: $HPSEARCH_DATA_MIRROR.")
+def fetch(names, data_dir, mirror):
+    """Download the datasets the shipped studies read from their official sources, check each file's size and
+    sha256, and lay them out in the data folder where `run` reads them. Without NAME, list what it fetches."""
+    if not names:
+        _echo_columns([("name", "download", "official source"),
+                       *((s.name, f"{s.size / 1e6:,.0f} MB", s.homepage) for s in api.data_sources())])
+        return
+    for name in names:
+        where = api.fetch(name, data_dir=data_dir, mirror=mirror,
+                          progress=EveryFewSeconds(lambda line: click.echo(escape.terminal(line), err=True)))
+        click.echo(f"{name}: {escape.terminal(str(where))}")
 
 
 @main.command()
@@ -372,13 +401,15 @@ def params():
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
 
     for param in params_module.PARAMS:
-        allowed = ", ".join(map(str, param.choices)) if param.kind == "choice" else (
+        allowed = ", ".join(map(yaml_value, param.choices)) if param.kind == "choice" else (
             "true, false" if param.kind == "bool" else
             f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
-        own = "".join(f" ({f.name}: {f.defaults[param.name]!r})" for f in FAMILIES.values() if param.name in f.defaults)
+        own = "".join(f" ({f.name}: {yaml_value(f.defaults[param.name])})" for f in FAMILIES.values()
+                      if param.name in f.defaults)
         takes = [f.name for f in FAMILIES.values() if param.name in f.params]
         families = f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else ""
-        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}{own}; {allowed}{families}")
+        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {yaml_value(param.default)}{own}; {allowed}"
+                   f"{families}")
 
 
 @main.command()
@@ -434,21 +465,23 @@ def dashboard(study_name, storage, host, port):
 @study_option()
 @storage_option
 @click.option("--trial", "number", type=click.IntRange(min=0), default=None,
-              help="The trial number to export. Default: the best completed trial within the study's limits (with two "
-                   "objectives, the most accurate point of the front).")
+              help="The trial number to export. Default: the trial `hpsearch best` names, the best completed trial "
+                   "within the study's limits, baselines included (with two objectives, the most accurate point of "
+                   "the front); a baseline is said to be one, with the number of the best searched trial.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The config file to write: .yaml, .yml or .json. Stored weights go beside it as .safetensors.")
 @click.option("--weights/--no-weights", default=True,
               help="Copy the trial's stored weights (if it kept any) beside the config.")
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
-    from hpsearch.results.render import plural
-
     _quiet_optuna()
     done = api.export(study_name, out, storage=storage, trial=number, weights=weights)
     trial = done.trial
     test = float("nan") if trial.test_accuracy is None else trial.test_accuracy
-    click.echo(f"wrote {out} (trial #{trial.number}, val {trial.val_accuracy:.4f}, test {test:.4f})", err=True)
+    baseline = f"baseline {escape.terminal(trial.baseline)}, " if trial.baseline else ""
+    click.echo(f"wrote {out} (trial #{trial.number}, {baseline}val {trial.val_accuracy:.4f}, test {test:.4f})", err=True)
+    for note in done.chosen:
+        click.echo(escape.terminal(note), err=True)
     if done.front is not None:
         size, objectives = done.front
         click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
@@ -537,8 +570,6 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, mlflow, 
 
 def _confirm_plan(plan):
     """What the confirmation is about to do, in one line on stderr."""
-    from hpsearch.results.render import plural
-
     seed_list = f"seed{'s' if len(plan.seeds) > 1 else ''} {', '.join(map(str, plan.seeds))}"
     stored = plan.trials * len(plan.seeds) - plan.to_train
     if not plan.to_train:

@@ -62,7 +62,7 @@ def test_the_command_reference_holds_every_commands_help():
     for name in hooks.command_names():
         assert f"## {name}\n\n```text\nUsage: hpsearch {name} [OPTIONS]" in page
         for option in main.get_command(ctx, name).params:
-            if not option.hidden and isinstance(option, click.Option):
+            if isinstance(option, click.Option) and not option.hidden:
                 assert option.opts[-1] in page, f"{name}: {option.opts[-1]} missing"
 
 
@@ -81,6 +81,46 @@ def test_the_readme_keeps_the_install_and_test_commands_ci_runs_and_stays_short(
         '$ pip install -e ".[dev]" && hpsearch run --study digits-quick']
     assert [line for line in lines if line.startswith("$ pytest")][:1] == ["$ pytest -q"]
     assert len(lines) <= 150
+
+
+def test_every_page_quotes_the_one_demo_transcript_and_the_readme_holds_its_copy():
+    """docs/transcripts/digits-quick.txt is the demo every page shows: the pages include it (hooks' `demo` parts), no
+    page quotes a line of it by hand, and the README, read unbuilt on GitHub, holds it whole, as recorded."""
+    said, lines = hooks.demo_transcript()
+    assert said.startswith("recorded 2026-") and " CPU with " in said and lines[0].startswith("$ hpsearch run")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- demo transcript:", 1)[1].split("```console\n", 1)[1].split("\n```\n", 1)[0]
+    assert block.splitlines() == lines
+    output = {line for line in lines[1:] if len(line) > 30}
+    for page in PAGES:
+        assert not output & set(page.read_text().splitlines()), f"{page.name} quotes the demo by hand: include it"
+    built = hooks.expand((ROOT / "docs" / "concepts" / "baselines.md").read_text())
+    assert "\n".join(lines[lines.index("search against the baselines:"):]) in built and said in built
+
+
+def test_each_error_the_troubleshooting_page_lists_is_one_the_code_says():
+    """The page quotes each error with `…` for what varies; every piece between is in hpsearch's source (adjacent
+    string literals joined), so an error reworded in the code fails here until the page says it anew."""
+    source = "".join(path.read_text() for path in (ROOT / "hpsearch").rglob("*.py"))
+    source = re.sub(r"[\"']\s*\n\s*(?:\+\s*)?[rbf]*[\"']", "", source)  # "a "\n  f"b" -> "ab"
+    page = (ROOT / "docs" / "troubleshooting.md").read_text()
+    errors = [re.sub(r"^`+ ?|( ?`+)$", "", row.split(" | ")[0].removeprefix("| "))
+              for row in page.splitlines() if row.startswith("| `")]
+    assert len(errors) >= 15
+    for error in errors:
+        for piece in error.split("…"):
+            piece = piece.strip(" ,;:()")
+            assert len(piece) < 6 or piece in source, f"troubleshooting.md: {piece!r} of {error!r} is not in the code"
+
+
+def test_the_licence_the_changelog_and_the_site_name_this_version():
+    import hpsearch
+
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+    assert f"\n## {hpsearch.__version__}\n" in (ROOT / "CHANGELOG.md").read_text()
+    assert hooks.on_config({"site_name": "hpsearch"})["site_name"] == f"hpsearch {hpsearch.__version__}"
+    assert hooks.expand("<!-- generated: changelog -->") == (ROOT / "CHANGELOG.md").read_text().rstrip("\n")
 
 
 def test_every_page_the_readme_links_to_exists():

@@ -26,11 +26,13 @@ from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
+from hpsearch.results.trials import objectives
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.catalog import remembered_spec
 from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 from hpsearch.trialrecord import TrialRecord
+from hpsearch.words import yaml_document
 
 FORMAT = "hpsearch-config/1"
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
@@ -70,6 +72,26 @@ def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
         raise HpsearchError(f"trial #{number} is {state}, not complete: export a completed trial "
                             "(leave out --trial for the best)")
     return trial
+
+
+def picked_notes(study: optuna.Study, trial: FrozenTrial) -> list[str]:
+    """What `export` without --trial says of the trial it picked: how it was chosen; a baseline named as one, with
+    the best searched trial and the option that exports it (a config handed on as the best must not be a hand-made
+    model unsaid)."""
+    trials = ranking.study_trials(study)
+    names = objectives(study)
+    second = names[1] if len(names) > 1 else None
+    how = ranking.how_chosen(confirmed=ranking.confirmed_mean(trial) is not None,
+                             within_limits=bool(study.user_attrs.get(A.STUDY_LIMITS)), second=second)
+    notes = [f"trial #{trial.number}: {how}"]
+    if A.BASELINE in trial.user_attrs:
+        searched = ranking.best_searched(trials)
+        beside = (f"the best searched trial is #{searched.number} (val {ranking.val_accuracy(searched):.4f}, test "
+                  f"{searched.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f}): --trial {searched.number} exports it"
+                  if searched is not None else "no searched trial has completed yet")
+        notes.append(f"note: trial #{trial.number} is baseline {trial.user_attrs[A.BASELINE]}, a hand-made model of "
+                     f"the reports, not a searched trial; {beside}")
+    return notes
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
@@ -119,7 +141,7 @@ def write_config(config: dict[str, Any], out: Path, weights: Path | None = None)
         write_atomic(out, json.dumps(config, indent=2) + "\n")
     else:
         write_atomic(out, f"# hpsearch trial config: `hpsearch train --config {out.name}` trains it again\n"
-                     + yaml.safe_dump(config, sort_keys=False))
+                     + yaml_document(config))
     return copied
 
 

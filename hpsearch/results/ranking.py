@@ -60,6 +60,11 @@ def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     return sorted(eligible, key=lambda t: (-val_accuracy(t), *t.values[1:]))
 
 
+def best_searched(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The best sampled trial by its single run: the best trial when baselines are left out."""
+    return next((t for t in ranked(trials) if A.BASELINE not in t.user_attrs), None)
+
+
 def confirmed_mean(trial: FrozenTrial) -> float | None:
     """The mean validation accuracy of the trial's confirmation seeds, or None if it has none."""
     confirm = trial.user_attrs.get(A.CONFIRM) or {}
@@ -83,6 +88,19 @@ def best_trial(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     trials = list(trials)
     winners = confirmed(trials)
     return winners[0] if winners else single_run_best(trials)
+
+
+CONFIRMED_RULE = "the best mean validation accuracy over new seeds (of equal means, the earliest)"
+
+
+def how_chosen(*, confirmed: bool, within_limits: bool = False, second: str | None = None) -> str:
+    """How best_trial chose, in the words every command that names a winner uses (`second`: a multi-objective
+    study's second objective, which breaks ties in accuracy)."""
+    if confirmed:
+        return f"the confirmed winner, {CONFIRMED_RULE}"
+    ties = f"the lower {second}, then the earliest" if second else "the earliest"
+    return (f"the highest validation accuracy of all completed trials{' within the limits' if within_limits else ''}"
+            f", baselines included (of equal accuracies, {ties})")
 
 
 def front(trials: Iterable[FrozenTrial], against: str = "params") -> list[FrozenTrial]:

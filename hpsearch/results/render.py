@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import escape
 from hpsearch import trialrecord as A
-from hpsearch.results.ranking import val_accuracy
+from hpsearch.results.ranking import how_chosen, val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
 from hpsearch.results.stats import describe as describe_spread
 from hpsearch.results.trials import curve, describe_accepted_change
 from hpsearch.studyfile.limits import describe
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 trial', '2 trials'."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+from hpsearch.words import plural, yaml_document, yaml_value
 
 
 def describe_trial(trial: FrozenTrial) -> str:
@@ -29,7 +24,8 @@ def describe_trial(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
                 f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
-                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s"
+                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {plural(attrs.get(A.EPOCHS, 0), 'epoch')}, "
+                f"{attrs.get(A.SECONDS, 0):.1f}s"
                 + (f"; weights not kept: {attrs[A.WEIGHTS_NOT_KEPT]}" if A.WEIGHTS_NOT_KEPT in attrs else ""))
     if A.OVER_LIMIT in attrs:
         return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
@@ -46,11 +42,11 @@ def describe_trial(trial: FrozenTrial) -> str:
 
 def render(summary: dict[str, Any], fmt: str) -> str:
     """A summary dict as json, yaml, or readable text (each line escaped for a terminal: a stored value may hold a
-    newline or an escape sequence)."""
+    newline or an escape sequence; a parameter's value written as in a study file)."""
     if fmt == "json":
         return json.dumps(summary, indent=2)
     if fmt == "yaml":
-        return yaml.safe_dump(summary, sort_keys=False).rstrip()
+        return yaml_document(summary).rstrip()
     return "\n".join(map(escape.terminal, _text(summary)))
 
 
@@ -80,9 +76,7 @@ def _text(summary: dict[str, Any]) -> list[str]:
         return lines + _front_text(summary)
     confirm = best.get("confirm") or {}
     confirmed = "val" in confirm
-    how = ("the confirmed winner, the best mean validation accuracy over new seeds" if confirmed else
-           f"the highest validation accuracy of all completed trials{' within the limits' if summary['limits'] else ''}"
-           ", baselines included")
+    how = how_chosen(confirmed=confirmed, within_limits=bool(summary["limits"]))
     lines += [
         f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "") + f": {how}",
         f"  val accuracy   {best['val_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
@@ -100,7 +94,7 @@ def _text(summary: dict[str, Any]) -> list[str]:
         f"  device         {_recorded(best['device'], '')}",
     ]
     if best["params"]:  # a baseline searched nothing: its config says it all
-        lines += ["  searched params:", *(f"    {key}: {value}" for key, value in best["params"].items())]
+        lines += ["  searched params:", *(f"    {key}: {yaml_value(value)}" for key, value in best["params"].items())]
     lines.append("  (full config: hpsearch best --format yaml)")
     if (single := summary.get("single_run_best")) is not None:
         lines.append(f"note: the single-run best is trial #{single['number']} (val {single['val_accuracy']:.4f}), "
@@ -130,7 +124,7 @@ def _front_text(summary: dict[str, Any]) -> list[str]:
     rows = [("trial", "val acc", "test acc", "params", "train s", "epochs", "searched params")]
     for t in summary["front"]:
         searched = f"baseline {t['baseline']}" if t["baseline"] else \
-            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+            ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={yaml_value(v)}" for k, v in t["params"].items())
         rows.append((f"#{t['number']}", f"{t['val_accuracy']:.4f}", f"{t['test_accuracy']:.4f}", f"{t['param_count']:,}",
                      "" if t["train_seconds"] is None else f"{t['train_seconds']:.1f}", str(t["epochs"]), searched))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -19,10 +19,11 @@ from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
-from hpsearch.results.trials import describe_accepted_change, describe_stop_rules
+from hpsearch.results.trials import describe_accepted_change, describe_stop_rules, objectives
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.limits import describe
 from hpsearch.studyfile.types import StudySpec
+from hpsearch.words import plural
 
 NO_FAILURE_REASON = "no reason recorded: its worker died or lost the storage (a retry is queued)"
 HEADER = ("trial", "model", "source", "reported", "val acc", "test acc", "params", "epochs", "seconds")
@@ -95,11 +96,30 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
 
 
 def _title(study: optuna.Study, epochs: int | None) -> str:
-    return f"{study.study_name}: baselines and best searched trials" + (f", {epochs} epochs a trial" if epochs else "")
+    return f"{study.study_name}: baselines and best searched trials" + (f", {plural(epochs, 'epoch')} a trial" if epochs else "")
 
 
 NOTE = ("Reported: the accuracy the report gives, under its own budget. Val and test: this study's pipeline, budget "
-        "and split; searched trials are ranked by validation accuracy.")
+        "and split; searched trials are ranked by validation accuracy (of equal accuracies, the earliest first).")
+
+
+def winner(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str | None:
+    """Which trial is the study's best and how it was chosen; a baseline that wins is named as one, with the best
+    searched trial beside it. None while no trial counts."""
+    best = ranking.best_trial(trials)
+    if best is None:
+        return None
+    names = objectives(study)
+    how = ranking.how_chosen(confirmed=ranking.confirmed_mean(best) is not None,
+                             within_limits=limits_line(study) is not None, second=names[1] if len(names) > 1 else None)
+    said = f"Best: trial #{best.number}, {how}."
+    if A.BASELINE in best.user_attrs:
+        searched = ranking.best_searched(trials)
+        said = (f"Best: trial #{best.number}, baseline {best.user_attrs[A.BASELINE]} (a hand-made model of the "
+                f"reports, not a searched one), {how}. " + (
+                    f"The best searched trial is #{searched.number} (val {ranking.val_accuracy(searched):.2%})."
+                    if searched is not None else "No searched trial has completed yet."))
+    return said
 
 
 def outcome(study: optuna.Study) -> str | None:
@@ -112,7 +132,7 @@ def outcome(study: optuna.Study) -> str | None:
         return "No trial has completed yet."
     reason, count = most_common_failure(failed)
     share = f"every trial failed ({len(failed)})" if len(failed) == len(trials) else \
-        f"{len(failed)} of its {len(trials)} trials failed and none completed"
+        f"{len(failed)} of its {plural(len(trials), 'trial')} failed and none completed"
     return f"No trial completed: {share}; the most common reason ({count} of {len(failed)}): {reason}."
 
 
@@ -122,8 +142,7 @@ def limits_line(study: optuna.Study) -> str | None:
     if not stored:
         return None
     over = sum(A.OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
-    return (f"Limits: {describe(stored)}. {over} trial{'' if over == 1 else 's'} over a limit, stopped and never "
-            "ranked.")
+    return f"Limits: {describe(stored)}. {plural(over, 'trial')} over a limit, stopped and never ranked."
 
 
 CONFIRM_HEADER = ("trial", "model", "seeds", "val mean ± std", "val 95% interval", "test mean ± std",
@@ -147,11 +166,10 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
                       f"{val['ci95'][0]:.2%} to {val['ci95'][1]:.2%}" if val["ci95"] else "one seed",
                       f"{test['mean']:.2%} ± {test['std']:.2%}" if test["std"] is not None else f"{test['mean']:.2%}",
                       f"{ranking.val_accuracy(t):.2%}"))
-    winner, single = confirmed[0], ranking.single_run_best(trials)
-    said = [f"Confirmed winner: trial #{winner.number}, the best mean validation accuracy over new seeds "
-            f"({len(confirmed)} trial{'s' if len(confirmed) > 1 else ''} confirmed); `best`, `export` and this report "
-            "name it."]
-    if single is not winner:
+    top, single = confirmed[0], ranking.single_run_best(trials)
+    said = [f"Confirmed winner: trial #{top.number}, {ranking.CONFIRMED_RULE} ({plural(len(confirmed), 'trial')} "
+            "confirmed); `best`, `export` and this report name it."]
+    if single is not top:
         said.append(f"The single-run best, trial #{single.number} (val {ranking.val_accuracy(single):.2%}), is not "
                     "the confirmed winner: its single run was luckier than its seeds.")
     return table, said
@@ -185,6 +203,8 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
     if said := outcome(study):
         lines += [f"**{text(said)}**", ""]
     lines += [*markdown_table(HEADER, table), "", text(NOTE)]
+    if said := winner(study, trials):
+        lines += ["", text(said)]
     confirmed, verdict = confirmation(trials)
     if confirmed:
         lines += ["", "## Confirmation: the best trials trained again with new seeds", "",
@@ -228,6 +248,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}img{{max-width:100
 {"".join(f"<tr>{cells(row, 'td')}</tr>" for row in table)}
 </tbody></table>
 <p>{html.escape(NOTE)}</p>
+{f"<p>{html.escape(best)}</p>" if (best := winner(study, trials)) else ""}
 {confirm_html}
 <h2>Time to target</h2>
 {paragraphs(_time_to_target(study, trials, spec))}

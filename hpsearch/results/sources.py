@@ -10,7 +10,7 @@ from optuna.trial import FrozenTrial
 
 from hpsearch import storage
 from hpsearch import trialrecord as A
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, StorageError
 from hpsearch.results.artifacts import load_trial_state_dict, trial_weights_path
 from hpsearch.results.ranking import ranked
 from hpsearch.trialrecord import Init
@@ -42,11 +42,16 @@ def stored_trial(name: str, trial: int | str, url: str) -> tuple[FrozenTrial, di
     """Trial `trial` of study `name` in the storage at `url` ("best": the best-ranked trial that kept its weights),
     and its stored weights; HpsearchError naming the init: key to fix where there is none, or it records no
     config to rebuild its model from."""
+    run_it = f"run it first (hpsearch run --study {name}) or set init.storage to the storage that holds it"
+    if storage.is_new_sqlite(url):
+        raise HpsearchError(f"init.study: the source study {name!r} is not there: no storage {storage.mask(url)} "
+                            f"yet; {run_it}")
     try:
         study = optuna.load_study(study_name=name, storage=storage.open_existing(url))
     except KeyError:
-        raise HpsearchError(f"init.study: no study named {name!r} in {storage.mask(url)}: run it first "
-                            f"(hpsearch run --study {name}) or set init.storage") from None
+        raise HpsearchError(f"init.study: no study named {name!r} in {storage.mask(url)}: {run_it}") from None
+    except StorageError as exc:
+        raise HpsearchError(f"init.study: the source study {name!r}: {exc}") from None
     if trial == "best":  # the best-ranked trial that kept its weights (only the best few do; see artifacts.py)
         frozen = next((t for t in ranked(study.get_trials(deepcopy=False)) if trial_weights_path(url, t)), None)
         if frozen is None:

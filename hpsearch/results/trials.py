@@ -168,9 +168,8 @@ def _versus(trials: list[FrozenTrial]) -> dict[str, Any] | None:
     """The best sampled trial and the best baseline, each by ranking.ranked (None: a study without baselines)."""
     if not any(is_baseline(t) for t in trials):
         return None
-    ranked = ranking.ranked(trials)
-    searched = next((t for t in ranked if not is_baseline(t)), None)
-    baseline = next((t for t in ranked if is_baseline(t)), None)
+    searched = ranking.best_searched(trials)
+    baseline = next((t for t in ranking.ranked(trials) if is_baseline(t)), None)
     return {key: summarize_trial(t) if t else None for key, t in (("searched", searched), ("baseline", baseline))}
 
 

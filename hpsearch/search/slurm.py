@@ -37,6 +37,7 @@ from hpsearch.search.workers import worker_environment
 from hpsearch.storage import checkpoint_root, folder_beside, mask, scrub, sqlite_file
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
+from hpsearch.words import plural
 
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
 NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there
@@ -164,7 +165,7 @@ def batch_script(job: ArrayJob) -> str:
     q = shlex.quote
     lines = [
         "#!/bin/bash",
-        f"# hpsearch {__version__} submit: {job.jobs} tasks on study {one_line(job.name, 'the study name')}, "
+        f"# hpsearch {__version__} submit: {plural(job.jobs, 'task')} on study {one_line(job.name, 'the study name')}, "
         "a SLURM job array.",
         "# The storage URL comes in $HPSEARCH_STORAGE, exported by `hpsearch submit`, never written here.",
         *(["# So does the MLflow tracking URI, in $MLFLOW_TRACKING_URI."] if job.mlflow is not None else []),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from hpsearch import escape
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import StudySpec
@@ -12,6 +14,12 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # hpsearch/
 # An installed hpsearch carries its studies as hpsearch/studies/ (pyproject.toml maps the repository's
 # studies/ there); a source checkout run as it is (PYTHONPATH) has them beside the package.
 SHIPPED_DIR = next((d for d in (_PACKAGE / "studies", _PACKAGE.parent / "studies") if d.is_dir()), _PACKAGE / "studies")
+LOOKUP_ORDER = ("a path to a .yaml file; else a name: ./studies/NAME.yaml in the current folder if there is one (it "
+                "shadows a shipped study of that name, and a note on stderr says so), else the shipped study NAME "
+                "(`hpsearch studies` lists them)")
+
+log = logging.getLogger(__name__)
+_shadowing_said: set[Path] = set()  # the ./studies/ files this process has named already
 
 
 def shipped_study_files() -> list[Path]:
@@ -26,8 +34,19 @@ def find_study_file(name_or_path: str) -> Path | None:
     for folder in (Path("studies"), SHIPPED_DIR):
         candidate = folder / f"{name_or_path}.yaml"
         if _is_file(candidate):
+            _say_if_shadowing(candidate, SHIPPED_DIR / candidate.name)
             return candidate
     return None
+
+
+def _say_if_shadowing(found: Path, shipped: Path) -> None:
+    """One note, once a process, when ./studies/NAME.yaml is used where a shipped study has that name: the run
+    would otherwise differ from the documented study with nothing said."""
+    if found.parent == SHIPPED_DIR or not _is_file(shipped) or found in _shadowing_said:
+        return
+    _shadowing_said.add(found)
+    log.warning("note: using %s from this folder, which shadows the shipped study %s (run that one with --study %s)",
+                escape.terminal(str(found)), escape.terminal(found.stem), escape.terminal(str(shipped)))
 
 
 def _is_file(path: Path) -> bool:

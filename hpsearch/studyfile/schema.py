@@ -36,6 +36,7 @@ from hpsearch.studyfile.types import (
     Target,
     WarmStart,
 )
+from hpsearch.words import yaml_value
 
 TARGET_METRICS = ("val_accuracy", "test_accuracy")
 TEST_OPT_IN = "test_set_stops_the_search"  # the target key that accepts a test_accuracy target, saying why
@@ -495,7 +496,7 @@ def _parse_conditional(param: P.Param, dist: Mapping[Any, Any], space: Mapping[s
         if value == "by":
             continue
         if value not in choices.choices:
-            problems.add(f"{key}.{value}", f"is not one of {by}'s choices ({', '.join(map(str, choices.choices))})")
+            problems.add(f"{key}.{value}", f"is not one of {by}'s choices ({', '.join(map(yaml_value, choices.choices))})")
         elif isinstance(branch, dict) and "by" in branch:
             problems.add(f"{key}.{value}", "a branch is one distribution (a range or a choice), not another by:")
         elif (parsed := _parse_distribution(param, branch, f"{key}.{value}", problems)) is not None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpsearch.words import plural
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -170,12 +172,12 @@ class StudySpec:
         """'12 epochs a trial'; with `epochs` searched or fixed, what a sampled trial trains, and the baselines'
         budget beside it: 'up to 12 epochs a trial (baselines 25)'."""
         if "epochs" in self.fixed:
-            said = f"{self.fixed['epochs']} epochs a trial"
+            said = f"{plural(self.fixed['epochs'], 'epoch')} a trial"
         elif "epochs" in self.space:
             dist = self.space["epochs"]
-            said = f"up to {max(dist.choices) if dist.kind == 'choice' else int(dist.high)} epochs a trial"
+            said = f"up to {plural(max(dist.choices) if dist.kind == 'choice' else int(dist.high), 'epoch')} a trial"
         else:
-            return f"{self.budget.epochs} epochs a trial"
+            return f"{plural(self.budget.epochs, 'epoch')} a trial"
         return said + (f" (baselines {self.budget.epochs})" if self.baselines else "")
 
     def describe_target(self) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from hpsearch import stopping
 from hpsearch.errors import DatasetError
+from hpsearch.training.fetch import SOURCES
 from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _read_fashion_mnist(spec: DatasetSpec, data_dir: Path, progress: Progress = 
     candidates = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir, FASHION_MNIST_SYSTEM_DIR]
     folder = next((d for d in candidates if all(_idx_path(d, f) for f in FASHION_MNIST_FILES)), None)
     put = (f"put {', '.join(f + '.gz' for f in FASHION_MNIST_FILES)} in {data_dir / 'FashionMNIST' / 'raw'} "
-           "(or `apt-get install dataset-fashion-mnist`)")
+           "(`hpsearch fetch fashion-mnist` downloads them, or `apt-get install dataset-fashion-mnist`)")
     if folder is None and _may_download(spec):
         _download("fashion-mnist", lambda: __import__("torchvision").datasets.FashionMNIST(str(data_dir), download=True),
                   data_dir, put)
@@ -123,7 +124,8 @@ def _cifar_reader(name: str, torchvision_folder: str, dataset_class: str) -> Cal
                 raise DatasetError(f"{folder_copy}: train/ and test/ hold different class folders")
             return Images(train_x, train_y, test_x, test_y, classes, f"{folder_copy} (image folder)")
         put = (f"put torchvision's {torchvision_folder}/ (from the official python tarball) in {data_dir}, or an "
-               f"image folder with train/<class>/ and test/<class>/ in {data_dir / name} (--data-dir chooses the folder)")
+               f"image folder with train/<class>/ and test/<class>/ in {data_dir / name} (--data-dir chooses the folder; "
+               f"`hpsearch fetch {name}` downloads the official files)")
         if not (data_dir / torchvision_folder).is_dir():
             if not _may_download(spec):
                 raise DatasetError(f"{name} not found: {put}, or run once online")
@@ -146,9 +148,10 @@ def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress = No
     root = Path(spec.path).expanduser()
     root = root if root.is_absolute() else data_dir / root
     if not root.is_dir():
+        fetch = next((f"; `hpsearch fetch {s.name}` downloads it" for s in SOURCES.values() if s.folder == spec.path), "")
         raise DatasetError(f"imagefolder: no folder {root}: put the images there as <class>/<image> (or train/, "
                            "validation/ and test/ folders of those), or fix dataset.path (relative to the data "
-                           "folder, --data-dir)")
+                           f"folder, --data-dir){fetch}")
     folders = {split: next((root / n for n in names if (root / n).is_dir()), None)
                for split, names in SPLIT_FOLDERS.items()}
     if folders["train"] is None:
@@ -210,6 +213,3 @@ READERS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
     "imagefolder": _read_imagefolder,
 }
 
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("HPSEARCH_DATA_DIR", "data"))

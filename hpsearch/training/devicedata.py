@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from hpsearch.defaults import default_data_dir
 from hpsearch.errors import DatasetError, HpsearchError
-from hpsearch.training.datasets import READERS, Images, default_data_dir
+from hpsearch.training.datasets import READERS, Images
 from hpsearch.training.imagefolder import Progress
 
 if TYPE_CHECKING:

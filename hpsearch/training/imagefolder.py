@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from hpsearch import escape, stopping
 from hpsearch.errors import DatasetError
 from hpsearch.files import CannotWrite, save_atomic
+from hpsearch.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def _decode(root: Path, files: list[tuple[Path, int]], image_size: tuple[int, in
     finally:
         pool.shutdown(cancel_futures=True)
     if x is None:
-        raise DatasetError(f"{shown_name(root)}: none of its {len(files)} images can be read ({skipped[0]})")
+        raise DatasetError(f"{shown_name(root)}: none of its {plural(len(files), 'image')} can be read ({skipped[0]})")
     if len(labels) < len(files):
         x = x[:len(labels)].clone()  # a slice would save the whole preallocated storage
     return x, torch.tensor(labels), skipped

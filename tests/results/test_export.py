@@ -243,3 +243,27 @@ def test_a_short_trial_is_exported_with_its_epochs_and_trains_again_to_its_numbe
     stored = load_trial_state_dict(storage, "tiny-digits", trial.number)
     again = load_file(str(tmp_path / "retrained" / "seed-0.safetensors"))
     assert stored.keys() == again.keys() and all(torch.equal(stored[k], again[k]) for k in stored)
+
+
+def test_export_of_a_study_whose_best_is_a_baseline_says_so_and_names_the_best_searched_trial(storage, tmp_path):
+    """The default stays the trial `best` names (one rule for every winner); a baseline is never handed over unsaid."""
+    from tests.helpers import stored_trial
+
+    study = optuna.create_study(study_name="beaten", storage=storage, direction="maximize")
+    study.set_user_attr("dataset_split", {"name": "digits", "validation": 0.15, "test": 0.2, "split_seed": 0})
+    study.set_user_attr("seed", 0)
+    study.add_trial(stored_trial(0.95, {"lr": 0.1}))
+    study.add_trial(stored_trial(0.97, {}, baseline="seed003-tricks"))
+    result = invoke("export", "--study", "beaten", "--storage", storage, "-o", str(tmp_path / "best.yaml"),
+                    "--no-weights")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"wrote {tmp_path / 'best.yaml'} (trial #1, baseline seed003-tricks, val 0.9700, test 0.9700)",
+        "trial #1: the highest validation accuracy of all completed trials, baselines included (of equal accuracies, "
+        "the earliest)",
+        "note: trial #1 is baseline seed003-tricks, a hand-made model of the reports, not a searched trial; the best "
+        "searched trial is #0 (val 0.9500, test 0.9500): --trial 0 exports it"]
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["baseline"] == "seed003-tricks"
+    chosen = invoke("export", "--study", "beaten", "--storage", storage, "-o", str(tmp_path / "searched.yaml"),
+                    "--no-weights", "--trial", "0")
+    assert chosen.stderr.splitlines() == [f"wrote {tmp_path / 'searched.yaml'} (trial #0, val 0.9500, test 0.9500)"]

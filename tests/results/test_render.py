@@ -38,7 +38,7 @@ def test_best_of_a_baseline_shows_no_empty_searched_params(storage):
     text = invoke("best", "--study", "base", "--storage", storage).stdout
     assert "best trial #0 (baseline seed001-cnn)" in text and "searched params" not in text
     assert "best trial #0 (baseline seed001-cnn): the highest validation accuracy of all completed trials, baselines " \
-           "included\n" in text  # how it was chosen, beside the first trial to reach the target
+           "included (of equal accuracies, the earliest)\n" in text  # how it was chosen, beside the first trial to reach the target
 
 
 def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):
@@ -123,3 +123,35 @@ def test_a_summary_renders_as_json_yaml_or_text_and_says_when_nothing_completed(
     assert render({**summary, "limits": {"params": 2000}, "over_limit": 1}, "text").splitlines()[2:] == [
         "limits params <= 2,000: 1 trial over a limit, stopped and never counted",
         "no completed trial within the limits yet"]
+
+
+def test_best_prints_values_as_a_study_file_writes_them_and_yaml_without_anchors(storage):
+    """`true`, `null` and `[64]`, not Python's True, None; a config two summaries share is written out twice."""
+    study = optuna.create_study(study_name="pasted", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")
+    config = {"lr": 0.1, "batchnorm": True, "head_widths": [64], "cutout": None}
+    study.add_trial(stored_trial(0.9, {"lr": 0.1}, config=config))
+    study.add_trial(stored_trial(0.8, {}, baseline="seed002-fc", config=config))
+    summary = summarize(study)
+    summary["best"]["params"] = {"batchnorm": True, "cutout": None, "head_widths": [64], "lr": 0.1}  # as any may be
+    text = render(summary, "text")
+    assert "    batchnorm: true\n    cutout: null\n    head_widths: [64]\n    lr: 0.1\n" in text
+    assert "True" not in text and "None" not in text
+    as_yaml = invoke("best", "--study", "pasted", "--storage", storage, "--format", "yaml").stdout
+    assert "&id" not in as_yaml and "*id" not in as_yaml
+    assert yaml.safe_load(as_yaml)["versus"]["searched"]["config"] == config
+
+
+def test_a_trial_of_one_epoch_says_epoch():
+    trial = numbered(stored_trial(0.5, epochs=1))
+    assert describe_trial(trial) == "trial #4 complete: val 0.5000, test 0.5000, 1,000 params, 1 epoch, 1.0s"
+
+
+def test_params_prints_defaults_and_choices_as_yaml():
+    """What `params` prints can be pasted into a study file: `true` and `null`, not Python's True and None."""
+    lines = invoke("params").stdout.splitlines()
+    said = {lines[i].split()[0]: lines[i + 1].strip() for i in range(0, len(lines) - 1, 2)}
+    assert said["batchnorm"].startswith("default true; true, false")
+    assert said["widths"].startswith("default null; list of integers >= 1")
+    assert said["head_widths"].startswith("default []; ")
+    assert not any(word in line.split() for line in lines for word in ("True", "False", "None", "True;", "None;"))

@@ -131,12 +131,12 @@ def test_a_hostile_study_name_and_failure_reason_read_as_they_are_everywhere(wri
         state=TrialState.FAIL, user_attrs={"baseline": "<b>x</b>|y", "failure": HOSTILE_REASON}))
     ran = runner.invoke(main, run)  # which writes the dashboard note again
     assert ran.exit_code == 0, ran.output
-    assert f"study {HOSTILE_NAME} (1 epochs a trial" in ran.stderr  # the run's header: not read as rich markup
+    assert f"study {HOSTILE_NAME} (1 epoch a trial" in ran.stderr  # the run's header: not read as rich markup
     assert f"study {HOSTILE_NAME}: 3 trials" in ran.stdout
     result = runner.invoke(main, ["report", "--study", path, "--storage", storage, "--out", "rep"])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     out = tmp_path / "rep"
-    title = f"{HOSTILE_NAME}: baselines and best searched trials, 1 epochs a trial"
+    title = f"{HOSTILE_NAME}: baselines and best searched trials, 1 epoch a trial"
     renderer = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 
     for markdown in ((out / "report.md").read_text(), get_note(optuna.load_study(study_name=HOSTILE_NAME,
@@ -162,3 +162,20 @@ def test_a_hostile_study_name_and_failure_reason_read_as_they_are_everywhere(wri
     for name in drawn:
         with Image.open(out / name) as image:
             image.verify()
+
+
+def test_the_report_names_the_best_trial_and_how_it_was_chosen_and_a_winning_baseline_as_one(storage):
+    from hpsearch.results.report import markdown
+    from tests.helpers import stored_trial
+
+    study = optuna.create_study(study_name="beaten", storage=storage, direction="maximize")
+    study.add_trial(stored_trial(0.95, {"lr": 0.1}))
+    study.add_trial(stored_trial(0.97, {}, baseline="seed003-tricks"))
+    text = markdown(study)
+    assert ("Best: trial #1, baseline seed003-tricks (a hand-made model of the reports, not a searched one), the "
+            "highest validation accuracy of all completed trials, baselines included (of equal accuracies, the "
+            "earliest). The best searched trial is #0 (val 95.00%).") in text
+    study.add_trial(stored_trial(0.97, {"lr": 0.05}))  # as good as the baseline, later: the baseline stays best
+    assert "Best: trial #1, baseline" in markdown(study)
+    study.add_trial(stored_trial(0.99, {"lr": 0.07}))
+    assert "Best: trial #3, the highest validation accuracy" in markdown(study)

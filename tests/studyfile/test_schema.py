@@ -225,3 +225,13 @@ def test_a_warm_start_parses_and_never_echoes_its_storage(write_study):
     assert (spec.warm_start.study, spec.warm_start.storage) == ("other", "postgresql://u:secret@db/x")
     problems = problems_of(write_study(warm_start={"study": "", "storage": "postgresql://u:secret@db/x"}))
     assert "secret" not in " ".join(problems)
+
+
+def test_a_branch_outside_a_true_false_choice_is_told_the_choices_as_yaml_writes_them(write_study):
+    """`true, false`, as a study file writes them: not Python's True, False."""
+    space = {**BY_OPTIMIZER, "pretrained": {"choice": [True, False]},
+             "lr": {"by": "pretrained", True: {"float": [0.01, 0.1]}, False: {"float": [0.01, 0.1]},
+                    "maybe": {"float": [0.01, 0.1]}}}
+    problems = problems_of(write_study(space=space, fixed=UNFIXED))
+    assert any(p.startswith("space.lr.maybe: ") and "is not one of pretrained's choices (true, false)" in p
+               for p in problems), problems

@@ -370,3 +370,14 @@ def test_a_password_an_earlier_version_stored_is_shown_masked_and_never_used(wri
         _trains_again(trial, "again", tmp_path)
     finally:
         optuna.delete_study(study_name=source, storage=POSTGRES)
+
+
+def test_a_transfer_study_run_before_its_source_names_the_source_study_and_the_storage(write_study, tmp_path):
+    """catsdogs-transfer run first, in an empty folder: not "no storage hpsearch.db", but which study to run."""
+    path = write_study(init={"study": "stanford-dogs", "trial": "best"}, space={"lr": {"float": [0.01, 0.1]}},
+                       fixed={"batch_size": 64})
+    result = CliRunner().invoke(main, ["run", "--study", str(path)])
+    assert_clean_error(result, "init.study: the source study 'stanford-dogs' is not there: no storage "
+                               "sqlite:///hpsearch.db yet; run it first (hpsearch run --study stanford-dogs) or set "
+                               "init.storage to the storage that holds it")
+    assert not (tmp_path / "hpsearch.db").exists()
