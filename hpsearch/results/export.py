@@ -1,7 +1,8 @@
 """A stored trial -> a config file that stands alone; a config file -> the same model trained again.
 
 The config carries everything the trial was trained from (every parameter with defaults filled
-in, the dataset and its split, epochs, seed) and what it reached (metrics, library versions), so
+in, the dataset and its split, epochs, seed, the import path and source hash of any builder of the
+user's that made its model or read its data) and what it reached (metrics, library versions), so
 `hpsearch train` needs neither the study file nor the storage. Retraining uses the builders and
 the seeding of objective.py, step for step: with the trial's own seed on the CPU it gives the
 trial's validation and test accuracy again, exactly.
@@ -24,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
+from hpsearch.plugins import is_import_path
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
@@ -33,7 +35,7 @@ from hpsearch.trialrecord import TrialRecord
 
 FORMAT = "hpsearch-config/1"
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
-         "classes", "metrics", "versions", "weights"}  # init, input_shape, classes: optional, as older files lack them
+         "classes", "code", "metrics", "versions", "weights"}  # init, input_shape, classes, code: optional
 _REQUIRED = ("format", "dataset", "epochs", "seed", "params")
 _INIT_KEYS = {"study", "trial", "storage", "weights", "sha256"}
 
@@ -196,7 +198,7 @@ def params_problems(params: Any) -> list[str]:
         return ["params: must be a mapping of parameter names to values"]
     problems = []
     for name, value in params.items():
-        param = P.BY_NAME.get(name)
+        param = P.lookup(name)
         if param is None:
             problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
         elif why := param.check_value(value):
@@ -235,4 +237,10 @@ def _record_problems(raw: dict[str, Any]) -> list[str]:
         problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
     if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
         problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")
+    code = raw.get("code")
+    if code is not None and not (isinstance(code, dict) and code.keys() <= {"model", "data"} and all(
+            isinstance(c, dict) and c.keys() <= {"builder", "sha256"} and is_import_path(c.get("builder"))
+            and isinstance(c.get("sha256", ""), str) for c in code.values())):
+        problems.append(f"code: must be {{model: {{builder: package.module:function, sha256: HEX}}, data: ...}}, as "
+                        f"`hpsearch export` writes it, got {code!r}")
     return problems

@@ -36,6 +36,7 @@ from typing import Any
 import optuna
 import torch
 
+from hpsearch import plugins
 from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
 from hpsearch.paths import slug
@@ -216,7 +217,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
         record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
-                             data.shape, data.num_classes)
+                             data.shape, data.num_classes, plugins.code_record(params["family"], spec.dataset.name))
+        if record.code:
+            trial.set_user_attr(A.CODE, record.code)
         checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
         priced: dict[str, Any] = {}  # the trial's `cost` attribute, as it is learned
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
+from hpsearch import plugins
+from hpsearch.studyfile.families import BUILDER_PREFIX, FAMILIES, MODEL_PARAMS, Family
 
 AUGMENT_OPS = ("flip", "crop", "cutout")
 
@@ -34,7 +35,8 @@ class Param:
     """One searchable axis.
 
     kind: "int", "float", "bool", "choice" (one of `choices`) or "ints" (a list of ints, one per
-    block or head layer; searched as a choice among lists).
+    block or head layer; searched as a choice among lists); "any" for a parameter of a study's own model
+    builder, declared nowhere: a number, a string, true/false or a list of them, typed by its distribution.
     low/high: inclusive bounds a value must respect (None: unbounded on that side);
     high_open makes the upper bound exclusive (dropout < 1).
     active: given the parameters resolved so far, whether this one has any effect; inactive
@@ -43,6 +45,8 @@ class Param:
     architecture: it decides the layers and their weights, so a study that starts from a trained
     model (`init:`) takes it from that model instead of searching it.
     transfer: it only means something for a trial that starts from trained weights.
+    check: why a value is not allowed, in place of the check `kind` implies (family: a plugin's family or a
+    builder's import path is one too).
     """
 
     name: str
@@ -56,6 +60,7 @@ class Param:
     active: Callable[[Mapping[str, Any]], bool] = _always
     architecture: bool = False
     transfer: bool = False
+    check: Callable[[Any], str | None] | None = None
 
     def bounds_text(self) -> str:
         low = "-inf" if self.low is None else f"{self.low:g}"
@@ -64,6 +69,10 @@ class Param:
 
     def check_value(self, value: Any) -> str | None:
         """Why `value` is not allowed for this parameter, or None if it is."""
+        if self.check is not None:
+            return self.check(value)
+        if self.kind == "any":
+            return None if _is_plain(value) else "must be a number, a string, true/false or a list of them"
         if self.kind == "bool":
             return None if isinstance(value, bool) else "must be true or false"
         if self.kind == "choice":
@@ -101,13 +110,34 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_plain(value: Any) -> bool:
+    """A value a builder's parameter may take: what Optuna stores as a choice, or a list of such values."""
+    if isinstance(value, list):
+        return all(_is_plain(v) and not isinstance(v, list) for v in value)
+    return isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
+
+
+def family_row(name: str) -> Family:
+    """The family `name` names; one not known here (a plugin not installed) as a row that takes no parameters of
+    hpsearch's and keeps whatever model.NAME a config gives, so that a stored trial still reads."""
+    return plugins.family(name) or Family(name, "not known here", builder_params=None)
+
+
+def _family_problem(value: Any) -> str | None:
+    if plugins.family(value) is not None:
+        return None
+    plugin = ", ".join(plugins.plugin_families())
+    return (f"must be one of {', '.join(FAMILIES)}{', ' + plugin if plugin else ''} (an installed plugin's family), "
+            "or your own builder's import path, package.module:function")
+
+
 def _has_convs(p: Mapping[str, Any]) -> bool:
     return p["blocks"] > 0  # for a family without `blocks` it reads as its default, 3
 
 
 def _has_batchnorm(p: Mapping[str, Any]) -> bool:
     """Whether the net has BatchNorm layers: the CNN and ResNet-9 say so; of torchvision's, squeezenet has none."""
-    if "batchnorm" in FAMILIES[p["family"]].params:
+    if "batchnorm" in family_row(p["family"]).params:
         return _has_convs(p) and p["batchnorm"]
     return p["family"] != "squeezenet1_1"
 
@@ -123,7 +153,9 @@ def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
 PARAMS: tuple[Param, ...] = (
     # --- model: the network family --------------------------------------------------------
     Param("family", "choice", "cnn", "The network: " + ", ".join(f"{f.name} ({f.about})" for f in FAMILIES.values())
-          + "; init: weights loads trained weights from a local file.", choices=tuple(FAMILIES), architecture=True),
+          + "; an installed plugin's family; or your own, as its builder's import path, package.module:function "
+          "(`model.NAME` then searches or fixes its parameters); init: weights loads trained weights from a local "
+          "file.", choices=tuple(FAMILIES), architecture=True, check=_family_problem),
     # --- model: convolutional trunk -------------------------------------------------------
     Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8,
           architecture=True),
@@ -242,17 +274,19 @@ ARCHITECTURE: frozenset[str] = frozenset(p.name for p in PARAMS if p.architectur
 TRANSFER: frozenset[str] = frozenset(p.name for p in PARAMS if p.transfer)
 
 
-def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
+def resolve(choose: Callable[[Param], Any], builder_names: Iterable[str] = ()) -> dict[str, Any]:
     """The complete, canonical params dict of a trial: `choose` gives each active parameter's value.
 
     Parameters are visited in table order, so `choose` may depend on (and `active` reads) the
     values chosen before; inactive parameters are neither chosen nor stored, and read as their
     defaults. `family` comes first: the parameters it does not take are inactive, and those it has
-    its own default for (resnet9's width) reach `choose` with that default.
+    its own default for (resnet9's width) reach `choose` with that default. A family built by code
+    outside hpsearch takes its builder's parameters (model.NAME), visited last: a plugin's declared
+    ones, or for a study's own builder, `builder_names`, those its study file or config gives.
     """
     resolved: dict[str, Any] = {}
     for param in PARAMS:
-        family = FAMILIES[resolved.get("family", BY_NAME["family"].default)]
+        family = family_row(resolved.get("family", BY_NAME["family"].default))
         param = for_family(param, family.name)
         if param.name in MODEL_PARAMS and param.name not in family.params:
             continue
@@ -260,7 +294,38 @@ def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
             value = choose(param)
             if value is not None:  # None: an optional override (widths, kernel_sizes) left out
                 resolved[param.name] = value
+    for param in builder_params(resolved["family"], builder_names):
+        if (value := choose(param)) is not None:  # None: a builder parameter not given (the builder's default)
+            resolved[param.name] = value
     return resolved
+
+
+def builder_params(family: str, names: Iterable[str] = ()) -> tuple[Param, ...]:
+    """The parameters (model.NAME) of `family`'s builder: its declared ones, or those in `names` where it
+    declares none (a study's own builder). Every one is an architecture parameter: it decides the model."""
+    row = family_row(family)
+    if row.builder_params is None:
+        return tuple(builder_param(name) for name in dict.fromkeys(names) if name.startswith(BUILDER_PREFIX))
+    return tuple(replace(p, name=BUILDER_PREFIX + p.name, architecture=True) for p in row.builder_params)
+
+
+def builder_param(name: str) -> Param:
+    """A parameter of a builder that declares none, typed by what the study file gives it."""
+    return Param(name, "any", None, "a parameter of the model's builder", architecture=True)
+
+
+def lookup(name: str) -> Param | None:
+    """The parameter `name` names: hpsearch's, or any model.NAME (a builder's, declared or not); None if neither."""
+    if name in BY_NAME:
+        return BY_NAME[name]
+    if name.startswith(BUILDER_PREFIX) and name.removeprefix(BUILDER_PREFIX).isidentifier():
+        return builder_param(name)
+    return None
+
+
+def is_architecture(name: str) -> bool:
+    """Whether the parameter `name` decides the layers and their weights (a builder's always does)."""
+    return name in ARCHITECTURE or name.startswith(BUILDER_PREFIX)
 
 
 def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
@@ -270,21 +335,21 @@ def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
 
 def for_family(param: Param, family: str) -> Param:
     """`param` with the family's own default, where it has one."""
-    defaults = FAMILIES[family].defaults
+    defaults = family_row(family).defaults
     return replace(param, default=defaults[param.name]) if param.name in defaults else param
 
 
 def complete(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with defaults filled in and inactive parameters dropped."""
-    return resolve(lambda p: values.get(p.name, p.default))
+    return resolve(lambda p: values.get(p.name, p.default), values)
 
 
 def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any] | None) -> dict[str, Any]:
     """`params` completed, with its architecture parameters replaced by those of `architecture`."""
     if architecture is None:
         return complete(params)
-    return complete({**{k: v for k, v in params.items() if k not in ARCHITECTURE},
-                       **{k: v for k, v in architecture.items() if k in ARCHITECTURE}})
+    return complete({**{k: v for k, v in params.items() if not is_architecture(k)},
+                       **{k: v for k, v in architecture.items() if is_architecture(k)}})
 
 
 def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:

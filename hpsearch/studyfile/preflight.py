@@ -1,5 +1,6 @@
 """The study-file checks that build components: sampler and pruner options (Optuna builds each),
-whether each baseline and a fixed architecture fit the data (torch builds them on the meta device).
+whether each baseline and a fixed architecture fit the data (torch builds them on the meta device), and
+that the user's own builders import (their code runs only here and in the commands that train).
 
 They import those libraries only when they run, so `hpsearch studies` (which skips them) starts in a blink.
 """
@@ -9,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from hpsearch import plugins
+from hpsearch.studyfile import params as P
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems, shown
 from hpsearch.studyfile.types import Component, DatasetSpec, InitSpec
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.baselines import Baseline
+    from hpsearch.studyfile.families import Family
 
 
 def check_components(sampler: Component | None, pruner: Component | None, epochs: int, problems: Problems) -> None:
@@ -70,6 +74,8 @@ def check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None,
     """A fixed architecture that cannot take the dataset's images would fail every trial: refuse it now."""
     if dataset is None or init is not None:  # with init:, the source model's architecture applies (transfer.py)
         return
+    if P.family_row(fixed.get("family", P.BY_NAME["family"].default)).builder is not None:
+        return  # the user's code: it runs when a trial builds it, and a trial it fails fails with its words
     if (known := dataset.known_input()) is None:
         return
     shape, classes = known
@@ -79,6 +85,19 @@ def check_fixed_architecture(dataset: DatasetSpec | None, init: InitSpec | None,
 
     if why := fixed_architecture_problem(fixed, set(space), shape, classes):
         problems.add("fixed", f"does not fit {dataset.name}: {why}")
+
+
+def check_user_code(dataset: DatasetSpec | None, families: list[Family], problems: Problems) -> None:
+    """The builders the study names, imported now (this runs the user's modules): one that cannot be, or that takes
+    other arguments, is refused before anything is written. The models they build are checked as trials build them."""
+    named = [("family", plugins.MODEL_BUILDER, f.builder) for f in families if f.builder is not None]
+    if dataset is not None and (row := plugins.dataset(dataset.name)) is not None and row.builder is not None:
+        named.append(("dataset.name", plugins.DATA_BUILDER, row.builder))
+    for key, role, path in named:
+        try:
+            plugins.load_function(path, role)
+        except plugins.UserCodeError as exc:
+            problems.add(key, str(exc))
 
 
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
