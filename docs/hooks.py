@@ -62,8 +62,8 @@ def _allowed(param) -> str:
 
 def parameters() -> str:
     """Every parameter of studyfile/params.py in the table's order, with the families that take it; then those of
-    the installed plugins' families (hpsearch/plugins.py)."""
-    from hpsearch.plugins import plugin_families
+    the installed plugins' families (studyfile/plugins.py)."""
+    from hpsearch.studyfile.plugins import plugin_families
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
     from hpsearch.studyfile.params import PARAMS, builder_params
 
@@ -89,7 +89,7 @@ def parameters() -> str:
 
 def families() -> str:
     """hpsearch's families, then the installed plugins'."""
-    from hpsearch.plugins import all_families
+    from hpsearch.studyfile.plugins import all_families
     from hpsearch.studyfile.families import BUILDER_PREFIX
 
     def takes(f) -> str:
@@ -104,7 +104,7 @@ def families() -> str:
 
 def datasets() -> str:
     """hpsearch's datasets, then the installed plugins'."""
-    from hpsearch.plugins import all_datasets
+    from hpsearch.studyfile.plugins import all_datasets
 
     def shape(d):
         if d.input_shape is not None:

@@ -375,7 +375,7 @@ def _echo_columns(rows: list[tuple[str, ...]]) -> None:
 def params():
     """List every parameter a study file can search or fix, with its default and allowed values; then the families
     and datasets that installed plugins add, with their builders' parameters."""
-    from hpsearch import plugins
+    from hpsearch.studyfile import plugins
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
 
     def echo(param, own: str = "", families: str = "") -> None:

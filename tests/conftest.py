@@ -15,7 +15,8 @@ import torch
 import yaml
 from PIL import Image
 
-from hpsearch import plugins
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 from tests.helpers import FRONT_DIGITS
 
 TINY_DIGITS = {
@@ -144,7 +145,7 @@ def forget_user_code() -> None:
     importlib.invalidate_caches()
     for name in [m for m in sys.modules if m == "lab_models" or m.startswith("lab_models.")]:
         del sys.modules[name]
-    for cached in (plugins.plugin_families, plugins.plugin_datasets, plugins._loaded):
+    for cached in (plugins.plugin_families, plugins.plugin_datasets, usercode._loaded):
         cached.cache_clear()
 
 

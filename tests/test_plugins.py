@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from hpsearch import plugins
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 from hpsearch.studyfile import params as P
 from tests.conftest import forget_user_code
 from tests.helpers import invoke
@@ -66,30 +67,30 @@ def test_a_plugin_that_cannot_be_used_is_left_out_with_a_warning_naming_it(lab_p
                                       "num_classes): it takes (params, input_shape)"),
 ])
 def test_a_builder_that_cannot_be_used_is_one_line_naming_it_and_why(lab_plugin, path, says):
-    with pytest.raises(plugins.UserCodeError) as raised:
-        plugins.load_function(path, plugins.MODEL_BUILDER)
+    with pytest.raises(usercode.UserCodeError) as raised:
+        usercode.load_function(path, usercode.MODEL_BUILDER)
     assert str(raised.value) == says
 
 
 def test_a_module_that_fails_as_it_imports_is_named_with_its_error(lab_plugin):
     (lab_plugin / "lab_models" / "typo.py").write_text("def build(params, input_shape, num_classes)\n    pass\n")
-    with pytest.raises(plugins.UserCodeError, match=r"^data builder lab_models.typo:build: cannot import "
+    with pytest.raises(usercode.UserCodeError, match=r"^data builder lab_models.typo:build: cannot import "
                                                     r"lab_models.typo \(SyntaxError: "):
-        plugins.load_function("lab_models.typo:build", plugins.DATA_BUILDER)
+        usercode.load_function("lab_models.typo:build", usercode.DATA_BUILDER)
 
 
 def test_a_trial_records_its_builders_source_hash_and_a_change_is_one_line(lab_plugin):
-    code = plugins.code_record("lab_models.nets:build", "lab-digits")
+    code = usercode.code_record("lab_models.nets:build", "lab-digits")
     assert code["model"]["builder"] == "lab_models.nets:build" and len(code["model"]["sha256"]) == 64
     assert code["data"]["builder"] == "lab_models.data:digits"
-    assert plugins.code_record("cnn", "digits") == {}
-    assert plugins.code_changes(code) == []
+    assert usercode.code_record("cnn", "digits") == {}
+    assert usercode.code_changes(code) == []
 
     nets = lab_plugin / "lab_models" / "nets.py"
     nets.write_text(nets.read_text() + "\n# tuned\n")
-    assert plugins.code_changes(code) == []  # this process runs the code it imported
+    assert usercode.code_changes(code) == []  # this process runs the code it imported
     forget_user_code()
-    [note] = plugins.code_changes(code)
+    [note] = usercode.code_changes(code)
     assert note.startswith("the model builder lab_models.nets:build is not the code that trained the trial (its "
                            "module's source has sha256 ") and note.endswith(f"{code['model']['sha256'][:12]} then): "
                                                                            "expect other numbers")

@@ -25,11 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
-from hpsearch.plugins import is_import_path
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.catalog import remembered_spec
+from hpsearch.studyfile.param import is_int, is_number
+from hpsearch.studyfile.plugins import is_import_path
 from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 from hpsearch.trialrecord import TrialRecord
@@ -166,7 +167,7 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
         problems.append(f"format: {raw['format']!r} is not {FORMAT!r} (export it again with this hpsearch)")
     dataset, dataset_problems = config_dataset(raw["dataset"]) if "dataset" in raw else (None, [])
     problems += dataset_problems
-    if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
+    if "epochs" in raw and not (is_int(raw["epochs"]) and raw["epochs"] >= 1):
         problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
     if "seed" in raw and not P.is_seed(raw["seed"]):
         problems.append(f"seed: must be a whole number from 0 to {P.MAX_SEED}, got {raw['seed']!r}")
@@ -175,7 +176,7 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
             problems.append(f"{key}: must be a mapping, as `hpsearch export` writes it, got {raw[key]!r}")
     for key in ("val_accuracy", "test_accuracy"):
         value = raw["metrics"].get(key) if isinstance(raw.get("metrics"), dict) else None
-        if value is not None and not P.is_number(value):
+        if value is not None and not is_number(value):
             problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
     problems += params_problems(raw.get("params"))
     params = raw.get("params")
@@ -230,9 +231,9 @@ def _record_problems(raw: dict[str, Any]) -> list[str]:
                             f"as `hpsearch export` writes it, got {init!r}")
     shape = raw.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 3
-                                  and all(P.is_int(n) and n >= 1 for n in shape)):
+                                  and all(is_int(n) and n >= 1 for n in shape)):
         problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
-    if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
+    if raw.get("classes") is not None and not (is_int(raw["classes"]) and raw["classes"] >= 1):
         problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")
     code = raw.get("code")
     if code is not None and not (isinstance(code, dict) and code.keys() <= {"model", "data"} and all(

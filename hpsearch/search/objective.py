@@ -36,7 +36,6 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import plugins
 from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
 from hpsearch.paths import slug
@@ -46,7 +45,7 @@ from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import StudySpec
-from hpsearch.training import recipe, space, transfer
+from hpsearch.training import recipe, space, transfer, usercode
 from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import ArchitectureError, count_parameters
@@ -217,7 +216,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
         record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
-                             data.shape, data.num_classes, plugins.code_record(params["family"], spec.dataset.name))
+                             data.shape, data.num_classes, usercode.code_record(params["family"], spec.dataset.name))
         if record.code:
             trial.set_user_attr(A.CODE, record.code)
         checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None

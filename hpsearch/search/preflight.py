@@ -14,17 +14,18 @@ from typing import Any
 
 import optuna
 
-from hpsearch import plugins
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import SpecError
 from hpsearch.search.samplers import make_pruner, make_sampler, option_names, optuna_class
 from hpsearch.search.studystore import check_existing
 from hpsearch.storage import cached, check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES, Baseline
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems
 from hpsearch.studyfile.types import Component, DatasetSpec, Distribution, InitSpec, StudySpec
+from hpsearch.training import usercode
 from hpsearch.training.space import fit_problem, fixed_architecture_problem
 
 
@@ -78,7 +79,7 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
         return
     if P.family_row(fixed.get("family", P.BY_NAME["family"].default)).builder is not None:
         return  # the user's code: it runs when a trial builds it, and a trial it fails fails with its words
-    if (known := dataset.known_input()) is None:
+    if (known := _known_input(dataset)) is None:
         return
     shape, classes = known
     if classes is None:  # an image folder's: known once read; only sigmoid cares
@@ -90,13 +91,13 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
 def check_user_code(spec: StudySpec, problems: Problems) -> None:
     """The builders the study names, imported now (this runs the user's modules): one that cannot be, or that takes
     other arguments, is refused before anything is written. The models they build are checked as trials build them."""
-    named = [("family", plugins.MODEL_BUILDER, builder) for builder in _model_builders(spec)]
+    named = [("family", usercode.MODEL_BUILDER, builder) for builder in _model_builders(spec)]
     if (row := plugins.dataset(spec.dataset.name)) is not None and row.builder is not None:
-        named.append(("dataset.name", plugins.DATA_BUILDER, row.builder))
+        named.append(("dataset.name", usercode.DATA_BUILDER, row.builder))
     for key, role, path in named:
         try:
-            plugins.load_function(path, role)
-        except plugins.UserCodeError as exc:
+            usercode.load_function(path, role)
+        except usercode.UserCodeError as exc:
             problems.add(key, str(exc))
 
 
@@ -108,10 +109,22 @@ def _model_builders(spec: StudySpec) -> list[str]:
     return [row.builder for name in names if (row := plugins.family(name)) is not None and row.builder is not None]
 
 
+def _known_input(dataset: DatasetSpec) -> tuple[tuple[int, int, int], int | None] | None:
+    """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
+    reading it: the classes None until it is read, the whole None without a valid image_size (and for a data
+    builder that does not declare them)."""
+    row = plugins.dataset(dataset.name)
+    if row.input_shape is not None:
+        return row.input_shape, row.classes
+    if row.builder is not None or dataset.image_size is None:
+        return None
+    return (3, *dataset.image_size), row.classes
+
+
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
     """The (C, H, W) input and class count to check a baseline on, without reading any data: the baseline's
     own class count where the dataset's is known only once read."""
-    if (known := dataset.known_input()) is None:
+    if (known := _known_input(dataset)) is None:
         return None
     shape, classes = known
     return shape, baseline.num_classes if classes is None else classes

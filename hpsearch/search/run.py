@@ -21,7 +21,6 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import plugins
 from hpsearch import trialrecord as A
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
@@ -44,6 +43,7 @@ from hpsearch.storage import (
     shared_lock,
 )
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import devicedata as data_module

@@ -7,7 +7,7 @@ listing parameters never loads torch; the function that builds each family is bo
 hpsearch.training.models.BUILDERS, a table with the same keys as this one.
 
 A family built by code outside hpsearch (an installed plugin's, registered through an entry point, or a
-study's own, named by its import path: hpsearch/plugins.py finds both) is a row too, one that names the
+study's own, named by its import path: studyfile/plugins.py finds both) is a row too, one that names the
 function that builds it (`builder`) and the parameters that function takes (`builder_params`).
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpsearch.studyfile.params import Param
+    from hpsearch.studyfile.param import Param
 
 # A builder's own parameters are named model.NAME in a study file and a trial's params, so that they never clash
 # with hpsearch's; the builder gets them as NAME.

@@ -17,14 +17,15 @@ from typing import Any
 
 import yaml
 
-from hpsearch import plugins
 from hpsearch.errors import SpecError
 from hpsearch.paths import name_problem
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.families import BUILDER_PREFIX, Family
 from hpsearch.studyfile.limits import MEASURES
+from hpsearch.studyfile.param import is_int, is_number
 from hpsearch.studyfile.types import (
     DATASETS,
     RESIZE_POLICIES,
@@ -265,7 +266,7 @@ def _split_problems(dataset: Mapping[str, Any]) -> list[str]:
     problems = []
     for key in ("validation", "test"):
         fraction = dataset.get(key, 0.1 if key == "validation" else 0.2)
-        if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
+        if not is_number(fraction) or fraction <= 0 or (1 <= fraction and not is_int(fraction)):
             problems.append(f"dataset.{key}: must be a fraction in (0, 1) or a whole count, got {shown(fraction)}")
     if not P.is_seed(split_seed := dataset.get("split_seed", 0)):
         problems.append(f"dataset.split_seed: must be an integer from 0 to {P.MAX_SEED}, got {shown(split_seed)}")
@@ -294,8 +295,8 @@ def _parse_image_folder(value: Mapping[str, Any], problems: Problems, *, path: b
     if value.get("resize", "squash") not in RESIZE_POLICIES:
         problems.add("dataset.resize", f"unknown policy {shown(value['resize'])} (allowed: {', '.join(RESIZE_POLICIES)})")
     size = value.get("image_size")
-    sides = [size, size] if P.is_int(size) else size
-    if isinstance(sides, list) and len(sides) == 2 and all(P.is_int(n) and 1 <= n <= 4096 for n in sides):
+    sides = [size, size] if is_int(size) else size
+    if isinstance(sides, list) and len(sides) == 2 and all(is_int(n) and 1 <= n <= 4096 for n in sides):
         return tuple(sides)
     problems.add("dataset.image_size", f"must be a side such as 96 or [height, width], each 1 to 4096 pixels "
                                        f"(every image is resized to it), got {shown(size)}")
@@ -319,7 +320,7 @@ def _parse_init(value: Any, path: str, problems: Problems) -> InitSpec | None:
     study, trial, storage = value["study"], value.get("trial", "best"), value.get("storage")
     if not isinstance(study, str) or not study:
         problems.add("init.study", f"must be a study name, got {shown(study)}")
-    if trial != "best" and not (P.is_int(trial) and trial >= 0):
+    if trial != "best" and not (is_int(trial) and trial >= 0):
         problems.add("init.trial", f"must be best or a trial number, got {shown(trial)}")
     if storage is not None and not isinstance(storage, str):
         problems.add("init.storage", "must be a storage URL (default: the run's --storage)")
@@ -372,11 +373,11 @@ def _parse_budget(value: Any, problems: Problems) -> Budget | None:
         return None
     problems.unknown_keys("budget.", value, {"epochs", "trials", "timeout"})
     epochs, trials, timeout = value.get("epochs"), value.get("trials", 20), value.get("timeout")
-    if not P.is_int(epochs) or epochs < 1:
+    if not is_int(epochs) or epochs < 1:
         problems.add("budget.epochs", f"must be a whole number >= 1, got {shown(epochs)}")
-    if not P.is_int(trials) or trials < 1:
+    if not is_int(trials) or trials < 1:
         problems.add("budget.trials", f"must be a whole number >= 1, got {shown(trials)}")
-    if timeout is not None and (not P.is_number(timeout) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         problems.add("budget.timeout", f"must be a number of seconds > 0, got {shown(timeout)}")
     return Budget(epochs=epochs, trials=trials, timeout=timeout)
 
@@ -384,7 +385,7 @@ def _parse_budget(value: Any, problems: Problems) -> Budget | None:
 def _check_trial_epochs(space: Mapping[str, Distribution], fixed: Mapping[str, Any], budget: Budget | None,
                         problems: Problems) -> None:
     """A trial trains at most budget.epochs: `epochs` searches or fixes a shorter schedule, never a longer one."""
-    if budget is None or not P.is_int(budget.epochs):
+    if budget is None or not is_int(budget.epochs):
         return
     if "epochs" in fixed:
         values, key = [fixed["epochs"]], "fixed.epochs"
@@ -418,7 +419,7 @@ def _parse_target(value: Any, problems: Problems) -> Target | None:
         problems.add(f"target.{TEST_OPT_IN}", f"must say why the test set may stop the search, got {shown(why)}")
     elif why is not None and metric != "test_accuracy":
         problems.add(f"target.{TEST_OPT_IN}", f"only for metric test_accuracy (the target's metric is {shown(metric)})")
-    if not P.is_number(threshold) or not 0 < threshold <= 1:
+    if not is_number(threshold) or not 0 < threshold <= 1:
         problems.add("target.value", f"must be an accuracy in (0, 1], got {shown(threshold)}")
     return Target(metric=metric, value=threshold, why=why if metric == "test_accuracy" else None)
 
@@ -431,9 +432,9 @@ def _parse_limits(value: Any, problems: Problems) -> Limits:
     if not value:
         problems.add("limits", "is empty: give params (a parameter count), train_seconds, or both")
     params, seconds = value.get("params"), value.get("train_seconds")
-    if params is not None and (not P.is_int(params) or params < 1):
+    if params is not None and (not is_int(params) or params < 1):
         problems.add("limits.params", f"must be a whole number of parameters >= 1, such as 1000000, got {shown(params)}")
-    if seconds is not None and (not P.is_number(seconds) or seconds <= 0):
+    if seconds is not None and (not is_number(seconds) or seconds <= 0):
         problems.add("limits.train_seconds", f"must be a number of seconds > 0, such as 120, got {shown(seconds)}")
     return Limits(params=params, train_seconds=seconds)
 
@@ -600,7 +601,7 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems)
         return None
     problems.unknown_keys(f"{key}.", dist, {kind, "log", "step"})
     bounds, log, step = dist[kind], dist.get("log", False), dist.get("step")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(P.is_number(b) for b in bounds)):
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)):
         problems.add(f"{key}.{kind}", f"must be [low, high], got {shown(bounds)}")
         return None
     low, high = bounds
@@ -616,7 +617,7 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems)
         problems.add(f"{key}.log", "must be true or false")
     elif log and low <= 0:
         problems.add(f"{key}.log", f"a log range needs low > 0, got {low}")
-    if step is not None and (not P.is_number(step) or step <= 0 or (kind == "int" and not P.is_int(step))):
+    if step is not None and (not is_number(step) or step <= 0 or (kind == "int" and not is_int(step))):
         problems.add(f"{key}.step", f"must be a positive {'integer' if kind == 'int' else 'number'}")
     elif step is not None and log:
         problems.add(f"{key}.step", "cannot be combined with log: true")

@@ -103,19 +103,6 @@ class DatasetSpec:
             split |= {"image_size": list(self.image_size), "resize": self.resize}
         return split
 
-    def known_input(self) -> tuple[tuple[int, int, int], int | None] | None:
-        """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
-        reading it: the classes None until it is read, the whole None without a valid image_size (and for a data
-        builder that does not declare them)."""
-        from hpsearch import plugins  # reads this module's table
-
-        dataset = plugins.dataset(self.name)
-        if dataset.input_shape is not None:
-            return dataset.input_shape, dataset.classes
-        if dataset.builder is not None or self.image_size is None:
-            return None
-        return (3, *self.image_size), dataset.classes
-
 
 @dataclass(frozen=True)
 class InitSpec:

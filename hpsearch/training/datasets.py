@@ -2,7 +2,7 @@
 DatasetError naming the fix. A reader that decodes images calls progress(what, done, total) as it
 goes; the caller decides how to show it (the CLI: a bar on a terminal, a line now and then in a log).
 
-A dataset read by code outside hpsearch (a plugin's, or a study's own: hpsearch/plugins.py) is read by
+A dataset read by code outside hpsearch (a plugin's, or a study's own: studyfile/plugins.py) is read by
 calling its function, load(options, data_dir), which returns the images as tensors, or an image folder's
 path (read as dataset imagefolder reads one, through the same decoded-image cache); either way the images
 are checked here and split as hpsearch's own datasets are (devicedata.py).
@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hpsearch import plugins
 from hpsearch.errors import DatasetError
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
 
 if TYPE_CHECKING:
@@ -207,14 +208,14 @@ def _download(name: str, fetch, data_dir: Path, put: str):
 
 
 def _read_built(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
-    """The images a data builder gives (hpsearch/plugins.py finds it by the dataset's name): tensors, checked, or
+    """The images a data builder gives (studyfile/plugins.py finds it by the dataset's name): tensors, checked, or
     an image folder's path (relative to the data folder), read with dataset.image_size and resize."""
     path = plugins.dataset(spec.name).builder
-    load = plugins.load_function(path, plugins.DATA_BUILDER).function
+    load = usercode.load_function(path, usercode.DATA_BUILDER).function
     try:
         given = load(dict(spec.options or {}), data_dir)
     except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises ends the run, in its words
-        raise DatasetError(f"data builder {path} raised {plugins.error_words(exc)}") from None
+        raise DatasetError(f"data builder {path} raised {usercode.error_words(exc)}") from None
     if isinstance(given, (str, os.PathLike)):
         root = data_dir / Path(given).expanduser()  # an absolute path stays itself
         if not root.is_dir():

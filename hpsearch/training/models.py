@@ -13,7 +13,7 @@ Two options reach into the CNN and ResNet-9: `whiten` puts a fixed whitening con
 (its weights come from the training images: data_init.init_from_data), `dirac_init` starts their
 convs as identities. The model knows nothing of training.
 
-A family built by code outside hpsearch (a plugin's, or a study's own: hpsearch/plugins.py) is built by
+A family built by code outside hpsearch (a plugin's, or a study's own: studyfile/plugins.py) is built by
 calling its function, build(params, input_shape, num_classes), and checked: a torch.nn.Module whose
 logits for one image have one column per class. Whatever goes wrong there is a BuilderFailed that
 names the builder: the trial fails with it as its reason, as with an architecture that does not fit.
@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpsearch import plugins
 from hpsearch.errors import HpsearchError
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -252,14 +253,14 @@ BUILDERS: dict[str, Callable[[ModelConfig, tuple[int, int, int]], nn.Module]] = 
 def built_by(path: str, cfg: ModelConfig) -> nn.Module:
     """The model the function at `path` builds for cfg, checked: a module whose logits for one image are one
     per class. Raises BuilderFailed naming the builder and what went wrong."""
-    build = plugins.load_function(path, plugins.MODEL_BUILDER).function
+    build = usercode.load_function(path, usercode.MODEL_BUILDER).function
     if cfg.output == "sigmoid":
         raise ArchitectureError(f"output sigmoid is for hpsearch's own families; the model builder {path} gives one "
                                 "logit per class (softmax)")
     try:
         model = build(dict(cfg.builder_params), tuple(cfg.input_shape), cfg.num_classes)
     except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises fails the trial, in its words
-        raise BuilderFailed(f"model builder {path} raised {plugins.error_words(exc)}") from None
+        raise BuilderFailed(f"model builder {path} raised {usercode.error_words(exc)}") from None
     if not isinstance(model, nn.Module):
         raise BuilderFailed(f"model builder {path} returned a {type(model).__name__}, not a torch.nn.Module")
     _check_logits(path, model, cfg)
@@ -276,7 +277,7 @@ def _check_logits(path: str, model: nn.Module, cfg: ModelConfig) -> None:
         with torch.no_grad():
             logits = model.eval()(torch.zeros(1, *cfg.input_shape, device=device))
     except Exception as exc:  # noqa: BLE001 - the user's forward pass
-        raise BuilderFailed(f"the model of {path} fails on one {shape} image: {plugins.error_words(exc)}") from None
+        raise BuilderFailed(f"the model of {path} fails on one {shape} image: {usercode.error_words(exc)}") from None
     finally:
         model.train(training)
     got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
