@@ -109,6 +109,17 @@ def test_export_records_the_builders_and_train_and_confirm_reproduce_the_trial(o
     assert len(done.table.rows) == 1
 
 
+def test_a_study_starts_from_a_trial_of_the_user_s_model_with_its_architecture(own_run):
+    url, result = own_run
+    body = {"name": "own-transfer", "init": {"study": "own-model"}, "dataset": OWN["dataset"],
+            "budget": {"epochs": 1, "trials": 2}, "sampler": {"name": "random", "seed": 0},
+            "space": {"lr": {"float": [0.01, 0.1], "log": True}, "reinit_convs": {"int": [0, 1]}}}
+    trials = api.run(body, storage=url, device="cpu").study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(t.user_attrs[A.INIT] == f"study own-model trial #{result.best.number}" for t in trials)
+    assert all(t.user_attrs[A.CONFIG]["model.width"] == result.best.params["model.width"] for t in trials)
+
+
 def test_an_interrupted_trial_of_the_user_s_model_resumes_to_the_same_numbers(site, tmp_path):
     class InterruptAfterEpoch(RunEvents):
         def epoch_finished(self, number, stats) -> None:
