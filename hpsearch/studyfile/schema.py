@@ -279,12 +279,21 @@ def _parse_builder_dataset(value: Mapping[str, Any], problems: Problems) -> dict
     if "path" in value:
         problems.add("dataset.path", "only for dataset imagefolder: a data builder returns its folder's path itself")
     options = value.get("options", {})
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        problems.add("dataset.options", f"must be a mapping of names to values, got {shown(options)}")
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options) or not _is_json(options):
+        problems.add("dataset.options", f"must be a mapping of names to numbers, strings, true/false, lists or "
+                                        f"mappings of those (the study records them), got {shown(options)}")
         options = {}
     if "image_size" in value or "resize" in value:
         return {**value, "options": options, "image_size": _parse_image_folder(value, problems, path=False)}
     return {**value, "options": options}
+
+
+def _is_json(value: Any) -> bool:
+    """Whether `value` is stored as JSON and read back the same (a tuple or a NaN is not)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        return False
 
 
 def _parse_image_folder(value: Mapping[str, Any], problems: Problems, *, path: bool = True) -> tuple[int, int] | None:
