@@ -139,6 +139,18 @@ def test_an_interrupted_trial_of_the_user_s_model_resumes_to_the_same_numbers(si
     assert resumed[0].user_attrs["test_accuracy"] == whole.user_attrs["test_accuracy"]
 
 
+def test_mlflow_logs_the_builder_s_parameters_beside_hpsearch_s(site, tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra")
+    body = {**OWN, "name": "own-mlflow", "baselines": [], "budget": {"epochs": 1, "trials": 1}}
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    api.run(body, storage=f"sqlite:///{tmp_path / 'own.db'}", device="cpu", mlflow=tracking)
+    mlflow.set_tracking_uri(tracking)
+    (logged,) = mlflow.search_runs(experiment_names=["own-mlflow"], filter_string="params.family != ''",
+                                   output_format="list")
+    assert logged.data.params["family"] == "lab_models.nets:build" and logged.data.params["model.depth"] == "1"
+    assert 4 <= int(logged.data.params["model.width"]) <= 8
+
+
 def test_a_plugin_s_family_and_dataset_are_searched_by_name(site, tmp_path):
     body = {"name": "lab-net", "dataset": {"name": "lab-digits", "options": {"limit": 500}},
             "budget": {"epochs": 2, "trials": 2}, "sampler": {"name": "random", "seed": 0},
