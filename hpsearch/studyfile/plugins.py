@@ -25,6 +25,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
+from hpsearch.errors import one_line
 from hpsearch.studyfile.families import FAMILIES, Family
 from hpsearch.studyfile.param import Param
 from hpsearch.studyfile.types import DATASETS, Dataset
@@ -103,7 +104,7 @@ def _registered(group: str, row_type: type, own: dict, problem: Callable[[Any], 
         try:
             row = point.load()
         except Exception as exc:  # noqa: BLE001 - another package's code: whatever it raises, it is left out
-            log.warning("%s cannot be loaded (%s: %s): left out", where, type(exc).__name__, exc)
+            log.warning("%s cannot be loaded (%s): left out", where, one_line(exc))
             continue
         why = (f"is a {type(row).__name__}, not a {row_type.__name__} row" if not isinstance(row, row_type) else
                f"names itself {row.name!r}: the entry point's name must be its name" if row.name != point.name else

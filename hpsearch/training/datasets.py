@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from hpsearch.errors import DatasetError
+from hpsearch.errors import DatasetError, one_line
 from hpsearch.studyfile import plugins
 from hpsearch.training import usercode
 from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
@@ -215,7 +215,7 @@ def _read_built(spec: DatasetSpec, data_dir: Path, progress: Progress = None) ->
     try:
         given = load(dict(spec.options or {}), data_dir)
     except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises ends the run, in its words
-        raise DatasetError(f"data builder {path} raised {usercode.error_words(exc)}") from None
+        raise DatasetError(f"data builder {path} raised {one_line(exc)}") from None
     if isinstance(given, (str, os.PathLike)):
         root = data_dir / Path(given).expanduser()  # an absolute path stays itself
         if not root.is_dir():

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, one_line
 from hpsearch.studyfile import plugins
 from hpsearch.training import usercode
 
@@ -260,7 +260,7 @@ def built_by(path: str, cfg: ModelConfig) -> nn.Module:
     try:
         model = build(dict(cfg.builder_params), tuple(cfg.input_shape), cfg.num_classes)
     except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises fails the trial, in its words
-        raise BuilderFailed(f"model builder {path} raised {usercode.error_words(exc)}") from None
+        raise BuilderFailed(f"model builder {path} raised {one_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise BuilderFailed(f"model builder {path} returned a {type(model).__name__}, not a torch.nn.Module")
     _check_logits(path, model, cfg)
@@ -277,7 +277,7 @@ def _check_logits(path: str, model: nn.Module, cfg: ModelConfig) -> None:
         with torch.no_grad():
             logits = model.eval()(torch.zeros(1, *cfg.input_shape, device=device))
     except Exception as exc:  # noqa: BLE001 - the user's forward pass
-        raise BuilderFailed(f"the model of {path} fails on one {shape} image: {usercode.error_words(exc)}") from None
+        raise BuilderFailed(f"the model of {path} fails on one {shape} image: {one_line(exc)}") from None
     finally:
         model.train(training)
     got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, one_line
 from hpsearch.studyfile.plugins import dataset, family
 
 MODEL_BUILDER, DATA_BUILDER = "model builder", "data builder"  # what a message calls each kind of function
@@ -46,7 +46,7 @@ def _loaded(path: str, role: str) -> UserFunction:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - the user's code: any error is theirs to fix, said in one line
-        raise UserCodeError(f"{role} {path}: cannot import {module_name} ({error_words(exc)})") from None
+        raise UserCodeError(f"{role} {path}: cannot import {module_name} ({one_line(exc)})") from None
     function: Any = module
     for part in attribute.split("."):
         if not hasattr(function, part):
@@ -94,13 +94,3 @@ def code_changes(recorded: dict[str, dict[str, str]]) -> list[str]:
             notes.append(f"the {role} {then['builder']} is not the code that trained the trial (its module's source "
                          f"has sha256 {(now or 'unknown')[:12]} here, {then['sha256'][:12]} then): expect other numbers")
     return notes
-
-
-MAX_WORDS = 200  # characters of an error's message in a line
-
-
-def error_words(exc: BaseException) -> str:
-    """'ValueError: depth must be positive': an exception in one line, cut short."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    words = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return words if len(words) <= MAX_WORDS else words[:MAX_WORDS - 3] + "..."
