@@ -59,7 +59,8 @@ def test_a_plugin_that_cannot_be_used_is_left_out_with_a_warning_naming_it(lab_p
 
 @pytest.mark.parametrize("path, says", [
     ("nowhere_at_all.nets:build", "model builder nowhere_at_all.nets:build: cannot import nowhere_at_all.nets "
-                                  "(ModuleNotFoundError: No module named 'nowhere_at_all')"),
+                                  "(ModuleNotFoundError: No module named 'nowhere_at_all'): install its package, run from the "
+                                  "folder that holds it, or put that folder on PYTHONPATH"),
     ("lab_models.nets:missing", "model builder lab_models.nets:missing: lab_models.nets has no missing"),
     ("lab_models.nets:NOT_A_FUNCTION", "model builder lab_models.nets:NOT_A_FUNCTION: NOT_A_FUNCTION is a int, not a "
                                        "function"),
@@ -70,6 +71,28 @@ def test_a_builder_that_cannot_be_used_is_one_line_naming_it_and_why(lab_plugin,
     with pytest.raises(usercode.UserCodeError) as raised:
         usercode.load_function(path, usercode.MODEL_BUILDER)
     assert str(raised.value) == says
+
+
+def test_a_module_in_the_folder_the_command_runs_from_imports_though_the_script_leaves_it_off_the_path(
+        tmp_path, monkeypatch):
+    (tmp_path / "mynets_here.py").write_text("def build(params, input_shape, num_classes):\n    return params\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    try:
+        assert usercode.load_function("mynets_here:build", usercode.MODEL_BUILDER).function({"a": 1}, (1,), 2) == {
+            "a": 1}
+        assert sys.path[-1] == str(tmp_path)
+    finally:
+        sys.modules.pop("mynets_here", None)
+        usercode._loaded.cache_clear()
+
+
+def test_a_missing_module_the_builder_imports_is_named_without_the_path_hint(lab_plugin):
+    (lab_plugin / "lab_models" / "needs.py").write_text("import timm_not_here\n")
+    with pytest.raises(usercode.UserCodeError) as raised:
+        usercode.load_function("lab_models.needs:build", usercode.MODEL_BUILDER)
+    assert str(raised.value) == ("model builder lab_models.needs:build: cannot import lab_models.needs "
+                                 "(ModuleNotFoundError: No module named 'timm_not_here')")
 
 
 def test_a_module_that_fails_as_it_imports_is_named_with_its_error(lab_plugin):

@@ -12,6 +12,8 @@ import functools
 import hashlib
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +45,13 @@ def load_function(path: str, role: str) -> UserFunction:
 @functools.cache
 def _loaded(path: str, role: str) -> UserFunction:
     module_name, _, attribute = path.partition(":")
+    _find_the_working_folder()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - the user's code: any error is theirs to fix, said in one line
-        raise UserCodeError(f"{role} {path}: cannot import {module_name} ({one_line(exc)})") from None
+        hint = (": install its package, run from the folder that holds it, or put that folder on PYTHONPATH"
+                if isinstance(exc, ModuleNotFoundError) and f"{module_name}.".startswith(f"{exc.name}.") else "")
+        raise UserCodeError(f"{role} {path}: cannot import {module_name} ({one_line(exc)}){hint}") from None
     function: Any = module
     for part in attribute.split("."):
         if not hasattr(function, part):
@@ -62,6 +67,13 @@ def _loaded(path: str, role: str) -> UserFunction:
     except ValueError:  # no signature to read (a builtin): calling it will tell
         pass
     return UserFunction(function, source_sha256(module))
+
+
+def _find_the_working_folder() -> None:
+    """Modules in the current folder import as `python -m hpsearch` would find them, though the `hpsearch` script
+    leaves that folder off sys.path: a study's mynets.py beside it works. Last, so an installed package wins."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
 
 
 def source_sha256(module: Any) -> str | None:

@@ -173,7 +173,7 @@ def test_the_reference_docs_list_a_plugin_s_family_and_dataset(site):
 @pytest.mark.parametrize("family, dataset, says", [
     ("nowhere_at_all.nets:build", "lab-digits", "family: model builder nowhere_at_all.nets:build: cannot import "
                                                 "nowhere_at_all.nets (ModuleNotFoundError: No module named "
-                                                "'nowhere_at_all')"),
+                                                "'nowhere_at_all'): install its package"),
     ("lab_models.nets:raises", "lab-digits", "model builder lab_models.nets:raises raised ValueError: depth 1 is too "
                                              "deep for this lab"),
     ("lab_models.nets:not_a_module", "lab-digits", "model builder lab_models.nets:not_a_module returned a dict, not a "
