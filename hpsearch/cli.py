@@ -384,20 +384,21 @@ def params():
             f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
         if param.name == "family":
             allowed += "".join(f", {name}" for name in plugins.plugin_families()) + ", or package.module:function"
-        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {param.default!r}{own}; {allowed}{families}")
+        click.echo(escape.terminal(f"{param.name:<16} {param.help}") + "\n" +
+                   escape.terminal(f"{'':<16} default {param.default!r}{own}; {allowed}{families}"))
 
     for param in params_module.PARAMS:
         own = "".join(f" ({f.name}: {f.defaults[param.name]!r})" for f in FAMILIES.values() if param.name in f.defaults)
         takes = [f.name for f in FAMILIES.values() if param.name in f.params]
         echo(param, own, f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else "")
     for family in plugins.plugin_families().values():
-        click.echo(f"\nfamily {family.name} (a plugin's): {family.about}; built by {family.builder}")
+        click.echo("\n" + escape.terminal(f"family {family.name} (a plugin's): {family.about}; built by {family.builder}"))
         for param in params_module.builder_params(family.name):
             echo(param)
     for dataset in plugins.plugin_datasets().values():
         shape = "x".join(map(str, dataset.input_shape)) if dataset.input_shape else "its own size"
-        click.echo(f"\ndataset {dataset.name} (a plugin's): {shape}, {dataset.classes or 'its own'} classes; read by "
-                   f"{dataset.builder}")
+        click.echo("\n" + escape.terminal(f"dataset {dataset.name} (a plugin's): {shape}, {dataset.classes or 'its own'} "
+                                           f"classes; read by {dataset.builder}"))
 
 
 @main.command()
