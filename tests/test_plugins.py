@@ -134,6 +134,20 @@ def test_hpsearch_params_lists_a_plugin_s_family_and_dataset_without_importing_t
     assert out.rstrip().endswith("no torch")
 
 
+def test_a_plugin_s_words_reach_the_terminal_escaped(lab_plugin):
+    (lab_plugin / "lab_models" / "loud.py").write_text(
+        "from hpsearch.studyfile.families import Family\n"
+        "LOUD = Family('loud', 'clears your screen\\x1b[2J', builder='lab_models.nets:build', builder_params=())\n")
+    loud = lab_plugin / "loud-0.1.dist-info"
+    loud.mkdir()
+    (loud / "METADATA").write_text("Metadata-Version: 2.1\nName: loud\nVersion: 0.1\n")
+    (loud / "entry_points.txt").write_text("[hpsearch.families]\nloud = lab_models.loud:LOUD\n")
+    forget_user_code()
+    result = invoke("params")
+    assert "family loud (a plugin's): clears your screen\\x1b[2J; built by" in result.output
+    assert "\x1b" not in result.output
+
+
 def test_without_plugins_hpsearch_params_lists_hpsearch_s_own_only():
     result = invoke("params")
     assert result.exit_code == 0 and "a plugin's" not in result.output
