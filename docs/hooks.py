@@ -62,9 +62,11 @@ def _allowed(param) -> str:
 
 
 def parameters() -> str:
-    """Every parameter of studyfile/params.py in the table's order, with the families that take it."""
+    """Every parameter of studyfile/params.py in the table's order, with the families that take it; then those of
+    the installed plugins' families (studyfile/plugins.py)."""
+    from hpsearch.studyfile.plugins import plugin_families
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
-    from hpsearch.studyfile.params import PARAMS
+    from hpsearch.studyfile.params import PARAMS, builder_params
 
     rows = []
     for p in PARAMS:
@@ -78,24 +80,40 @@ def parameters() -> str:
             applies = " Transfer studies (`init:`) only." if p.transfer else ""
         name = f"<span id=\"{p.name}\">`{p.name}`</span><br>{p.kind}" + ("<br>*architecture*" if p.architecture else "")
         rows.append((name, default, _allowed(p), p.help + applies))
+    for family in plugin_families().values():
+        for p in builder_params(family.name):
+            default = "none" if p.default is None else _cell(p.default)
+            rows.append((f"`{p.name}`<br>{p.kind}<br>*architecture*", default, _allowed(p),
+                         f"{p.help} Family {family.name} (a plugin's) only."))
     return _table(("parameter", "default", "allowed", "what it does"), rows)
 
 
 def families() -> str:
-    from hpsearch.studyfile.families import FAMILIES
+    """hpsearch's families, then the installed plugins'."""
+    from hpsearch.studyfile.plugins import all_families
+    from hpsearch.studyfile.families import BUILDER_PREFIX
 
-    rows = ((f"`{f.name}`", f.about, str(f.min_side), "any" if f.channels is None else str(f.channels),
-             ", ".join(f"`{p}`" for p in sorted(f.params)) or "none (its own fixed architecture)") for f in FAMILIES.values())
+    def takes(f) -> str:
+        if f.builder is not None:
+            return ", ".join(f"`{BUILDER_PREFIX}{p.name}`" for p in f.builder_params) or "none"
+        return ", ".join(f"`{p}`" for p in sorted(f.params)) or "none (its own fixed architecture)"
+
+    rows = ((f"`{f.name}`", f.about + (f" (a plugin's, built by `{f.builder}`)" if f.builder else ""), str(f.min_side),
+             "any" if f.channels is None else str(f.channels), takes(f)) for f in all_families().values())
     return _table(("family", "what it is", "smallest image side", "channels", "model parameters it takes"), rows)
 
 
 def datasets() -> str:
-    from hpsearch.studyfile.types import DATASETS
+    """hpsearch's datasets, then the installed plugins'."""
+    from hpsearch.studyfile.plugins import all_datasets
 
     def shape(d):
-        return "3 × `dataset.image_size`" if d.input_shape is None else " × ".join(map(str, d.input_shape))
+        if d.input_shape is not None:
+            return " × ".join(map(str, d.input_shape))
+        return "known once read" if d.builder else "3 × `dataset.image_size`"
 
-    rows = ((f"`{d.name}`", shape(d), "known once read" if d.classes is None else str(d.classes)) for d in DATASETS.values())
+    rows = ((f"`{d.name}`" + (f" (a plugin's, read by `{d.builder}`)" if d.builder else ""), shape(d),
+             "known once read" if d.classes is None else str(d.classes)) for d in all_datasets().values())
     return _table(("dataset", "input (C × H × W)", "classes"), rows)
 
 

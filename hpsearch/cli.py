@@ -397,19 +397,32 @@ def _echo_columns(rows: list[tuple[str, ...]]) -> None:
 
 @main.command()
 def params():
-    """List every parameter a study file can search or fix, with its default and allowed values."""
+    """List every parameter a study file can search or fix, with its default and allowed values; then the families
+    and datasets that installed plugins add, with their builders' parameters."""
+    from hpsearch.studyfile import plugins
     from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
 
-    for param in params_module.PARAMS:
+    def echo(param, own: str = "", families: str = "") -> None:
         allowed = ", ".join(map(yaml_value, param.choices)) if param.kind == "choice" else (
             "true, false" if param.kind == "bool" else
             f"list of integers >= {param.low:g}" if param.kind == "ints" else f"{param.kind} in {param.bounds_text()}")
-        own = "".join(f" ({f.name}: {yaml_value(f.defaults[param.name])})" for f in FAMILIES.values()
-                      if param.name in f.defaults)
+        if param.name == "family":
+            allowed += "".join(f", {name}" for name in plugins.plugin_families()) + ", or package.module:function"
+        click.echo(escape.terminal(f"{param.name:<16} {param.help}") + "\n" +
+                   escape.terminal(f"{'':<16} default {yaml_value(param.default)}{own}; {allowed}{families}"))
+
+    for param in params_module.PARAMS:
+        own = "".join(f" ({f.name}: {yaml_value(f.defaults[param.name])})" for f in FAMILIES.values() if param.name in f.defaults)
         takes = [f.name for f in FAMILIES.values() if param.name in f.params]
-        families = f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else ""
-        click.echo(f"{param.name:<16} {param.help}\n{'':<16} default {yaml_value(param.default)}{own}; {allowed}"
-                   f"{families}")
+        echo(param, own, f"; families: {', '.join(takes)}" if param.name in MODEL_PARAMS else "")
+    for family in plugins.plugin_families().values():
+        click.echo("\n" + escape.terminal(f"family {family.name} (a plugin's): {family.about}; built by {family.builder}"))
+        for param in params_module.builder_params(family.name):
+            echo(param)
+    for dataset in plugins.plugin_datasets().values():
+        shape = "x".join(map(str, dataset.input_shape)) if dataset.input_shape else "its own size"
+        click.echo("\n" + escape.terminal(f"dataset {dataset.name} (a plugin's): {shape}, {dataset.classes or 'its own'} "
+                                           f"classes; read by {dataset.builder}"))
 
 
 @main.command()

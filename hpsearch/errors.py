@@ -39,3 +39,14 @@ class Terminated(KeyboardInterrupt):
 def interruption(exc: KeyboardInterrupt) -> str:
     """What stopped the run, for the trial's `failure` and the last line on the console."""
     return exc.reason if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+
+
+MAX_SHOWN_ERROR = 200  # characters of another program's exception in one of hpsearch's lines
+
+
+def one_line(exc: BaseException) -> str:
+    """'ValueError: depth must be positive': an exception raised by code not hpsearch's (a user's builder, a
+    plugin) in one line, cut short."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    words = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return words if len(words) <= MAX_SHOWN_ERROR else words[:MAX_SHOWN_ERROR - 3] + "..."

@@ -38,6 +38,7 @@ INPUT_SHAPE = "input_shape"  # (C, H, W) the model was built for
 CLASSES = "classes"  # the number of classes it was built for
 INIT = "init"  # where its weights started, in words (messages and the dashboard)
 SOURCE = "source"  # where its weights started, as Init.as_dict() writes it
+CODE = "code"  # the user code that built its model and read its data: training/usercode.code_record
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 DEVICE = "device"
 DATASET_SOURCE = "dataset_source"
@@ -111,6 +112,7 @@ class TrialRecord:
     init: Init | None = None
     input_shape: tuple[int, int, int] | None = None  # None: recorded by no hpsearch before this one
     classes: int | None = None
+    code: Mapping[str, Mapping[str, str]] | None = None  # {"model": {"builder": PATH, "sha256": HEX}, "data": ...}
 
     # The stored trial -------------------------------------------------------------------------
 
@@ -124,6 +126,8 @@ class TrialRecord:
         if self.init is not None:
             attrs[INIT] = self.init.origin
             attrs[SOURCE] = self.init.as_dict()
+        if self.code:
+            attrs[CODE] = dict(self.code)
         return attrs
 
     def study_attrs(self) -> dict[str, Any]:
@@ -144,7 +148,7 @@ class TrialRecord:
         shape = trial_attrs.get(INPUT_SHAPE)
         return cls(params=trial_attrs[CONFIG], dataset=study_attrs[STUDY_SPLIT], epochs=trial_attrs[EPOCHS],
                    seed=study_attrs[STUDY_SEED], init=init, input_shape=tuple(shape) if shape else None,
-                   classes=trial_attrs.get(CLASSES))
+                   classes=trial_attrs.get(CLASSES), code=trial_attrs.get(CODE))
 
     # The exported config ----------------------------------------------------------------------
 
@@ -158,15 +162,17 @@ class TrialRecord:
             out["input_shape"] = list(self.input_shape)
         if self.classes is not None:
             out["classes"] = self.classes
+        if self.code:
+            out["code"] = dict(self.code)
         return out
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> TrialRecord:
-        """An exported config's record; one written before `init`, `input_shape` and `classes` were has none."""
+        """An exported config's record; one written before `init`, `input_shape`, `classes` and `code` were has none."""
         shape = raw.get("input_shape")
         return cls(params=raw["params"], dataset=raw["dataset"], epochs=raw["epochs"], seed=raw["seed"],
                    init=Init.from_dict(raw["init"]) if raw.get("init") else None,
-                   input_shape=tuple(shape) if shape else None, classes=raw.get("classes"))
+                   input_shape=tuple(shape) if shape else None, classes=raw.get("classes"), code=raw.get("code"))
 
     # A weights file's header ------------------------------------------------------------------
 

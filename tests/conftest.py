@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,8 @@ import torch
 import yaml
 from PIL import Image
 
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 from tests.helpers import FRONT_DIGITS
 
 TINY_DIGITS = {
@@ -120,3 +125,34 @@ def write_image_folder(root: Path, classes=("cat", "dog"), per_class: int = 6, s
 def image_folder():
     """image_folder(root, classes, per_class, seed) -> root, a generated <class>/<image> tree."""
     return write_image_folder
+
+
+LAB_PLUGIN = Path(__file__).parent / "fixtures" / "labplugin"
+
+
+def install_lab_plugin(folder: Path) -> Path:
+    """A copy of the test-only package lab_models in folder/site, put on sys.path: hpsearch imports its builders by
+    path, and its dist-info's entry points register its family (labnet) and dataset (lab-digits). Returns the site."""
+    site = folder / "site"
+    shutil.copytree(LAB_PLUGIN, site)
+    sys.path.insert(0, str(site))
+    forget_user_code()
+    return site
+
+
+def forget_user_code() -> None:
+    """As a new process would: no plugin table read, no builder imported, lab_models not loaded."""
+    importlib.invalidate_caches()
+    for name in [m for m in sys.modules if m == "lab_models" or m.startswith("lab_models.")]:
+        del sys.modules[name]
+    for cached in (plugins.plugin_families, plugins.plugin_datasets, usercode._loaded):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def lab_plugin(tmp_path: Path):
+    """The test-only package lab_models on sys.path for one test (install_lab_plugin); gone again after it."""
+    site = install_lab_plugin(tmp_path)
+    yield site
+    sys.path.remove(str(site))
+    forget_user_code()

@@ -1,7 +1,8 @@
 """A stored trial -> a config file that stands alone; a config file -> the same model trained again.
 
 The config carries everything the trial was trained from (every parameter with defaults filled
-in, the dataset and its split, epochs, seed) and what it reached (metrics, library versions), so
+in, the dataset and its split, epochs, seed, the import path and source hash of any builder of the
+user's that made its model or read its data) and what it reached (metrics, library versions), so
 `hpsearch train` needs neither the study file nor the storage. Retraining uses the builders and
 the seeding of objective.py, step for step: with the trial's own seed on the CPU it gives the
 trial's validation and test accuracy again, exactly.
@@ -29,6 +30,8 @@ from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_
 from hpsearch.results.trials import objectives
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.catalog import remembered_spec
+from hpsearch.studyfile.param import is_int, is_number
+from hpsearch.studyfile.plugins import is_import_path
 from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 from hpsearch.trialrecord import TrialRecord
@@ -36,7 +39,7 @@ from hpsearch.words import yaml_document
 
 FORMAT = "hpsearch-config/1"
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
-         "classes", "metrics", "versions", "weights"}  # init, input_shape, classes: optional, as older files lack them
+         "classes", "code", "metrics", "versions", "weights"}  # init, input_shape, classes, code: optional
 _REQUIRED = ("format", "dataset", "epochs", "seed", "params")
 _INIT_KEYS = {"study", "trial", "storage", "weights", "sha256"}
 
@@ -186,7 +189,7 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
         problems.append(f"format: {raw['format']!r} is not {FORMAT!r} (export it again with this hpsearch)")
     dataset, dataset_problems = config_dataset(raw["dataset"]) if "dataset" in raw else (None, [])
     problems += dataset_problems
-    if "epochs" in raw and not (P.is_int(raw["epochs"]) and raw["epochs"] >= 1):
+    if "epochs" in raw and not (is_int(raw["epochs"]) and raw["epochs"] >= 1):
         problems.append(f"epochs: must be a whole number >= 1, got {raw['epochs']!r}")
     if "seed" in raw and not P.is_seed(raw["seed"]):
         problems.append(f"seed: must be a whole number from 0 to {P.MAX_SEED}, got {raw['seed']!r}")
@@ -195,7 +198,7 @@ def parse_config(raw: dict[str, Any], where: str) -> TrialConfig:
             problems.append(f"{key}: must be a mapping, as `hpsearch export` writes it, got {raw[key]!r}")
     for key in ("val_accuracy", "test_accuracy"):
         value = raw["metrics"].get(key) if isinstance(raw.get("metrics"), dict) else None
-        if value is not None and not P.is_number(value):
+        if value is not None and not is_number(value):
             problems.append(f"metrics.{key}: must be an accuracy (a number), got {value!r}")
     problems += params_problems(raw.get("params"))
     params = raw.get("params")
@@ -215,7 +218,7 @@ def params_problems(params: Any) -> list[str]:
         return ["params: must be a mapping of parameter names to values"]
     problems = []
     for name, value in params.items():
-        param = P.BY_NAME.get(name)
+        param = P.lookup(name)
         if param is None:
             problems.append(f"params.{name}: unknown parameter (`hpsearch params` lists them)")
         elif why := param.check_value(value):
@@ -250,8 +253,14 @@ def _record_problems(raw: dict[str, Any]) -> list[str]:
                             f"as `hpsearch export` writes it, got {init!r}")
     shape = raw.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 3
-                                  and all(P.is_int(n) and n >= 1 for n in shape)):
+                                  and all(is_int(n) and n >= 1 for n in shape)):
         problems.append(f"input_shape: must be [channels, height, width], got {shape!r}")
-    if raw.get("classes") is not None and not (P.is_int(raw["classes"]) and raw["classes"] >= 1):
+    if raw.get("classes") is not None and not (is_int(raw["classes"]) and raw["classes"] >= 1):
         problems.append(f"classes: must be a whole number >= 1, got {raw['classes']!r}")
+    code = raw.get("code")
+    if code is not None and not (isinstance(code, dict) and code.keys() <= {"model", "data"} and all(
+            isinstance(c, dict) and c.keys() <= {"builder", "sha256"} and is_import_path(c.get("builder"))
+            and isinstance(c.get("sha256", ""), str) for c in code.values())):
+        problems.append(f"code: must be {{model: {{builder: package.module:function, sha256: HEX}}, data: ...}}, as "
+                        f"`hpsearch export` writes it, got {code!r}")
     return problems

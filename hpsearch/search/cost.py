@@ -26,7 +26,7 @@ from hpsearch.studyfile import params as P
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import space
 from hpsearch.training.devicedata import DeviceData
-from hpsearch.training.models import ArchitectureError, build_model
+from hpsearch.training.models import ArchitectureError, BuilderFailed, build_model
 
 DRAWS_PER_START = 3  # random draws per start-up trial: the cheapest third of them are run
 TRAIN_PASSES = 3  # a training step costs about three forward passes: the forward, and a backward of twice it
@@ -34,12 +34,16 @@ TTA_PASSES = {"none": 1, "flip": 2, "flip_translate": 6}  # forward passes per e
 
 
 def multiply_adds(params: Mapping[str, Any], shape: tuple[int, int, int], classes: int) -> int:
-    """Multiply-adds of the model's forward pass on one image, counted on the meta device. Raises
-    ArchitectureError where the model does not fit the input."""
-    with torch.device("meta"):
-        model = build_model(space.model_config(params, shape, classes)).eval()  # BatchNorm takes one image then
+    """Multiply-adds of the model's forward pass on one image, counted on the meta device (a user's model that
+    needs real tensors to be built, on the CPU). Raises ArchitectureError where the model does not fit the input."""
+    config = space.model_config(params, shape, classes)
+    try:
+        with torch.device("meta"):
+            model, device = build_model(config).eval(), "meta"  # BatchNorm takes one image in eval mode
+    except BuilderFailed:  # a builder that reads its tensors' values (.item(), numpy) fails there: not a real failure
+        model, device = build_model(config).eval(), "cpu"
     with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *shape, device="meta"))
+        model(torch.zeros(1, *shape, device=device))
     return counter.get_total_flops() // 2  # the counter counts a multiply and an add as two
 
 

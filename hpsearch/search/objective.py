@@ -45,7 +45,7 @@ from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import StudySpec
-from hpsearch.training import recipe, space, transfer
+from hpsearch.training import recipe, space, transfer, usercode
 from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import ArchitectureError, count_parameters
@@ -216,7 +216,9 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
         record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
-                             data.shape, data.num_classes)
+                             data.shape, data.num_classes, usercode.code_record(params["family"], spec.dataset.name))
+        if record.code:
+            trial.set_user_attr(A.CODE, record.code)
         checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
         priced: dict[str, Any] = {}  # the trial's `cost` attribute, as it is learned
 

@@ -1,6 +1,7 @@
 """What is checked before a run trains, where it cannot be checked on reading the study file: the sampler and
 pruner options (Optuna builds each), the baselines and a fixed architecture that must fit the data (torch builds
-them on the meta device), and the storage the run will write to.
+them on the meta device), that the user's own model and data builders import (their code runs only here and in
+the commands that train), and the storage the run will write to.
 
 Reading a study file (studyfile/schema.py) builds nothing, so that `best`, `report` and `export` never import
 torch; the commands that train (api.run, api.submit) call check() once the file has read well.
@@ -19,10 +20,13 @@ from hpsearch.search.samplers import make_pruner, make_sampler, option_names, op
 from hpsearch.search.retries import queue_retry
 from hpsearch.search.studystore import check_existing
 from hpsearch.storage import cached, check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
+from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES, Baseline
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems
-from hpsearch.studyfile.types import Component, DatasetSpec, InitSpec, StudySpec
+from hpsearch.studyfile.types import Component, DatasetSpec, Distribution, InitSpec, StudySpec
+from hpsearch.training import usercode
 from hpsearch.training.space import fit_problem, fixed_architecture_problem
 
 
@@ -32,6 +36,7 @@ def check(spec: StudySpec) -> None:
     check_components(spec.sampler, spec.pruner, spec.budget.epochs, problems)
     check_baselines(spec.baselines, spec.dataset, spec.init, problems)
     check_fixed_architecture(spec.dataset, spec.init, spec.space, spec.fixed, problems)
+    check_user_code(spec, problems)
     if problems.lines:
         raise SpecError(spec.path, problems.lines)
 
@@ -73,7 +78,9 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
     """A fixed architecture that cannot take the dataset's images would fail every trial: refuse it now."""
     if init is not None:  # the source model's architecture applies (transfer.py)
         return
-    if (known := dataset.known_input()) is None:
+    if P.family_row(fixed.get("family", P.BY_NAME["family"].default)).builder is not None:
+        return  # the user's code: it runs when a trial builds it, and a trial it fails fails with its words
+    if (known := _known_input(dataset)) is None:
         return
     shape, classes = known
     if classes is None:  # an image folder's: known once read; only sigmoid cares
@@ -82,10 +89,43 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
         problems.add("fixed", f"does not fit {dataset.name}: {why}")
 
 
+def check_user_code(spec: StudySpec, problems: Problems) -> None:
+    """The builders the study names, imported now (this runs the user's modules): one that cannot be, or that takes
+    other arguments, is refused before anything is written. The models they build are checked as trials build them."""
+    named = [("family", usercode.MODEL_BUILDER, builder) for builder in _model_builders(spec)]
+    if (row := plugins.dataset(spec.dataset.name)) is not None and row.builder is not None:
+        named.append(("dataset.name", usercode.DATA_BUILDER, row.builder))
+    for key, role, path in named:
+        try:
+            usercode.load_function(path, role)
+        except usercode.UserCodeError as exc:
+            problems.add(key, str(exc))
+
+
+def _model_builders(spec: StudySpec) -> list[str]:
+    """The builders of the families the study's trials can have: fixed, searched, or the default."""
+    family = spec.space.get("family")
+    names = (spec.fixed["family"],) if "family" in spec.fixed else (
+        family.choices if isinstance(family, Distribution) else (P.BY_NAME["family"].default,))
+    return [row.builder for name in names if (row := plugins.family(name)) is not None and row.builder is not None]
+
+
+def _known_input(dataset: DatasetSpec) -> tuple[tuple[int, int, int], int | None] | None:
+    """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
+    reading it: the classes None until it is read, the whole None without a valid image_size (and for a data
+    builder that does not declare them)."""
+    row = plugins.dataset(dataset.name)
+    if row.input_shape is not None:
+        return row.input_shape, row.classes
+    if row.builder is not None or dataset.image_size is None:
+        return None
+    return (3, *dataset.image_size), row.classes
+
+
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
     """The (C, H, W) input and class count to check a baseline on, without reading any data: the baseline's
     own class count where the dataset's is known only once read."""
-    if (known := dataset.known_input()) is None:
+    if (known := _known_input(dataset)) is None:
         return None
     shape, classes = known
     return shape, baseline.num_classes if classes is None else classes

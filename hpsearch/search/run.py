@@ -43,8 +43,9 @@ from hpsearch.storage import (
     writable_checkpoint_root,
 )
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES
-from hpsearch.studyfile.types import DATASETS, StudySpec
+from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import devicedata as data_module
 from hpsearch.training import space, transfer
 from hpsearch.training.devicedata import resolve_device
@@ -437,7 +438,7 @@ def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None
 def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: transfer.Source | None) -> None:
     """The study file's check where it could not be made on reading the file: an image folder's classes are
     known once it is read, a transfer baseline's architecture once the init: model is loaded."""
-    if source is None and DATASETS[spec.dataset.name].input_shape is not None:
+    if source is None and plugins.dataset(spec.dataset.name).input_shape is not None:
         return  # checked by search/preflight.py with the dataset's known input and classes
     architecture = source.config if source is not None else None
     for name in spec.baselines:

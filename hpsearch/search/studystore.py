@@ -28,7 +28,6 @@ from hpsearch.results.render import plural
 from hpsearch.results.trials import stop_rules_with
 from hpsearch.search.samplers import make_pruner, make_sampler
 from hpsearch.storage import cached, mask, open_existing, open_storage
-from hpsearch.studyfile import params as P
 from hpsearch.studyfile.limits import MEASURES, describe
 from hpsearch.studyfile.schema import shown
 from hpsearch.studyfile.types import Conditional, StudySpec
@@ -164,7 +163,7 @@ def _distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     for name, dist in spec.space.items():
         branches = [dist.branch(name, value) for value, _ in dist.branches] if isinstance(dist, Conditional) else \
             [(name, dist)]
-        out |= {key: distribution(P.BY_NAME[name], branch) for key, branch in branches}
+        out |= {key: distribution(branch) for key, branch in branches}
     return out
 
 

@@ -5,13 +5,24 @@ take and the model parameters it takes. A model parameter that the trial's famil
 inactive (params.resolve): neither sampled nor stored. This module imports nothing heavy, so
 listing parameters never loads torch; the function that builds each family is bound to its name in
 hpsearch.training.models.BUILDERS, a table with the same keys as this one.
+
+A family built by code outside hpsearch (an installed plugin's, registered through an entry point, or a
+study's own, named by its import path: studyfile/plugins.py finds both) is a row too, one that names the
+function that builds it (`builder`) and the parameters that function takes (`builder_params`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpsearch.studyfile.param import Param
+
+# A builder's own parameters are named model.NAME in a study file and a trial's params, so that they never clash
+# with hpsearch's; the builder gets them as NAME.
+BUILDER_PREFIX = "model."
 
 # The CNN's and ResNet-9's shared axes; a family's row names every parameter it takes.
 _CONV_INIT = ("whiten", "dirac_init")
@@ -27,6 +38,12 @@ class Family:
     stages: int | None = None  # widths it has (ModelConfig.widths); None: the `blocks` parameter decides
     min_side: int = 1  # the smallest image side it can take, before any whitening layer shrinks it
     channels: int | None = None  # the image channels it takes; None: any
+    # Built by code outside hpsearch: the import path of its function, build(params, input_shape, num_classes)
+    # -> nn.Module (training/models.py calls it); None: hpsearch's own (BUILDERS).
+    builder: str | None = None
+    # The parameters that function takes, as Param rows named without the prefix; None: whatever model.NAME the
+    # study file gives, typed by its distribution or value (a study's own builder, declared nowhere).
+    builder_params: tuple[Param, ...] | None = ()
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (

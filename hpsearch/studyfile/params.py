@@ -8,12 +8,13 @@ and the config builders (defaults for whatever a study leaves out).
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from hpsearch.studyfile.families import FAMILIES, MODEL_PARAMS
+from hpsearch.studyfile import plugins
+from hpsearch.studyfile.families import BUILDER_PREFIX, FAMILIES, MODEL_PARAMS, Family
+from hpsearch.studyfile.param import Param, always, is_int
 
 AUGMENT_OPS = ("flip", "crop", "cutout")
 
@@ -25,71 +26,6 @@ def _augment_choices() -> tuple[str, ...]:
     return ("none", *sorted(combos, key=lambda c: (c.count("_"), c)))
 
 
-def _always(p: Mapping[str, Any]) -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searchable axis.
-
-    kind: "int", "float", "bool", "choice" (one of `choices`) or "ints" (a list of ints, one per
-    block or head layer; searched as a choice among lists).
-    low/high: inclusive bounds a value must respect (None: unbounded on that side);
-    high_open makes the upper bound exclusive (dropout < 1).
-    active: given the parameters resolved so far, whether this one has any effect; inactive
-    parameters are neither sampled nor stored. A model parameter is also inactive where the
-    trial's family does not take it (families.FAMILIES), so `active` need not say so.
-    architecture: it decides the layers and their weights, so a study that starts from a trained
-    model (`init:`) takes it from that model instead of searching it.
-    transfer: it only means something for a trial that starts from trained weights.
-    """
-
-    name: str
-    kind: str
-    default: Any
-    help: str
-    choices: tuple = ()
-    low: float | None = None
-    high: float | None = None
-    high_open: bool = False
-    active: Callable[[Mapping[str, Any]], bool] = _always
-    architecture: bool = False
-    transfer: bool = False
-
-    def bounds_text(self) -> str:
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"[{low}, {high}{')' if self.high_open else ']'}"
-
-    def check_value(self, value: Any) -> str | None:
-        """Why `value` is not allowed for this parameter, or None if it is."""
-        if self.kind == "bool":
-            return None if isinstance(value, bool) else "must be true or false"
-        if self.kind == "choice":
-            return None if value in self.choices else f"must be one of {', '.join(map(str, self.choices))}"
-        if self.kind == "ints":
-            if not isinstance(value, list) or not all(is_int(v) for v in value):
-                return "must be a list of integers, e.g. [32, 64]"
-            bad = [v for v in value if self.low is not None and v < self.low]
-            return f"list values must be >= {self.low:g}" if bad else None
-        if self.kind == "int" and not is_int(value):
-            return "must be an integer"
-        if self.kind == "float" and not is_number(value):
-            return "must be a number"
-        if not math.isfinite(value):
-            return "must be finite"
-        if self.low is not None and value < self.low:
-            return f"must be in {self.bounds_text()}"
-        if self.high is not None and (value > self.high or (self.high_open and value >= self.high)):
-            return f"must be in {self.bounds_text()}"
-        return None
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 MAX_SEED = 2**32 - 1  # numpy's, scikit-learn's and Optuna's samplers' seeds are 32-bit; torch's take 64
 
 
@@ -97,8 +33,18 @@ def is_seed(v: Any) -> bool:
     return is_int(v) and 0 <= v <= MAX_SEED
 
 
-def is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def family_row(name: str) -> Family:
+    """The family `name` names; one not known here (a plugin not installed) as a row that takes no parameters of
+    hpsearch's and keeps whatever model.NAME a config gives, so that a stored trial still reads."""
+    return plugins.family(name) or Family(name, "not known here", builder_params=None)
+
+
+def _family_problem(value: Any) -> str | None:
+    if plugins.family(value) is not None:
+        return None
+    plugin = ", ".join(plugins.plugin_families())
+    return (f"must be one of {', '.join(FAMILIES)}{', ' + plugin if plugin else ''} (an installed plugin's family), "
+            "or your own builder's import path, package.module:function")
 
 
 def _has_convs(p: Mapping[str, Any]) -> bool:
@@ -107,7 +53,7 @@ def _has_convs(p: Mapping[str, Any]) -> bool:
 
 def _has_batchnorm(p: Mapping[str, Any]) -> bool:
     """Whether the net has BatchNorm layers: the CNN and ResNet-9 say so; of torchvision's, squeezenet has none."""
-    if "batchnorm" in FAMILIES[p["family"]].params:
+    if "batchnorm" in family_row(p["family"]).params:
         return _has_convs(p) and p["batchnorm"]
     return p["family"] != "squeezenet1_1"
 
@@ -123,7 +69,9 @@ def _augments(op: str) -> Callable[[Mapping[str, Any]], bool]:
 PARAMS: tuple[Param, ...] = (
     # --- model: the network family --------------------------------------------------------
     Param("family", "choice", "cnn", "The network: " + ", ".join(f"{f.name} ({f.about})" for f in FAMILIES.values())
-          + "; init: weights loads trained weights from a local file.", choices=tuple(FAMILIES), architecture=True),
+          + "; an installed plugin's family; or your own, as its builder's import path, package.module:function "
+          "(`model.NAME` then searches or fixes its parameters); init: weights loads trained weights from a local "
+          "file.", choices=tuple(FAMILIES), architecture=True, check=_family_problem),
     # --- model: convolutional trunk -------------------------------------------------------
     Param("blocks", "int", 3, "Conv blocks (conv layers then a pool); 0 gives a fully connected net.", low=0, high=8,
           architecture=True),
@@ -237,22 +185,24 @@ PARAMS: tuple[Param, ...] = (
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 # Parameters every trial has, whatever the others say: what a conditional parameter may be searched `by`.
-ALWAYS_ACTIVE: frozenset[str] = frozenset(p.name for p in PARAMS if p.active is _always and p.name not in MODEL_PARAMS)
+ALWAYS_ACTIVE: frozenset[str] = frozenset(p.name for p in PARAMS if p.active is always and p.name not in MODEL_PARAMS)
 ARCHITECTURE: frozenset[str] = frozenset(p.name for p in PARAMS if p.architecture)
 TRANSFER: frozenset[str] = frozenset(p.name for p in PARAMS if p.transfer)
 
 
-def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
+def resolve(choose: Callable[[Param], Any], builder_names: Iterable[str] = ()) -> dict[str, Any]:
     """The complete, canonical params dict of a trial: `choose` gives each active parameter's value.
 
     Parameters are visited in table order, so `choose` may depend on (and `active` reads) the
     values chosen before; inactive parameters are neither chosen nor stored, and read as their
     defaults. `family` comes first: the parameters it does not take are inactive, and those it has
-    its own default for (resnet9's width) reach `choose` with that default.
+    its own default for (resnet9's width) reach `choose` with that default. A family built by code
+    outside hpsearch takes its builder's parameters (model.NAME), visited last: a plugin's declared
+    ones, or for a study's own builder, `builder_names`, those its study file or config gives.
     """
     resolved: dict[str, Any] = {}
     for param in PARAMS:
-        family = FAMILIES[resolved.get("family", BY_NAME["family"].default)]
+        family = family_row(resolved.get("family", BY_NAME["family"].default))
         param = for_family(param, family.name)
         if param.name in MODEL_PARAMS and param.name not in family.params:
             continue
@@ -260,7 +210,38 @@ def resolve(choose: Callable[[Param], Any]) -> dict[str, Any]:
             value = choose(param)
             if value is not None:  # None: an optional override (widths, kernel_sizes) left out
                 resolved[param.name] = value
+    for param in builder_params(resolved["family"], builder_names):
+        if (value := choose(param)) is not None:  # None: a builder parameter not given (the builder's default)
+            resolved[param.name] = value
     return resolved
+
+
+def builder_params(family: str, names: Iterable[str] = ()) -> tuple[Param, ...]:
+    """The parameters (model.NAME) of `family`'s builder: its declared ones, or those in `names` where it
+    declares none (a study's own builder). Every one is an architecture parameter: it decides the model."""
+    row = family_row(family)
+    if row.builder_params is None:
+        return tuple(builder_param(name) for name in dict.fromkeys(names) if name.startswith(BUILDER_PREFIX))
+    return tuple(replace(p, name=BUILDER_PREFIX + p.name, architecture=True) for p in row.builder_params)
+
+
+def builder_param(name: str) -> Param:
+    """A parameter of a builder that declares none, typed by what the study file gives it."""
+    return Param(name, "any", None, "a parameter of the model's builder", architecture=True)
+
+
+def lookup(name: str) -> Param | None:
+    """The parameter `name` names: hpsearch's, or any model.NAME (a builder's, declared or not); None if neither."""
+    if name in BY_NAME:
+        return BY_NAME[name]
+    if name.startswith(BUILDER_PREFIX) and name.removeprefix(BUILDER_PREFIX).isidentifier():
+        return builder_param(name)
+    return None
+
+
+def is_architecture(name: str) -> bool:
+    """Whether the parameter `name` decides the layers and their weights (a builder's always does)."""
+    return name in ARCHITECTURE or name.startswith(BUILDER_PREFIX)
 
 
 def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
@@ -270,21 +251,21 @@ def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
 
 def for_family(param: Param, family: str) -> Param:
     """`param` with the family's own default, where it has one."""
-    defaults = FAMILIES[family].defaults
+    defaults = family_row(family).defaults
     return replace(param, default=defaults[param.name]) if param.name in defaults else param
 
 
 def complete(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with defaults filled in and inactive parameters dropped."""
-    return resolve(lambda p: values.get(p.name, p.default))
+    return resolve(lambda p: values.get(p.name, p.default), values)
 
 
 def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any] | None) -> dict[str, Any]:
     """`params` completed, with its architecture parameters replaced by those of `architecture`."""
     if architecture is None:
         return complete(params)
-    return complete({**{k: v for k, v in params.items() if k not in ARCHITECTURE},
-                       **{k: v for k, v in architecture.items() if k in ARCHITECTURE}})
+    return complete({**{k: v for k, v in params.items() if not is_architecture(k)},
+                       **{k: v for k, v in architecture.items() if is_architecture(k)}})
 
 
 def stored_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,12 @@ import yaml
 from hpsearch.errors import SpecError
 from hpsearch.paths import name_problem
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
+from hpsearch.studyfile.families import BUILDER_PREFIX, Family
 from hpsearch.studyfile.limits import MEASURES
+from hpsearch.studyfile.param import is_int, is_number
 from hpsearch.studyfile.types import (
     DATASETS,
     RESIZE_POLICIES,
@@ -176,8 +180,9 @@ def parse_spec(raw: Any, *, path: str, default_name: str | None) -> StudySpec:
     dataset = _parse_dataset(raw.get("dataset"), problems) if "dataset" in raw else None
     budget = _parse_budget(raw.get("budget"), problems) if "budget" in raw else None
     target = _parse_target(raw.get("target"), problems)
-    space = _parse_space(raw.get("space", {}), problems)
-    fixed = _parse_fixed(raw.get("fixed", {}), problems)
+    families = _study_families(raw)
+    space = _parse_space(raw.get("space", {}), families, problems)
+    fixed = _parse_fixed(raw.get("fixed", {}), families, problems)
     for both in sorted(set(space) & set(fixed)):
         problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
     _check_trial_epochs(space, fixed, budget, problems)
@@ -215,23 +220,29 @@ def _parse_dataset(value: Any, problems: Problems) -> DatasetSpec | None:
     if value is None:
         return None
     folder_keys = {"path", "image_size", "resize"}
-    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download"} | folder_keys
+    allowed = {"name", "validation", "test", "split_seed", "data_dir", "download", "options"} | folder_keys
     problems.unknown_keys("dataset.", value, allowed)
     name = value.get("name")
-    known = isinstance(name, str) and name in DATASETS
-    if not known:
-        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASETS)})")
+    row = plugins.dataset(name)
+    if row is None:
+        plugin = ", ".join(plugins.plugin_datasets())
+        problems.add("dataset.name", f"unknown dataset {shown(name)} (allowed: {', '.join(DATASETS)}"
+                                     f"{', ' + plugin if plugin else ''}, or your own data builder's import path, "
+                                     "package.module:function)")
     if name == "imagefolder":
         value = {**value, "image_size": _parse_image_folder(value, problems)}
+    elif row is not None and row.builder is not None:
+        value = _parse_builder_dataset(value, problems)
     else:
-        for key in sorted(folder_keys & value.keys()):
-            problems.add(f"dataset.{key}", "only for dataset imagefolder")
+        for key in sorted((folder_keys | {"options"}) & value.keys()):
+            problems.add(f"dataset.{key}", "only for dataset imagefolder" if key in folder_keys else
+                         "only for a dataset read by a data builder (package.module:function, or a plugin's)")
     problems.lines += _split_problems(value)
     if not isinstance(value.get("data_dir", ""), (str, type(None))):
         problems.add("dataset.data_dir", "must be a path")
     if not isinstance(value.get("download", True), bool):
         problems.add("dataset.download", "must be true or false")
-    if not known:  # reported above; a spec without a usable name goes no further
+    if row is None:  # reported above; a spec without a usable name goes no further
         return None
     return DatasetSpec(**{k: v for k, v in value.items() if k in allowed})
 
@@ -256,23 +267,46 @@ def _split_problems(dataset: Mapping[str, Any]) -> list[str]:
     problems = []
     for key in ("validation", "test"):
         fraction = dataset.get(key, 0.1 if key == "validation" else 0.2)
-        if not P.is_number(fraction) or fraction <= 0 or (1 <= fraction and not P.is_int(fraction)):
+        if not is_number(fraction) or fraction <= 0 or (1 <= fraction and not is_int(fraction)):
             problems.append(f"dataset.{key}: must be a fraction in (0, 1) or a whole count, got {shown(fraction)}")
     if not P.is_seed(split_seed := dataset.get("split_seed", 0)):
         problems.append(f"dataset.split_seed: must be an integer from 0 to {P.MAX_SEED}, got {shown(split_seed)}")
     return problems
 
 
-def _parse_image_folder(value: Mapping[str, Any], problems: Problems) -> tuple[int, int] | None:
-    """Check an imagefolder's path and resize; its image_size as (H, W), or None if invalid."""
-    if not isinstance(value.get("path"), str) or not value["path"]:
+def _parse_builder_dataset(value: Mapping[str, Any], problems: Problems) -> dict[str, Any]:
+    """A data builder's dataset: the options it is called with, and for the image folder it may give, the size
+    and resize policy (optional: needed only if it gives one)."""
+    if "path" in value:
+        problems.add("dataset.path", "only for dataset imagefolder: a data builder returns its folder's path itself")
+    options = value.get("options", {})
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options) or not _is_json(options):
+        problems.add("dataset.options", f"must be a mapping of names to numbers, strings, true/false, lists or "
+                                        f"mappings of those (the study records them), got {shown(options)}")
+        options = {}
+    if "image_size" in value or "resize" in value:
+        return {**value, "options": options, "image_size": _parse_image_folder(value, problems, path=False)}
+    return {**value, "options": options}
+
+
+def _is_json(value: Any) -> bool:
+    """Whether `value` is stored as JSON and read back the same (a tuple or a NaN is not)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def _parse_image_folder(value: Mapping[str, Any], problems: Problems, *, path: bool = True) -> tuple[int, int] | None:
+    """Check an imagefolder's path (unless `path` is False) and resize; its image_size as (H, W), or None if invalid."""
+    if path and (not isinstance(value.get("path"), str) or not value["path"]):
         problems.add("dataset.path", f"must be the image folder (relative to the data folder, --data-dir, or "
                                      f"absolute), got {shown(value.get('path'))}")
     if value.get("resize", "squash") not in RESIZE_POLICIES:
         problems.add("dataset.resize", f"unknown policy {shown(value['resize'])} (allowed: {', '.join(RESIZE_POLICIES)})")
     size = value.get("image_size")
-    sides = [size, size] if P.is_int(size) else size
-    if isinstance(sides, list) and len(sides) == 2 and all(P.is_int(n) and 1 <= n <= 4096 for n in sides):
+    sides = [size, size] if is_int(size) else size
+    if isinstance(sides, list) and len(sides) == 2 and all(is_int(n) and 1 <= n <= 4096 for n in sides):
         return tuple(sides)
     problems.add("dataset.image_size", f"must be a side such as 96 or [height, width], each 1 to 4096 pixels "
                                        f"(every image is resized to it), got {shown(size)}")
@@ -296,7 +330,7 @@ def _parse_init(value: Any, path: str, problems: Problems) -> InitSpec | None:
     study, trial, storage = value["study"], value.get("trial", "best"), value.get("storage")
     if not isinstance(study, str) or not study:
         problems.add("init.study", f"must be a study name, got {shown(study)}")
-    if trial != "best" and not (P.is_int(trial) and trial >= 0):
+    if trial != "best" and not (is_int(trial) and trial >= 0):
         problems.add("init.trial", f"must be best or a trial number, got {shown(trial)}")
     if storage is not None and not isinstance(storage, str):
         problems.add("init.storage", "must be a storage URL (default: the run's --storage)")
@@ -329,7 +363,7 @@ def _check_transfer_params(init: InitSpec | None, space: Mapping[str, Any], fixe
         for name in names:
             if init is None and name in P.TRANSFER:
                 problems.add(f"{where}.{name}", "only for a study with init: (a trained model to start from)")
-            elif init is not None and init.study is not None and name in P.ARCHITECTURE:
+            elif init is not None and init.study is not None and P.is_architecture(name):
                 problems.add(f"{where}.{name}", f"the architecture comes from init (study {init.study}'s trial "
                                                 "config): search or fix only the other parameters")
 
@@ -349,11 +383,11 @@ def _parse_budget(value: Any, problems: Problems) -> Budget | None:
         return None
     problems.unknown_keys("budget.", value, {"epochs", "trials", "timeout"})
     epochs, trials, timeout = value.get("epochs"), value.get("trials", 20), value.get("timeout")
-    if not P.is_int(epochs) or epochs < 1:
+    if not is_int(epochs) or epochs < 1:
         problems.add("budget.epochs", f"must be a whole number >= 1, got {shown(epochs)}")
-    if not P.is_int(trials) or trials < 1:
+    if not is_int(trials) or trials < 1:
         problems.add("budget.trials", f"must be a whole number >= 1, got {shown(trials)}")
-    if timeout is not None and (not P.is_number(timeout) or timeout <= 0):
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
         problems.add("budget.timeout", f"must be a number of seconds > 0, got {shown(timeout)}")
     return Budget(epochs=epochs, trials=trials, timeout=timeout)
 
@@ -361,7 +395,7 @@ def _parse_budget(value: Any, problems: Problems) -> Budget | None:
 def _check_trial_epochs(space: Mapping[str, Distribution], fixed: Mapping[str, Any], budget: Budget | None,
                         problems: Problems) -> None:
     """A trial trains at most budget.epochs: `epochs` searches or fixes a shorter schedule, never a longer one."""
-    if budget is None or not P.is_int(budget.epochs):
+    if budget is None or not is_int(budget.epochs):
         return
     if "epochs" in fixed:
         values, key = [fixed["epochs"]], "fixed.epochs"
@@ -395,7 +429,7 @@ def _parse_target(value: Any, problems: Problems) -> Target | None:
         problems.add(f"target.{TEST_OPT_IN}", f"must say why the test set may stop the search, got {shown(why)}")
     elif why is not None and metric != "test_accuracy":
         problems.add(f"target.{TEST_OPT_IN}", f"only for metric test_accuracy (the target's metric is {shown(metric)})")
-    if not P.is_number(threshold) or not 0 < threshold <= 1:
+    if not is_number(threshold) or not 0 < threshold <= 1:
         problems.add("target.value", f"must be an accuracy in (0, 1], got {shown(threshold)}")
     return Target(metric=metric, value=threshold, why=why if metric == "test_accuracy" else None)
 
@@ -408,9 +442,9 @@ def _parse_limits(value: Any, problems: Problems) -> Limits:
     if not value:
         problems.add("limits", "is empty: give params (a parameter count), train_seconds, or both")
     params, seconds = value.get("params"), value.get("train_seconds")
-    if params is not None and (not P.is_int(params) or params < 1):
+    if params is not None and (not is_int(params) or params < 1):
         problems.add("limits.params", f"must be a whole number of parameters >= 1, such as 1000000, got {shown(params)}")
-    if seconds is not None and (not P.is_number(seconds) or seconds <= 0):
+    if seconds is not None and (not is_number(seconds) or seconds <= 0):
         problems.add("limits.train_seconds", f"must be a number of seconds > 0, such as 120, got {shown(seconds)}")
     return Limits(params=params, train_seconds=seconds)
 
@@ -452,25 +486,67 @@ def _check_sampler(row: Sampler, objectives: tuple[str, ...], problems: Problems
                                      f"`pip install {row.package}`, or choose another sampler")
 
 
-def _parse_space(value: Any, problems: Problems) -> dict[str, Distribution | Conditional]:
+def _study_families(raw: Mapping[str, Any]) -> list[Family]:
+    """The families a study's trials can have, as far as the file names known ones: fixed, searched, or the
+    default (their names are checked with the other parameters). A builder's parameters are checked against them."""
+    space, fixed = raw.get("space"), raw.get("fixed")
+    names = [P.BY_NAME["family"].default]
+    if isinstance(fixed, dict) and "family" in fixed:
+        names = [fixed["family"]]
+    elif isinstance(space, dict) and isinstance(space.get("family"), dict):
+        names = space["family"].get("choice") if isinstance(space["family"].get("choice"), list) else []
+    return [row for name in names if (row := plugins.family(name)) is not None]
+
+
+def _param(name: Any, families: list[Family]) -> tuple[P.Param | None, str]:
+    """The parameter `name` names in a study of these families, or why it names none."""
+    if not isinstance(name, str):
+        return None, "unknown parameter"
+    if name in P.BY_NAME:
+        return P.BY_NAME[name], ""
+    if not name.startswith(BUILDER_PREFIX):
+        return None, (f"unknown parameter (allowed: {', '.join(P.BY_NAME)}; a model builder's own parameters are "
+                      f"{BUILDER_PREFIX}NAME)")
+    bare = name.removeprefix(BUILDER_PREFIX)
+    built = [f for f in families if f.builder is not None]
+    if not bare.isidentifier():
+        return None, f"{shown(bare)} is not a name a builder can take (a Python identifier)"
+    if not families:  # the family itself is wrong, and says so
+        return P.builder_param(name), ""
+    if not built:
+        named = ", ".join(f.name for f in families)
+        return None, (f"a model builder's parameter, and this study's family ({named}) is hpsearch's own: "
+                      f"{BUILDER_PREFIX}NAME is for family: package.module:function or a plugin's family")
+    declared = [p for f in built for p in f.builder_params or () if p.name == bare]
+    if declared:
+        return replace(declared[0], name=name, architecture=True), ""
+    if any(f.builder_params is None for f in built):
+        return P.builder_param(name), ""
+    takes = ", ".join(f"{f.name} takes {', '.join(p.name for p in f.builder_params) or 'none'}" for f in built)
+    return None, f"unknown parameter of this study's model builder ({takes})"
+
+
+def _parse_space(value: Any, families: list[Family], problems: Problems) -> dict[str, Distribution | Conditional]:
     value = _mapping(value, "space", problems)
     if value is None:
         return {}
     space: dict[str, Distribution | Conditional] = {}
+    params: dict[str, P.Param] = {}
     for name, dist in value.items():
         key = f"space.{name}"
-        param = P.BY_NAME.get(name)
+        param, why = _param(name, families)
         if param is None:
-            problems.add(key, f"unknown parameter (allowed: {', '.join(P.BY_NAME)})")
+            problems.add(key, why)
             continue
+        params[name] = param
         if isinstance(dist, dict) and "by" in dist:
             continue  # once the choices it depends on are known
         parsed = _parse_distribution(param, dist, key, problems)
         if parsed is not None:
             space[name] = parsed
     for name, dist in value.items():
-        if name in P.BY_NAME and isinstance(dist, dict) and "by" in dist:
-            parsed = _parse_conditional(P.BY_NAME[name], dist, space, problems)
+        if name in params and isinstance(dist, dict) and "by" in dist:
+            parsed = _parse_conditional(params[name], dist, space, problems)
             if parsed is not None:
                 space[name] = parsed
     return space
@@ -482,7 +558,8 @@ def _parse_conditional(param: P.Param, dist: Mapping[Any, Any], space: Mapping[s
     parameter (earlier in the parameter table) that every trial has."""
     key, by = f"space.{param.name}", dist["by"]
     order = [p.name for p in P.PARAMS]
-    allowed = [name for name in order[:order.index(param.name)] if name in P.ALWAYS_ACTIVE]
+    before = order[:order.index(param.name)] if param.name in order else order  # a builder's come last
+    allowed = [name for name in before if name in P.ALWAYS_ACTIVE]
     if by not in allowed:
         problems.add(f"{key}.by", f"{shown(by)} cannot decide {param.name}'s range (allowed: a parameter decided "
                                   f"before it that every trial has: {', '.join(allowed) or 'none'})")
@@ -510,8 +587,11 @@ def _parse_conditional(param: P.Param, dist: Mapping[Any, Any], space: Mapping[s
 
 
 def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems) -> Distribution | None:
-    numeric = param.kind in ("int", "float")
-    forms = f"{{{param.kind}: [low, high]}} or {{choice: [...]}}" if numeric else "{choice: [...]}"
+    if param.kind == "any" and isinstance(dist, dict) and next(iter(dist), None) in ("int", "float"):
+        param = replace(param, kind=next(iter(dist)))  # a builder's undeclared parameter: a range says its type
+    numeric = param.kind in ("int", "float", "any")
+    ranges = "{int: [low, high]}, {float: [low, high]}" if param.kind == "any" else f"{{{param.kind}: [low, high]}}"
+    forms = f"{ranges} or {{choice: [...]}}" if numeric else "{choice: [...]}"
     if not isinstance(dist, dict) or not dist:
         problems.add(key, f"must be a distribution such as {forms}, got {shown(dist)} (use fixed: for one value)")
         return None
@@ -531,7 +611,7 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems)
         return None
     problems.unknown_keys(f"{key}.", dist, {kind, "log", "step"})
     bounds, log, step = dist[kind], dist.get("log", False), dist.get("step")
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(P.is_number(b) for b in bounds)):
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(is_number(b) for b in bounds)):
         problems.add(f"{key}.{kind}", f"must be [low, high], got {shown(bounds)}")
         return None
     low, high = bounds
@@ -547,7 +627,7 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems)
         problems.add(f"{key}.log", "must be true or false")
     elif log and low <= 0:
         problems.add(f"{key}.log", f"a log range needs low > 0, got {low}")
-    if step is not None and (not P.is_number(step) or step <= 0 or (kind == "int" and not P.is_int(step))):
+    if step is not None and (not is_number(step) or step <= 0 or (kind == "int" and not is_int(step))):
         problems.add(f"{key}.step", f"must be a positive {'integer' if kind == 'int' else 'number'}")
     elif step is not None and log:
         problems.add(f"{key}.step", "cannot be combined with log: true")
@@ -577,15 +657,15 @@ def _parse_baselines(value: Any, init: InitSpec | None, problems: Problems) -> t
     return tuple(value)
 
 
-def _parse_fixed(value: Any, problems: Problems) -> dict[str, Any]:
+def _parse_fixed(value: Any, families: list[Family], problems: Problems) -> dict[str, Any]:
     value = _mapping(value, "fixed", problems)
     if value is None:
         return {}
     fixed = {}
     for name, v in value.items():
-        param = P.BY_NAME.get(name)
+        param, why = _param(name, families)
         if param is None:
-            problems.add(f"fixed.{name}", f"unknown parameter (allowed: {', '.join(P.BY_NAME)})")
+            problems.add(f"fixed.{name}", why)
         elif why := param.check_value(v):
             problems.add(f"fixed.{name}", f"{shown(v)} {why}")
         else:
@@ -599,7 +679,7 @@ def _freeze(value: Any) -> Any:
 
 def _kind_text(param: P.Param) -> str:
     return {"int": "an integer", "float": "a number", "bool": "true/false", "choice": "a choice",
-            "ints": "a list of integers"}[param.kind]
+            "ints": "a list of integers", "any": "a value"}[param.kind]
 
 
 MAX_SHOWN = 80  # characters of a value echoed in a message

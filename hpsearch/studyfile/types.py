@@ -21,8 +21,11 @@ class Dataset:
     same keys as this one: that one imports torch, this one nothing."""
 
     name: str
-    input_shape: tuple[int, int, int] | None  # (C, H, W); None: (3, *dataset.image_size)
+    input_shape: tuple[int, int, int] | None  # (C, H, W); None: (3, *dataset.image_size), or known once read
     classes: int | None  # None: known once it is read
+    # Read by code outside hpsearch: the import path of its function, load(options, data_dir) -> the images
+    # (training/datasets.py calls it); None: hpsearch's own (READERS). A plugin's row, or a study's own.
+    builder: str | None = None
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
@@ -87,22 +90,20 @@ class DatasetSpec:
     path: str | None = None  # imagefolder: the folder, relative to the data folder or absolute
     image_size: tuple[int, int] | None = None  # imagefolder: (H, W) every image is resized to
     resize: str = "squash"  # imagefolder: how (RESIZE_POLICIES)
+    options: Mapping[str, Any] | None = None  # a data builder's: what it is called with
 
     def recorded(self) -> dict:
         """What fixes the images and their split, as a study records it and an exported config carries it:
-        an image folder's path, size and resize policy too; never data_dir or download, the machine's."""
+        an image folder's path, size and resize policy too, a data builder's options, and where a builder gives
+        an image folder, its size and policy; never data_dir or download, the machine's."""
         split = {"name": self.name, "validation": self.validation, "test": self.test, "split_seed": self.split_seed}
-        if self.name != "imagefolder":
-            return split
-        return {**split, "path": self.path, "image_size": list(self.image_size), "resize": self.resize}
-
-    def known_input(self) -> tuple[tuple[int, int, int], int | None] | None:
-        """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
-        reading it: the classes None until it is read, the whole None without a valid image_size."""
-        dataset = DATASETS[self.name]
-        if dataset.input_shape is not None:
-            return dataset.input_shape, dataset.classes
-        return None if self.image_size is None else ((3, *self.image_size), dataset.classes)
+        if self.name == "imagefolder":
+            return {**split, "path": self.path, "image_size": list(self.image_size), "resize": self.resize}
+        if self.options is not None:
+            split["options"] = dict(self.options)
+        if self.image_size is not None:
+            split |= {"image_size": list(self.image_size), "resize": self.resize}
+        return split
 
 
 @dataclass(frozen=True)

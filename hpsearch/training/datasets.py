@@ -1,6 +1,11 @@
 """Readers, one per dataset: reader(spec, data_dir, progress=None) returns Images or raises
 DatasetError naming the fix. A reader that decodes images calls progress(what, done, total) as it
 goes; the caller decides how to show it (the CLI: a bar on a terminal, a line now and then in a log).
+
+A dataset read by code outside hpsearch (a plugin's, or a study's own: studyfile/plugins.py) is read by
+calling its function, load(options, data_dir), which returns the images as tensors, or an image folder's
+path (read as dataset imagefolder reads one, through the same decoded-image cache); either way the images
+are checked here and split as hpsearch's own datasets are (devicedata.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import numpy as np
 import torch
 
 from hpsearch import stopping
-from hpsearch.errors import DatasetError
+from hpsearch.errors import DatasetError, one_line
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 from hpsearch.training.fetch import SOURCES
 from hpsearch.training.imagefolder import Progress, checksum, read_image_folder, shown_name
 
@@ -152,6 +159,11 @@ def _read_imagefolder(spec: DatasetSpec, data_dir: Path, progress: Progress = No
         raise DatasetError(f"imagefolder: no folder {root}: put the images there as <class>/<image> (or train/, "
                            "validation/ and test/ folders of those), or fix dataset.path (relative to the data "
                            f"folder, --data-dir){fetch}")
+    return _read_folder(root, spec, progress)
+
+
+def _read_folder(root: Path, spec: DatasetSpec, progress: Progress) -> Images:
+    """The image folder at `root`, each image resized to spec.image_size as spec.resize says."""
     folders = {split: next((root / n for n in names if (root / n).is_dir()), None)
                for split, names in SPLIT_FOLDERS.items()}
     if folders["train"] is None:
@@ -203,6 +215,99 @@ def _download(name: str, fetch, data_dir: Path, put: str):
                            "false skips the attempt") from None
 
 
+def _read_built(spec: DatasetSpec, data_dir: Path, progress: Progress = None) -> Images:
+    """The images a data builder gives (studyfile/plugins.py finds it by the dataset's name): tensors, checked, or
+    an image folder's path (relative to the data folder), read with dataset.image_size and resize."""
+    path = plugins.dataset(spec.name).builder
+    load = usercode.load_function(path, usercode.DATA_BUILDER).function
+    try:
+        given = load(dict(spec.options or {}), data_dir)
+    except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises ends the run, in its words
+        raise DatasetError(f"data builder {path} raised {one_line(exc)}") from None
+    if isinstance(given, (str, os.PathLike)):
+        root = data_dir / Path(given).expanduser()  # an absolute path stays itself
+        if not root.is_dir():
+            raise DatasetError(f"data builder {path} returned {root}, which is not a folder: return the image "
+                               "folder's path (<class>/<image>, or train/, validation/ and test/ folders of those)")
+        if spec.image_size is None:
+            raise DatasetError(f"data builder {path} returned the image folder {root}: give dataset.image_size "
+                               "(every image is resized to it) and, if you like, dataset.resize")
+        return _read_folder(root, spec, progress)
+    return built_images(path, given)
+
+
+_GIVES = ("return (train_x, train_y, test_x, test_y), uint8 images N x C x H x W and integer labels (test_x and "
+          "test_y None to carve a test split; class names fifth if you like), or an image folder's path")
+
+
+def built_images(path: str, given: object) -> Images:
+    """A data builder's tensors (or numpy arrays) checked and made Images; DatasetError says in one line what is
+    wrong and how to give it instead."""
+    if not isinstance(given, (tuple, list)) or len(given) not in (4, 5):
+        what = f"{len(given)} values" if isinstance(given, (tuple, list)) else f"a {type(given).__name__}"
+        raise DatasetError(f"data builder {path} returned {what}: {_GIVES}")
+    train_x, train_y = _images(path, "train_x", given[0]), _labels(path, "train_y", given[1])
+    if (given[2] is None) != (given[3] is None):
+        raise DatasetError(f"data builder {path}: give test_x and test_y both, or both None (a test split carved "
+                           "from train, dataset.test)")
+    test_x = None if given[2] is None else _images(path, "test_x", given[2])
+    test_y = None if given[3] is None else _labels(path, "test_y", given[3])
+    for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "test")):
+        if x is not None and len(x) != len(y):
+            raise DatasetError(f"data builder {path}: {split}_x holds {len(x)} images, {split}_y {len(y)} labels")
+    if test_x is not None and test_x.shape[1:] != train_x.shape[1:]:
+        raise DatasetError(f"data builder {path}: test images are {_shape(test_x.shape[1:])}, training images "
+                           f"{_shape(train_x.shape[1:])}: give both one C x H x W")
+    count = int(max(train_y.max(), -1 if test_y is None else test_y.max())) + 1
+    names = tuple(str(c) for c in range(count))
+    if len(given) == 5:
+        if not isinstance(given[4], (tuple, list)) or len(given[4]) < count:
+            raise DatasetError(f"data builder {path}: the fifth value must name every class, a list of at least "
+                               f"{count} names (the labels run to {count - 1})")
+        names = tuple(str(c) for c in given[4])
+    if len(names) < 2:
+        raise DatasetError(f"data builder {path}: one class only; a classifier needs two or more")
+    return Images(train_x.contiguous(), train_y, test_x, test_y, names, f"data builder {path}")
+
+
+def _images(path: str, name: str, value: object) -> torch.Tensor:
+    x = _tensor(path, name, value)
+    if x.dtype != torch.uint8:
+        raise DatasetError(f"data builder {path}: {name} is {str(x.dtype).removeprefix('torch.')}: give uint8 images, "
+                           "0 to 255 (from floats in [0, 1]: (x * 255).round().to(torch.uint8))")
+    if x.dim() == 3:  # N x H x W: one channel
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or 0 in x.shape:
+        raise DatasetError(f"data builder {path}: {name} has shape {_shape(x.shape)}: give N x C x H x W images (or "
+                           "N x H x W for one channel)")
+    if x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        raise DatasetError(f"data builder {path}: {name} has shape {_shape(x.shape)}, channels last: give N x C x H x "
+                           "W (x.permute(0, 3, 1, 2))")
+    return x
+
+
+def _labels(path: str, name: str, value: object) -> torch.Tensor:
+    y = _tensor(path, name, value)
+    if y.dim() != 1 or y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise DatasetError(f"data builder {path}: {name} is {str(y.dtype).removeprefix('torch.')} of shape "
+                           f"{_shape(y.shape)}: give one integer label per image, 0 to classes - 1")
+    if len(y) and y.min() < 0:
+        raise DatasetError(f"data builder {path}: {name} holds the label {int(y.min())}: labels run from 0")
+    return y.long()
+
+
+def _tensor(path: str, name: str, value: object) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise DatasetError(f"data builder {path}: {name} is a {type(value).__name__}: give a torch tensor or a numpy array")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape))
+
+
 # The reader of each dataset of studyfile.types.DATASETS, keyed the same: that table holds what a study
 # file is checked against without torch, this one the code that reads the images.
 READERS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
@@ -212,4 +317,9 @@ READERS: dict[str, Callable[[DatasetSpec, Path], Images]] = {
     "cifar100": _cifar_reader("cifar100", "cifar-100-python", "CIFAR100"),
     "imagefolder": _read_imagefolder,
 }
+
+
+def reader(name: str) -> Callable[..., Images]:
+    """The reader of dataset `name`: hpsearch's own, or the one that calls a data builder."""
+    return READERS.get(name, _read_built)
 

@@ -9,7 +9,8 @@ else carved from the training set with a fixed seed, stratified by class; likewi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from hpsearch.defaults import default_data_dir
 from hpsearch.errors import DatasetError, HpsearchError
-from hpsearch.training.datasets import READERS, Images
+from hpsearch.training.datasets import Images, reader
 from hpsearch.training.imagefolder import Progress
 
 if TYPE_CHECKING:
@@ -78,9 +79,9 @@ def load(spec: DatasetSpec, device: torch.device, data_dir: Path | None = None, 
     progress(what, done, total) hears how decoding goes (an image folder's first read takes minutes).
     """
     data_dir = Path(spec.data_dir or data_dir or default_data_dir()).expanduser()
-    key = (spec, str(data_dir), str(device))
+    key = (json.dumps(asdict(spec), sort_keys=True), str(data_dir), str(device))  # a builder's options: a dict
     if key not in _LOADED:
-        images = READERS[spec.name](spec, data_dir, progress=progress)
+        images = reader(spec.name)(spec, data_dir, progress=progress)
         _LOADED[key] = _split_to_device(spec, images, device)
     return _LOADED[key]
 

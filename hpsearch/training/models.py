@@ -12,18 +12,25 @@ output layer sized for the data.
 Two options reach into the CNN and ResNet-9: `whiten` puts a fixed whitening conv before them
 (its weights come from the training images: data_init.init_from_data), `dirac_init` starts their
 convs as identities. The model knows nothing of training.
+
+A family built by code outside hpsearch (a plugin's, or a study's own: studyfile/plugins.py) is built by
+calling its function, build(params, input_shape, num_classes), and checked: a torch.nn.Module whose
+logits for one image have one column per class. Whatever goes wrong there is a BuilderFailed that
+names the builder: the trial fails with it as its reason, as with an architecture that does not fit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from hpsearch.errors import HpsearchError
-from hpsearch.studyfile.families import FAMILIES
+from hpsearch.errors import HpsearchError, one_line
+from hpsearch.studyfile import plugins
+from hpsearch.training import usercode
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -42,11 +49,15 @@ class ArchitectureError(HpsearchError):
     """A config that cannot be built for this input, e.g. pooling an 8x8 image five times."""
 
 
+class BuilderFailed(ArchitectureError):
+    """The user's model builder raised, returned no module, or a model whose logits do not fit the classes."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     input_shape: tuple[int, int, int]  # (C, H, W)
     num_classes: int
-    family: str = "cnn"  # a name in families.FAMILIES; the fields below are the CNN's unless it takes them too
+    family: str = "cnn"  # a family plugins.family knows; the fields below are the CNN's unless it takes them too
     widths: tuple[int, ...] = ()  # filters per conv block (ResNet-9: prep conv and its three stages); () = FC net
     convs_per_block: int = 2
     kernel_sizes: tuple[int, ...] = ()  # per block
@@ -65,10 +76,12 @@ class ModelConfig:
     activation: str = "relu"
     whiten: int = 0  # patch side of a fixed whitening conv before the net; 0: none
     dirac_init: bool = False  # convs start as identities where their shapes allow
+    builder_params: Mapping[str, Any] = field(default_factory=dict)  # a builder family's, named without model.
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ArchitectureError(f"unknown family {self.family!r} (allowed: {', '.join(FAMILIES)})")
+        if plugins.family(self.family) is None:
+            raise ArchitectureError(f"unknown family {self.family!r} (allowed: {', '.join(plugins.all_families())}, "
+                                    "or a builder's import path): is the plugin that registers it installed?")
         if self.output == "sigmoid" and self.num_classes != 2:
             raise ArchitectureError(f"output 'sigmoid' needs exactly 2 classes, the data has {self.num_classes}")
 
@@ -84,7 +97,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     (each whitened direction and its negation, so the activation after it loses nothing), each side
     k - 1 pixels shorter (the patches are taken without padding).
     """
-    family = FAMILIES[cfg.family]
+    family = plugins.family(cfg.family)
     channels, height, width = cfg.input_shape
     if family.channels is not None and channels != family.channels:
         raise ArchitectureError(f"{cfg.family} takes {family.channels}-channel images, the data has {channels}")
@@ -98,7 +111,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.whiten:
         stem = [Whitening(channels, cfg.whiten), ACTIVATIONS[cfg.activation]()]
         channels, height, width = stem[0].out_channels, height - shrink, width - shrink
-    model = BUILDERS[cfg.family](cfg, (channels, height, width))
+    if family.builder is not None:
+        model = built_by(family.builder, cfg)
+    else:
+        model = BUILDERS[cfg.family](cfg, (channels, height, width))
     if stem:
         model = nn.Sequential(*stem, *model)
     if cfg.dirac_init:
@@ -232,6 +248,42 @@ BUILDERS: dict[str, Callable[[ModelConfig, tuple[int, int, int]], nn.Module]] = 
     "resnet18": torchvision_net,
     "squeezenet1_1": torchvision_net,
 }
+
+
+def built_by(path: str, cfg: ModelConfig) -> nn.Module:
+    """The model the function at `path` builds for cfg, checked: a module whose logits for one image are one
+    per class. Raises BuilderFailed naming the builder and what went wrong."""
+    build = usercode.load_function(path, usercode.MODEL_BUILDER).function
+    if cfg.output == "sigmoid":
+        raise ArchitectureError(f"output sigmoid is for hpsearch's own families; the model builder {path} gives one "
+                                "logit per class (softmax)")
+    try:
+        model = build(dict(cfg.builder_params), tuple(cfg.input_shape), cfg.num_classes)
+    except Exception as exc:  # noqa: BLE001 - the user's code: whatever it raises fails the trial, in its words
+        raise BuilderFailed(f"model builder {path} raised {one_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise BuilderFailed(f"model builder {path} returned a {type(model).__name__}, not a torch.nn.Module")
+    _check_logits(path, model, cfg)
+    return model
+
+
+def _check_logits(path: str, model: nn.Module, cfg: ModelConfig) -> None:
+    """A forward pass of one blank image in eval mode, without gradients (nothing trains, no statistic moves), on
+    the model's own device: the logits must be (1, num_classes), or every step of the trial would fail."""
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), None)
+    shape = "x".join(map(str, cfg.input_shape))
+    training = model.training
+    try:
+        with torch.no_grad():
+            logits = model.eval()(torch.zeros(1, *cfg.input_shape, device=device))
+    except Exception as exc:  # noqa: BLE001 - the user's forward pass
+        raise BuilderFailed(f"the model of {path} fails on one {shape} image: {one_line(exc)}") from None
+    finally:
+        model.train(training)
+    got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if got != (1, cfg.num_classes):
+        raise BuilderFailed(f"the model of {path} gives {got} for one {shape} image, not (1, {cfg.num_classes}): "
+                            "it must return one logit per class")
 
 
 def _check_size(height: int, width: int, where: str, cfg: ModelConfig) -> None:

@@ -20,8 +20,9 @@ from hpsearch.files import copy_atomic, output_folder, write_atomic
 from hpsearch.results.artifacts import load_state_dict_file, save_state_dict
 from hpsearch.results.export import TrialConfig, read_config, weights_record
 from hpsearch.results.stats import spread
+from hpsearch.studyfile import params as P
 from hpsearch.training import devicedata as data_module
-from hpsearch.training import recipe, transfer
+from hpsearch.training import recipe, transfer, usercode
 from hpsearch.training.models import ArchitectureError, build_model
 from hpsearch.training.space import model_config
 from hpsearch.training.train import Batches, EpochStats, TrainingDiverged
@@ -29,8 +30,9 @@ from hpsearch.trialrecord import TrialRecord
 
 
 def differences(config: TrialConfig, device: torch.device) -> list[str]:
-    """What differs from the trial's own run, so that close-but-not-identical numbers are expected."""
-    notes = []
+    """What differs from the trial's own run, so that close-but-not-identical numbers are expected: the device,
+    torch, and the source of a builder of the user's that made the model or read the data (this imports it)."""
+    notes = usercode.code_changes(config.record.code or {})
     trained_on = str(config.metrics.get("device") or "")
     if trained_on and trained_on.startswith("cpu") != (device.type == "cpu"):
         notes.append(f"the trial trained on {trained_on}, this runs on {device}: expect close, not identical, numbers")
@@ -70,7 +72,8 @@ def retrain(config: TrialConfig, seed: int, device: torch.device, *, data_dir: P
                                on_epoch=on_epoch, on_batches=on_batches)
     except (TrainingDiverged, ArchitectureError) as exc:
         raise HpsearchError(f"seed {seed}: {exc}") from None
-    record = replace(record, seed=seed, input_shape=data.shape, classes=data.num_classes)
+    record = replace(record, seed=seed, input_shape=data.shape, classes=data.num_classes,
+                     code=usercode.code_record(P.complete(record.params)["family"], config.dataset.name) or None)
     return Retrained(record, trained.model, trained.history, trained.val_accuracy, trained.test_accuracy)
 
 

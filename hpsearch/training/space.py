@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from torch import nn
 
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.families import FAMILIES
+from hpsearch.studyfile.families import BUILDER_PREFIX
 from hpsearch.training.augment import Augment
 from hpsearch.training.models import ArchitectureError, ModelConfig, build_model
 from hpsearch.training.train import TrainConfig
@@ -38,7 +38,8 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
 
     In a study that starts from a trained model, `architecture` is that model's config: its
     architecture parameters are taken, never searched, so that the trained weights fit; and
-    `pretrained` defaults to true there.
+    `pretrained` defaults to true there. A study's own model builder takes the model.NAME parameters
+    its space and fixed give (or the architecture's), in the study file's order.
     """
 
     chosen: dict[str, Any] = {}
@@ -53,7 +54,7 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
             name, dist = _distribution(spec, param.name, chosen)
             if convs is not None and param.name in ("reinit_convs", "freeze_convs"):
                 dist = _within(dist, convs - chosen.get("reinit_convs", 0))  # the source has no more to count
-            value = _suggest(trial, name, param, dist)
+            value = _suggest(trial, name, dist)
         elif param.name == "pretrained" and spec.init is not None:
             value = True
         else:
@@ -61,7 +62,7 @@ def sample(trial: optuna.trial.BaseTrial, spec: StudySpec,
         chosen[param.name] = value
         return value
 
-    return P.resolve(choose)
+    return P.resolve(choose, [*spec.space, *spec.fixed, *(architecture or ())])
 
 
 def _distribution(spec: StudySpec, name: str, chosen: Mapping[str, Any]) -> tuple[str, Distribution]:
@@ -82,7 +83,7 @@ def point(spec: StudySpec, params: Mapping[str, Any], architecture: Mapping[str,
         given = {}
         for name in spec.space.keys() & params.keys():
             key, _ = _distribution(spec, name, params)
-            given[key] = json.dumps(list(params[name])) if P.BY_NAME[name].kind == "ints" else params[name]
+            given[key] = _as_choice(params[name])
         fixed = optuna.trial.FixedTrial(given)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # FixedTrial only warns of a value out of a range
@@ -95,10 +96,10 @@ def point(spec: StudySpec, params: Mapping[str, Any], architecture: Mapping[str,
 def _reusable_convs(spec: StudySpec, architecture: Mapping[str, Any] | None) -> int | None:
     """How many conv layers a transfer trial can re-initialise or freeze (the output layer excluded),
     or None where the architecture varies by trial (each trial then checks its own)."""
-    if architecture is None and P.ARCHITECTURE & spec.space.keys():
+    if architecture is None and any(P.is_architecture(name) for name in spec.space):
         return None
     p = P.complete(architecture if architecture is not None else spec.fixed)
-    channels = FAMILIES[p["family"]].channels or 3
+    channels = P.family_row(p["family"]).channels or 3
     try:
         with torch.device("meta"):  # count its layers, no weights allocated, on an image any family takes
             model = build_model(model_config(p, (channels, _ANY_SIDE, _ANY_SIDE), 2))
@@ -118,26 +119,29 @@ def _within(dist: Distribution, high: int) -> Distribution:
     return replace(dist, low=min(dist.low, high), high=high)
 
 
-def distribution(param: P.Param, dist: Distribution) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution `param` is sampled from: what a study records of its space (search/studystore.py)."""
+def distribution(dist: Distribution) -> optuna.distributions.BaseDistribution:
+    """The Optuna distribution a parameter is sampled from: what a study records of its space (search/studystore.py)."""
     if dist.kind == "int":
         return IntDistribution(int(dist.low), int(dist.high), step=int(dist.step or 1), log=dist.log)
     if dist.kind == "float":
         return FloatDistribution(dist.low, dist.high, step=dist.step, log=dist.log)
-    if param.kind == "ints":  # Optuna's choices are scalars: lists travel as their JSON text
-        return CategoricalDistribution([json.dumps(list(c)) for c in dist.choices])
-    return CategoricalDistribution(list(dist.choices))
+    return CategoricalDistribution([_as_choice(c) for c in dist.choices])
 
 
-def _suggest(trial: optuna.trial.BaseTrial, name: str, param: P.Param, dist: Distribution) -> Any:
-    """`param`'s value, sampled as the sampler parameter `name` (the parameter's, or a branch's: lr[optimizer=adam])."""
-    optuna_dist = distribution(param, dist)
+def _as_choice(value: Any) -> Any:
+    """A value as Optuna's choices hold it: scalars, so a list (head_widths, a builder's) travels as its JSON text."""
+    return json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+
+
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: Distribution) -> Any:
+    """A value from `dist`, sampled as the sampler parameter `name` (a parameter's, or a branch's: lr[optimizer=adam])."""
+    optuna_dist = distribution(dist)
     if isinstance(optuna_dist, IntDistribution):
         return trial.suggest_int(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
     if isinstance(optuna_dist, FloatDistribution):
         return trial.suggest_float(name, optuna_dist.low, optuna_dist.high, step=optuna_dist.step, log=optuna_dist.log)
     choice = trial.suggest_categorical(name, optuna_dist.choices)
-    return json.loads(choice) if param.kind == "ints" else choice
+    return json.loads(choice) if isinstance(dist.choices[optuna_dist.choices.index(choice)], tuple) else choice
 
 
 def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], num_classes: int) -> ModelConfig:
@@ -145,7 +149,8 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
     with the per-block lists (widths, kernel_sizes, pool_sizes) spelled out for each of its stages."""
     p = P.complete(params)
     config = {f.name: p[f.name] for f in fields(ModelConfig) if f.name in p}
-    stages = p.get("blocks", FAMILIES[p["family"]].stages)
+    config["builder_params"] = {k.removeprefix(BUILDER_PREFIX): v for k, v in p.items() if k.startswith(BUILDER_PREFIX)}
+    stages = p.get("blocks", P.family_row(p["family"]).stages)
     if "width" in p or "widths" in p:
         grown = (p["widths"] if p.get("widths") is not None
                  else [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)])

@@ -129,7 +129,7 @@ def _from_study(name: str, trial: int | str, url: str, recorded: str | None) -> 
 
 def check_source(spec: StudySpec, data: DeviceData, source: Source) -> None:
     """Refuse, before any trial, a source whose weights cannot fit the study's model."""
-    searched = sorted((spec.space.keys() | spec.fixed.keys()) & P.ARCHITECTURE)
+    searched = sorted(name for name in spec.space.keys() | spec.fixed.keys() if P.is_architecture(name))
     if source.config is not None and searched:
         raise HpsearchError(f"{spec.path}: init: {source.origin} carries its model's config, so the architecture "
                             f"comes from it: remove {', '.join(searched)} from space and fixed")
