@@ -10,6 +10,7 @@ option conflict do without.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -25,6 +26,7 @@ from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, D
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
 from hpsearch.files import make_folder, write_atomic
 from hpsearch.paths import name_problem
+from hpsearch.search.options import RunOptions, mlflow_uri
 from hpsearch.search.signals import raising_on_signals
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
@@ -149,14 +151,15 @@ def _seconds(ctx, param, value: float | None) -> float | None:
     return value
 
 
-def trial_options(command):
-    """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
-    refused before the command body imports anything heavy."""
+def run_options(command):
+    """The options every way of running a study shares (`run`, `worker`, `submit`): how many trials, what stops it,
+    how it trains and records; given to the command as one RunOptions (`options`, its device, run id and MLflow URI
+    left for the command to set) beside `mlflow`, the --mlflow value as given. Conflicts are refused before the
+    command body imports anything heavy."""
     options = [
-        study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
-        storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
-                     help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
+                     help="Trials this run adds, over all its workers (a SLURM array's tasks). Default: the study's "
+                          "budget.trials."),
         click.option("--until", type=click.IntRange(min=1), default=None,
                      help="Instead of --n-trials: run until the study holds this many finished (complete or "
                           "pruned) trials, whatever earlier runs did."),
@@ -164,11 +167,10 @@ def trial_options(command):
                      help="Stop starting new trials after this many seconds."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
-        device_option,
         data_dir_option,
         click.option("--stop-at-target/--no-stop-at-target", default=True,
                      help="End the run once a sampled trial of this run reaches the study's target (a baseline that "
-                          "meets it is noted and the search goes on)."),
+                          "meets it is noted and the search goes on); --no-stop-at-target runs to the budget."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT_S,
                      help="Seconds between a running trial's heartbeats; a trial silent for two is failed "
                           "and retried (its worker died)."),
@@ -186,16 +188,28 @@ def trial_options(command):
     ]
 
     @functools.wraps(command)
-    def checked(*args, n_trials, until, mlflow, **kwargs):
+    def checked(*args, n_trials, until, timeout, seed, data_dir, stop_at_target, heartbeat, keep_weights, mlflow,
+                accept_change, **kwargs):
         """Conflicting options refused before the command imports torch and Optuna (seconds)."""
         if n_trials is not None and until is not None:
             raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
         _check_mlflow(mlflow)
-        return command(*args, n_trials=n_trials, until=until, mlflow=mlflow, **kwargs)
+        options = RunOptions(n_trials=n_trials, until=until, timeout=timeout, seed=seed, data_dir=data_dir,
+                             stop_at_target=stop_at_target, heartbeat=heartbeat, keep_weights=keep_weights,
+                             accept_change=accept_change)
+        return command(*args, options=options, mlflow=mlflow, **kwargs)
 
     for option in reversed(options):
         checked = option(checked)
     return checked
+
+
+def trial_options(command):
+    """`run` and `worker`: which study, where, on what, and the run options."""
+    for option in reversed([study_option("A shipped study (see `hpsearch studies`) or a path to a study file."),
+                            storage_option, device_option]):
+        command = option(command)
+    return run_options(command)
 
 
 @main.command()
@@ -208,8 +222,7 @@ def trial_options(command):
               help="Workers per GPU (per listed GPU, or per visible GPU without --gpus).")
 @click.option("--run-id", default=None, hidden=True, help="Shared by the tasks of a `submit` job array.")
 @stops_once
-def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-        keep_weights, mlflow, accept_change, workers, gpus, trials_per_gpu, run_id):
+def run(study_name, storage, device, options, mlflow, workers, gpus, trials_per_gpu, run_id):
     """Run trials of a study; running it again continues the same study."""
     import torch
     from rich.console import Console
@@ -225,25 +238,23 @@ def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, s
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     tracker = _tracker(mlflow, spec.name, url)
-    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    mlflow=tracker and tracker.uri, accept_change=accept_change)
+    options = dataclasses.replace(options, device=device, run_id=run_id or uuid.uuid4().hex,
+                                  mlflow=tracker and tracker.uri)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     console = Console(stderr=True)
     header = (f"study {spec.name} ({spec.describe_epochs()}, target {spec.describe_target()}"
               f"{_limits_and_objectives(spec)}) on {mask(url)}")
-    total = until or n_trials or spec.budget.trials
+    total = options.until or options.n_trials or spec.budget.trials
     with tracker or contextlib.nullcontext():
         if len(slots) == 1 and slots[0].gpu is None:
-            with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
+            with RunDisplay(console, header, total, spec.budget.epochs, counting_study=options.until is not None,
                             note=lambda trial: baseline_note(trial, spec)) as display:
                 study = run_module.run(spec, url, options, **_events(display, tracker))
         else:  # the workers log their trials; this process the summary
             study = _run_workers(spec, url, options, slots, console, header, total)
         if tracker:
             tracker.summarize(study, spec)
-    _finish(study, spec, options, console)
+    _finish(study, spec, options, console, task=run_id is not None)
 
 
 def _check_mlflow(given: str | None) -> None:
@@ -254,19 +265,13 @@ def _check_mlflow(given: str | None) -> None:
         raise HpsearchError('--mlflow needs the mlflow package: pip install "hpsearch[mlflow]"')
 
 
-def _mlflow_uri(given: str) -> str:
-    from hpsearch.search.tracking import tracking_uri
-
-    return tracking_uri(given)
-
-
 def _tracker(given: str | None, study: str, url: str):
     """The MLflow tracker of --mlflow [URI], or None without it."""
     if given is None:
         return None
     from hpsearch.search.tracking import Tracker
 
-    return Tracker(_mlflow_uri(given), study, url)
+    return Tracker(mlflow_uri(given), study, url)
 
 
 def _events(display, tracker) -> dict:
@@ -287,9 +292,10 @@ def _limits_and_objectives(spec) -> str:
             + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
 
 
-def _finish(study, spec, options, console) -> None:
+def _finish(study, spec, options, console, task: bool = False) -> None:
     """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
-    every trial of the run failed."""
+    every trial of the run failed. A task of a SLURM array (`task`) ends its log with one line instead of the
+    study's summary, which `status` and `best` show."""
     from hpsearch.results.render import plural, render
     from hpsearch.results.trials import reached_line
     from hpsearch.search.finish import finish
@@ -299,9 +305,15 @@ def _finish(study, spec, options, console) -> None:
         console.print(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
                       f"(--until {options.until})", highlight=False, soft_wrap=True)
     elif end.reached is not None:
-        console.print(reached_line(end.reached, spec), highlight=False, soft_wrap=True)
-    click.echo(render(end.summary, "text"))
-    click.echo("\n".join(end.pace))
+        console.print(f"{reached_line(end.reached, spec)}; the run stops there (--no-stop-at-target searches on)",
+                      highlight=False, soft_wrap=True)
+    if task:
+        click.echo(f"this task's part of the run is done: {plural(end.trials, 'trial')} here, "
+                   f"{plural(end.finished, 'finished trial')} in the study; `hpsearch status --study "
+                   f"{escape.terminal(spec.name)}` and `hpsearch best` show it")
+    else:
+        click.echo(render(end.summary, "text"))
+        click.echo("\n".join(end.pace))
     if end.all_failed is not None:
         reason, count = end.all_failed
         click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
@@ -329,7 +341,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
         with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
                              counting_study=options.until is not None, run_id=pool.run_id,
                              note=lambda trial: baseline_note(trial, spec)) as display:
-            watch(pool, spec.name, url, display.trial_ended, display.polled)
+            watch(pool, spec.name, url, display.trial_ended, display.polled, on_lost=display.echo)
 
     pool.supervise(watched)
     pool.remove_logs()
@@ -340,8 +352,7 @@ def _run_workers(spec, url, options, slots, console, header, total):
 @trial_options
 @click.option("--run-id", default=None, hidden=True, help="Shared by the workers that `run --workers` starts.")
 @stops_once
-def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
-           keep_weights, mlflow, accept_change, run_id):
+def worker(study_name, storage, device, options, mlflow, run_id):
     """Join a study as one more worker, from this or any machine that reaches its storage.
 
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
@@ -360,15 +371,12 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
     tracker = _tracker(mlflow, spec.name, url)
-    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    accept_change=accept_change)
+    options = dataclasses.replace(options, device=device, run_id=run_id or uuid.uuid4().hex)
     console = Console(stderr=True)
     header = f"worker on study {spec.name} ({spec.describe_epochs()}) on {mask(url)}"
     with tracker or contextlib.nullcontext():
-        with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
-                        counting_study=until is not None,
+        with RunDisplay(console, header, options.until or options.n_trials or spec.budget.trials, spec.budget.epochs,
+                        counting_study=options.until is not None,
                         note=lambda trial: baseline_note(trial, spec)) as display:
             study = run_module.run(spec, url, options, **_events(display, tracker))
         if tracker and run_id is None:  # a worker of `run --workers` leaves the summary to that run
@@ -393,32 +401,28 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 @click.option("--partition", default=None, help="The SLURM partition. Default: the cluster's.")
 @click.option("--time", "time_limit", metavar="HH:MM:SS", default=None,
               help="Each task's time limit; a task near it records its trial and queues itself again to resume it.")
-@click.option("--n-trials", type=click.IntRange(min=1), default=None,
-              help="Trials the array adds, over all its tasks. Default: the study's budget.trials.")
-@click.option("--until", type=click.IntRange(min=1), default=None,
-              help="Instead of --n-trials: run until the study holds this many finished trials.")
+@run_options
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
               help="One more sbatch option for every task, such as --sbatch-arg=--cpus-per-task=4; repeatable.")
 @click.option("--one-node", is_flag=True,
               help="Every task runs on one node (a one-node cluster, or --sbatch-arg=--nodelist=NODE): allows an "
-                   "SQLite storage and checkpoints on that node's disk.")
-@mlflow_option
+                   "SQLite storage and checkpoints, weights and logs on that node's disk.")
 @click.option("--dry-run", is_flag=True, help="Print the batch script and submit nothing.")
-def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, n_trials, until,
-           sbatch_args, one_node, mlflow, dry_run):
+def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, options, mlflow,
+           sbatch_args, one_node, dry_run):
     """Run a study as a SLURM job array of workers on its storage, preemption-safe.
 
-    Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
-    after a preemption or near its time limit; the trial's copy resumes from its checkpoint.
+    Each task is `hpsearch run` with the options given here, so the array stops by the same rules as a run: at
+    --n-trials or --until over all its tasks, at --timeout, at the study's target unless --no-stop-at-target, or
+    at `hpsearch stop`. Each task records its running trial when SLURM stops it (scancel, preemption, a time
+    limit) and comes back after a preemption, near its time limit, or when its worker was killed outright; the
+    trial's copy resumes from its checkpoint.
     """
     from hpsearch.search import slurm
     from hpsearch.storage import mask, secrets, storage_url
 
-    if n_trials is not None and until is not None:
-        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
     if trials_per_gpu is not None and not gpus_per_job:
         raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
-    _check_mlflow(mlflow)
     if storage is not None and secrets(storage):
         raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
@@ -428,18 +432,21 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
                            "environment")
     spec = catalog.load_study_spec(study_name)
     url = storage_url(storage)
-    job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
-                     trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit, n_trials=n_trials,
-                     until=until, sbatch_args=sbatch_args, one_node=one_node,
-                     mlflow=None if mlflow is None else _mlflow_uri(mlflow))
+    options = dataclasses.replace(options, mlflow=None if mlflow is None else mlflow_uri(mlflow))
+    job = slurm.plan(study_name, spec, url, options, jobs=jobs, gpus_per_job=gpus_per_job,
+                     trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit,
+                     sbatch_args=sbatch_args, one_node=one_node)
     if dry_run:
         click.echo(slurm.batch_script(job), nl=False)
         return
     job_id = slurm.submit(job, url)
     click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}"
-               + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
-               f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
-               f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+               + (f", MLflow {mask(options.mlflow)}" if options.mlflow is not None else "") + "\n"
+               f"stops: {slurm.stop_rules(job, spec)}\n"
+               f"follow: hpsearch status --study {study_name}; squeue -j {job_id}; each task's log: "
+               f"{job.log(job_id)}\n"
+               f"stop:   hpsearch stop --study {study_name} (running trials stop at an epoch end and resume in a "
+               f"later run; --discard-queued drops them), or scancel {job_id}")
 
 
 @main.command()

@@ -116,6 +116,20 @@ def folder_beside(url: str, kind: str, env_var: str | None = None) -> Path:
     return legacy if legacy.is_dir() else side_folder(url) / kind
 
 
+def checkpoint_root(url: str) -> Path:
+    """Where a storage's trials keep their checkpoints (x.db -> x-files/checkpoints/); for a server storage
+    $HPSEARCH_CHECKPOINTS, else ./hpsearch-files/checkpoints. With several machines a retried trial resumes only
+    where its checkpoint is visible (a shared folder); elsewhere it starts again from epoch 1."""
+    return folder_beside(url, "checkpoints", "HPSEARCH_CHECKPOINTS")
+
+
+def trial_checkpoint(root: Path, study_name: str, number: int, system_attrs: dict) -> Path:
+    """The checkpoint file of trial `number` under `root`: every attempt of a trial shares the first attempt's
+    (Optuna records the chain in the system attribute retry_history)."""
+    retried = system_attrs.get("retry_history")
+    return root / slug(study_name) / f"trial-{retried[0] if retried else number}.pt"
+
+
 @contextlib.contextmanager
 def quiet_experimental() -> Iterator[None]:
     """Optuna marks heartbeats and their retries "experimental" (since 2.8); they are what hpsearch needs."""
@@ -345,19 +359,26 @@ def fail_lost_trials(study: optuna.Study) -> int:
         return 0
     failed = 0
     for trial_id in storage._get_stale_trial_ids(study._study_id):
-        trial = storage.get_trial(trial_id)
-        try:
-            storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: no heartbeat from "
-                                        f"{trial.user_attrs.get(A.WORKER, 'its worker')} for over "
-                                        f"{2 * interval} s (killed, or its machine went away)")
-            storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # its worker ended it after all
-        failed += 1
-        queue_retry(study, storage.get_trial(trial_id))
+        worker = storage.get_trial(trial_id).user_attrs.get(A.WORKER, "its worker")
+        failed += fail_lost(study, trial_id, f"no heartbeat from {worker} for over {2 * interval} s (killed, or its "
+                                             "machine went away)")
     return failed
+
+
+def fail_lost(study: optuna.Study, trial_id: int, why: str) -> bool:
+    """Fail a running trial whose worker is gone, with the reason "worker lost: WHY" and the epochs it reported,
+    and queue its copy; whether it failed it (its worker may have ended it after all). Under the study lock."""
+    storage = study._storage
+    trial = storage.get_trial(trial_id)
+    try:
+        storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: {why}")
+        storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    queue_retry(study, storage.get_trial(trial_id))
+    return True
 
 
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S,

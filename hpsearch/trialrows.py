@@ -174,6 +174,46 @@ class TrialRowsStorage(optuna.storages.RDBStorage):
                                           .order_by(table.c.trial_id, table.c[order])).all())
             return [trial.frozen() for trial in read.values()]
 
+    def trials_in_brief(self, study_id: int, user_keys: Container[str], system_keys: Container[str]) -> list[FrozenTrial]:
+        """Every trial of the study as an overview reads it (`hpsearch status`): its number, state, times and
+        values, and of its attributes only those named; an unfinished trial (running or queued) with every
+        attribute and its curve. No parameters. A few rows a trial, where _get_trials reads all it stores."""
+        trials = models.TrialModel.__table__
+        in_study = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
+        chosen = sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.study_id == study_id)
+        named = {models.TrialUserAttributeModel: list(user_keys), models.TrialSystemAttributeModel: list(system_keys)}
+        with _create_scoped_session(self.scoped_session) as session, _collector_paused():
+            models.StudyModel.find_or_raise_by_id(study_id, session)
+            clock = _LocalClock()
+            read = {row[0]: _TrialRows(row, clock)
+                    for row in session.execute(chosen.order_by(trials.c.trial_id)).all()}
+            unfinished = [trial_id for trial_id, trial in read.items() if not trial.state.is_finished()]
+            for model, columns, order, add in _CHILDREN:
+                table = model.__table__
+                if model is models.TrialParamModel:
+                    continue
+                if model is models.TrialIntermediateValueModel:
+                    where = table.c.trial_id.in_(unfinished)
+                elif model in named:
+                    where = sqlalchemy.and_(table.c.trial_id.in_(in_study), sqlalchemy.or_(
+                        table.c.key.in_(named[model]), table.c.trial_id.in_(unfinished)))
+                else:
+                    where = table.c.trial_id.in_(in_study)
+                add(read, session.execute(sqlalchemy.select(*(_column(table, c) for c in columns)).where(where)
+                                          .order_by(table.c.trial_id, table.c[order])).all())
+            return [trial.frozen() for trial in read.values()]
+
+    def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        """Seconds since each running trial of the study last sent a heartbeat, by trial id, on the database's
+        clock (as Optuna's stale check reads it)."""
+        trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+        running = (sqlalchemy.select(trials.c.trial_id, beats.c.heartbeat)
+                   .join(beats, beats.c.trial_id == trials.c.trial_id)
+                   .where(trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING))
+        with _create_scoped_session(self.scoped_session, True) as session:
+            now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+            return {trial_id: (now - beat).total_seconds() for trial_id, beat in session.execute(running).all()}
+
     def stale_trial_ids(self, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int) -> list[int]:
         """RDBStorage._get_stale_trial_ids among the trials in range (chosen as _get_trials chooses them): the
         running ones whose last heartbeat is older than the grace period."""

@@ -38,12 +38,13 @@ import torch
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
-from hpsearch.paths import slug
 from hpsearch.search import cost, curvepruning
 from hpsearch.search.signals import hold_signals
+from hpsearch.search.stop import StopRequested
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
+from hpsearch.storage import trial_checkpoint
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import recipe, space, transfer
 from hpsearch.training.checkpoint import CheckpointFile
@@ -174,7 +175,8 @@ def slurm_job() -> dict[str, int]:
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
-                   source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None):
+                   source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None,
+                   should_stop: Callable[[], None] = lambda: None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
     with two objectives, the trial's parameter count or training seconds, minimised).
 
@@ -185,6 +187,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     source: the trained model a study with init: starts from; its config, where it has one, is
     every trial's architecture.
     time_left() gives the seconds the run has left (None: no timeout): a trial projected past them stops.
+    should_stop() raises stop.StopRequested at an epoch end once `hpsearch stop` has named the run.
     """
     events = events or RunEvents()
     device = data.train_x.device
@@ -247,6 +250,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             else:
                 trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
+            if stats.epoch < epochs:
+                should_stop()
             if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
                 raise OverLimit(f"{reason} after epoch {stats.epoch}")
             if baseline or stats.epoch == epochs:  # a baseline runs its full budget; a trained trial completes
@@ -298,6 +303,11 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             raise
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
+        except StopRequested as exc:  # at an epoch end: the checkpoint is kept for the copy, unless discarded
+            trial.set_user_attr(A.FAILURE, str(exc))
+            if not exc.discard:
+                checkpoint = None
+            raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
             hold_signals()
             trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
@@ -344,9 +354,7 @@ def _queued_params(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:
-    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain), labelled with
-    the trial's recipe."""
-    retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")  # this trial's row alone
-    first = retried[0] if retried else trial.number
-    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt",
+    """The trial's checkpoint (shared by all its attempts), labelled with the trial's recipe."""
+    attrs = trial.storage.get_trial_system_attrs(trial._trial_id)  # this trial's row alone
+    return CheckpointFile(trial_checkpoint(folder, trial.study.study_name, trial.number, attrs),
                           json.dumps(record.config(), sort_keys=True))

@@ -42,9 +42,6 @@ from hpsearch.training.train import EpochStats
 
 log = logging.getLogger(__name__)
 
-# When neither --mlflow URI nor $MLFLOW_TRACKING_URI says: MLflow 3's own default, an SQLite file here (MLflow
-# 3.17 refuses a ./mlruns folder store unless MLFLOW_ALLOW_FILE_STORE=true). Artifacts go to ./mlruns.
-DEFAULT_URI = "sqlite:///mlflow.db"
 TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds; at most about half a minute to give up on a server
 QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # MLflow's "View run at URL" lines: stdout, with a password
@@ -55,15 +52,6 @@ TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role",
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
 SEND_EVERY_S = 5.0  # a trial's epoch metrics go out at most this often, and at its end: a digits epoch lasts 0.1 s
-
-
-def tracking_uri(given: str) -> str:
-    """--mlflow's URI: the one given, else $MLFLOW_TRACKING_URI, else ./mlflow.db; a relative SQLite file or folder
-    made absolute, so that the workers a run starts log to the same one."""
-    uri = given or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).absolute())
-    return uri if ":" in uri else Path(uri).absolute().as_uri()
 
 
 class Tracker(RunEvents):

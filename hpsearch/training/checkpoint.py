@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from hpsearch.files import CannotWrite, check_writable, write_atomic
-from hpsearch.storage import folder_beside, sqlite_file
+from hpsearch.storage import checkpoint_root, sqlite_file
 from hpsearch.training import torchfile
 
 log = logging.getLogger(__name__)
@@ -149,16 +149,6 @@ def _tensors_misfit(live: Mapping[str, torch.Tensor], saved: Mapping[str, Any]) 
         shape = tuple(saved[wrong].shape) if isinstance(saved[wrong], torch.Tensor) else type(saved[wrong]).__name__
         return f"has {wrong} of shape {shape}, the model's is {tuple(live[wrong].shape)}"
     return None
-
-
-def checkpoint_root(storage_url: str) -> Path:
-    """In the storage's side folder (x.db -> x-files/checkpoints/); for a server storage $HPSEARCH_CHECKPOINTS,
-    else ./hpsearch-files/checkpoints.
-
-    With PostgreSQL and several machines, a retried trial resumes only where its checkpoint is
-    visible (a shared folder in $HPSEARCH_CHECKPOINTS); elsewhere it starts again from epoch 1.
-    """
-    return folder_beside(storage_url, "checkpoints", "HPSEARCH_CHECKPOINTS")
 
 
 def writable_checkpoint_root(storage_url: str) -> Path:
