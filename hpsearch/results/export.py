@@ -27,7 +27,8 @@ from hpsearch.files import write_atomic
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
+from hpsearch.studyfile.catalog import remembered_spec
+from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 from hpsearch.trialrecord import TrialRecord
 
@@ -82,7 +83,11 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     """
     study_attrs = study.user_attrs
     if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
-        spec = spec or _remembered_spec(study)
+        spec = spec or remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))
+        if spec is None:
+            raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and the "
+                                f"study file it was made from ({study.user_attrs.get(A.STUDY_SPEC_PATH) or 'unknown'}) "
+                                "is not here or no longer reads as that study: give the study file as --study FILE")
         study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
     attrs = trial.user_attrs
     record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
@@ -99,14 +104,6 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
                     "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
         "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
     }
-
-
-def _remembered_spec(study: optuna.Study) -> StudySpec:
-    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
-    if path is None or not Path(path).is_file():
-        raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
-                            f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
-    return load_spec(path)
 
 
 def write_config(config: dict[str, Any], out: Path, weights: Path | None = None) -> Path | None:

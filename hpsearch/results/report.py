@@ -19,7 +19,7 @@ from hpsearch import escape
 from hpsearch import trialrecord as A
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
-from hpsearch.results.trials import describe_stop_rules
+from hpsearch.results.trials import describe_accepted_change, describe_stop_rules
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.limits import describe
 from hpsearch.studyfile.types import StudySpec
@@ -160,7 +160,9 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
 def _time_to_target(study: optuna.Study, trials: Sequence[FrozenTrial], spec: StudySpec | None) -> list[str]:
     """The time to target and pace, after the rule that stopped the study's runs (which the figure depends on)."""
     rules = describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))
-    return [f"Stop rule: {rules}.", *timing.lines(timing.pace(list(trials), spec))]
+    changed = [f"Changed {describe_accepted_change(accepted)}: ranked with the trials before it."
+               for accepted in study.user_attrs.get(A.STUDY_CHANGES, [])]
+    return [f"Stop rule: {rules}.", *changed, *timing.lines(timing.pace(list(trials), spec))]
 
 
 def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:

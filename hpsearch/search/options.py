@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
 
 
-def mlflow_uri(given: str) -> str:
+def tracking_uri(given: str) -> str:
     """--mlflow's URI: the one given, else $MLFLOW_TRACKING_URI, else ./mlflow.db; a relative SQLite file or folder
     made absolute, so that the workers a run starts log to the same one."""
     uri = given or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_MLFLOW_URI
@@ -80,7 +80,7 @@ class RunOptions:
             rules.append(f"once a sampled trial of the run meets the target {spec.describe_target()} "
                          "(--no-stop-at-target searches on)" if self.stop_at_target else
                          f"not at the target {spec.describe_target()} (--no-stop-at-target)")
-        return ", ".join(rules) + ", or at `hpsearch stop`"
+        return ", ".join(rules)
 
     def record(self, spec: StudySpec) -> dict[str, Any]:
         """What a run records of itself in the study (stop.record_run): its goal and what stops it early, read by

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.cli import main
+from hpsearch.search.options import RunOptions
 from hpsearch.search.workers import Workers, WorkerSlot
 from tests.e2e.test_races import empty_postgres_database
 from tests.helpers import SLOW, assert_exact_total, load, needs_postgres, wait_for
@@ -28,10 +29,12 @@ PARTITION = os.environ.get("HPSEARCH_TEST_SLURM")
 needs_slurm = pytest.mark.skipif(not PARTITION or not shutil.which("sbatch"),
                                  reason="set HPSEARCH_TEST_SLURM to a SLURM partition (.ci/slurm-up starts one)")
 SERVER = "postgresql://hpsearch:s3cret-pw@db-host:5432/hpsearch"
+SHARED = {"HPSEARCH_ARTIFACTS": "/shared/artifacts", "HPSEARCH_LOGS": "/shared/logs"}  # as a cluster's user sets them
 
 
 def submit(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, ["submit", *args], env=env)
+    """`hpsearch submit ARGS` in-process, the weights and logs in shared folders unless `env` says otherwise."""
+    return CliRunner().invoke(main, ["submit", *args], env={**SHARED, **(env or {})})
 
 
 def refused(result, *fragments: str) -> str:
@@ -82,6 +85,12 @@ def test_a_checkpoint_folder_other_nodes_cannot_see_is_refused(write_study, chec
             "$HPSEARCH_CHECKPOINTS", "every node")
 
 
+def test_a_node_local_checkpoint_folder_is_named_on_one_line_whatever_it_holds(write_study):
+    env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/tmp/c\nerror: forged\x1b[2J"}
+    out = refused(submit("--study", str(write_study()), "--jobs", "2", "--dry-run", env=env), "on this node only")
+    assert out.startswith("error: $HPSEARCH_CHECKPOINTS=/tmp/c\\nerror: forged\\x1b[2J is on this node only")
+
+
 def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     out = refused(submit("--study", str(write_study()), "--storage", SERVER, "--jobs", "2", "--dry-run",
                          env={"HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}), "HPSEARCH_STORAGE")
@@ -107,8 +116,9 @@ def hostile_job(tmp_path: Path, monkeypatch, value: str):
     # a backslash in the log folder is refused (test_a_value_sbatch_would_misread_is_refused_in_one_line)
     monkeypatch.setenv("HPSEARCH_LOGS", str(tmp_path / f"logs {value.replace(chr(92), '/')}"))
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / f"checkpoints {value}\nnext line"))
-    return slurm.plan(str(study), load_study_spec(str(study)), SERVER, jobs=2, partition=value,
-                      sbatch_args=(f"--comment={value}",), one_node=True, mlflow="http://alice:s3cret-ml@tracker:5000")
+    return slurm.plan(str(study), load_study_spec(str(study)), SERVER,
+                      RunOptions(mlflow="http://alice:s3cret-ml@tracker:5000"), jobs=2, partition=value,
+                      sbatch_args=(f"--comment={value}",), one_node=True)
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -157,6 +167,7 @@ def test_a_value_sbatch_would_misread_is_refused_in_one_line(write_study, tmp_pa
     args = ["--study", str(study), "--jobs", "2", "--dry-run"]
     if option == "HPSEARCH_LOGS":
         env[option] = str(tmp_path / value)
+        args.append("--one-node")  # a log folder under /tmp is refused for a cluster before it is read
     elif option == "folder":
         (tmp_path / value).mkdir()
         monkeypatch.chdir(tmp_path / value)
