@@ -76,11 +76,13 @@ class RunOptions:
                  f"after {self.n_trials or spec.budget.trials:,} trials over all its workers (--n-trials)"]
         if timeout := self.timeout or spec.budget.timeout:
             rules.append(f"{timeout:g} s after it started (--timeout)")
-        if spec.target is not None:
-            rules.append(f"once a sampled trial of the run meets the target {spec.describe_target()} "
-                         "(--no-stop-at-target searches on)" if self.stop_at_target else
-                         f"not at the target {spec.describe_target()} (--no-stop-at-target)")
-        return ", ".join(rules)
+        if spec.target is not None and self.stop_at_target:
+            rules.append(f"once one of its sampled trials meets the target {spec.describe_target()} "
+                         "(--no-stop-at-target searches on)")
+        said = ", ".join(rules[:-1]) + (" or " if len(rules) > 1 else "") + rules[-1]
+        if spec.target is not None and not self.stop_at_target:
+            said += f"; not at the target {spec.describe_target()} (--no-stop-at-target)"
+        return said
 
     def record(self, spec: StudySpec) -> dict[str, Any]:
         """What a run records of itself in the study (stop.record_run): its goal and what stops it early, read by

@@ -91,6 +91,46 @@ def test_a_node_local_checkpoint_folder_is_named_on_one_line_whatever_it_holds(w
     assert out.startswith("error: $HPSEARCH_CHECKPOINTS=/tmp/c\\nerror: forged\\x1b[2J is on this node only")
 
 
+@pytest.mark.parametrize("variable, name", [("HPSEARCH_ARTIFACTS", "weights"), ("HPSEARCH_LOGS", "log")])
+@pytest.mark.parametrize("given", [None, "/tmp/elsewhere", "/dev/shm/elsewhere"])
+def test_a_weights_or_log_folder_other_nodes_cannot_see_is_refused(write_study, variable, name, given):
+    """Unset, each defaults to a folder under the current one: here a test's folder under /tmp."""
+    env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints", variable: given}
+    out = refused(submit("--study", str(write_study()), "--jobs", "2", "--dry-run", env=env),
+                  f"set ${variable} to a folder every node sees", "--one-node")
+    assert out.startswith(f"error: ${variable}={given} is on this node only" if given else
+                          f"error: the {name} folder /tmp/")
+    assert submit("--study", str(write_study()), "--jobs", "2", "--dry-run", "--one-node", env=env).exit_code == 0
+
+
+def test_submit_passes_every_run_option_to_its_tasks_and_says_what_ends_the_array(write_study, tmp_path):
+    """One set of options for run and submit: each reaches the task's `hpsearch run` as given."""
+    path = write_study()
+    result = submit("--study", str(path), "--jobs", "2", "--n-trials", "9", "--timeout", "600", "--seed", "7",
+                    "--data-dir", str(tmp_path / "data"), "--no-stop-at-target", "--heartbeat", "5",
+                    "--keep-weights", "1", "--accept-change", "--dry-run",
+                    env={"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints"})
+    assert result.exit_code == 0, result.output
+    task = next(line for line in result.output.splitlines() if " -m hpsearch run " in line)
+    assert task.endswith(f"--device cpu --n-trials 9 --timeout 600.0 --seed 7 --data-dir {tmp_path / 'data'} "
+                         "--heartbeat 5 --keep-weights 1 --no-stop-at-target --accept-change &")
+
+
+def test_submit_and_its_dry_run_load_no_torch(write_study, tmp_path):
+    """A login node submits in a second or two: torch alone takes seconds to import."""
+    probe = ("import sys\nfrom hpsearch.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
+             "    print('exit', end.code, 'torch' in sys.modules, file=sys.stderr)\n")
+    env = {**os.environ, **SHARED, "HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}
+    dry = subprocess.run([sys.executable, "-c", probe, "submit", "--study", str(write_study()), "--jobs", "2",
+                          "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+    assert dry.stderr.splitlines()[-1] == "exit 0 False", dry.stderr
+    env["PATH"] = str(tmp_path)  # no sbatch: submit goes as far as a submission does without one
+    real = subprocess.run([sys.executable, "-c", probe, "submit", "--study", str(write_study()), "--jobs", "2",
+                           "--one-node", "--storage", f"sqlite:///{tmp_path / 'x.db'}"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "sbatch is not on PATH" in real.stderr and real.stderr.splitlines()[-1] == "exit 2 False", real.stderr
+
+
 def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     out = refused(submit("--study", str(write_study()), "--storage", SERVER, "--jobs", "2", "--dry-run",
                          env={"HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}), "HPSEARCH_STORAGE")
@@ -229,7 +269,7 @@ def test_a_task_given_some_gpus_pins_its_workers_to_those(monkeypatch, storage):
 
 def submitted(*args: str, env: dict[str, str] | None = None) -> str:
     """Submit with the real sbatch; the job id it printed."""
-    result = submit("--partition", PARTITION, "--one-node", *args, env=env)
+    result = CliRunner().invoke(main, ["submit", "--partition", PARTITION, "--one-node", *args], env=env)
     assert result.exit_code == 0, result.output
     return re.search(r"submitted job (\d+)", result.output)[1]
 
@@ -251,9 +291,11 @@ def logs(folder: Path) -> str:
 
 @needs_slurm
 def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
-    path = write_study(budget={"epochs": 2, "trials": 3})
+    """Every trial meets the study's target, which ends a run unless --no-stop-at-target: the array goes on."""
+    path = write_study(budget={"epochs": 2, "trials": 3}, target={"metric": "val_accuracy", "value": 0.05})
     storage = f"sqlite:///{tmp_path / 'array.db'}"
-    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6")
+    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6",
+                    "--no-stop-at-target")
     wait_until_ended(job)
     study = load(storage)
     assert len(study.trials) == 6, logs(tmp_path)  # in array-files/logs, beside the SQLite file
