@@ -40,12 +40,14 @@ if TYPE_CHECKING:
     from hpsearch.search.slurm import ArrayJob
     from hpsearch.search.workers import WorkerSlot
     from hpsearch.results.export import TrialConfig
+    from hpsearch.results.status import StatusReader, StudyStatus
+    from hpsearch.search.stop import StopDone
     from hpsearch.training.devicedata import DeviceData
     from hpsearch.training.retrain import Retrained, TrainPlan
 
 __all__ = ["Confirmed", "Exported", "Report", "ReportTables", "RunPlan", "RunResult", "Submitted", "Table", "Trained",
            "Trial", "best", "confirm", "dashboard", "export", "front", "load_data", "load_model", "load_study", "report",
-           "report_rows", "run", "studies", "submit", "summary", "train"]
+           "report_rows", "run", "status", "status_reader", "stop", "studies", "submit", "summary", "train"]
 
 Study = str | Path | Mapping[str, Any]  # a shipped study's name, a study file, or a study file's keys as a dict
 DICT_PATH = "the study dict"  # what messages call a study given as a dict; relative paths in it start here
@@ -120,8 +122,8 @@ def run(study: Study, *, storage: str | None = None, n_trials: int | None = None
     `timeout` seconds; stop at the study's target unless stop_at_target=False; `workers`
     processes, or one per GPU of `gpus` times `trials_per_gpu`; mlflow="" logs to $MLFLOW_TRACKING_URI (else
     ./mlflow.db), a URI to that server. A run in this process reports to the value of progress(plan): the
-    RunEvents methods and trial_finished(study, trial); a run in workers, polled(trials) and
-    trial_ended(trial, worker). `finish=False` is for a worker of a larger run, which ends it: no dashboard
+    RunEvents methods and trial_finished(study, trial); a run in workers, polled(trials), trial_ended(trial,
+    worker) and echo(line), told of a worker killed outright and started again. `finish=False` is for a worker of a larger run, which ends it: no dashboard
     note, no MLflow summary, no RunEnd.
     """
     spec = _checked(study, n_trials, until, mlflow)
@@ -170,7 +172,8 @@ def _run_workers(plan: RunPlan, shown) -> optuna.Study:
     pool = run_workers(plan.spec, plan.storage, plan.options, list(plan.slots))
     pool.supervise(lambda: watch(pool, plan.spec.name, plan.storage,
                                  shown.trial_ended if shown else lambda trial, worker: None,
-                                 shown.polled if shown else lambda trials: None))
+                                 shown.polled if shown else lambda trials: None,
+                                 on_lost=shown.echo if shown else lambda said: None))
     pool.remove_logs()
     return _stored(plan.spec.name, plan.storage)
 
@@ -414,6 +417,45 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
     return Exported(Trial(**summarize_trial(chosen)), out, copied, on_front, no_weights_why)
 
 
+def status_reader(study: Study, *, storage: str | None = None) -> StatusReader:
+    """`hpsearch status`: a reader of what the study is doing now; each read() gives a results.status.StudyStatus
+    (running trials with their epoch, worker and SLURM task, queued copies, counts by state, stale trials, each
+    working run's progress, the target). Torch-free and light, so that --watch can read a study of thousands of
+    trials every few seconds. The target and budget come from the study file given, else the one the study was
+    made from, where it still reads."""
+    from hpsearch import trialrecord as A
+    from hpsearch.results.status import StatusReader
+    from hpsearch.storage import storage_url
+
+    spec = load_study(study) if isinstance(study, Mapping) or catalog.find_study_file(str(study)) else None
+    name = spec.name if spec is not None else _checked_name(str(study))
+    reader = StatusReader(storage_url(storage), name)
+    if spec is None:
+        spec = catalog.remembered_spec(name, reader.storage.get_study_user_attrs(reader.study_id)
+                                       .get(A.STUDY_SPEC_PATH))
+    reader.spec = spec
+    return reader
+
+
+def status(study: Study, *, storage: str | None = None) -> StudyStatus:
+    """The study as `hpsearch status` shows it once (status_reader)."""
+    return status_reader(study, storage=storage).read()
+
+
+def stop(study: Study, *, storage: str | None = None, discard_queued: bool = False) -> StopDone:
+    """`hpsearch stop`: every run of the study recorded so far (a SLURM array's pending tasks too) starts no new
+    trial; its running trials stop at their next epoch end, failed with the reason "stopped by hpsearch stop" and
+    queued to resume in a later run. With discard_queued, the queued copies are failed as "discarded by hpsearch
+    stop" (their checkpoints removed), and so are the trials it stops. From any machine that reaches the storage;
+    torch-free."""
+    from hpsearch.search.stop import request_stop
+    from hpsearch.storage import storage_url
+
+    name = load_study(study).name if isinstance(study, Mapping) or catalog.find_study_file(str(study)) else \
+        _checked_name(str(study))
+    return request_stop(storage_url(storage), name, discard_queued=discard_queued)
+
+
 def dashboard(study: Study, *, storage: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               announce: Callable[[str], None] | None = None) -> None:
     """`hpsearch dashboard`: optuna-dashboard on the study's storage and weights until interrupted; `announce` gets
@@ -446,15 +488,20 @@ def _opened(study: Study, storage: str | None, *, remembered: bool = False) -> t
 
 
 def _stored(name: str, url: str) -> optuna.Study:
-    """The stored study `name`. A name no study file could have is refused before the storage is opened, shown
-    escaped: it may hold terminal escapes."""
+    """The stored study `name` (_checked_name)."""
+    from hpsearch.search.studystore import load_existing
+
+    return load_existing(_checked_name(name), url)
+
+
+def _checked_name(name: str) -> str:
+    """`name`, or HpsearchError where no study file could have it: refused before the storage is opened, shown
+    escaped, since it may hold terminal escapes."""
     from hpsearch.paths import name_problem
 
     if why := name_problem(name):
         raise HpsearchError(f"--study {ascii(name[:60])}{'...' if len(name) > 60 else ''}: {why}")
-    from hpsearch.search.studystore import load_existing
-
-    return load_existing(name, url)
+    return name
 
 
 # --- training again ----------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import contextlib
 import math
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from hpsearch.studyfile import params as params_module
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_ALL_FAILED = 1  # the run went as asked, and every trial it ran failed
+WATCH_S = 5.0  # status --watch: seconds between readings
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
@@ -81,7 +84,10 @@ class Commands(click.Group):
                 click.echo(f"error: {escape.terminal(line)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
-            click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
+            then = ("its copy resumes as this SLURM task starts again (preempted, requeued, near its time limit) or in "
+                    "a later submission (cancelled)" if os.environ.get("SLURM_JOB_ID") else
+                    "run the same command again to resume the study")
+            click.echo(f"{interruption(exc)}: {then}", err=True)
             sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
         except Exception as exc:  # a database failing after it opened (damaged, full disk): one line too
             if "hpsearch.storage" not in sys.modules:  # nothing opened a storage: not a database error
@@ -343,11 +349,15 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         click.echo(done.script, nl=False)
         return
     job, job_id = done.job, done.job_id
-    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {job.name}, storage "
-               f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
-               f"stops:  {done.stops}\n"
-               f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
-               f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+    study = shlex.quote(study_name)
+    said = (f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {job.name}, storage "
+            f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
+            f"stops:  {done.stops}\n"
+            f"follow: hpsearch status --study {study} --watch; squeue -j {job_id}; each task's log: "
+            f"{job.log(job_id)}\n"
+            f"stop:   hpsearch stop --study {study} (running trials stop at an epoch end and resume in a later run; "
+            f"--discard-queued drops them), or scancel {job_id}")
+    click.echo("\n".join(escape.terminal(line) for line in said.split("\n")))
 
 
 @main.command()
@@ -405,6 +415,63 @@ def best(study_name, storage, fmt):
 
     _quiet_optuna()
     click.echo(render(api.summary(study_name, storage=storage), fmt))
+
+
+@main.command()
+@study_option()
+@storage_option
+@click.option("--watch", type=float, is_flag=False, flag_value=WATCH_S, default=None, metavar="[SECONDS]",
+              callback=_seconds, help=f"Show it again every SECONDS (default {WATCH_S:g}) until Ctrl-C.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def status(study_name, storage, watch, fmt):
+    """Show what a study is doing now, from any machine that reaches its storage: its running trials (epoch,
+    worker, host, SLURM task, last heartbeat), its queued copies, its trials by state, trials whose worker went
+    silent, each working run's progress against its goal and the target, and a stop request."""
+    import json
+    import time
+
+    from hpsearch.results.status import lines
+
+    _quiet_optuna()
+    reader = api.status_reader(study_name, storage=storage)
+    while True:
+        now = reader.read()
+        shown = json.dumps(now.as_dict(), indent=2) if fmt == "json" else "\n".join(lines(now))
+        if watch is None:
+            click.echo(shown)
+            return
+        click.clear()
+        click.echo(f"{time.strftime('%H:%M:%S')}, every {watch:g} s (Ctrl-C ends)\n{shown}")
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return
+
+
+@main.command()
+@study_option()
+@storage_option
+@click.option("--discard-queued", is_flag=True,
+              help="Also discard the study's queued copies (failed as \"discarded by hpsearch stop\", their "
+                   "checkpoints removed), and the trials this stops, instead of leaving them to resume.")
+def stop(study_name, storage, discard_queued):
+    """Stop a study's runs cleanly, from any machine that reaches its storage (a SLURM array's login node).
+
+    Every run recorded so far starts no new trial; its running trials stop at their next epoch end, recorded as
+    failed ("stopped by hpsearch stop") with their copies queued to resume in a later run. A run started after
+    this goes on.
+    """
+    from hpsearch.results.render import plural
+    from hpsearch.results.status import describe_stop
+
+    _quiet_optuna()
+    done = api.stop(study_name, storage=storage, discard_queued=discard_queued)
+    click.echo(escape.terminal(describe_stop(done.request)))
+    if done.running:
+        click.echo("running now, to stop at their next epoch end: " + ", ".join(f"#{n}" for n in done.running))
+    if discard_queued:
+        click.echo(f"discarded {plural(len(done.discarded), 'queued trial')}"
+                   + (": " + ", ".join(f"#{n}" for n in done.discarded) if done.discarded else ""))
 
 
 @main.command()

@@ -108,15 +108,15 @@ def find_study(storage, name: str, storage_url: str) -> int:
 class StatusReader:
     """A study's storage, opened once for as many readings as --watch takes."""
 
-    def __init__(self, storage_url: str, name: str):
-        self.url, self.name = storage_url, name
+    def __init__(self, storage_url: str, name: str, spec: StudySpec | None = None):
+        self.url, self.name, self.spec = storage_url, name, spec  # spec: its study file, for the target and budget
         self.storage = open_existing(storage_url)
         self.study_id = find_study(self.storage, name, storage_url)
 
-    def read(self, spec: StudySpec | None = None, heartbeat: int | None = None) -> StudyStatus:
-        """The study now. `spec`, its study file where known, gives the target and budget; `heartbeat`, where
-        given, the seconds between heartbeats by which every running trial is judged stale (else its run's)."""
-        storage, study_id = self.storage, self.study_id
+    def read(self, heartbeat: int | None = None) -> StudyStatus:
+        """The study now. `heartbeat`, where given, is the seconds between heartbeats by which every running trial
+        is judged stale (else its run's)."""
+        storage, study_id, spec = self.storage, self.study_id, self.spec
         attrs, system = storage.get_study_user_attrs(study_id), storage.get_study_system_attrs(study_id)
         every = storage.trials_in_brief(study_id, USER_KEYS, SYSTEM_KEYS)
         trials = [t for t in every if not is_warm_start(t)]

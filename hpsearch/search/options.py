@@ -79,7 +79,8 @@ class RunOptions:
         if spec.target is not None and self.stop_at_target:
             rules.append(f"once one of its sampled trials meets the target {spec.describe_target()} "
                          "(--no-stop-at-target searches on)")
-        said = ", ".join(rules[:-1]) + (" or " if len(rules) > 1 else "") + rules[-1]
+        rules.append("at `hpsearch stop`")
+        said = ", ".join(rules[:-1]) + " or " + rules[-1]
         if spec.target is not None and not self.stop_at_target:
             said += f"; not at the target {spec.describe_target()} (--no-stop-at-target)"
         return said
