@@ -1,8 +1,12 @@
-"""Every study and trial in MLflow (`--mlflow [URI]`): one experiment named after the study, one parent run for
-the study, one child run per trial with its config, its curve and its outcome.
+"""Every study and trial in MLflow (`--mlflow [URI]`): one experiment and one parent run for the study, one child
+run per trial with its config, its curve and its outcome.
 
-The parent run is found again by its tags (TAG_STUDY, TAG_ROLE) by every later run and every worker, on
-any machine: each looks for it under the study lock (storage.shared_lock) and makes it only if none
+A study is known by its storage as well as its name (storage_identity): two studies named alike in two storages
+(another SQLite file, another database; two people's digits-quick on one tracking server) are two studies. Both
+the experiment's name and the parent's tags say which storage the study is in, its password masked.
+
+The parent run is found again by its tags (TAG_STUDY, TAG_STORAGE, TAG_ROLE) by every later run and every worker,
+on any machine: each looks for it under the study lock (storage.shared_lock) and makes it only if none
 exists, then looks again, so that two makers without a shared lock (storages that have none) settle on
 the oldest and remove their own.
 
@@ -36,7 +40,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.search.objective import RunEvents, device_name
-from hpsearch.storage import mask, scrub, shared_lock
+from hpsearch.storage import mask, scrub, shared_lock, sqlite_file
+from hpsearch.studyfile import catalog
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.train import EpochStats
 
@@ -49,6 +54,7 @@ CONNECT_TIMEOUT_S = 5  # a database tracking URI's one try (the drivers of Postg
 DATABASES = ("postgresql", "mysql")
 WARNING_CHARS = 300  # of an MLflow error's first line, which may hold a whole HTTP response
 TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role", "hpsearch.trial", "hpsearch.retries"
+TAG_STORAGE = "hpsearch.storage"  # storage_identity: which storage the study is in
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
 SEND_EVERY_S = 5.0  # a trial's epoch metrics go out at most this often, and at its end: a digits epoch lasts 0.1 s
@@ -64,6 +70,8 @@ class Tracker(RunEvents):
         self.uri = uri
         self.study_name = study_name
         self.storage_url = storage_url
+        self.storage = storage_identity(storage_url)
+        self.experiment_name = experiment_name(study_name, storage_url)
         self.client = None  # made on the tracker's thread: even a bad URI must not end the run
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self.failed = False
@@ -147,12 +155,13 @@ class Tracker(RunEvents):
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its "creating initial database tables" lines
         self.client = MlflowClient(tracking_uri=self.uri)
-        experiment = self.client.get_experiment_by_name(self.study_name)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             try:
-                self.experiment_id = self.client.create_experiment(self.study_name)
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment_name, tags={TAG_STUDY: self.study_name, TAG_STORAGE: self.storage})
             except MlflowException:  # another worker made it first
-                self.experiment_id = self.client.get_experiment_by_name(self.study_name).experiment_id
+                self.experiment_id = self.client.get_experiment_by_name(self.experiment_name).experiment_id
         else:
             self.experiment_id = experiment.experiment_id
         lock = shared_lock(self.storage_url, self.study_name)
@@ -161,7 +170,8 @@ class Tracker(RunEvents):
             found = self._parents()
             if not found:
                 made = self.client.create_run(self.experiment_id, run_name=self.study_name,
-                                              tags={TAG_STUDY: self.study_name, TAG_ROLE: "study"})
+                                              tags={TAG_STUDY: self.study_name, TAG_STORAGE: self.storage,
+                                                    TAG_ROLE: "study"})
                 found = self._parents()
                 for loser in found[1:]:  # two makers without a shared lock: the oldest stays
                     if loser.info.run_id == made.info.run_id:
@@ -173,7 +183,8 @@ class Tracker(RunEvents):
 
     def _parents(self) -> list:
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{TAG_ROLE}` = 'study' and tags.`{TAG_STUDY}` = '{_quoted(self.study_name)}'",
+            [self.experiment_id], f"tags.`{TAG_ROLE}` = 'study' and tags.`{TAG_STUDY}` = '{_quoted(self.study_name)}' "
+                                  f"and tags.`{TAG_STORAGE}` = '{_quoted(self.storage)}'",
             order_by=["attributes.start_time ASC"], max_results=10)
         return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
@@ -185,7 +196,8 @@ class Tracker(RunEvents):
         attrs = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
         baseline = attrs.user_attrs.get(A.BASELINE)
         retried = attrs.system_attrs.get("retry_history")
-        tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_ROLE: "trial", TAG_TRIAL: str(number),
+        tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_STORAGE: self.storage, TAG_ROLE: "trial",
+                TAG_TRIAL: str(number),
                 **self.tags, "worker": attrs.user_attrs.get(A.WORKER, "")}
         if baseline:
             tags[TAG_BASELINE] = baseline
@@ -252,6 +264,7 @@ class Tracker(RunEvents):
         from hpsearch.results.artifacts import trial_weights_path
 
         self._opened()
+        spec = spec or catalog.remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))  # as report
         best = ranking.best_trial(ranking.study_trials(study))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -271,6 +284,18 @@ class Tracker(RunEvents):
             self.client.set_tag(run_id, TAG_OUTCOME, "interrupted: its copy resumes in a later run")
             self.client.set_terminated(run_id, "KILLED")
         self.children.clear()
+
+
+def storage_identity(storage_url: str) -> str:
+    """The storage a study is in, as MLflow records it: an SQLite file by its absolute path (the same file from any
+    folder), a server's URL with its password masked."""
+    db = sqlite_file(storage_url)
+    return f"sqlite:///{db.resolve()}" if db is not None else mask(storage_url)
+
+
+def experiment_name(study_name: str, storage_url: str) -> str:
+    """The study's MLflow experiment: 'NAME in STORAGE' (storage_identity)."""
+    return f"{study_name} in {storage_identity(storage_url)}"
 
 
 def _reach_database(uri: str) -> None:
