@@ -257,8 +257,13 @@ def submit(study: str | Path, *, jobs: int, storage: str | None = None, gpus_per
     script, stops = slurm.batch_script(job), options.stop_rules(spec)
     if dry_run:
         return Submitted(job, url, script, None, stops)
-    preflight.check_storage(spec, url)
-    return Submitted(job, url, script, slurm.submit(job, url), stops)
+    storage = preflight.check_storage(spec, url)
+    job_id = slurm.submit(job, url)
+    if storage is not None:
+        from hpsearch.search.stop import record_submitted
+
+        record_submitted(storage, spec.name, job.run_id, {**options.record(spec), "slurm_job": job_id})
+    return Submitted(job, url, script, job_id, stops)
 
 
 # --- reading a study --------------------------------------------------------------------------------------------

@@ -127,6 +127,8 @@ class RunEvents:
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
 
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int) -> None: ...  # from a checkpoint, at `epoch`
+
 
 class EventsTo(RunEvents):
     """Every event to each of `targets` in turn: the progress display, then a tracker (tracking.py)."""
@@ -153,6 +155,10 @@ class EventsTo(RunEvents):
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         for target in self.targets:
             target.epoch_finished(number, stats)
+
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int) -> None:
+        for target in self.targets:
+            target.trial_resumed(number, copy_of, epoch)
 
 
 def device_name(device: torch.device) -> str:
@@ -242,6 +248,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
+                retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")
+                events.trial_resumed(trial.number, retried[-1] if retried else None, stats.epoch)
                 history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
             epochs_run = stats.epoch
             history.append(stats)

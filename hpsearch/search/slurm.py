@@ -11,7 +11,9 @@ preempted or requeued task comes back by itself (`--requeue`). Before a time lim
 unless asked: each task asks for USR1 WARN_S seconds ahead, then stops its worker the same way and puts
 itself back in the queue. Not TERM@WARN_S: the script could not tell that warning from `scancel`, and a
 task that requeued itself on every SIGTERM could never be cancelled. Whichever task starts next runs the
-copy first and resumes it from its checkpoint, so checkpoints must live where every node sees them.
+copy first and resumes it from its checkpoint, so checkpoints must live where every node sees them. A worker
+killed outright (SIGKILL: the out-of-memory killer) records nothing: its task requeues itself, at most
+MAX_RESTARTS times, and its next start fails the trial as worker lost (run.fail_earlier_start) and resumes the copy.
 
 Writing the script. Every value in it is quoted for its reader: bash reads the commands, sbatch the #SBATCH
 lines (as a shell reads words, up to the line's end). Neither names a URL: the storage's and MLflow's travel
@@ -42,6 +44,7 @@ from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
 
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
+MAX_RESTARTS = 3  # a task whose worker was killed outright (SIGKILL: the out-of-memory killer) requeues this often
 NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there
 IN_MEMORY = ("tmpfs", "ramfs")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a newline would end an #SBATCH line, and the rest run as a command
@@ -212,8 +215,19 @@ def batch_script(job: ArrayJob) -> str:
         "trap 'requeue=1; kill -TERM \"$worker\"' USR1",
         'wait "$worker"; status=$?  # a trapped signal ends this wait early, while the worker records its trial',
         'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+        "restarts=${SLURM_RESTART_COUNT:-0}",
         'if [ -n "${requeue:-}" ]; then',
+        '  echo "hpsearch: task $task requeues itself (its time limit is near); its trial resumes as it starts again"',
         '  scontrol requeue "$task" 2>/dev/null || true  # fails where SLURM has requeued it already',
+        f'elif [ "$status" -eq 137 ] && [ "$restarts" -lt {MAX_RESTARTS} ]; then',
+        "  # The worker was killed outright (the out-of-memory killer, kill -9) and recorded nothing: its trial is",
+        "  # failed as worker lost by the task's next start, which resumes its copy first.",
+        '  echo "hpsearch: task $task: its worker was killed (SIGKILL); the task requeues itself to resume its trial' +
+        f' (start $((restarts + 2)) of at most {MAX_RESTARTS + 1})"',
+        '  scontrol requeue "$task" 2>/dev/null || true',
+        'elif [ "$status" -eq 137 ]; then',
+        '  echo "hpsearch: task $task: its worker was killed (SIGKILL) at each of its' +
+        f' {MAX_RESTARTS + 1} starts; not requeued again (hpsearch status shows its trial; submit again to resume it)"',
         "fi",
         'exit "$status"',
     ]

@@ -86,6 +86,16 @@ def record_run(storage: optuna.storages.BaseStorage, study_id: int, run_id: str,
         storage.set_study_system_attr(study_id, key, merged)
 
 
+def record_submitted(storage: optuna.storages.BaseStorage, name: str, run_id: str, record: dict[str, Any]) -> None:
+    """Record a SLURM array as `submit` hands it over (record_run), so that a stop request covers its tasks still
+    pending. A study not made yet has nothing to stop: its tasks record the array as they start."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return
+    record_run(storage, study_id, run_id, record)
+
+
 @dataclass(frozen=True)
 class StopDone:
     """What `hpsearch stop` did."""

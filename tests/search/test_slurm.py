@@ -370,3 +370,39 @@ def test_a_preempted_task_comes_back_and_resumes_its_trial(write_study, tmp_path
         assert copy.user_attrs[A.SLURM] == {**first.user_attrs[A.SLURM], "restart_count": 1}  # the same task, back
         log = logs(tmp_path)
         assert "start 1" in log and "start 2" in log
+
+
+@needs_slurm
+@needs_postgres
+def test_a_task_whose_worker_is_killed_outright_requeues_itself_and_resumes_its_trial(write_study, tmp_path):
+    """kill -9 (what the out-of-memory killer sends) on the task's worker: it records nothing; the task says so,
+    requeues itself, and its next start fails the trial as worker lost and resumes the copy from its checkpoint."""
+    path = write_study(budget={"epochs": 12, "trials": 1}, **SLOW)
+    with empty_postgres_database() as storage:
+        env = {"HPSEARCH_STORAGE": storage, "HPSEARCH_CHECKPOINTS": str(tmp_path / "shared" / "checkpoints")}
+        job = submitted("--study", str(path), "--jobs", "1", "--until", "1", env=env)
+
+        def worker_after_two_epochs() -> int | None:
+            try:
+                trials = load(storage).trials
+            except KeyError:
+                return None
+            if not trials or len(trials[0].intermediate_values) < 2:
+                return None
+            return int(trials[0].user_attrs[A.WORKER].rpartition(":")[2])
+
+        wait_for(lambda: worker_after_two_epochs() is not None)
+        os.kill(worker_after_two_epochs(), 9)
+        wait_until_ended(job, timeout=240)
+        study = load(storage)
+        assert len(study.trials) == 2, logs(tmp_path)
+        first, copy = study.trials
+        assert first.state == TrialState.FAIL, logs(tmp_path)
+        assert first.user_attrs[A.FAILURE] == (f"worker lost: its SLURM task {job}_0 started again (start 2) while "
+                                               "the trial ran")
+        assert copy.state == TrialState.COMPLETE and copy.system_attrs["failed_trial"] == 0
+        assert copy.user_attrs[A.RESUMED_FROM_EPOCH] >= 2
+        log = logs(tmp_path)
+        assert (f"hpsearch: task {job}_0: its worker was killed (SIGKILL); the task requeues itself to resume its "
+                "trial (start 2 of at most 4)") in log
+        assert "trial #1, copy of #0, resumed from its checkpoint at epoch" in log
