@@ -434,18 +434,20 @@ def status(study_name, storage, watch, fmt):
 
     _quiet_optuna()
     reader = api.status_reader(study_name, storage=storage)
-    while True:
+
+    def shown() -> str:
         now = reader.read()
-        shown = json.dumps(now.as_dict(), indent=2) if fmt == "json" else "\n".join(lines(now))
-        if watch is None:
-            click.echo(shown)
-            return
-        click.clear()
-        click.echo(f"{time.strftime('%H:%M:%S')}, every {watch:g} s (Ctrl-C ends)\n{shown}")
-        try:
+        return json.dumps(now.as_dict(), indent=2) if fmt == "json" else "\n".join(lines(now))
+
+    if watch is None:
+        click.echo(shown())
+        return
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch, and is no error
+        while True:
+            said = shown()
+            click.clear()
+            click.echo(f"{time.strftime('%H:%M:%S')}, every {watch:g} s (Ctrl-C ends)\n{said}")
             time.sleep(watch)
-        except KeyboardInterrupt:
-            return
 
 
 @main.command()

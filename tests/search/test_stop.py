@@ -4,8 +4,10 @@ stop from another process, and queued copies discarded, each with the word it re
 from __future__ import annotations
 
 import json
-import sys
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -90,3 +92,17 @@ def test_status_and_stop_load_no_torch_and_name_a_missing_study_in_one_line(writ
         missing = CliRunner().invoke(main, [command, "--study", "other", "--storage", storage])
         assert missing.exit_code == 2 and missing.output.count("\n") == 1
         assert "no study named 'other'" in missing.output and "tiny-digits" in missing.output
+
+
+def test_status_watch_shows_the_study_again_until_ctrl_c(write_study, tmp_path):
+    path = write_study(budget={"epochs": 1, "trials": 1})
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"]
+                              ).exit_code == 0
+    watching = hpsearch("status", "--study", "tiny-digits", "--storage", storage, "--watch", "0.5")
+    time.sleep(15)  # its start, then a reading every half second
+    assert watching.poll() is None, watching.communicate()
+    watching.send_signal(signal.SIGINT)
+    code, out, err = finish(watching, timeout=60)
+    assert code == 0 and err == "", err
+    assert out.count("study tiny-digits on ") >= 2 and "every 0.5 s (Ctrl-C ends)" in out
