@@ -127,7 +127,8 @@ class RunEvents:
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
 
-    def trial_resumed(self, number: int, copy_of: int | None, epoch: int) -> None: ...  # from a checkpoint, at `epoch`
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        """A trial (a copy of trial `copy_of`) resumed from its checkpoint at `epoch`; `restored`: the epochs before."""
 
 
 class EventsTo(RunEvents):
@@ -156,9 +157,9 @@ class EventsTo(RunEvents):
         for target in self.targets:
             target.epoch_finished(number, stats)
 
-    def trial_resumed(self, number: int, copy_of: int | None, epoch: int) -> None:
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
         for target in self.targets:
-            target.trial_resumed(number, copy_of, epoch)
+            target.trial_resumed(number, copy_of, epoch, restored)
 
 
 def device_name(device: torch.device) -> str:
@@ -248,9 +249,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
+                restored = _restored(trial, checkpoint, before=stats.epoch, report=not multi_objective)
+                history.extend(restored)
                 retried = trial.storage.get_trial_system_attrs(trial._trial_id).get("retry_history")
-                events.trial_resumed(trial.number, retried[-1] if retried else None, stats.epoch)
-                history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
+                events.trial_resumed(trial.number, retried[-1] if retried else None, stats.epoch, restored)
             epochs_run = stats.epoch
             history.append(stats)
             if multi_objective:

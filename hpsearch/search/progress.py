@@ -130,7 +130,7 @@ class RunDisplay(LiveBars, RunEvents):
     def batches_done(self, number: int, done: Batches) -> None:
         self.within_epoch(self.epochs_bar, f"trial #{number}", done)
 
-    def trial_resumed(self, number: int, copy_of: int | None, epoch: int) -> None:
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
         """One line that stays: which trial a copy continues, and where."""
         self.echo(f"trial #{number}" + (f", copy of #{copy_of}," if copy_of is not None else "")
                   + f" resumed from its checkpoint at epoch {epoch} of {self.trial_epochs}")

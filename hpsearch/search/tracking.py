@@ -57,6 +57,7 @@ TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role",
 TAG_STORAGE = "hpsearch.storage"  # storage_identity: which storage the study is in
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
+EPOCH_METRICS = ("val_accuracy", "train_loss", "epoch_seconds")  # a child run's metrics at every epoch (step)
 SEND_EVERY_S = 5.0  # a trial's epoch metrics go out at most this often, and at its end: a digits epoch lasts 0.1 s
 
 
@@ -116,6 +117,10 @@ class Tracker(RunEvents):
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         self._queue(self._log_epoch, number, stats, int(time.time() * 1000))
+
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        """The copy's run carries the trial's whole curve: the epochs its checkpoint restored, then its own."""
+        self._queue(self._carry_curve, number, list(restored), int(time.time() * 1000))
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """An Optuna callback: the trial's outcome and final figures, and its child run ended."""
@@ -213,13 +218,14 @@ class Tracker(RunEvents):
 
         if (run_id := self.children.get(number)) is None:
             return
-        self.unsent.setdefault(number, []).extend([
-            Metric("val_accuracy", stats.val_accuracy, at_ms, stats.epoch),
-            Metric("train_loss", stats.train_loss, at_ms, stats.epoch),
-            Metric("epoch_seconds", stats.seconds, at_ms, stats.epoch)])
+        self.unsent.setdefault(number, []).extend(_epoch_metrics(stats, at_ms))
         if time.monotonic() - self.sent_at.get(number, float("-inf")) >= SEND_EVERY_S:
             self.client.log_batch(run_id, metrics=self.unsent.pop(number))
             self.sent_at[number] = time.monotonic()
+
+    def _carry_curve(self, number: int, restored: list[EpochStats], at_ms: int) -> None:
+        if (run_id := self.children.get(number)) is not None:
+            self.client.log_batch(run_id, metrics=[m for stats in restored for m in _epoch_metrics(stats, at_ms)])
 
     def _end_trial(self, trial: FrozenTrial) -> None:
         from mlflow.entities import Metric, RunTag
@@ -284,6 +290,14 @@ class Tracker(RunEvents):
             self.client.set_tag(run_id, TAG_OUTCOME, "interrupted: its copy resumes in a later run")
             self.client.set_terminated(run_id, "KILLED")
         self.children.clear()
+
+
+def _epoch_metrics(stats: EpochStats, at_ms: int) -> list:
+    """An epoch's metrics on a trial's child run, the epoch as their step."""
+    from mlflow.entities import Metric
+
+    return [Metric(key, value, at_ms, stats.epoch)
+            for key, value in zip(EPOCH_METRICS, (stats.val_accuracy, stats.train_loss, stats.seconds))]
 
 
 def storage_identity(storage_url: str) -> str:

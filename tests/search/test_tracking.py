@@ -3,6 +3,7 @@ study run by two workers and confirmed, then read back through MLflow's own clie
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -282,3 +283,30 @@ def test_a_same_named_study_in_another_storage_never_joins_the_first_ones_parent
         report = hpsearch("report", "--study", "tiny-digits", "--storage", storage)
         assert shown.rstrip("\n") == report.stdout.rstrip("\n")
         assert "target unknown" not in shown and ("Confirmed winner" in shown) == (storage == stores[0])
+
+
+@needs_mlflow
+def test_a_copy_resumed_from_its_checkpoint_carries_the_trials_whole_curve(write_study, storage, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from hpsearch import api
+    from tests.search.test_run import InterruptAfterEpoch
+
+    class Interrupting(InterruptAfterEpoch):
+        """Ctrl-C after trial #0's second epoch, as the display (the first to hear of it) would see it."""
+
+        def trial_finished(self, study, trial) -> None: ...
+
+    study_file = write_study(budget={"epochs": 3, "trials": 1})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        api.run(study_file, storage=storage, device="cpu", mlflow=uri,
+                progress=lambda plan: contextlib.nullcontext(Interrupting(0, 2)))
+    api.run(study_file, storage=storage, device="cpu", mlflow=uri, n_trials=1)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name("tiny-digits", storage)).experiment_id],
+                              "tags.`hpsearch.role` = 'trial'")
+    copy = next(r for r in runs if r.data.tags["hpsearch.trial"] == "1")
+    assert copy.data.tags["hpsearch.retries"] == "0" and copy.data.tags["hpsearch.outcome"] == "complete"
+    for key in ("val_accuracy", "train_loss", "epoch_seconds"):
+        assert sorted(m.step for m in client.get_metric_history(copy.info.run_id, key)) == [1, 2, 3]
