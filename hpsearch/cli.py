@@ -231,7 +231,8 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
 def _trials(study_name: str, *, joining: bool = False, **options) -> None:
     """`run` and `worker`: api.run, shown as it goes; then what the run did. A worker that `run --workers` started
-    (it has their run id) prints the study's summary and leaves the verdict to that run."""
+    (it has their run id) prints the study's summary and leaves the verdict to that run; a task of a `submit` array
+    (`run` with the array's run id) ends its log with one line, not the study's summary again in every log."""
     _quiet_optuna()
     from hpsearch.results.render import render
 
@@ -241,7 +242,7 @@ def _trials(study_name: str, *, joining: bool = False, **options) -> None:
     if result.end is None:
         click.echo(render(result.summary, "text"))
     else:
-        _say_end(result, options["until"])
+        _say_end(result, options["until"], task=not joining and options["run_id"] is not None)
 
 
 def _run_display(plan: api.RunPlan, *, joining: bool):
@@ -274,7 +275,7 @@ def _limits_and_objectives(spec) -> str:
             + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
 
 
-def _say_end(result: api.RunResult, until: int | None) -> None:
+def _say_end(result: api.RunResult, until: int | None, task: bool = False) -> None:
     """What the run did (search/finish.py decides), its summary and time to target; exit status 1 when every
     trial of the run failed."""
     from hpsearch.results.render import plural, render
@@ -286,8 +287,13 @@ def _say_end(result: api.RunResult, until: int | None) -> None:
                    f"(--until {until})", err=True)
     elif end.reached is not None:
         click.echo(escape.terminal(reached_line(end.reached, result.spec)), err=True)
-    click.echo(render(end.summary, "text"))
-    click.echo("\n".join(end.pace))
+    if task:
+        click.echo(f"this task's part is done: {plural(end.trials, 'trial')} here, "
+                   f"{plural(end.finished, 'finished trial')} in the study (`hpsearch status` and `hpsearch best` "
+                   "show it)")
+    else:
+        click.echo(render(end.summary, "text"))
+        click.echo("\n".join(end.pace))
     if end.all_failed is not None:
         reason, count = end.all_failed
         click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "

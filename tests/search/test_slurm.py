@@ -406,3 +406,13 @@ def test_a_task_whose_worker_is_killed_outright_requeues_itself_and_resumes_its_
         assert (f"hpsearch: task {job}_0: its worker was killed (SIGKILL); the task requeues itself to resume its "
                 "trial (start 2 of at most 4)") in log
         assert "trial #1, copy of #0, resumed from its checkpoint at epoch" in log
+
+
+def test_a_task_ends_its_log_with_one_line_not_the_studys_summary(write_study, storage):
+    """Each task of an array is `hpsearch run --run-id ID`; `hpsearch status` and `best` show the study."""
+    path = write_study(budget={"epochs": 1, "trials": 1})
+    task = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                     "--run-id", "array-1"])
+    assert task.exit_code == 0, task.output
+    assert task.stdout == ("this task's part is done: 1 trial here, 1 finished trial in the study (`hpsearch status` "
+                           "and `hpsearch best` show it)\n")
