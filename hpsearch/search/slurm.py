@@ -92,7 +92,7 @@ class ArrayJob:
         return cmd + self.options.arguments()
 
 
-def plan(study: str, spec: StudySpec, url: str, options: RunOptions = RunOptions(), *, jobs: int,
+def plan(study: str, spec: StudySpec, url: str, options: RunOptions, *, jobs: int,
          gpus_per_job: int = 0, trials_per_gpu: int = 1, partition: str | None = None, time: str | None = None,
          sbatch_args: tuple[str, ...] = (), one_node: bool = False) -> ArrayJob:
     """The array that runs `spec` (given as --study `study`) on `url` from the current folder with `options`

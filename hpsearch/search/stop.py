@@ -27,7 +27,12 @@ from optuna.trial import TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.results.status import describe_stop, find_study, runs_recorded
-from hpsearch.storage import checkpoint_root, open_existing, shared_lock, trial_checkpoint
+from hpsearch.storage import (
+    checkpoint_root,
+    open_existing,
+    shared_lock,
+    trial_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 

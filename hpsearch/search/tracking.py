@@ -214,8 +214,6 @@ class Tracker(RunEvents):
         self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in sorted(params.items())])
 
     def _log_epoch(self, number: int, stats: EpochStats, at_ms: int) -> None:
-        from mlflow.entities import Metric
-
         if (run_id := self.children.get(number)) is None:
             return
         self.unsent.setdefault(number, []).extend(_epoch_metrics(stats, at_ms))

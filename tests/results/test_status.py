@@ -79,9 +79,9 @@ def test_status_reads_a_study_in_as_many_queries_whatever_its_size(tmp_path, url
               else empty_postgres_database()) as where:
             study_of(where, size)
             reader = StatusReader(where, "status-digits")
-            statements = []
+            statements: list[str] = []
             sqlalchemy.event.listen(reader.storage.engine, "before_cursor_execute",
-                                    lambda *args: statements.append(args[2]))
+                                    lambda *args, into=statements: into.append(args[2]))
             status = reader.read()
             assert status.counts["complete"] == size
             counts.append(len(statements))

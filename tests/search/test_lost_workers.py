@@ -3,6 +3,7 @@ at once, and the copy says which trial it continues and from which epoch. Real p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ from hpsearch import trialrecord as A
 from hpsearch.cli import main
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
-from tests.helpers import POSTGRES, SLOW, assert_exact_total, finish, hpsearch, load, needs_postgres, wait_for
+from tests.helpers import SLOW, finish, hpsearch, load, needs_postgres, wait_for
 from tests.search.test_run import InterruptAfterEpoch
 
 
@@ -33,7 +34,6 @@ def test_a_resumed_copy_says_in_one_line_which_trial_it_continues_and_from_which
 @pytest.mark.parametrize("where", ["sqlite", pytest.param("postgres", marks=needs_postgres)])
 def test_a_worker_killed_outright_is_recovered_by_its_run_and_its_copy_resumed(write_study, tmp_path, where):
     from tests.e2e.test_races import empty_postgres_database
-    import contextlib
 
     path = write_study(budget={"epochs": 8, "trials": 3}, **SLOW)
     with (contextlib.nullcontext(f"sqlite:///{tmp_path / 'study.db'}") if where == "sqlite"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
@@ -39,12 +38,12 @@ def test_status_shows_a_running_trial_and_stop_ends_the_run_cleanly_leaving_a_co
     assert running["worker"] == f"{__import__('socket').gethostname()}:{run.pid}" and not running["stale"]
     assert shown["counts"]["running"] == 1 and shown["runs"][0]["goal"] == "--n-trials 4"
     text = status("--study", str(path), "--storage", storage)
-    assert "running:\n  trial #0: epoch " in text and f"/40 val " in text and "run " in text
+    assert "running:\n  trial #0: epoch " in text and "/40 val " in text and "run " in text
 
     stopped = CliRunner().invoke(main, ["stop", "--study", "tiny-digits", "--storage", storage])
     assert stopped.exit_code == 0, stopped.output
     assert "stop requested by " in stopped.stdout and "running now, to stop at their next epoch end: #0" in stopped.stdout
-    code, out, err = finish(run, timeout=120)
+    code, _, err = finish(run, timeout=120)
     assert code == 0 and "study tiny-digits: stop requested by " in err and "every trial" not in err, err
     trials = load(storage).trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # no new trial started
