@@ -31,7 +31,7 @@ def test_status_shows_a_running_trial_and_stop_ends_the_run_cleanly_leaving_a_co
     path = write_study(**LONG)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     run = hpsearch("run", "--study", str(path), "--storage", storage, "--device", "cpu")
-    wait_for(first_epochs_done(run, storage))
+    wait_for(first_epochs_done(run, storage), timeout=300)  # minutes on a loaded machine
     shown = json.loads(status("--study", "tiny-digits", "--storage", storage, "--format", "json"))
     (running,) = shown["running"]
     assert running["number"] == 0 and running["epoch"] >= 1 and running["epochs"] == 40
