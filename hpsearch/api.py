@@ -40,10 +40,12 @@ if TYPE_CHECKING:
     import torch
 
     from hpsearch.results.export import TrialConfig
+    from hpsearch.results.status import StatusReader, StudyStatus
     from hpsearch.search.confirm import ConfirmPlan, Job
     from hpsearch.search.finish import RunEnd
-    from hpsearch.search.run import RunOptions
+    from hpsearch.search.options import RunOptions
     from hpsearch.search.slurm import ArrayJob
+    from hpsearch.search.stop import StopDone
     from hpsearch.search.workers import WorkerSlot
     from hpsearch.training.devicedata import DeviceData
     from hpsearch.training.fetch import Source
@@ -51,7 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Confirmed", "Exported", "Report", "ReportTables", "RunPlan", "RunResult", "Submitted", "Table", "Trained",
            "Trial", "best", "confirm", "dashboard", "data_sources", "export", "fetch", "front", "load_data", "load_model",
-           "load_study", "report", "report_rows", "run", "studies", "submit", "summary", "train"]
+           "load_study", "report", "report_rows", "run", "status", "status_reader", "stop", "studies", "submit", "summary",
+           "train"]
 
 Study = str | Path | Mapping[str, Any]  # a shipped study's name, a study file, or a study file's keys as a dict
 DICT_PATH = "the study dict"  # what messages call a study given as a dict; relative paths in it start here
@@ -145,11 +148,12 @@ def run(study: Study, *, storage: str | None = None, n_trials: int | None = None
         progress: Callable[[RunPlan], contextlib.AbstractContextManager] | None = None) -> RunResult:
     """`hpsearch run` (and `hpsearch worker`): add trials to the study, continuing it where it is stored already.
 
-    Options as the command's: n_trials trials, or `until` the study holds that many finished ones; `workers`
+    Options as the command's, and submit()'s: n_trials trials, or `until` the study holds that many finished ones;
+    `timeout` seconds; stop at the study's target unless stop_at_target=False; `workers`
     processes, or one per GPU of `gpus` times `trials_per_gpu`; mlflow="" logs to $MLFLOW_TRACKING_URI (else
     ./mlflow.db), a URI to that server. A run in this process reports to the value of progress(plan): the
-    RunEvents methods and trial_finished(study, trial); a run in workers, polled(trials) and
-    trial_ended(trial, worker). `finish=False` is for a worker of a larger run, which ends it: no dashboard
+    RunEvents methods and trial_finished(study, trial); a run in workers, polled(trials), trial_ended(trial,
+    worker) and echo(line), told of a worker killed outright and started again. `finish=False` is for a worker of a larger run, which ends it: no dashboard
     note, no MLflow summary, no RunEnd.
     """
     spec = _checked(study, n_trials, until, mlflow)
@@ -157,15 +161,16 @@ def run(study: Study, *, storage: str | None = None, n_trials: int | None = None
 
     from hpsearch.search import preflight
     from hpsearch.search import run as run_module
+    from hpsearch.search.options import RunOptions
     from hpsearch.search.workers import plan_workers
     from hpsearch.storage import storage_url
 
     url = storage_url(storage)
     tracker = _tracker(mlflow, spec.name, url)
-    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    mlflow=tracker and tracker.uri, accept_change=accept_change)
+    options = RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
+                         stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
+                         keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
+                         mlflow=tracker and tracker.uri, accept_change=accept_change)
     slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
     plan = RunPlan(spec, url, options, tuple(slots), until or n_trials or spec.budget.trials)
     if plan.in_workers:
@@ -197,7 +202,8 @@ def _run_workers(plan: RunPlan, shown) -> optuna.Study:
     pool = run_workers(plan.spec, plan.storage, plan.options, list(plan.slots))
     pool.supervise(lambda: watch(pool, plan.spec.name, plan.storage,
                                  shown.trial_ended if shown else lambda trial, worker: None,
-                                 shown.polled if shown else lambda trials: None))
+                                 shown.polled if shown else lambda trials: None,
+                                 on_lost=shown.echo if shown else lambda said: None))
     pool.remove_logs()
     return _stored(plan.spec.name, plan.storage)
 
@@ -210,16 +216,18 @@ def _events(shown, tracker) -> dict:
     return {"events": EventsTo(*targets), "callbacks": [target.trial_finished for target in targets]}
 
 
-def _checked(study: Study, n_trials: int | None, until: int | None, mlflow: str | None) -> StudySpec:
+def _checked(study: Study, n_trials: int | None, until: int | None, mlflow: str | None, *,
+             models: bool = True) -> StudySpec:
     """What run() and submit() check before anything starts: their options, the MLflow extra where asked for, and
-    the study with the checks that build its sampler, pruner and models (search/preflight.py)."""
+    the study with the checks that build its sampler, pruner and (with `models`, which loads torch) its models
+    (search/preflight.py)."""
     if n_trials is not None and until is not None:
         raise HpsearchError("give n_trials (trials to add) or until (a total to reach), not both")
     _check_mlflow(mlflow)
     spec = load_study(study)
     from hpsearch.search import preflight
 
-    preflight.check(spec)
+    preflight.check(spec, models=models)
     return spec
 
 
@@ -235,7 +243,8 @@ def _tracker(given: str | None, study: str, url: str):
     """The MLflow tracker of mlflow= (--mlflow [URI]), or None without it."""
     if given is None:
         return None
-    from hpsearch.search.tracking import Tracker, tracking_uri
+    from hpsearch.search.options import tracking_uri
+    from hpsearch.search.tracking import Tracker
 
     return Tracker(tracking_uri(given), study, url)
 
@@ -248,28 +257,43 @@ class Submitted:
     storage: str  # the URL its tasks run on (it may hold a password: storage.mask it before showing it)
     script: str  # the batch script
     job_id: str | None  # SLURM's, None for a dry run
+    stops: str  # what ends the array, in words (RunOptions.stop_rules)
 
 
 def submit(study: str | Path, *, jobs: int, storage: str | None = None, gpus_per_job: int = 0,
            trials_per_gpu: int | None = None, partition: str | None = None, time: str | None = None,
-           n_trials: int | None = None, until: int | None = None, sbatch_args: tuple[str, ...] = (),
-           one_node: bool = False, mlflow: str | None = None, dry_run: bool = False) -> Submitted:
-    """`hpsearch submit`: the study as a SLURM job array of `jobs` tasks, each `hpsearch run` on its storage; with
-    dry_run, the batch script only. The study file and the storage are checked here, not in every task's log."""
-    spec = _checked(study, n_trials, until, mlflow)
+           n_trials: int | None = None, until: int | None = None, timeout: float | None = None,
+           seed: int | None = None, data_dir: Path | None = None, stop_at_target: bool = True,
+           heartbeat: int = DEFAULT_HEARTBEAT_S, keep_weights: int = DEFAULT_KEEP, mlflow: str | None = None,
+           accept_change: bool = False, sbatch_args: tuple[str, ...] = (), one_node: bool = False,
+           dry_run: bool = False) -> Submitted:
+    """`hpsearch submit`: the study as a SLURM job array of `jobs` tasks, each `hpsearch run` on its storage with
+    run()'s options, so that the array stops by a run's rules over all its tasks; with dry_run, the batch script
+    only. The study file, the folders the tasks use and the storage are checked here, not in every task's log.
+    Torch-free, so that a login node submits in a second or two: whether the models fit the data each task checks
+    as it starts."""
+    spec = _checked(study, n_trials, until, mlflow, models=False)
     from hpsearch.search import preflight, slurm
-    from hpsearch.search.tracking import tracking_uri
+    from hpsearch.search.options import RunOptions, tracking_uri
     from hpsearch.storage import storage_url
 
     url = storage_url(storage)
-    job = slurm.plan(str(study), spec, url, jobs=jobs, gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu or 1,
-                     partition=partition, time=time, n_trials=n_trials, until=until, sbatch_args=tuple(sbatch_args),
-                     one_node=one_node, mlflow=None if mlflow is None else tracking_uri(mlflow))
-    script = slurm.batch_script(job)
+    options = RunOptions(n_trials=n_trials, until=until, timeout=timeout, seed=seed, data_dir=data_dir,
+                         stop_at_target=stop_at_target, heartbeat=heartbeat, keep_weights=keep_weights,
+                         mlflow=None if mlflow is None else tracking_uri(mlflow), accept_change=accept_change)
+    job = slurm.plan(str(study), spec, url, options, jobs=jobs, gpus_per_job=gpus_per_job,
+                     trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time,
+                     sbatch_args=tuple(sbatch_args), one_node=one_node)
+    script, stops = slurm.batch_script(job), options.stop_rules(spec)
     if dry_run:
-        return Submitted(job, url, script, None)
-    preflight.check_storage(spec, url)
-    return Submitted(job, url, script, slurm.submit(job, url))
+        return Submitted(job, url, script, None, stops)
+    storage = preflight.check_storage(spec, url)
+    job_id = slurm.submit(job, url)
+    if storage is not None:
+        from hpsearch.search.stop import record_submitted
+
+        record_submitted(storage, spec.name, job.run_id, {**options.record(spec), "slurm_job": job_id})
+    return Submitted(job, url, script, job_id, stops)
 
 
 # --- reading a study --------------------------------------------------------------------------------------------
@@ -430,6 +454,45 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
     return Exported(Trial(**summarize_trial(picked)), out, copied, on_front, no_weights_why, chosen)
 
 
+def status_reader(study: Study, *, storage: str | None = None) -> StatusReader:
+    """`hpsearch status`: a reader of what the study is doing now; each read() gives a results.status.StudyStatus
+    (running trials with their epoch, worker and SLURM task, queued copies, counts by state, stale trials, each
+    working run's progress, the target). Torch-free and light, so that --watch can read a study of thousands of
+    trials every few seconds. The target and budget come from the study file given, else the one the study was
+    made from, where it still reads."""
+    from hpsearch import trialrecord as A
+    from hpsearch.results.status import StatusReader
+    from hpsearch.storage import storage_url
+
+    spec = load_study(study) if isinstance(study, Mapping) or catalog.find_study_file(str(study)) else None
+    name = spec.name if spec is not None else _checked_name(str(study))
+    reader = StatusReader(storage_url(storage), name)
+    if spec is None:
+        spec = catalog.remembered_spec(name, reader.storage.get_study_user_attrs(reader.study_id)
+                                       .get(A.STUDY_SPEC_PATH))
+    reader.spec = spec
+    return reader
+
+
+def status(study: Study, *, storage: str | None = None) -> StudyStatus:
+    """The study as `hpsearch status` shows it once (status_reader)."""
+    return status_reader(study, storage=storage).read()
+
+
+def stop(study: Study, *, storage: str | None = None, discard_queued: bool = False) -> StopDone:
+    """`hpsearch stop`: every run of the study recorded so far (a SLURM array's pending tasks too) starts no new
+    trial; its running trials stop at their next epoch end, failed with the reason "stopped by hpsearch stop" and
+    queued to resume in a later run. With discard_queued, the queued copies are failed as "discarded by hpsearch
+    stop" (their checkpoints removed), and so are the trials it stops. From any machine that reaches the storage;
+    torch-free."""
+    from hpsearch.search.stop import request_stop
+    from hpsearch.storage import storage_url
+
+    name = load_study(study).name if isinstance(study, Mapping) or catalog.find_study_file(str(study)) else \
+        _checked_name(str(study))
+    return request_stop(storage_url(storage), name, discard_queued=discard_queued)
+
+
 def dashboard(study: Study, *, storage: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               announce: Callable[[str], None] | None = None) -> None:
     """`hpsearch dashboard`: optuna-dashboard on the study's storage and weights until interrupted; `announce` gets
@@ -462,15 +525,20 @@ def _opened(study: Study, storage: str | None, *, remembered: bool = False) -> t
 
 
 def _stored(name: str, url: str) -> optuna.Study:
-    """The stored study `name`. A name no study file could have is refused before the storage is opened, shown
-    escaped: it may hold terminal escapes."""
+    """The stored study `name` (_checked_name)."""
+    from hpsearch.search.studystore import load_existing
+
+    return load_existing(_checked_name(name), url)
+
+
+def _checked_name(name: str) -> str:
+    """`name`, or HpsearchError where no study file could have it: refused before the storage is opened, shown
+    escaped, since it may hold terminal escapes."""
     from hpsearch.paths import name_problem
 
     if why := name_problem(name):
         raise HpsearchError(f"--study {ascii(name[:60])}{'...' if len(name) > 60 else ''}: {why}")
-    from hpsearch.search.studystore import load_existing
-
-    return load_existing(name, url)
+    return name
 
 
 # --- training again ----------------------------------------------------------------------------------------------

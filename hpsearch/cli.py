@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from hpsearch.words import plural, yaml_value
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_ALL_FAILED = 1  # the run went as asked, and every trial it ran failed
+WATCH_S = 5.0  # status --watch: seconds between readings
 
 storage_option = click.option(
     "--storage", metavar="URL", default=None,
@@ -90,7 +93,10 @@ class Commands(click.Group):
                 click.echo(f"error: {escape.terminal(line)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as exc:
-            click.echo(f"{interruption(exc)}: run the same command again to resume the study", err=True)
+            then = ("its copy resumes as this SLURM task starts again (preempted, requeued, near its time limit) or in "
+                    "a later submission (cancelled)" if os.environ.get("SLURM_JOB_ID") else
+                    "run the same command again to resume the study")
+            click.echo(f"{interruption(exc)}: {then}", err=True)
             sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
         except Exception as exc:  # a database failing after it opened (damaged, full disk): one line too
             if "hpsearch.storage" not in sys.modules:  # nothing opened a storage: not a database error
@@ -137,26 +143,26 @@ def _seconds(ctx, param, value: float | None) -> float | None:
     return value
 
 
-def trial_options(command):
-    """The options `run` and `worker` share: which study, where, how many trials, on what; their conflicts are
-    refused before the command body imports anything heavy."""
+def run_options(command):
+    """The options every way of running a study shares (`run`, `worker`, `submit`): how many trials, what stops it
+    early, how its trials train and record. One set, so that a SLURM array stops by the same rules as a run;
+    their conflicts are refused before the command body imports anything heavy."""
     options = [
-        study_option(f"The study file: {catalog.LOOKUP_ORDER}."),
-        storage_option,
         click.option("--n-trials", type=click.IntRange(min=1), default=None,
-                     help="Trials this run adds, over all its workers. Default: the study's budget.trials."),
+                     help="Trials this run adds, over all its workers (all the tasks of a `submit` array). Default: "
+                          "the study's budget.trials."),
         click.option("--until", type=click.IntRange(min=1), default=None,
                      help="Instead of --n-trials: run until the study holds this many finished (complete or "
                           "pruned) trials, whatever earlier runs did."),
         click.option("--timeout", type=float, default=None, callback=_seconds,
-                     help="Stop starting new trials after this many seconds."),
+                     help="Stop starting new trials after this many seconds (each task's, under `submit`)."),
         click.option("--seed", type=click.IntRange(0, params_module.MAX_SEED), default=None,
                      help="Sampler seed. Default: the study file's sampler.seed."),
-        device_option,
         data_dir_option,
         click.option("--stop-at-target/--no-stop-at-target", default=True,
                      help="End the run once a sampled trial of this run reaches the study's target (a baseline that "
-                          "meets it is noted and the search goes on)."),
+                          "meets it is noted and the search goes on); --no-stop-at-target runs to --n-trials or "
+                          "--until."),
         click.option("--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT_S,
                      help="Seconds between a running trial's heartbeats; a trial silent for two is failed "
                           "and retried (its worker died)."),
@@ -182,6 +188,14 @@ def trial_options(command):
     for option in reversed(options):
         checked = option(checked)
     return checked
+
+
+def trial_options(command):
+    """`run` and `worker`: which study, where, on what device, and the run options."""
+    command = run_options(command)
+    for option in reversed([study_option(f"The study file: {catalog.LOOKUP_ORDER}."), storage_option, device_option]):
+        command = option(command)
+    return command
 
 
 @main.command()
@@ -221,7 +235,8 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
 
 def _trials(study_name: str, *, joining: bool = False, **options) -> None:
     """`run` and `worker`: api.run, shown as it goes; then what the run did. A worker that `run --workers` started
-    (it has their run id) prints the study's summary and leaves the verdict to that run."""
+    (it has their run id) prints the study's summary and leaves the verdict to that run; a task of a `submit` array
+    (`run` with the array's run id) ends its log with one line, not the study's summary again in every log."""
     _quiet_optuna()
     from hpsearch.results.render import render
 
@@ -231,7 +246,7 @@ def _trials(study_name: str, *, joining: bool = False, **options) -> None:
     if result.end is None:
         click.echo(render(result.summary, "text"))
     else:
-        _say_end(result, options["until"])
+        _say_end(result, options["until"], task=not joining and options["run_id"] is not None)
 
 
 def _run_display(plan: api.RunPlan, *, joining: bool):
@@ -264,7 +279,7 @@ def _limits_and_objectives(spec) -> str:
             + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
 
 
-def _say_end(result: api.RunResult, until: int | None) -> None:
+def _say_end(result: api.RunResult, until: int | None, task: bool = False) -> None:
     """What the run did (search/finish.py decides), its summary and time to target; exit status 1 when every
     trial of the run failed."""
     from hpsearch.results.render import render
@@ -276,8 +291,13 @@ def _say_end(result: api.RunResult, until: int | None) -> None:
                    f"(--until {until})", err=True)
     elif end.reached is not None:
         click.echo(escape.terminal(reached_line(end.reached, result.spec)), err=True)
-    click.echo(render(end.summary, "text"))
-    click.echo("\n".join(end.pace))
+    if task:
+        click.echo(f"this task's part is done: {plural(end.trials, 'trial')} here, "
+                   f"{plural(end.finished, 'finished trial')} in the study (`hpsearch status` and `hpsearch best` "
+                   "show it)")
+    else:
+        click.echo(render(end.summary, "text"))
+        click.echo("\n".join(end.pace))
     if end.all_failed is not None:
         reason, count = end.all_failed
         click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
@@ -304,27 +324,25 @@ def _one_total(n_trials: int | None, until: int | None) -> None:
 @click.option("--partition", default=None, help="The SLURM partition. Default: the cluster's.")
 @click.option("--time", "time_limit", metavar="HH:MM:SS", default=None,
               help="Each task's time limit; a task near it records its trial and queues itself again to resume it.")
-@click.option("--n-trials", type=click.IntRange(min=1), default=None,
-              help="Trials the array adds, over all its tasks. Default: the study's budget.trials.")
-@click.option("--until", type=click.IntRange(min=1), default=None,
-              help="Instead of --n-trials: run until the study holds this many finished trials.")
+@run_options
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
               help="One more sbatch option for every task, such as --sbatch-arg=--cpus-per-task=4; repeatable.")
 @click.option("--one-node", is_flag=True,
               help="Every task runs on one node (a one-node cluster, or --sbatch-arg=--nodelist=NODE): allows an "
-                   "SQLite storage and checkpoints on that node's disk.")
-@mlflow_option
+                   "SQLite storage, and checkpoints, weights and logs on that node's disk.")
 @click.option("--dry-run", is_flag=True, help="Print the batch script and submit nothing.")
-def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, n_trials, until,
-           sbatch_args, one_node, mlflow, dry_run):
+def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, time_limit, sbatch_args, one_node,
+           dry_run, mlflow, **options):
     """Run a study as a SLURM job array of workers on its storage, preemption-safe.
 
-    Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
-    after a preemption or near its time limit; the trial's copy resumes from its checkpoint.
+    Each task is `hpsearch run` with the options given here, so the array stops as a run does: after --n-trials
+    over all its tasks or once the study holds --until, at --timeout, or once a trial reaches the study's target
+    (unless --no-stop-at-target). Each task records its running trial when SLURM stops it (scancel, preemption, a
+    time limit) and comes back after a preemption or near its time limit; the trial's copy resumes from its
+    checkpoint.
     """
     from hpsearch.storage import mask, secrets
 
-    _one_total(n_trials, until)
     if trials_per_gpu is not None and not gpus_per_job:
         raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
     if storage is not None and secrets(storage):
@@ -335,16 +353,21 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
                            "MLFLOW_TRACKING_URI=URI and give --mlflow alone; it travels to the tasks in their "
                            "environment")
     done = api.submit(study_name, jobs=jobs, storage=storage, gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu,
-                      partition=partition, time=time_limit, n_trials=n_trials, until=until, sbatch_args=sbatch_args,
-                      one_node=one_node, mlflow=mlflow, dry_run=dry_run)
+                      partition=partition, time=time_limit, sbatch_args=sbatch_args, one_node=one_node, mlflow=mlflow,
+                      dry_run=dry_run, **options)
     if done.job_id is None:
         click.echo(done.script, nl=False)
         return
     job, job_id = done.job, done.job_id
-    click.echo(f"submitted job {job_id}: {plural(jobs, 'task')} of `hpsearch run` on study {job.name}, storage "
-               f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
-               f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
-               f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
+    study = shlex.quote(study_name)
+    said = (f"submitted job {job_id}: {plural(jobs, 'task')} of `hpsearch run` on study {job.name}, storage "
+            f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
+            f"stops:  {done.stops}\n"
+            f"follow: hpsearch status --study {study} --watch; squeue -j {job_id}; each task's log: "
+            f"{job.log(job_id)}\n"
+            f"stop:   hpsearch stop --study {study} (running trials stop at an epoch end and resume in a later run; "
+            f"--discard-queued drops them), or scancel {job_id}")
+    click.echo("\n".join(escape.terminal(line) for line in said.split("\n")))
 
 
 @main.command()
@@ -436,6 +459,65 @@ def best(study_name, storage, fmt):
 
     _quiet_optuna()
     click.echo(render(api.summary(study_name, storage=storage), fmt))
+
+
+@main.command()
+@study_option()
+@storage_option
+@click.option("--watch", type=float, is_flag=False, flag_value=WATCH_S, default=None, metavar="[SECONDS]",
+              callback=_seconds, help=f"Show it again every SECONDS (default {WATCH_S:g}) until Ctrl-C.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def status(study_name, storage, watch, fmt):
+    """Show what a study is doing now, from any machine that reaches its storage: its running trials (epoch,
+    worker, host, SLURM task, last heartbeat), its queued copies, its trials by state, trials whose worker went
+    silent, each working run's progress against its goal and the target, and a stop request."""
+    import json
+    import time
+
+    from hpsearch.results.status import lines
+
+    _quiet_optuna()
+    reader = api.status_reader(study_name, storage=storage)
+
+    def shown() -> str:
+        now = reader.read()
+        return json.dumps(now.as_dict(), indent=2) if fmt == "json" else "\n".join(lines(now))
+
+    if watch is None:
+        click.echo(shown())
+        return
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends the watch, and is no error
+        while True:
+            said = shown()
+            click.clear()
+            click.echo(f"{time.strftime('%H:%M:%S')}, every {watch:g} s (Ctrl-C ends)\n{said}")
+            time.sleep(watch)
+
+
+@main.command()
+@study_option()
+@storage_option
+@click.option("--discard-queued", is_flag=True,
+              help="Also discard the study's queued copies (failed as \"discarded by hpsearch stop\", their "
+                   "checkpoints removed), and the trials this stops, instead of leaving them to resume.")
+def stop(study_name, storage, discard_queued):
+    """Stop a study's runs cleanly, from any machine that reaches its storage (a SLURM array's login node).
+
+    Every run recorded so far starts no new trial; its running trials stop at their next epoch end, recorded as
+    failed ("stopped by hpsearch stop") with their copies queued to resume in a later run. A run started after
+    this goes on.
+    """
+    from hpsearch.results.render import plural
+    from hpsearch.results.status import describe_stop
+
+    _quiet_optuna()
+    done = api.stop(study_name, storage=storage, discard_queued=discard_queued)
+    click.echo(escape.terminal(describe_stop(done.request)))
+    if done.running:
+        click.echo("running now, to stop at their next epoch end: " + ", ".join(f"#{n}" for n in done.running))
+    if discard_queued:
+        click.echo(f"discarded {plural(len(done.discarded), 'queued trial')}"
+                   + (": " + ", ".join(f"#{n}" for n in done.discarded) if done.discarded else ""))
 
 
 @main.command()

@@ -61,8 +61,11 @@ STUDY_LIMITS = "limits"  # the limits the last run held
 STUDY_MADE_WITH = "made_with"  # what decides its trials' results: epochs, data, each parameter's distribution
 STUDY_CHANGES = "accepted_changes"  # each change of those a run was told to accept (run --accept-change)
 STUDY_STOP_RULES = "stop_rules"  # what ended its runs early, from which trial on: results/trials.py stop_rules_with
+STUDY_STOP = "stop_request"  # `hpsearch stop`: who asked, when, which runs it stops, whether queued copies go too
 STUDY_ATTRS = (STUDY_SPLIT, STUDY_SEED, STUDY_DATASET, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_LIMITS,
-               STUDY_MADE_WITH, STUDY_CHANGES, STUDY_STOP_RULES)  # any: hpsearch's
+               STUDY_MADE_WITH, STUDY_CHANGES, STUDY_STOP_RULES, STUDY_STOP)  # any: hpsearch's
+# The study's system attributes (hpsearch's bookkeeping, which the dashboard does not list).
+RUN_RECORD = "hpsearch:run "  # + a run's id: what the run was told (its goal, stop rules, heartbeat; its SLURM job)
 
 _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origin's words for a study's trial
 

@@ -14,6 +14,7 @@ from hpsearch import trialrecord as A
 from hpsearch.results import dashboard, report, timing
 from hpsearch.results.trials import FINISHED, first_reaching, is_warm_start, summarize
 from hpsearch.search.run import RunOptions
+from hpsearch.search.stop import request_for
 from hpsearch.studyfile.types import StudySpec
 
 
@@ -28,6 +29,7 @@ class RunEnd:
     summary: dict[str, Any]  # results.trials.summarize
     pace: list[str]  # time to target and trials per hour, a line each
     all_failed: tuple[str, int] | None  # every trial of the run failed: the most common reason and its count
+    stopped: bool  # `hpsearch stop` ended the run (its stopped trial is no failure of the run's)
 
 
 def finish(study: optuna.Study, spec: StudySpec, options: RunOptions) -> RunEnd:
@@ -36,10 +38,12 @@ def finish(study: optuna.Study, spec: StudySpec, options: RunOptions) -> RunEnd:
     ours = [t for t in trials if t.user_attrs.get(A.RUN) == options.run_id]
     finished = sum(t.state in FINISHED and not is_warm_start(t) for t in trials)
     dashboard.write_note(study, report.markdown(study, spec.baselines, epochs=spec.budget.epochs, spec=spec))
+    stopped = request_for(study.user_attrs, options.run_id) is not None
     return RunEnd(
         trials=len(ours), finished=finished,
         nothing_to_do=not ours and options.until is not None and finished >= options.until,
         reached=first_reaching(ours, spec), summary=summarize(study),
         pace=timing.lines(timing.pace(trials, spec)),
-        all_failed=report.most_common_failure(ours) if ours and all(t.state == TrialState.FAIL for t in ours)
-        else None)
+        all_failed=report.most_common_failure(ours) if ours and not stopped and all(t.state == TrialState.FAIL
+                                                                                      for t in ours) else None,
+        stopped=stopped)

@@ -38,9 +38,9 @@ import torch
 
 from hpsearch import trialrecord as A
 from hpsearch.errors import interruption
-from hpsearch.paths import slug
 from hpsearch.search import cost, curvepruning
-from hpsearch.storage import optuna_private
+from hpsearch.search.stop import StopRequested
+from hpsearch.storage import optuna_private, trial_checkpoint
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
@@ -126,6 +126,9 @@ class RunEvents:
 
     def epoch_finished(self, number: int, stats: EpochStats) -> None: ...
 
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        """A trial (a copy of trial `copy_of`) resumed from its checkpoint at `epoch`; `restored`: the epochs before."""
+
 
 class EventsTo(RunEvents):
     """Every event to each of `targets` in turn: the progress display, then a tracker (tracking.py)."""
@@ -153,6 +156,10 @@ class EventsTo(RunEvents):
         for target in self.targets:
             target.epoch_finished(number, stats)
 
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        for target in self.targets:
+            target.trial_resumed(number, copy_of, epoch, restored)
+
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
@@ -174,7 +181,8 @@ def slurm_job() -> dict[str, int]:
 def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None = None, *,
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
-                   source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None):
+                   source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None,
+                   should_stop: Callable[[], None] = lambda: None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
     with two objectives, the trial's parameter count or training seconds, minimised).
 
@@ -185,6 +193,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     source: the trained model a study with init: starts from; its config, where it has one, is
     every trial's architecture.
     time_left() gives the seconds the run has left (None: no timeout): a trial projected past them stops.
+    should_stop() raises stop.StopRequested at an epoch end once `hpsearch stop` has named the run.
     """
     events = events or RunEvents()
     device = data.train_x.device
@@ -241,7 +250,10 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
                 trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
-                history.extend(_restored(trial, checkpoint, before=stats.epoch, report=not multi_objective))
+                restored = _restored(trial, checkpoint, before=stats.epoch, report=not multi_objective)
+                history.extend(restored)
+                retried = optuna_private.trial_system_attrs(trial).get("retry_history")
+                events.trial_resumed(trial.number, retried[-1] if retried else None, stats.epoch, restored)
             epochs_run = stats.epoch
             history.append(stats)
             if multi_objective:
@@ -249,6 +261,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             else:
                 trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
+            if stats.epoch < epochs:
+                should_stop()
             if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
                 raise OverLimit(f"{reason} after epoch {stats.epoch}")
             if baseline or stats.epoch == epochs:  # a baseline runs its full budget; a trained trial completes
@@ -300,6 +314,11 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             raise
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
+        except StopRequested as exc:  # at an epoch end: the checkpoint is kept for the copy, unless discarded
+            trial.set_user_attr(A.FAILURE, str(exc))
+            if not exc.discard:
+                checkpoint = None
+            raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
             trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
@@ -345,9 +364,7 @@ def _queued_params(trial: optuna.Trial) -> dict[str, Any]:
 
 
 def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:
-    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain), labelled with
-    the trial's recipe."""
-    retried = optuna_private.trial_system_attrs(trial).get("retry_history")  # this trial's row alone
-    first = retried[0] if retried else trial.number
-    return CheckpointFile(folder / slug(trial.study.study_name) / f"trial-{first}.pt",
+    """The trial's checkpoint (shared by all its attempts), labelled with the trial's recipe."""
+    attrs = optuna_private.trial_system_attrs(trial)  # this trial's row alone
+    return CheckpointFile(trial_checkpoint(folder, trial.study.study_name, trial.number, attrs),
                           json.dumps(record.config(), sort_keys=True))

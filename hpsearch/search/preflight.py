@@ -16,27 +16,46 @@ import optuna
 
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import SpecError
-from hpsearch.search.samplers import make_pruner, make_sampler, option_names, optuna_class
 from hpsearch.search.retries import queue_retry
+from hpsearch.search.samplers import (
+    make_pruner,
+    make_sampler,
+    option_names,
+    optuna_class,
+)
 from hpsearch.search.studystore import check_existing
-from hpsearch.storage import cached, check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
+from hpsearch.storage import (
+    cached,
+    check_sqlite_folder,
+    is_new_sqlite,
+    open_storage,
+    sqlite_file,
+)
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile import plugins
 from hpsearch.studyfile.baselines import BASELINES, Baseline
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS
 from hpsearch.studyfile.schema import Problems
-from hpsearch.studyfile.types import Component, DatasetSpec, Distribution, InitSpec, StudySpec
+from hpsearch.studyfile.types import (
+    Component,
+    DatasetSpec,
+    Distribution,
+    InitSpec,
+    StudySpec,
+)
 from hpsearch.training import usercode
-from hpsearch.training.space import fit_problem, fixed_architecture_problem
 
 
-def check(spec: StudySpec) -> None:
-    """SpecError listing every problem these checks find, each as `file: key: problem` like the file's own."""
+def check(spec: StudySpec, *, models: bool = True) -> None:
+    """SpecError listing every problem these checks find, each as `file: key: problem` like the file's own.
+    Whether the models fit the data (`models`) is checked by building them, which loads torch (seconds): `submit`
+    leaves that to its tasks, which refuse such a study as they start, in one line of their log."""
     problems = Problems()
     check_components(spec.sampler, spec.pruner, spec.budget.epochs, problems)
-    check_baselines(spec.baselines, spec.dataset, spec.init, problems)
-    check_fixed_architecture(spec.dataset, spec.init, spec.space, spec.fixed, problems)
-    check_user_code(spec, problems)
+    if models:
+        check_baselines(spec.baselines, spec.dataset, spec.init, problems)
+        check_fixed_architecture(spec.dataset, spec.init, spec.space, spec.fixed, problems)
+        check_user_code(spec, problems)
     if problems.lines:
         raise SpecError(spec.path, problems.lines)
 
@@ -67,6 +86,8 @@ def check_baselines(names: tuple[str, ...], dataset: DatasetSpec, init: InitSpec
     """
     if init is not None:
         return
+    from hpsearch.training.space import fit_problem
+
     for name in dict.fromkeys(names):
         if data_input := _input_of(dataset, BASELINES[name]):
             if why := fit_problem(BASELINES[name], *data_input):
@@ -85,6 +106,8 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
     shape, classes = known
     if classes is None:  # an image folder's: known once read; only sigmoid cares
         classes = 2
+    from hpsearch.training.space import fixed_architecture_problem
+
     if why := fixed_architecture_problem(fixed, set(space), shape, classes):
         problems.add("fixed", f"does not fit {dataset.name}: {why}")
 

@@ -130,6 +130,11 @@ class RunDisplay(LiveBars, RunEvents):
     def batches_done(self, number: int, done: Batches) -> None:
         self.within_epoch(self.epochs_bar, f"trial #{number}", done)
 
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        """One line that stays: which trial a copy continues, and where."""
+        self.echo(f"trial #{number}" + (f", copy of #{copy_of}," if copy_of is not None else "")
+                  + f" resumed from its checkpoint at epoch {epoch} of {self.trial_epochs}")
+
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         self.progress.update(self.epochs_bar, completed=stats.epoch,
                              description=f"epoch {stats.epoch} val {stats.val_accuracy:.4f}")

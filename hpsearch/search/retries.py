@@ -43,16 +43,23 @@ def fail_lost_trials(study: optuna.Study) -> int:
     storage = storage_of(study)
     failed = 0
     for trial_id in stale_trial_ids(study):
-        trial = storage.get_trial(trial_id)
-        try:
-            storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: no heartbeat from "
-                                        f"{trial.user_attrs.get(A.WORKER, 'its worker')} for over "
-                                        f"{2 * storage.get_heartbeat_interval()} s (killed, or its machine went away)")
-            storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
-            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # its worker ended it after all
-        failed += 1
-        queue_retry(study, storage.get_trial(trial_id))
+        worker = storage.get_trial(trial_id).user_attrs.get(A.WORKER, "its worker")
+        failed += fail_lost(study, trial_id, f"no heartbeat from {worker} for over "
+                                             f"{2 * storage.get_heartbeat_interval()} s (killed, or its machine went away)")
     return failed
+
+
+def fail_lost(study: optuna.Study, trial_id: int, why: str) -> bool:
+    """Fail a running trial whose worker is gone, with the reason "worker lost: WHY" and the epochs it reported,
+    and queue its copy; whether it failed it (its worker may have ended it after all). Under the study lock."""
+    storage = storage_of(study)
+    trial = storage.get_trial(trial_id)
+    try:
+        storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: {why}")
+        storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    queue_retry(study, storage.get_trial(trial_id))
+    return True

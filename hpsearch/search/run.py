@@ -14,8 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -23,15 +21,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import stopping
 from hpsearch import trialrecord as A
-from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.results.artifacts import WeightKeeper
-from hpsearch.results.trials import FINISHED, NewlyFinished, first_reaching, is_baseline, is_warm_start
+from hpsearch.results.trials import (
+    FINISHED,
+    NewlyFinished,
+    first_reaching,
+    is_baseline,
+    is_warm_start,
+)
 from hpsearch.search import cost, warmstart
-from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
-from hpsearch.search.retries import fail_lost_trials, queue_retry
-from hpsearch.search.samplers import make_sampler, start_up_trials
+from hpsearch.search.objective import RunEvents, TrialFailed, make_objective, slurm_job
+from hpsearch.search.options import RunOptions
 from hpsearch.search.preflight import check_storage
+from hpsearch.search.retries import fail_lost, fail_lost_trials, queue_retry
+from hpsearch.search.samplers import make_sampler, start_up_trials
+from hpsearch.search.stop import StopCheck, StopRequested, record_run
 from hpsearch.search.studystore import open_study
 from hpsearch.storage import (
     STOPPING_LOCK_WAIT_S,
@@ -39,6 +44,7 @@ from hpsearch.storage import (
     NoLock,
     cached,
     open_storage,
+    optuna_private,
     shared_lock,
     writable_checkpoint_root,
 )
@@ -139,22 +145,6 @@ class SamplerSeed:
         self.known = max(self.known or 0, number + 1)
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    n_trials: int | None = None  # trials this run adds; None: the study's budget.trials
-    until: int | None = None  # instead: run until the study holds this many finished trials
-    timeout: float | None = None  # seconds; None: the study's budget.timeout
-    device: str = "auto"
-    seed: int | None = None
-    stop_at_target: bool = True
-    data_dir: Path | None = None
-    heartbeat: int = DEFAULT_HEARTBEAT_S
-    run_id: str | None = None  # shared by the workers of one run (see workers.py); None: a new run
-    keep_weights: int = DEFAULT_KEEP  # the best this many completed trials keep their weights (0: none)
-    mlflow: str | None = None  # the MLflow tracking URI the run's workers log to (cli.py makes the tracker)
-    accept_change: bool = False  # add to a study whose epochs, data or parameters changed (studystore.changes)
-
-
 START, WAIT, DONE = "start", "wait", "done"
 
 
@@ -200,6 +190,12 @@ class RunBudget:
         self.n_trials = options.n_trials or spec.budget.trials
         timeout = options.timeout or spec.budget.timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def record(self) -> dict[str, Any]:
+        """What the run records of itself in the study (RunOptions.record), with the SLURM array it runs as."""
+        job = slurm_job()
+        return {**self.options.record(self.spec),
+                **({"slurm_job": str(job.get("array_job_id", job["job_id"]))} if job else {})}
 
     def seconds_left(self) -> float | None:
         """What is left of the run's timeout (None: it has none): a trial projected past it stops (cost.py)."""
@@ -273,16 +269,41 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     queue = Queue(spec, data, seed.base, source.config if source is not None else None)
     budget = RunBudget(spec, options, options.run_id or uuid.uuid4().hex)
     lock = shared_lock(storage_url, spec.name)
+
+    def begin(study: optuna.Study) -> None:
+        queue.begin(study, warm)
+        record_run(optuna_private.storage_of(study), optuna_private.study_id(study), budget.run_id, budget.record())
+        fail_earlier_start(study)
+
     try:
         with _opened_for_good(spec, storage, seed, lock, data, options.accept_change, budget.deadline,
-                              begin=lambda study: queue.begin(study, warm)) as study:
+                              begin=begin) as study:
             events.study_opened(study, data)
+            stop = StopCheck(study, budget.run_id)
             _work(study, make_objective(spec, data, events, checkpoints=checkpoints, on_complete=keeper, source=source,
-                                       time_left=budget.seconds_left),
-                  budget, seed, lock, list(callbacks), options.heartbeat, queue)
+                                       time_left=budget.seconds_left, should_stop=stop),
+                  budget, seed, lock, list(callbacks), options.heartbeat, queue, stop)
     finally:
         lock.close()
     return study
+
+
+def fail_earlier_start(study: optuna.Study) -> int:
+    """Under the lock, as a SLURM task starts again (requeued): the trials its earlier start left running are lost,
+    since SLURM runs one start of a task at a time (its worker was killed outright: the out-of-memory killer, say).
+    They are failed now, and their copies queued to run first, rather than once their heartbeats go stale.
+    Returns how many."""
+    job = slurm_job()
+    if not job.get("restart_count"):
+        return 0
+    task = f"{job.get('array_job_id', job['job_id'])}" + (f"_{job['array_task_id']}" if "array_task_id" in job else "")
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        ran = trial.user_attrs.get(A.SLURM) or {}
+        if ran.get("job_id") == job["job_id"] and ran.get("restart_count", 0) < job["restart_count"]:
+            failed += fail_lost(study, optuna_private.trial_id(trial), f"its SLURM task {task} started again (start "
+                                                        f"{job['restart_count'] + 1}) while the trial ran")
+    return failed
 
 
 @contextlib.contextmanager
@@ -318,9 +339,10 @@ def _opened_for_good(spec: StudySpec, storage: optuna.storages.BaseStorage, seed
 
 
 def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, lock: NoLock,
-          callbacks: list[Any], heartbeat: int, queue: Queue) -> None:
+          callbacks: list[Any], heartbeat: int, queue: Queue, stop: StopCheck) -> None:
     """Start trials one at a time; the lock is held from the budget check until the trial exists. A stop asked for
-    (stopping.py) is raised between trials, while the lock is waited for, or by the trial's training."""
+    (stopping.py) is raised between trials, while the lock is waited for, or by the trial's training; a stop request
+    (`hpsearch stop`) is looked for between trials (stop)."""
     started: list[int] = []  # the number of the trial in progress, while there is one
     view = DecisionView(budget.run_id)
 
@@ -339,10 +361,14 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
             log.warning("%s", exc)
             return
         try:
-            decision = _next_step(study, budget, seed, view, queue)
+            decision = DONE if stop.requested() else _next_step(study, budget, seed, view, queue)
             if decision == START:
                 stopping.check()  # before the trial exists: a baseline or draw just queued waits for the next run
                 study.optimize(objective_in_slot, n_trials=1, catch=(TrialFailed,), callbacks=callbacks)
+        except StopRequested as exc:  # `hpsearch stop` named this run: its trial stopped at an epoch end
+            if started and not exc.discard:
+                _requeue_interrupted(study, started[0], lock)
+            return
         except KeyboardInterrupt:
             if started:
                 _requeue_interrupted(study, started[0], lock)

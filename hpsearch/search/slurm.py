@@ -11,7 +11,9 @@ preempted or requeued task comes back by itself (`--requeue`). Before a time lim
 unless asked: each task asks for USR1 WARN_S seconds ahead, then stops its worker the same way and puts
 itself back in the queue. Not TERM@WARN_S: the script could not tell that warning from `scancel`, and a
 task that requeued itself on every SIGTERM could never be cancelled. Whichever task starts next runs the
-copy first and resumes it from its checkpoint, so checkpoints must live where every node sees them.
+copy first and resumes it from its checkpoint, so checkpoints must live where every node sees them. A worker
+killed outright (SIGKILL: the out-of-memory killer) records nothing: its task requeues itself, at most
+MAX_RESTARTS times, and its next start fails the trial as worker lost (run.fail_earlier_start) and resumes the copy.
 
 Writing the script. Every value in it is quoted for its reader: bash reads the commands, sbatch the #SBATCH
 lines (as a shell reads words, up to the line's end). Neither names a URL: the storage's and MLflow's travel
@@ -32,14 +34,18 @@ from pathlib import Path
 
 from hpsearch import __version__, escape
 from hpsearch.errors import ClusterError
+from hpsearch.files import check_writable, make_folder
 from hpsearch.paths import slug
-from hpsearch.search.workers import worker_environment
-from hpsearch.storage import checkpoint_root, folder_beside, mask, scrub, sqlite_file
+from hpsearch.results.artifacts import artifact_dir
+from hpsearch.search.options import RunOptions
+from hpsearch.search.workers import log_root, worker_environment
+from hpsearch.storage import checkpoint_root, mask, scrub, sqlite_file
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.words import plural
 
 WARN_S = 120  # USR1 this long before a task's time limit: SLURM's timer may be up to a minute late
+MAX_RESTARTS = 3  # a task whose worker was killed outright (SIGKILL: the out-of-memory killer) requeues this often
 NODE_LOCAL = ("/tmp", "/var/tmp")  # folders no other node sees, whatever is mounted there
 IN_MEMORY = ("tmpfs", "ramfs")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a newline would end an #SBATCH line, and the rest run as a command
@@ -53,18 +59,22 @@ class ArrayJob:
     name: str  # the study's name, in the job's name
     jobs: int
     run_id: str  # shared by every task, so that --n-trials counts the array's trials together
+    options: RunOptions  # every task's, as `hpsearch run` takes them: the array stops by a run's rules
     log_dir: Path  # absolute: one log per task, its attempts appended
     checkpoints: Path  # absolute: a requeued task's copy resumes from here
+    artifacts: Path  # absolute: the best trials' weights
     workdir: Path
     python: str  # this interpreter: the tasks run the hpsearch that submitted them
-    until: int | None = None
-    n_trials: int | None = None
     gpus_per_job: int = 0
     trials_per_gpu: int = 1
     partition: str | None = None
     time: str | None = None
     sbatch_args: tuple[str, ...] = ()
-    mlflow: str | None = None  # every task logs its trials to this MLflow tracking URI, given in its environment
+
+    @property
+    def mlflow(self) -> str | None:
+        """The MLflow tracking URI every task logs its trials to, given in its environment."""
+        return self.options.mlflow
 
     @property
     def job_name(self) -> str:
@@ -80,35 +90,29 @@ class ArrayJob:
             cmd += ["--device", "cuda", "--trials-per-gpu", str(self.trials_per_gpu)]
         else:
             cmd += ["--device", "cpu"]
-        if self.until is not None:
-            cmd += ["--until", str(self.until)]
-        elif self.n_trials is not None:
-            cmd += ["--n-trials", str(self.n_trials)]
-        if self.mlflow is not None:
-            cmd.append("--mlflow")  # to $MLFLOW_TRACKING_URI
-        return cmd
+        return cmd + self.options.arguments()
 
 
-def plan(study: str, spec: StudySpec, url: str, *, jobs: int, until: int | None = None, n_trials: int | None = None,
+def plan(study: str, spec: StudySpec, url: str, options: RunOptions, *, jobs: int,
          gpus_per_job: int = 0, trials_per_gpu: int = 1, partition: str | None = None, time: str | None = None,
-         sbatch_args: tuple[str, ...] = (), one_node: bool = False, mlflow: str | None = None) -> ArrayJob:
-    """The array that runs `spec` (given as --study `study`) on `url` from the current folder, or ClusterError
-    where its tasks could not share the study (check_shared; with one_node the user says they share one node's
-    disk)."""
+         sbatch_args: tuple[str, ...] = (), one_node: bool = False) -> ArrayJob:
+    """The array that runs `spec` (given as --study `study`) on `url` from the current folder with `options`
+    (its device is the tasks'), or ClusterError where its tasks could not share the study (check_shared; with
+    one_node the user says they share one node's disk)."""
     if time is not None:
         check_time_limit(time)
-    checkpoints = checkpoint_root(url).resolve()
+    checkpoints, artifacts, logs = (checkpoint_root(url).resolve(), artifact_dir(url).resolve(),
+                                    log_root(url).resolve())
     if not one_node:
-        check_shared(url, checkpoints)
+        check_shared(url, checkpoints, artifacts, logs)
     if bad := [arg for arg in sbatch_args if not arg.startswith("-")]:
         raise ClusterError(f"--sbatch-arg {bad[0]!r}: give one sbatch option each, such as --sbatch-arg=--mem=16G")
     if catalog.find_study_file(study) == Path(study):  # a path: the tasks may start elsewhere
         study = str(Path(study).resolve())
-    return ArrayJob(study=study, name=spec.name, jobs=jobs, run_id=uuid.uuid4().hex,
-                    log_dir=folder_beside(url, "logs", "HPSEARCH_LOGS").resolve(), checkpoints=checkpoints,
-                    workdir=Path.cwd(), python=sys.executable, until=until, n_trials=n_trials,
-                    gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu, partition=partition, time=time,
-                    sbatch_args=tuple(sbatch_args), mlflow=mlflow)
+    return ArrayJob(study=study, name=spec.name, jobs=jobs, run_id=uuid.uuid4().hex, options=options,
+                    log_dir=logs, checkpoints=checkpoints, artifacts=artifacts, workdir=Path.cwd(),
+                    python=sys.executable, gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu,
+                    partition=partition, time=time, sbatch_args=tuple(sbatch_args))
 
 
 def check_time_limit(limit: str) -> None:
@@ -128,18 +132,30 @@ def check_time_limit(limit: str) -> None:
                            f"it at least {2 * WARN_S // 60} minutes")
 
 
-def check_shared(url: str, checkpoints: Path) -> None:
-    """ClusterError unless tasks on different nodes can share the study: its storage and its checkpoints."""
+SHARED_FOLDERS = (  # the folders every task uses, the variable naming each, and why every node must see it
+    ("HPSEARCH_CHECKPOINTS", "checkpoint", "where a requeued task's trial resumes from its checkpoint"),
+    ("HPSEARCH_ARTIFACTS", "weights", "where the best trials keep their weights for export and load_model"),
+    ("HPSEARCH_LOGS", "log", "where each task's log is written, for you to read from here"),
+)
+
+
+def check_shared(url: str, checkpoints: Path, artifacts: Path, logs: Path) -> None:
+    """ClusterError unless tasks on different nodes can share the study: its storage, and each folder its tasks
+    use (SHARED_FOLDERS). Checkpoints have no default a cluster could share; the others default to folders under
+    the current one, taken on the user's word unless certainly on this node only (node_local)."""
     if sqlite_file(url) is not None:
         raise ClusterError(f"{mask(url)} is an SQLite file, which processes on one machine only can share: use "
                            "PostgreSQL (export HPSEARCH_STORAGE=postgresql://...), or --one-node if every task runs "
                            "on this node")
-    shown = escape.terminal(str(checkpoints))
-    where = ("$HPSEARCH_CHECKPOINTS is not set" if not os.environ.get("HPSEARCH_CHECKPOINTS")
-             else f"$HPSEARCH_CHECKPOINTS={shown} is on this node only" if node_local(checkpoints) else None)
-    if where:
-        raise ClusterError(f"{where}: set it to a folder every node sees (a shared file system), where a requeued "
-                           "task's trial resumes from its checkpoint; or --one-node if every task runs on this node")
+    for (variable, name, why), folder in zip(SHARED_FOLDERS, (checkpoints, artifacts, logs)):
+        shown = escape.terminal(str(folder))
+        given = os.environ.get(variable)
+        where = ("$HPSEARCH_CHECKPOINTS is not set" if variable == "HPSEARCH_CHECKPOINTS" and not given else
+                 f"{f'${variable}={shown}' if given else f'the {name} folder {shown}'} is on this node only"
+                 if node_local(folder) else None)
+        if where:
+            raise ClusterError(f"{where}: set ${variable} to a folder every node sees (a shared file system), {why}; "
+                               "or --one-node if every task runs on this node")
 
 
 def node_local(folder: Path) -> bool:
@@ -200,8 +216,19 @@ def batch_script(job: ArrayJob) -> str:
         "trap 'requeue=1; kill -TERM \"$worker\"' USR1",
         'wait "$worker"; status=$?  # a trapped signal ends this wait early, while the worker records its trial',
         'while kill -0 "$worker" 2>/dev/null; do wait "$worker"; status=$?; done',
+        "restarts=${SLURM_RESTART_COUNT:-0}",
         'if [ -n "${requeue:-}" ]; then',
+        '  echo "hpsearch: task $task requeues itself (its time limit is near); its trial resumes as it starts again"',
         '  scontrol requeue "$task" 2>/dev/null || true  # fails where SLURM has requeued it already',
+        f'elif [ "$status" -eq 137 ] && [ "$restarts" -lt {MAX_RESTARTS} ]; then',
+        "  # The worker was killed outright (the out-of-memory killer, kill -9) and recorded nothing: its trial is",
+        "  # failed as worker lost by the task's next start, which resumes its copy first.",
+        '  echo "hpsearch: task $task: its worker was killed (SIGKILL); the task requeues itself to resume its trial' +
+        f' (start $((restarts + 2)) of at most {MAX_RESTARTS + 1})"',
+        '  scontrol requeue "$task" 2>/dev/null || true',
+        'elif [ "$status" -eq 137 ]; then',
+        '  echo "hpsearch: task $task: its worker was killed (SIGKILL) at each of its' +
+        f' {MAX_RESTARTS + 1} starts; not requeued again (hpsearch status shows its trial; submit again to resume it)"',
         "fi",
         'exit "$status"',
     ]
@@ -234,8 +261,9 @@ def submit(job: ArrayJob, url: str) -> str:
     if sbatch is None:
         raise ClusterError("sbatch is not on PATH: submit from a machine that submits SLURM jobs (a login node); "
                            "--dry-run prints the batch script anywhere")
-    job.log_dir.mkdir(parents=True, exist_ok=True)
-    job.checkpoints.mkdir(parents=True, exist_ok=True)
+    for folder, (variable, name, _) in zip((job.checkpoints, job.artifacts, job.log_dir), SHARED_FOLDERS):
+        check_writable(folder, f"the {name} folder", f"set ${variable} to a folder the tasks can write in")
+        make_folder(folder, f"the {name} folder (${variable})")
     done = subprocess.run([sbatch, "--parsable"], input=script, capture_output=True, text=True,
                           env={**os.environ, **worker_environment(url, job.mlflow)})
     if done.returncode != 0:

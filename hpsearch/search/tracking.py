@@ -1,8 +1,12 @@
-"""Every study and trial in MLflow (`--mlflow [URI]`): one experiment named after the study, one parent run for
-the study, one child run per trial with its config, its curve and its outcome.
+"""Every study and trial in MLflow (`--mlflow [URI]`): one experiment and one parent run for the study, one child
+run per trial with its config, its curve and its outcome.
 
-The parent run is found again by its tags (TAG_STUDY, TAG_ROLE) by every later run and every worker, on
-any machine: each looks for it under the study lock (storage.shared_lock) and makes it only if none
+A study is known by its storage as well as its name (storage_identity): two studies named alike in two storages
+(another SQLite file, another database; two people's digits-quick on one tracking server) are two studies. Both
+the experiment's name and the parent's tags say which storage the study is in, its password masked.
+
+The parent run is found again by its tags (TAG_STUDY, TAG_STORAGE, TAG_ROLE) by every later run and every worker,
+on any machine: each looks for it under the study lock (storage.shared_lock) and makes it only if none
 exists, then looks again, so that two makers without a shared lock (storages that have none) settle on
 the oldest and remove their own.
 
@@ -36,16 +40,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.search.objective import RunEvents, device_name
-from hpsearch.storage import mask, scrub, shared_lock
-from hpsearch.storage import optuna_private
+from hpsearch.storage import mask, optuna_private, scrub, shared_lock, sqlite_file
+from hpsearch.studyfile import catalog
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.train import EpochStats
 
 log = logging.getLogger(__name__)
 
-# When neither --mlflow URI nor $MLFLOW_TRACKING_URI says: MLflow 3's own default, an SQLite file here (MLflow
-# 3.17 refuses a ./mlruns folder store unless MLFLOW_ALLOW_FILE_STORE=true). Artifacts go to ./mlruns.
-DEFAULT_URI = "sqlite:///mlflow.db"
 TIMEOUTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # seconds; at most about half a minute to give up on a server
 QUIET = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # MLflow's "View run at URL" lines: stdout, with a password
@@ -53,18 +54,11 @@ CONNECT_TIMEOUT_S = 5  # a database tracking URI's one try (the drivers of Postg
 DATABASES = ("postgresql", "mysql")
 WARNING_CHARS = 300  # of an MLflow error's first line, which may hold a whole HTTP response
 TAG_STUDY, TAG_ROLE, TAG_TRIAL, TAG_RETRIES = "hpsearch.study", "hpsearch.role", "hpsearch.trial", "hpsearch.retries"
+TAG_STORAGE = "hpsearch.storage"  # storage_identity: which storage the study is in
 TAG_OUTCOME, TAG_BASELINE = "hpsearch.outcome", "hpsearch.baseline"
 PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
+EPOCH_METRICS = ("val_accuracy", "train_loss", "epoch_seconds")  # a child run's metrics at every epoch (step)
 SEND_EVERY_S = 5.0  # a trial's epoch metrics go out at most this often, and at its end: a digits epoch lasts 0.1 s
-
-
-def tracking_uri(given: str) -> str:
-    """--mlflow's URI: the one given, else $MLFLOW_TRACKING_URI, else ./mlflow.db; a relative SQLite file or folder
-    made absolute, so that the workers a run starts log to the same one."""
-    uri = given or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).absolute())
-    return uri if ":" in uri else Path(uri).absolute().as_uri()
 
 
 class Tracker(RunEvents):
@@ -77,6 +71,8 @@ class Tracker(RunEvents):
         self.uri = uri
         self.study_name = study_name
         self.storage_url = storage_url
+        self.storage = storage_identity(storage_url)
+        self.experiment_name = experiment_name(study_name, storage_url)
         self.client = None  # made on the tracker's thread: even a bad URI must not end the run
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self.failed = False
@@ -122,6 +118,10 @@ class Tracker(RunEvents):
     def epoch_finished(self, number: int, stats: EpochStats) -> None:
         self._queue(self._log_epoch, number, stats, int(time.time() * 1000))
 
+    def trial_resumed(self, number: int, copy_of: int | None, epoch: int, restored: list[EpochStats]) -> None:
+        """The copy's run carries the trial's whole curve: the epochs its checkpoint restored, then its own."""
+        self._queue(self._carry_curve, number, list(restored), int(time.time() * 1000))
+
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """An Optuna callback: the trial's outcome and final figures, and its child run ended."""
         self._queue(self._end_trial, trial)
@@ -160,12 +160,13 @@ class Tracker(RunEvents):
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its "creating initial database tables" lines
         self.client = MlflowClient(tracking_uri=self.uri)
-        experiment = self.client.get_experiment_by_name(self.study_name)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             try:
-                self.experiment_id = self.client.create_experiment(self.study_name)
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment_name, tags={TAG_STUDY: self.study_name, TAG_STORAGE: self.storage})
             except MlflowException:  # another worker made it first
-                self.experiment_id = self.client.get_experiment_by_name(self.study_name).experiment_id
+                self.experiment_id = self.client.get_experiment_by_name(self.experiment_name).experiment_id
         else:
             self.experiment_id = experiment.experiment_id
         lock = shared_lock(self.storage_url, self.study_name)
@@ -174,7 +175,8 @@ class Tracker(RunEvents):
             found = self._parents()
             if not found:
                 made = self.client.create_run(self.experiment_id, run_name=self.study_name,
-                                              tags={TAG_STUDY: self.study_name, TAG_ROLE: "study"})
+                                              tags={TAG_STUDY: self.study_name, TAG_STORAGE: self.storage,
+                                                    TAG_ROLE: "study"})
                 found = self._parents()
                 for loser in found[1:]:  # two makers without a shared lock: the oldest stays
                     if loser.info.run_id == made.info.run_id:
@@ -186,7 +188,8 @@ class Tracker(RunEvents):
 
     def _parents(self) -> list:
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{TAG_ROLE}` = 'study' and tags.`{TAG_STUDY}` = '{_quoted(self.study_name)}'",
+            [self.experiment_id], f"tags.`{TAG_ROLE}` = 'study' and tags.`{TAG_STUDY}` = '{_quoted(self.study_name)}' "
+                                  f"and tags.`{TAG_STORAGE}` = '{_quoted(self.storage)}'",
             order_by=["attributes.start_time ASC"], max_results=10)
         return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
@@ -197,7 +200,8 @@ class Tracker(RunEvents):
         attrs = optuna_private.trial_by_number(self.study, number)
         baseline = attrs.user_attrs.get(A.BASELINE)
         retried = attrs.system_attrs.get("retry_history")
-        tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_ROLE: "trial", TAG_TRIAL: str(number),
+        tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_STORAGE: self.storage, TAG_ROLE: "trial",
+                TAG_TRIAL: str(number),
                 **self.tags, "worker": attrs.user_attrs.get(A.WORKER, "")}
         if baseline:
             tags[TAG_BASELINE] = baseline
@@ -209,17 +213,16 @@ class Tracker(RunEvents):
         self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in sorted(params.items())])
 
     def _log_epoch(self, number: int, stats: EpochStats, at_ms: int) -> None:
-        from mlflow.entities import Metric
-
         if (run_id := self.children.get(number)) is None:
             return
-        self.unsent.setdefault(number, []).extend([
-            Metric("val_accuracy", stats.val_accuracy, at_ms, stats.epoch),
-            Metric("train_loss", stats.train_loss, at_ms, stats.epoch),
-            Metric("epoch_seconds", stats.seconds, at_ms, stats.epoch)])
+        self.unsent.setdefault(number, []).extend(_epoch_metrics(stats, at_ms))
         if time.monotonic() - self.sent_at.get(number, float("-inf")) >= SEND_EVERY_S:
             self.client.log_batch(run_id, metrics=self.unsent.pop(number))
             self.sent_at[number] = time.monotonic()
+
+    def _carry_curve(self, number: int, restored: list[EpochStats], at_ms: int) -> None:
+        if (run_id := self.children.get(number)) is not None:
+            self.client.log_batch(run_id, metrics=[m for stats in restored for m in _epoch_metrics(stats, at_ms)])
 
     def _end_trial(self, trial: FrozenTrial) -> None:
         from mlflow.entities import Metric, RunTag
@@ -264,6 +267,7 @@ class Tracker(RunEvents):
         from hpsearch.results.artifacts import trial_weights_path
 
         self._opened()
+        spec = spec or catalog.remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))  # as report
         best = ranking.best_trial(ranking.study_trials(study))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -283,6 +287,26 @@ class Tracker(RunEvents):
             self.client.set_tag(run_id, TAG_OUTCOME, "interrupted: its copy resumes in a later run")
             self.client.set_terminated(run_id, "KILLED")
         self.children.clear()
+
+
+def _epoch_metrics(stats: EpochStats, at_ms: int) -> list:
+    """An epoch's metrics on a trial's child run, the epoch as their step."""
+    from mlflow.entities import Metric
+
+    return [Metric(key, value, at_ms, stats.epoch)
+            for key, value in zip(EPOCH_METRICS, (stats.val_accuracy, stats.train_loss, stats.seconds))]
+
+
+def storage_identity(storage_url: str) -> str:
+    """The storage a study is in, as MLflow records it: an SQLite file by its absolute path (the same file from any
+    folder), a server's URL with its password masked."""
+    db = sqlite_file(storage_url)
+    return f"sqlite:///{db.resolve()}" if db is not None else mask(storage_url)
+
+
+def experiment_name(study_name: str, storage_url: str) -> str:
+    """The study's MLflow experiment: 'NAME in STORAGE' (storage_identity)."""
+    return f"{study_name} in {storage_identity(storage_url)}"
 
 
 def _reach_database(uri: str) -> None:

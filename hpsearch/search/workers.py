@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -30,13 +32,16 @@ from hpsearch import trialrecord as A
 from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.results.trials import FINISHED
-from hpsearch.search.run import RunOptions
-from hpsearch.storage import folder_beside, is_new_sqlite, open_storage
+from hpsearch.search.options import RunOptions
+from hpsearch.search.retries import fail_lost
+from hpsearch.storage import folder_beside, is_new_sqlite, open_storage, shared_lock
+from hpsearch.storage.optuna_private import trial_id
 from hpsearch.studyfile.types import StudySpec
 
 POLL_S = 0.5
 STOP_GRACE_S = 30  # after Ctrl-C or SIGTERM, how long workers get to record their trial as failed
 AT_ONCE_S = 5  # after a second Ctrl-C, how long workers get to stop at once before they are killed
+MAX_RESTARTS = 3  # a worker killed outright is started again at most this often in one run
 
 
 @dataclass(frozen=True)
@@ -75,23 +80,14 @@ def visible_gpu(index: int) -> str:
 
 
 def worker_command(study_path: str, options: RunOptions, slot: WorkerSlot, run_id: str) -> list[str]:
-    cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
-           "--run-id", run_id, "--heartbeat", str(options.heartbeat),
-           "--keep-weights", str(options.keep_weights)]
-    if options.until is not None:
-        cmd += ["--until", str(options.until)]
-    elif options.n_trials is not None:
-        cmd += ["--n-trials", str(options.n_trials)]
-    for flag, value in (("--timeout", options.timeout), ("--seed", options.seed), ("--data-dir", options.data_dir)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    if options.mlflow is not None:
-        cmd.append("--mlflow")  # to $MLFLOW_TRACKING_URI: see worker_environment
-    if not options.stop_at_target:
-        cmd.append("--no-stop-at-target")
-    if options.accept_change:
-        cmd.append("--accept-change")
-    return cmd
+    return [sys.executable, "-m", "hpsearch", "worker", "--study", study_path, "--device", slot.device,
+            "--run-id", run_id, *options.arguments()]
+
+
+def log_root(storage_url: str) -> Path:
+    """Where the workers of a run and the tasks of a SLURM array write their logs: beside the storage
+    (x-files/logs/), for a server storage $HPSEARCH_LOGS, else ./hpsearch-files/logs."""
+    return folder_beside(storage_url, "logs", "HPSEARCH_LOGS")
 
 
 def worker_environment(storage_url: str, mlflow: str | None = None) -> dict[str, str]:
@@ -111,32 +107,59 @@ class Workers:
     def __init__(self, study_name: str, storage_url: str, run_id: str, slots: list[WorkerSlot],
                  command: Callable[[WorkerSlot], list[str]], mlflow: str | None = None):
         self.run_id = run_id
-        self.log_dir = folder_beside(storage_url, "logs", "HPSEARCH_LOGS") / f"{slug(study_name)}-{self.run_id[:8]}"
+        self.log_dir = log_root(storage_url) / f"{slug(study_name)}-{self.run_id[:8]}"
         self.log_dir.mkdir(parents=True)
+        self.slots, self.command = slots, command
+        self.environment = {**os.environ, **worker_environment(storage_url, mlflow), "PYTHONUNBUFFERED": "1"}
+        self.cpu_workers = sum(slot.gpu is None for slot in slots)
         self.processes: list[subprocess.Popen] = []
-        cpu_workers = sum(slot.gpu is None for slot in slots)
+        self.pids: dict[int, int] = {}  # every worker process started, replacements too -> its index
+        self.restarts = [0] * len(slots)
+        self.lost: set[int] = set()  # the pids of workers killed outright, once seen (killed)
         try:
-            for index, slot in enumerate(slots):
-                env = {**os.environ, **worker_environment(storage_url, mlflow), "PYTHONUNBUFFERED": "1"}
-                if slot.gpu is not None:
-                    env["CUDA_VISIBLE_DEVICES"] = visible_gpu(slot.gpu)
-                else:  # share the cores instead of every worker starting one thread per core
-                    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_workers)))
-                with open(self.log_dir / f"worker-{index}.log", "w") as log:
-                    self.processes.append(subprocess.Popen(
-                        command(slot), env=env,
-                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            for index in range(len(slots)):
+                self.processes.append(self._start(index, "w"))
         except BaseException:  # a second Ctrl-C while starting them: none of those started may outlive the run
             self.stop()
             raise
 
+    def _start(self, index: int, mode: str) -> subprocess.Popen:
+        slot, env = self.slots[index], dict(self.environment)
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible_gpu(slot.gpu)
+        else:  # share the cores instead of every worker starting one thread per core
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // self.cpu_workers)))
+        with open(self.log_dir / f"worker-{index}.log", mode) as log:
+            process = subprocess.Popen(self.command(slot), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        self.pids[process.pid] = index
+        return process
+
     def index_of(self, trial_worker: str | None) -> int | None:
         """Which of our workers ran a trial, from its `worker` attribute (host:pid)."""
-        pid = (trial_worker or "").rpartition(":")[2]
-        return next((i for i, p in enumerate(self.processes) if str(p.pid) == pid), None)
+        host, _, pid = (trial_worker or "").rpartition(":")
+        return self.pids.get(int(pid)) if host == socket.gethostname() and pid.isdigit() else None
 
     def running(self) -> bool:
         return any(p.poll() is None for p in self.processes)
+
+    def killed(self) -> list[tuple[int, subprocess.Popen]]:
+        """The workers killed outright since the last call (SIGKILL, the out-of-memory killer, a crash): ended by a
+        signal, so they recorded nothing. A worker stopped by SIGTERM or Ctrl-C records its trial and exits with a
+        status of its own (143, 130)."""
+        killed = [(index, p) for index, p in enumerate(self.processes)
+                  if p.poll() is not None and p.returncode < 0 and p.pid not in self.lost]
+        self.lost.update(p.pid for _, p in killed)
+        return killed
+
+    def restart(self, index: int) -> bool:
+        """Start worker `index` again in its slot, appending to its log, at most MAX_RESTARTS times; whether it
+        did (a worker left dead is one of problems())."""
+        if self.restarts[index] >= MAX_RESTARTS:
+            return False
+        self.restarts[index] += 1
+        self.processes[index] = self._start(index, "a")
+        return True
 
     def stop(self) -> None:
         """Pass a stop on to every worker, which records its trial as failed and queues its copy, and wait until
@@ -205,8 +228,10 @@ def run_workers(spec: StudySpec, storage_url: str, options: RunOptions, slots: l
                    mlflow=options.mlflow)
 
 
-def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll) -> None:
-    """Until every worker has exited: report each newly ended trial of this run, and the counts.
+def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll,
+          on_lost: Callable[[str], None] = lambda said: None) -> None:
+    """Until every worker has exited: report each newly ended trial of this run, and the counts; recover each
+    worker killed outright (recover), saying how in on_lost(line).
 
     A new SQLite file is opened only once a worker has made it, after reading its data."""
     seen: set[int] = set()
@@ -220,6 +245,9 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
                 study = optuna.load_study(study_name=study_name, storage=storage)
             except KeyError:  # no worker has created the study yet
                 pass
+        for index, process in workers.killed():
+            on_lost(recover(workers, index, process, study, storage_url))
+            alive = workers.running()
         if study is not None:
             trials = study.get_trials(deepcopy=False)
             on_poll(trials)
@@ -232,3 +260,35 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
             return
         stopping.check()
         time.sleep(POLL_S)
+
+
+def recover(workers: Workers, index: int, process: subprocess.Popen, study: optuna.Study | None,
+            storage_url: str) -> str:
+    """A worker killed outright (its process ended by a signal, so it recorded nothing): its running trial is
+    failed now, as "worker lost", rather than once its heartbeat goes stale, and its copy queued; then the worker
+    is started again in its slot (Workers.restart), where it resumes that copy first. What was done, in a line."""
+    who = f"{socket.gethostname()}:{process.pid}"
+    try:
+        how = signal.Signals(-process.returncode).name
+    except ValueError:
+        how = f"signal {-process.returncode}"
+    failed = []
+    if study is not None:
+        lock = shared_lock(storage_url, study.study_name)
+        lock.acquire()
+        try:
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.user_attrs.get(A.WORKER) == who and fail_lost(
+                        study, trial_id(trial), f"worker {index} ({who}) was killed by {how}"):
+                    failed.append(trial.number)
+        finally:
+            lock.close()
+    said = f"worker {index} ({who}) was killed by {how}"
+    if failed:
+        copied = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                  if t.system_attrs.get("retry_history", [])[-1:] == failed[-1:]]
+        said += f": trial #{failed[0]} failed (worker lost)" + (
+            f", its copy #{copied[0].number} runs next" if copied else ", tried too often to be queued again")
+    if workers.restart(index):
+        return f"{said}; worker {index} started again ({workers.restarts[index]} of at most {MAX_RESTARTS})"
+    return f"{said}; not started again, having been killed {MAX_RESTARTS + 1} times in this run"

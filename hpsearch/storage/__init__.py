@@ -15,6 +15,7 @@ from hpsearch.storage.folders import (
     checkpoint_root,
     folder_beside,
     side_folder,
+    trial_checkpoint,
     writable_checkpoint_root,
 )
 from hpsearch.storage.locks import (
@@ -50,5 +51,5 @@ __all__ = [
     "CONNECT_TIMEOUT_S", "LOCK_BRIEF_S", "STOPPING_LOCK_WAIT_S", "FileLock", "LockWaitExpired", "NoLock", "advisory_key", "cached",
     "check_sqlite_folder", "checkpoint_root", "driver_url", "engine_options", "folder_beside", "is_new_sqlite",
     "mask", "open_existing", "open_storage", "quiet_experimental", "scrub", "secrets", "shared_lock", "side_folder",
-    "sqlite_file", "storage_failure", "storage_url", "writable_checkpoint_root",
+    "sqlite_file", "storage_failure", "storage_url", "trial_checkpoint", "writable_checkpoint_root",
 ]

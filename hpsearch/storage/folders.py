@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from hpsearch.files import check_writable
+from hpsearch.paths import slug
 from hpsearch.storage.urls import sqlite_file
 
 
@@ -49,3 +50,10 @@ def writable_checkpoint_root(url: str) -> Path:
     elsewhere = "choose another storage" if sqlite_file(url) else "set $HPSEARCH_CHECKPOINTS to another folder"
     check_writable(folder, "the checkpoint folder", elsewhere)
     return folder
+
+
+def trial_checkpoint(root: Path, study_name: str, number: int, system_attrs: dict) -> Path:
+    """The checkpoint file of trial `number` under `root`: every attempt of a trial shares the first attempt's
+    (Optuna records the chain in the system attribute retry_history)."""
+    retried = system_attrs.get("retry_history")
+    return root / slug(study_name) / f"trial-{retried[0] if retried else number}.pt"

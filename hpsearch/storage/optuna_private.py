@@ -161,6 +161,11 @@ def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage
 
 
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage: what the storage's study methods take."""
+    return study._study_id
+
+
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The trial's id in its storage (not its number): what the storage's methods take."""
     return trial._trial_id

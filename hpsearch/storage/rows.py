@@ -187,6 +187,45 @@ class TrialRowsStorage(private.RDBStorageHooks):
                                           .order_by(table.c.trial_id, table.c[order])).all())
             return [trial.frozen() for trial in read.values()]
 
+    def trials_in_brief(self, study_id: int, user_keys: Container[str], system_keys: Container[str]) -> list[FrozenTrial]:
+        """Every trial of the study as an overview reads it (`hpsearch status`): its number, state, times and
+        values, and of its attributes only those named; an unfinished trial (running or queued) with every
+        attribute and its curve. No parameters. A few rows a trial, where read_trials reads all it stores."""
+        trials = private.TRIALS
+        in_study = sqlalchemy.select(trials.c.trial_id).where(trials.c.study_id == study_id)
+        chosen = sqlalchemy.select(*(_column(trials, c) for c in _TRIAL_COLUMNS)).where(trials.c.study_id == study_id)
+        named = {private.USER_ATTRIBUTES.name: list(user_keys), private.SYSTEM_ATTRIBUTES.name: list(system_keys)}
+        with self.session() as session, _collector_paused():
+            self.check_study(session, study_id)
+            clock = _LocalClock()
+            read = {row[0]: _TrialRows(row, clock)
+                    for row in session.execute(chosen.order_by(trials.c.trial_id)).all()}
+            unfinished = [trial_id for trial_id, trial in read.items() if not trial.state.is_finished()]
+            for table, columns, order, add in _CHILDREN:
+                if table is private.PARAMS:
+                    continue
+                if table is private.INTERMEDIATE_VALUES:
+                    where = table.c.trial_id.in_(unfinished)
+                elif table.name in named:
+                    where = sqlalchemy.and_(table.c.trial_id.in_(in_study), sqlalchemy.or_(
+                        table.c.key.in_(named[table.name]), table.c.trial_id.in_(unfinished)))
+                else:
+                    where = table.c.trial_id.in_(in_study)
+                add(read, session.execute(sqlalchemy.select(*(_column(table, c) for c in columns)).where(where)
+                                          .order_by(table.c.trial_id, table.c[order])).all())
+            return [trial.frozen() for trial in read.values()]
+
+    def heartbeat_ages(self, study_id: int) -> dict[int, float]:
+        """Seconds since each running trial of the study last sent a heartbeat, by trial id, on the database's
+        clock (as Optuna's stale check reads it)."""
+        trials, beats = private.TRIALS, private.HEARTBEATS
+        running = (sqlalchemy.select(trials.c.trial_id, beats.c.heartbeat)
+                   .join(beats, beats.c.trial_id == trials.c.trial_id)
+                   .where(trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING))
+        with self.session(ignore_integrity_error=True) as session:
+            now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+            return {trial_id: (now - beat).total_seconds() for trial_id, beat in session.execute(running).all()}
+
     def stale_trial_ids(self, study_id: int, included_trial_ids: set[int], trial_id_greater_than: int) -> list[int]:
         """Optuna's stale-trial query among the trials in range (chosen as read_trials chooses them): the running
         ones whose last heartbeat is older than the grace period."""

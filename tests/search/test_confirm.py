@@ -153,3 +153,17 @@ def test_confirm_on_a_study_with_nothing_completed_says_so(storage):
     result = CliRunner().invoke(main, ["confirm", "--study", "empty", "--storage", storage, "--device", "cpu"])
     assert result.exit_code == 2 and "has no completed trial within its limits to confirm" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_confirm_prints_its_table_and_the_confirmed_winner_as_report_shows_them(small_study, workers):
+    storage, name = small_study
+    result = CliRunner().invoke(main, ["confirm", "--study", name, "--storage", storage, "--top", "2", "--seeds", "1",
+                                       "--device", "cpu", "--workers", str(workers)])
+    assert result.exit_code == 0, result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("| #")]
+    assert len(table) == 2, result.stdout  # both confirmed trials, one row each
+    winner = re.search(r"^Confirmed winner: trial #(\d+)", result.stdout, re.M)
+    assert winner and table[0].startswith(f"| #{winner.group(1)} |")
+    report = CliRunner().invoke(main, ["report", "--study", name, "--storage", storage]).stdout
+    assert all(row in report for row in table) and winner.group(0) in report

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from hpsearch import trialrecord as A
 from hpsearch.cli import main
+from hpsearch.search.options import RunOptions
 from hpsearch.search.workers import Workers, WorkerSlot
 from tests.e2e.test_races import empty_postgres_database
 from tests.helpers import SLOW, assert_exact_total, load, needs_postgres, wait_for
@@ -28,10 +29,12 @@ PARTITION = os.environ.get("HPSEARCH_TEST_SLURM")
 needs_slurm = pytest.mark.skipif(not PARTITION or not shutil.which("sbatch"),
                                  reason="set HPSEARCH_TEST_SLURM to a SLURM partition (.ci/slurm-up starts one)")
 SERVER = "postgresql://hpsearch:s3cret-pw@db-host:5432/hpsearch"
+SHARED = {"HPSEARCH_ARTIFACTS": "/shared/artifacts", "HPSEARCH_LOGS": "/shared/logs"}  # as a cluster's user sets them
 
 
 def submit(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, ["submit", *args], env=env)
+    """`hpsearch submit ARGS` in-process, the weights and logs in shared folders unless `env` says otherwise."""
+    return CliRunner().invoke(main, ["submit", *args], env={**SHARED, **(env or {})})
 
 
 def refused(result, *fragments: str) -> str:
@@ -88,6 +91,46 @@ def test_a_node_local_checkpoint_folder_is_named_on_one_line_whatever_it_holds(w
     assert out.startswith("error: $HPSEARCH_CHECKPOINTS=/tmp/c\\nerror: forged\\x1b[2J is on this node only")
 
 
+@pytest.mark.parametrize("variable, name", [("HPSEARCH_ARTIFACTS", "weights"), ("HPSEARCH_LOGS", "log")])
+@pytest.mark.parametrize("given", [None, "/tmp/elsewhere", "/dev/shm/elsewhere"])
+def test_a_weights_or_log_folder_other_nodes_cannot_see_is_refused(write_study, variable, name, given):
+    """Unset, each defaults to a folder under the current one: here a test's folder under /tmp."""
+    env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints", variable: given}
+    out = refused(submit("--study", str(write_study()), "--jobs", "2", "--dry-run", env=env),
+                  f"set ${variable} to a folder every node sees", "--one-node")
+    assert out.startswith(f"error: ${variable}={given} is on this node only" if given else
+                          f"error: the {name} folder /tmp/")
+    assert submit("--study", str(write_study()), "--jobs", "2", "--dry-run", "--one-node", env=env).exit_code == 0
+
+
+def test_submit_passes_every_run_option_to_its_tasks_and_says_what_ends_the_array(write_study, tmp_path):
+    """One set of options for run and submit: each reaches the task's `hpsearch run` as given."""
+    path = write_study()
+    result = submit("--study", str(path), "--jobs", "2", "--n-trials", "9", "--timeout", "600", "--seed", "7",
+                    "--data-dir", str(tmp_path / "data"), "--no-stop-at-target", "--heartbeat", "5",
+                    "--keep-weights", "1", "--accept-change", "--dry-run",
+                    env={"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints"})
+    assert result.exit_code == 0, result.output
+    task = next(line for line in result.output.splitlines() if " -m hpsearch run " in line)
+    assert task.endswith(f"--device cpu --n-trials 9 --timeout 600.0 --seed 7 --data-dir {tmp_path / 'data'} "
+                         "--heartbeat 5 --keep-weights 1 --no-stop-at-target --accept-change &")
+
+
+def test_submit_and_its_dry_run_load_no_torch(write_study, tmp_path):
+    """A login node submits in a second or two: torch alone takes seconds to import."""
+    probe = ("import sys\nfrom hpsearch.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
+             "    print('exit', end.code, 'torch' in sys.modules, file=sys.stderr)\n")
+    env = {**os.environ, **SHARED, "HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}
+    dry = subprocess.run([sys.executable, "-c", probe, "submit", "--study", str(write_study()), "--jobs", "2",
+                          "--dry-run"], env=env, capture_output=True, text=True, timeout=120)
+    assert dry.stderr.splitlines()[-1] == "exit 0 False", dry.stderr
+    env["PATH"] = str(tmp_path)  # no sbatch: submit goes as far as a submission does without one
+    real = subprocess.run([sys.executable, "-c", probe, "submit", "--study", str(write_study()), "--jobs", "2",
+                           "--one-node", "--storage", f"sqlite:///{tmp_path / 'x.db'}"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "sbatch is not on PATH" in real.stderr and real.stderr.splitlines()[-1] == "exit 2 False", real.stderr
+
+
 def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     out = refused(submit("--study", str(write_study()), "--storage", SERVER, "--jobs", "2", "--dry-run",
                          env={"HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}), "HPSEARCH_STORAGE")
@@ -113,8 +156,9 @@ def hostile_job(tmp_path: Path, monkeypatch, value: str):
     # a backslash in the log folder is refused (test_a_value_sbatch_would_misread_is_refused_in_one_line)
     monkeypatch.setenv("HPSEARCH_LOGS", str(tmp_path / f"logs {value.replace(chr(92), '/')}"))
     monkeypatch.setenv("HPSEARCH_CHECKPOINTS", str(tmp_path / f"checkpoints {value}\nnext line"))
-    return slurm.plan(str(study), load_study_spec(str(study)), SERVER, jobs=2, partition=value,
-                      sbatch_args=(f"--comment={value}",), one_node=True, mlflow="http://alice:s3cret-ml@tracker:5000")
+    return slurm.plan(str(study), load_study_spec(str(study)), SERVER,
+                      RunOptions(mlflow="http://alice:s3cret-ml@tracker:5000"), jobs=2, partition=value,
+                      sbatch_args=(f"--comment={value}",), one_node=True)
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -163,6 +207,7 @@ def test_a_value_sbatch_would_misread_is_refused_in_one_line(write_study, tmp_pa
     args = ["--study", str(study), "--jobs", "2", "--dry-run"]
     if option == "HPSEARCH_LOGS":
         env[option] = str(tmp_path / value)
+        args.append("--one-node")  # a log folder under /tmp is refused for a cluster before it is read
     elif option == "folder":
         (tmp_path / value).mkdir()
         monkeypatch.chdir(tmp_path / value)
@@ -224,7 +269,7 @@ def test_a_task_given_some_gpus_pins_its_workers_to_those(monkeypatch, storage):
 
 def submitted(*args: str, env: dict[str, str] | None = None) -> str:
     """Submit with the real sbatch; the job id it printed."""
-    result = submit("--partition", PARTITION, "--one-node", *args, env=env)
+    result = CliRunner().invoke(main, ["submit", "--partition", PARTITION, "--one-node", *args], env=env)
     assert result.exit_code == 0, result.output
     return re.search(r"submitted job (\d+)", result.output)[1]
 
@@ -246,9 +291,11 @@ def logs(folder: Path) -> str:
 
 @needs_slurm
 def test_an_array_of_workers_reaches_exactly_the_total(write_study, tmp_path):
-    path = write_study(budget={"epochs": 2, "trials": 3})
+    """Every trial meets the study's target, which ends a run unless --no-stop-at-target: the array goes on."""
+    path = write_study(budget={"epochs": 2, "trials": 3}, target={"metric": "val_accuracy", "value": 0.05})
     storage = f"sqlite:///{tmp_path / 'array.db'}"
-    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6")
+    job = submitted("--study", str(path), "--storage", storage, "--jobs", "2", "--until", "6",
+                    "--no-stop-at-target")
     wait_until_ended(job)
     study = load(storage)
     assert len(study.trials) == 6, logs(tmp_path)  # in array-files/logs, beside the SQLite file
@@ -323,3 +370,49 @@ def test_a_preempted_task_comes_back_and_resumes_its_trial(write_study, tmp_path
         assert copy.user_attrs[A.SLURM] == {**first.user_attrs[A.SLURM], "restart_count": 1}  # the same task, back
         log = logs(tmp_path)
         assert "start 1" in log and "start 2" in log
+
+
+@needs_slurm
+@needs_postgres
+def test_a_task_whose_worker_is_killed_outright_requeues_itself_and_resumes_its_trial(write_study, tmp_path):
+    """kill -9 (what the out-of-memory killer sends) on the task's worker: it records nothing; the task says so,
+    requeues itself, and its next start fails the trial as worker lost and resumes the copy from its checkpoint."""
+    path = write_study(budget={"epochs": 12, "trials": 1}, **SLOW)
+    with empty_postgres_database() as storage:
+        env = {"HPSEARCH_STORAGE": storage, "HPSEARCH_CHECKPOINTS": str(tmp_path / "shared" / "checkpoints")}
+        job = submitted("--study", str(path), "--jobs", "1", "--until", "1", env=env)
+
+        def worker_after_two_epochs() -> int | None:
+            try:
+                trials = load(storage).trials
+            except KeyError:
+                return None
+            if not trials or len(trials[0].intermediate_values) < 2:
+                return None
+            return int(trials[0].user_attrs[A.WORKER].rpartition(":")[2])
+
+        wait_for(lambda: worker_after_two_epochs() is not None)
+        os.kill(worker_after_two_epochs(), 9)
+        wait_until_ended(job, timeout=240)
+        study = load(storage)
+        assert len(study.trials) == 2, logs(tmp_path)
+        first, copy = study.trials
+        assert first.state == TrialState.FAIL, logs(tmp_path)
+        assert first.user_attrs[A.FAILURE] == (f"worker lost: its SLURM task {job}_0 started again (start 2) while "
+                                               "the trial ran")
+        assert copy.state == TrialState.COMPLETE and copy.system_attrs["failed_trial"] == 0
+        assert copy.user_attrs[A.RESUMED_FROM_EPOCH] >= 2
+        log = logs(tmp_path)
+        assert (f"hpsearch: task {job}_0: its worker was killed (SIGKILL); the task requeues itself to resume its "
+                "trial (start 2 of at most 4)") in log
+        assert "trial #1, copy of #0, resumed from its checkpoint at epoch" in log
+
+
+def test_a_task_ends_its_log_with_one_line_not_the_studys_summary(write_study, storage):
+    """Each task of an array is `hpsearch run --run-id ID`; `hpsearch status` and `best` show the study."""
+    path = write_study(budget={"epochs": 1, "trials": 1})
+    task = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                     "--run-id", "array-1"])
+    assert task.exit_code == 0, task.output
+    assert task.stdout == ("this task's part is done: 1 trial here, 1 finished trial in the study (`hpsearch status` "
+                           "and `hpsearch best` show it)\n")

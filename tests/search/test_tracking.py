@@ -3,6 +3,7 @@ study run by two workers and confirmed, then read back through MLflow's own clie
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from hpsearch.cli import main
+from hpsearch.search.tracking import experiment_name
 from hpsearch.storage import mask
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
@@ -75,7 +77,7 @@ def test_without_mlflow_one_line(write_study, monkeypatch):
 
 @needs_mlflow
 def test_tracking_uri_defaults(monkeypatch, tmp_path):
-    from hpsearch.search.tracking import tracking_uri
+    from hpsearch.search.options import tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking_uri("") == f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -148,7 +150,7 @@ def test_mlflow_says_nothing_on_stdout_and_no_password_anywhere(server, write_st
     assert "View run" not in done.stdout + done.stderr and "View experiment" not in done.stdout + done.stderr
     assert "s3cret" not in done.stdout + done.stderr and "mlflow at" not in done.stderr
     client = MlflowClient(tracking_uri=server)
-    runs = client.search_runs([client.get_experiment_by_name("quiet-digits").experiment_id],
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name("quiet-digits", storage)).experiment_id],
                               "tags.`hpsearch.role` = 'trial'")
     assert [r.info.status for r in runs] == ["FINISHED"]
 
@@ -172,7 +174,7 @@ def test_study_two_workers_and_confirm(server, write_study, storage, tmp_path):
     study = optuna.load_study(study_name="tiny-digits", storage=storage)
 
     client = MlflowClient(tracking_uri=server)
-    experiment = client.get_experiment_by_name("tiny-digits")
+    experiment = client.get_experiment_by_name(experiment_name("tiny-digits", storage))
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get("hpsearch.role") == "study"]
     assert len(parents) == 1, "one parent run, whichever worker came first"
@@ -237,7 +239,7 @@ def test_a_retried_copy_logs_a_child_run_naming_the_trial_it_retries(write_study
     done = hpsearch("run", "--study", str(study_file), "--storage", storage, "--device", "cpu", "--mlflow", uri)
     assert done.returncode == 0 and "mlflow at" not in done.stderr and "database tables" not in done.stderr, done.stderr
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("tiny-digits").experiment_id],
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name("tiny-digits", storage)).experiment_id],
                               "tags.`hpsearch.role` = 'trial'")
     assert [(r.data.tags["hpsearch.trial"], r.data.tags.get("hpsearch.retries")) for r in runs] == [("1", "0")]
 
@@ -248,3 +250,63 @@ def test_a_trial_hpsearch_stopped_says_why_in_mlflow():
     stopped = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
                                         user_attrs={"stopped": "at chance after epoch 1", "epochs": 1})
     assert outcome(stopped) == "stopped: at chance after epoch 1"
+
+
+@needs_mlflow
+def test_a_same_named_study_in_another_storage_never_joins_the_first_ones_parent(write_study, tmp_path):
+    """Two SQLite files, one study name, one tracking store: two experiments and two parents, each saying its
+    storage; after `confirm` each parent's report.md is what `hpsearch report` prints (the target known)."""
+    from mlflow.tracking import MlflowClient
+
+    study_file = write_study(budget={"epochs": 1, "trials": 2}, target={"metric": "val_accuracy", "value": 0.99})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    stores = [f"sqlite:///{tmp_path / name}" for name in ("first.db", "second.db")]
+    for storage in stores:
+        done = hpsearch("run", "--study", str(study_file), "--storage", storage, "--device", "cpu", "--mlflow", uri)
+        assert done.returncode == 0, done.stderr
+    confirmed = hpsearch("confirm", "--study", "tiny-digits", "--storage", stores[0], "--device", "cpu", "--top", "1",
+                         "--seeds", "1", "--mlflow", uri)
+    assert confirmed.returncode == 0, confirmed.stderr
+    client = MlflowClient(tracking_uri=uri)
+    for storage in stores:
+        experiment = client.get_experiment_by_name(experiment_name("tiny-digits", storage))
+        assert experiment.tags["hpsearch.storage"] == storage
+        runs = client.search_runs([experiment.experiment_id])
+        (parent,) = [r for r in runs if r.data.tags["hpsearch.role"] == "study"]
+        assert parent.data.tags["hpsearch.storage"] == storage
+        children = [r for r in runs if r.data.tags["hpsearch.role"] == "trial"]
+        assert sorted(int(r.data.tags["hpsearch.trial"]) for r in children) == [0, 1]  # one child each, not two
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+        folder = tmp_path / Path(storage).stem
+        folder.mkdir()
+        shown = Path(client.download_artifacts(parent.info.run_id, "report.md", str(folder))).read_text()
+        report = hpsearch("report", "--study", "tiny-digits", "--storage", storage)
+        assert shown.rstrip("\n") == report.stdout.rstrip("\n")
+        assert "target unknown" not in shown and ("Confirmed winner" in shown) == (storage == stores[0])
+
+
+@needs_mlflow
+def test_a_copy_resumed_from_its_checkpoint_carries_the_trials_whole_curve(write_study, storage, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from hpsearch import api
+    from tests.search.test_run import InterruptAfterEpoch
+
+    class Interrupting(InterruptAfterEpoch):
+        """Ctrl-C after trial #0's second epoch, as the display (the first to hear of it) would see it."""
+
+        def trial_finished(self, study, trial) -> None: ...
+
+    study_file = write_study(budget={"epochs": 3, "trials": 1})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        api.run(study_file, storage=storage, device="cpu", mlflow=uri,
+                progress=lambda plan: contextlib.nullcontext(Interrupting(0, 2)))
+    api.run(study_file, storage=storage, device="cpu", mlflow=uri, n_trials=1)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment_name("tiny-digits", storage)).experiment_id],
+                              "tags.`hpsearch.role` = 'trial'")
+    copy = next(r for r in runs if r.data.tags["hpsearch.trial"] == "1")
+    assert copy.data.tags["hpsearch.retries"] == "0" and copy.data.tags["hpsearch.outcome"] == "complete"
+    for key in ("val_accuracy", "train_loss", "epoch_seconds"):
+        assert sorted(m.step for m in client.get_metric_history(copy.info.run_id, key)) == [1, 2, 3]

@@ -154,8 +154,8 @@ def test_a_worker_gets_the_run_s_options_on_its_command_line_and_never_the_stora
     options = RunOptions(device="cpu", until=8, seed=3, timeout=60, stop_at_target=False, keep_weights=1)
     cmd = worker_command("s.yaml", options, WorkerSlot("cpu", None), "run-1")
     assert cmd[1:] == ["-m", "hpsearch", "worker", "--study", "s.yaml", "--device", "cpu", "--run-id", "run-1",
-                       "--heartbeat", str(options.heartbeat), "--keep-weights", "1", "--until", "8",
-                       "--timeout", "60", "--seed", "3", "--no-stop-at-target"]
+                       "--until", "8", "--timeout", "60", "--seed", "3", "--keep-weights", "1",
+                       "--no-stop-at-target"]  # the heartbeat at its default: left out, as run's own options are
     assert "--n-trials" in worker_command("s.yaml", RunOptions(n_trials=2), WorkerSlot("cuda", 0), "r")
     accepting = worker_command("s.yaml", RunOptions(accept_change=True), WorkerSlot("cpu", None), "r")
     assert accepting[-1] == "--accept-change"
