@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from hpsearch import __version__, escape
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
 from hpsearch.files import make_folder, write_atomic
@@ -574,7 +574,7 @@ def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
     from hpsearch.results import export as export_module
     from hpsearch.results import ranking
-    from hpsearch.results.render import plural
+    from hpsearch.results.render import or_nan, plural
     from hpsearch.results.trials import objectives as trial_objectives
     from hpsearch.storage import storage_url
 
@@ -584,7 +584,7 @@ def export(study_name, storage, number, out, weights):
     make_folder(out.parent, "-o")
     trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
     click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
-               f"test {trial.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f})", err=True)
+               f"test {or_nan(record.outcome(trial).test_accuracy):.4f})", err=True)
     if number is None and len(objectives := trial_objectives(study)) > 1:
         size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
         click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
@@ -728,11 +728,11 @@ def _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, track
     click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
 
 
-def _seed_line(job, result: dict) -> str:
-    if "failure" in result:
-        return f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result['failure'])}"
-    return (f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
-            f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
+def _seed_line(job, result: record.SeedResult) -> str:
+    if not result.trained:
+        return f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result.failure)}"
+    return (f"trial #{job.trial.number} seed {job.seed}: val {result.val_accuracy:.4f}, "
+            f"test {result.test_accuracy:.4f} ({result.seconds:.1f} s)")
 
 
 def _remembered_spec(study):
@@ -740,7 +740,7 @@ def _remembered_spec(study):
     limits are not stored with the study); else None."""
     from hpsearch.errors import SpecError
 
-    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
+    path = record.study_record(study).spec_path
     try:
         spec = catalog.load_study_spec(path) if path and Path(path).is_file() else None
     except SpecError:

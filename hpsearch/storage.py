@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import filelock
@@ -21,7 +22,7 @@ import sqlalchemy
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_STORAGE
 from hpsearch.errors import StorageError
 from hpsearch.paths import slug
@@ -311,25 +312,18 @@ def shared_lock(url: str, study_name: str | None = None) -> NoLock:
     return NoLock()
 
 
-RETRIED_ATTRS = (A.BASELINE,)  # what a trial's copy keeps of its user attributes: what to run, not how it went
-
-
 def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a copy of a failed trial: same parameters, the epochs it reported, at most MAX_RETRIES times.
 
-    Optuna's RetryHeartbeatStaleTrialCallback does the same, but copies every user attribute, so a
-    copy that completed still said why its first attempt failed. The system attributes are Optuna's
-    (failed_trial, retry_history), so its retry helpers and our checkpoints follow the chain.
+    Optuna's RetryHeartbeatStaleTrialCallback does the same, but copies every user attribute (record.retried_copy
+    says what a copy keeps, and carries Optuna's retry chain on).
     """
-    history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > MAX_RETRIES:
+    if len(record.retry_history(trial)) + 1 > MAX_RETRIES:
         return
+    user_attrs, system_attrs = record.retried_copy(trial)
     study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={key: value for key, value in trial.user_attrs.items() if key in RETRIED_ATTRS},
-        system_attrs={**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
-                      "retry_history": history},
-        intermediate_values=trial.intermediate_values))
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions, user_attrs=user_attrs,
+        system_attrs=system_attrs, intermediate_values=trial.intermediate_values))
 
 
 def fail_lost_trials(study: optuna.Study) -> int:
@@ -347,10 +341,9 @@ def fail_lost_trials(study: optuna.Study) -> int:
     for trial_id in storage._get_stale_trial_ids(study._study_id):
         trial = storage.get_trial(trial_id)
         try:
-            storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: no heartbeat from "
-                                        f"{trial.user_attrs.get(A.WORKER, 'its worker')} for over "
-                                        f"{2 * interval} s (killed, or its machine went away)")
-            storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
+            record.lost(storage, trial_id, reason=f"worker lost: no heartbeat from {record.worker(trial) or 'its worker'} "
+                        f"for over {2 * interval} s (killed, or its machine went away)",
+                        epochs_trained=max(trial.intermediate_values, default=0))
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -358,6 +351,37 @@ def fail_lost_trials(study: optuna.Study) -> int:
         failed += 1
         queue_retry(study, storage.get_trial(trial_id))
     return failed
+
+
+def trial_system_attrs(trial: optuna.Trial) -> dict[str, Any]:
+    """A running trial's system attributes, its row alone (Optuna's Trial has no public reader of them)."""
+    return trial.storage.get_trial_system_attrs(trial._trial_id)
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """A study's system attributes (Optuna's Study has no public reader of them)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
+def catch_up(view: optuna.Study, shown: FrozenTrial, now: FrozenTrial) -> None:
+    """Write onto `shown`, an unfinished trial of the in-memory study `view`, what differs in `now`: its intermediate
+    values, system attributes and state (a copy kept in step without rebuilding it: search/curvepruning.py)."""
+    storage, trial_id = view._storage, shown._trial_id
+    for step, value in now.intermediate_values.items():
+        if shown.intermediate_values.get(step) != value:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+    for key, value in now.system_attrs.items():
+        if shown.system_attrs.get(key) != value:
+            storage.set_trial_system_attr(trial_id, key, value)
+    if now.state != shown.state:
+        if now.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        else:
+            storage.set_trial_state_values(trial_id, now.state, now.values)
 
 
 def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S,

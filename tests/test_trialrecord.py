@@ -8,7 +8,7 @@ import yaml
 
 from hpsearch.results.artifacts import read_header, save_state_dict
 from hpsearch.studyfile import params as P
-from hpsearch.trialrecord import Init, TrialRecord
+from hpsearch.record import Init, TrialRecord
 
 DIGITS = {"name": "digits", "validation": 0.15, "test": 0.2, "split_seed": 0}
 RECORDS = [

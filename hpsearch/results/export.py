@@ -21,15 +21,15 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
+from hpsearch.record import TrialRecord
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
-from hpsearch.trialrecord import TrialRecord
 
 FORMAT = "hpsearch-config/1"
 _KEYS = {"format", "study", "trial", "baseline", "dataset", "epochs", "seed", "params", "init", "input_shape",
@@ -80,29 +80,31 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     source study is named with its storage (`storage_url` where it is the study's own), masked as
     every Init is.
     """
-    study_attrs = study.user_attrs
-    if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
-        spec = spec or _remembered_spec(study)
-        study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
-    attrs = trial.user_attrs
-    record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
-    if record.init is not None and record.init.study is not None:
-        record = replace(record, init=replace(record.init, storage=record.init.storage or storage_url))
+    stored = record.study_record(study)
+    split, seed = stored.split, stored.seed
+    if split is None or seed is None:
+        spec = spec or _remembered_spec(study, stored.spec_path)
+        split, seed = spec.dataset.recorded(), spec.seed
+    config = record.config(trial)
+    recipe = record.stored_recipe(trial, split=split, seed=seed,
+                                  params=P.complete(trial.params if config is None else config))
+    if recipe.init is not None and recipe.init.study is not None:
+        recipe = replace(recipe, init=replace(recipe.init, storage=recipe.init.storage or storage_url))
+    did, where = record.outcome(trial), record.provenance(trial)
     return {
         "format": FORMAT,
         "study": study.study_name,
         "trial": trial.number,
-        **({"baseline": attrs[A.BASELINE]} if A.BASELINE in attrs else {}),
-        **record.config(),
-        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get(A.TEST_ACCURACY),
-                    "param_count": attrs.get(A.PARAM_COUNT), "seconds": attrs.get(A.SECONDS),
-                    "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
-        "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
+        **({"baseline": did.baseline} if did.baseline is not None else {}),
+        **recipe.config(),
+        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": did.test_accuracy,
+                    "param_count": did.param_count, "seconds": did.seconds, "device": where.device,
+                    "dataset_source": where.dataset_source},
+        "versions": {"torch": where.torch, "optuna": where.optuna, "hpsearch": version("hpsearch")},
     }
 
 
-def _remembered_spec(study: optuna.Study) -> StudySpec:
-    path = study.user_attrs.get(A.STUDY_SPEC_PATH)
+def _remembered_spec(study: optuna.Study, path: str | None) -> StudySpec:
     if path is None or not Path(path).is_file():
         raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
                             f"file {path or '(unknown)'} is not here: give the study file as --study FILE")

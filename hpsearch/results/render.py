@@ -9,7 +9,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import escape
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results.ranking import val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
 from hpsearch.results.stats import describe as describe_spread
@@ -22,25 +22,29 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def or_nan(value: float | None) -> float:
+    """A recorded figure, NaN where none was recorded (it prints as nan)."""
+    return float("nan") if value is None else value
+
+
 def describe_trial(trial: FrozenTrial) -> str:
-    attrs = trial.user_attrs
+    did = record.outcome(trial)
     head = f"trial #{trial.number}"
-    tag = f" ({attrs[A.BASELINE]})" if A.BASELINE in attrs else ""
+    tag = f" ({did.baseline})" if did.baseline is not None else ""
+    seconds = did.seconds or 0
     if trial.state == TrialState.COMPLETE:
-        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
-                f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
-                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {attrs.get(A.EPOCHS)} epochs, {attrs.get(A.SECONDS, 0):.1f}s"
-                + (f"; weights not kept: {attrs[A.WEIGHTS_NOT_KEPT]}" if A.WEIGHTS_NOT_KEPT in attrs else ""))
-    if A.OVER_LIMIT in attrs:
-        return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
-    if A.STOPPED in attrs:
-        return f"{head}{tag} stopped: {attrs[A.STOPPED]}, {attrs.get(A.SECONDS, 0):.1f}s"
+        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, test {or_nan(did.test_accuracy):.4f}, "
+                f"{did.param_count or 0:,} params, {did.epochs_trained} epochs, {seconds:.1f}s"
+                + (f"; weights not kept: {did.weights_not_kept}" if did.weights_not_kept is not None else ""))
+    if did.over_limit is not None:
+        return f"{head}{tag} over a limit: {did.over_limit}"
+    if did.stopped is not None:
+        return f"{head}{tag} stopped: {did.stopped}, {seconds:.1f}s"
     if trial.state == TrialState.PRUNED:
-        last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
-        return f"{head}{tag} pruned after epoch {attrs.get(A.EPOCHS)} (val {last:.4f}), {attrs.get(A.SECONDS, 0):.1f}s"
+        last = curve(trial).get(did.epochs_trained, float("nan"))
+        return f"{head}{tag} pruned after epoch {did.epochs_trained} (val {last:.4f}), {seconds:.1f}s"
     if trial.state == TrialState.FAIL:
-        reason = attrs.get(A.FAILURE) or NO_FAILURE_REASON
-        return f"{head}{tag} failed: {reason}"
+        return f"{head}{tag} failed: {did.failure or NO_FAILURE_REASON}"
     return f"{head}{tag} {trial.state.name.lower()}"
 
 
@@ -71,8 +75,8 @@ def _text(summary: dict[str, Any]) -> list[str]:
         return lines + ["no completed trial within the limits yet" if summary["limits"] else "no completed trial yet"]
     if "front" in summary:
         return lines + _front_text(summary)
-    confirm = best.get("confirm") or {}
-    confirmed = "val" in confirm
+    confirm = record.Confirmation.from_dict(best.get("confirm") or {})
+    confirmed = confirm.val is not None
     how = ("the confirmed winner, the best mean validation accuracy over new seeds" if confirmed else
            f"the highest validation accuracy of all completed trials{' within the limits' if summary['limits'] else ''}"
            ", baselines included")
@@ -82,9 +86,9 @@ def _text(summary: dict[str, Any]) -> list[str]:
         f"  test accuracy  {best['test_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
     ]
     if confirmed:
-        seeds = ", ".join(str(r["seed"]) for r in confirm["seeds"] if "failure" not in r)
-        lines += [f"  confirmed val  {describe_spread(confirm['val'])}",
-                  f"  confirmed test {describe_spread(confirm['test'])}",
+        seeds = ", ".join(map(str, confirm.trained_seeds))
+        lines += [f"  confirmed val  {describe_spread(confirm.val)}",
+                  f"  confirmed test {describe_spread(confirm.test)}",
                   f"                 (seeds {seeds}; `hpsearch report` compares the confirmed trials)"]
     lines += [
         f"  parameters     {best['param_count']:,}",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError, Terminated
 from hpsearch.paths import slug
 from hpsearch.results.trials import FINISHED
@@ -216,9 +216,9 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
             on_poll(trials)
             for t in trials:
                 ended = t.state in FINISHED or t.state == TrialState.FAIL
-                if ended and t.number not in seen and t.user_attrs.get(A.RUN) == workers.run_id:
+                if ended and t.number not in seen and record.run_id(t) == workers.run_id:
                     seen.add(t.number)
-                    on_trial(t, workers.index_of(t.user_attrs.get(A.WORKER)))
+                    on_trial(t, workers.index_of(record.worker(t)))
         if not alive:
             return
         time.sleep(POLL_S)

@@ -26,9 +26,9 @@ import optuna
 import torch
 from torch import nn
 
-from hpsearch import storage
-from hpsearch import trialrecord as A
+from hpsearch import record, storage
 from hpsearch.errors import HpsearchError, SpecError
+from hpsearch.record import Init
 from hpsearch.results.artifacts import (UnreadableWeights, load_state_dict_file, load_trial_state_dict,
                                         trial_weights_path)
 from hpsearch.results.export import params_problems, weights_record
@@ -37,7 +37,6 @@ from hpsearch.studyfile import params as P
 from hpsearch.training import torchfile
 from hpsearch.training.models import ArchitectureError, build_model
 from hpsearch.training.space import model_config
-from hpsearch.trialrecord import Init
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.types import InitSpec, StudySpec
@@ -95,11 +94,11 @@ def _from_file(path: Path) -> Source:
     init = Init(weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     if path.suffix == ".safetensors":  # hpsearch's own: its header holds the record that rebuilds the model
         try:
-            record = weights_record(path)
+            recipe = weights_record(path)
             state_dict = load_state_dict_file(path)
         except UnreadableWeights as exc:
             raise HpsearchError(f"init.weights: {exc}") from None
-        return Source(state_dict, record and record.params, record and record.input_shape, init)
+        return Source(state_dict, recipe and recipe.params, recipe and recipe.input_shape, init)
     try:
         loaded = torchfile.load(path)
     except torchfile.UnreadableFile as exc:
@@ -152,12 +151,10 @@ def _from_study(name: str, trial: int | str, url: str, recorded: str | None) -> 
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
         if frozen is None:
             raise HpsearchError(f"init.trial: study {name!r} has no trial #{trial}")
-    if A.CONFIG not in frozen.user_attrs:
+    if (config := record.config(frozen)) is None:
         raise HpsearchError(f"init.study: trial #{frozen.number} of {name!r} records no config to rebuild it from")
     state_dict = load_trial_state_dict(url, name, frozen.number)  # the number, so weights and config are one trial's
-    shape = frozen.user_attrs.get(A.INPUT_SHAPE)
-    return Source(state_dict, frozen.user_attrs[A.CONFIG], tuple(shape) if shape else None,
-                  Init(study=name, trial=frozen.number, storage=recorded))
+    return Source(state_dict, config, record.input_shape(frozen), Init(study=name, trial=frozen.number, storage=recorded))
 
 
 def check_source(spec: StudySpec, data: DeviceData, source: Source) -> None:

@@ -32,7 +32,7 @@ from hpsearch.training.devicedata import load
 from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config
 from hpsearch.training.train import TrainConfig, make_optimizer
-from hpsearch.trialrecord import Init
+from hpsearch.record import Init
 from tests.helpers import POSTGRES, assert_clean_error, needs_postgres
 
 CPU = torch.device("cpu")
