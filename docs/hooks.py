@@ -4,8 +4,9 @@ A page asks for a generated part with a marker line, `<!-- generated: NAME -->`;
 replaces it with GENERATED[NAME](), and drops a paragraph that starts with `<!-- unbuilt -->` (a note
 for whoever reads the Markdown unbuilt, on GitHub). Nothing generated is committed, so nothing can go stale:
 the study-file reference comes from hpsearch.studyfile (params, families, datasets, components,
-baselines, the shipped studies), the command reference from click's own `--help`, and the
-benchmarks page from bench/results/*.json. tests/test_docs.py calls the same functions.
+baselines, the shipped studies), the command reference from click's own `--help`, the Python API's from
+hpsearch.api's names and docstrings, and the benchmarks page from bench/results/*.json. tests/test_docs.py
+calls the same functions.
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ def studies() -> str:
 
     rows = []
     for path in catalog.shipped_study_files():
-        spec = catalog.load_study_spec(str(path), deep=False)
+        spec = catalog.load_study_spec(str(path))
         rows.append((f"`{spec.name}`", spec.about, spec.dataset.name, str(spec.budget.epochs), str(spec.budget.trials),
                      spec.describe_target(), ", ".join(f"`{b}`" for b in spec.baselines) or "none"))
     return _table(("study", "about", "dataset", "epochs", "trials a run", "target", "baselines"), rows)
@@ -212,6 +213,32 @@ def commands() -> str:
     return "\n".join(parts)
 
 
+# --- the Python API ---------------------------------------------------------------------------------------
+
+def python_api() -> str:
+    """Every public name of hpsearch.api in __all__'s order: a function's signature (annotations left to its
+    docstring) and docstring, a result type's fields with their types."""
+    import dataclasses
+    import inspect
+
+    from hpsearch import api
+
+    parts = []
+    for name in api.__all__:
+        obj = getattr(api, name)
+        doc = inspect.getdoc(obj) or ""
+        if dataclasses.is_dataclass(obj):
+            fields = "\n".join(f"    {f.name}: {f.type}" for f in dataclasses.fields(obj))
+            parts.append(f"### {name}\n\n```python\n@dataclass(frozen=True)\nclass {name}:\n{fields}\n```\n\n{doc}\n")
+            continue
+        signature = inspect.signature(obj)
+        bare = signature.replace(parameters=[p.replace(annotation=inspect.Parameter.empty)
+                                             for p in signature.parameters.values()],
+                                 return_annotation=inspect.Signature.empty)
+        parts.append(f"### {name}\n\n```python\napi.{name}{bare}\n```\n\n{doc}\n")
+    return "\n".join(parts)
+
+
 # --- the benchmarks ----------------------------------------------------------------------------------------
 
 def _provenance(d: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -228,6 +255,8 @@ WHAT = {  # what each benchmark script measures, in one line
     "big_study.py": "What a study's size costs a run: the same trials on an empty study and on a large one.",
     "mlflow_overhead.py": "What `--mlflow` costs a trial: the same digits runs with and without it, in turn, to a "
                           "local MLflow store: wall seconds per epoch.",
+    "time_to_target.py": "The mission's study from an empty storage until a sampled trial meets its target on "
+                         "validation, `hpsearch run` against a hand-written Optuna script on the same study, in turn.",
 }
 
 
@@ -258,6 +287,14 @@ def _headline(d: Mapping[str, Any]) -> str:
         return (f"Seconds per epoch, median of {d['rounds']} rounds of {d['trials_per_run']} digits trials each: "
                 f"{m['without']:.4f} without `--mlflow`, {m['with']:.4f} with it (MLflow {d['mlflow']}): "
                 f"{d['ratio_with_to_without']:.3f}×.\n")
+    if "time_to_target.py" in command:
+        rows = [(r["arm"], str(r["seed"]),
+                 f"{r['wall_s_to_target'] / 60:.1f} min" if r["reached"] else f"not met in {d['cap_minutes']:g} min",
+                 f"{r['trial_val_accuracy']:.2%} / {r['trial_test_accuracy']:.2%}" if r["reached"] else "")
+                for r in d["runs"]]
+        medians = "; ".join(f"{arm} {s['median_minutes']} min" if s["median_met_within_cap"] else f"{arm} not met"
+                            for arm, s in d["summary"].items() if s["seeds"])
+        return _table(("arm", "seed", "time to target", "val / test at it"), rows) + f"\nMedians: {medians}.\n"
     return ""
 
 
@@ -284,7 +321,8 @@ def benchmarks() -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "top_keys": top_keys, "parameters": parameters, "families": families, "datasets": datasets,
     "dataset_keys": dataset_keys, "samplers": samplers, "pruners": pruners, "baselines": baselines,
-    "studies": studies, "studies_files": studies_files, "commands": commands, "benchmarks": benchmarks,
+    "studies": studies, "studies_files": studies_files, "commands": commands, "python_api": python_api,
+    "benchmarks": benchmarks,
 }
 
 

@@ -1,32 +1,26 @@
-"""The `hpsearch` command: parse options, call the library, print. No training logic here.
+"""The `hpsearch` command: each command parses its options, calls one function of hpsearch.api, and prints
+what it returns. No decision is made here that a test could not reach through the api.
 
-Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a
-missing dataset, an unreachable storage) end with one line per problem and exit status 2, at the
-group's one error boundary (Commands). Commands import the library layers they use in their bodies:
-torch, Optuna and scikit-learn take seconds to load, which `--help`, `studies`, `params` and a refused
-option conflict do without.
+Results go to stdout, progress and messages to stderr. Expected problems (a bad study file, a missing dataset, an
+unreachable storage) end with one line per problem and exit status 2, at the group's one error boundary
+(Commands). The api imports the layers a command uses when it runs: torch, Optuna and scikit-learn take seconds
+to load, which `--help`, `studies`, `params`, a refused option conflict and the commands that only read do without.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
+import contextlib
 import math
 import sys
-import uuid
 from pathlib import Path
 
 import click
 
-from hpsearch import __version__, escape
-from hpsearch import record
+from hpsearch import __version__, api, escape
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S, DEFAULT_HOST, DEFAULT_KEEP, DEFAULT_PORT, DEFAULT_STORAGE
 from hpsearch.errors import ClusterError, HpsearchError, Terminated, interruption
-from hpsearch.files import make_folder, write_atomic
-from hpsearch.paths import name_problem
 from hpsearch.search.signals import raising_on_signals
-from hpsearch.studyfile import catalog
 from hpsearch.studyfile import params as params_module
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -124,19 +118,8 @@ def main() -> None:
     """Hyperparameter search for image classifiers: study files in, pruned Optuna trials out."""
 
 
-def _load_existing(name: str, url: str):
-    """The stored study `name`, for the commands that read one; Optuna's own log lines are silenced first
-    (hpsearch prints its own), and neither this nor the readers import torch. A name no study file could have
-    is refused before the storage is opened, shown escaped: it may hold terminal escapes."""
-    if why := name_problem(name):
-        raise HpsearchError(f"--study {ascii(name[:60])}{'...' if len(name) > 60 else ''}: {why}")
-    _quiet_optuna()
-    from hpsearch.search.studystore import load_existing
-
-    return load_existing(name, url)
-
-
 def _quiet_optuna() -> None:
+    """Optuna's own log lines silenced: hpsearch prints its own. (The api leaves a library user's logging alone.)"""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -186,12 +169,10 @@ def trial_options(command):
     ]
 
     @functools.wraps(command)
-    def checked(*args, n_trials, until, mlflow, **kwargs):
+    def checked(*args, n_trials, until, **kwargs):
         """Conflicting options refused before the command imports torch and Optuna (seconds)."""
-        if n_trials is not None and until is not None:
-            raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
-        _check_mlflow(mlflow)
-        return command(*args, n_trials=n_trials, until=until, mlflow=mlflow, **kwargs)
+        _one_total(n_trials, until)
+        return command(*args, n_trials=n_trials, until=until, **kwargs)
 
     for option in reversed(options):
         checked = option(checked)
@@ -211,129 +192,10 @@ def trial_options(command):
 def run(study_name, storage, n_trials, until, timeout, seed, device, data_dir, stop_at_target, heartbeat,
         keep_weights, mlflow, accept_change, workers, gpus, trials_per_gpu, run_id):
     """Run trials of a study; running it again continues the same study."""
-    import torch
-    from rich.console import Console
-
-    from hpsearch.search.progress import RunDisplay
-    from hpsearch.search.workers import plan_workers
-    from hpsearch.storage import mask, storage_url
-
-    _quiet_optuna()
-    from hpsearch.results.trials import baseline_note
-    from hpsearch.search import run as run_module
-
-    spec = catalog.load_study_spec(study_name)
-    url = storage_url(storage)
-    tracker = _tracker(mlflow, spec.name, url)
-    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    mlflow=tracker and tracker.uri, accept_change=accept_change)
-    slots = plan_workers(workers, gpus, trials_per_gpu, device, torch.cuda.device_count())
-    console = Console(stderr=True)
-    header = (f"study {spec.name} ({spec.describe_epochs()}, target {spec.describe_target()}"
-              f"{_limits_and_objectives(spec)}) on {mask(url)}")
-    total = until or n_trials or spec.budget.trials
-    with tracker or contextlib.nullcontext():
-        if len(slots) == 1 and slots[0].gpu is None:
-            with RunDisplay(console, header, total, spec.budget.epochs, counting_study=until is not None,
-                            note=lambda trial: baseline_note(trial, spec)) as display:
-                study = run_module.run(spec, url, options, **_events(display, tracker))
-        else:  # the workers log their trials; this process the summary
-            study = _run_workers(spec, url, options, slots, console, header, total)
-        if tracker:
-            tracker.summarize(study, spec)
-    _finish(study, spec, options, console)
-
-
-def _check_mlflow(given: str | None) -> None:
-    """--mlflow without the package: one line, before anything slow loads."""
-    import importlib.util
-
-    if given is not None and importlib.util.find_spec("mlflow") is None:
-        raise HpsearchError('--mlflow needs the mlflow package: pip install "hpsearch[mlflow]"')
-
-
-def _mlflow_uri(given: str) -> str:
-    from hpsearch.search.tracking import tracking_uri
-
-    return tracking_uri(given)
-
-
-def _tracker(given: str | None, study: str, url: str):
-    """The MLflow tracker of --mlflow [URI], or None without it."""
-    if given is None:
-        return None
-    from hpsearch.search.tracking import Tracker
-
-    return Tracker(_mlflow_uri(given), study, url)
-
-
-def _events(display, tracker) -> dict:
-    """run()'s events and callbacks: the display's, and the tracker's where there is one."""
-    if tracker is None:
-        return {"events": display, "callbacks": [display.trial_finished]}
-    from hpsearch.search.objective import EventsTo
-
-    return {"events": EventsTo(display, tracker), "callbacks": [display.trial_finished, tracker.trial_finished]}
-
-
-def _limits_and_objectives(spec) -> str:
-    """', limits params <= 100,000, objectives val_accuracy and params' for a run's header; '' for neither."""
-    from hpsearch.studyfile.limits import describe
-
-    limits = describe(spec.limits)
-    return ((f", limits {limits}" if limits != "none" else "")
-            + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
-
-
-def _finish(study, spec, options, console) -> None:
-    """Say what the run did (finish.finish decides), then its summary and time to target; exit status 1 when
-    every trial of the run failed."""
-    from hpsearch.results.render import plural, render
-    from hpsearch.results.trials import reached_line
-    from hpsearch.search.finish import finish
-
-    end = finish(study, spec, options)
-    if end.nothing_to_do:
-        console.print(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
-                      f"(--until {options.until})", highlight=False, soft_wrap=True)
-    elif end.reached is not None:
-        console.print(reached_line(end.reached, spec), highlight=False, soft_wrap=True)
-    click.echo(render(end.summary, "text"))
-    click.echo("\n".join(end.pace))
-    if end.all_failed is not None:
-        reason, count = end.all_failed
-        click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
-                   f"({count} of {end.trials}): {escape.terminal(reason)}", err=True)
-        sys.exit(EXIT_ALL_FAILED)
-
-
-def _run_workers(spec, url, options, slots, console, header, total):
-    """Start the worker processes and show their trials in one view until they all exit."""
-    from hpsearch.results.trials import baseline_note
-    from hpsearch.search.progress import ParallelDisplay
-    from hpsearch.search.studystore import check_existing
-    from hpsearch.search.workers import run_workers, watch
-    from hpsearch.storage import check_sqlite_folder, is_new_sqlite, open_storage, sqlite_file
-
-    if is_new_sqlite(url):  # the workers make it once their data is read: a run that cannot start writes none
-        check_sqlite_folder(sqlite_file(url))
-    else:  # fail fast, before starting anyone
-        check_existing(spec, open_storage(url, heartbeat=options.heartbeat), options.accept_change)
-    gpus = sorted({s.gpu for s in slots if s.gpu is not None})
-    where = f"GPUs {','.join(map(str, gpus))}" if gpus else slots[0].device
-    pool = run_workers(spec, url, options, slots)
-
-    def watched() -> None:
-        with ParallelDisplay(console, f"{header}; {len(slots)} workers on {where}", total, spec.budget.epochs,
-                             counting_study=options.until is not None, run_id=pool.run_id,
-                             note=lambda trial: baseline_note(trial, spec)) as display:
-            watch(pool, spec.name, url, display.trial_ended, display.polled)
-
-    pool.supervise(watched)
-    pool.remove_logs()
-    return _load_existing(spec.name, url)
+    _trials(study_name, storage=storage, n_trials=n_trials, until=until, timeout=timeout, seed=seed, device=device,
+            data_dir=data_dir, stop_at_target=stop_at_target, heartbeat=heartbeat, keep_weights=keep_weights,
+            mlflow=mlflow, accept_change=accept_change, workers=workers, gpus=gpus, trials_per_gpu=trials_per_gpu,
+            run_id=run_id)
 
 
 @main.command()
@@ -347,36 +209,80 @@ def worker(study_name, storage, n_trials, until, timeout, seed, device, data_dir
     Start it on each machine with the same --storage (PostgreSQL for several machines) and study;
     --until N makes all of them stop once the study holds N finished trials.
     """
+    _trials(study_name, storage=storage, n_trials=n_trials, until=until, timeout=timeout, seed=seed, device=device,
+            data_dir=data_dir, stop_at_target=stop_at_target, heartbeat=heartbeat, keep_weights=keep_weights,
+            mlflow=mlflow, accept_change=accept_change, run_id=run_id, joining=True)
+
+
+def _trials(study_name: str, *, joining: bool = False, **options) -> None:
+    """`run` and `worker`: api.run, shown as it goes; then what the run did. A worker that `run --workers` started
+    (it has their run id) prints the study's summary and leaves the verdict to that run."""
+    _quiet_optuna()
+    from hpsearch.results.render import render
+
+    pooled = joining and options["run_id"] is not None
+    result = api.run(study_name, finish=not pooled, progress=functools.partial(_run_display, joining=joining),
+                     **options)
+    if result.end is None:
+        click.echo(render(result.summary, "text"))
+    else:
+        _say_end(result, options["until"])
+
+
+def _run_display(plan: api.RunPlan, *, joining: bool):
+    """The run's live progress on stderr: RunDisplay for a run in this process, ParallelDisplay for workers."""
     from rich.console import Console
 
-    from hpsearch.results.render import render
-    from hpsearch.search.progress import RunDisplay
-    from hpsearch.storage import mask, storage_url
+    from hpsearch.results.trials import baseline_note
+    from hpsearch.search.progress import ParallelDisplay, RunDisplay
+    from hpsearch.storage import mask
 
-    _quiet_optuna()
-    from hpsearch.results.trials import baseline_note, summarize
-    from hpsearch.search import run as run_module
+    spec, console = plan.spec, Console(stderr=True)
+    header = (f"{'worker on ' if joining else ''}study {spec.name} ({spec.describe_epochs()}, target "
+              f"{spec.describe_target()}{_limits_and_objectives(spec)}) on {mask(plan.storage)}")
+    counting = plan.options.until is not None
+    note = functools.partial(baseline_note, spec=spec)
+    if not plan.in_workers:
+        return RunDisplay(console, header, plan.total, spec.budget.epochs, counting_study=counting, note=note)
+    gpus = sorted({s.gpu for s in plan.slots if s.gpu is not None})
+    where = f"GPUs {','.join(map(str, gpus))}" if gpus else plan.slots[0].device
+    return ParallelDisplay(console, f"{header}; {len(plan.slots)} workers on {where}", plan.total, spec.budget.epochs,
+                           counting_study=counting, run_id=plan.options.run_id, note=note)
 
-    spec = catalog.load_study_spec(study_name)
-    url = storage_url(storage)
-    tracker = _tracker(mlflow, spec.name, url)
-    options = run_module.RunOptions(n_trials=n_trials, until=until, timeout=timeout, device=device, seed=seed,
-                                    stop_at_target=stop_at_target, data_dir=data_dir, heartbeat=heartbeat,
-                                    keep_weights=keep_weights, run_id=run_id or uuid.uuid4().hex,
-                                    accept_change=accept_change)
-    console = Console(stderr=True)
-    header = f"worker on study {spec.name} ({spec.describe_epochs()}) on {mask(url)}"
-    with tracker or contextlib.nullcontext():
-        with RunDisplay(console, header, until or n_trials or spec.budget.trials, spec.budget.epochs,
-                        counting_study=until is not None,
-                        note=lambda trial: baseline_note(trial, spec)) as display:
-            study = run_module.run(spec, url, options, **_events(display, tracker))
-        if tracker and run_id is None:  # a worker of `run --workers` leaves the summary to that run
-            tracker.summarize(study, spec)
-    if run_id is None:  # started on its own; a worker of `run --workers` leaves the verdict to that run
-        _finish(study, spec, options, console)
-    else:
-        click.echo(render(summarize(study), "text"))
+
+def _limits_and_objectives(spec) -> str:
+    """', limits params <= 100,000, objectives val_accuracy and params' for a run's header; '' for neither."""
+    from hpsearch.studyfile.limits import describe
+
+    limits = describe(spec.limits)
+    return ((f", limits {limits}" if limits != "none" else "")
+            + (f", objectives {' and '.join(spec.objectives)}" if len(spec.objectives) > 1 else ""))
+
+
+def _say_end(result: api.RunResult, until: int | None) -> None:
+    """What the run did (search/finish.py decides), its summary and time to target; exit status 1 when every
+    trial of the run failed."""
+    from hpsearch.results.render import plural, render
+    from hpsearch.results.trials import reached_line
+
+    end = result.end
+    if end.nothing_to_do:
+        click.echo(f"nothing to do: the study already holds {plural(end.finished, 'finished trial')} "
+                   f"(--until {until})", err=True)
+    elif end.reached is not None:
+        click.echo(escape.terminal(reached_line(end.reached, result.spec)), err=True)
+    click.echo(render(end.summary, "text"))
+    click.echo("\n".join(end.pace))
+    if end.all_failed is not None:
+        reason, count = end.all_failed
+        click.echo(f"error: every trial of this run failed ({plural(end.trials, 'trial')}); the most common reason "
+                   f"({count} of {end.trials}): {escape.terminal(reason)}", err=True)
+        sys.exit(EXIT_ALL_FAILED)
+
+
+def _one_total(n_trials: int | None, until: int | None) -> None:
+    if n_trials is not None and until is not None:
+        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
 
 
 @main.command()
@@ -411,14 +317,11 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
     Each task records its running trial when SLURM stops it (scancel, preemption, a time limit) and comes back
     after a preemption or near its time limit; the trial's copy resumes from its checkpoint.
     """
-    from hpsearch.search import slurm
-    from hpsearch.storage import mask, secrets, storage_url
+    from hpsearch.storage import mask, secrets
 
-    if n_trials is not None and until is not None:
-        raise click.UsageError("give --n-trials (trials to add) or --until (a total to reach), not both")
+    _one_total(n_trials, until)
     if trials_per_gpu is not None and not gpus_per_job:
         raise click.UsageError("--trials-per-gpu needs --gpus-per-job")
-    _check_mlflow(mlflow)
     if storage is not None and secrets(storage):
         raise ClusterError("--storage holds a password, which `ps` and shell history show: export "
                            "HPSEARCH_STORAGE=URL instead; it travels to the tasks in their environment")
@@ -426,18 +329,15 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
         raise ClusterError("--mlflow holds a password, which `ps` and shell history show: export "
                            "MLFLOW_TRACKING_URI=URI and give --mlflow alone; it travels to the tasks in their "
                            "environment")
-    spec = catalog.load_study_spec(study_name)
-    url = storage_url(storage)
-    job = slurm.plan(study_name, spec, url, jobs=jobs, gpus_per_job=gpus_per_job,
-                     trials_per_gpu=trials_per_gpu or 1, partition=partition, time=time_limit, n_trials=n_trials,
-                     until=until, sbatch_args=sbatch_args, one_node=one_node,
-                     mlflow=None if mlflow is None else _mlflow_uri(mlflow))
-    if dry_run:
-        click.echo(slurm.batch_script(job), nl=False)
+    done = api.submit(study_name, jobs=jobs, storage=storage, gpus_per_job=gpus_per_job, trials_per_gpu=trials_per_gpu,
+                      partition=partition, time=time_limit, n_trials=n_trials, until=until, sbatch_args=sbatch_args,
+                      one_node=one_node, mlflow=mlflow, dry_run=dry_run)
+    if done.job_id is None:
+        click.echo(done.script, nl=False)
         return
-    job_id = slurm.submit(job, url)
-    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {spec.name}, storage {mask(url)}"
-               + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
+    job, job_id = done.job, done.job_id
+    click.echo(f"submitted job {job_id}: {jobs} tasks of `hpsearch run` on study {job.name}, storage "
+               f"{mask(done.storage)}" + (f", MLflow {mask(job.mlflow)}" if job.mlflow is not None else "") + "\n"
                f"follow: squeue -j {job_id}; each task's log: {job.log(job_id)}\n"
                f"stop:   scancel {job_id} (running trials are recorded as failed; submit again to resume them)")
 
@@ -446,8 +346,7 @@ def submit(study_name, storage, jobs, gpus_per_job, trials_per_gpu, partition, t
 def studies():
     """List the shipped studies: name, dataset, epoch budget, target."""
     rows = [("name", "dataset", "epochs", "target", "baselines")]
-    for path in catalog.shipped_study_files():
-        spec = catalog.load_study_spec(str(path), deep=False)  # the shipped files pass the deep checks in the tests
+    for spec in api.studies():
         rows.append((spec.name, spec.dataset.name, str(spec.budget.epochs), spec.describe_target(),
                      ", ".join(spec.baselines) or "none"))
     _echo_columns(rows)
@@ -495,16 +394,9 @@ def best(study_name, storage, fmt):
     """Print the best trial of a study: parameters, validation and test accuracy, size, time; for a study with two
     objectives, its Pareto front."""
     from hpsearch.results.render import render
-    from hpsearch.results.trials import summarize
-    from hpsearch.storage import storage_url
 
-    study = _load_existing(_study_name(study_name), storage_url(storage))
-    summary = summarize(study)
-    if summary["best"] is None:
-        within = " within its limits" if summary["limits"] else ""
-        raise HpsearchError(f"study {study.study_name!r} has no completed trial{within} yet: "
-                            f"`hpsearch run --study {study_name}`")
-    click.echo(render(summary, fmt))
+    _quiet_optuna()
+    click.echo(render(api.summary(study_name, storage=storage), fmt))
 
 
 @main.command()
@@ -515,25 +407,13 @@ def best(study_name, storage, fmt):
                    "and write report.md, PNG plots and an index.html showing both into it.")
 def report(study_name, storage, out):
     """Print the baselines beside the best searched trials, as one Markdown table."""
-    from hpsearch.results import report as report_module
-    from hpsearch.storage import storage_url
-
-    spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
-    study = _load_existing(spec.name if spec else study_name, storage_url(storage))
-    spec = spec or _remembered_spec(study)
-    listed, epochs = (spec.baselines, spec.budget.epochs) if spec else ((), None)
-    text = report_module.markdown(study, listed, epochs=epochs, spec=spec)
-    click.echo(text, nl=False)
+    _quiet_optuna()
+    done = api.report(study_name, storage=storage, out=out)
+    click.echo(done.markdown, nl=False)
     if out is not None and out.suffix == ".md":
-        make_folder(out.parent, "--out")
-        write_atomic(out, text)
         click.echo(f"wrote {out}", err=True)
     elif out is not None:
-        if out.exists() and not out.is_dir():
-            raise HpsearchError(f"--out {out}: a file of that name exists; give a folder, or a name ending in .md")
-        make_folder(out, "--out")
-        written = report_module.write_directory(study, listed, epochs=epochs, spec=spec, out=out)
-        click.echo(f"wrote {', '.join(written)} in {out}", err=True)
+        click.echo(f"wrote {', '.join(p.name for p in done.written)} in {out}", err=True)
 
 
 @main.command()
@@ -544,18 +424,13 @@ def report(study_name, storage, out):
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, help="Port to listen on.")
 def dashboard(study_name, storage, host, port):
     """Serve optuna-dashboard on the study's storage and weights until Ctrl-C; prints the study's address."""
-    from hpsearch.results import dashboard as dashboard_module
-    from hpsearch.storage import storage_url
-
-    url = storage_url(storage)
-    name = _load_existing(_study_name(study_name), url).study_name
-
     def announce(address: str) -> None:
         click.echo(address)
         sys.stdout.flush()  # a script reading the address through a pipe gets it now
 
+    _quiet_optuna()
     try:
-        dashboard_module.serve(url, name, host=host, port=port, announce=announce)
+        api.dashboard(study_name, storage=storage, host=host, port=port, announce=announce)
     except KeyboardInterrupt:
         click.echo("dashboard stopped", err=True)
 
@@ -572,27 +447,21 @@ def dashboard(study_name, storage, host, port):
               help="Copy the trial's stored weights (if it kept any) beside the config.")
 def export(study_name, storage, number, out, weights):
     """Write a trial's config as a file that stands alone: parameters, data split, epochs, seed, metrics, versions."""
-    from hpsearch.results import export as export_module
-    from hpsearch.results import ranking
-    from hpsearch.results.render import or_nan, plural
-    from hpsearch.results.trials import objectives as trial_objectives
-    from hpsearch.storage import storage_url
+    from hpsearch.results.render import plural
 
-    spec = catalog.load_study_spec(study_name) if catalog.find_study_file(study_name) else None
-    url = storage_url(storage)
-    study = _load_existing(spec.name if spec else study_name, url)
-    make_folder(out.parent, "-o")
-    trial, copied = export_module.export_trial(study, url, number, out, spec=spec, include_weights=weights)
-    click.echo(f"wrote {out} (trial #{trial.number}, val {ranking.val_accuracy(trial):.4f}, "
-               f"test {or_nan(record.outcome(trial).test_accuracy):.4f})", err=True)
-    if number is None and len(objectives := trial_objectives(study)) > 1:
-        size = len(ranking.front(study.get_trials(deepcopy=False), against=objectives[1]))
+    _quiet_optuna()
+    done = api.export(study_name, out, storage=storage, trial=number, weights=weights)
+    trial = done.trial
+    test = float("nan") if trial.test_accuracy is None else trial.test_accuracy
+    click.echo(f"wrote {out} (trial #{trial.number}, val {trial.val_accuracy:.4f}, test {test:.4f})", err=True)
+    if done.front is not None:
+        size, objectives = done.front
         click.echo(f"note: trial #{trial.number} is the most accurate of {plural(size, 'trial')} on the front of "
                    f"{' and '.join(objectives)}; `hpsearch best` lists them, --trial N exports another", err=True)
-    if copied is not None:
-        click.echo(f"wrote {copied} (the trial's stored weights)", err=True)
-    elif weights:
-        click.echo(f"trial #{trial.number} has no stored weights (only the best trials keep theirs): "
+    if done.weights is not None:
+        click.echo(f"wrote {done.weights} (the trial's stored weights)", err=True)
+    elif done.no_weights_why:
+        click.echo(f"trial #{trial.number} has no stored weights ({escape.terminal(done.no_weights_why)}): "
                    f"`hpsearch train --config {out}` trains it again", err=True)
 
 
@@ -609,51 +478,34 @@ def export(study_name, storage, number, out, weights):
 @stops_once
 def train(config_path, seeds, out, device, data_dir):
     """Train an exported config again; print validation and test accuracy per seed, and the mean and spread."""
-    from hpsearch.files import output_folder
-    from hpsearch.results.export import read_config
-    from hpsearch.training.devicedata import resolve_device
-
     _quiet_optuna()
-    config = read_config(config_path)
-    torch_device = resolve_device(device)
-    out = out or config_path.with_name(config_path.stem + "-trained")
-    with output_folder(out, "--out", kept_if=lambda folder: any(folder.glob("seed-*"))):
-        _train_seeds(config, config_path, seeds, out, torch_device, data_dir)
+    done = api.train(config_path, seeds=seeds, out=out, device=device, data_dir=data_dir, progress=_train_display,
+                     on_seed=_retrained_line)
+    click.echo(f"test accuracy {done.results['test_accuracy_mean']:.4f} ± {done.results['test_accuracy_std']:.4f} "
+               f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
+    click.echo(f"wrote {done.out}/: config{config_path.suffix}, "
+               f"{', '.join(f'seed-{r.seed}.safetensors' for r in done.runs)}, results.json", err=True)
 
 
-def _train_seeds(config, config_path: Path, seeds: int, out: Path, torch_device, data_dir) -> None:
-    """`train`'s work in its output folder: each seed trained, saved and reported, then the summary."""
+def _train_display(plan):
+    """`train`'s notes (what differs from the trial's own run), then its live progress on stderr."""
     from rich.console import Console
 
     from hpsearch.search.progress import RetrainDisplay
-    from hpsearch.training import retrain as retrain_module
 
-    retrain_module.start_out_dir(out, config_path)
-    for note in retrain_module.differences(config, torch_device):
+    for note in plan.notes:
         click.echo(f"note: {note}", err=True)
-    metrics = config.metrics
-    runs = []
-    with RetrainDisplay(Console(stderr=True), seeds, config.record.epochs) as display:
-        for seed in range(config.record.seed, config.record.seed + seeds):
-            display.seed_started(seed)
-            retrained = retrain_module.retrain(config, seed, torch_device, data_dir=data_dir,
-                                              on_epoch=display.epoch_finished, on_batches=display.batches_done,
-                                              progress=display.loading)
-            retrain_module.save_retrained(retrained, out, config_path)
-            display.seed_finished()
-            runs.append(retrained)
-            line = f"seed {seed}: val {retrained.val_accuracy:.4f}, test {retrained.test_accuracy:.4f}"
-            if seed == config.record.seed and None not in (metrics.get("val_accuracy"), metrics.get("test_accuracy")):
-                same = (retrained.val_accuracy, retrained.test_accuracy) == (metrics["val_accuracy"], metrics["test_accuracy"])
-                line += (f" (the trial reached val {metrics['val_accuracy']:.4f}, test {metrics['test_accuracy']:.4f}"
-                         f"{': identical' if same else ''})")
-            click.echo(line)
-    summary = retrain_module.results(runs, torch_device)
-    write_atomic(out / "results.json", json.dumps(summary, indent=2) + "\n")
-    click.echo(f"test accuracy {summary['test_accuracy_mean']:.4f} ± {summary['test_accuracy_std']:.4f} "
-               f"(mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''})")
-    click.echo(f"wrote {out}/: config{config_path.suffix}, "
-               f"{', '.join(f'seed-{r.seed}.safetensors' for r in runs)}, results.json", err=True)
+    return RetrainDisplay(Console(stderr=True), len(plan.seeds), plan.config.record.epochs)
+
+
+def _retrained_line(run, config) -> None:
+    """A seed's accuracies; the config's own seed's beside what the trial reached (identical on the same machine)."""
+    line = f"seed {run.seed}: val {run.val_accuracy:.4f}, test {run.test_accuracy:.4f}"
+    reached = config.metrics.get("val_accuracy"), config.metrics.get("test_accuracy")
+    if run.seed == config.record.seed and None not in reached:
+        same = (run.val_accuracy, run.test_accuracy) == reached
+        line += f" (the trial reached val {reached[0]:.4f}, test {reached[1]:.4f}{': identical' if same else ''})"
+    click.echo(line)
 
 
 @main.command()
@@ -676,78 +528,39 @@ def confirm(study_name, storage, top, seeds, workers, device, data_dir, mlflow, 
     Results are stored on each trial (its `confirm` attribute) as each seed finishes; running the command
     again trains only what is missing, so --seeds 5 after --seeds 3 trains two more seeds per trial.
     """
-    from hpsearch.storage import storage_url
+    from hpsearch.results.report import markdown_table
 
-    _check_mlflow(mlflow)
-    url = storage_url(storage)
-    study = _load_existing(_study_name(study_name), url)
-    with _tracker(mlflow, study.study_name, url) or contextlib.nullcontext() as tracker:
-        _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, tracker)
+    _quiet_optuna()
+    done = api.confirm(study_name, storage=storage, top=top, seeds=seeds, workers=workers, device=device,
+                       data_dir=data_dir, mlflow=mlflow, as_worker=as_worker,
+                       progress=None if as_worker else _confirm_plan, on_seed=_seed_line)
+    if done is not None:
+        for said in done.said:
+            click.echo(said, nl=False)
+        click.echo("\n".join(markdown_table(done.table.header, done.table.rows) + ["", *done.verdict]))
 
 
-def _confirm(study, url, top, seeds, workers, device, data_dir, as_worker, tracker) -> None:
-    """confirm's work, its seeds' results sent to `tracker` (or None) as they arrive."""
-    from hpsearch.results import report as report_module
+def _confirm_plan(plan):
+    """What the confirmation is about to do, in one line on stderr."""
     from hpsearch.results.render import plural
-    from hpsearch.search import confirm as confirm_module
-    from hpsearch.training.devicedata import resolve_device
 
-    def on_seed(job, result) -> None:
-        click.echo(_seed_line(job, result))
-        if tracker:
-            tracker.confirmed(job.trial, result)
-
-    if tracker:
-        tracker.study_opened(study)
-    torch_device = resolve_device(device)
-    chosen = confirm_module.chosen(study, top)
-    wanted = confirm_module.seeds_for(confirm_module.base_seed(study), seeds)
-    todo = confirm_module.missing(study, top, seeds)
-    seed_list = f"seed{'s' if seeds > 1 else ''} {', '.join(map(str, wanted))}"
-    if as_worker:
-        confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=on_seed)
-        return
-    if not todo:
-        click.echo(f"nothing to do: the best {plural(len(chosen), 'trial')} each hold {seed_list} already "
+    seed_list = f"seed{'s' if len(plan.seeds) > 1 else ''} {', '.join(map(str, plan.seeds))}"
+    stored = plan.trials * len(plan.seeds) - plan.to_train
+    if not plan.to_train:
+        click.echo(f"nothing to do: the best {plural(plan.trials, 'trial')} each hold {seed_list} already "
                    f"(--seeds or --top larger confirms further)", err=True)
     else:
-        click.echo(f"confirming the best {plural(len(chosen), 'trial')} of study {study.study_name} with {seed_list} "
-                   f"on {torch_device}: {plural(len(todo), 'training run')} to go"
-                   + (f", {len(chosen) * seeds - len(todo)} stored already" if len(todo) < len(chosen) * seeds else "")
-                   + (f", {workers} workers" if workers > 1 else ""), err=True)
-        if workers == 1:
-            confirm_module.Confirmation(study, url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=on_seed)
-        else:
-            for said in confirm_module.run_workers(study.study_name, url, top, seeds, workers, device, data_dir,
-                                                   mlflow=tracker and tracker.uri):
-                click.echo(said, nl=False)
-    study = _load_existing(study.study_name, url)  # a fresh read: the results are on finished trials
-    if tracker:
-        tracker.summarize(study)
-    table, verdict = report_module.confirmation(study.get_trials(deepcopy=False))
-    click.echo("\n".join(report_module.markdown_table(report_module.CONFIRM_HEADER, table) + ["", *verdict]))
+        click.echo(f"confirming the best {plural(plan.trials, 'trial')} of study {plan.study} with {seed_list} "
+                   f"on {plan.device}: {plural(plan.to_train, 'training run')} to go"
+                   + (f", {stored} stored already" if stored else "")
+                   + (f", {plan.workers} workers" if plan.workers > 1 else ""), err=True)
+    return contextlib.nullcontext()
 
 
-def _seed_line(job, result: record.SeedResult) -> str:
+def _seed_line(job, result) -> None:
+    """One seed's result (a record.SeedResult), in one line on stdout."""
     if not result.trained:
-        return f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result.failure)}"
-    return (f"trial #{job.trial.number} seed {job.seed}: val {result.val_accuracy:.4f}, "
-            f"test {result.test_accuracy:.4f} ({result.seconds:.1f} s)")
-
-
-def _remembered_spec(study):
-    """The study file the study was made from, if it is still where it was and still reads (its target and
-    limits are not stored with the study); else None."""
-    from hpsearch.errors import SpecError
-
-    path = record.study_record(study).spec_path
-    try:
-        spec = catalog.load_study_spec(path) if path and Path(path).is_file() else None
-    except SpecError:
-        return None
-    return spec if spec is not None and spec.name == study.study_name else None
-
-
-def _study_name(name_or_path: str) -> str:
-    """The Optuna study name a --study argument means: a study file's name, else the argument."""
-    return catalog.load_study_spec(name_or_path).name if catalog.find_study_file(name_or_path) else name_or_path
+        click.echo(f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result.failure)}")
+    else:
+        click.echo(f"trial #{job.trial.number} seed {job.seed}: val {result.val_accuracy:.4f}, "
+                   f"test {result.test_accuracy:.4f} ({result.seconds:.1f} s)")

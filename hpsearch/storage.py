@@ -156,6 +156,7 @@ def engine_options(url: str) -> dict:
 LOCK_POLL_S = (0.005, 0.1)  # the first and the longest pause between two tries of a held lock (doubling)
 LOCK_BRIEF_S = 2.0  # a worker holds a study lock for milliseconds: a longer wait is said, and may reach a deadline
 LOCK_SAY_EVERY_S = 60.0  # a wait is said again this often while it lasts
+STOPPING_LOCK_WAIT_S = 10.0  # a process stopping at Ctrl-C or SIGTERM (signals held) waits this long to tidy up
 
 
 class LockWaitExpired(StorageError):

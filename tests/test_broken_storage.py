@@ -181,6 +181,10 @@ def test_a_trained_trial_whose_weights_do_not_fit_stays_complete_and_says_its_we
     assert f"complete: val {trial.value:.4f}" in result.output
     assert f"; weights not kept: {trial.user_attrs['weights_not_kept']}" in result.output
     assert list(folder.iterdir()) == [] and no_partial_files(tmp_path)
+    exported = CliRunner().invoke(main, ["export", "--study", "wide", "--storage", storage, "-o",
+                                         str(tmp_path / "best.yaml")])
+    assert exported.exit_code == 0 and (f"trial #0 has no stored weights (they could not be written: "
+                                        f"{trial.user_attrs['weights_not_kept']})") in exported.stderr
 
 
 def test_a_checkpoint_that_does_not_fit_is_a_warning_and_the_trial_trains_on(small_disk, tmp_path, caplog):

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -206,8 +207,21 @@ def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
     return path if path.is_file() else None
 
 
+def why_no_weights(trial: FrozenTrial | None) -> str:
+    """Why a trial (None: one not in the study) has no stored weights, for the line that says so."""
+    if trial is not None and (reason := record.outcome(trial).weights_not_kept) is not None:
+        return f"they could not be written: {reason}"
+    return "only the best completed trials keep theirs"
+
+
 def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = "best") -> dict[str, torch.Tensor]:
     """The stored weights of a trial ("best": the best-ranked trial that has weights), on the CPU."""
+    return load_state_dict_file(stored_weights(storage_url, study_name, trial))
+
+
+def stored_weights(storage_url: str, study_name: str, trial: int | str = "best") -> Path:
+    """The file of a trial's stored weights ("best": the best-ranked trial that has weights); HpsearchError with
+    the fix where there is none."""
     try:
         study = optuna.load_study(study_name=study_name, storage=open_existing(storage_url))
     except KeyError:
@@ -218,15 +232,16 @@ def load_trial_state_dict(storage_url: str, study_name: str, trial: int | str = 
         if found is None:
             raise HpsearchError(f"study {study_name!r} has no completed trial with stored weights "
                                 f"in {artifact_dir(storage_url)}: run more trials with `hpsearch run --study {study_name}`")
-        return load_state_dict_file(found[1])
+        return found[1]
     if not str(trial).isdigit():
         raise HpsearchError(f"trial {trial!r}: give a trial number or \"best\"")
     number = int(trial)
     chosen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     path = trial_weights_path(storage_url, chosen) if chosen is not None else None
     if path is None:
-        raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights (only the best completed "
-                            f"trials keep theirs): retrain it with `hpsearch export --study {study_name} --trial "
-                            f"{number} -o trial.yaml` then `hpsearch train --config trial.yaml`")
-    return load_state_dict_file(path)
+        why = why_no_weights(chosen)
+        raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights ({why}): retrain it with "
+                            f"`hpsearch export --study {study_name} --trial {number} -o trial.yaml` then "
+                            "`hpsearch train --config trial.yaml`")
+    return path
 

@@ -28,7 +28,8 @@ from hpsearch.record import TrialRecord
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.schema import config_dataset, load_spec, load_yaml, yaml_problem
+from hpsearch.studyfile.catalog import remembered_spec
+from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
 
 FORMAT = "hpsearch-config/1"
@@ -83,7 +84,11 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     stored = record.study_record(study)
     split, seed = stored.split, stored.seed
     if split is None or seed is None:
-        spec = spec or _remembered_spec(study, stored.spec_path)
+        spec = spec or remembered_spec(study.study_name, stored.spec_path)
+        if spec is None:
+            raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and the "
+                                f"study file it was made from ({stored.spec_path or 'unknown'}) "
+                                "is not here or no longer reads as that study: give the study file as --study FILE")
         split, seed = spec.dataset.recorded(), spec.seed
     config = record.config(trial)
     recipe = record.stored_recipe(trial, split=split, seed=seed,
@@ -102,13 +107,6 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
                     "dataset_source": where.dataset_source},
         "versions": {"torch": where.torch, "optuna": where.optuna, "hpsearch": version("hpsearch")},
     }
-
-
-def _remembered_spec(study: optuna.Study, path: str | None) -> StudySpec:
-    if path is None or not Path(path).is_file():
-        raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and its study "
-                            f"file {path or '(unknown)'} is not here: give the study file as --study FILE")
-    return load_spec(path)
 
 
 def write_config(config: dict[str, Any], out: Path, weights: Path | None = None) -> Path | None:

@@ -13,7 +13,7 @@ from hpsearch import record
 from hpsearch.results.ranking import val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
 from hpsearch.results.stats import describe as describe_spread
-from hpsearch.results.trials import curve
+from hpsearch.results.trials import curve, describe_accepted_change
 from hpsearch.studyfile.limits import describe
 
 
@@ -58,12 +58,19 @@ def render(summary: dict[str, Any], fmt: str) -> str:
     return "\n".join(map(escape.terminal, _text(summary)))
 
 
+def _recorded(value: Any, spec: str) -> str:
+    """`value` formatted, or "not recorded" where the trial has none (a trial another program added to the study)."""
+    return "not recorded" if value is None else format(value, spec)
+
+
 def _text(summary: dict[str, Any]) -> list[str]:
     counts = [f"{summary['complete']} complete", f"{summary['pruned']} pruned", f"{summary['fail']} failed"]
     counts += [f"{summary['running']} running"] if summary["running"] else []
     queued = f"; {summary['waiting']} queued to run next" if summary["waiting"] else ""
     lines = [f"study {summary['study']}: {plural(summary['trials'], 'trial')} ({', '.join(counts)}){queued}",
              f"stop rule: {summary['stop_rule']}"]
+    lines += [f"changed {describe_accepted_change(accepted)}: ranked with the trials before it"
+              for accepted in summary.get("accepted_changes", [])]
     if copied := summary.get("warm_start"):
         lines.append(f"warm start: {plural(copied['trials'], 'trial')} of study {', '.join(copied['from'])}, "
                      "observations for the sampler, counted nowhere else")
@@ -83,7 +90,7 @@ def _text(summary: dict[str, Any]) -> list[str]:
     lines += [
         f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "") + f": {how}",
         f"  val accuracy   {best['val_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
-        f"  test accuracy  {best['test_accuracy']:.4f}" + (" (its single run)" if confirmed else ""),
+        f"  test accuracy  {_recorded(best['test_accuracy'], '.4f')}" + (" (its single run)" if confirmed else ""),
     ]
     if confirmed:
         seeds = ", ".join(map(str, confirm.trained_seeds))
@@ -91,10 +98,10 @@ def _text(summary: dict[str, Any]) -> list[str]:
                   f"  confirmed test {describe_spread(confirm.test)}",
                   f"                 (seeds {seeds}; `hpsearch report` compares the confirmed trials)"]
     lines += [
-        f"  parameters     {best['param_count']:,}",
-        f"  epochs         {best['epochs']}",
-        f"  seconds        {best['seconds']:.1f}",
-        f"  device         {best['device']}",
+        f"  parameters     {_recorded(best['param_count'], ',')}",
+        f"  epochs         {_recorded(best['epochs'], '')}",
+        f"  seconds        {_recorded(best['seconds'], '.1f')}",
+        f"  device         {_recorded(best['device'], '')}",
     ]
     if best["params"]:  # a baseline searched nothing: its config says it all
         lines += ["  searched params:", *(f"    {key}: {value}" for key, value in best["params"].items())]

@@ -19,7 +19,7 @@ from hpsearch import escape
 from hpsearch import record
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
-from hpsearch.results.trials import describe_stop_rules
+from hpsearch.results.trials import describe_accepted_change, describe_stop_rules
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.limits import describe
 from hpsearch.studyfile.types import StudySpec
@@ -159,8 +159,11 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
 
 def _time_to_target(study: optuna.Study, trials: Sequence[FrozenTrial], spec: StudySpec | None) -> list[str]:
     """The time to target and pace, after the rule that stopped the study's runs (which the figure depends on)."""
-    rules = describe_stop_rules(record.study_record(study).stop_rules)
-    return [f"Stop rule: {rules}.", *timing.lines(timing.pace(list(trials), spec))]
+    stored = record.study_record(study)
+    rules = describe_stop_rules(stored.stop_rules)
+    changed = [f"Changed {describe_accepted_change(accepted)}: ranked with the trials before it."
+               for accepted in stored.accepted_changes]
+    return [f"Stop rule: {rules}.", *changed, *timing.lines(timing.pace(list(trials), spec))]
 
 
 def markdown_table(header: Sequence[str], table: Sequence[Sequence[str]]) -> list[str]:

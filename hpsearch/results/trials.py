@@ -94,6 +94,12 @@ def stop_rules_with(stored: list[dict[str, Any]] | None, spec: StudySpec, trials
     return [*rules, {"from_trial": trials_before, **rule}]
 
 
+def describe_accepted_change(accepted: dict[str, Any]) -> str:
+    """'from trial #4 on, budget.epochs 1 -> 2 (accepted 2026-12-07T11:00:00+00:00)': a change a run accepted
+    (run --accept-change), under which the trials from that one on ran; best and report rank them with the rest."""
+    return f"from trial #{accepted['from_trial']} on, {', '.join(accepted['changes'])} (accepted {accepted['at']})"
+
+
 def describe_stop_rules(stored: list[dict[str, Any]] | None) -> str:
     """Which rule ended the study's runs early, trial by trial, in words. A study stored by an hpsearch older than
     the record ran under the older rule, which let a test target (the default then) stop the search unsaid."""
@@ -195,6 +201,8 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
                "versus": _versus(trials), "stop_rule": describe_stop_rules(stored.stop_rules)}
     if copied:
         summary["warm_start"] = {"trials": len(copied), "from": sorted({record.warm_start(t)["study"] for t in copied})}
+    if stored.accepted_changes:
+        summary["accepted_changes"] = list(stored.accepted_changes)
     if len(names := objectives(study)) > 1:
         summary["objectives"] = names
         summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]

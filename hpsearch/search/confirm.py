@@ -17,14 +17,17 @@ Training is retrain.retrain, the same code `hpsearch train --seeds` runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
@@ -38,9 +41,14 @@ from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
 from hpsearch.search.signals import hold_signals
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
-from hpsearch.storage import NoLock, shared_lock
+from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, shared_lock
 from hpsearch.training import retrain
 from hpsearch.training.train import EpochStats
+
+if TYPE_CHECKING:
+    from hpsearch.search.tracking import Tracker
+
+log = logging.getLogger(__name__)
 
 CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
 CLAIM_STALE_S = 2 * DEFAULT_HEARTBEAT_S  # a claim not refreshed for this long belongs to a lost worker
@@ -116,7 +124,7 @@ class Confirmation:
                 result = self._train(job, on_epoch)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: free the claim, so the next confirm takes it at once
                 hold_signals()
-                self._locked(lambda: self._release(job))
+                self._release_interrupted(job)
                 raise
             self._locked(lambda: self._store(job, result))
             on_seed(job, result)
@@ -138,6 +146,20 @@ class Confirmation:
         except HpsearchError as exc:  # the loss diverged with this seed: a result too
             return SeedResult(job.seed, failure=str(exc), device=str(self.device))
         return replace(retrain.seed_result(retrained), device=str(self.device))
+
+    def _release_interrupted(self, job: Job) -> None:
+        """Free a stopping worker's claim, waiting STOPPING_LOCK_WAIT_S at most for the lock (signals are held, so a
+        longer wait could not be cut short): where the storage cannot take it now, the claim lapses once its worker
+        is seen gone, and the next confirm trains the job then."""
+        try:
+            self.lock.acquire(time.monotonic() + STOPPING_LOCK_WAIT_S)
+            try:
+                self._release(job)
+            finally:
+                self.lock.release()
+        except Exception as exc:  # noqa: BLE001 - the worker is stopping; its exit status must stay 130 / 143
+            log.warning("trial #%d seed %d was left claimed (%s): the next confirm trains it once this worker is seen "
+                        "gone", job.trial.number, job.seed, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
     # Everything below runs under the study lock.
 
@@ -200,6 +222,71 @@ def _lost(claim: dict) -> bool:
         except PermissionError:  # alive, someone else's
             pass
     return time.time() - claim["at"] > CLAIM_STALE_S
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    """What a confirmation is about to do, for its display to say first."""
+
+    study: str
+    trials: int  # how many trials it confirms: the best `top` (fewer where fewer completed)
+    seeds: tuple[int, ...]  # the seeds each trial is trained with
+    to_train: int  # training runs no worker has stored yet
+    workers: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """The confirmation's outcome, read back from the storage once every worker has finished."""
+
+    table: list[tuple[str, ...]]  # report.confirmation's rows: the confirmed trials, best mean first
+    verdict: list[str]  # what they say of the winner
+    said: list[str]  # with several workers, what each said (a line per seed), in worker order
+
+
+Progress = Callable[[ConfirmPlan], AbstractContextManager[object]]
+
+
+def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, workers: int = 1, device: str = "auto",
+            data_dir: Path | None = None, tracker: Tracker | None = None, as_worker: bool = False,
+            progress: Progress | None = None,
+            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+    """`hpsearch confirm`: train what is missing of the best `top` trials' `seeds` seeds, in this process or in
+    `workers` processes on this machine, each result stored (and sent to `tracker`) as it is trained; then the
+    confirmed trials as the report shows them. With `as_worker` this process is one of those workers: it trains
+    its share and returns None."""
+    from hpsearch.results import report
+    from hpsearch.search.studystore import load_existing
+    from hpsearch.training.devicedata import resolve_device
+
+    def seed_done(job: Job, result: dict) -> None:
+        if on_seed:
+            on_seed(job, result)
+        if tracker:
+            tracker.confirmed(job.trial, result)
+
+    if tracker:
+        tracker.study_opened(study)
+    torch_device = resolve_device(device)
+    if as_worker:
+        Confirmation(study, storage_url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=seed_done)
+        return None
+    todo = missing(study, top, seeds)
+    plan = ConfirmPlan(study.study_name, len(chosen(study, top)), tuple(seeds_for(base_seed(study), seeds)),
+                       len(todo), workers, torch_device)
+    said = []
+    with progress(plan) if progress else nullcontext():
+        if todo and workers == 1:
+            Confirmation(study, storage_url, top, seeds, torch_device, data_dir=data_dir).work(on_seed=seed_done)
+        elif todo:
+            said = run_workers(study.study_name, storage_url, top, seeds, workers, device, data_dir,
+                               mlflow=tracker and tracker.uri)
+    study = load_existing(study.study_name, storage_url)  # a fresh read: the results are on finished trials
+    if tracker:
+        tracker.summarize(study)
+    table, verdict = report.confirmation(ranking.study_trials(study))
+    return Confirmed(table, verdict, said)
 
 
 def run_workers(study_name: str, storage_url: str, top: int, seeds: int, workers: int, device: str,

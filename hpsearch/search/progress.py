@@ -18,6 +18,7 @@ from hpsearch.results.trials import FINISHED, curve, is_warm_start
 from hpsearch.search.objective import RunEvents
 from hpsearch.studyfile import params as P
 from hpsearch.training.devicedata import DeviceData
+from hpsearch.training.retrain import RetrainEvents
 from hpsearch.training.train import Batches, EpochStats
 
 PLAIN_EVERY_S = 5.0  # in a log, at most one progress line of a kind this often (each ended trial still gets its line)
@@ -189,7 +190,7 @@ class ParallelDisplay(LiveBars):
         self.ended(f"[{self.earlier + self.done}/{self.total}] {who}{describe_trial(trial)}", trial)
 
 
-class RetrainDisplay(LiveBars):
+class RetrainDisplay(LiveBars, RetrainEvents):
     """Two bars while `hpsearch train` runs: seeds done, and epochs of the seed in training."""
 
     def __init__(self, console: Console, seeds: int, epochs: int):

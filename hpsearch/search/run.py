@@ -30,18 +30,17 @@ from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective
 from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.signals import hold_signals
-from hpsearch.search.studystore import check_existing, open_study
+from hpsearch.search.preflight import check_storage
+from hpsearch.search.studystore import open_study
 from hpsearch.storage import (
+    STOPPING_LOCK_WAIT_S,
     LockWaitExpired,
     NoLock,
     cached,
-    check_sqlite_folder,
     fail_lost_trials,
-    is_new_sqlite,
     open_storage,
     queue_retry,
     shared_lock,
-    sqlite_file,
 )
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 
 
 BASELINE_SHARE = 0.5  # while baselines remain, at most this share of a run's trial time goes to them
-REQUEUE_WAIT_S = 10  # an interrupted run waits this long for the study lock to queue its trial's copy (signals held)
 
 
 def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
@@ -259,12 +257,7 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
     Several workers (processes, GPUs, machines) may run this on one study at once; see RunBudget.
     """
     device = resolve_device(options.device)
-    storage = None
-    if is_new_sqlite(storage_url):  # made once the data is read: a run that cannot start writes nothing
-        check_sqlite_folder(sqlite_file(storage_url))
-    else:  # fail fast, before reading any data
-        storage = cached(open_storage(storage_url, heartbeat=options.heartbeat))
-        check_existing(spec, storage, options.accept_change)
+    storage = check_storage(spec, storage_url, heartbeat=options.heartbeat, accept_change=options.accept_change)
     keeper = WeightKeeper(storage_url, options.keep_weights) if options.keep_weights > 0 else None
     checkpoints = writable_checkpoint_root(storage_url)
     events = events or RunEvents()
@@ -430,7 +423,7 @@ def _requeue_interrupted(study: optuna.Study, number: int, lock: NoLock) -> None
     """Queue a copy of an interrupted trial, so the next run resumes it (from its checkpoint). Where the
     storage cannot take it now, say so and let the interruption end the run as it would."""
     try:
-        lock.acquire(time.monotonic() + REQUEUE_WAIT_S)
+        lock.acquire(time.monotonic() + STOPPING_LOCK_WAIT_S)
         trial = study.get_trials(deepcopy=False)[number]
         if trial.state == TrialState.FAIL:
             queue_retry(study, trial)
@@ -443,7 +436,7 @@ def _check_baselines_fit(spec: StudySpec, data: data_module.DeviceData, source: 
     """The study file's check where it could not be made on reading the file: an image folder's classes are
     known once it is read, a transfer baseline's architecture once the init: model is loaded."""
     if source is None and DATASETS[spec.dataset.name].input_shape is not None:
-        return  # checked by studyfile.preflight with the dataset's known input and classes
+        return  # checked by search/preflight.py with the dataset's known input and classes
     architecture = source.config if source is not None else None
     for name in spec.baselines:
         if why := fit_problem(BASELINES[name], data.shape, data.num_classes, architecture):

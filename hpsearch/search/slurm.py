@@ -30,11 +30,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpsearch import __version__
+from hpsearch import __version__, escape
 from hpsearch.errors import ClusterError
 from hpsearch.paths import slug
 from hpsearch.search.workers import worker_environment
-from hpsearch.storage import check_sqlite_folder, folder_beside, is_new_sqlite, mask, open_storage, scrub, sqlite_file
+from hpsearch.storage import folder_beside, mask, scrub, sqlite_file
 from hpsearch.studyfile import catalog
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training.checkpoint import checkpoint_root
@@ -134,8 +134,9 @@ def check_shared(url: str, checkpoints: Path) -> None:
         raise ClusterError(f"{mask(url)} is an SQLite file, which processes on one machine only can share: use "
                            "PostgreSQL (export HPSEARCH_STORAGE=postgresql://...), or --one-node if every task runs "
                            "on this node")
+    shown = escape.terminal(str(checkpoints))
     where = ("$HPSEARCH_CHECKPOINTS is not set" if not os.environ.get("HPSEARCH_CHECKPOINTS")
-             else f"$HPSEARCH_CHECKPOINTS={checkpoints} is on this node only" if node_local(checkpoints) else None)
+             else f"$HPSEARCH_CHECKPOINTS={shown} is on this node only" if node_local(checkpoints) else None)
     if where:
         raise ClusterError(f"{where}: set it to a folder every node sees (a shared file system), where a requeued "
                            "task's trial resumes from its checkpoint; or --one-node if every task runs on this node")
@@ -225,17 +226,14 @@ def one_line(value: str, given_as: str) -> str:
 
 
 def submit(job: ArrayJob, url: str) -> str:
-    """Hand the script to sbatch, with the storage URL in its environment; the job id. The storage is opened first,
-    so that a wrong password or an unreachable server is one line here, not an error in every task's log."""
+    """Hand the script to sbatch, with the storage URL in its environment; the job id. The caller has checked the
+    storage (preflight.check_storage), so that a wrong password or an unreachable server is one line here, not an
+    error in every task's log."""
     script = batch_script(job)
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise ClusterError("sbatch is not on PATH: submit from a machine that submits SLURM jobs (a login node); "
                            "--dry-run prints the batch script anywhere")
-    if is_new_sqlite(url):
-        check_sqlite_folder(sqlite_file(url))
-    else:
-        open_storage(url)
     job.log_dir.mkdir(parents=True, exist_ok=True)
     job.checkpoints.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([sbatch, "--parsable"], input=script, capture_output=True, text=True,

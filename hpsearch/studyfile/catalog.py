@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpsearch.errors import HpsearchError
+from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import StudySpec
 
@@ -38,11 +38,23 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def load_study_spec(name_or_path: str, *, deep: bool = True) -> StudySpec:
-    """The validated study a --study argument means (deep=False: without the checks that import Optuna and torch)."""
+def load_study_spec(name_or_path: str) -> StudySpec:
+    """The validated study a --study argument means."""
     path = find_study_file(name_or_path)
     if path is None:
         shipped = ", ".join(p.stem for p in shipped_study_files())
         raise HpsearchError(f"no study file {name_or_path!r}: give a path to a .yaml file or one of the "
                             f"shipped studies ({shipped}); `hpsearch studies` lists them")
-    return load_spec(path, deep=deep)
+    return load_spec(path)
+
+
+def remembered_spec(study_name: str, path: str | None) -> StudySpec | None:
+    """The study file a stored study was made from (`path`, which it records), if it is still there, still reads
+    and still names that study; else None. Its target and limits are not stored with the study."""
+    if not path or not _is_file(Path(path)):
+        return None
+    try:
+        spec = load_spec(path)
+    except SpecError:
+        return None
+    return spec if spec.name == study_name else None

@@ -2,9 +2,8 @@
 
 Validation happens once, on load, before anything touches a storage: every problem is collected
 and reported as `file: key: what is wrong (what is allowed)`. Raw YAML never travels further.
-The checks that need heavy libraries (Optuna builds each sampler and pruner, torch each baseline
-on the meta device) live in preflight.py and run with deep=True only, so `hpsearch studies`,
-which lists the shipped studies without them, starts in a blink.
+Loading builds nothing, so that reading a study never imports Optuna's samplers or torch: the checks
+that build a sampler, a pruner or a model (search/preflight.py) run when a command is about to train.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import yaml
 from hpsearch.errors import SpecError
 from hpsearch.paths import name_problem
 from hpsearch.studyfile import params as P
+from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.components import PRUNERS, SAMPLERS, Sampler
 from hpsearch.studyfile.limits import MEASURES
 from hpsearch.studyfile.types import (
@@ -76,11 +76,8 @@ class Problems:
                 self.add(f"{where}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def load_spec(path: str | Path, *, deep: bool = True) -> StudySpec:
-    """Read and validate a study file; raise SpecError listing every problem.
-
-    deep=False skips the checks that import Optuna and torch (see the module docstring).
-    """
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study file; raise SpecError listing every problem."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -90,7 +87,7 @@ def load_spec(path: str | Path, *, deep: bool = True) -> StudySpec:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise SpecError(str(path), [yaml_problem(exc)]) from None
-    return parse_spec(raw, path=str(path), default_name=path.stem, deep=deep)
+    return parse_spec(raw, path=str(path), default_name=path.stem)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -152,7 +149,9 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}not valid YAML ({problem})"
 
 
-def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> StudySpec:
+def parse_spec(raw: Any, *, path: str, default_name: str | None) -> StudySpec:
+    """A study as a mapping (a study file's YAML, or a dict given to api.run) -> StudySpec; `path` names it
+    in messages, and relative paths in it are taken from its folder."""
     problems = Problems()
     if not isinstance(raw, dict):
         raise SpecError(path, ["the file must be a mapping of keys such as dataset, budget, space"])
@@ -180,7 +179,6 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     fixed = _parse_fixed(raw.get("fixed", {}), problems)
     for both in sorted(set(space) & set(fixed)):
         problems.add(f"fixed.{both}", "is also in space: search it or fix it, not both")
-    epochs = budget.epochs if budget else 1
     _check_trial_epochs(space, fixed, budget, problems)
     sampler = _parse_component("sampler", raw.get("sampler", {"name": "tpe"}), SAMPLERS, problems)
     pruner = _parse_component("pruner", raw.get("pruner", {"name": "none"}), PRUNERS, problems)
@@ -189,17 +187,11 @@ def parse_spec(raw: Any, *, path: str, default_name: str, deep: bool = True) -> 
     warm_start = _parse_warm_start(raw["warm_start"], name, problems) if "warm_start" in raw else None
     _check_transfer_params(init, space, fixed, problems)
     _check_learning_rate(space, fixed, problems)
-    baselines = _parse_baselines(raw.get("baselines", []), problems)
+    baselines = _parse_baselines(raw.get("baselines", []), init, problems)
     limits = _parse_limits(raw["limits"], problems) if "limits" in raw else Limits()
     objectives = _parse_objectives(raw.get("objectives", ["val_accuracy"]), problems)
     if sampler is not None:
         _check_sampler(SAMPLERS[sampler.name], objectives, problems)
-    if deep:
-        from hpsearch.studyfile import preflight  # imports Optuna and torch as its checks need them
-
-        preflight.check_components(sampler, pruner, epochs, problems)
-        preflight.check_baselines(baselines, dataset, init, problems)
-        preflight.check_fixed_architecture(dataset, init, space, fixed, problems)
 
     if problems.lines:
         raise SpecError(path, problems.lines)
@@ -435,7 +427,7 @@ def _parse_objectives(value: Any, problems: Problems) -> tuple[str, ...]:
 
 def _parse_component(key: str, value: Any, table: Mapping[str, Any], problems: Problems) -> Component | None:
     """A sampler or pruner as written: a name in `table` (components.py), or a mapping of its name and
-    options (the options are checked by preflight.check_components, which builds it)."""
+    options (the options are checked by search/preflight.py, which builds it)."""
     if isinstance(value, str):
         value = {"name": value}
     value = _mapping(value, key, problems)
@@ -561,12 +553,26 @@ def _parse_distribution(param: P.Param, dist: Any, key: str, problems: Problems)
     return Distribution(kind, low=low, high=high, log=log, step=step)
 
 
-def _parse_baselines(value: Any, problems: Problems) -> tuple[str, ...]:
+def _parse_baselines(value: Any, init: InitSpec | None, problems: Problems) -> tuple[str, ...]:
+    """Known names, each taking the architecture it can: a baseline that starts from trained weights needs init:,
+    and a study with init: takes the source model's architecture (whether each fits the data is
+    search/preflight.py's to check: it builds them)."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add("baselines", f"must be a list of baseline names, got {shown(value)}")
         return ()
     if len(set(value)) != len(value):
         problems.add("baselines", "lists a baseline twice")
+    for name in dict.fromkeys(value):
+        baseline = BASELINES.get(name)
+        if baseline is None:
+            problems.add("baselines", f"unknown baseline {shown(name)} (allowed: {', '.join(BASELINES)}; "
+                                      "`hpsearch baselines` lists them)")
+        elif baseline.transfer and init is None:
+            problems.add("baselines", f"{name} starts from trained weights: it needs init: (the model to start from)")
+        elif not baseline.transfer and init is not None:
+            transfer = ", ".join(b.name for b in BASELINES.values() if b.transfer)
+            problems.add("baselines", f"{name} has an architecture of its own, and a study with init: takes the "
+                                      f"source model's (baselines that start from it: {transfer})")
     return tuple(value)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import random
 
 import optuna
 import pytest
@@ -115,7 +115,7 @@ def test_a_damaged_weights_file_is_one_line_naming_it(damage, tmp_path):
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:-5])
     elif damage == "random bytes":
-        path.write_bytes(os.urandom(512))
+        path.write_bytes(random.Random(0).randbytes(512))
     with pytest.raises(UnreadableWeights, match=rf"^{path} is not a safetensors file hpsearch can read \(.+\): it is "
                                                r"damaged, or not safetensors; replace it"):
         load_state_dict_file(path)

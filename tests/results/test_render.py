@@ -51,6 +51,19 @@ def test_best_shows_a_stored_name_on_its_own_line_whatever_it_holds(storage):
     assert not any(line.startswith("error") for line in text.splitlines())
 
 
+def test_best_of_a_trial_that_recorded_only_its_validation_accuracy_says_what_is_missing(storage):
+    """A trial another program added (or an older hpsearch stored) without test accuracy, size or time was a
+    traceback in `best`."""
+    study = optuna.create_study(study_name="bare", storage=storage, direction="maximize")
+    study.set_user_attr("dataset", "digits")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5, user_attrs={"val_accuracy": 0.5}))
+    result = invoke("best", "--study", "bare", "--storage", storage)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert [line[17:] for line in result.stdout.splitlines()
+            if line.startswith(("  test accuracy", "  parameters", "  epochs", "  seconds", "  device"))] == [
+        "not recorded"] * 5
+
+
 def test_best_lists_the_front_and_export_takes_any_point(front_study, tmp_path):
     url, path, study = front_study
     front = ranking.front(study.trials)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 
 import optuna
 import pytest
@@ -16,6 +17,7 @@ from hpsearch.cli import main
 from hpsearch.results import ranking
 from hpsearch.search import confirm
 from hpsearch.search.run import RunOptions, run
+from hpsearch.storage import LOCK_BRIEF_S, shared_lock
 from hpsearch.studyfile.schema import load_spec
 
 DIGITS_STUDY = {"budget": {"epochs": 2, "trials": 2}, "space": {"lr": {"float": [0.02, 0.2], "log": True}}}
@@ -107,6 +109,25 @@ def test_a_claimed_job_is_left_to_its_worker_unless_the_worker_is_gone(storage):
     assert two._claim() == first
     one._store(second, {"seed": 2, "val_accuracy": 0.5, "test_accuracy": 0.4, "seconds": 1.0})
     assert second.key not in one._claims() and confirmations(storage, name) == {first.trial.number: [2]}
+
+
+def test_a_stopping_worker_frees_its_claim_or_leaves_it_within_seconds_when_the_lock_is_held(storage, caplog,
+                                                                                             monkeypatch):
+    """Ctrl-C while another session held the study lock waited until it was freed (signals held: nothing could cut
+    the wait short); now it waits a bounded time and says what it left."""
+    study, name = hand_made_study(storage, confirmed=False), "hand"
+    worker = confirm.Confirmation(study, storage, 1, 1, device=None)
+    job = worker._claim()
+    elsewhere = shared_lock(storage, name)  # another session's hold on the same study lock
+    elsewhere.acquire()
+    monkeypatch.setattr(confirm, "STOPPING_LOCK_WAIT_S", 0.1)  # the lock's least wait, LOCK_BRIEF_S, still applies
+    started = time.monotonic()
+    worker._release_interrupted(job)
+    assert time.monotonic() - started < LOCK_BRIEF_S + 2
+    assert job.key in worker._claims() and f"trial #{job.trial.number} seed 1 was left claimed" in caplog.text
+    elsewhere.release()
+    worker._release_interrupted(job)
+    assert job.key not in worker._claims()
 
 
 def test_best_export_and_report_name_the_confirmed_winner_and_say_it_is_not_the_single_run_best(storage, tmp_path):

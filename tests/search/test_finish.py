@@ -22,7 +22,7 @@ def stored(state: TrialState, run: str, value: float | None = None, **attrs) -> 
 
 
 def test_a_run_whose_trials_all_failed_names_the_most_common_reason(write_study, storage):
-    spec = load_study_spec(str(write_study()), deep=False)
+    spec = load_study_spec(str(write_study()))
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
     study.add_trial(stored(TrialState.COMPLETE, "earlier", 0.9))
     for reason in ("loss became NaN", "loss became NaN", "out of memory"):
@@ -35,7 +35,7 @@ def test_a_run_whose_trials_all_failed_names_the_most_common_reason(write_study,
 
 
 def test_until_a_total_already_held_is_nothing_to_do_and_a_searched_trial_reaches_the_target(write_study, storage):
-    spec = load_study_spec(str(write_study(target={"metric": "val_accuracy", "value": 0.5})), deep=False)
+    spec = load_study_spec(str(write_study(target={"metric": "val_accuracy", "value": 0.5})))
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
     study.add_trial(stored(TrialState.COMPLETE, "earlier", 0.9))
     end = finish(study, spec, RunOptions(until=1, run_id="this"))
@@ -71,7 +71,7 @@ def test_a_run_ends_with_its_time_to_target_and_writes_the_dashboard_note(write_
 
 
 def test_failures_of_one_kind_are_counted_together_whatever_their_numbers(write_study, storage):
-    spec = load_study_spec(str(write_study()), deep=False)
+    spec = load_study_spec(str(write_study()))
     study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize")
     for lr in (0.12, 0.153, 0.19, 0.2):
         study.add_trial(stored(TrialState.FAIL, "this", failure=f"training loss became nan in epoch 1 (lr {lr:g})"))

@@ -82,6 +82,12 @@ def test_a_checkpoint_folder_other_nodes_cannot_see_is_refused(write_study, chec
             "$HPSEARCH_CHECKPOINTS", "every node")
 
 
+def test_a_node_local_checkpoint_folder_is_named_on_one_line_whatever_it_holds(write_study):
+    env = {"HPSEARCH_STORAGE": SERVER, "HPSEARCH_CHECKPOINTS": "/tmp/c\nerror: forged\x1b[2J"}
+    out = refused(submit("--study", str(write_study()), "--jobs", "2", "--dry-run", env=env), "on this node only")
+    assert out.startswith("error: $HPSEARCH_CHECKPOINTS=/tmp/c\\nerror: forged\\x1b[2J is on this node only")
+
+
 def test_a_password_on_the_command_line_is_refused_and_never_shown(write_study):
     out = refused(submit("--study", str(write_study()), "--storage", SERVER, "--jobs", "2", "--dry-run",
                          env={"HPSEARCH_CHECKPOINTS": "/shared/checkpoints"}), "HPSEARCH_STORAGE")

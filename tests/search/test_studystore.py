@@ -146,6 +146,12 @@ def test_accept_change_goes_on_and_records_the_change_once(write_study, storage,
     again = CliRunner().invoke(main, args)  # the record is the new one: nothing changed since
     assert again.exit_code == 0, again.output
     assert len(load(storage).user_attrs["accepted_changes"]) == 1 and len(load(storage).trials) == 3
+    # best and report say it: their ranking mixes trials made before and after the change.
+    change = f"from trial #1 on, budget.epochs 3 -> 2 (accepted {accepted['at']})"
+    best = CliRunner().invoke(main, ["best", "--study", "tiny-digits", "--storage", storage])
+    assert f"changed {change}: ranked with the trials before it" in best.stdout.splitlines()
+    report = CliRunner().invoke(main, ["report", "--study", "tiny-digits", "--storage", storage])
+    assert f"- Changed {change}: ranked with the trials before it." in report.stdout.splitlines()
 
 
 def test_what_a_run_may_change_is_no_change(write_study, storage, one_trial):

@@ -70,7 +70,7 @@ def test_without_mlflow_one_line(write_study, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
     result = CliRunner().invoke(main, ["run", "--study", str(write_study()), "--mlflow"])
     assert result.exit_code == 2
-    assert result.output.strip() == 'error: --mlflow needs the mlflow package: pip install "hpsearch[mlflow]"'
+    assert result.output.strip() == 'error: MLflow tracking (--mlflow) needs the mlflow package: pip install "hpsearch[mlflow]"'
 
 
 @needs_mlflow

@@ -41,10 +41,10 @@ def test_a_new_sampler_is_one_row(write_study, monkeypatch):
                       optuna.samplers.BruteForceSampler)
 
 
-def test_an_unknown_sampler_or_pruner_is_refused_on_a_light_load_too(write_study):
-    """The names are checked against the table on a light load too (deep=False, as `hpsearch studies`)."""
+def test_an_unknown_sampler_or_pruner_is_refused_on_load(write_study):
+    """The names are checked against the table on load, which builds nothing (the options, search/preflight.py)."""
     with pytest.raises(SpecError) as caught:
-        load_spec(write_study(sampler={"name": "genetic"}, pruner="early"), deep=False)
+        load_spec(write_study(sampler={"name": "genetic"}, pruner="early"))
     assert caught.value.problems == [
         'sampler.name: unknown sampler "genetic" (allowed: tpe, random, cmaes, gp, qmc, nsga2)',
         'pruner.name: unknown pruner "early" (allowed: none, median, percentile, successive_halving, hyperband)']

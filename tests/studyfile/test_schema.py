@@ -1,4 +1,5 @@
-"""Study files are validated on load: every problem named with its file and key, nothing run."""
+"""Study files are validated on load (and their parts built before a run): every problem named with its file and
+key, nothing run."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import sys
 import pytest
 
 from hpsearch.errors import SpecError
+from hpsearch.search import preflight
 from hpsearch.studyfile.catalog import shipped_study_files
 from hpsearch.studyfile.schema import load_spec
 from hpsearch.studyfile.types import Target
 
 
 def problems_of(path) -> list[str]:
+    """The problems `run` reports of a study file: those of reading it, else those of building its parts."""
     with pytest.raises(SpecError) as caught:
-        load_spec(path)
+        preflight.check(load_spec(path))
     assert all(line.startswith(str(path)) for line in str(caught.value).splitlines())
     return caught.value.problems
 

@@ -4,8 +4,8 @@ that cannot be resumed from is named in a warning and the trial starts again fro
 from __future__ import annotations
 
 import logging
-import os
 import pickle
+import random
 
 import optuna
 import pytest
@@ -69,7 +69,7 @@ def damaged(kind: str, path, marker) -> None:
     if kind == "truncated":
         path.write_bytes(whole[:len(whole) // 2])
     elif kind == "random bytes":
-        path.write_bytes(os.urandom(4096))
+        path.write_bytes(random.Random(0).randbytes(4096))
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "text":

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from hpsearch.errors import DatasetError, HpsearchError, SpecError
+from hpsearch.search import preflight
 from hpsearch.search.run import RunOptions, run
 from hpsearch.search.studystore import load_existing
 from hpsearch.studyfile.schema import load_spec
@@ -104,8 +105,8 @@ def test_baselines_are_checked_on_the_study_image_size_without_reading_data(writ
                                  baselines=["seed000-catsdogs"]))
     assert spec.dataset.image_size == (32, 48)
     with pytest.raises(SpecError, match="seed000-catsdogs does not fit imagefolder: the 8x8 input shrinks"):
-        load_spec(write_study(dataset={"name": "imagefolder", "path": "absent", "image_size": 8},
-                              baselines=["seed000-catsdogs"]))
+        preflight.check(load_spec(write_study(dataset={"name": "imagefolder", "path": "absent", "image_size": 8},
+                                              baselines=["seed000-catsdogs"])))
 
 
 def test_a_baseline_for_other_classes_fails_the_run_before_anything_is_written(write_study, storage, image_folder,

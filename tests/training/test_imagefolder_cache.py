@@ -5,8 +5,8 @@ written (a full disk) is one warning, leaves no partial file, and the run goes o
 from __future__ import annotations
 
 import logging
-import os
 import pickle
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -71,7 +71,7 @@ def test_one_flipped_byte_is_noticed(cached, caplog):
 @pytest.mark.parametrize("damage, problem", [
     (lambda raw: raw[:len(raw) // 2], "cannot be read (incomplete metadata, file not fully covered)"),
     (lambda raw: b"", "cannot be read (header too small)"),
-    (lambda raw: os.urandom(4096), "cannot be read ("),
+    (lambda raw: random.Random(0).randbytes(4096), "cannot be read ("),
 ])
 def test_a_damaged_cache_is_one_line_and_decoded_again(cached, caplog, damage, problem):
     """A damaged cache was a traceback on every run until the hidden file was found and deleted."""

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import os
+import datetime
+import pickle
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from tests.helpers import WritesAFile
 @pytest.mark.parametrize("content, reason", [
     (b"", "truncated or damaged"),
     (b"hello world\n", "not a file torch wrote"),
-    (os.urandom(1024), "not plain tensors, or damaged"),
+    (pickle.dumps(datetime.date(2026, 12, 7)), "not plain tensors, or damaged"),  # another program's pickle
 ])
 def test_a_file_torch_cannot_load_safely_says_why(content, reason, tmp_path):
     path = tmp_path / "x.pt"
