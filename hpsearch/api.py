@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
+    from hpsearch.record import SeedResult
     from hpsearch.search.confirm import ConfirmPlan, Job
     from hpsearch.search.finish import RunEnd
     from hpsearch.search.run import RunOptions
@@ -479,7 +480,7 @@ class Confirmed:
 def confirm(study: Study, *, storage: str | None = None, top: int = 3, seeds: int = 3, workers: int = 1,
             device: str = "auto", data_dir: Path | None = None, mlflow: str | None = None, as_worker: bool = False,
             progress: Callable[[ConfirmPlan], contextlib.AbstractContextManager] | None = None,
-            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+            on_seed: Callable[[Job, SeedResult], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: the best `top` trials trained again with `seeds` new seeds each, in this process or in
     `workers` processes on this machine (more may join from others), each result stored as it is trained and
     given to on_seed; running it again trains only what is missing. The best mean validation accuracy becomes

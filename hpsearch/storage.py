@@ -316,15 +316,13 @@ def shared_lock(url: str, study_name: str | None = None) -> NoLock:
 def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a copy of a failed trial: same parameters, the epochs it reported, at most MAX_RETRIES times.
 
-    Optuna's RetryHeartbeatStaleTrialCallback does the same, but copies every user attribute (record.retried_copy
-    says what a copy keeps, and carries Optuna's retry chain on).
+    Optuna's RetryHeartbeatStaleTrialCallback queues it, given the trial as a copy keeps it (record.retried): its
+    system attributes chain the attempts, for Optuna's retry helpers and the checkpoints (objective.py).
     """
-    if len(record.retry_history(trial)) + 1 > MAX_RETRIES:
-        return
-    user_attrs, system_attrs = record.retried_copy(trial)
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions, user_attrs=user_attrs,
-        system_attrs=system_attrs, intermediate_values=trial.intermediate_values))
+    with quiet_experimental():
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES,
+                                                                 inherit_intermediate_values=True)
+    retry(study, record.retried(trial))
 
 
 def fail_lost_trials(study: optuna.Study) -> int:
@@ -354,9 +352,10 @@ def fail_lost_trials(study: optuna.Study) -> int:
     return failed
 
 
-def trial_system_attrs(trial: optuna.Trial) -> dict[str, Any]:
-    """A running trial's system attributes, its row alone (Optuna's Trial has no public reader of them)."""
-    return trial.storage.get_trial_system_attrs(trial._trial_id)
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """One trial of the study, read alone (study.trials reads them all)."""
+    storage = study._storage
+    return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
 
 
 def study_system_attrs(study: optuna.Study) -> dict[str, Any]:

@@ -42,9 +42,7 @@ CONFIRM = "confirm"  # on a trial from ranking.study_trials: its retraining with
 # What a limit (or a second objective) bounds -> the trial attribute that measures it.
 MEASURES = {"params": PARAM_COUNT, "train_seconds": TRAIN_SECONDS}
 
-# Optuna's own system attributes of a trial, which hpsearch reads.
-RETRY_HISTORY = "retry_history"  # the attempts a queued copy retries, first first
-FAILED_TRIAL = "failed_trial"  # the first attempt
+# Optuna's own system attribute of a queued trial, which hpsearch reads (its retry chain: Optuna's helpers read it).
 FIXED_PARAMS = "fixed_params"  # the parameters a queued trial was given (enqueue_trial)
 
 # The study's user attributes; split and seed are every trial's record's.

@@ -11,7 +11,7 @@ outcome() for what a display shows of one trial. Standard library only at import
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,6 @@ from hpsearch.record.keys import (
     DATASET_SOURCE,
     DEVICE,
     EPOCHS_TRAINED,
-    FAILED_TRIAL,
     FAILURE,
     FIXED_PARAMS,
     INPUT_SHAPE,
@@ -35,7 +34,6 @@ from hpsearch.record.keys import (
     PARAM_COUNT,
     PRUNER_ATTRS,
     RESUMED_FROM_EPOCH,
-    RETRY_HISTORY,
     RUN,
     SECONDS,
     SLURM,
@@ -157,17 +155,20 @@ def lost(storage: optuna.storages.BaseStorage, trial_id: int, *, reason: str, ep
     storage.set_trial_user_attr(trial_id, EPOCHS_TRAINED, epochs_trained)
 
 
-def baseline_attrs(name: str) -> dict[str, Any]:
-    """The attributes a baseline's trial is queued with (enqueue_trial's user_attrs)."""
-    return {BASELINE: name}
+def queue_baseline(study: optuna.Study, params: Mapping[str, Any], name: str) -> None:
+    """Queue the baseline `name` at `params`, its point in the study's space: its trial is known by its name."""
+    study.enqueue_trial(dict(params), user_attrs={BASELINE: name})
 
 
-def warm_start_attrs(trial: FrozenTrial, study: str) -> dict[str, Any]:
-    """The attributes a copy of `trial`, of study `study`, carries into a study it warm-starts: its config, its test
-    accuracy and measures, and where it came from."""
+def warm_start_copy(trial: FrozenTrial, study: str, **fields: Any) -> FrozenTrial:
+    """A copy of `trial`, of study `study`, for a study it warm-starts, made of optuna.trial.create_trial's `fields`
+    (state, values, params, distributions, constraints): it carries the trial's config, test accuracy and measures,
+    and where it came from."""
+    from optuna.trial import create_trial
+
     kept = {key: trial.user_attrs[key] for key in (CONFIG, TEST_ACCURACY, *MEASURES.values())
             if key in trial.user_attrs}
-    return {**kept, WARM_START: {"study": study, "trial": trial.number}}
+    return create_trial(**fields, user_attrs={**kept, WARM_START: {"study": study, "trial": trial.number}})
 
 
 # Read back ---------------------------------------------------------------------------------
@@ -179,10 +180,14 @@ def config(trial: FrozenTrial) -> dict[str, Any] | None:
 
 
 def stored_recipe(trial: FrozenTrial, *, split: Mapping[str, Any], seed: int, params: Mapping[str, Any] | None = None,
-           storage: str | None = None) -> TrialRecord:
+                  storage: str | None = None) -> TrialRecord:
     """A completed trial's recipe (TrialRecord.from_attrs), with its study's split and seed; `params` in place of
-    its stored config."""
+    its stored config. ValueError for a trial that ended early without an `epochs` parameter: the epochs it trained
+    are not its recipe's."""
     attrs = trial.user_attrs if params is None else {**trial.user_attrs, CONFIG: params}
+    if trial.state.name != "COMPLETE" and not attrs[CONFIG].get("epochs"):
+        raise ValueError(f"trial #{trial.number} is {trial.state.name.lower()}: only a completed trial records the "
+                         "epochs of its recipe")
     return TrialRecord.from_attrs(attrs, split=split, seed=seed, storage=storage)
 
 
@@ -250,9 +255,13 @@ def optuna_state(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.system_attrs)
 
 
-def stored(trial: FrozenTrial) -> dict[str, Any]:
-    """Every attribute the trial stores, for a stand-in copy of it (a view of the study, a plot's)."""
-    return trial.user_attrs
+def stand_in(trial: FrozenTrial, **fields: Any) -> FrozenTrial:
+    """A trial standing in for `trial` in an in-memory view of its study, made of optuna.trial.create_trial's
+    `fields` (state, values, params, ...): it carries what hpsearch stored on `trial`, and as Optuna's state what
+    the pruner wrote on the trial's single-objective view (curvepruning), where the view's pruner reads it."""
+    from optuna.trial import create_trial
+
+    return create_trial(**fields, user_attrs=trial.user_attrs, system_attrs=pruner_state(trial))
 
 
 @dataclass(frozen=True)
@@ -295,36 +304,46 @@ def provenance(trial: FrozenTrial) -> Provenance:
 
 
 # Optuna's retry chain ----------------------------------------------------------------------
-# Read here by its keys, as Optuna's RetryFailedTrialCallback.retry_history and retried_trial_number read them: those
-# warn that they are experimental at every call, and a run reads the chain of every trial it keeps at every step.
+# A failed trial's queued copy carries Optuna's chain of attempts (RetryHeartbeatStaleTrialCallback's system
+# attributes), read by its helpers: experimental since Optuna 2.8, and unchanged since.
+
+
+def _chain(read: Callable[[FrozenTrial], Any], trial: FrozenTrial) -> Any:
+    """What Optuna's retry helper `read` says of `trial`, without its warning that the helper is experimental."""
+    from hpsearch.storage import quiet_experimental
+
+    with quiet_experimental():
+        return read(trial)
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:
     """The attempts a queued copy retries, first first ([] for a first attempt)."""
-    return trial.system_attrs.get(RETRY_HISTORY, [])
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return _chain(RetryHeartbeatStaleTrialCallback.retry_history, trial)
 
 
-def retried_copy(trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The user and system attributes a queued copy of the failed `trial` starts with: what to run (RETRIED), and
-    Optuna's retry chain (failed_trial, retry_history) carried on, so that its retry helpers and our checkpoints
-    follow it. Optuna's RetryFailedTrialCallback copies every user attribute, so a copy that completed would still
-    say why its first attempt failed."""
-    system = trial.system_attrs
-    return ({key: value for key, value in trial.user_attrs.items() if key in RETRIED},
-            {**system, FAILED_TRIAL: system.get(FAILED_TRIAL, trial.number),
-             RETRY_HISTORY: [*retry_history(trial), trial.number]})
+def retried(trial: FrozenTrial) -> FrozenTrial:
+    """A failed trial as its queued copy is made from it (by Optuna's RetryHeartbeatStaleTrialCallback, which copies
+    every user attribute): keeping of hpsearch's attributes only what to run (RETRIED), so that a copy that completed
+    does not say why its first attempt failed. A copy: the callback adds to the chain it is given."""
+    kept = copy.deepcopy(trial)
+    kept.user_attrs = {key: value for key, value in trial.user_attrs.items() if key in RETRIED}
+    return kept
 
 
 def first_attempt(trial: optuna.Trial) -> int:
     """The number of a running trial's first attempt: its own, unless it is a queued copy of a failed one."""
-    from hpsearch.storage import trial_system_attrs
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    history = trial_system_attrs(trial).get(RETRY_HISTORY)
-    return history[0] if history else trial.number
+    from hpsearch.storage import trial_by_number
+
+    first = _chain(RetryHeartbeatStaleTrialCallback.retried_trial_number, trial_by_number(trial.study, trial.number))
+    return trial.number if first is None else first
 
 
 def queued_params(trial: optuna.Trial) -> dict[str, Any]:
     """The parameters a running trial was queued with (enqueue_trial's; a retried copy carries its own)."""
-    from hpsearch.storage import trial_system_attrs
+    from hpsearch.storage import trial_by_number
 
-    return trial_system_attrs(trial).get(FIXED_PARAMS) or trial.params
+    return trial_by_number(trial.study, trial.number).system_attrs.get(FIXED_PARAMS) or trial.params

@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # files only, never a window; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib import ticker  # noqa: E402
-from optuna.trial import TrialState, create_trial  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from hpsearch import escape, record  # noqa: E402
@@ -126,7 +126,7 @@ def _without_copies(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of the study in which the trials copied from another study (warm_start: they ran
     there) stand as failed trials, which no plot draws: every trial keeps its number."""
     view = optuna.create_study(direction=study.direction)
-    view.add_trials([create_trial(state=TrialState.FAIL, user_attrs=record.stored(t)) if is_warm_start(t) else t
+    view.add_trials([record.stand_in(t, state=TrialState.FAIL) if is_warm_start(t) else t
                      for t in study.get_trials(deepcopy=False)])
     record.copy_to(view, study)  # confirmations
     return view

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import record
 from hpsearch.results import ranking
@@ -228,6 +228,6 @@ def single_objective_view(study: optuna.Study) -> optuna.Study:
 
 def single_objective_trial(trial: FrozenTrial) -> FrozenTrial:
     """A trial of a multi-objective study as the single-objective view holds it."""
-    return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
-                        params=trial.params, distributions=trial.distributions, user_attrs=record.stored(trial),
-                        intermediate_values=curve(trial), system_attrs=record.pruner_state(trial))
+    value = trial.values[0] if trial.state == TrialState.COMPLETE else None
+    return record.stand_in(trial, state=trial.state, value=value, params=trial.params,
+                           distributions=trial.distributions, intermediate_values=curve(trial))

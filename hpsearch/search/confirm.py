@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial
 from hpsearch import record
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
-from hpsearch.record import Confirmation, SeedResult, StudyRecord
+from hpsearch.record import SeedResult, StudyRecord
 from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
 from hpsearch.search.signals import hold_signals
@@ -201,14 +201,14 @@ class Confirmation:
         self._release(job)
 
 
-def summarize(seed_results: list[SeedResult]) -> Confirmation:
+def summarize(seed_results: list[SeedResult]) -> record.Confirmation:
     """A trial's confirmation: every seed's result (lowest seed first), and the spread of those that trained."""
     seed_results = sorted(seed_results, key=lambda r: r.seed)
     trained = [r for r in seed_results if r.trained]
     if not trained:
-        return Confirmation(tuple(seed_results))
-    return Confirmation(tuple(seed_results), spread([r.val_accuracy for r in trained]),
-                        spread([r.test_accuracy for r in trained]))
+        return record.Confirmation(tuple(seed_results))
+    return record.Confirmation(tuple(seed_results), spread([r.val_accuracy for r in trained]),
+                               spread([r.test_accuracy for r in trained]))
 
 
 def _lost(claim: dict) -> bool:
@@ -251,7 +251,7 @@ Progress = Callable[[ConfirmPlan], AbstractContextManager[object]]
 def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, workers: int = 1, device: str = "auto",
             data_dir: Path | None = None, tracker: Tracker | None = None, as_worker: bool = False,
             progress: Progress | None = None,
-            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+            on_seed: Callable[[Job, SeedResult], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: train what is missing of the best `top` trials' `seeds` seeds, in this process or in
     `workers` processes on this machine, each result stored (and sent to `tracker`) as it is trained; then the
     confirmed trials as the report shows them. With `as_worker` this process is one of those workers: it trains
@@ -260,7 +260,7 @@ def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, work
     from hpsearch.search.studystore import load_existing
     from hpsearch.training.devicedata import resolve_device
 
-    def seed_done(job: Job, result: dict) -> None:
+    def seed_done(job: Job, result: SeedResult) -> None:
         if on_seed:
             on_seed(job, result)
         if tracker:

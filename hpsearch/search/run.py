@@ -368,7 +368,7 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: 
         return decision
     if name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left, datetime.datetime.now(),
                             target=budget.target(view)):
-        study.enqueue_trial(queue.baseline_point(name), user_attrs=record.baseline_attrs(name))
+        record.queue_baseline(study, queue.baseline_point(name), name)
     elif not any(t.state == TrialState.WAITING for t in view.trials) and queue.start_up(study, trials):
         seed.added(len(trials) + 1)
     return decision

@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import record
 from hpsearch.search.objective import RunEvents, device_name
-from hpsearch.storage import mask, scrub, shared_lock
+from hpsearch.storage import mask, scrub, shared_lock, trial_by_number
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.train import EpochStats
 
@@ -193,8 +193,7 @@ class Tracker(RunEvents):
         from mlflow.entities import Param
 
         self._opened()
-        storage = self.study._storage
-        trial = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+        trial = trial_by_number(self.study, number)
         baseline, retried = record.baseline(trial), record.retry_history(trial)
         tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_ROLE: "trial", TAG_TRIAL: str(number),
                 **self.tags, "worker": record.worker(trial) or ""}

@@ -63,10 +63,9 @@ def _copy(spec: StudySpec, trial: FrozenTrial, at: optuna.trial.FixedTrial) -> F
         return None
     values = ([trial.values[0], *(measures[name] for name in spec.objectives[1:])]
               if trial.state == TrialState.COMPLETE else None)
-    return optuna.trial.create_trial(
-        state=trial.state, values=values, params=at.params, distributions=at.distributions,
-        user_attrs=record.warm_start_attrs(trial, spec.warm_start.study),
-        constraints={name: measures[name] - bound for name, bound in bounds.items()})
+    return record.warm_start_copy(trial, spec.warm_start.study, state=trial.state, values=values, params=at.params,
+                                  distributions=at.distributions,
+                                  constraints={name: measures[name] - bound for name, bound in bounds.items()})
 
 
 def start(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial],

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from hpsearch.studyfile.types import Limits
 
+
 def within_limits(trial: FrozenTrial) -> bool:
     """True unless a constraint (one per limit, value > 0 means over it) was broken."""
     return all(value <= 0 for value in trial.constraints.values())
