@@ -2,10 +2,12 @@
 
 The writers take the live trial (optuna.Trial, or a FixedTrial in tests) and are what the objective, a run and the
 weight keeper call, in the order a trial lives: started, priced, built, trained or pruned or failed, ended. Each
-attribute is one storage commit: Optuna's public API sets a trial's attributes one call at a time, and every write
-goes through _write, so a storage that could set several at once would change one function. The readers take a
-FrozenTrial: small ones for the filters that run over a whole study (baseline, run_id, warm_start, measured), and
-outcome() for what a display shows of one trial. Standard library only at import.
+attribute is one storage commit: Optuna's public API sets a trial's attributes one call at a time, and every such
+write goes through _write, so a storage that could set several at once would change one function. A lost trial is
+written by id (its worker is gone); a trial made rather than run (a queued baseline, a failed trial's copy, a
+warm-start copy, a view's stand-in) is given its attributes here. The readers take a FrozenTrial: small ones for the
+filters that run over a whole study (baseline, run_id, warm_start, measured), and outcome() for what a display shows
+of one trial. Standard library only at import.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from hpsearch import record
 from hpsearch.cli import main
+from hpsearch.record import SeedResult
 from hpsearch.results import ranking
 from hpsearch.search import confirm
 from hpsearch.search.run import RunOptions, run
@@ -53,9 +55,8 @@ def hand_made_study(storage: str, confirmed: bool = True) -> optuna.Study:
         attrs = {"config": {}, "epochs": 2, "test_accuracy": value - 0.01, "param_count": 1000, "seconds": 1.0}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
         if confirmed and mean is not None:
-            study.set_user_attr(ranking.confirm_key(len(study.trials) - 1), confirm.summarize(
-                [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean + d, "seconds": 1.0}
-                 for s, d in ((1, -0.01), (2, 0.01))]))
+            record.store_confirmation(study, len(study.trials) - 1, confirm.summarize(
+                [SeedResult(s, mean + d, mean + d, 1.0) for s, d in ((1, -0.01), (2, 0.01))]))
     return study
 
 
