@@ -58,8 +58,8 @@ def confirmed_trial(number: int, value: float, mean: float | None, **attrs) -> o
     trial = optuna.trial.create_trial(value=value, user_attrs=attrs)
     trial.number = number
     if mean is not None:
-        trial.user_attrs = {**attrs, "confirm": confirm.summarize(
-            [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean, "seconds": 1.0} for s, d in ((1, -0.01), (2, 0.01))])}
+        trial = record.with_confirmation(trial, confirm.summarize(
+            [SeedResult(s, mean + d, mean, 1.0) for s, d in ((1, -0.01), (2, 0.01))]))
     return trial
 
 
