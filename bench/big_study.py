@@ -31,7 +31,7 @@ from optuna.trial import TrialState, create_trial
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402  (bench/provenance.py)
 
-from hpsearch import trialrecord as A  # noqa: E402
+from hpsearch.record import keys as A  # noqa: E402
 from hpsearch.search.run import RunOptions, run
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
@@ -52,7 +52,7 @@ def stored_trials(count: int, rng: torch.Generator) -> list[optuna.trial.FrozenT
     return [create_trial(state=TrialState.COMPLETE, value=value, params={"width": width, "lr": lr},
                          distributions=distributions, intermediate_values={1: value},
                          user_attrs={A.RUN: "earlier", A.CONFIG: {**STUDY["fixed"], "width": width, "lr": lr},
-                                     A.PARAM_COUNT: 1000 + width, A.EPOCHS: 1, A.SECONDS: 0.5,
+                                     A.PARAM_COUNT: 1000 + width, A.EPOCHS_TRAINED: 1, A.SECONDS: 0.5,
                                      A.TRAIN_SECONDS: 0.4, A.VAL_ACCURACY: value, A.TEST_ACCURACY: value})
             for width, lr, value in zip(widths, lrs, values)]
 

@@ -31,7 +31,7 @@ from provenance import load_average, provenance  # noqa: E402
 from hpsearch.results.export import TrialConfig  # noqa: E402
 from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
 from hpsearch.training.retrain import retrain  # noqa: E402
-from hpsearch.trialrecord import TrialRecord  # noqa: E402
+from hpsearch.record import TrialRecord  # noqa: E402
 
 # A plain CNN within the cifar10-75 space (every key is one of its axes or fixed values): three
 # blocks of two 3x3 convs with BatchNorm, widths doubling, flips and crops, SGD Nesterov, cosine.

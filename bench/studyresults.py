@@ -39,7 +39,7 @@ def time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     """Wall time from the command's start (`started`, time.time()) to the end of the first sampled trial that met
     the study's target, and what ran until then. A baseline meeting it does not count, as it does not stop the
     run: which baselines met it is recorded apart."""
-    from hpsearch import trialrecord as A
+    from hpsearch.record import keys as A
     from hpsearch.results.trials import first_reaching, is_baseline, meets_target, target_metric
     from hpsearch.studyfile.catalog import load_study_spec
 
@@ -61,7 +61,7 @@ def time_to_target(storage: Path, study_arg: str, started: float) -> dict:
     return {**summary, "reached": True, "trial": reached.number, "trial_params": reached.params,
             "trial_val_accuracy": target_metric(reached, "val_accuracy"),
             "trial_test_accuracy": reached.user_attrs.get(A.TEST_ACCURACY),
-            "trial_epochs": reached.user_attrs.get(A.EPOCHS), "trial_param_count": reached.user_attrs.get(A.PARAM_COUNT),
+            "trial_epochs": reached.user_attrs.get(A.EPOCHS_TRAINED), "trial_param_count": reached.user_attrs.get(A.PARAM_COUNT),
             "wall_s_to_target": round((reached.datetime_complete
                                        - datetime.datetime.fromtimestamp(started)).total_seconds(), 1),
             "trials_until_then": {state: sum(t.state.name.lower() == state for t in until)

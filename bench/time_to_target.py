@@ -158,13 +158,13 @@ def stop(process: subprocess.Popen) -> None:
 
 def trial_rows(storage: Path) -> list[dict]:
     """Every trial of the run, one row each: what it was, how far it went, how it ended."""
-    from hpsearch import trialrecord as A
+    from hpsearch.record import keys as A
 
     study = stored_study(storage)
     if study is None:
         return []
     return [{"number": t.number, "state": t.state.name, "baseline": t.user_attrs.get(A.BASELINE),
-             "epochs": t.user_attrs.get(A.EPOCHS), "seconds": t.user_attrs.get(A.SECONDS),
+             "epochs": t.user_attrs.get(A.EPOCHS_TRAINED), "seconds": t.user_attrs.get(A.SECONDS),
              "params": t.user_attrs.get(A.PARAM_COUNT), "val_accuracy": t.user_attrs.get(A.VAL_ACCURACY),
              "test_accuracy": t.user_attrs.get(A.TEST_ACCURACY),
              "why": t.user_attrs.get(A.FAILURE) or t.user_attrs.get(A.OVER_LIMIT)}
@@ -202,7 +202,7 @@ def optuna_arm(args: argparse.Namespace, seed: int, storage: str) -> None:
     import optuna
     import torch
 
-    from hpsearch import trialrecord as A
+    from hpsearch.record import keys as A
     from hpsearch.studyfile.catalog import load_study_spec
     from hpsearch.training import devicedata, recipe, space
     from hpsearch.training.models import ArchitectureError, count_parameters
@@ -239,7 +239,7 @@ def optuna_arm(args: argparse.Namespace, seed: int, storage: str) -> None:
             trial.set_user_attr(A.FAILURE, str(exc))
             raise
         finally:
-            trial.set_user_attr(A.EPOCHS, epochs)
+            trial.set_user_attr(A.EPOCHS_TRAINED, epochs)
             trial.set_user_attr(A.SECONDS, round(time.perf_counter() - started, 3))
         trial.set_user_attr(A.VAL_ACCURACY, trained.val_accuracy)
         trial.set_user_attr(A.TEST_ACCURACY, trained.test_accuracy)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from hpsearch.results.export import TrialConfig
     from hpsearch.results.status import StatusReader, StudyStatus
+    from hpsearch.record import SeedResult
     from hpsearch.search.confirm import ConfirmPlan, Job
     from hpsearch.search.finish import RunEnd
     from hpsearch.search.options import RunOptions
@@ -374,12 +375,12 @@ class ReportTables:
 
 def report_rows(study: Study, *, storage: str | None = None) -> ReportTables:
     """The report's tables as rows (`pandas.DataFrame(t.rows, columns=t.header)` reads one)."""
-    from hpsearch import trialrecord as A
+    from hpsearch import record
     from hpsearch.results import ranking
     from hpsearch.results import report as report_module
 
     stored, spec = _opened(study, storage, remembered=True)
-    rows = report_module.rows(stored, spec.baselines if spec else (), dataset=stored.user_attrs.get(A.STUDY_DATASET))
+    rows = report_module.rows(stored, spec.baselines if spec else (), dataset=record.study_record(stored).dataset)
     confirmed, verdict = report_module.confirmation(ranking.study_trials(stored))
     return ReportTables(Table(report_module.HEADER, tuple(rows)),
                         Table(report_module.CONFIRM_HEADER, tuple(confirmed)), tuple(verdict))
@@ -449,7 +450,7 @@ def export(study: Study, out: Path, *, storage: str | None = None, trial: int | 
         on_front = (len(ranking.front(stored.get_trials(deepcopy=False), against=names[1])), tuple(names))
     from hpsearch.results.artifacts import why_no_weights
 
-    no_weights_why = why_no_weights(picked.user_attrs) if weights and copied is None else None
+    no_weights_why = why_no_weights(picked) if weights and copied is None else None
     chosen = tuple(export_module.picked_notes(stored, picked)) if trial is None else ()
     return Exported(Trial(**summarize_trial(picked)), out, copied, on_front, no_weights_why, chosen)
 
@@ -460,7 +461,7 @@ def status_reader(study: Study, *, storage: str | None = None) -> StatusReader:
     working run's progress, the target). Torch-free and light, so that --watch can read a study of thousands of
     trials every few seconds. The target and budget come from the study file given, else the one the study was
     made from, where it still reads."""
-    from hpsearch import trialrecord as A
+    from hpsearch import record
     from hpsearch.results.status import StatusReader
     from hpsearch.storage import storage_url
 
@@ -468,8 +469,7 @@ def status_reader(study: Study, *, storage: str | None = None) -> StatusReader:
     name = spec.name if spec is not None else _checked_name(str(study))
     reader = StatusReader(storage_url(storage), name)
     if spec is None:
-        spec = catalog.remembered_spec(name, reader.storage.get_study_user_attrs(reader.study_id)
-                                       .get(A.STUDY_SPEC_PATH))
+        spec = catalog.remembered_spec(name, record.spec_path(reader.storage, reader.study_id))
     reader.spec = spec
     return reader
 
@@ -513,14 +513,14 @@ def _argument(study: Study) -> str:
 def _opened(study: Study, storage: str | None, *, remembered: bool = False) -> tuple[optuna.Study, StudySpec | None]:
     """The stored study `study` means, and its study file where the argument names one (a study name alone
     names none): with `remembered`, else the file the stored study was made from, where it still reads."""
-    from hpsearch import trialrecord as A
+    from hpsearch import record
     from hpsearch.storage import storage_url
 
     if isinstance(study, Mapping) or catalog.find_study_file(str(study)):
         spec = load_study(study)
         return _stored(spec.name, storage_url(storage)), spec
     stored = _stored(str(study), storage_url(storage))
-    spec = catalog.remembered_spec(stored.study_name, stored.user_attrs.get(A.STUDY_SPEC_PATH)) if remembered else None
+    spec = catalog.remembered_spec(stored.study_name, record.study_record(stored).spec_path) if remembered else None
     return stored, spec
 
 
@@ -578,7 +578,7 @@ class Confirmed:
 def confirm(study: Study, *, storage: str | None = None, top: int = 3, seeds: int = 3, workers: int = 1,
             device: str = "auto", data_dir: Path | None = None, mlflow: str | None = None, as_worker: bool = False,
             progress: Callable[[ConfirmPlan], contextlib.AbstractContextManager] | None = None,
-            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+            on_seed: Callable[[Job, SeedResult], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: the best `top` trials trained again with `seeds` new seeds each, in this process or in
     `workers` processes on this machine (more may join from others), each result stored as it is trained and
     given to on_seed; running it again trains only what is missing. The best mean validation accuracy becomes

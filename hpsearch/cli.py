@@ -678,9 +678,10 @@ def _confirm_plan(plan):
     return contextlib.nullcontext()
 
 
-def _seed_line(job, result: dict) -> None:
-    if "failure" in result:
-        click.echo(f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result['failure'])}")
+def _seed_line(job, result) -> None:
+    """One seed's result (a record.SeedResult), in one line on stdout."""
+    if not result.trained:
+        click.echo(f"trial #{job.trial.number} seed {job.seed}: {escape.terminal(result.failure)}")
     else:
-        click.echo(f"trial #{job.trial.number} seed {job.seed}: val {result['val_accuracy']:.4f}, "
-                   f"test {result['test_accuracy']:.4f} ({result['seconds']:.1f} s)")
+        click.echo(f"trial #{job.trial.number} seed {job.seed}: val {result.val_accuracy:.4f}, "
+                   f"test {result.test_accuracy:.4f} ({result.seconds:.1f} s)")

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hpsearch"
 ORDER = ["studyfile", "results", "training", "search", "api", "cli"]  # each may import those before it
-SHARED = -1  # errors, defaults, paths, escape, files, trialrecord, storage/: any layer may import them
+SHARED = -1  # errors, defaults, paths, escape, files, words, record, storage/: any layer may import them
 
 
 def modules() -> dict[str, Path]:

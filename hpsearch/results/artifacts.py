@@ -21,9 +21,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -31,14 +30,14 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial
 from safetensors import SafetensorError, safe_open
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.defaults import DEFAULT_KEEP
 from hpsearch.errors import HpsearchError
 from hpsearch.files import CannotWrite, check_writable, save_atomic, write_atomic
+from hpsearch.record import TrialRecord
 from hpsearch.results import ranking
 from hpsearch.results.trials import NewlyFinished
 from hpsearch.storage import folder_beside, mask, open_existing, sqlite_file
-from hpsearch.trialrecord import TrialRecord
 
 if TYPE_CHECKING:
     import torch
@@ -63,24 +62,24 @@ class WeightKeeper:
         check_writable(self.folder, "the artifact folder",  # now, not after the first trial trained
                        f"{elsewhere}keep no weights (--keep-weights 0)")
 
-    def __call__(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> None:
-        value = trial.user_attrs[A.VAL_ACCURACY]  # the objective's return value, not yet stored
+    def __call__(self, trial: optuna.Trial, model: torch.nn.Module, recipe: TrialRecord) -> None:
+        value = record.outcome(trial).val_accuracy  # the objective's return value, not yet stored
         self.holders.update((t.number, t) for t in self.newly_finished(trial.study.get_trials(deepcopy=False))
-                            if A.WEIGHTS in t.user_attrs)
+                            if record.weights_artifact(t) is not None)
         # A file dropped, by this worker or another, is gone for good.
-        self.holders = {n: t for n, t in self.holders.items() if self._exists(t.user_attrs[A.WEIGHTS])}
-        kept = [(ranking.val_accuracy(t), t.number, t.user_attrs[A.WEIGHTS])
+        self.holders = {n: t for n, t in self.holders.items() if self._exists(record.weights_artifact(t))}
+        kept = [(ranking.val_accuracy(t), t.number, record.weights_artifact(t))
                 for t in ranking.ranked(self.holders.values())]
         ranked = sorted([*kept, (value, trial.number, None)], key=lambda r: (-r[0], r[1]))
         if (value, trial.number, None) not in ranked[:self.keep]:
             return
         try:
-            artifact_id = self._upload(trial, model, record)
+            artifact_id = self._upload(trial, model, recipe)
         except CannotWrite as exc:  # the trial trained: its result stands, only its weights are lost
-            trial.set_user_attr(A.WEIGHTS_NOT_KEPT, f"cannot write {exc.path} ({exc.reason})"
-                                + (f": {exc.remedy}" if exc.remedy else ""))
+            record.weights_not_kept(trial, f"cannot write {exc.path} ({exc.reason})"
+                                    + (f": {exc.remedy}" if exc.remedy else ""))
             return
-        trial.set_user_attr(A.WEIGHTS, artifact_id)
+        record.weights_kept(trial, artifact_id)
         for _, _, dropped in ranked[self.keep:]:
             if dropped is not None:
                 try:
@@ -88,7 +87,7 @@ class WeightKeeper:
                 except ArtifactNotFound:  # another worker removed it first
                     pass
 
-    def _upload(self, trial: optuna.Trial, model: torch.nn.Module, record: TrialRecord) -> str:
+    def _upload(self, trial: optuna.Trial, model: torch.nn.Module, recipe: TrialRecord) -> str:
         """The trial's weights as an artifact of it, written whole or not at all; its artifact id."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +96,7 @@ class WeightKeeper:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"trial-{trial.number}.safetensors"
             save_state_dict(model, path, {"study": trial.study.study_name, "trial": str(trial.number),
-                                          **record.header()})
+                                          **recipe.header()})
             return upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=trial,
                                    mimetype="application/octet-stream")
 
@@ -179,11 +178,11 @@ def copy_weights(source: Path, path: Path) -> None:
         try:
             size = int.from_bytes(file.read(8), "little")
             header = json.loads(file.read(size))
-            record = TrialRecord.from_header(metadata := header.get("__metadata__") or {})
+            recipe = TrialRecord.from_header(metadata := header.get("__metadata__") or {})
         except ValueError:  # not a header this code wrote: copied as it is
-            record = None
-        if record is not None and not record.header().items() <= metadata.items():
-            header["__metadata__"] = {**metadata, **record.header()}
+            recipe = None
+        if recipe is not None and not recipe.header().items() <= metadata.items():
+            header["__metadata__"] = {**metadata, **recipe.header()}
             text = json.dumps(header, separators=(",", ":")).encode()
             text += b" " * (-len(text) % 8)  # safetensors pads its header to 8 bytes, keeping the tensors aligned
             head = len(text).to_bytes(8, "little") + text
@@ -200,17 +199,17 @@ def copy_weights(source: Path, path: Path) -> None:
 
 def trial_weights_path(storage_url: str, trial: FrozenTrial) -> Path | None:
     """The file holding this trial's weights, or None if it has none (never kept, or dropped)."""
-    artifact_id = trial.user_attrs.get(A.WEIGHTS)
+    artifact_id = record.weights_artifact(trial)
     if artifact_id is None:
         return None
     path = artifact_dir(storage_url) / artifact_id
     return path if path.is_file() else None
 
 
-def why_no_weights(attrs: Mapping[str, Any]) -> str:
-    """Why a trial with these user attributes has no stored weights, for the line that says so."""
-    if A.WEIGHTS_NOT_KEPT in attrs:
-        return f"they could not be written: {attrs[A.WEIGHTS_NOT_KEPT]}"
+def why_no_weights(trial: FrozenTrial | None) -> str:
+    """Why a trial (None: one not in the study) has no stored weights, for the line that says so."""
+    if trial is not None and (reason := record.outcome(trial).weights_not_kept) is not None:
+        return f"they could not be written: {reason}"
     return "only the best completed trials keep theirs"
 
 
@@ -239,7 +238,7 @@ def stored_weights(storage_url: str, study_name: str, trial: int | str = "best")
     chosen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
     path = trial_weights_path(storage_url, chosen) if chosen is not None else None
     if path is None:
-        why = why_no_weights(chosen.user_attrs if chosen is not None else {})
+        why = why_no_weights(chosen)
         raise HpsearchError(f"trial #{number} of study {study_name!r} has no stored weights ({why}): retrain it with "
                             f"`hpsearch export --study {study_name} --trial {number} -o trial.yaml` then "
                             "`hpsearch train --config trial.yaml`")

@@ -22,9 +22,10 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
+from hpsearch.record import TrialRecord
 from hpsearch.results import ranking
 from hpsearch.results.artifacts import copy_weights, read_header, trial_weights_path
 from hpsearch.results.trials import objectives
@@ -34,7 +35,6 @@ from hpsearch.studyfile.param import is_int, is_number
 from hpsearch.studyfile.plugins import is_import_path
 from hpsearch.studyfile.schema import config_dataset, load_yaml, yaml_problem
 from hpsearch.studyfile.types import DatasetSpec, StudySpec
-from hpsearch.trialrecord import TrialRecord
 from hpsearch.words import yaml_document
 
 FORMAT = "hpsearch-config/1"
@@ -85,16 +85,20 @@ def picked_notes(study: optuna.Study, trial: FrozenTrial) -> list[str]:
     names = objectives(study)
     second = names[1] if len(names) > 1 else None
     how = ranking.how_chosen(confirmed=ranking.confirmed_mean(trial) is not None,
-                             within_limits=bool(study.user_attrs.get(A.STUDY_LIMITS)), second=second)
+                             within_limits=bool(record.study_record(study).bounds), second=second)
     notes = [f"trial #{trial.number}: {how}"]
-    if A.BASELINE in trial.user_attrs:
+    if (baseline := record.baseline(trial)) is not None:
         searched = ranking.best_searched(trials)
         beside = (f"the best searched trial is #{searched.number} (val {ranking.val_accuracy(searched):.4f}, test "
-                  f"{searched.user_attrs.get(A.TEST_ACCURACY, float('nan')):.4f}): --trial {searched.number} exports it"
+                  f"{_accuracy(record.outcome(searched).test_accuracy)}): --trial {searched.number} exports it"
                   if searched is not None else "no searched trial has completed yet")
-        notes.append(f"note: trial #{trial.number} is baseline {trial.user_attrs[A.BASELINE]}, a hand-made model of "
+        notes.append(f"note: trial #{trial.number} is baseline {baseline}, a hand-made model of "
                      f"the reports, not a searched trial; {beside}")
     return notes
+
+
+def _accuracy(value: float | None) -> str:
+    return "not recorded" if value is None else f"{value:.4f}"
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
@@ -106,28 +110,31 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, storage_url: str,
     source study is named with its storage (`storage_url` where it is the study's own), masked as
     every Init is.
     """
-    study_attrs = study.user_attrs
-    if study_attrs.get(A.STUDY_SPLIT) is None or study_attrs.get(A.STUDY_SEED) is None:
-        spec = spec or remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))
+    stored = record.study_record(study)
+    split, seed = stored.split, stored.seed
+    if split is None or seed is None:
+        spec = spec or remembered_spec(study.study_name, stored.spec_path)
         if spec is None:
             raise HpsearchError(f"study {study.study_name!r} does not record its dataset split and seed, and the "
-                                f"study file it was made from ({study.user_attrs.get(A.STUDY_SPEC_PATH) or 'unknown'}) "
+                                f"study file it was made from ({stored.spec_path or 'unknown'}) "
                                 "is not here or no longer reads as that study: give the study file as --study FILE")
-        study_attrs = {A.STUDY_SPLIT: spec.dataset.recorded(), A.STUDY_SEED: spec.seed}
-    attrs = trial.user_attrs
-    record = TrialRecord.from_attrs({**attrs, A.CONFIG: P.complete(attrs.get(A.CONFIG, trial.params))}, study_attrs)
-    if record.init is not None and record.init.study is not None:
-        record = replace(record, init=replace(record.init, storage=record.init.storage or storage_url))
+        split, seed = spec.dataset.recorded(), spec.seed
+    config = record.config(trial)
+    recipe = record.stored_recipe(trial, split=split, seed=seed,
+                                  params=P.complete(trial.params if config is None else config))
+    if recipe.init is not None and recipe.init.study is not None:
+        recipe = replace(recipe, init=replace(recipe.init, storage=recipe.init.storage or storage_url))
+    did, where = record.outcome(trial), record.provenance(trial)
     return {
         "format": FORMAT,
         "study": study.study_name,
         "trial": trial.number,
-        **({"baseline": attrs[A.BASELINE]} if A.BASELINE in attrs else {}),
-        **record.config(),
-        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": attrs.get(A.TEST_ACCURACY),
-                    "param_count": attrs.get(A.PARAM_COUNT), "seconds": attrs.get(A.SECONDS),
-                    "device": attrs.get(A.DEVICE), "dataset_source": attrs.get(A.DATASET_SOURCE)},
-        "versions": {"torch": attrs.get(A.TORCH), "optuna": attrs.get(A.OPTUNA), "hpsearch": version("hpsearch")},
+        **({"baseline": did.baseline} if did.baseline is not None else {}),
+        **recipe.config(),
+        "metrics": {"val_accuracy": ranking.val_accuracy(trial), "test_accuracy": did.test_accuracy,
+                    "param_count": did.param_count, "seconds": did.seconds, "device": where.device,
+                    "dataset_source": where.dataset_source},
+        "versions": {"torch": where.torch, "optuna": where.optuna, "hpsearch": version("hpsearch")},
     }
 
 

@@ -23,15 +23,14 @@ matplotlib.use("Agg")  # files only, never a window; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib import ticker  # noqa: E402
-from optuna.trial import TrialState, create_trial  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from hpsearch import escape  # noqa: E402
-from hpsearch import trialrecord as A  # noqa: E402
+from hpsearch import escape, record  # noqa: E402
 from hpsearch.files import save_atomic  # noqa: E402
 from hpsearch.results import ranking  # noqa: E402
 from hpsearch.results.trials import is_warm_start, single_objective_view  # noqa: E402
-from hpsearch.studyfile.limits import measured, within_limits  # noqa: E402
+from hpsearch.studyfile.limits import within_limits  # noqa: E402
 from hpsearch.studyfile.types import Limits  # noqa: E402
 
 DPI = 110
@@ -119,7 +118,7 @@ def _varying_params(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
 def _searched_only(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of the study without its baseline trials."""
     copy = optuna.create_study(direction=study.direction)
-    copy.add_trials([t for t in study.get_trials(deepcopy=False) if A.BASELINE not in t.user_attrs])
+    copy.add_trials([t for t in study.get_trials(deepcopy=False) if record.baseline(t) is None])
     return copy
 
 
@@ -127,10 +126,9 @@ def _without_copies(study: optuna.Study) -> optuna.Study:
     """An in-memory copy of the study in which the trials copied from another study (warm_start: they ran
     there) stand as failed trials, which no plot draws: every trial keeps its number."""
     view = optuna.create_study(direction=study.direction)
-    view.add_trials([create_trial(state=TrialState.FAIL, user_attrs=t.user_attrs) if is_warm_start(t) else t
+    view.add_trials([record.stand_in(t, state=TrialState.FAIL) if is_warm_start(t) else t
                      for t in study.get_trials(deepcopy=False)])
-    for key, value in study.user_attrs.items():  # confirmations
-        view.set_user_attr(key, value)
+    record.copy_to(view, study)  # confirmations
     return view
 
 
@@ -172,16 +170,16 @@ def _intermediate(study: optuna.Study):
         epochs, values = zip(*sorted(trial.intermediate_values.items()))
         if trial.state == TrialState.PRUNED:
             ax.plot(epochs, values, color="0.6", linestyle="--", linewidth=1, marker="x", markevery=[-1])
-        elif A.BASELINE in trial.user_attrs:
+        elif record.baseline(trial) is not None:
             line, = ax.plot(epochs, values, color=next(baseline_colors), linestyle=":", linewidth=1.5,
-                            label=escape.plot(f"baseline {trial.user_attrs[A.BASELINE]} (#{trial.number})"))
+                            label=escape.plot(f"baseline {record.baseline(trial)} (#{trial.number})"))
             legend.append(line)
         else:
             ax.plot(epochs, values, color="tab:blue", alpha=0.6, linewidth=1)
     if best is not None:
         epochs, values = zip(*sorted(best.intermediate_values.items()))
         ax.plot(epochs, values, color="tab:red", linewidth=2.2)
-    n_searched = sum(t.state == TrialState.COMPLETE and A.BASELINE not in t.user_attrs for t in trials)
+    n_searched = sum(t.state == TrialState.COMPLETE and record.baseline(t) is None for t in trials)
     n_pruned = sum(t.state == TrialState.PRUNED for t in trials)
     legend = [plt.Line2D([], [], color="tab:blue", label=f"completed ({n_searched})"),
               plt.Line2D([], [], color="0.6", linestyle="--", marker="x", label=f"pruned ({n_pruned})"), *legend]
@@ -198,7 +196,7 @@ def _intermediate(study: optuna.Study):
 def _measured_trials(study: optuna.Study) -> list:
     """The completed trials that recorded both measures the front plot draws them against."""
     return [t for t in ranking.study_trials(study)
-            if t.state == TrialState.COMPLETE and measured(t, "params") and measured(t, "train_seconds")]
+            if t.state == TrialState.COMPLETE and record.measured(t, "params") and record.measured(t, "train_seconds")]
 
 
 def _pareto(study: optuna.Study, limits: Limits):
@@ -209,8 +207,8 @@ def _pareto(study: optuna.Study, limits: Limits):
     panels = (("params", "parameters (log scale)", limits.params, "{:,.0f} parameters"),
               ("train_seconds", "training seconds (log scale)", limits.train_seconds, "{:g} s"))
     for ax, (objective, label, limit, limit_text) in zip(axes, panels):
-        x = lambda t: measured(t, objective)
-        searched = [t for t in trials if A.BASELINE not in t.user_attrs]
+        x = lambda t: record.measured(t, objective)
+        searched = [t for t in trials if record.baseline(t) is None]
         inside = [t for t in searched if within_limits(t)]
         over = [t for t in searched if not within_limits(t)]
         if inside:
@@ -219,10 +217,10 @@ def _pareto(study: optuna.Study, limits: Limits):
         if over:
             ax.scatter([x(t) for t in over], [ranking.val_accuracy(t) for t in over], s=26, color="0.55", marker="x",
                        label=f"over a limit ({len(over)})")
-        for n, t in enumerate(t for t in trials if A.BASELINE in t.user_attrs):
+        for n, t in enumerate(t for t in trials if record.baseline(t) is not None):
             ax.scatter([x(t)], [ranking.val_accuracy(t)], s=60, marker="D", color="tab:green", edgecolor="black",
                        zorder=3, label=None if n else "baseline")
-            ax.annotate(escape.plot(t.user_attrs[A.BASELINE]), (x(t), ranking.val_accuracy(t)),
+            ax.annotate(escape.plot(record.baseline(t)), (x(t), ranking.val_accuracy(t)),
                         textcoords="offset points", xytext=(6, -10), fontsize=8)
         front = sorted(ranking.front(trials, against=objective), key=x)  # steps rise left to right
         if front:

@@ -9,37 +9,30 @@ single run's accuracy favours the luckiest seed of many trials, a mean over new 
 
 from __future__ import annotations
 
-import copy
 import itertools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
-from hpsearch.studyfile.limits import measured, within_limits
+from hpsearch import record
+from hpsearch.studyfile.limits import within_limits
 
 if TYPE_CHECKING:
     import optuna
 
 
-def confirm_key(number: int) -> str:
-    """The study user attribute that holds trial `number`'s confirmation."""
-    return f"{A.CONFIRM} #{number}"
-
-
 def study_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's trials, each confirmed one carrying its confirmation as the user attribute `confirm`.
+    """The study's trials, each confirmed one carrying its confirmation (record.confirmation reads it).
 
     Optuna freezes a finished trial's own attributes, so `hpsearch confirm` stores each trial's results
     as a study user attribute, `confirm #N` (the dashboard lists them with the study); here they are put
     back on copies of their trials, where every ranking rule and display reads them."""
-    stored = study.user_attrs
+    confirmations = record.study_record(study).confirmations
     trials = study.get_trials(deepcopy=False)
     for index, trial in enumerate(trials):
-        if (confirmation := stored.get(confirm_key(trial.number))) is not None:
-            trials[index] = copy.copy(trial)
-            trials[index].user_attrs = {**trial.user_attrs, A.CONFIRM: confirmation}
+        if (confirmation := confirmations.get(trial.number)) is not None:
+            trials[index] = record.with_confirmation(trial, confirmation)
     return trials
 
 
@@ -51,7 +44,7 @@ def val_accuracy(trial: FrozenTrial) -> float:
 def counts(trial: FrozenTrial) -> bool:
     """Whether a trial can be the best or reach the target: completed here (not copied from another study by
     warm_start:), and within the study's limits."""
-    return trial.state == TrialState.COMPLETE and A.WARM_START not in trial.user_attrs and within_limits(trial)
+    return trial.state == TrialState.COMPLETE and record.warm_start(trial) is None and within_limits(trial)
 
 
 def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -62,13 +55,13 @@ def ranked(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 def best_searched(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     """The best sampled trial by its single run: the best trial when baselines are left out."""
-    return next((t for t in ranked(trials) if A.BASELINE not in t.user_attrs), None)
+    return next((t for t in ranked(trials) if record.baseline(t) is None), None)
 
 
 def confirmed_mean(trial: FrozenTrial) -> float | None:
     """The mean validation accuracy of the trial's confirmation seeds, or None if it has none."""
-    confirm = trial.user_attrs.get(A.CONFIRM) or {}
-    return confirm.get("val", {}).get("mean") if confirm.get("seeds") else None
+    confirmation = record.confirmation(trial)
+    return confirmation.mean_val if confirmation is not None else None
 
 
 def confirmed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -107,9 +100,9 @@ def front(trials: Iterable[FrozenTrial], against: str = "params") -> list[Frozen
     """The Pareto front of validation accuracy (higher) against `against` (lower: "params" or
     "train_seconds"), most accurate first: the counting trials that no other counting trial matches or
     beats on both while beating it on one. Works on any study: the measures are user attributes every
-    trial records (limits.MEASURES); a trial without the measure is left out. Exact duplicates both stay.
+    trial records (record.measured); a trial without the measure is left out. Exact duplicates both stay.
     """
-    points = [(t, measured(t, against)) for t in trials if counts(t)]
+    points = [(t, record.measured(t, against)) for t in trials if counts(t)]
     points = sorted(((t, m) for t, m in points if m is not None), key=lambda p: (-val_accuracy(p[0]), p[1]))
     result, lowest = [], float("inf")  # lowest: the smallest measure among more accurate trials
     for _, group in itertools.groupby(points, key=lambda p: val_accuracy(p[0])):

@@ -8,7 +8,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import escape
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results.ranking import how_chosen, val_accuracy
 from hpsearch.results.report import NO_FAILURE_REASON
 from hpsearch.results.stats import describe as describe_spread
@@ -17,26 +17,29 @@ from hpsearch.studyfile.limits import describe
 from hpsearch.words import plural, yaml_document, yaml_value
 
 
+def or_nan(value: float | None) -> float:
+    """A recorded figure, NaN where none was recorded (it prints as nan)."""
+    return float("nan") if value is None else value
+
+
 def describe_trial(trial: FrozenTrial) -> str:
-    attrs = trial.user_attrs
+    did = record.outcome(trial)
     head = f"trial #{trial.number}"
-    tag = f" ({attrs[A.BASELINE]})" if A.BASELINE in attrs else ""
+    tag = f" ({did.baseline})" if did.baseline is not None else ""
+    seconds = did.seconds or 0
     if trial.state == TrialState.COMPLETE:
-        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, "
-                f"test {attrs.get(A.TEST_ACCURACY, float('nan')):.4f}, "
-                f"{attrs.get(A.PARAM_COUNT, 0):,} params, {plural(attrs.get(A.EPOCHS, 0), 'epoch')}, "
-                f"{attrs.get(A.SECONDS, 0):.1f}s"
-                + (f"; weights not kept: {attrs[A.WEIGHTS_NOT_KEPT]}" if A.WEIGHTS_NOT_KEPT in attrs else ""))
-    if A.OVER_LIMIT in attrs:
-        return f"{head}{tag} over a limit: {attrs[A.OVER_LIMIT]}"
-    if A.STOPPED in attrs:
-        return f"{head}{tag} stopped: {attrs[A.STOPPED]}, {attrs.get(A.SECONDS, 0):.1f}s"
+        return (f"{head}{tag} complete: val {val_accuracy(trial):.4f}, test {or_nan(did.test_accuracy):.4f}, "
+                f"{did.param_count or 0:,} params, {plural(did.epochs_trained, 'epoch')}, {seconds:.1f}s"
+                + (f"; weights not kept: {did.weights_not_kept}" if did.weights_not_kept is not None else ""))
+    if did.over_limit is not None:
+        return f"{head}{tag} over a limit: {did.over_limit}"
+    if did.stopped is not None:
+        return f"{head}{tag} stopped: {did.stopped}, {seconds:.1f}s"
     if trial.state == TrialState.PRUNED:
-        last = curve(trial).get(attrs.get(A.EPOCHS), float("nan"))
-        return f"{head}{tag} pruned after epoch {attrs.get(A.EPOCHS)} (val {last:.4f}), {attrs.get(A.SECONDS, 0):.1f}s"
+        last = curve(trial).get(did.epochs_trained, float("nan"))
+        return f"{head}{tag} pruned after epoch {did.epochs_trained} (val {last:.4f}), {seconds:.1f}s"
     if trial.state == TrialState.FAIL:
-        reason = attrs.get(A.FAILURE) or NO_FAILURE_REASON
-        return f"{head}{tag} failed: {reason}"
+        return f"{head}{tag} failed: {did.failure or NO_FAILURE_REASON}"
     return f"{head}{tag} {trial.state.name.lower()}"
 
 
@@ -74,8 +77,8 @@ def _text(summary: dict[str, Any]) -> list[str]:
         return lines + ["no completed trial within the limits yet" if summary["limits"] else "no completed trial yet"]
     if "front" in summary:
         return lines + _front_text(summary)
-    confirm = best.get("confirm") or {}
-    confirmed = "val" in confirm
+    confirm = record.Confirmation.from_dict(best.get("confirm") or {})
+    confirmed = confirm.val is not None
     how = how_chosen(confirmed=confirmed, within_limits=bool(summary["limits"]))
     lines += [
         f"best trial #{best['number']}" + (f" (baseline {best['baseline']})" if best["baseline"] else "") + f": {how}",
@@ -83,9 +86,9 @@ def _text(summary: dict[str, Any]) -> list[str]:
         f"  test accuracy  {_recorded(best['test_accuracy'], '.4f')}" + (" (its single run)" if confirmed else ""),
     ]
     if confirmed:
-        seeds = ", ".join(str(r["seed"]) for r in confirm["seeds"] if "failure" not in r)
-        lines += [f"  confirmed val  {describe_spread(confirm['val'])}",
-                  f"  confirmed test {describe_spread(confirm['test'])}",
+        seeds = ", ".join(map(str, confirm.trained_seeds))
+        lines += [f"  confirmed val  {describe_spread(confirm.val)}",
+                  f"  confirmed test {describe_spread(confirm.test)}",
                   f"                 (seeds {seeds}; `hpsearch report` compares the confirmed trials)"]
     lines += [
         f"  parameters     {_recorded(best['param_count'], ',')}",

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import escape
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.files import write_atomic
 from hpsearch.results import ranking, timing
 from hpsearch.results.trials import describe_accepted_change, describe_stop_rules, objectives
@@ -42,7 +42,7 @@ def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None
     kinds: dict[tuple[str, ...], list[list[str]]] = {}
     for trial in trials:
         if trial.state == TrialState.FAIL:
-            reason = trial.user_attrs.get(A.FAILURE) or NO_FAILURE_REASON
+            reason = record.outcome(trial).failure or NO_FAILURE_REASON
             kinds.setdefault(tuple(_NUMBER.split(reason)), []).append(_NUMBER.findall(reason))
     if not kinds:
         return None
@@ -53,7 +53,7 @@ def most_common_failure(trials: Sequence[FrozenTrial]) -> tuple[str, int] | None
 
 def baseline_names(study: optuna.Study, listed: Sequence[str] = ()) -> list[str]:
     """The study file's baselines, then any other baseline found among the stored trials."""
-    stored = [t.user_attrs[A.BASELINE] for t in study.get_trials(deepcopy=False) if A.BASELINE in t.user_attrs]
+    stored = [name for t in study.get_trials(deepcopy=False) if (name := record.baseline(t)) is not None]
     return list(dict.fromkeys([*listed, *stored]))
 
 
@@ -62,8 +62,8 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
     trials = study.get_trials(deepcopy=False)
     by_baseline: dict[str, FrozenTrial] = {}
     for trial in trials:  # the latest attempt of each baseline wins
-        if A.BASELINE in trial.user_attrs:
-            by_baseline[trial.user_attrs[A.BASELINE]] = trial
+        if (name := record.baseline(trial)) is not None:
+            by_baseline[name] = trial
     table = []
     for name in baseline_names(study, listed):
         b = BASELINES.get(name)
@@ -72,7 +72,7 @@ def rows(study: optuna.Study, listed: Sequence[str] = (), top: int = 5,
         if b and b.dataset != dataset:  # a figure from another dataset is context, not a target
             reported += f" on {b.dataset}"
         table.append(_row(by_baseline.get(name), name, f"report {b.report}" if b else "", reported))
-    searched = [t for t in ranking.ranked(trials) if A.BASELINE not in t.user_attrs]
+    searched = [t for t in ranking.ranked(trials) if record.baseline(t) is None]
     for rank, trial in enumerate(searched[:top], start=1):
         table.append(_row(trial, f"searched #{rank}", "hpsearch", ""))
     return table
@@ -82,17 +82,17 @@ def _row(trial: FrozenTrial | None, model: str, source: str, reported: str) -> t
     if trial is None or trial.state in (TrialState.WAITING, TrialState.RUNNING):
         number = "" if trial is None else f"#{trial.number}"
         return (number, model, source, reported, "pending", "pending", "", "", "")
-    attrs = trial.user_attrs
+    did = record.outcome(trial)
     if trial.state == TrialState.COMPLETE:
-        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{attrs.get(A.TEST_ACCURACY, float('nan')):.2%}"
-    elif A.OVER_LIMIT in attrs:
-        val, test = f"over a limit: {attrs[A.OVER_LIMIT]}", ""
+        test = float("nan") if did.test_accuracy is None else did.test_accuracy
+        val, test = f"{ranking.val_accuracy(trial):.2%}", f"{test:.2%}"
+    elif did.over_limit is not None:
+        val, test = f"over a limit: {did.over_limit}", ""
     else:
-        reason = attrs.get(A.FAILURE, "")
-        val, test = trial.state.name.lower() + (f": {reason}" if reason else ""), ""
-    params = f"{attrs[A.PARAM_COUNT]:,}" if A.PARAM_COUNT in attrs else ""
-    return (f"#{trial.number}", model, source, reported, val, test, params, str(attrs.get(A.EPOCHS, "")),
-            f"{attrs.get(A.SECONDS, 0):.1f}")
+        val, test = trial.state.name.lower() + (f": {did.failure}" if did.failure else ""), ""
+    params = f"{did.param_count:,}" if did.param_count is not None else ""
+    epochs = "" if did.epochs_trained is None else str(did.epochs_trained)
+    return (f"#{trial.number}", model, source, reported, val, test, params, epochs, f"{did.seconds or 0:.1f}")
 
 
 def _title(study: optuna.Study, epochs: int | None) -> str:
@@ -113,9 +113,9 @@ def winner(study: optuna.Study, trials: Sequence[FrozenTrial]) -> str | None:
     how = ranking.how_chosen(confirmed=ranking.confirmed_mean(best) is not None,
                              within_limits=limits_line(study) is not None, second=names[1] if len(names) > 1 else None)
     said = f"Best: trial #{best.number}, {how}."
-    if A.BASELINE in best.user_attrs:
+    if (baseline := record.baseline(best)) is not None:
         searched = ranking.best_searched(trials)
-        said = (f"Best: trial #{best.number}, baseline {best.user_attrs[A.BASELINE]} (a hand-made model of the "
+        said = (f"Best: trial #{best.number}, baseline {baseline} (a hand-made model of the "
                 f"reports, not a searched one), {how}. " + (
                     f"The best searched trial is #{searched.number} (val {ranking.val_accuracy(searched):.2%})."
                     if searched is not None else "No searched trial has completed yet."))
@@ -138,10 +138,10 @@ def outcome(study: optuna.Study) -> str | None:
 
 def limits_line(study: optuna.Study) -> str | None:
     """What the study's limits are and how many trials broke one; None for a study without limits."""
-    stored = {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None}
+    stored = record.study_record(study).bounds
     if not stored:
         return None
-    over = sum(A.OVER_LIMIT in t.user_attrs for t in study.get_trials(deepcopy=False))
+    over = sum(record.outcome(t).over_limit is not None for t in study.get_trials(deepcopy=False))
     return f"Limits: {describe(stored)}. {plural(over, 'trial')} over a limit, stopped and never ranked."
 
 
@@ -156,11 +156,11 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
         return [], []
     table = []
     for t in confirmed:
-        confirm = t.user_attrs[A.CONFIRM]
-        val, test = confirm["val"], confirm["test"]
-        seeds = [r["seed"] for r in confirm["seeds"] if "failure" not in r]
-        failed = len(confirm["seeds"]) - len(seeds)
-        table.append((f"#{t.number}", t.user_attrs.get(A.BASELINE) or "searched",
+        confirm = record.confirmation(t)
+        val, test = confirm.val, confirm.test
+        seeds = confirm.trained_seeds
+        failed = len(confirm.seeds) - len(seeds)
+        table.append((f"#{t.number}", record.baseline(t) or "searched",
                       ", ".join(map(str, seeds)) + (f" ({failed} diverged)" if failed else ""),
                       f"{val['mean']:.2%} ± {val['std']:.2%}" if val["std"] is not None else f"{val['mean']:.2%}",
                       f"{val['ci95'][0]:.2%} to {val['ci95'][1]:.2%}" if val["ci95"] else "one seed",
@@ -177,9 +177,10 @@ def confirmation(trials: Sequence[FrozenTrial]) -> tuple[list[tuple[str, ...]], 
 
 def _time_to_target(study: optuna.Study, trials: Sequence[FrozenTrial], spec: StudySpec | None) -> list[str]:
     """The time to target and pace, after the rule that stopped the study's runs (which the figure depends on)."""
-    rules = describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))
+    stored = record.study_record(study)
+    rules = describe_stop_rules(stored.stop_rules)
     changed = [f"Changed {describe_accepted_change(accepted)}: ranked with the trials before it."
-               for accepted in study.user_attrs.get(A.STUDY_CHANGES, [])]
+               for accepted in stored.accepted_changes]
     return [f"Stop rule: {rules}.", *changed, *timing.lines(timing.pace(list(trials), spec))]
 
 
@@ -196,7 +197,7 @@ def markdown(study: optuna.Study, listed: Sequence[str] = (), *, epochs: int | N
     what a user named (the study, say) reads as it is: report.md and the dashboard note render no markup of theirs."""
     text = escape.markdown
     trials = ranking.study_trials(study)
-    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
+    table = rows(study, listed, dataset=record.study_record(study).dataset)
     lines = [f"# {text(_title(study, epochs))}", ""]
     if said := limits_line(study):
         lines += [text(said), ""]
@@ -222,7 +223,7 @@ def write_directory(study: optuna.Study, listed: Sequence[str] = (), *, epochs: 
     write_atomic(out / "report.md", markdown(study, listed, epochs=epochs, spec=spec))
     drawn = plots.write_plots(study, out, limits=spec.limits if spec is not None else None)
     trials = ranking.study_trials(study)
-    table = rows(study, listed, dataset=study.user_attrs.get(A.STUDY_DATASET))
+    table = rows(study, listed, dataset=record.study_record(study).dataset)
     confirmed, verdict = confirmation(trials)
     paragraphs = lambda lines: "".join(f"<p>{html.escape(line)}</p>" for line in lines)
     cells = lambda row, tag: "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in row)

@@ -9,11 +9,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpsearch import storage
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError, StorageError
 from hpsearch.results.artifacts import load_trial_state_dict, trial_weights_path
 from hpsearch.results.ranking import ranked
-from hpsearch.trialrecord import Init
+from hpsearch.record import Init
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +61,6 @@ def stored_trial(name: str, trial: int | str, url: str) -> tuple[FrozenTrial, di
         frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == trial), None)
         if frozen is None:
             raise HpsearchError(f"init.trial: study {name!r} has no trial #{trial}")
-    if A.CONFIG not in frozen.user_attrs:
+    if record.config(frozen) is None:
         raise HpsearchError(f"init.study: trial #{frozen.number} of {name!r} records no config to rebuild it from")
     return frozen, load_trial_state_dict(url, name, frozen.number)  # the number, so weights and config are one trial's

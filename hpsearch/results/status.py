@@ -16,22 +16,16 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import escape
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
 from hpsearch.results import ranking
 from hpsearch.results.trials import FINISHED, first_reaching, is_warm_start
 from hpsearch.storage import mask, open_existing, optuna_private
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.limits import MEASURES
 from hpsearch.studyfile.types import StudySpec
 
-STALE_AFTER = 2  # heartbeats: a running trial silent this long has lost its worker (storage.fail_lost_trials' rule)
-# What the overview reads of every trial beside its state and values (an unfinished one is read in full): what
-# counts it, ranks it, and places it in its run and its chain of copies. Optuna keeps a trial's constraints in
-# system attributes named constraints:NAME (and, written by older versions, a list under constraints).
-USER_KEYS = (A.BASELINE, A.WARM_START, A.TEST_ACCURACY, A.RUN, A.EPOCHS)
-SYSTEM_KEYS = ("retry_history", "constraints", *(f"constraints:{name}" for name in MEASURES))
+STALE_AFTER = 2  # heartbeats: a running trial silent this long has lost its worker (retries.fail_lost_trials' rule)
 
 
 @dataclass(frozen=True)
@@ -82,16 +76,10 @@ class StudyStatus:
     reached: int | None  # the first sampled trial to meet it
     best: tuple[int, float] | None  # the single-run best: number, validation accuracy
     budget: int | None  # the study file's budget.trials
-    stop: dict[str, Any] | None  # the study's stop request (A.STUDY_STOP)
+    stop: dict[str, Any] | None  # the study's stop request (record.stop_request)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def runs_recorded(system_attrs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """What each run recorded of itself (A.RUN_RECORD), by run id."""
-    return {key.removeprefix(A.RUN_RECORD): value for key, value in system_attrs.items()
-            if key.startswith(A.RUN_RECORD)}
 
 
 def find_study(storage, name: str, storage_url: str) -> int:
@@ -117,15 +105,14 @@ class StatusReader:
         """The study now. `heartbeat`, where given, is the seconds between heartbeats by which every running trial
         is judged stale (else its run's)."""
         storage, study_id, spec = self.storage, self.study_id, self.spec
-        attrs, system = storage.get_study_user_attrs(study_id), storage.get_study_system_attrs(study_id)
-        every = storage.trials_in_brief(study_id, USER_KEYS, SYSTEM_KEYS)
+        every = storage.trials_in_brief(study_id, record.BRIEF_USER_KEYS, record.BRIEF_SYSTEM_KEYS)
         trials = [t for t in every if not is_warm_start(t)]
-        records = runs_recorded(system)
+        records = record.runs_recorded(storage, study_id)
         ages = storage.heartbeat_ages(study_id)
-        study_epochs = attrs.get(A.STUDY_EPOCHS)
+        study_epochs = record.study_epochs(storage, study_id)
 
         def interval(trial: FrozenTrial) -> int:
-            return heartbeat or records.get(trial.user_attrs.get(A.RUN), {}).get("heartbeat") or DEFAULT_HEARTBEAT_S
+            return heartbeat or records.get(record.run_id(trial), {}).get("heartbeat") or DEFAULT_HEARTBEAT_S
 
         running = [_running(t, study_epochs, ages.get(optuna_private.trial_id(t)), interval(t))
                    for t in trials if t.state == TrialState.RUNNING]
@@ -141,54 +128,47 @@ class StatusReader:
             target=spec.describe_target() if spec is not None and spec.target is not None else None,
             reached=reached.number if reached is not None else None,
             best=(ranked[0].number, ranking.val_accuracy(ranked[0])) if ranked else None,
-            budget=spec.budget.trials if spec is not None else None, stop=attrs.get(A.STUDY_STOP))
-
-
-def _copy_of(trial: FrozenTrial) -> int | None:
-    """The trial a copy continues (the last of its chain), or None."""
-    history = trial.system_attrs.get("retry_history")
-    return history[-1] if history else None
+            budget=spec.budget.trials if spec is not None else None, stop=record.stop_request(storage, study_id))
 
 
 def _running(trial: FrozenTrial, study_epochs: int | None, age: float | None, heartbeat: int) -> RunningTrial:
-    attrs = trial.user_attrs
-    curve = trial.intermediate_values or dict(enumerate(attrs.get(A.CURVE, []), start=1))
+    curve = trial.intermediate_values or dict(enumerate(record.stored_curve(trial), start=1))
     epoch = max(curve, default=0)
-    job = attrs.get(A.SLURM) or {}
+    where, config = record.provenance(trial), record.config(trial)
+    job = where.slurm or {}
     slurm = (f"{job.get('array_job_id', job.get('job_id'))}"
              + (f"_{job['array_task_id']}" if "array_task_id" in job else "")
              + f" (start {job.get('restart_count', 0) + 1})") if job else None
-    epochs = P.trial_epochs(attrs[A.CONFIG], study_epochs) if A.CONFIG in attrs and study_epochs else None
+    epochs = P.trial_epochs(config, study_epochs) if config is not None and study_epochs else None
     return RunningTrial(number=trial.number, epoch=epoch, epochs=epochs, val=curve.get(epoch),
-                        worker=attrs.get(A.WORKER, "starting"), slurm=slurm, heartbeat_s=age,
-                        stale=age is not None and age > STALE_AFTER * heartbeat, copy_of=_copy_of(trial),
-                        resumed_at=attrs.get(A.RESUMED_FROM_EPOCH), baseline=attrs.get(A.BASELINE))
+                        worker=where.worker or "starting", slurm=slurm, heartbeat_s=age,
+                        stale=age is not None and age > STALE_AFTER * heartbeat, copy_of=record.last_attempt(trial),
+                        resumed_at=record.resumed_from(trial), baseline=record.baseline(trial))
 
 
 def _queued(trial: FrozenTrial) -> QueuedTrial:
     """A copy starts after the last epoch its chain reported (the checkpoint is saved before the report)."""
-    return QueuedTrial(number=trial.number, copy_of=_copy_of(trial),
-                       resumes_at=max(trial.intermediate_values, default=0) + 1,
-                       baseline=trial.user_attrs.get(A.BASELINE))
+    return QueuedTrial(number=trial.number, copy_of=record.last_attempt(trial),
+                       resumes_at=max(trial.intermediate_values, default=0) + 1, baseline=record.baseline(trial))
 
 
 def _runs(trials: list[FrozenTrial], records: dict[str, dict[str, Any]]) -> list[RunProgress]:
     """The progress of each run with a trial running now, as far as it recorded its goal."""
-    working = {t.user_attrs.get(A.RUN) for t in trials if t.state == TrialState.RUNNING} - {None}
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    working = {record.run_id(t) for t in trials if t.state == TrialState.RUNNING} - {None}
+    retried = {n for t in trials for n in record.retry_history(t)}
     finished = sum(t.state in FINISHED for t in trials)
     progress = []
-    for run, record in records.items():
+    for run, told in records.items():
         if run not in working:
             continue
-        ours = [t for t in trials if t.user_attrs.get(A.RUN) == run]
-        until = record.get("until")
+        ours = [t for t in trials if record.run_id(t) == run]
+        until = told.get("until")
         progress.append(RunProgress(
-            run=run[:8], goal=f"--until {until}" if until is not None else f"--n-trials {record.get('n_trials')}",
+            run=run[:8], goal=f"--until {until}" if until is not None else f"--n-trials {told.get('n_trials')}",
             done=finished if until is not None else sum(t.number not in retried for t in ours),
-            total=until if until is not None else record.get("n_trials") or 0,
-            running=sum(t.state == TrialState.RUNNING for t in ours), stops_at_target=record.get("stop_at_target", True),
-            timeout=record.get("timeout"), slurm_job=record.get("slurm_job")))
+            total=until if until is not None else told.get("n_trials") or 0,
+            running=sum(t.state == TrialState.RUNNING for t in ours), stops_at_target=told.get("stop_at_target", True),
+            timeout=told.get("timeout"), slurm_job=told.get("slurm_job")))
     return progress
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results.trials import FINISHED, baseline_note, first_reaching, is_warm_start, target_figures
 from hpsearch.studyfile.types import StudySpec
 
@@ -55,7 +55,7 @@ def pace(trials: list[FrozenTrial], spec: StudySpec | None) -> Pace:
     return Pace(target=spec.describe_target() if spec is not None else "unknown",
                 reached_by=None if reached is None else reached.number,
                 reached_figures=None if reached is None else target_figures(reached, spec),
-                wall_s=_busy_seconds(trials, until), device_s=sum(t.user_attrs.get(A.SECONDS) or 0.0 for t in before),
+                wall_s=_busy_seconds(trials, until), device_s=sum(record.outcome(t).seconds or 0.0 for t in before),
                 counts=counts, finished=sum(t.state in FINISHED for t in trials), study_wall_s=_busy_seconds(trials),
                 baseline_notes=tuple(note for t in ended if spec is not None and (note := baseline_note(t, spec))))
 
@@ -68,7 +68,7 @@ def _busy_seconds(trials: list[FrozenTrial], until: datetime.datetime | None = N
             continue
         end = t.datetime_complete or t.datetime_start
         end = min(end, until) if until is not None else end
-        run = t.user_attrs.get(A.RUN, ("trial", t.number))  # a trial of no known run spans itself
+        run = record.run_id(t) or ("trial", t.number)  # a trial of no known run spans itself
         span = spans.setdefault(run, [t.datetime_start, end])
         span[0], span[1] = min(span[0], t.datetime_start), max(span[1], end)
     total, covered_to = 0.0, None

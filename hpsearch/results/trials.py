@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results import ranking
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.types import StudySpec
@@ -17,20 +17,20 @@ from hpsearch.studyfile.types import StudySpec
 
 def is_baseline(trial: FrozenTrial) -> bool:
     """A fixed trial of one of the reports' models (queued when a run's baseline_due said so), not a sampled one."""
-    return A.BASELINE in trial.user_attrs
+    return record.baseline(trial) is not None
 
 
 def is_warm_start(trial: FrozenTrial) -> bool:
     """A trial copied from another study when this one began (search/warmstart.py): an observation for the
     sampler, never counted here (budgets, target, best, time to target, counts)."""
-    return A.WARM_START in trial.user_attrs
+    return record.warm_start(trial) is not None
 
 
 def target_metric(trial: FrozenTrial, metric: str) -> float | None:
     """The trial's value of a target metric, or None if it has none that counts (not completed, or over a limit)."""
     if not ranking.counts(trial):
         return None
-    return trial.user_attrs.get(metric) if metric != "val_accuracy" else ranking.val_accuracy(trial)
+    return record.outcome(trial).test_accuracy if metric == "test_accuracy" else ranking.val_accuracy(trial)
 
 
 def meets_target(trial: FrozenTrial, spec: StudySpec) -> bool:
@@ -73,7 +73,7 @@ def baseline_note(trial: FrozenTrial, spec: StudySpec) -> str | None:
     for a baseline that meets it, else None."""
     if not (is_baseline(trial) and meets_target(trial, spec)):
         return None
-    return f"baseline {trial.user_attrs[A.BASELINE]} already meets the target: {target_figures(trial, spec)}"
+    return f"baseline {record.baseline(trial)} already meets the target: {target_figures(trial, spec)}"
 
 
 def stop_rule(spec: StudySpec) -> dict[str, Any]:
@@ -85,7 +85,7 @@ def stop_rule(spec: StudySpec) -> dict[str, Any]:
 
 
 def stop_rules_with(stored: list[dict[str, Any]] | None, spec: StudySpec, trials_before: int) -> list | None:
-    """The study's stop rules (A.STUDY_STOP_RULES) with a run of `spec` added, starting at trial
+    """The study's stop rules (StudyRecord.stop_rules) with a run of `spec` added, starting at trial
     `trials_before`; None where the last recorded rule is already this one."""
     rules = list(stored or [])
     rule = stop_rule(spec)
@@ -146,21 +146,21 @@ class NewlyFinished:
 
 def summarize_trial(trial: FrozenTrial) -> dict[str, Any]:
     """What a reader needs of one trial, in a form that prints as JSON or YAML."""
-    attrs = trial.user_attrs
+    did = record.outcome(trial)
     return {
         "number": trial.number,
         "state": trial.state.name,
         "val_accuracy": ranking.val_accuracy(trial) if trial.state == TrialState.COMPLETE else None,
-        "test_accuracy": attrs.get(A.TEST_ACCURACY),
-        "param_count": attrs.get(A.PARAM_COUNT),
-        "epochs": attrs.get(A.EPOCHS),
-        "seconds": attrs.get(A.SECONDS),
-        "train_seconds": attrs.get(A.TRAIN_SECONDS),
-        "device": attrs.get(A.DEVICE),
-        "baseline": attrs.get(A.BASELINE),
+        "test_accuracy": did.test_accuracy,
+        "param_count": did.param_count,
+        "epochs": did.epochs_trained,
+        "seconds": did.seconds,
+        "train_seconds": did.train_seconds,
+        "device": did.device,
+        "baseline": did.baseline,
         "params": P.stored_params(trial.params),
-        "config": attrs.get(A.CONFIG, P.stored_params(trial.params)),
-        "confirm": attrs.get(A.CONFIRM),
+        "config": did.config if did.config is not None else P.stored_params(trial.params),
+        "confirm": did.confirmation.as_dict() if did.confirmation is not None else None,
     }
 
 
@@ -192,17 +192,16 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
               for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING,
                             TrialState.WAITING)}
     best, single = ranking.best_trial(trials), ranking.single_run_best(trials)
+    stored = record.study_record(study)
     summary = {"study": study.study_name, "trials": len(trials) - counts["waiting"], **counts,
-               "limits": {k: v for k, v in study.user_attrs.get(A.STUDY_LIMITS, {}).items() if v is not None},
-               "over_limit": sum(A.OVER_LIMIT in t.user_attrs for t in trials),
+               "limits": stored.bounds, "over_limit": sum(record.outcome(t).over_limit is not None for t in trials),
                "best": summarize_trial(best) if best else None,
                "single_run_best": None if single is None or single is best else summarize_trial(single),
-               "versus": _versus(trials), "stop_rule": describe_stop_rules(study.user_attrs.get(A.STUDY_STOP_RULES))}
+               "versus": _versus(trials), "stop_rule": describe_stop_rules(stored.stop_rules)}
     if copied:
-        summary["warm_start"] = {"trials": len(copied), "from": sorted({t.user_attrs[A.WARM_START]["study"]
-                                                                         for t in copied})}
-    if accepted := study.user_attrs.get(A.STUDY_CHANGES):
-        summary["accepted_changes"] = accepted
+        summary["warm_start"] = {"trials": len(copied), "from": sorted({record.warm_start(t)["study"] for t in copied})}
+    if stored.accepted_changes:
+        summary["accepted_changes"] = list(stored.accepted_changes)
     if len(names := objectives(study)) > 1:
         summary["objectives"] = names
         summary["front"] = [summarize_trial(t) for t in ranking.front(trials, against=names[1])]
@@ -212,7 +211,7 @@ def summarize(study: optuna.Study) -> dict[str, Any]:
 def curve(trial: FrozenTrial) -> dict[int, float]:
     """Validation accuracy per epoch of any trial: its intermediate values, or its recorded curve in a
     multi-objective study."""
-    return trial.intermediate_values or dict(enumerate(trial.user_attrs.get(A.CURVE, []), start=1))
+    return trial.intermediate_values or dict(enumerate(record.stored_curve(trial), start=1))
 
 
 def single_objective_view(study: optuna.Study) -> optuna.Study:
@@ -222,13 +221,12 @@ def single_objective_view(study: optuna.Study) -> optuna.Study:
     view = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=study.study_name,
                                direction="maximize")
     view.add_trials([single_objective_trial(t) for t in study.get_trials(deepcopy=False)])
-    for key, value in study.user_attrs.items():
-        view.set_user_attr(key, value)
+    record.copy_to(view, study)
     return view
 
 
 def single_objective_trial(trial: FrozenTrial) -> FrozenTrial:
     """A trial of a multi-objective study as the single-objective view holds it."""
-    return create_trial(state=trial.state, value=trial.values[0] if trial.state == TrialState.COMPLETE else None,
-                        params=trial.params, distributions=trial.distributions, user_attrs=trial.user_attrs,
-                        intermediate_values=curve(trial), system_attrs=trial.user_attrs.get(A.PRUNER_ATTRS, {}))
+    value = trial.values[0] if trial.state == TrialState.COMPLETE else None
+    return record.stand_in(trial, state=trial.state, value=value, params=trial.params,
+                           distributions=trial.distributions, intermediate_values=curve(trial))

@@ -8,7 +8,7 @@ stores each result as soon as it is trained, in one write, so an interruption lo
 in training. A claim names its worker and is refreshed while it trains; the claim of a worker that
 died (its process is gone, or its claim went silent) is taken over.
 
-The results of trial N live in the study user attribute `confirm #N` (ranking.confirm_key), one write
+The results of trial N live in the study user attribute `confirm #N` (record/confirm.py), one write
 per result: every seed's validation and test accuracy, and their mean, sample std and 95% interval.
 Optuna freezes a finished trial's own attributes; ranking.study_trials puts each result back on its
 trial for every command that reads it, and the dashboard lists them with the study's attributes.
@@ -23,24 +23,24 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from hpsearch import stopping
-from hpsearch import trialrecord as A
+from hpsearch import record, stopping
 from hpsearch.defaults import DEFAULT_HEARTBEAT_S
 from hpsearch.errors import HpsearchError
+from hpsearch.record import SeedResult, StudyRecord
 from hpsearch.results import export, ranking
 from hpsearch.results.stats import spread
 from hpsearch.search.workers import POLL_S, Workers, WorkerSlot
-from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, optuna_private, shared_lock
+from hpsearch.storage import STOPPING_LOCK_WAIT_S, NoLock, shared_lock
 from hpsearch.training import retrain
 from hpsearch.training.train import EpochStats
 
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIMS_ATTR = "hpsearch:confirm_claims"  # study system attribute: "trial:seed" -> {"worker", "at"}
 CLAIM_REFRESH_S = DEFAULT_HEARTBEAT_S  # a training job's claim is refreshed this often
 CLAIM_STALE_S = 2 * DEFAULT_HEARTBEAT_S  # a claim not refreshed for this long belongs to a lost worker
 
@@ -71,7 +70,7 @@ def seeds_for(base_seed: int, count: int) -> list[int]:
 
 def base_seed(study: optuna.Study) -> int:
     """The training seed every trial of the study ran with (recorded when the study was made)."""
-    seed = study.user_attrs.get(A.STUDY_SEED)
+    seed = record.study_record(study).seed
     return 0 if seed is None else seed
 
 
@@ -84,18 +83,18 @@ def chosen(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return trials
 
 
-def stored_seeds(study_attrs: Mapping[str, Any], trial: FrozenTrial) -> dict[int, dict]:
-    """The trial's confirmation results by seed, from the study's user attributes as just read (another
-    worker may have added some since the study was opened)."""
-    stored = study_attrs.get(ranking.confirm_key(trial.number)) or {}
-    return {entry["seed"]: entry for entry in stored.get("seeds", [])}
+def stored_seeds(stored: StudyRecord, trial: FrozenTrial) -> dict[int, SeedResult]:
+    """The trial's confirmation results by seed, from the study's record as just read (another worker may have
+    added some since the study was opened)."""
+    confirmation = stored.confirmations.get(trial.number)
+    return confirmation.by_seed() if confirmation is not None else {}
 
 
 def missing(study: optuna.Study, top: int, seeds: int) -> list[Job]:
     """The jobs that hold no result yet, best trial first, lowest seed first."""
     wanted = seeds_for(base_seed(study), seeds)
-    attrs = study.user_attrs
-    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(attrs, t)]
+    stored = record.study_record(study)
+    return [Job(t, s) for t in chosen(study, top) for s in wanted if s not in stored_seeds(stored, t)]
 
 
 class Confirmation:
@@ -113,7 +112,7 @@ class Confirmation:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.refreshed = 0.0
 
-    def work(self, on_seed: Callable[[Job, dict], None] = lambda job, result: None,
+    def work(self, on_seed: Callable[[Job, SeedResult], None] = lambda job, result: None,
              on_start: Callable[[Job], None] = lambda job: None,
              on_epoch: Callable[[EpochStats], None] = lambda stats: None) -> int:
         """Train jobs until none is left unclaimed; returns how many this worker trained. A stop asked for
@@ -133,7 +132,7 @@ class Confirmation:
             on_seed(job, result)
             done += 1
 
-    def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> dict:
+    def _train(self, job: Job, on_epoch: Callable[[EpochStats], None]) -> SeedResult:
         config = export.parse_config(export.trial_config(self.study, job.trial, self.storage_url),
                                      f"trial #{job.trial.number}")
 
@@ -146,8 +145,8 @@ class Confirmation:
             retrained = retrain.retrain(config, job.seed, self.device, data_dir=self.data_dir,
                                        storage=self.storage_url, on_epoch=epoch_finished)
         except HpsearchError as exc:  # the loss diverged with this seed: a result too
-            return {"seed": job.seed, "failure": str(exc), "device": str(self.device)}
-        return {**retrain.seed_result(retrained), "device": str(self.device)}
+            return SeedResult(job.seed, failure=str(exc), device=str(self.device))
+        return replace(retrain.seed_result(retrained), device=str(self.device))
 
     def _release_interrupted(self, job: Job) -> None:
         """Free a stopping worker's claim, waiting STOPPING_LOCK_WAIT_S at most for the lock (a SIGTERM-stopped
@@ -174,9 +173,9 @@ class Confirmation:
 
     def _claim(self) -> Job | None:
         def claim() -> Job | None:
-            claims, attrs = self._claims(), self.study.user_attrs
+            claims, stored = record.claims(self.study), record.study_record(self.study)
             for trial in self.trials:
-                done = stored_seeds(attrs, trial)
+                done = stored_seeds(stored, trial)
                 for seed in self.seeds:
                     job = Job(trial, seed)
                     if seed not in done and (job.key not in claims or _lost(claims[job.key])):
@@ -186,39 +185,31 @@ class Confirmation:
 
         return self._locked(claim)
 
-    def _claims(self) -> dict[str, dict]:
-        # Claims are hpsearch's bookkeeping, not results: a system attribute, which the dashboard does not list.
-        return dict(optuna_private.study_system_attrs(self.study).get(CLAIMS_ATTR) or {})
-
-    def _write_claims(self, claims: dict[str, dict]) -> None:
-        optuna_private.set_study_system_attr(self.study, CLAIMS_ATTR, claims)
-
     def _set_claim(self, job: Job) -> None:
         self.refreshed = time.time()
-        self._write_claims({**self._claims(), job.key: {"worker": self.worker, "at": self.refreshed}})
+        record.set_claims(self.study, {**record.claims(self.study), job.key: {"worker": self.worker, "at": self.refreshed}})
 
     def _release(self, job: Job) -> None:
-        claims = self._claims()
+        claims = record.claims(self.study)
         if claims.get(job.key, {}).get("worker") == self.worker:
             del claims[job.key]
-            self._write_claims(claims)
+            record.set_claims(self.study, claims)
 
-    def _store(self, job: Job, result: dict) -> None:
-        seeds = stored_seeds(self.study.user_attrs, job.trial)
+    def _store(self, job: Job, result: SeedResult) -> None:
+        seeds = stored_seeds(record.study_record(self.study), job.trial)
         seeds[job.seed] = result
-        self.study.set_user_attr(ranking.confirm_key(job.trial.number), summarize(list(seeds.values())))
+        record.store_confirmation(self.study, job.trial.number, summarize(list(seeds.values())))
         self._release(job)
 
 
-def summarize(seed_results: list[dict]) -> dict:
-    """The `confirm` attribute: every seed's result (lowest seed first), and the spread of those that trained."""
-    seed_results = sorted(seed_results, key=lambda r: r["seed"])
-    trained = [r for r in seed_results if "failure" not in r]
-    summary = {"seeds": seed_results}
-    if trained:
-        summary |= {"val": spread([r["val_accuracy"] for r in trained]),
-                    "test": spread([r["test_accuracy"] for r in trained])}
-    return summary
+def summarize(seed_results: list[SeedResult]) -> record.Confirmation:
+    """A trial's confirmation: every seed's result (lowest seed first), and the spread of those that trained."""
+    seed_results = sorted(seed_results, key=lambda r: r.seed)
+    trained = [r for r in seed_results if r.trained]
+    if not trained:
+        return record.Confirmation(tuple(seed_results))
+    return record.Confirmation(tuple(seed_results), spread([r.val_accuracy for r in trained]),
+                               spread([r.test_accuracy for r in trained]))
 
 
 def _lost(claim: dict) -> bool:
@@ -261,7 +252,7 @@ Progress = Callable[[ConfirmPlan], AbstractContextManager[object]]
 def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, workers: int = 1, device: str = "auto",
             data_dir: Path | None = None, tracker: Tracker | None = None, as_worker: bool = False,
             progress: Progress | None = None,
-            on_seed: Callable[[Job, dict], None] | None = None) -> Confirmed | None:
+            on_seed: Callable[[Job, SeedResult], None] | None = None) -> Confirmed | None:
     """`hpsearch confirm`: train what is missing of the best `top` trials' `seeds` seeds, in this process or in
     `workers` processes on this machine, each result stored (and sent to `tracker`) as it is trained; then the
     confirmed trials as the report shows them. With `as_worker` this process is one of those workers: it trains
@@ -270,7 +261,7 @@ def confirm(study: optuna.Study, storage_url: str, top: int, seeds: int, *, work
     from hpsearch.search.studystore import load_existing
     from hpsearch.training.devicedata import resolve_device
 
-    def seed_done(job: Job, result: dict) -> None:
+    def seed_done(job: Job, result: SeedResult) -> None:
         if on_seed:
             on_seed(job, result)
         if tracker:

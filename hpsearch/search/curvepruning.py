@@ -23,16 +23,11 @@ from __future__ import annotations
 import weakref
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results.trials import single_objective_trial, single_objective_view
 from hpsearch.storage import optuna_private
-
-
-def record(trial: optuna.Trial, curve: list[float]) -> None:
-    """Store the trial's validation accuracy after each epoch so far (epoch 1 first)."""
-    trial.set_user_attr(A.CURVE, list(curve))
 
 
 def should_prune(trial: optuna.Trial) -> bool:
@@ -43,9 +38,9 @@ def should_prune(trial: optuna.Trial) -> bool:
     view.update(trial.study.get_trials(deepcopy=False))
     judged = view.study.get_trials(deepcopy=False)[trial.number]
     prune = trial.study.pruner.prune(view.study, judged)
-    written = view.study.get_trials(deepcopy=False)[trial.number].system_attrs
-    if written != judged.system_attrs:
-        trial.set_user_attr(A.PRUNER_ATTRS, dict(written))
+    written = view.study.get_trials(deepcopy=False)[trial.number]
+    if (state := record.optuna_state(written)) != record.optuna_state(judged):
+        record.pruner_wrote(trial, state)
     return prune
 
 
@@ -68,18 +63,7 @@ class _View:
 
     def _catch_up(self, shown: FrozenTrial, now: FrozenTrial) -> None:
         """Write onto the view's unfinished trial `shown` what changed in `now`, the trial as a fresh view holds it."""
-        storage, trial_id = optuna_private.storage_of(self.study), optuna_private.trial_id(shown)
-        for step, value in now.intermediate_values.items():
-            if shown.intermediate_values.get(step) != value:
-                storage.set_trial_intermediate_value(trial_id, step, value)
-        for key, value in now.system_attrs.items():
-            if shown.system_attrs.get(key) != value:
-                storage.set_trial_system_attr(trial_id, key, value)
-        if now.state != shown.state:
-            if now.state == TrialState.RUNNING:
-                storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-            else:
-                storage.set_trial_state_values(trial_id, now.state, now.values)
+        optuna_private.catch_up(self.study, shown, now)
         if now.state.is_finished():
             self.unfinished.discard(now.number)
 

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.results import dashboard, report, timing
 from hpsearch.results.trials import FINISHED, first_reaching, is_warm_start, summarize
 from hpsearch.search.run import RunOptions
@@ -35,10 +35,10 @@ class RunEnd:
 def finish(study: optuna.Study, spec: StudySpec, options: RunOptions) -> RunEnd:
     """What the run did; the summary and the baselines-versus-search table go into the study's dashboard note."""
     trials = study.get_trials(deepcopy=False)
-    ours = [t for t in trials if t.user_attrs.get(A.RUN) == options.run_id]
+    ours = [t for t in trials if record.run_id(t) == options.run_id]
     finished = sum(t.state in FINISHED and not is_warm_start(t) for t in trials)
     dashboard.write_note(study, report.markdown(study, spec.baselines, epochs=spec.budget.epochs, spec=spec))
-    stopped = request_for(study.user_attrs, options.run_id) is not None
+    stopped = request_for(study, options.run_id) is not None
     return RunEnd(
         trials=len(ours), finished=finished,
         nothing_to_do=not ours and options.until is not None and finished >= options.until,

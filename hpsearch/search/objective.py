@@ -36,11 +36,11 @@ from typing import Any
 import optuna
 import torch
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import interruption
 from hpsearch.search import cost, curvepruning
 from hpsearch.search.stop import StopRequested
-from hpsearch.storage import optuna_private, trial_checkpoint
+from hpsearch.storage import trial_checkpoint
 from hpsearch.studyfile import limits
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.baselines import BASELINES
@@ -50,7 +50,7 @@ from hpsearch.training.checkpoint import CheckpointFile
 from hpsearch.training.devicedata import DeviceData
 from hpsearch.training.models import ArchitectureError, count_parameters
 from hpsearch.training.train import Batches, EpochStats, TrainingDiverged
-from hpsearch.trialrecord import TrialRecord
+from hpsearch.record import TrialRecord
 
 _CPU_ALLOCATION = re.compile(r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
 
@@ -198,37 +198,29 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     events = events or RunEvents()
     device = data.train_x.device
     architecture = source.config if source is not None else None
-    provenance = {A.DEVICE: device_name(device), A.TORCH: torch.__version__, A.OPTUNA: optuna.__version__,
-                  A.DATASET_SOURCE: data.source, A.WORKER: f"{socket.gethostname()}:{os.getpid()}",
-                  A.INPUT_SHAPE: list(data.shape), A.CLASSES: data.num_classes}
-    if job := slurm_job():
-        provenance[A.SLURM] = job
-    if source is not None:
-        provenance[A.INIT] = source.origin
-        provenance[A.SOURCE] = source.init.as_dict()
+    where = record.Provenance(device=device_name(device), torch=torch.__version__, optuna=optuna.__version__,
+                              dataset_source=data.source, worker=f"{socket.gethostname()}:{os.getpid()}",
+                              slurm=slurm_job() or None)
 
     multi_objective = len(spec.objectives) > 1
     chance = chance_accuracy(data.val_y, data.num_classes)
     speed = cost.Speed()  # this worker's, measured by its trials' probes
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        baseline = trial.user_attrs.get(A.BASELINE)  # set when the run queued it (run.baseline_due)
+        baseline = record.baseline(trial)  # set when the run queued it (run.baseline_due)
         params = BASELINES[baseline].config(architecture) if baseline else space.sample(trial, spec, architecture)
-        if baseline and (at := space.point(spec, params, architecture)) and at.params == _queued_params(trial):
+        if baseline and (at := space.point(spec, params, architecture)) and at.params == record.queued_params(trial):
             space.sample(trial, spec, architecture)  # records the point run.py queued, with the space's distributions
-        trial.set_user_attr(A.CONFIG, params)
-        for key, value in provenance.items():
-            trial.set_user_attr(key, value)
         epochs = P.trial_epochs(params, spec.budget.epochs)
+        recipe_record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
+                                    data.shape, data.num_classes,
+                                    usercode.code_record(params["family"], spec.dataset.name))
+        record.started(trial, recipe_record, where)
         events.trial_started(trial.number, params)
         started = time.perf_counter()
         epochs_run = 0
         history: list[EpochStats] = []  # every epoch as on_epoch heard of it, restored ones included
-        record = TrialRecord(params, spec.dataset.recorded(), epochs, spec.seed, source and source.init,
-                             data.shape, data.num_classes, usercode.code_record(params["family"], spec.dataset.name))
-        if record.code:
-            trial.set_user_attr(A.CODE, record.code)
-        checkpoint = _checkpoint_file(checkpoints, trial, record) if checkpoints else None
+        checkpoint = _checkpoint_file(checkpoints, trial, recipe_record) if checkpoints else None
         priced: dict[str, Any] = {}  # the trial's `cost` attribute, as it is learned
 
         def train_seconds() -> float:
@@ -243,21 +235,20 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
             speed.measured(work, step_seconds)
             priced.update(step_seconds=round(step_seconds, 6),
                           probed_seconds=round(work.seconds_from_step(step_seconds), 1))
-            trial.set_user_attr(A.COST, priced)
+            record.priced(trial, priced)
             out_of_time("its measured pace", priced["probed_seconds"], "stopped after its first steps")
 
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
             if epochs_run == 0 and stats.epoch > 1:  # fit resumed a checkpoint of an earlier attempt
-                trial.set_user_attr(A.RESUMED_FROM_EPOCH, stats.epoch - 1)
+                record.resumed(trial, stats.epoch - 1)
                 restored = _restored(trial, checkpoint, before=stats.epoch, report=not multi_objective)
                 history.extend(restored)
-                retried = optuna_private.trial_system_attrs(trial).get("retry_history")
-                events.trial_resumed(trial.number, retried[-1] if retried else None, stats.epoch, restored)
+                events.trial_resumed(trial.number, record.copy_of(trial), stats.epoch, restored)
             epochs_run = stats.epoch
             history.append(stats)
             if multi_objective:
-                curvepruning.record(trial, [s.val_accuracy for s in history])
+                record.curve_so_far(trial, [s.val_accuracy for s in history])
             else:
                 trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
@@ -276,51 +267,47 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
 
         def on_built(model: torch.nn.Module) -> None:
             param_count = count_parameters(model)
-            trial.set_user_attr(A.PARAM_COUNT, param_count)
+            record.built(trial, param_count)
             limits.record(trial, spec.limits, "params", param_count)
             if reason := limits.over(spec.limits, "params", param_count):
                 raise OverLimit(f"{reason}: not trained")
             if (projected := speed.projected(work)) is not None:
                 priced["projected_seconds"] = round(projected, 1)
-                trial.set_user_attr(A.COST, priced)
+                record.priced(trial, priced)
                 out_of_time("its training", projected, "not trained")
 
         try:
             work = cost.work(params, spec, data)
             priced.update(multiply_adds_per_image=work.per_image, multiply_adds=work.multiply_adds)
-            trial.set_user_attr(A.COST, priced)
+            record.priced(trial, priced)
             trained = recipe.train(params, data, epochs=epochs, seed=spec.seed, source=source,
                                    on_built=on_built, on_epoch=on_epoch,
                                    on_batches=lambda done: events.batches_done(trial.number, done),
                                    checkpoint=checkpoint, on_pace=on_pace)  # on_epoch keeps `history`
             model = trained.model
-            trial.set_user_attr(A.TRAINABLE_COUNT, sum(p.numel() for p in model.parameters() if p.requires_grad))
-            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
+            record.trained(trial, trainable_count=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                           train_seconds=train_seconds(), val_accuracy=history[-1].val_accuracy,
+                           test_accuracy=trained.test_accuracy)
             limits.record(trial, spec.limits, "train_seconds", train_seconds())
-            trial.set_user_attr(A.VAL_ACCURACY, history[-1].val_accuracy)
-            trial.set_user_attr(A.TEST_ACCURACY, trained.test_accuracy)
             if on_complete is not None:
-                on_complete(trial, model, record)
+                on_complete(trial, model, recipe_record)
             if multi_objective:
-                return history[-1].val_accuracy, trial.user_attrs[limits.MEASURES[spec.objectives[1]]]
+                return history[-1].val_accuracy, record.measured(trial, spec.objectives[1])
             return history[-1].val_accuracy
         except optuna.TrialPruned as exc:  # by the pruner, over a limit, or stopped
-            if isinstance(exc, OverLimit):
-                trial.set_user_attr(A.OVER_LIMIT, str(exc))
-            if isinstance(exc, Stopped):
-                trial.set_user_attr(A.STOPPED, str(exc))
-            trial.set_user_attr(A.TRAIN_SECONDS, train_seconds())
+            record.pruned(trial, train_seconds=train_seconds(), over_limit=str(exc) if isinstance(exc, OverLimit) else None,
+                          stopped=str(exc) if isinstance(exc, Stopped) else None)
             limits.record(trial, spec.limits, "train_seconds", train_seconds())
             raise
         except (ArchitectureError, TrainingDiverged) as exc:
             failure = str(exc)
         except StopRequested as exc:  # at an epoch end: the checkpoint is kept for the copy, unless discarded
-            trial.set_user_attr(A.FAILURE, str(exc))
+            record.stopped_by_request(trial, str(exc))
             if not exc.discard:
                 checkpoint = None
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as errors.Terminated
-            trial.set_user_attr(A.FAILURE, f"{interruption(exc)}; run the same command again to resume")
+            record.failed(trial, f"{interruption(exc)}; run the same command again to resume")
             checkpoint = None  # kept for the resumed copy
             raise  # Optuna records the trial as FAIL, never RUNNING, and the CLI exits 130 (143 for SIGTERM)
         except torch.OutOfMemoryError:
@@ -333,14 +320,13 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
         finally:
             if checkpoint is not None:
                 checkpoint.delete()
-            trial.set_user_attr(A.EPOCHS, epochs_run)
-            trial.set_user_attr(A.SECONDS, round(time.perf_counter() - started, 3))
+            record.ended(trial, epochs_trained=epochs_run, seconds=round(time.perf_counter() - started, 3))
         # Out of the except blocks, nothing refers to the failed step's tensors any more.
         model = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        trial.set_user_attr(A.FAILURE, failure)
+        record.failed(trial, failure)
         raise TrialFailed(failure)
 
     return objective
@@ -358,13 +344,8 @@ def _restored(trial: optuna.Trial, checkpoint: CheckpointFile, *, before: int, r
     return restored
 
 
-def _queued_params(trial: optuna.Trial) -> dict[str, Any]:
-    """The params a queued trial was given (enqueue_trial's; a retried copy carries its own)."""
-    return optuna_private.trial_system_attrs(trial).get("fixed_params") or trial.params
-
-
-def _checkpoint_file(folder: Path, trial: optuna.Trial, record: TrialRecord) -> CheckpointFile:
-    """The trial's checkpoint (shared by all its attempts), labelled with the trial's recipe."""
-    attrs = optuna_private.trial_system_attrs(trial)  # this trial's row alone
-    return CheckpointFile(trial_checkpoint(folder, trial.study.study_name, trial.number, attrs),
-                          json.dumps(record.config(), sort_keys=True))
+def _checkpoint_file(folder: Path, trial: optuna.Trial, recipe_record: TrialRecord) -> CheckpointFile:
+    """Every attempt of a trial shares the first attempt's checkpoint (Optuna records the chain), labelled with
+    the trial's recipe."""
+    return CheckpointFile(trial_checkpoint(folder, trial.study.study_name, record.first_attempt(trial)),
+                          json.dumps(recipe_record.config(), sort_keys=True))

@@ -11,8 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hpsearch import escape
-from hpsearch import trialrecord as A
+from hpsearch import escape, record
 from hpsearch.results.render import describe_trial, plural
 from hpsearch.results.timing import duration
 from hpsearch.results.trials import FINISHED, curve, is_warm_start
@@ -172,7 +171,7 @@ class ParallelDisplay(LiveBars):
     def polled(self, trials: list[FrozenTrial]) -> None:
         """Called with the study's trials before the trials that ended since the last poll are shown."""
         if self.earlier is None:  # with --until, finished trials of earlier runs count towards the total
-            self.earlier = sum(t.state in FINISHED and t.user_attrs.get(A.RUN) != self.run_id
+            self.earlier = sum(t.state in FINISHED and record.run_id(t) != self.run_id
                                for t in trials) if self.counting_study else 0
         running = [t for t in trials if t.state == TrialState.RUNNING]
         self.progress.update(self.bar, description=f"trials ({len(running)} running)")
@@ -185,7 +184,7 @@ class ParallelDisplay(LiveBars):
         if not values:
             return f"trial #{trial.number} starting"
         epoch = max(values)
-        epochs = P.trial_epochs(trial.user_attrs.get(A.CONFIG, {}), self.epochs)
+        epochs = P.trial_epochs(record.config(trial) or {}, self.epochs)
         return f"trial #{trial.number} epoch {epoch}/{epochs} val {values[epoch]:.4f}"
 
     def trial_ended(self, trial: FrozenTrial, worker: int | None) -> None:

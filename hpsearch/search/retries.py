@@ -3,34 +3,27 @@ queued, so that the study still reaches its total and the copy resumes from the 
 
 from __future__ import annotations
 
-import copy
-
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.storage import quiet_experimental
 from hpsearch.storage.optuna_private import stale_trial_ids, storage_of
 
 MAX_RETRIES = 3
-RETRIED_ATTRS = (A.BASELINE,)  # what a trial's copy keeps of its user attributes: what to run, not how it went
 
 
 def queue_retry(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a copy of a failed trial: same parameters, the epochs it reported, at most MAX_RETRIES times.
 
-    Optuna's RetryHeartbeatStaleTrialCallback queues it, given the trial with only the user attributes a copy
-    keeps (RETRIED_ATTRS): the callback copies them all, so a copy that completed would still say why its first
-    attempt failed. Its system attributes (failed_trial, retry_history) chain the attempts, for Optuna's retry
-    helpers and the checkpoints (objective.py). Also the storage's callback for the lost trials Optuna fails itself
-    (opening.open_storage's on_lost).
+    Optuna's RetryHeartbeatStaleTrialCallback queues it, given the trial as a copy keeps it (record.retried): its
+    system attributes chain the attempts, for Optuna's retry helpers and the checkpoints (objective.py). Also the
+    storage's callback for the lost trials Optuna fails itself (opening.open_storage's on_lost).
     """
-    kept = copy.deepcopy(trial)  # the callback appends to the trial's retry_history list
-    kept.user_attrs = {key: value for key, value in trial.user_attrs.items() if key in RETRIED_ATTRS}
     with quiet_experimental():
         retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
-    retry(study, kept)
+    retry(study, record.retried(trial))
 
 
 def fail_lost_trials(study: optuna.Study) -> int:
@@ -43,7 +36,7 @@ def fail_lost_trials(study: optuna.Study) -> int:
     storage = storage_of(study)
     failed = 0
     for trial_id in stale_trial_ids(study):
-        worker = storage.get_trial(trial_id).user_attrs.get(A.WORKER, "its worker")
+        worker = record.worker(storage.get_trial(trial_id)) or "its worker"
         failed += fail_lost(study, trial_id, f"no heartbeat from {worker} for over "
                                              f"{2 * storage.get_heartbeat_interval()} s (killed, or its machine went away)")
     return failed
@@ -55,8 +48,7 @@ def fail_lost(study: optuna.Study, trial_id: int, why: str) -> bool:
     storage = storage_of(study)
     trial = storage.get_trial(trial_id)
     try:
-        storage.set_trial_user_attr(trial_id, A.FAILURE, f"worker lost: {why}")
-        storage.set_trial_user_attr(trial_id, A.EPOCHS, max(trial.intermediate_values, default=0))
+        record.lost(storage, trial_id, reason=f"worker lost: {why}", epochs_trained=max(trial.intermediate_values, default=0))
         if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:

@@ -19,8 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import stopping
-from hpsearch import trialrecord as A
+from hpsearch import record, stopping
 from hpsearch.errors import HpsearchError
 from hpsearch.results.artifacts import WeightKeeper
 from hpsearch.results.trials import (
@@ -72,7 +71,7 @@ def _trial_seconds(trial: FrozenTrial, now: datetime.datetime) -> float:
 
 def missing_baselines(trials: list[FrozenTrial], baselines: tuple[str, ...]) -> list[str]:
     """The study's baselines not queued yet in any run (each runs once per study)."""
-    queued = {t.user_attrs.get(A.BASELINE) for t in trials}
+    queued = {record.baseline(t) for t in trials}
     return [name for name in baselines if name not in queued]
 
 
@@ -101,7 +100,7 @@ def baseline_due(trials: list[FrozenTrial], baselines: tuple[str, ...], run_id: 
         return missing[0]
     if target == SEARCHING:
         return None
-    ours = [t for t in trials if t.user_attrs.get(A.RUN) == run_id]
+    ours = [t for t in trials if record.run_id(t) == run_id]
     baseline_s = sum(_trial_seconds(t, now) for t in ours if is_baseline(t))
     search_s = sum(_trial_seconds(t, now) for t in ours if not is_baseline(t))
     return missing[0] if baseline_s < search_s * BASELINE_SHARE / (1 - BASELINE_SHARE) else None
@@ -164,8 +163,7 @@ class DecisionView:
         """Look at the trials added or unfinished since the last step."""
         for trial in self.newly_finished(trials):
             self.finished += trial.state in FINISHED and not is_warm_start(trial)
-            if (trial.user_attrs.get(A.RUN) == self.run_id or A.BASELINE in trial.user_attrs
-                    or "retry_history" in trial.system_attrs):
+            if record.run_id(trial) == self.run_id or is_baseline(trial) or record.retry_history(trial):
                 self.kept.add(trial.number)
         self.trials = [trials[n] for n in sorted(self.kept | self.newly_finished.unfinished)]
 
@@ -203,8 +201,8 @@ class RunBudget:
 
     def _counted(self, view: DecisionView) -> list[FrozenTrial]:
         """This run's trials, a retried trial counted once: its copy."""
-        retried = {n for t in view.trials for n in t.system_attrs.get("retry_history", ())}
-        return [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id and t.number not in retried]
+        retried = {n for t in view.trials for n in record.retry_history(t)}
+        return [t for t in view.trials if record.run_id(t) == self.run_id and t.number not in retried]
 
     def slots_left(self, view: DecisionView) -> int:
         """How many more trials this run may start."""
@@ -219,15 +217,15 @@ class RunBudget:
         left = self.seconds_left()
         if left is None:
             return False
-        took = [t.user_attrs[A.TRAIN_SECONDS] for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id
-                and t.state == TrialState.COMPLETE and A.TRAIN_SECONDS in t.user_attrs]
+        took = [seconds for t in view.trials if record.run_id(t) == self.run_id and t.state == TrialState.COMPLETE
+                and (seconds := record.measured(t, "train_seconds")) is not None]
         return left <= 0 or left < min(took, default=0.0)
 
     def target(self, view: DecisionView) -> str:
         """SEARCHING for a target the run stops at, REACHED it (by a sampled trial of this run), or NO_TARGET."""
         if not self.options.stop_at_target or self.spec.target is None:
             return NO_TARGET
-        ours = [t for t in view.trials if t.user_attrs.get(A.RUN) == self.run_id]
+        ours = [t for t in view.trials if record.run_id(t) == self.run_id]
         return SEARCHING if first_reaching(ours, self.spec) is None else REACHED
 
     def decide(self, view: DecisionView, slots_left: int) -> str:
@@ -299,7 +297,7 @@ def fail_earlier_start(study: optuna.Study) -> int:
     task = f"{job.get('array_job_id', job['job_id'])}" + (f"_{job['array_task_id']}" if "array_task_id" in job else "")
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        ran = trial.user_attrs.get(A.SLURM) or {}
+        ran = record.provenance(trial).slurm or {}
         if ran.get("job_id") == job["job_id"] and ran.get("restart_count", 0) < job["restart_count"]:
             failed += fail_lost(study, optuna_private.trial_id(trial), f"its SLURM task {task} started again (start "
                                                         f"{job['restart_count'] + 1}) while the trial ran")
@@ -349,7 +347,7 @@ def _work(study: optuna.Study, objective, budget: RunBudget, seed: SamplerSeed, 
     def objective_in_slot(trial: optuna.Trial) -> float:
         started.append(trial.number)
         seed.started(trial.number)
-        trial.set_user_attr(A.RUN, budget.run_id)
+        record.joined(trial, budget.run_id)
         lock.release()
         return objective(trial)
 
@@ -397,7 +395,7 @@ def _next_step(study: optuna.Study, budget: RunBudget, seed: SamplerSeed, view: 
         return decision
     if name := baseline_due(view.trials, budget.spec.baselines, budget.run_id, slots_left, datetime.datetime.now(),
                             target=budget.target(view)):
-        study.enqueue_trial(queue.baseline_point(name), user_attrs={A.BASELINE: name})
+        record.queue_baseline(study, queue.baseline_point(name), name)
     elif not any(t.state == TrialState.WAITING for t in view.trials) and queue.start_up(study, trials):
         seed.added(len(trials) + 1)
     return decision

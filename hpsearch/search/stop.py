@@ -3,7 +3,7 @@ copies discarded.
 
 The storage is the only channel, as it is between workers. Every run records itself in the study when it
 opens it (record_run; `submit` records its array as it submits it, so that a task still pending is covered),
-and a stop request names every run recorded by then (A.STUDY_STOP). Each worker of a named run looks for it
+and a stop request names every run recorded by then (record.stop_request). Each worker of a named run looks for it
 before each trial, and starts none; a running trial looks at its epoch ends (at most every CHECK_S), and stops
 there as an interrupted one does: failed with the reason, its checkpoint kept and its copy queued, to resume in
 a later run. A run started after the request is not named, and goes on. With discard_queued every queued copy
@@ -25,8 +25,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
-from hpsearch.results.status import describe_stop, find_study, runs_recorded
+from hpsearch import record
+from hpsearch.results.status import describe_stop, find_study
 from hpsearch.storage import (
     checkpoint_root,
     open_existing,
@@ -52,9 +52,9 @@ class StopRequested(Exception):
         super().__init__(f"{STOPPED} (by {request.get('by', '?')}); {then}")
 
 
-def request_for(attrs: dict[str, Any], run_id: str) -> dict[str, Any] | None:
-    """The study's stop request, if it names run `run_id` (from the study's user attributes)."""
-    request = attrs.get(A.STUDY_STOP)
+def request_for(study: optuna.Study, run_id: str) -> dict[str, Any] | None:
+    """The study's stop request, if it names run `run_id`."""
+    request = record.stop_request(optuna_private.storage_of(study), optuna_private.study_id(study))
     return request if request and run_id in request.get("runs", ()) else None
 
 
@@ -68,7 +68,7 @@ class StopCheck:
         self.said = False
 
     def requested(self) -> dict[str, Any] | None:
-        request = request_for(self.study.user_attrs, self.run_id)
+        request = request_for(self.study, self.run_id)
         if request is not None and not self.said:
             log.warning("study %s: %s", self.study.study_name, describe_stop(request))
             self.said = True
@@ -82,24 +82,20 @@ class StopCheck:
             raise StopRequested(request)
 
 
-def record_run(storage: optuna.storages.BaseStorage, study_id: int, run_id: str, record: dict[str, Any]) -> None:
-    """Record what run `run_id` was told (A.RUN_RECORD: its goal, stop rules, heartbeat, SLURM job), merged into
-    what it recorded before, the time it first started kept: every worker and task of a run records it."""
-    key = A.RUN_RECORD + run_id
-    before = storage.get_study_system_attrs(study_id).get(key) or {}
-    started = before.get("started") or _now()
-    if (merged := {**before, **record, "started": started}) != before:
-        storage.set_study_system_attr(study_id, key, merged)
+def record_run(storage: optuna.storages.BaseStorage, study_id: int, run_id: str, told: dict[str, Any]) -> None:
+    """Record what run `run_id` was told (its goal, stop rules, heartbeat, SLURM job), merged into what it recorded
+    before, the time it first started kept: every worker and task of a run records it."""
+    record.record_run(storage, study_id, run_id, told, _now())
 
 
-def record_submitted(storage: optuna.storages.BaseStorage, name: str, run_id: str, record: dict[str, Any]) -> None:
+def record_submitted(storage: optuna.storages.BaseStorage, name: str, run_id: str, told: dict[str, Any]) -> None:
     """Record a SLURM array as `submit` hands it over (record_run), so that a stop request covers its tasks still
     pending. A study not made yet has nothing to stop: its tasks record the array as they start."""
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return
-    record_run(storage, study_id, run_id, record)
+    record_run(storage, study_id, run_id, told)
 
 
 @dataclass(frozen=True)
@@ -121,17 +117,17 @@ def request_stop(storage_url: str, name: str, *, discard_queued: bool = False) -
     try:
         unfinished = [t for t in storage.trials_in_brief(study_id, (), ()) if not t.state.is_finished()]
         running = [t for t in unfinished if t.state == TrialState.RUNNING]
-        runs = set(runs_recorded(storage.get_study_system_attrs(study_id)))
-        runs |= {t.user_attrs[A.RUN] for t in running if A.RUN in t.user_attrs}
+        runs = set(record.runs_recorded(storage, study_id))
+        runs |= {record.run_id(t) for t in running} - {None}
         request = {"by": _who(), "at": _now(), "runs": sorted(runs), "discard_queued": discard_queued}
-        storage.set_study_user_attr(study_id, A.STUDY_STOP, request)
+        record.request_stop(storage, study_id, request)
         discarded = []
         for trial in unfinished if discard_queued else ():
             if trial.state == TrialState.WAITING:
-                storage.set_trial_user_attr(optuna_private.trial_id(trial), A.FAILURE, f"{DISCARDED} (by {request['by']})")
+                record.discarded(storage, optuna_private.trial_id(trial), f"{DISCARDED} (by {request['by']})")
                 if storage.set_trial_state_values(optuna_private.trial_id(trial), state=TrialState.FAIL):
-                    trial_checkpoint(checkpoint_root(storage_url), name, trial.number,
-                                     trial.system_attrs).unlink(missing_ok=True)
+                    trial_checkpoint(checkpoint_root(storage_url), name,
+                                     record.stored_first_attempt(trial)).unlink(missing_ok=True)
                     discarded.append(trial.number)
     finally:
         lock.close()

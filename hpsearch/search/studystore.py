@@ -22,7 +22,9 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial
 
-from hpsearch import trialrecord as A
+from hpsearch import record
+from hpsearch.record import StudyRecord
+from hpsearch.record.keys import STUDY_CHANGES
 from hpsearch.errors import HpsearchError
 from hpsearch.results.render import plural
 from hpsearch.results.trials import stop_rules_with
@@ -69,24 +71,20 @@ def open_study(spec: StudySpec, storage: str | optuna.storages.BaseStorage,
     sampler = sampler(count) if sampler is not None else make_sampler(spec.sampler.name, spec.sampler.options, None)
     study = optuna.create_study(storage=storage, study_name=spec.name, directions=directions(spec), pruner=pruner,
                                 sampler=sampler, load_if_exists=True)
-    attrs = study.user_attrs
-    changed = changes(spec, attrs, study.get_trials(deepcopy=False) if count else [], data, accept_change)
+    stored = record.study_record(study)
+    changed = changes(spec, stored, study.get_trials(deepcopy=False) if count else [], data, accept_change)
     # The limits this run holds: check_existing refuses a later run that holds others on a study with trials.
-    study.set_user_attr(A.STUDY_LIMITS, {name: getattr(spec.limits, name) for name in MEASURES})
+    record.held_limits(study, {name: getattr(spec.limits, name) for name in MEASURES})
     # The rule that stops this run early, from its first trial on, where it differs from the last one recorded.
-    if (rules := stop_rules_with(study.user_attrs.get(A.STUDY_STOP_RULES), spec, count)) is not None:
-        study.set_user_attr(A.STUDY_STOP_RULES, rules)
+    if (rules := stop_rules_with(stored.stop_rules, spec, count)) is not None:
+        record.ran_under(study, rules)
     if not count:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # stable since Optuna 3.2
             study.set_metric_names(list(spec.objectives))
-        study.set_user_attr(A.STUDY_DATASET, spec.dataset.name)
-        study.set_user_attr(A.STUDY_EPOCHS, spec.budget.epochs)
-        study.set_user_attr(A.STUDY_SPEC_PATH, spec.path)
-        # What `hpsearch export` needs to rebuild a trial without the study file: split and seed.
-        study.set_user_attr(A.STUDY_SPLIT, spec.dataset.recorded())
-        study.set_user_attr(A.STUDY_SEED, spec.seed)
-    _record(study, attrs, decided_by(spec, data), changed, count)
+        record.study_made(study, dataset=spec.dataset.name, epochs=spec.budget.epochs, spec_path=spec.path,
+                          split=spec.dataset.recorded(), seed=spec.seed)
+    _record(study, stored, decided_by(spec, data), changed, count)
     return study
 
 
@@ -108,13 +106,13 @@ def decided_by(spec: StudySpec, data: DeviceData | None = None) -> dict[str, Any
     return json.loads(json.dumps(record))  # as the storage gives it back: lists, not tuples
 
 
-def changes(spec: StudySpec, attrs: dict[str, Any], trials: list[FrozenTrial], data: DeviceData | None = None,
+def changes(spec: StudySpec, stored: StudyRecord, trials: list[FrozenTrial], data: DeviceData | None = None,
             accept_change: bool = False) -> list[str]:
     """What decides the results that changed since the study's trials ran ('budget.epochs 1 -> 2'), for the run to
     record; HpsearchError where the run is refused: always for a parameter Optuna cannot sample beside its trials'
     (another kind, log scale or choices), and for any other change unless accept_change. A study without trials
     has nothing to compare. Without `data` its classes and images are not compared (they are once it is read); a
-    study made before studies recorded any of this is compared on its epochs only (its STUDY_EPOCHS)."""
+    study made before studies recorded any of this is compared on its epochs only (those it was made with)."""
     if not trials:
         return []
     if clash := _unsearchable(spec, trials):
@@ -122,10 +120,10 @@ def changes(spec: StudySpec, attrs: dict[str, Any], trials: list[FrozenTrial], d
                             f"parameter as another kind, on another scale or among other choices in one study; "
                             f"{WAYS_OUT}")
     wanted = decided_by(spec, data)
-    recorded = attrs.get(A.STUDY_MADE_WITH)
+    recorded = stored.made_with
     compared = set()
     if recorded is None:
-        recorded = {EPOCHS: attrs[A.STUDY_EPOCHS]} if A.STUDY_EPOCHS in attrs else {}
+        recorded = {EPOCHS: stored.epochs} if stored.epochs is not None else {}
     else:  # a parameter searched or fixed on one side only is a change too
         compared = {key for key in recorded.keys() ^ wanted.keys() if key.startswith(PARAMETERS)}
     compared |= recorded.keys() & wanted.keys()
@@ -191,19 +189,19 @@ def _distribution_words(dist: BaseDistribution) -> str:
     return words + (" log" if dist.log else "")
 
 
-def _record(study: optuna.Study, attrs: dict[str, Any], wanted: dict[str, Any], changed: list[str],
+def _record(study: optuna.Study, stored: StudyRecord, wanted: dict[str, Any], changed: list[str],
             count: int) -> None:
     """Record what this run's trials are made with (keeping the data's record where this run has none), and the
     changes it accepted: the trial they start from, and when."""
     if changed:
         accepted = {"from_trial": count, "changes": changed,
                     "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        study.set_user_attr(A.STUDY_CHANGES, [*attrs.get(A.STUDY_CHANGES, []), accepted])
+        record.accepted_changes(study, [*stored.accepted_changes, accepted])
         log.warning("study %s: accepted %s; trials from #%d on run under the change (recorded in the study's %s)",
-                    study.study_name, ", ".join(changed), count, A.STUDY_CHANGES)
-    kept = {key: value for key, value in (attrs.get(A.STUDY_MADE_WITH) or {}).items() if key in (CLASSES, IMAGES)}
-    if (record := kept | wanted) != attrs.get(A.STUDY_MADE_WITH):
-        study.set_user_attr(A.STUDY_MADE_WITH, record)
+                    study.study_name, ", ".join(changed), count, STUDY_CHANGES)
+    kept = {key: value for key, value in (stored.made_with or {}).items() if key in (CLASSES, IMAGES)}
+    if (made := kept | wanted) != stored.made_with:
+        record.made_with(study, made)
 
 
 def _describe_split(split: dict, seed: int) -> str:
@@ -226,13 +224,13 @@ def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage, accept
         raise HpsearchError(f"study {spec.name!r} in the storage was made for objectives {made}, the file says "
                             f"{', '.join(spec.objectives)}: rename the study (name: in the file) or use another "
                             "--storage")
-    attrs = study.user_attrs  # one read: each is a query
+    stored = record.study_record(study)  # one read: each is a query
     trials = study.get_trials(deepcopy=False)
-    made_for = attrs.get(A.STUDY_DATASET)
+    made_for = stored.dataset
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"study {spec.name!r} in the storage was made for dataset {made_for}, the file says "
                             f"{spec.dataset.name}: rename the study (name: in the file) or use another --storage")
-    made_with = {name: bound for name, bound in (attrs.get(A.STUDY_LIMITS) or {}).items() if bound is not None}
+    made_with = stored.bounds
     wanted = {name: getattr(spec.limits, name) for name in MEASURES if getattr(spec.limits, name) is not None}
     if made_with != wanted and trials:
         # Each trial's constraint is its measure minus the limit it ran under: other limits would leave the
@@ -240,7 +238,7 @@ def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage, accept
         raise HpsearchError(f"study {spec.name!r} in the storage was made with limits {describe(made_with)}, the "
                             f"file says {describe(wanted)}: its trials were judged by the old limits; rename the "
                             "study (name: in the file) or use another --storage")
-    made_on = attrs.get(A.STUDY_SPLIT), attrs.get(A.STUDY_SEED)
+    made_on = stored.split, stored.seed
     if None not in made_on and made_on != (spec.dataset.recorded(), spec.seed) and trials:
         # export rebuilds every trial with the split and seed recorded here: trials run on others would not retrain
         # to their numbers, and accuracies measured on different validation sets would be ranked together.
@@ -248,7 +246,7 @@ def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage, accept
         raise HpsearchError(f"study {spec.name!r} in the storage was made with {_describe_split(*made_on)}, the file "
                             f"says {given}: its trials were trained and measured on those; rename the study (name: "
                             "in the file) or use another --storage")
-    changes(spec, attrs, trials, accept_change=accept_change)
+    changes(spec, stored, trials, accept_change=accept_change)
 
 
 def load_existing(name: str, storage_url: str) -> optuna.Study:
@@ -268,11 +266,10 @@ def refuse_foreign(study: optuna.Study, where: str) -> None:
     of the attributes hpsearch reads, and their values need not be accuracies. Every study hpsearch has made
     holds at least one of its study attributes (the oldest ones the study file's path) or a trial's config;
     one with no trials yet is nobody's."""
-    attrs = study.user_attrs
-    if any(key in attrs for key in A.STUDY_ATTRS):
+    if record.study_record(study).by_hpsearch:
         return
     trials = study.get_trials(deepcopy=False)
-    if trials and not any(A.CONFIG in t.user_attrs for t in trials):
+    if trials and not any(record.config(t) is not None for t in trials):
         raise HpsearchError(f"study {study.study_name!r} in {where} was not made by hpsearch (it records no "
                             "dataset): hpsearch reads and adds to its own studies only; give yours another name "
                             "(name: in the study file) or use another --storage")

@@ -38,7 +38,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.search.objective import RunEvents, device_name
 from hpsearch.storage import mask, optuna_private, scrub, shared_lock, sqlite_file
 from hpsearch.studyfile import catalog
@@ -126,9 +126,9 @@ class Tracker(RunEvents):
         """An Optuna callback: the trial's outcome and final figures, and its child run ended."""
         self._queue(self._end_trial, trial)
 
-    def confirmed(self, trial: FrozenTrial, result: dict) -> None:
+    def confirmed(self, trial: FrozenTrial, result: record.SeedResult) -> None:
         """A confirm seed's result, on the parent run as it arrives, with the trial's interval so far."""
-        self._queue(self._log_confirmed, trial.number, dict(result))
+        self._queue(self._log_confirmed, trial.number, result)
 
     def summarize(self, study: optuna.Study, spec=None) -> None:
         """On the parent run: the baselines-versus-search table (with confirm's, once there is one), the best trial's
@@ -197,12 +197,10 @@ class Tracker(RunEvents):
         from mlflow.entities import Param
 
         self._opened()
-        attrs = optuna_private.trial_by_number(self.study, number)
-        baseline = attrs.user_attrs.get(A.BASELINE)
-        retried = attrs.system_attrs.get("retry_history")
+        trial = optuna_private.trial_by_number(self.study, number)
+        baseline, retried = record.baseline(trial), record.retry_history(trial)
         tags = {PARENT_TAG: self.parent, TAG_STUDY: self.study_name, TAG_STORAGE: self.storage, TAG_ROLE: "trial",
-                TAG_TRIAL: str(number),
-                **self.tags, "worker": attrs.user_attrs.get(A.WORKER, "")}
+                TAG_TRIAL: str(number), **self.tags, "worker": record.worker(trial) or ""}
         if baseline:
             tags[TAG_BASELINE] = baseline
         if retried:
@@ -229,28 +227,27 @@ class Tracker(RunEvents):
 
         if (run_id := self.children.pop(trial.number, None)) is None:
             return
-        attrs, now = trial.user_attrs, int(time.time() * 1000)
-        figures = {key: attrs[key] for key in (A.VAL_ACCURACY, A.TEST_ACCURACY, A.PARAM_COUNT, A.TRAIN_SECONDS,
-                                               A.SECONDS, A.EPOCHS) if isinstance(attrs.get(key), (int, float))}
+        did, now = record.outcome(trial), int(time.time() * 1000)
+        figures = {"final_val_accuracy": did.val_accuracy, "test_accuracy": did.test_accuracy,
+                   "param_count": did.param_count, "train_seconds": did.train_seconds, "seconds": did.seconds,
+                   "epochs": did.epochs_trained}
         metrics = [*self.unsent.pop(trial.number, []), *(
-            Metric(f"final_{key}" if key == A.VAL_ACCURACY else key, float(value), now, 0)
-            for key, value in figures.items())]
+            Metric(name, float(value), now, 0) for name, value in figures.items() if isinstance(value, (int, float)))]
         self.sent_at.pop(trial.number, None)
         self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(TAG_OUTCOME, outcome(trial))])
         self.client.set_terminated(run_id, "FAILED" if trial.state == TrialState.FAIL else "FINISHED")
 
-    def _log_confirmed(self, number: int, result: dict) -> None:
+    def _log_confirmed(self, number: int, result: record.SeedResult) -> None:
         from mlflow.entities import Metric
 
-        from hpsearch.results import ranking
-
         self._opened()
-        now, seed, prefix = int(time.time() * 1000), result["seed"], f"confirm/trial_{number}"
-        metrics = [Metric(f"{prefix}/{key}", result[key], now, seed) for key in ("val_accuracy", "test_accuracy")
-                   if key in result]
-        summary = self.study.user_attrs.get(ranking.confirm_key(number)) or {}
-        for split in ("val", "test"):
-            spread = summary.get(split) or {}
+        now, seed, prefix = int(time.time() * 1000), result.seed, f"confirm/trial_{number}"
+        metrics = [Metric(f"{prefix}/{key}", value, now, seed) for key, value in
+                   (("val_accuracy", result.val_accuracy), ("test_accuracy", result.test_accuracy)) if value is not None]
+        summary = record.study_record(self.study).confirmations.get(number)
+        spreads = {"val": summary.val, "test": summary.test} if summary is not None else {}
+        for split, spread in spreads.items():
+            spread = spread or {}
             if spread.get("mean") is not None:
                 metrics.append(Metric(f"{prefix}/{split}_mean", spread["mean"], now, seed))
             if spread.get("ci95"):
@@ -259,7 +256,7 @@ class Tracker(RunEvents):
         self.client.log_batch(self.parent, metrics=metrics)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"trial-{number}-seed-{seed}.json"
-            path.write_text(json.dumps(result, indent=2) + "\n")
+            path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
             self.client.log_artifact(self.parent, str(path), "confirm")
 
     def _summarize(self, study: optuna.Study, spec) -> None:
@@ -267,7 +264,7 @@ class Tracker(RunEvents):
         from hpsearch.results.artifacts import trial_weights_path
 
         self._opened()
-        spec = spec or catalog.remembered_spec(study.study_name, study.user_attrs.get(A.STUDY_SPEC_PATH))  # as report
+        spec = spec or catalog.remembered_spec(study.study_name, record.study_record(study).spec_path)  # as report
         best = ranking.best_trial(ranking.study_trials(study))
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
@@ -336,16 +333,16 @@ def _reason(exc: BaseException, *urls: str) -> str:
 
 def outcome(trial: FrozenTrial) -> str:
     """complete, pruned at epoch N, over a limit (which), stopped (why), or failed (why), in a few words."""
-    attrs = trial.user_attrs
+    did = record.outcome(trial)
     if trial.state == TrialState.COMPLETE:
         return "complete"
-    if A.OVER_LIMIT in attrs:
-        return f"over a limit: {attrs[A.OVER_LIMIT]}"
-    if A.STOPPED in attrs:
-        return f"stopped: {attrs[A.STOPPED]}"
+    if did.over_limit is not None:
+        return f"over a limit: {did.over_limit}"
+    if did.stopped is not None:
+        return f"stopped: {did.stopped}"
     if trial.state == TrialState.PRUNED:
-        return f"pruned at epoch {attrs.get(A.EPOCHS, '?')}"
-    return f"failed: {attrs.get(A.FAILURE) or 'no reason recorded'}"
+        return f"pruned at epoch {'?' if did.epochs_trained is None else did.epochs_trained}"
+    return f"failed: {did.failure or 'no reason recorded'}"
 
 
 def _text(value: Any) -> str:

@@ -17,12 +17,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError
 from hpsearch.search.studystore import load_existing
 from hpsearch.storage import mask
 from hpsearch.studyfile import params as P
-from hpsearch.studyfile.limits import MEASURES, measured
+from hpsearch.studyfile.limits import MEASURES
 from hpsearch.studyfile.types import StudySpec
 from hpsearch.training import space
 
@@ -35,7 +35,7 @@ def source_trials(spec: StudySpec, storage_url: str) -> list[FrozenTrial]:
         study = load_existing(spec.warm_start.study, url)
     except HpsearchError as exc:
         raise HpsearchError(f"{spec.path}: warm_start: {exc}") from None
-    made_for = study.user_attrs.get(A.STUDY_DATASET)
+    made_for = record.study_record(study).dataset
     if made_for is not None and made_for != spec.dataset.name:
         raise HpsearchError(f"{spec.path}: warm_start: study {spec.warm_start.study!r} in {mask(url)} was made for "
                             f"dataset {made_for}, this study is on {spec.dataset.name}: its accuracies would mislead "
@@ -49,7 +49,7 @@ def copies(spec: StudySpec, trials: list[FrozenTrial], architecture: Mapping[str
     without a measure this study's objectives or limits need is left out."""
     made = []
     for trial in trials:
-        config = trial.user_attrs.get(A.CONFIG)
+        config = record.config(trial)
         at = None if config is None else space.point(spec, P.complete(config), architecture)
         if at is not None and (copy := _copy(spec, trial, at)) is not None:
             made.append(copy)
@@ -58,17 +58,14 @@ def copies(spec: StudySpec, trials: list[FrozenTrial], architecture: Mapping[str
 
 def _copy(spec: StudySpec, trial: FrozenTrial, at: optuna.trial.FixedTrial) -> FrozenTrial | None:
     bounds = {name: getattr(spec.limits, name) for name in MEASURES if getattr(spec.limits, name) is not None}
-    measures = {name: measured(trial, name) for name in {*spec.objectives[1:], *bounds}}
+    measures = {name: record.measured(trial, name) for name in {*spec.objectives[1:], *bounds}}
     if None in measures.values():
         return None
     values = ([trial.values[0], *(measures[name] for name in spec.objectives[1:])]
               if trial.state == TrialState.COMPLETE else None)
-    kept = {key: trial.user_attrs[key] for key in (A.CONFIG, A.TEST_ACCURACY, *MEASURES.values())
-            if key in trial.user_attrs}
-    return optuna.trial.create_trial(
-        state=trial.state, values=values, params=at.params, distributions=at.distributions,
-        user_attrs={**kept, A.WARM_START: {"study": spec.warm_start.study, "trial": trial.number}},
-        constraints={name: measures[name] - bound for name, bound in bounds.items()})
+    return record.warm_start_copy(trial, spec.warm_start.study, state=trial.state, values=values, params=at.params,
+                                  distributions=at.distributions,
+                                  constraints={name: measures[name] - bound for name, bound in bounds.items()})
 
 
 def start(study: optuna.Study, spec: StudySpec, trials: list[FrozenTrial],

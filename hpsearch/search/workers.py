@@ -27,8 +27,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from hpsearch import stopping
-from hpsearch import trialrecord as A
+from hpsearch import record, stopping
 from hpsearch.errors import HpsearchError
 from hpsearch.paths import slug
 from hpsearch.results.trials import FINISHED
@@ -253,9 +252,9 @@ def watch(workers: Workers, study_name: str, storage_url: str, on_trial, on_poll
             on_poll(trials)
             for t in trials:
                 ended = t.state in FINISHED or t.state == TrialState.FAIL
-                if ended and t.number not in seen and t.user_attrs.get(A.RUN) == workers.run_id:
+                if ended and t.number not in seen and record.run_id(t) == workers.run_id:
                     seen.add(t.number)
-                    on_trial(t, workers.index_of(t.user_attrs.get(A.WORKER)))
+                    on_trial(t, workers.index_of(record.worker(t)))
         if not alive:
             return
         stopping.check()
@@ -278,7 +277,7 @@ def recover(workers: Workers, index: int, process: subprocess.Popen, study: optu
         lock.acquire()
         try:
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if trial.user_attrs.get(A.WORKER) == who and fail_lost(
+                if record.worker(trial) == who and fail_lost(
                         study, trial_id(trial), f"worker {index} ({who}) was killed by {how}"):
                     failed.append(trial.number)
         finally:
@@ -286,7 +285,7 @@ def recover(workers: Workers, index: int, process: subprocess.Popen, study: optu
     said = f"worker {index} ({who}) was killed by {how}"
     if failed:
         copied = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                  if t.system_attrs.get("retry_history", [])[-1:] == failed[-1:]]
+                  if record.last_attempt(t) == failed[-1]]
         said += f": trial #{failed[0]} failed (worker lost)" + (
             f", its copy #{copied[0].number} runs next" if copied else ", tried too often to be queued again")
     if workers.restart(index):

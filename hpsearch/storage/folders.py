@@ -52,8 +52,7 @@ def writable_checkpoint_root(url: str) -> Path:
     return folder
 
 
-def trial_checkpoint(root: Path, study_name: str, number: int, system_attrs: dict) -> Path:
-    """The checkpoint file of trial `number` under `root`: every attempt of a trial shares the first attempt's
-    (Optuna records the chain in the system attribute retry_history)."""
-    retried = system_attrs.get("retry_history")
-    return root / slug(study_name) / f"trial-{retried[0] if retried else number}.pt"
+def trial_checkpoint(root: Path, study_name: str, first_attempt: int) -> Path:
+    """The checkpoint file under `root` of a trial whose first attempt is `first_attempt`: every attempt of a trial
+    shares the first attempt's (record.first_attempt)."""
+    return root / slug(study_name) / f"trial-{first_attempt}.pt"

@@ -191,6 +191,23 @@ def set_study_system_attr(study: optuna.Study, key: str, value: object) -> None:
     study._storage.set_study_system_attr(study._study_id, key, value)
 
 
+def catch_up(view: optuna.Study, shown: FrozenTrial, now: FrozenTrial) -> None:
+    """Write onto `shown`, an unfinished trial of the in-memory study `view`, what differs in `now`: its intermediate
+    values, system attributes and state (a copy kept in step without rebuilding it: search/curvepruning.py)."""
+    storage, trial_id = view._storage, shown._trial_id
+    for step, value in now.intermediate_values.items():
+        if shown.intermediate_values.get(step) != value:
+            storage.set_trial_intermediate_value(trial_id, step, value)
+    for key, value in now.system_attrs.items():
+        if shown.system_attrs.get(key) != value:
+            storage.set_trial_system_attr(trial_id, key, value)
+    if now.state != shown.state:
+        if now.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        else:
+            storage.set_trial_state_values(trial_id, now.state, now.values)
+
+
 def stale_trial_ids(study: optuna.Study) -> list[int]:
     """The study's running trials whose heartbeat is older than the storage's grace period; none where the
     storage keeps no heartbeats."""

@@ -11,25 +11,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hpsearch import trialrecord as A
+from hpsearch.record.keys import MEASURES  # what a limit or a second objective may bound: params, train_seconds
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial, FrozenTrial
 
     from hpsearch.studyfile.types import Limits
 
-# What a limit (or a second objective) bounds -> the trial user attribute that measures it.
-MEASURES = {"params": A.PARAM_COUNT, "train_seconds": A.TRAIN_SECONDS}
-
 
 def within_limits(trial: FrozenTrial) -> bool:
     """True unless a constraint (one per limit, value > 0 means over it) was broken."""
     return all(value <= 0 for value in trial.constraints.values())
-
-
-def measured(trial: FrozenTrial, name: str) -> float | None:
-    """The trial's measure of `name` ("params" or "train_seconds"), None where it was not recorded."""
-    return trial.user_attrs.get(MEASURES[name])
 
 
 def over(limits: Limits, name: str, value: float) -> str | None:

@@ -206,7 +206,7 @@ def resolve(choose: Callable[[Param], Any], builder_names: Iterable[str] = ()) -
         param = for_family(param, family.name)
         if param.name in MODEL_PARAMS and param.name not in family.params:
             continue
-        if param.active({p.name: resolved.get(p.name, for_family(p, family.name).default) for p in PARAMS}):
+        if param.active(_read_as_defaults(resolved)):
             value = choose(param)
             if value is not None:  # None: an optional override (widths, kernel_sizes) left out
                 resolved[param.name] = value
@@ -244,6 +244,12 @@ def is_architecture(name: str) -> bool:
     return name in ARCHITECTURE or name.startswith(BUILDER_PREFIX)
 
 
+def _read_as_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter: its value in `values`, else its default (its family's own, where it has one)."""
+    family = values.get("family", BY_NAME["family"].default)
+    return {p.name: values.get(p.name, for_family(p, family).default) for p in PARAMS}
+
+
 def trial_epochs(params: Mapping[str, Any], budget: int) -> int:
     """The epochs a trial with these params trains: its own `epochs` where searched or fixed, else the budget's."""
     return params.get("epochs") or budget
@@ -258,6 +264,13 @@ def for_family(param: Param, family: str) -> Param:
 def complete(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` with defaults filled in and inactive parameters dropped."""
     return resolve(lambda p: values.get(p.name, p.default), values)
+
+
+def settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` completed, and every inactive parameter at its default: what a config builder reads, which sets each
+    of its fields whether or not the parameter has an effect (an inactive one has none). The table is the one home
+    of every default."""
+    return _read_as_defaults(complete(values))
 
 
 def with_architecture(params: Mapping[str, Any], architecture: Mapping[str, Any] | None) -> dict[str, Any]:

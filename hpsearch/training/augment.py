@@ -20,9 +20,9 @@ class Augment:
     alternating_flip: bool = False  # flip each image on alternate epochs (the caller passes `flips`)
 
     @classmethod
-    def from_name(cls, name: str, *, crop_padding: int = 4, cutout_size: int = 8, flip: str = "random") -> Augment:
-        """'none', 'flip', 'flip_crop', 'flip_crop_cutout', ... (see params.AUGMENT_OPS); flip: 'random'
-        or 'alternating'."""
+    def from_name(cls, name: str, *, crop_padding: int, cutout_size: int, flip: str) -> Augment:
+        """'none', 'flip', 'flip_crop', 'flip_crop_cutout', ... (see params.AUGMENT_OPS), with the parameters of
+        each op (those of an op left out have no effect); flip: 'random' or 'alternating'."""
         ops = set(name.split("_")) - {"none"}
         return cls(flip="flip" in ops, crop_padding=crop_padding if "crop" in ops else 0,
                    cutout_size=cutout_size if "cutout" in ops else 0,

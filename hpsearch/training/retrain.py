@@ -26,7 +26,7 @@ from hpsearch.training import recipe, transfer, usercode
 from hpsearch.training.models import ArchitectureError, build_model
 from hpsearch.training.space import model_config
 from hpsearch.training.train import Batches, EpochStats, TrainingDiverged
-from hpsearch.trialrecord import TrialRecord
+from hpsearch.record import SeedResult, TrialRecord
 
 
 def differences(config: TrialConfig, device: torch.device) -> list[str]:
@@ -177,15 +177,14 @@ def load_trained(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def seed_result(run: Retrained) -> dict[str, Any]:
-    """What one seed reached, as results.json and a trial's `confirm` attribute store it."""
-    return {"seed": run.seed, "val_accuracy": run.val_accuracy, "test_accuracy": run.test_accuracy,
-            "seconds": round(sum(s.seconds for s in run.history), 3)}
+def seed_result(run: Retrained) -> SeedResult:
+    """What one seed reached, as results.json and a trial's confirmation store it."""
+    return SeedResult(run.seed, run.val_accuracy, run.test_accuracy, round(sum(s.seconds for s in run.history), 3))
 
 
 def results(runs: list[Retrained], device: torch.device) -> dict[str, Any]:
     """Per-seed accuracies and the test accuracy's mean and sample standard deviation."""
     test = spread([r.test_accuracy for r in runs])
-    return {"seeds": [seed_result(r) for r in runs],
+    return {"seeds": [seed_result(r).as_dict() for r in runs],
             "test_accuracy_mean": test["mean"], "test_accuracy_std": test["std"] or 0.0,
             "device": str(device), "torch": torch.__version__, "hpsearch": version("hpsearch")}

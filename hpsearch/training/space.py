@@ -152,9 +152,10 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
     config["builder_params"] = {k.removeprefix(BUILDER_PREFIX): v for k, v in p.items() if k.startswith(BUILDER_PREFIX)}
     stages = p.get("blocks", P.family_row(p["family"]).stages)
     if "width" in p or "widths" in p:
+        every = P.settings(params)
         grown = (p["widths"] if p.get("widths") is not None
-                 else [p["width"] * p.get("width_growth", 2.0) ** i for i in range(stages)])
-        config["widths"] = [max(1, round(w * p.get("width_multiplier", 1.0))) for w in grown]
+                 else [p["width"] * every["width_growth"] ** i for i in range(stages)])
+        config["widths"] = [max(1, round(w * every["width_multiplier"])) for w in grown]
     for name, single in (("kernel_sizes", "kernel_size"), ("pool_sizes", "pool_size")):
         if single in p:
             config[name] = p.get(name) or [p[single]] * stages
@@ -166,23 +167,24 @@ def model_config(params: Mapping[str, Any], input_shape: tuple[int, int, int], n
 
 
 def train_config(params: Mapping[str, Any], *, epochs: int, seed: int) -> TrainConfig:
-    p = P.complete(params)
-    per_1024 = p.get("lr_per_1024")
+    """The TrainConfig of a trial's params; a parameter it leaves out (or that has no effect) at the table's default."""
+    p = P.settings(params)
+    per_1024 = p["lr_per_1024"]
     return TrainConfig(
         epochs=epochs,
         batch_size=p["batch_size"],
         optimizer=p["optimizer"],
         lr=p["lr"] if per_1024 is None else per_1024 * p["batch_size"] / 1024,
-        momentum=p.get("momentum", 0.0),
+        momentum=p["momentum"],
         weight_decay=p["weight_decay"],
         schedule=p["schedule"],
-        warmup_fraction=p.get("warmup_fraction", 0.0),
+        warmup_fraction=p["warmup_fraction"],
         label_smoothing=p["label_smoothing"],
-        reused_lr_ratio=p.get("reused_lr_ratio", 1.0),
-        bn_bias_lr_scale=p.get("bn_bias_lr_scale", 1.0),
-        bn_weight_decay=p.get("bn_weight_decay", True),
-        augment=Augment.from_name(p["augment"], crop_padding=p.get("crop_padding", 0),
-                                  cutout_size=p.get("cutout_size", 0), flip=p.get("flip", "random")),
+        reused_lr_ratio=p["reused_lr_ratio"],
+        bn_bias_lr_scale=p["bn_bias_lr_scale"],
+        bn_weight_decay=p["bn_weight_decay"],
+        augment=Augment.from_name(p["augment"], crop_padding=p["crop_padding"], cutout_size=p["cutout_size"],
+                                  flip=p["flip"]),
         ema=p["ema"],
         tta=p["tta"],
         seed=seed,

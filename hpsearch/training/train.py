@@ -15,7 +15,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,22 +31,25 @@ PACE_WARMUP, PACE_STEPS = 1, 4  # the pace probe: steps untimed (allocation, aut
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How a model trains: built from a trial's params by space.train_config, the parameter table
+    (studyfile/params.py) being the one home of every default."""
+
     epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd_nesterov"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_fraction: float = 0.2
-    label_smoothing: float = 0.0
-    reused_lr_ratio: float = 1.0  # lr multiplier of layers that keep trained weights (see transfer.py)
-    bn_bias_lr_scale: float = 1.0  # lr multiplier of BatchNorm biases (their weight decay divided by it)
-    bn_weight_decay: bool = True  # False: BatchNorm weights and biases decay not at all
-    augment: Augment = field(default_factory=Augment)
-    ema: float = 0.0  # decay per step of the weight average that is evaluated (0: none; the live weights are)
-    tta: str = "none"  # test-time augmentation of every evaluation: none, flip, flip_translate
-    seed: int = 0
+    batch_size: int
+    optimizer: str
+    lr: float
+    momentum: float  # SGD's
+    weight_decay: float
+    schedule: str
+    warmup_fraction: float  # warmup_linear's
+    label_smoothing: float
+    reused_lr_ratio: float  # lr multiplier of layers that keep trained weights (see transfer.py)
+    bn_bias_lr_scale: float  # lr multiplier of BatchNorm biases (their weight decay divided by it)
+    bn_weight_decay: bool  # False: BatchNorm weights and biases decay not at all
+    augment: Augment
+    ema: float  # decay per step of the weight average that is evaluated (0: none; the live weights are)
+    tta: str  # test-time augmentation of every evaluation: none, flip, flip_translate
+    seed: int
 
 
 @dataclass(frozen=True)

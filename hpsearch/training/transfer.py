@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from hpsearch import trialrecord as A
+from hpsearch import record
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.files import write_atomic
+from hpsearch.record import Init
 from hpsearch.results import sources
 from hpsearch.results.artifacts import UnreadableWeights, load_state_dict_file
 from hpsearch.results.export import params_problems, weights_record
@@ -36,7 +37,6 @@ from hpsearch.studyfile import params as P
 from hpsearch.training import torchfile
 from hpsearch.training.models import ArchitectureError, build_model
 from hpsearch.training.space import model_config
-from hpsearch.trialrecord import Init
 
 if TYPE_CHECKING:
     from hpsearch.studyfile.types import InitSpec, StudySpec
@@ -97,11 +97,11 @@ def _from_file(path: Path) -> Source:
     init = Init(weights=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     if path.suffix == ".safetensors":  # hpsearch's own: its header holds the record that rebuilds the model
         try:
-            record = weights_record(path)
+            recipe = weights_record(path)
             state_dict = load_state_dict_file(path)
         except UnreadableWeights as exc:
             raise HpsearchError(f"init.weights: {exc}") from None
-        return Source(state_dict, record and record.params, record and record.input_shape, init)
+        return Source(state_dict, recipe and recipe.params, recipe and recipe.input_shape, init)
     try:
         loaded = torchfile.load(path)
     except torchfile.UnreadableFile as exc:
@@ -122,8 +122,7 @@ def _from_study(name: str, trial: int | str, url: str, recorded: str | None) -> 
     """The weights stored for a trial of study `name` in the storage at `url`, and its config; `recorded` is the
     storage its Init records (None: the run's own)."""
     frozen, state_dict = sources.stored_trial(name, trial, url)
-    shape = frozen.user_attrs.get(A.INPUT_SHAPE)
-    return Source(state_dict, frozen.user_attrs[A.CONFIG], tuple(shape) if shape else None,
+    return Source(state_dict, record.config(frozen), record.input_shape(frozen),
                   Init(study=name, trial=frozen.number, storage=recorded))
 
 

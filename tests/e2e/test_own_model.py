@@ -16,7 +16,7 @@ import yaml
 from optuna.trial import TrialState
 
 from hpsearch import api
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.results.artifacts import read_header
 from hpsearch.search.objective import RunEvents
 from hpsearch.search.run import RunOptions, run

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 from safetensors.torch import save_file
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.cli import main
 from hpsearch.errors import HpsearchError, SpecError
 from hpsearch.results.artifacts import (UnreadableWeights, artifact_dir, load_state_dict_file, load_trial_state_dict,
@@ -25,7 +25,7 @@ from hpsearch.training import devicedata as data
 from hpsearch.training import space
 from hpsearch.training.models import build_model
 from hpsearch.training.train import evaluate
-from hpsearch.trialrecord import TrialRecord
+from hpsearch.record import TrialRecord
 
 
 def test_the_best_two_completed_trials_keep_their_weights(shared_study):

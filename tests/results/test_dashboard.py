@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 
 CHROMIUM = "/usr/bin/chromium"
 STARTUP_S = 120  # importing torch on a busy two-core machine takes a while

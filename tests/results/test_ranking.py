@@ -9,6 +9,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from hpsearch import record
+from hpsearch.record import SeedResult
 from hpsearch.results import ranking
 from hpsearch.search import confirm
 from tests.helpers import invoke, stored_trial
@@ -56,8 +58,8 @@ def confirmed_trial(number: int, value: float, mean: float | None, **attrs) -> o
     trial = optuna.trial.create_trial(value=value, user_attrs=attrs)
     trial.number = number
     if mean is not None:
-        trial.user_attrs = {**attrs, "confirm": confirm.summarize(
-            [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean, "seconds": 1.0} for s, d in ((1, -0.01), (2, 0.01))])}
+        trial = record.with_confirmation(trial, confirm.summarize(
+            [SeedResult(s, mean + d, mean, 1.0) for s, d in ((1, -0.01), (2, 0.01))]))
     return trial
 
 
@@ -90,8 +92,9 @@ def test_study_trials_put_each_confirmation_back_on_a_copy_of_its_trial(storage)
     study = optuna.create_study(study_name="confirmed", storage=storage, direction="maximize")
     for value in (0.9, 0.8):
         study.add_trial(optuna.trial.create_trial(value=value))
-    summary = confirm.summarize([{"seed": 1, "val_accuracy": 0.85, "test_accuracy": 0.8, "seconds": 1.0}])
-    study.set_user_attr(ranking.confirm_key(1), summary)
+    summary = confirm.summarize([SeedResult(1, 0.85, 0.8, 1.0)])
+    record.store_confirmation(study, 1, summary)
+    assert study.user_attrs["confirm #1"] == summary.as_dict()  # where earlier versions stored it too
     first, second = ranking.study_trials(study)
-    assert "confirm" not in first.user_attrs and second.user_attrs["confirm"] == summary
-    assert ranking.confirmed_mean(second) == 0.85 and "confirm" not in study.trials[1].user_attrs  # stored: untouched
+    assert record.confirmation(first) is None and record.confirmation(second) == summary
+    assert ranking.confirmed_mean(second) == 0.85 and record.confirmation(study.trials[1]) is None  # stored: untouched

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState, create_trial
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.results.status import StatusReader, lines
 from hpsearch.storage import open_storage
 from tests.helpers import needs_postgres
@@ -26,7 +26,7 @@ def study_of(url: str, finished: int) -> optuna.Study:
     study.set_user_attr(A.STUDY_DATASET, "digits")
     study.set_user_attr(A.STUDY_EPOCHS, 10)
     study.add_trials([create_trial(value=0.5 + i / (2 * finished), intermediate_values={1: 0.4},
-                                   user_attrs={A.CONFIG: {"lr": 0.1}, A.EPOCHS: 10, A.RUN: "earlier"})
+                                   user_attrs={A.CONFIG: {"lr": 0.1}, A.EPOCHS_TRAINED: 10, A.RUN: "earlier"})
                       for i in range(finished)])
     failed = create_trial(state=TrialState.FAIL, intermediate_values={1: 0.3, 2: 0.4, 3: 0.5},
                           user_attrs={A.FAILURE: "worker lost", A.RUN: "earlier"})
@@ -40,7 +40,7 @@ def study_of(url: str, finished: int) -> optuna.Study:
     running.report(0.6, 1)
     running.report(0.7, 2)
     storage.record_heartbeat(running._trial_id)
-    study.enqueue_trial({})  # as a lost trial's copy is queued (storage.queue_retry)
+    study.enqueue_trial({})  # as a lost trial's copy is queued (retries.queue_retry)
     copy = study.get_trials(deepcopy=False)[-1]
     storage.set_trial_system_attr(copy._trial_id, "retry_history", [finished])
     return study

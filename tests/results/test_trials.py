@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import optuna
 
+from hpsearch import record
+from hpsearch.record import SeedResult
 from hpsearch.results import ranking
 from hpsearch.results.trials import describe_stop_rules, single_objective_view, stop_rules_with, summarize
 from hpsearch.search import confirm
@@ -22,8 +24,8 @@ def test_the_curve_view_keeps_the_study_attributes_so_plots_mark_the_confirmed_w
     study = optuna.create_study(directions=["maximize", "minimize"])
     for accuracy, size in ((0.9, 1000), (0.8, 500)):
         study.add_trial(optuna.trial.create_trial(values=[accuracy, size], user_attrs={"param_count": size}))
-    study.set_user_attr(ranking.confirm_key(1), confirm.summarize([{"seed": 1, "val_accuracy": 0.85, "test_accuracy": 0.85}]))
-    study.set_user_attr(ranking.confirm_key(0), confirm.summarize([{"seed": 1, "val_accuracy": 0.7, "test_accuracy": 0.7}]))
+    record.store_confirmation(study, 1, confirm.summarize([SeedResult(1, 0.85, 0.85)]))
+    record.store_confirmation(study, 0, confirm.summarize([SeedResult(1, 0.7, 0.7)]))
     view = single_objective_view(study)
     assert ranking.best_trial(ranking.study_trials(view)).number == 1  # the single-run best is #0
 

@@ -13,7 +13,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from hpsearch import record
 from hpsearch.cli import main
+from hpsearch.record import SeedResult
 from hpsearch.results import ranking
 from hpsearch.search import confirm
 from hpsearch.search.run import RunOptions, run
@@ -53,9 +55,8 @@ def hand_made_study(storage: str, confirmed: bool = True) -> optuna.Study:
         attrs = {"config": {}, "epochs": 2, "test_accuracy": value - 0.01, "param_count": 1000, "seconds": 1.0}
         study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
         if confirmed and mean is not None:
-            study.set_user_attr(ranking.confirm_key(len(study.trials) - 1), confirm.summarize(
-                [{"seed": s, "val_accuracy": mean + d, "test_accuracy": mean + d, "seconds": 1.0}
-                 for s, d in ((1, -0.01), (2, 0.01))]))
+            record.store_confirmation(study, len(study.trials) - 1, confirm.summarize(
+                [SeedResult(s, mean + d, mean + d, 1.0) for s, d in ((1, -0.01), (2, 0.01))]))
     return study
 
 
@@ -103,12 +104,12 @@ def test_a_claimed_job_is_left_to_its_worker_unless_the_worker_is_gone(storage):
     first, second = one._claim(), two._claim()
     assert (first.seed, second.seed) == (1, 2) and first.trial.number == second.trial.number
     assert two._claim() is None  # both jobs claimed, by a live process
-    claims = one._claims()
+    claims = record.claims(one.study)
     claims[first.key] = {"worker": f"{socket.gethostname()}:{2 ** 22 + 7}", "at": claims[first.key]["at"]}
-    one._write_claims(claims)  # as if its worker had been killed: a pid that does not run
+    record.set_claims(one.study, claims)  # as if its worker had been killed: a pid that does not run
     assert two._claim() == first
-    one._store(second, {"seed": 2, "val_accuracy": 0.5, "test_accuracy": 0.4, "seconds": 1.0})
-    assert second.key not in one._claims() and confirmations(storage, name) == {first.trial.number: [2]}
+    one._store(second, SeedResult(2, 0.5, 0.4, 1.0))
+    assert second.key not in record.claims(one.study) and confirmations(storage, name) == {first.trial.number: [2]}
 
 
 def test_a_stopping_worker_frees_its_claim_or_leaves_it_within_seconds_when_the_lock_is_held(storage, caplog,
@@ -124,10 +125,10 @@ def test_a_stopping_worker_frees_its_claim_or_leaves_it_within_seconds_when_the_
     started = time.monotonic()
     worker._release_interrupted(job)
     assert time.monotonic() - started < LOCK_BRIEF_S + 2
-    assert job.key in worker._claims() and f"trial #{job.trial.number} seed 1 was left claimed" in caplog.text
+    assert job.key in record.claims(worker.study) and f"trial #{job.trial.number} seed 1 was left claimed" in caplog.text
     elsewhere.release()
     worker._release_interrupted(job)
-    assert job.key not in worker._claims()
+    assert job.key not in record.claims(worker.study)
 
 
 def test_best_export_and_report_name_the_confirmed_winner_and_say_it_is_not_the_single_run_best(storage, tmp_path):

@@ -8,6 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpsearch import record
 from hpsearch.search import curvepruning
 from hpsearch.search.samplers import make_pruner
 
@@ -30,7 +31,7 @@ def test_the_curve_view_prunes_as_the_pruner_does_on_one_objective(pruner):
         for epoch in range(1, 9):
             curve.append(min(1.0, rate * epoch + rng.uniform(-0.05, 0.05)))
             one.report(curve[-1], epoch)
-            curvepruning.record(two, curve)
+            record.curve_so_far(two, curve)
             verdicts.append(one.should_prune())
             assert curvepruning.should_prune(two) == verdicts[-1], (one.number, epoch)
             if verdicts[-1]:

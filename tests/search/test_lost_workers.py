@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.cli import main
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec

@@ -131,7 +131,7 @@ NOON = datetime.datetime(2026, 12, 3, 12, 30)
     ([past_trial(0, 500, run="earlier"), past_trial(1, 5)], 10, "b1"),  # only this run's time counts
     ([past_trial(0, 5), past_trial(1, 5, baseline="b1"), past_trial(2, 1, baseline="b2")], 1, None),  # all ran
     ([past_trial(0, 5), past_trial(1, 2, baseline="b1", state=TrialState.FAIL)], 10, "b2"),  # b1 failed: queued once
-    # (a lost trial's copy is queued by storage.fail_lost_trials, and waits: see below)
+    # (a lost trial's copy is queued by retries.fail_lost_trials, and waits: see below)
     ([past_trial(0, None)], 10, "b1"),  # a running trial counts the time it has run so far (other workers)
 ])
 def test_a_baseline_is_due_when_the_search_had_more_of_the_run_or_the_budget_needs_it(trials, slots_left, due):

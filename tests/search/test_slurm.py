@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.cli import main
 from hpsearch.search.options import RunOptions
 from hpsearch.search.workers import Workers, WorkerSlot
@@ -364,8 +364,8 @@ def test_a_preempted_task_comes_back_and_resumes_its_trial(write_study, tmp_path
         assert copy.state == TrialState.COMPLETE and copy.system_attrs["failed_trial"] == 0
         assert copy.params == first.params
         # from the checkpoint of the last epoch reported, or of the next where the signal came between the two
-        assert copy.user_attrs[A.RESUMED_FROM_EPOCH] - first.user_attrs[A.EPOCHS] in (0, 1)
-        assert first.user_attrs[A.EPOCHS] >= 2
+        assert copy.user_attrs[A.RESUMED_FROM_EPOCH] - first.user_attrs[A.EPOCHS_TRAINED] in (0, 1)
+        assert first.user_attrs[A.EPOCHS_TRAINED] >= 2
         assert first.user_attrs[A.SLURM]["restart_count"] == 0
         assert copy.user_attrs[A.SLURM] == {**first.user_attrs[A.SLURM], "restart_count": 1}  # the same task, back
         log = logs(tmp_path)

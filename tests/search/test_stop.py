@@ -12,7 +12,7 @@ import time
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from hpsearch import trialrecord as A
+from hpsearch.record import keys as A
 from hpsearch.cli import main
 from hpsearch.search.stop import DISCARDED, STOPPED
 from hpsearch.storage import checkpoint_root, trial_checkpoint

@@ -202,6 +202,7 @@ def test_the_cache_keeps_number_order_when_a_trial_comes_after_a_later_one(tmp_p
 def test_the_kept_curve_view_prunes_as_one_objective_with_trials_overlapping(pruner):
     """Three trials at a time, each a few epochs behind the next, and a queued one: the view kept in step
     (new trials added, running ones caught up, finished ones left) gives the single-objective verdicts."""
+    from hpsearch import record
     from hpsearch.search import curvepruning
     from hpsearch.search.samplers import make_pruner
 
@@ -220,7 +221,7 @@ def test_the_kept_curve_view_prunes_as_one_objective_with_trials_overlapping(pru
         for one, two, rate, curve in list(running):
             curve.append(min(1.0, rate * (len(curve) + 1) + rng.uniform(-0.05, 0.05)))
             one.report(curve[-1], len(curve))
-            curvepruning.record(two, curve)
+            record.curve_so_far(two, curve)
             verdicts.append(one.should_prune())
             assert curvepruning.should_prune(two) == verdicts[-1], (one.number, len(curve))
             if verdicts[-1] or len(curve) == 6:

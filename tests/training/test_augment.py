@@ -42,11 +42,11 @@ def test_cutout_zeroes_one_square_per_image():
 
 
 def test_same_seed_same_augmentation():
-    aug = Augment.from_name("flip_crop_cutout", crop_padding=2, cutout_size=3)
+    aug = Augment.from_name("flip_crop_cutout", crop_padding=2, cutout_size=3, flip="random")
     assert torch.equal(aug(batch(), gen(5)), aug(batch(), gen(5)))
     assert not torch.equal(aug(batch(), gen(5)), aug(batch(), gen(6)))
 
 
 def test_none_is_inactive():
-    assert not Augment.from_name("none").active
-    assert Augment.from_name("cutout", cutout_size=3) == Augment(cutout_size=3)
+    assert not Augment.from_name("none", crop_padding=4, cutout_size=8, flip="random").active
+    assert Augment.from_name("cutout", crop_padding=4, cutout_size=3, flip="random") == Augment(cutout_size=3)

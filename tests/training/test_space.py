@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import optuna
 import pytest
 
 from hpsearch.studyfile import params as P
 from hpsearch.studyfile.families import MODEL_PARAMS
 from hpsearch.studyfile.schema import load_spec
+from hpsearch.training.augment import Augment
 from hpsearch.training.space import point, sample, train_config
 
 SPACE = {
@@ -124,6 +127,22 @@ def test_the_recipes_default_to_today_s_training():
     assert (cfg.lr, cfg.ema, cfg.tta, cfg.bn_bias_lr_scale, cfg.bn_weight_decay) == (0.05, 0.0, "none", 1.0, True)
     assert not train_config({"augment": "flip"}, epochs=1, seed=0).augment.alternating_flip
     assert "bn_weight_decay" not in P.complete({"batchnorm": False})  # no BatchNorm: nothing to tune
+
+
+@pytest.mark.parametrize("params", [{}, {"optimizer": "adam"}, {"schedule": "constant"}, {"batchnorm": False},
+                                    {"augment": "flip"}, {"lr_per_1024": 0.4}, {"blocks": 0}])
+def test_every_training_setting_a_trial_leaves_out_is_the_parameter_table_s_default(params):
+    """One home for each default: a setting the trial does not have (momentum for Adam, warmup_fraction without
+    warmup, crop_padding without crops) is the table's, as a given one would be, never a second value."""
+    cfg = train_config(params, epochs=1, seed=0)
+    named = {f.name for f in fields(cfg) if f.name in P.BY_NAME}
+    assert {"momentum", "warmup_fraction", "reused_lr_ratio", "bn_bias_lr_scale", "bn_weight_decay"} <= named
+    given = P.complete(params)
+    for name in named - {"epochs", "lr"} - given.keys():  # the trial's epochs and its lr (or lr_per_1024) are given
+        assert getattr(cfg, name) == P.BY_NAME[name].default, name
+    assert cfg.augment == Augment.from_name(given["augment"], crop_padding=P.BY_NAME["crop_padding"].default,
+                                            cutout_size=P.BY_NAME["cutout_size"].default,
+                                            flip=P.BY_NAME["flip"].default)
 
 
 def test_epochs_is_searched_or_fixed_per_trial_and_left_out_otherwise(write_study):

@@ -17,7 +17,6 @@ from hpsearch.training.models import build_model
 from hpsearch.training.space import model_config, train_config
 from hpsearch.training import train as train_module
 from hpsearch.training.train import (
-    TrainConfig,
     TrainingDiverged,
     WeightAverage,
     epoch_images,
@@ -223,7 +222,7 @@ def test_batchnorm_parameters_get_their_own_learning_rate_and_weight_decay():
     model = untrained(SMALL_CNN, d)  # 0: conv (no bias before BatchNorm), 1: BatchNorm, ... last: linear
     conv, bn, linear = model[0], model[1], model[-1]
     groups = lambda **settings: [(g["lr_scale"], g["weight_decay"], {id(p) for p in g["params"]})
-                                 for g in make_optimizer(model, TrainConfig(epochs=1, **settings), reused).param_groups]
+                                 for g in make_optimizer(model, train_config(settings, epochs=1, seed=0), reused).param_groups]
     ids = lambda *params: {id(p) for p in params}
     reused = ()
     assert groups() == [(1.0, 5e-4, ids(*model.parameters()))]  # the default: one group, as before
@@ -233,7 +232,7 @@ def test_batchnorm_parameters_get_their_own_learning_rate_and_weight_decay():
         (1.0, 5e-4, ids(conv.weight, *linear.parameters())), (1.0, 0.0, ids(bn.weight)),
         (64.0, 0.0, ids(bn.bias))]
     reused = ("0.weight", "1.weight", "1.bias")  # a transfer's reused layers: the ratio composes
-    assert groups(bn_bias_lr_scale=64.0, reused_lr_ratio=0.25) == [
+    assert groups(bn_bias_lr_scale=64.0, pretrained=True, reused_lr_ratio=0.25) == [
         (1.0, 5e-4, ids(*linear.parameters())), (0.25, 5e-4, ids(conv.weight, bn.weight)),
         (16.0, 5e-4 / 64, ids(bn.bias))]
 

@@ -30,9 +30,9 @@ from hpsearch.studyfile.schema import load_spec, parse_spec
 from hpsearch.training import recipe, transfer
 from hpsearch.training.devicedata import load
 from hpsearch.training.models import build_model
-from hpsearch.training.space import model_config
-from hpsearch.training.train import TrainConfig, make_optimizer
-from hpsearch.trialrecord import Init
+from hpsearch.training.space import model_config, train_config
+from hpsearch.training.train import make_optimizer
+from hpsearch.record import Init
 from tests.helpers import POSTGRES, assert_clean_error, needs_postgres
 
 CPU = torch.device("cpu")
@@ -201,7 +201,8 @@ def test_report_000_exp4_leaves_its_stated_trainable_parameters():
 def test_reused_parameters_form_their_own_learning_rate_group():
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     model[0].bias.requires_grad_(False)
-    optimizer = make_optimizer(model, TrainConfig(epochs=1, reused_lr_ratio=0.25), reused={"0.weight"})
+    optimizer = make_optimizer(model, train_config({"pretrained": True, "reused_lr_ratio": 0.25}, epochs=1, seed=0),
+                               reused={"0.weight"})
     assert [(g["lr_scale"], len(g["params"])) for g in optimizer.param_groups] == [(1.0, 2), (0.25, 1)]
 
 

@@ -1,10 +1,10 @@
-"""A trial as one typed value, and the names of everything a trial stores.
+"""A trial's recipe as one typed value: what rebuilds and retrains its model.
 
-A TrialRecord holds what rebuilds and retrains a trial's model: every parameter, the dataset and
-its split, epochs, the training seed, where the weights start, and the input the model was built
-for. It has three written forms, each read back losslessly: the stored trial (Optuna user
-attributes, with the study's split and seed), the exported config (export.py's file), and the
-header of every weights file hpsearch writes. Standard library only: no torch or optuna to load.
+A TrialRecord holds every parameter, the dataset and its split, epochs, the training seed, where the
+weights start, and the input the model was built for. It has three written forms, each read back
+losslessly: the stored trial (Optuna user attributes, with the study's split and seed), the exported
+config (export.py's file), and the header of every weights file hpsearch writes. Standard library
+only: no torch or optuna to load.
 """
 
 from __future__ import annotations
@@ -15,57 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# A trial's user attributes: the only place their names are spelled.
-CONFIG = "config"  # every parameter the trial trained with
-BASELINE = "baseline"  # the baseline's name, on a trial queued as one
-FAILURE = "failure"  # why a trial failed
-EPOCHS = "epochs"  # epochs trained
-SECONDS = "seconds"  # wall time of the trial
-TRAIN_SECONDS = "train_seconds"  # training time, the sum of its epochs
-VAL_ACCURACY = "val_accuracy"
-TEST_ACCURACY = "test_accuracy"
-PARAM_COUNT = "param_count"
-TRAINABLE_COUNT = "trainable_count"  # parameters left to train after freezing
-RUN = "run"  # the run (one `hpsearch run` and its workers) that ran the trial
-OVER_LIMIT = "over_limit"  # why a trial was stopped over one of the study's limits
-STOPPED = "stopped"  # why hpsearch stopped a trial early: hopeless, or past the time its run has left
-COST = "cost"  # what the trial was projected and measured to cost (search/cost.py)
-WARM_START = "warm_start"  # on a trial copied from another study: where from (never counted here)
-LIMITS = "limits"  # the measures the study's limits constrain
-WEIGHTS = "weights_artifact"  # the artifact id of its kept weights
-WEIGHTS_NOT_KEPT = "weights_not_kept"  # why a completed trial that earned a place among the kept has no weights
-INPUT_SHAPE = "input_shape"  # (C, H, W) the model was built for
-CLASSES = "classes"  # the number of classes it was built for
-INIT = "init"  # where its weights started, in words (messages and the dashboard)
-SOURCE = "source"  # where its weights started, as Init.as_dict() writes it
-CODE = "code"  # the user code that built its model and read its data: training/usercode.code_record
-RESUMED_FROM_EPOCH = "resumed_from_epoch"
-DEVICE = "device"
-DATASET_SOURCE = "dataset_source"
-WORKER = "worker"
-SLURM = "slurm"  # the SLURM job that ran it: SLURM's job_id, array_job_id, array_task_id and restart_count
-TORCH = "torch"
-OPTUNA = "optuna"
-
-CONFIRM = "confirm"  # on a trial from ranking.study_trials: its retraining with new seeds (confirm.py)
-PRUNER_ATTRS = "pruner_attrs"  # curvepruning's per-trial state
-CURVE = "val_curve"  # a two-objective trial's validation accuracy by epoch (curvepruning)
-
-# The study's user attributes; split and seed are every trial's record's.
-STUDY_SPLIT = "dataset_split"
-STUDY_SEED = "seed"
-STUDY_DATASET = "dataset"  # the dataset's name
-STUDY_EPOCHS = "epochs"
-STUDY_SPEC_PATH = "spec_path"  # the study file it was made from
-STUDY_LIMITS = "limits"  # the limits the last run held
-STUDY_MADE_WITH = "made_with"  # what decides its trials' results: epochs, data, each parameter's distribution
-STUDY_CHANGES = "accepted_changes"  # each change of those a run was told to accept (run --accept-change)
-STUDY_STOP_RULES = "stop_rules"  # what ended its runs early, from which trial on: results/trials.py stop_rules_with
-STUDY_STOP = "stop_request"  # `hpsearch stop`: who asked, when, which runs it stops, whether queued copies go too
-STUDY_ATTRS = (STUDY_SPLIT, STUDY_SEED, STUDY_DATASET, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_LIMITS,
-               STUDY_MADE_WITH, STUDY_CHANGES, STUDY_STOP_RULES, STUDY_STOP)  # any: hpsearch's
-# The study's system attributes (hpsearch's bookkeeping, which the dashboard does not list).
-RUN_RECORD = "hpsearch:run "  # + a run's id: what the run was told (its goal, stop rules, heartbeat; its SLURM job)
+from hpsearch.record.keys import CLASSES, CODE, CONFIG, EPOCHS_TRAINED, INIT, INPUT_SHAPE, SOURCE
 
 _ORIGIN = re.compile(r"study (?P<study>.+) trial #(?P<trial>\d+)")  # Init.origin's words for a study's trial
 
@@ -120,8 +70,10 @@ class TrialRecord:
     # The stored trial -------------------------------------------------------------------------
 
     def trial_attrs(self) -> dict[str, Any]:
-        """The trial's own user attributes (split and seed are the study's: study_attrs)."""
-        attrs: dict[str, Any] = {CONFIG: dict(self.params), EPOCHS: self.epochs}
+        """What a trial stores of its recipe as it starts (trial.started): its parameters, the input its model was
+        built for, and where its weights start. Split and seed are its study's; its epochs are its `epochs` parameter,
+        else those it trains (from_attrs)."""
+        attrs: dict[str, Any] = {CONFIG: dict(self.params)}
         if self.input_shape is not None:
             attrs[INPUT_SHAPE] = list(self.input_shape)
         if self.classes is not None:
@@ -133,14 +85,16 @@ class TrialRecord:
             attrs[CODE] = dict(self.code)
         return attrs
 
-    def study_attrs(self) -> dict[str, Any]:
-        return {STUDY_SPLIT: dict(self.dataset), STUDY_SEED: self.seed}
-
     @classmethod
-    def from_attrs(cls, trial_attrs: Mapping[str, Any], study_attrs: Mapping[str, Any], *,
+    def from_attrs(cls, trial_attrs: Mapping[str, Any], *, split: Mapping[str, Any], seed: int,
                    storage: str | None = None) -> TrialRecord:
-        """The record of a stored trial; `storage` is its study's, where a transfer trial that
-        predates the `source` attribute found its source study (its `init` words name study and trial)."""
+        """The record of a completed stored trial, with its study's split and seed.
+
+        Its epochs: its own `epochs` parameter where searched or fixed, else the epochs it trained, which for a
+        completed trial are all of them (a study stored before epochs could be searched records nothing else).
+        `storage` is its study's, where a transfer trial that predates the `source` attribute found its source
+        study (its `init` words name study and trial).
+        """
         init = None
         if SOURCE in trial_attrs:
             init = Init.from_dict(trial_attrs[SOURCE])
@@ -148,10 +102,10 @@ class TrialRecord:
             words = _ORIGIN.fullmatch(trial_attrs[INIT])
             init = (Init(study=words["study"], trial=int(words["trial"]), storage=storage) if words
                     else Init(weights=trial_attrs[INIT]))
-        shape = trial_attrs.get(INPUT_SHAPE)
-        return cls(params=trial_attrs[CONFIG], dataset=study_attrs[STUDY_SPLIT], epochs=trial_attrs[EPOCHS],
-                   seed=study_attrs[STUDY_SEED], init=init, input_shape=tuple(shape) if shape else None,
-                   classes=trial_attrs.get(CLASSES), code=trial_attrs.get(CODE))
+        params, shape = trial_attrs[CONFIG], trial_attrs.get(INPUT_SHAPE)
+        return cls(params=params, dataset=split, epochs=params.get("epochs") or trial_attrs[EPOCHS_TRAINED],
+                   seed=seed, init=init, input_shape=tuple(shape) if shape else None, classes=trial_attrs.get(CLASSES),
+                   code=trial_attrs.get(CODE))
 
     # The exported config ----------------------------------------------------------------------
 
