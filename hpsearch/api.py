@@ -469,7 +469,7 @@ def status_reader(study: Study, *, storage: str | None = None) -> StatusReader:
     name = spec.name if spec is not None else _checked_name(str(study))
     reader = StatusReader(storage_url(storage), name)
     if spec is None:
-        spec = catalog.remembered_spec(name, record.spec_path(reader.storage, reader.study_id))
+        spec = catalog.remembered_spec(name, record.stored_study_record(reader.storage, reader.study_id).spec_path)
     reader.spec = spec
     return reader
 

@@ -13,7 +13,7 @@ it calls the record's typed readers and writers (tests/test_record_door.py keeps
 
 from hpsearch.record.confirm import Confirmation, SeedResult, claims, set_claims, store_confirmation
 from hpsearch.record.recipe import Init, TrialRecord
-from hpsearch.record.runs import discarded, record_run, request_stop, runs_recorded, spec_path, stop_request, study_epochs
+from hpsearch.record.runs import discarded, record_run, request_stop, runs_recorded
 from hpsearch.record.study import (
     StudyRecord,
     accepted_changes,
@@ -22,6 +22,7 @@ from hpsearch.record.study import (
     made_with,
     ran_under,
     study_made,
+    stored_study_record,
     study_record,
 )
 from hpsearch.record.trial import (
@@ -75,7 +76,7 @@ from hpsearch.record.trial import (
 
 __all__ = [
     "BRIEF_SYSTEM_KEYS", "BRIEF_USER_KEYS", "discarded", "last_attempt", "record_run", "request_stop", "resumed_from",
-    "runs_recorded", "spec_path", "stop_request", "stopped_by_request", "study_epochs",
+    "runs_recorded", "stopped_by_request", "stored_study_record",
     "Confirmation", "Init", "Outcome", "Provenance", "SeedResult", "StudyRecord", "TrialRecord", "accepted_changes",
     "baseline", "built", "claims", "config", "confirmation", "copy_of", "copy_to", "curve_so_far", "ended", "failed",
     "first_attempt", "held_limits", "input_shape", "joined", "lost", "made_with", "measured", "optuna_state",

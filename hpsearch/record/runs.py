@@ -1,5 +1,5 @@
-"""What a study's runs record of themselves, and a stop request (`hpsearch stop`): read and written by the storage
-and the study's id, so that `status` and `stop` need not load the study's trials.
+"""What a study's runs record of themselves, and a stop request (`hpsearch stop`; read in the StudyRecord): read and
+written by the storage and the study's id, so that `status` and `stop` need not load the study's trials.
 
 A run's record is a study system attribute (RUN_RECORD + its id), hpsearch's bookkeeping that the dashboard does
 not list; a stop request is a study user attribute (STUDY_STOP), shown with the study.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpsearch.record.keys import FAILURE, RUN_RECORD, STUDY_EPOCHS, STUDY_SPEC_PATH, STUDY_STOP
+from hpsearch.record.keys import FAILURE, RUN_RECORD, STUDY_STOP
 
 if TYPE_CHECKING:
     import optuna
@@ -31,23 +31,8 @@ def record_run(storage: optuna.storages.BaseStorage, study_id: int, run_id: str,
         storage.set_study_system_attr(study_id, key, merged)
 
 
-def stop_request(storage: optuna.storages.BaseStorage, study_id: int) -> dict[str, Any] | None:
-    """The study's stop request: who asked, when, which runs it stops, whether queued copies go too."""
-    return storage.get_study_user_attrs(study_id).get(STUDY_STOP)
-
-
 def request_stop(storage: optuna.storages.BaseStorage, study_id: int, request: dict[str, Any]) -> None:
     storage.set_study_user_attr(study_id, STUDY_STOP, request)
-
-
-def spec_path(storage: optuna.storages.BaseStorage, study_id: int) -> str | None:
-    """The study file the study was made from (None: an older hpsearch, or another program, made it)."""
-    return storage.get_study_user_attrs(study_id).get(STUDY_SPEC_PATH)
-
-
-def study_epochs(storage: optuna.storages.BaseStorage, study_id: int) -> int | None:
-    """budget.epochs when the study was made."""
-    return storage.get_study_user_attrs(study_id).get(STUDY_EPOCHS)
 
 
 def discarded(storage: optuna.storages.BaseStorage, trial_id: int, reason: str) -> None:

@@ -21,6 +21,7 @@ from hpsearch.record.keys import (
     STUDY_SEED,
     STUDY_SPEC_PATH,
     STUDY_SPLIT,
+    STUDY_STOP,
     STUDY_STOP_RULES,
 )
 
@@ -42,6 +43,7 @@ class StudyRecord:
     accepted_changes: tuple[Mapping[str, Any], ...] = ()  # each change a run was told to accept
     stop_rules: list[Mapping[str, Any]] | None = None  # what ended its runs early (results/trials.py)
     confirmations: Mapping[int, Confirmation] = field(default_factory=dict)  # by trial number
+    stop_request: Mapping[str, Any] | None = None  # `hpsearch stop`'s: who asked, when, which runs, queued copies too
     by_hpsearch: bool = False  # whether it holds any of hpsearch's study attributes
 
     @property
@@ -52,12 +54,20 @@ class StudyRecord:
 
 def study_record(study: optuna.Study) -> StudyRecord:
     """The study's record, in one read of its attributes."""
-    attrs = study.user_attrs
+    return study_record_of(study.user_attrs)
+
+
+def stored_study_record(storage: optuna.storages.BaseStorage, study_id: int) -> StudyRecord:
+    """The record of the study `study_id` in `storage`, read without loading the study (`hpsearch status`)."""
+    return study_record_of(storage.get_study_user_attrs(study_id))
+
+
+def study_record_of(attrs: Mapping[str, Any]) -> StudyRecord:
     return StudyRecord(
         dataset=attrs.get(STUDY_DATASET), epochs=attrs.get(STUDY_EPOCHS), spec_path=attrs.get(STUDY_SPEC_PATH),
         split=attrs.get(STUDY_SPLIT), seed=attrs.get(STUDY_SEED), limits=attrs.get(STUDY_LIMITS) or {},
         made_with=attrs.get(STUDY_MADE_WITH), accepted_changes=tuple(attrs.get(STUDY_CHANGES, ())),
-        stop_rules=attrs.get(STUDY_STOP_RULES), confirmations=confirmations(attrs),
+        stop_rules=attrs.get(STUDY_STOP_RULES), confirmations=confirmations(attrs), stop_request=attrs.get(STUDY_STOP),
         by_hpsearch=any(key in attrs for key in STUDY_ATTRS))
 
 

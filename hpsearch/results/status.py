@@ -76,7 +76,7 @@ class StudyStatus:
     reached: int | None  # the first sampled trial to meet it
     best: tuple[int, float] | None  # the single-run best: number, validation accuracy
     budget: int | None  # the study file's budget.trials
-    stop: dict[str, Any] | None  # the study's stop request (record.stop_request)
+    stop: dict[str, Any] | None  # the study's stop request (StudyRecord.stop_request)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +109,8 @@ class StatusReader:
         trials = [t for t in every if not is_warm_start(t)]
         records = record.runs_recorded(storage, study_id)
         ages = storage.heartbeat_ages(study_id)
-        study_epochs = record.study_epochs(storage, study_id)
+        stored = record.stored_study_record(storage, study_id)
+        study_epochs = stored.epochs
 
         def interval(trial: FrozenTrial) -> int:
             return heartbeat or records.get(record.run_id(trial), {}).get("heartbeat") or DEFAULT_HEARTBEAT_S
@@ -128,7 +129,7 @@ class StatusReader:
             target=spec.describe_target() if spec is not None and spec.target is not None else None,
             reached=reached.number if reached is not None else None,
             best=(ranked[0].number, ranking.val_accuracy(ranked[0])) if ranked else None,
-            budget=spec.budget.trials if spec is not None else None, stop=record.stop_request(storage, study_id))
+            budget=spec.budget.trials if spec is not None else None, stop=stored.stop_request)
 
 
 def _running(trial: FrozenTrial, study_epochs: int | None, age: float | None, heartbeat: int) -> RunningTrial:

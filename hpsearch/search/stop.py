@@ -3,7 +3,7 @@ copies discarded.
 
 The storage is the only channel, as it is between workers. Every run records itself in the study when it
 opens it (record_run; `submit` records its array as it submits it, so that a task still pending is covered),
-and a stop request names every run recorded by then (record.stop_request). Each worker of a named run looks for it
+and a stop request names every run recorded by then (StudyRecord.stop_request). Each worker of a named run looks for it
 before each trial, and starts none; a running trial looks at its epoch ends (at most every CHECK_S), and stops
 there as an interrupted one does: failed with the reason, its checkpoint kept and its copy queued, to resume in
 a later run. A run started after the request is not named, and goes on. With discard_queued every queued copy
@@ -54,7 +54,7 @@ class StopRequested(Exception):
 
 def request_for(study: optuna.Study, run_id: str) -> dict[str, Any] | None:
     """The study's stop request, if it names run `run_id`."""
-    request = record.stop_request(optuna_private.storage_of(study), optuna_private.study_id(study))
+    request = record.study_record(study).stop_request
     return request if request and run_id in request.get("runs", ()) else None
 
 

@@ -58,7 +58,7 @@ def test_status_names_the_running_queued_and_stale_trials_and_counts_the_rest(tm
     assert running.slurm == "30_1 (start 2)" and not running.stale
     (queued,) = fresh.queued
     assert (queued.number, queued.copy_of) == (7, 5)
-    time.sleep(2.5)  # two heartbeats of 1 s, and then some
+    time.sleep(3.5)  # over two heartbeats of 1 s on a clock SQLite reads to the second
     text = "\n".join(lines(reader.read(heartbeat=1)))
     assert text.startswith("study status-digits on sqlite:///")
     assert "5 finished (5 complete, 0 pruned), 1 failed, 1 running, 1 queued" in text

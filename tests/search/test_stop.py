@@ -49,7 +49,7 @@ def test_status_shows_a_running_trial_and_stop_ends_the_run_cleanly_leaving_a_co
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # no new trial started
     assert trials[0].user_attrs[A.FAILURE].startswith(STOPPED) and trials[0].intermediate_values
     assert trials[1].system_attrs["retry_history"] == [0]
-    checkpoint = trial_checkpoint(checkpoint_root(storage), "tiny-digits", 0, {})
+    checkpoint = trial_checkpoint(checkpoint_root(storage), "tiny-digits", 0)
     assert checkpoint.is_file()  # kept for the copy
     epochs = len(trials[0].intermediate_values)
     assert f"trial #1: copy of #0, resumes at epoch {epochs + 1}" in status("--study", "tiny-digits",
