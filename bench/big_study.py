@@ -14,9 +14,9 @@ sampler the ratio is hpsearch's own overhead; with TPE it adds the sampler's mod
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +29,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import load_average, provenance  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.record import keys as A  # noqa: E402
 from hpsearch.search.run import RunOptions, run
@@ -89,22 +89,10 @@ def main() -> int:
                 started = time.perf_counter()
                 study.add_trials(stored_trials(args.stored, torch.Generator().manual_seed(0)))
                 record["filling_s"] = round(time.perf_counter() - started, 1)
-        seconds: dict[str, list[float]] = {"empty": [], "big": []}
-        cpu_seconds: dict[str, list[float]] = {"empty": [], "big": []}
-        loads = []
-        for _ in range(args.repeats):
-            for case, template in templates.items():
-                wall, cpu = timed_run(spec, template, folder)
-                seconds[case].append(round(wall, 2))
-                cpu_seconds[case].append(round(cpu, 2))
-                loads.append(load_average())
-                print(f"{case}: {seconds[case][-1]} s ({cpu_seconds[case][-1]} s CPU)", file=sys.stderr)
-    medians = {case: statistics.median(values) for case, values in seconds.items()}
-    cpu_medians = {case: statistics.median(values) for case, values in cpu_seconds.items()}
-    record.update(stored=args.stored, sampler=args.sampler, repeats=args.repeats, seconds=seconds,
-                  median_s=medians, ratio=round(medians["big"] / medians["empty"], 2), cpu_seconds=cpu_seconds,
-                  cpu_median_s=cpu_medians, cpu_ratio=round(cpu_medians["big"] / cpu_medians["empty"], 2),
-                  load_averages=loads, load_average_end=load_average())
+        rounds = alternated({case: functools.partial(timed_run, spec, template, folder)
+                             for case, template in templates.items()}, args.repeats, digits=2)
+    record.update(stored=args.stored, sampler=args.sampler, repeats=args.repeats, **ratios(rounds, "big", "empty"))
+    medians = record["median_s"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"10 trials: {medians['empty']:.2f} s on an empty study, {medians['big']:.2f} s on one holding "

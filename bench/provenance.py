@@ -10,8 +10,10 @@ import datetime
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -86,3 +88,30 @@ def provenance(device: torch.device) -> dict:
         "git_commit": _git_commit(),
         "load_average_start": load_average(),
     }
+
+
+def alternated(cases: dict[str, Callable[[], tuple[float, float]]], repeats: int, digits: int) -> dict:
+    """Each case (a call giving its wall and CPU seconds) run `repeats` times, the cases alternating so that a change
+    in the machine's load hits them all, with the load after each; the medians and the ratio of `slower` over
+    `faster` added by ratios()."""
+    seconds: dict[str, list[float]] = {case: [] for case in cases}
+    cpu_seconds: dict[str, list[float]] = {case: [] for case in cases}
+    loads = []
+    for _ in range(repeats):
+        for case, run in cases.items():
+            wall, cpu = run()
+            seconds[case].append(round(wall, digits))
+            cpu_seconds[case].append(round(cpu, digits))
+            loads.append(load_average())
+            print(f"{case}: {seconds[case][-1]} s ({cpu_seconds[case][-1]} s CPU)", file=sys.stderr)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "load_averages": loads}
+
+
+def ratios(rounds: dict, slower: str, faster: str) -> dict:
+    """alternated()'s rounds with each case's median seconds and CPU seconds, and the ratios of `slower` over
+    `faster`."""
+    medians = {case: statistics.median(values) for case, values in rounds["seconds"].items()}
+    cpu_medians = {case: statistics.median(values) for case, values in rounds["cpu_seconds"].items()}
+    return {**rounds, "median_s": medians, "ratio": round(medians[slower] / medians[faster], 2),
+            "cpu_median_s": cpu_medians, "cpu_ratio": round(cpu_medians[slower] / cpu_medians[faster], 2),
+            "load_average_end": load_average()}

@@ -14,9 +14,9 @@ Optuna's cache over TrialCache (above 1: TrialCache is faster).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import load_average, provenance  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.storage import open_storage, optuna_private  # noqa: E402
 
@@ -73,26 +73,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         template = folder / "big.db"
-        started, cpu = time.perf_counter(), time.process_time()
+        started = time.perf_counter()
         study = optuna.create_study(study_name="big", storage=f"sqlite:///{template}", direction="maximize")
         study.add_trials(stored_trials(args.stored, torch.Generator().manual_seed(0)))
         record["filling_s"] = round(time.perf_counter() - started, 1)
-        seconds: dict[str, list[float]] = {name: [] for name in CACHES}
-        cpu_seconds: dict[str, list[float]] = {name: [] for name in CACHES}
-        loads = []
-        for _ in range(args.repeats):
-            for name, make_cache in CACHES.items():
-                wall, cpu = later_reads(make_cache, template, folder, args.steps)
-                seconds[name].append(round(wall, 3))
-                cpu_seconds[name].append(round(cpu, 3))
-                loads.append(load_average())
-                print(f"{name}: {seconds[name][-1]} s ({cpu_seconds[name][-1]} s CPU)", file=sys.stderr)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    cpu_medians = {name: statistics.median(values) for name, values in cpu_seconds.items()}
-    record.update(stored=args.stored, steps=args.steps, repeats=args.repeats, seconds=seconds, median_s=medians,
-                  ratio=round(medians["optuna"] / medians["hpsearch"], 2), cpu_seconds=cpu_seconds,
-                  cpu_median_s=cpu_medians, cpu_ratio=round(cpu_medians["optuna"] / cpu_medians["hpsearch"], 2),
-                  load_averages=loads, load_average_end=load_average())
+        rounds = alternated({name: functools.partial(later_reads, make_cache, template, folder, args.steps)
+                             for name, make_cache in CACHES.items()}, args.repeats, digits=3)
+    record.update(stored=args.stored, steps=args.steps, repeats=args.repeats, **ratios(rounds, "optuna", "hpsearch"))
+    medians = record["median_s"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"the reads around {args.steps} trials on a study of {args.stored:,}: {medians['optuna']:.3f} s through "
