@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.record import keys as A  # noqa: E402
-from hpsearch.search.run import RunOptions, run
+from hpsearch.search.options import RunOptions  # noqa: E402
+from hpsearch.search.run import run  # noqa: E402
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
 

@@ -81,3 +81,13 @@ def test_the_walk_sees_deferred_imports():
     """Whatever is imported inside a function counts (schema once reached preflight that way)."""
     assert "hpsearch.search.tracking" in GRAPH["hpsearch.api"]
     assert "hpsearch.api" in GRAPH["hpsearch.cli"]
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """pyproject.toml names the packages the wheel holds: a subpackage left out imports in a checkout and fails in
+    every installed copy (as hpsearch.record once did in CI's wheel check)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(PACKAGE.parent).parts) for init in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
