@@ -43,8 +43,9 @@ def _family_problem(value: Any) -> str | None:
     if plugins.family(value) is not None:
         return None
     plugin = ", ".join(plugins.plugin_families())
-    return (f"must be one of {', '.join(FAMILIES)}{', ' + plugin if plugin else ''} (an installed plugin's family), "
-            "or your own builder's import path, package.module:function")
+    installed = f", {plugin} (installed plugins' families)" if plugin else ""
+    return (f"must be one of {', '.join(FAMILIES)}{installed}, or your own builder's import path, "
+            "package.module:function")
 
 
 def _has_convs(p: Mapping[str, Any]) -> bool:

@@ -141,11 +141,14 @@ def test_an_interrupted_trial_of_the_user_s_model_resumes_to_the_same_numbers(si
 
 def test_mlflow_logs_the_builder_s_parameters_beside_hpsearch_s(site, tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra")
+    from hpsearch.search.tracking import experiment_name
+
     body = {**OWN, "name": "own-mlflow", "baselines": [], "budget": {"epochs": 1, "trials": 1}}
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    api.run(body, storage=f"sqlite:///{tmp_path / 'own.db'}", device="cpu", mlflow=tracking)
+    tracking, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'own.db'}"
+    api.run(body, storage=storage, device="cpu", mlflow=tracking)
     mlflow.set_tracking_uri(tracking)
-    (logged,) = mlflow.search_runs(experiment_names=["own-mlflow"], filter_string="params.family != ''",
+    (logged,) = mlflow.search_runs(experiment_names=[experiment_name("own-mlflow", storage)],
+                                   filter_string="params.family != ''",
                                    output_format="list")
     assert logged.data.params["family"] == "lab_models.nets:build" and logged.data.params["model.depth"] == "1"
     assert 4 <= int(logged.data.params["model.width"]) <= 8

@@ -138,7 +138,8 @@ def test_best_export_and_report_name_the_confirmed_winner_and_say_it_is_not_the_
     assert summary["best"]["number"] == 1 and summary["single_run_best"]["number"] == 0
     assert summary["best"]["confirm"]["val"]["mean"] == pytest.approx(0.95)
     text = runner.invoke(main, ["best", "--study", "hand", "--storage", storage]).stdout
-    assert "best trial #1: the confirmed winner, the best mean validation accuracy over new seeds\n" in text
+    assert ("best trial #1: the confirmed winner, the best mean validation accuracy over new seeds (of equal means, "
+            "the earliest)\n") in text
     assert "confirmed val  0.9500 ± 0.0141 (95% interval 0.8229 to 1.0000)" in text
     assert "note: the single-run best is trial #0 (val 0.9900), not the confirmed winner #1" in text
     exported = runner.invoke(main, ["export", "--study", "hand", "--storage", storage, "-o", "best.yaml"])

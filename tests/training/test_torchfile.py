@@ -55,7 +55,8 @@ def test_init_weights_of_a_damaged_or_foreign_pt_file_is_one_line(tmp_path, writ
                                "safely (not plain tensors, or damaged (Unsupported global: GLOBAL io.open was not an "
                                "allowed global by default))"],
                 "foreign.pt": [f"error: init.weights: {tmp_path / 'foreign.pt'}: config: params.family: 'nope' must be "
-                               "one of cnn, resnet9, resnet18, squeezenet1_1",
+                               "one of cnn, resnet9, resnet18, squeezenet1_1, or your own builder's import path, "
+                               "package.module:function",
                                f"error: init.weights: {tmp_path / 'foreign.pt'}: config: params.width: 'wide' must be "
                                "an integer"]}
     for name, lines in expected.items():
