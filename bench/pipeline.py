@@ -38,6 +38,7 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
+from hpsearch.search.preflight import known_input
 from hpsearch.studyfile.baselines import BASELINES
 from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
 from hpsearch.training import devicedata as hdata
@@ -80,7 +81,7 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.epochs < 2:
         p.error(f"--epochs must be at least 2 (the first is warm-up), got {args.epochs}")
-    problem = fit_problem(BASELINES[args.model], *DatasetSpec(args.dataset).known_input())
+    problem = fit_problem(BASELINES[args.model], *known_input(DatasetSpec(args.dataset)))
     if problem is not None:
         p.error(f"--model {args.model} does not fit {args.dataset}: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -338,7 +339,7 @@ def main() -> None:
     spec = DatasetSpec(args.dataset, download=False)
     params = {**BASELINES[args.model].params, **RECIPE, "batch_size": args.batch_size,
               "crop_padding": CROP_PADDING[args.dataset]}
-    shape, classes = spec.known_input()
+    shape, classes = known_input(spec)
     result = {
         **provenance(device),
         "benchmark": "pipeline",

@@ -27,7 +27,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import load_average, provenance  # noqa: E402
 
-from hpsearch.search.run import RunOptions, run  # noqa: E402
+from hpsearch.search.options import RunOptions  # noqa: E402
+from hpsearch.search.run import run  # noqa: E402
 from hpsearch.studyfile.baselines import BASELINES  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
 from hpsearch.studyfile.types import DatasetSpec  # noqa: E402

@@ -101,7 +101,7 @@ def check_fixed_architecture(dataset: DatasetSpec, init: InitSpec | None, space:
         return
     if P.family_row(fixed.get("family", P.BY_NAME["family"].default)).builder is not None:
         return  # the user's code: it runs when a trial builds it, and a trial it fails fails with its words
-    if (known := _known_input(dataset)) is None:
+    if (known := known_input(dataset)) is None:
         return
     shape, classes = known
     if classes is None:  # an image folder's: known once read; only sigmoid cares
@@ -133,7 +133,7 @@ def _model_builders(spec: StudySpec) -> list[str]:
     return [row.builder for name in names if (row := plugins.family(name)) is not None and row.builder is not None]
 
 
-def _known_input(dataset: DatasetSpec) -> tuple[tuple[int, int, int], int | None] | None:
+def known_input(dataset: DatasetSpec) -> tuple[tuple[int, int, int], int | None] | None:
     """The (C, H, W) input and class count a model of this dataset sees, as far as they are known without
     reading it: the classes None until it is read, the whole None without a valid image_size (and for a data
     builder that does not declare them)."""
@@ -148,7 +148,7 @@ def _known_input(dataset: DatasetSpec) -> tuple[tuple[int, int, int], int | None
 def _input_of(dataset: DatasetSpec, baseline: Baseline) -> tuple[tuple[int, int, int], int] | None:
     """The (C, H, W) input and class count to check a baseline on, without reading any data: the baseline's
     own class count where the dataset's is known only once read."""
-    if (known := _known_input(dataset)) is None:
+    if (known := known_input(dataset)) is None:
         return None
     shape, classes = known
     return shape, baseline.num_classes if classes is None else classes

@@ -258,15 +258,14 @@ def test_a_same_named_study_in_another_storage_never_joins_the_first_ones_parent
     storage; after `confirm` each parent's report.md is what `hpsearch report` prints (the target known)."""
     from mlflow.tracking import MlflowClient
 
+    from hpsearch import api
+
     study_file = write_study(budget={"epochs": 1, "trials": 2}, target={"metric": "val_accuracy", "value": 0.99})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     stores = [f"sqlite:///{tmp_path / name}" for name in ("first.db", "second.db")]
-    for storage in stores:
-        done = hpsearch("run", "--study", str(study_file), "--storage", storage, "--device", "cpu", "--mlflow", uri)
-        assert done.returncode == 0, done.stderr
-    confirmed = hpsearch("confirm", "--study", "tiny-digits", "--storage", stores[0], "--device", "cpu", "--top", "1",
-                         "--seeds", "1", "--mlflow", uri)
-    assert confirmed.returncode == 0, confirmed.stderr
+    for storage in stores:  # in this process, as a notebook would: the tracker keys each study by its storage
+        api.run(study_file, storage=storage, device="cpu", mlflow=uri)
+    api.confirm(study_file, storage=stores[0], device="cpu", top=1, seeds=1, mlflow=uri)
     client = MlflowClient(tracking_uri=uri)
     for storage in stores:
         experiment = client.get_experiment_by_name(experiment_name("tiny-digits", storage))
