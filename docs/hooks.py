@@ -276,6 +276,10 @@ WHAT = {  # what each benchmark script measures, in one line
                           "local MLflow store: wall seconds per epoch.",
     "time_to_target.py": "The mission's study from an empty storage until a sampled trial meets its target on "
                          "validation, `hpsearch run` against a hand-written Optuna script on the same study, in turn.",
+    "trial_cache.py": "The reads a run makes around each new trial on a big study, through hpsearch's trial cache "
+                      "and through Optuna's own, in turn.",
+    "status.py": "`hpsearch status` as a fresh process on a big study, against an empty study and against "
+                 "`hpsearch best` on the big one, in turn.",
 }
 
 
@@ -306,6 +310,16 @@ def _headline(d: Mapping[str, Any]) -> str:
         return (f"Seconds per epoch, median of {d['rounds']} rounds of {d['trials_per_run']} digits trials each: "
                 f"{m['without']:.4f} without `--mlflow`, {m['with']:.4f} with it (MLflow {d['mlflow']}): "
                 f"{d['ratio_with_to_without']:.3f}×.\n")
+    if "trial_cache.py" in command:
+        m = d["median_s"]
+        return (f"The reads around {d['steps']} new trials on a study of {d['stored']:,}: {m['optuna']:.3f} s through "
+                f"Optuna's cache, {m['hpsearch']:.3f} s through hpsearch's (medians of {d['repeats']}): "
+                f"{d['ratio']:.2f}× ({d['cpu_ratio']:.2f}× in CPU seconds).\n")
+    if "status.py" in command:
+        m = d["median_s"]
+        return (f"`hpsearch status` on a study of {d['stored']:,} trials: {m['status_big']:.2f} s; on an empty study "
+                f"{m['status_empty']:.2f} s; `hpsearch best` on the big one {m['best_big']:.2f} s (medians of "
+                f"{d['repeats']}).\n")
     if "time_to_target.py" in command:
         rows = [(r["arm"], str(r["seed"]),
                  f"{r['wall_s_to_target'] / 60:.1f} min" if r["reached"] else f"not met in {d['cap_minutes']:g} min",
