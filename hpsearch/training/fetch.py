@@ -21,8 +21,6 @@ import os
 import shutil
 import tarfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -231,6 +229,8 @@ def fetch(source: Source, data_dir: Path, *, mirror: str | None = None,
 
 def _download(download: Download, folder: Path, mirror: str | None, progress: Progress) -> Path:
     """The file in `folder`, checked: the one there already, or downloaded (resumed from a .part file)."""
+    import urllib.error  # here, not at the top: the CLI imports this module at every start for its table
+
     path = folder / download.file
     if path.is_file():
         _check(download, path, path)
@@ -254,6 +254,8 @@ def _download(download: Download, folder: Path, mirror: str | None, progress: Pr
 
 def _receive(url: str, part: Path, download: Download, progress: Progress) -> None:
     """Append what the server sends to `part`: from where it stopped if the server honours a Range, else anew."""
+    import urllib.request  # as _download's
+
     have = part.stat().st_size if part.is_file() else 0
     if have >= download.size:  # complete, or longer than the file can be: _check says which
         return
