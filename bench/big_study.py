@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.record import keys as A  # noqa: E402
 from hpsearch.search.options import RunOptions  # noqa: E402
@@ -94,8 +93,7 @@ def main() -> int:
                              for case, template in templates.items()}, args.repeats, digits=2)
     record.update(stored=args.stored, sampler=args.sampler, repeats=args.repeats, **ratios(rounds, "big", "empty"))
     medians = record["median_s"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
     print(f"10 trials: {medians['empty']:.2f} s on an empty study, {medians['big']:.2f} s on one holding "
           f"{args.stored:,} trials: {record['ratio']}x (CPU seconds: {record['cpu_ratio']}x)")
     return 0

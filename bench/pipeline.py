@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import load_average, provenance  # noqa: E402
+from provenance import load_average, provenance, write_result  # noqa: E402
 
 from hpsearch.search.preflight import known_input
 from hpsearch.studyfile.baselines import BASELINES
@@ -368,8 +367,7 @@ def main() -> None:
 
     print(table(result))
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.out, result)
         log(f"wrote {args.out}")
 
 

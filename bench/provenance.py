@@ -7,6 +7,7 @@ Shared by the scripts in bench/; `provenance(device)` is called once at the star
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -115,3 +117,9 @@ def ratios(rounds: dict, slower: str, faster: str) -> dict:
     return {**rounds, "median_s": medians, "ratio": round(medians[slower] / medians[faster], 2),
             "cpu_median_s": cpu_medians, "cpu_ratio": round(cpu_medians[slower] / cpu_medians[faster], 2),
             "load_average_end": load_average()}
+
+
+def write_result(path: Path, result: dict) -> None:
+    """The result as indented JSON at `path`, its folder made: what every benchmark commits under bench/results/."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

@@ -16,7 +16,6 @@ stratified split; the official 10,000 test images. It is made of links into the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import load_average, provenance  # noqa: E402
+from provenance import load_average, provenance, write_result  # noqa: E402
 
 from hpsearch.results.export import TrialConfig  # noqa: E402
 from hpsearch.studyfile.types import DatasetSpec  # noqa: E402
@@ -150,8 +149,7 @@ def main() -> None:
     result["recipe_points"] = {name: round(100 * (paired - result["summary"][f"minus {name}"]["test_accuracy_mean"]), 2)
                                for name in RECIPES}
     result["provenance"]["load_average_end"] = load_average()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(f"gain_points {result['gain_points']:+.2f} (recipes {recipes_mean:.4f} vs plain "
           f"{result['summary']['plain']['test_accuracy_mean']:.4f}, {args.seeds} seeds, {args.epochs} epochs)")
     for name, points in result["recipe_points"].items():

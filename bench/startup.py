@@ -13,7 +13,6 @@ Each tree reads the same copy of tests/fixtures/old.db, its study `tiny` renamed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -26,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402  (the provenance record only; the timed commands are separate processes)
-from provenance import load_average, provenance  # noqa: E402  (bench/provenance.py)
+from provenance import load_average, provenance, write_result  # noqa: E402  (bench/provenance.py)
 
 HERE = Path(__file__).resolve().parent.parent
 SHIPPED_STUDY = "digits-quick"
@@ -87,8 +86,7 @@ def main() -> None:
             print(f"{name:10s} this {medians['this']:.2f} s, other {medians['other']:.2f} s, "
                   f"ratio {result['commands'][name]['ratio_this_to_other']:.2f}, "
                   f"torch {result['commands'][name]['imports_torch']}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

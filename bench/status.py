@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import resource
 import subprocess
@@ -27,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import STUDY, stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.storage import optuna_private  # noqa: E402
@@ -80,8 +79,7 @@ def main() -> int:
                   **ratios(rounds, "status_big", "status_empty"))
     medians = record["median_s"]
     record["ratio_status_to_best"] = round(medians["status_big"] / medians["best_big"], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
     print(f"status on {args.stored:,} trials: {medians['status_big']:.2f} s; on an empty study "
           f"{medians['status_empty']:.2f} s ({record['ratio']}x); best on the big one {medians['best_big']:.2f} s "
           f"(status {record['ratio_status_to_best']}x of it)")

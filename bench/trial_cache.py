@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import alternated, provenance, ratios  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.storage import open_storage, optuna_private  # noqa: E402
 
@@ -81,8 +80,7 @@ def main() -> int:
                              for name, make_cache in CACHES.items()}, args.repeats, digits=3)
     record.update(stored=args.stored, steps=args.steps, repeats=args.repeats, **ratios(rounds, "optuna", "hpsearch"))
     medians = record["median_s"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_result(args.out, record)
     print(f"the reads around {args.steps} trials on a study of {args.stored:,}: {medians['optuna']:.3f} s through "
           f"Optuna's cache, {medians['hpsearch']:.3f} s through TrialCache: {record['ratio']}x (CPU seconds: {record['cpu_ratio']}x)")
     return 0

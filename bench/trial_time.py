@@ -15,7 +15,6 @@ device was busy (far below 1: the steps are launch-bound, the case for CUDA grap
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from provenance import load_average, provenance  # noqa: E402
+from provenance import load_average, provenance, write_result  # noqa: E402
 
 from hpsearch.search.options import RunOptions  # noqa: E402
 from hpsearch.search.run import run  # noqa: E402
@@ -143,8 +142,7 @@ def main() -> None:
         print(f"profiled epoch: {result['profile']['ms_per_step']} ms a step, device busy "
               f"{result['profile']['device_busy_fraction']}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.out, result)
 
 
 if __name__ == "__main__":
