@@ -7,6 +7,9 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -14,6 +17,7 @@ import pytest
 import sqlalchemy
 
 import hpsearch
+from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage, opening, optuna_private, rows
 
 PACKAGE = Path(hpsearch.__file__).parent
@@ -119,3 +123,39 @@ def test_trials_are_read_through_optunas_own_reader_where_a_column_is_unknown(mo
     monkeypatch.setattr(rows, "_TrialRows", lambda *a: pytest.fail("read as rows"))
     (trial,) = optuna.load_study(study_name="x", storage=storage).trials
     assert (trial.value, trial.params, trial.user_attrs) == (0.5, {"lr": 0.1}, {"a": 1})
+
+
+def test_a_reader_opens_optunas_storage_without_its_schema_check_and_reads_the_same(tmp_path):
+    """for_reading builds the object Optuna's constructor builds, minus the version manager it makes on first use,
+    whose head revision is the one for_reading compares with (SCHEMA_REVISION, kept in step here)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="x")
+    study.add_trial(optuna.trial.create_trial(value=0.5, params={"lr": 0.1}, user_attrs={"a": 1},
+                                              distributions={"lr": optuna.distributions.FloatDistribution(0, 1)}))
+    written, read = open_storage(url), opening.open_existing(url)
+    assert type(read) is type(written)
+    assert vars(written).keys() - vars(read).keys() == {"_version_manager"}
+    assert {k: v for k, v in vars(read).items() if k not in ("engine", "scoped_session")} == {
+        k: v for k, v in vars(written).items() if k not in ("engine", "scoped_session", "_version_manager")}
+    assert read._version_manager.get_head_version() == optuna_private.SCHEMA_REVISION
+    assert optuna.load_study(study_name="x", storage=read).trials == study.trials
+
+
+def test_reading_a_study_imports_no_alembic(tmp_path):
+    """Optuna's schema check imports alembic, a quarter of a second of `hpsearch status` (bench/status.py)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    optuna.create_study(storage=open_storage(url), study_name="x").add_trial(optuna.trial.create_trial(value=1.0))
+    probe = ("import sys, optuna; from hpsearch.storage import open_existing; "
+             f"print(len(optuna.load_study(study_name='x', storage=open_existing({url!r})).trials), "
+             "'alembic' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "1 False\n"
+
+
+@pytest.mark.parametrize("reading", [True, False])
+def test_tables_at_another_optuna_revision_are_one_line_naming_optunas_upgrade(tmp_path, reading):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    optuna.create_study(storage=open_storage(url), study_name="x")
+    with sqlite3.connect(tmp_path / "x.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    with pytest.raises(StorageError, match=r"^cannot open storage sqlite:///\S+x\.db: .*optuna storage upgrade"):
+        open_storage(url, reading=reading)

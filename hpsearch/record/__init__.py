@@ -58,6 +58,7 @@ from hpsearch.record.trial import (
     resumed,
     resumed_from,
     retried,
+    retried_numbers,
     retry_history,
     run_id,
     started,
@@ -81,7 +82,7 @@ __all__ = [
     "baseline", "built", "claims", "config", "confirmation", "copy_of", "copy_to", "curve_so_far", "ended", "failed",
     "first_attempt", "held_limits", "input_shape", "joined", "lost", "made_with", "measured", "optuna_state",
     "outcome", "priced", "provenance", "pruned", "pruner_state", "pruner_wrote", "queue_baseline", "queued_params",
-    "ran_under", "resumed", "retried", "retry_history", "run_id", "set_claims", "stand_in", "started",
+    "ran_under", "resumed", "retried", "retried_numbers", "retry_history", "run_id", "set_claims", "stand_in", "started",
     "store_confirmation", "stored_curve", "stored_first_attempt", "stored_recipe", "study_made", "study_record", "trained", "warm_start",
     "warm_start_copy", "weights_artifact", "weights_kept", "weights_not_kept", "with_confirmation", "worker",
 ]

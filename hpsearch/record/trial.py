@@ -13,7 +13,7 @@ of one trial. Standard library only at import.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -333,6 +333,16 @@ def retry_history(trial: FrozenTrial) -> list[int]:
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     return _chain(RetryHeartbeatStaleTrialCallback.retry_history, trial)
+
+
+def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the attempts among `trials`' chains that a later copy retries: a retried trial counts once, as
+    its copy. Optuna's helper warns it is experimental at each call, and the warning quieted once for all of them:
+    per trial, that was a fifth of `hpsearch status` reading 8,000 trials."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    return _chain(lambda chained: {n for t in chained for n in RetryHeartbeatStaleTrialCallback.retry_history(t)},
+                  trials)
 
 
 def retried(trial: FrozenTrial) -> FrozenTrial:

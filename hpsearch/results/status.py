@@ -156,7 +156,7 @@ def _queued(trial: FrozenTrial) -> QueuedTrial:
 def _runs(trials: list[FrozenTrial], records: dict[str, dict[str, Any]]) -> list[RunProgress]:
     """The progress of each run with a trial running now, as far as it recorded its goal."""
     working = {record.run_id(t) for t in trials if t.state == TrialState.RUNNING} - {None}
-    retried = {n for t in trials for n in record.retry_history(t)}
+    retried = record.retried_numbers(trials)
     finished = sum(t.state in FINISHED for t in trials)
     progress = []
     for run, told in records.items():

@@ -182,7 +182,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                    checkpoints: Path | None = None,
                    on_complete: Callable[[optuna.Trial, torch.nn.Module, TrialRecord], None] | None = None,
                    source: transfer.Source | None = None, time_left: Callable[[], float | None] = lambda: None,
-                   should_stop: Callable[[], None] = lambda: None):
+                   at_epoch_end: Callable[[], None] = lambda: None):
     """The Optuna objective for `spec` on already loaded `data`: validation accuracy, maximised (and,
     with two objectives, the trial's parameter count or training seconds, minimised).
 
@@ -193,7 +193,8 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
     source: the trained model a study with init: starts from; its config, where it has one, is
     every trial's architecture.
     time_left() gives the seconds the run has left (None: no timeout): a trial projected past them stops.
-    should_stop() raises stop.StopRequested at an epoch end once `hpsearch stop` has named the run.
+    at_epoch_end() runs at each epoch end but the last: it raises stop.StopRequested once `hpsearch stop` has
+    named the run.
     """
     events = events or RunEvents()
     device = data.train_x.device
@@ -253,7 +254,7 @@ def make_objective(spec: StudySpec, data: DeviceData, events: RunEvents | None =
                 trial.report(stats.val_accuracy, stats.epoch)
             events.epoch_finished(trial.number, stats)
             if stats.epoch < epochs:
-                should_stop()
+                at_epoch_end()
             if reason := limits.over(spec.limits, "train_seconds", train_seconds()):
                 raise OverLimit(f"{reason} after epoch {stats.epoch}")
             if baseline or stats.epoch == epochs:  # a baseline runs its full budget; a trained trial completes

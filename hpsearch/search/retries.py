@@ -3,12 +3,14 @@ queued, so that the study still reaches its total and the copy resumes from the 
 
 from __future__ import annotations
 
+import time
+
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import record
-from hpsearch.storage import quiet_experimental
+from hpsearch.storage import LockWaitExpired, NoLock, quiet_experimental
 from hpsearch.storage.optuna_private import stale_trial_ids, storage_of
 
 MAX_RETRIES = 3
@@ -55,3 +57,31 @@ def fail_lost(study: optuna.Study, trial_id: int, why: str) -> bool:
         return False
     queue_retry(study, storage.get_trial(trial_id))
     return True
+
+
+class LostTrialSweep:
+    """A living worker's look, at its trial's epoch ends, for trials whose worker went silent: a lone worker on
+    another machine killed outright, which nothing but its heartbeat shows. At most once a heartbeat interval, one
+    query; a lost trial is failed and its copy queued then, two heartbeat intervals after its worker's last (the
+    grace period), so that the study shows it lost and the copy runs on the first worker free, rather than when a
+    worker next ends a trial. Under the study lock, waited for briefly: one held longer leaves it to the next look."""
+
+    def __init__(self, study: optuna.Study, lock: NoLock, heartbeat: int):
+        self.study, self.lock, self.heartbeat = study, lock, heartbeat
+        self.looked = time.monotonic()
+
+    def __call__(self) -> int:
+        """How many lost trials this look failed."""
+        if time.monotonic() - self.looked < self.heartbeat:
+            return 0
+        self.looked = time.monotonic()
+        if not stale_trial_ids(self.study):
+            return 0
+        try:
+            self.lock.acquire(deadline=time.monotonic())
+        except LockWaitExpired:
+            return 0
+        try:
+            return fail_lost_trials(self.study)
+        finally:
+            self.lock.release()

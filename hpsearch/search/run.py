@@ -33,7 +33,7 @@ from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective, slurm_job
 from hpsearch.search.options import RunOptions
 from hpsearch.search.preflight import check_storage
-from hpsearch.search.retries import fail_lost, fail_lost_trials, queue_retry
+from hpsearch.search.retries import LostTrialSweep, fail_lost, fail_lost_trials, queue_retry
 from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.stop import StopCheck, StopRequested, record_run
 from hpsearch.search.studystore import open_study
@@ -201,7 +201,7 @@ class RunBudget:
 
     def _counted(self, view: DecisionView) -> list[FrozenTrial]:
         """This run's trials, a retried trial counted once: its copy."""
-        retried = {n for t in view.trials for n in record.retry_history(t)}
+        retried = record.retried_numbers(view.trials)
         return [t for t in view.trials if record.run_id(t) == self.run_id and t.number not in retried]
 
     def slots_left(self, view: DecisionView) -> int:
@@ -278,8 +278,14 @@ def run(spec: StudySpec, storage_url: str, options: RunOptions, events: RunEvent
                               begin=begin) as study:
             events.study_opened(study, data)
             stop = StopCheck(study, budget.run_id)
+            sweep = LostTrialSweep(study, lock, options.heartbeat)
+
+            def at_epoch_end() -> None:
+                sweep()
+                stop()
+
             _work(study, make_objective(spec, data, events, checkpoints=checkpoints, on_complete=keeper, source=source,
-                                       time_left=budget.seconds_left, should_stop=stop),
+                                       time_left=budget.seconds_left, at_epoch_end=at_epoch_end),
                   budget, seed, lock, list(callbacks), options.heartbeat, queue, stop)
     finally:
         lock.close()

@@ -63,11 +63,13 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT_S, reading: boo
             lock = shared_lock(url)
             lock.acquire()
         with quiet_experimental():
-            return TrialRowsStorage(
+            return (TrialRowsStorage.for_reading if reading else TrialRowsStorage)(
                 driver_url(url), engine_kwargs=engine_options(url), heartbeat_interval=heartbeat,
                 grace_period=2 * heartbeat, heartbeat_stale_trial_callback=on_lost)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise StorageError(f"cannot open storage {mask(url)}: {driver_reason(exc, url)}") from None
+    except RuntimeError as exc:  # Optuna's check of its tables' schema, which says what to run
+        raise StorageError(f"cannot open storage {mask(url)}: {scrub(str(exc), url)}") from None
     finally:
         lock.close()
 

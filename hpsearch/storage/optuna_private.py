@@ -16,6 +16,10 @@ The names, where they come from and what for:
   StudyModel.find_or_raise_by_id: what the row reader (rows.py) reads.
 - `optuna.storages._rdb.storage._create_scoped_session`, with RDBStorage's undocumented `scoped_session`,
   `grace_period` and `heartbeat_interval`: the reader's sessions, and the stale-trial query's grace period.
+- RDBStorage's constructor skipped for a reader (RDBStorageHooks.for_reading): the attributes it sets (`url`,
+  `engine_kwargs`, `engine`, `scoped_session`, the heartbeat's and `skip_compatibility_check`), its
+  `_fill_storage_url_template`, and its `_version_manager`, made on first use from
+  `optuna.storages._rdb.storage._VersionManager`; the tables' alembic revision (`alembic_version.version_num`).
 - `RDBStorage._get_trials`: overridden, so that Optuna's cache reads trials through the row reader.
 - `optuna.storages._cached_storage._CachedStorage`, and of it `_add_trials_to_cache`,
   `_read_trials_from_remote_storage`, `_get_stale_trial_ids`, `_lock`, `_backend` and `_studies` (each study's
@@ -33,12 +37,14 @@ from collections.abc import Container
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.storages._rdb.storage import _create_scoped_session, _VersionManager
 from optuna.trial import FrozenTrial, TrialState
 
 TESTED_OPTUNA = ("5.1",)  # the minor versions the tests ran on; pyproject.toml's range (a test keeps them equal)
+SCHEMA_REVISION = "v3.2.0.a"  # the alembic revision of the tables these Optuna versions make (a test: Optuna's head)
 
 
 def untested_optuna() -> str | None:
@@ -70,7 +76,38 @@ def trial_tables() -> list[sqlalchemy.Table]:
 
 class RDBStorageHooks(optuna.storages.RDBStorage):
     """Optuna's RDB storage, with what a reader of its tables needs under names of hpsearch's: its trial reads go
-    to read_trials (Optuna's _get_trials, which its cache calls), a session, the grace period of a heartbeat."""
+    to read_trials (Optuna's _get_trials, which its cache calls), a session, the grace period of a heartbeat; and
+    a light opening for processes that only read (for_reading)."""
+
+    @classmethod
+    def for_reading(cls, url: str, engine_kwargs: dict, **options) -> RDBStorageHooks:
+        """The storage a process that only reads opens: the same object as the constructor's, without its
+        creating missing tables and checking their schema where one query shows the tables are at this Optuna's
+        revision. The check imports alembic, a quarter of a second of `hpsearch status` (bench/status.py); the
+        version manager behind it is made if anything asks for it. Tables at another revision, or none, go through
+        the constructor, which says what to do."""
+        url = cls._fill_storage_url_template(url)
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        with engine.connect() as connection:
+            stamped = (connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalars().all()
+                       if sqlalchemy.inspect(connection).has_table("alembic_version") else [])
+        if stamped != [SCHEMA_REVISION]:
+            engine.dispose()
+            return cls(url, engine_kwargs=engine_kwargs, **options)
+        storage = cls.__new__(cls)
+        callback = options.get("heartbeat_stale_trial_callback")
+        storage.__dict__.update(
+            url=url, engine_kwargs=engine_kwargs, skip_compatibility_check=False,
+            heartbeat_interval=options.get("heartbeat_interval"), grace_period=options.get("grace_period"),
+            heartbeat_stale_trial_callback=callback, failed_trial_callback=callback, engine=engine,
+            scoped_session=sqlalchemy.orm.scoped_session(sqlalchemy.orm.sessionmaker(bind=engine)))
+        return storage
+
+    def __getattr__(self, name: str):
+        if name == "_version_manager":  # left by for_reading until asked for
+            self._version_manager = _VersionManager(self.url, self.engine, self.scoped_session)
+            return self._version_manager
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _get_trials(self, study_id: int, states: Container[TrialState] | None, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -66,3 +67,38 @@ def test_a_worker_killed_outright_is_recovered_by_its_run_and_its_copy_resumed(w
         assert copy.state == TrialState.COMPLETE and copy.user_attrs[A.RESUMED_FROM_EPOCH] >= 1
         finished = [t for t in study.trials if t.state != TrialState.FAIL]
         assert len(finished) == 2 and all(t.state == TrialState.COMPLETE for t in finished)
+
+
+def test_a_lone_worker_killed_outright_is_failed_by_a_living_worker_at_its_next_epoch_end(write_study, tmp_path):
+    """Two `hpsearch worker`s, as on two machines: nothing but its heartbeat shows the killed one gone. The
+    survivor, mid-trial, fails its trial as worker lost and queues the copy at an epoch end once the heartbeat is
+    two intervals old, rather than after its own long trial."""
+    storage = f"sqlite:///{tmp_path / 'lone.db'}"
+    path = write_study(budget={"epochs": 60, "trials": 2}, **SLOW)
+    args = ("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--heartbeat", "1",
+            "--until", "2")
+    victim, survivor = hpsearch(*args), hpsearch(*args)
+
+    def training(worker) -> TrialState | None:
+        """The trial `worker` is training, once it has reported an epoch."""
+        assert worker.poll() is None, worker.communicate()
+        try:
+            trials = load(storage).trials
+        except KeyError:
+            return None
+        return next((t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
+                     and t.user_attrs[A.WORKER].endswith(f":{worker.pid}")), None)
+
+    wait_for(lambda: training(victim) and training(survivor), timeout=300)
+    lost, busy = training(victim).number, training(survivor).number
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    wait_for(lambda: load(storage).trials[lost].state == TrialState.FAIL, timeout=120)
+    trials = load(storage).trials
+    assert trials[busy].state == TrialState.RUNNING  # the survivor is still in its own trial
+    assert trials[lost].user_attrs[A.FAILURE].startswith(f"worker lost: no heartbeat from {socket.gethostname()}:"
+                                                         f"{victim.pid} for over 2 s")
+    (copy,) = [t for t in trials if t.system_attrs.get("retry_history") == [lost]]
+    assert copy.state == TrialState.WAITING
+    survivor.send_signal(signal.SIGTERM)  # its own trial stops too, its copy queued: what a cluster's stop does
+    assert finish(survivor)[0] == 128 + signal.SIGTERM

@@ -7,6 +7,7 @@ folders are this test's: every submission says --one-node.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -406,6 +407,29 @@ def test_a_task_whose_worker_is_killed_outright_requeues_itself_and_resumes_its_
         assert (f"hpsearch: task {job}_0: its worker was killed (SIGKILL); the task requeues itself to resume its "
                 "trial (start 2 of at most 4)") in log
         assert "trial #1, copy of #0, resumed from its checkpoint at epoch" in log
+
+
+@needs_slurm
+def test_a_stop_covers_an_array_task_still_pending(write_study, tmp_path):
+    """`hpsearch stop` from the login node while the array waits in SLURM's queue: `submit` recorded the array, so
+    the request names it, and its task, once it starts, starts no trial and ends cleanly, saying why."""
+    path = write_study(budget={"epochs": 1, "trials": 3})
+    storage = f"sqlite:///{tmp_path / 'array.db'}"
+    first = CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu",
+                                      "--n-trials", "1"])
+    assert first.exit_code == 0, first.output
+    job = submitted("--study", str(path), "--storage", storage, "--jobs", "1", "--until", "3",
+                    "--no-stop-at-target", "--sbatch-arg=--hold")
+    assert job_states(job) == ["PENDING"]
+    stopped = CliRunner().invoke(main, ["stop", "--study", str(path), "--storage", storage])
+    assert stopped.exit_code == 0 and "stop requested by " in stopped.stdout, stopped.output
+    status = CliRunner().invoke(main, ["status", "--study", str(path), "--storage", storage, "--format", "json"])
+    assert len(json.loads(status.stdout)["stop"]["runs"]) == 2  # the first run's and the array's
+
+    subprocess.run(["scontrol", "release", job], check=True)
+    wait_until_ended(job)
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE], logs(tmp_path)
+    assert "study tiny-digits: stop requested by " in logs(tmp_path)
 
 
 def test_a_task_ends_its_log_with_one_line_not_the_studys_summary(write_study, storage):
