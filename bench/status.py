@@ -3,9 +3,12 @@ command on an empty study and against `hpsearch best` on the big one, in one run
 
 Each command runs as a fresh process, as a user types it, on the same SQLite file; the cases alternate over
 --repeats rounds so that a change in the machine's load hits all of them. The big study holds --stored completed
-trials made as bench/big_study.py makes them, and one running trial with a heartbeat, as a live study has.
+trials made as bench/big_study.py makes them, and one running trial with a heartbeat, as a live study has. With
+--other (another checkout, say an earlier commit's), `status` on the big study runs from that tree too, in the
+same rounds: the ratio before and after a change.
 
-    python bench/status.py --stored 8000 --out bench/results/status-cpu.json
+    git worktree add --detach ../before 5a1b2f4
+    python bench/status.py --stored 8000 --other ../before --out bench/results/status-cpu.json
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ from hpsearch.storage import optuna_private  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
 
 
-def timed(command: list[str], folder: Path) -> tuple[float, float]:
-    """Wall seconds of the command as a fresh process, and the CPU seconds it used (user and system)."""
+HERE = Path(__file__).resolve().parent.parent
+
+
+def timed(command: list[str], folder: Path, tree: Path = HERE) -> tuple[float, float]:
+    """Wall seconds of the command as a fresh process of hpsearch from `tree`, and the CPU seconds it used (user
+    and system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hpsearch", *command], cwd=folder, capture_output=True, check=True,
-                   env={**os.environ, "HPSEARCH_OFFLINE": "1"})
+                   env={**os.environ, "HPSEARCH_OFFLINE": "1", "PYTHONPATH": str(tree)})
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -56,6 +63,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stored", type=int, default=8000, help="completed trials the big study holds")
     p.add_argument("--repeats", type=int, default=5, help="rounds of the three commands, alternated")
+    p.add_argument("--other", type=Path, help="another checkout whose `status` runs on the big study too")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -73,16 +81,23 @@ def main() -> int:
             "status_empty": ["status", "--study", str(study_file), "--storage", urls["empty"]],
             "best_big": ["best", "--study", str(study_file), "--storage", urls["big"]],
         }
-        rounds = alternated({case: functools.partial(timed, command, folder) for case, command in commands.items()},
-                            args.repeats, digits=3)
+        cases = {case: functools.partial(timed, command, folder) for case, command in commands.items()}
+        if args.other is not None:
+            cases["status_big_other"] = functools.partial(timed, commands["status_big"], folder, args.other.resolve())
+        rounds = alternated(cases, args.repeats, digits=3)
     record.update(stored=args.stored, repeats=args.repeats, commands=commands,
+                  other=str(args.other) if args.other is not None else None,
                   **ratios(rounds, "status_big", "status_empty"))
     medians = record["median_s"]
     record["ratio_status_to_best"] = round(medians["status_big"] / medians["best_big"], 2)
+    if args.other is not None:
+        record["ratio_status_to_other"] = round(medians["status_big"] / medians["status_big_other"], 2)
     write_result(args.out, record)
     print(f"status on {args.stored:,} trials: {medians['status_big']:.2f} s; on an empty study "
           f"{medians['status_empty']:.2f} s ({record['ratio']}x); best on the big one {medians['best_big']:.2f} s "
-          f"(status {record['ratio_status_to_best']}x of it)")
+          f"(status {record['ratio_status_to_best']}x of it)"
+          + (f"; the other tree's status {medians['status_big_other']:.2f} s (this one {record['ratio_status_to_other']}x"
+             " of it)" if args.other is not None else ""))
     return 0
 
 

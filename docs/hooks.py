@@ -278,8 +278,8 @@ WHAT = {  # what each benchmark script measures, in one line
                          "validation, `hpsearch run` against a hand-written Optuna script on the same study, in turn.",
     "trial_cache.py": "The reads a run makes around each new trial on a big study, through hpsearch's trial cache "
                       "and through Optuna's own, in turn.",
-    "status.py": "`hpsearch status` as a fresh process on a big study, against an empty study and against "
-                 "`hpsearch best` on the big one, in turn.",
+    "status.py": "`hpsearch status` as a fresh process on a big study, against an empty study, against "
+                 "`hpsearch best` on the big one and, given another checkout, against that tree's `status`, in turn.",
 }
 
 
@@ -318,8 +318,9 @@ def _headline(d: Mapping[str, Any]) -> str:
     if "status.py" in command:
         m = d["median_s"]
         return (f"`hpsearch status` on a study of {d['stored']:,} trials: {m['status_big']:.2f} s; on an empty study "
-                f"{m['status_empty']:.2f} s; `hpsearch best` on the big one {m['best_big']:.2f} s (medians of "
-                f"{d['repeats']}).\n")
+                f"{m['status_empty']:.2f} s; `hpsearch best` on the big one {m['best_big']:.2f} s"
+                + (f"; the same `status` from {d['other']} {m['status_big_other']:.2f} s" if d.get("other") else "")
+                + f" (medians of {d['repeats']}).\n")
     if "time_to_target.py" in command:
         rows = [(r["arm"], str(r["seed"]),
                  f"{r['wall_s_to_target'] / 60:.1f} min" if r["reached"] else f"not met in {d['cap_minutes']:g} min",

@@ -90,9 +90,9 @@ def _as_a_foreground_job() -> None:
 
 
 def hpsearch(*args: str, **kwargs) -> subprocess.Popen:
-    """`python -m hpsearch ARGS` as a process of its own, its output piped."""
+    """`python -m hpsearch ARGS` as a process of its own, its output piped unless `kwargs` say where."""
     return subprocess.Popen([sys.executable, "-m", "hpsearch", *args], preexec_fn=_as_a_foreground_job,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs})
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 from click.testing import CliRunner
 from optuna.trial import TrialState
@@ -98,10 +97,16 @@ def test_status_watch_shows_the_study_again_until_ctrl_c(write_study, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     assert CliRunner().invoke(main, ["run", "--study", str(path), "--storage", storage, "--device", "cpu"]
                               ).exit_code == 0
-    watching = hpsearch("status", "--study", "tiny-digits", "--storage", storage, "--watch", "0.5")
-    time.sleep(15)  # its start, then a reading every half second
-    assert watching.poll() is None, watching.communicate()
-    watching.send_signal(signal.SIGINT)
-    code, out, err = finish(watching, timeout=60)
+    shown = tmp_path / "shown.txt"
+    with shown.open("w") as out:
+        watching = hpsearch("status", "--study", "tiny-digits", "--storage", storage, "--watch", "0.5", stdout=out)
+
+        def read_twice() -> bool:
+            assert watching.poll() is None, watching.communicate()
+            return shown.read_text().count("study tiny-digits on ") >= 2
+
+        wait_for(read_twice)  # its start, then a reading every half second
+        watching.send_signal(signal.SIGINT)
+        code, _, err = finish(watching, timeout=60)
     assert code == 0 and err == "", err
-    assert out.count("study tiny-digits on ") >= 2 and "every 0.5 s (Ctrl-C ends)" in out
+    assert "every 0.5 s (Ctrl-C ends)" in shown.read_text()
