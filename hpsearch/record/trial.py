@@ -337,8 +337,8 @@ def retry_history(trial: FrozenTrial) -> list[int]:
 
 def retried_numbers(trials: Iterable[FrozenTrial]) -> set[int]:
     """The numbers of the attempts among `trials`' chains that a later copy retries: a retried trial counts once, as
-    its copy. Optuna's helper warns it is experimental at each call, and the warning quieted once for all of them:
-    per trial, that was a fifth of `hpsearch status` reading 8,000 trials."""
+    its copy. Optuna's helper warns it is experimental at each call, its warning quieted here once for all of them:
+    quieted per trial, it took 0.04 s of the 0.2 s `hpsearch status` reads 8,000 trials in."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     return _chain(lambda chained: {n for t in chained for n in RetryHeartbeatStaleTrialCallback.retry_history(t)},
