@@ -49,9 +49,8 @@ def _nvidia_driver() -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
-def _git_commit() -> str | None:
-    """The checkout's commit, with '+dirty' when tracked files differ from it."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def git_commit(repo: str | Path = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> str | None:
+    """The commit of the checkout at `repo` (this one), with '+dirty' when tracked files differ from it."""
     try:
         head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
@@ -87,7 +86,7 @@ def provenance(device: torch.device) -> dict:
         "cudnn": torch.backends.cudnn.version() if on_cuda else None,
         "driver": _nvidia_driver() if on_cuda else None,
         "platform": platform.platform(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "load_average_start": load_average(),
     }
 

@@ -29,7 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import STUDY, stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import alternated, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, git_commit, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.storage import optuna_private  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> int:
             cases["status_big_other"] = functools.partial(timed, commands["status_big"], folder, args.other.resolve())
         rounds = alternated(cases, args.repeats, digits=3)
     record.update(stored=args.stored, repeats=args.repeats, commands=commands,
-                  other=str(args.other) if args.other is not None else None,
+                  other=git_commit(args.other) if args.other is not None else None,  # the other tree's commit
                   **ratios(rounds, "status_big", "status_empty"))
     medians = record["median_s"]
     record["ratio_status_to_best"] = round(medians["status_big"] / medians["best_big"], 2)

@@ -319,7 +319,7 @@ def _headline(d: Mapping[str, Any]) -> str:
         m = d["median_s"]
         return (f"`hpsearch status` on a study of {d['stored']:,} trials: {m['status_big']:.2f} s; on an empty study "
                 f"{m['status_empty']:.2f} s; `hpsearch best` on the big one {m['best_big']:.2f} s"
-                + (f"; the same `status` from {d['other']} {m['status_big_other']:.2f} s" if d.get("other") else "")
+                + (f"; the same `status` at commit {d['other'][:7]} {m['status_big_other']:.2f} s" if d.get("other") else "")
                 + f" (medians of {d['repeats']}).\n")
     if "time_to_target.py" in command:
         rows = [(r["arm"], str(r["seed"]),
