@@ -420,14 +420,16 @@ def test_a_stop_covers_an_array_task_still_pending(write_study, tmp_path):
     assert first.exit_code == 0, first.output
     job = submitted("--study", str(path), "--storage", storage, "--jobs", "1", "--until", "3",
                     "--no-stop-at-target", "--sbatch-arg=--hold")
-    assert job_states(job) == ["PENDING"]
-    stopped = CliRunner().invoke(main, ["stop", "--study", str(path), "--storage", storage])
-    assert stopped.exit_code == 0 and "stop requested by " in stopped.stdout, stopped.output
-    status = CliRunner().invoke(main, ["status", "--study", str(path), "--storage", storage, "--format", "json"])
-    assert len(json.loads(status.stdout)["stop"]["runs"]) == 2  # the first run's and the array's
-
-    subprocess.run(["scontrol", "release", job], check=True)
-    wait_until_ended(job)
+    try:
+        assert job_states(job) == ["PENDING"]
+        stopped = CliRunner().invoke(main, ["stop", "--study", str(path), "--storage", storage])
+        assert stopped.exit_code == 0 and "stop requested by " in stopped.stdout, stopped.output
+        status = CliRunner().invoke(main, ["status", "--study", str(path), "--storage", storage, "--format", "json"])
+        assert len(json.loads(status.stdout)["stop"]["runs"]) == 2  # the first run's and the array's
+        subprocess.run(["scontrol", "release", job], check=True)
+        wait_until_ended(job)
+    finally:
+        subprocess.run(["scancel", job], check=False)  # a held job left behind would wait for ever
     assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE], logs(tmp_path)
     assert "study tiny-digits: stop requested by " in logs(tmp_path)
 
