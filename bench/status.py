@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import resource
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import STUDY, stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import alternated, git_commit, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
+from provenance import alternated, as_a_user_runs, git_commit, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.storage import optuna_private  # noqa: E402
@@ -45,7 +44,7 @@ def timed(command: list[str], folder: Path, tree: Path = HERE) -> tuple[float, f
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hpsearch", *command], cwd=folder, capture_output=True, check=True,
-                   env={**os.environ, "HPSEARCH_OFFLINE": "1", "PYTHONPATH": str(tree)})
+                   env=as_a_user_runs(HPSEARCH_OFFLINE="1", PYTHONPATH=str(tree)))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -84,6 +83,8 @@ def main() -> int:
         cases = {case: functools.partial(timed, command, folder) for case, command in commands.items()}
         if args.other is not None:
             cases["status_big_other"] = functools.partial(timed, commands["status_big"], folder, args.other.resolve())
+        for case in cases.values():  # once untimed: Python writes each tree's bytecode cache, as a user's first run does
+            case()
         rounds = alternated(cases, args.repeats, digits=3)
     record.update(stored=args.stored, repeats=args.repeats, commands=commands,
                   other=git_commit(args.other) if args.other is not None else None,  # the other tree's commit
