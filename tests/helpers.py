@@ -111,6 +111,17 @@ def wait_for(condition, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+def trial_in_training(worker: subprocess.Popen, storage: str) -> optuna.trial.FrozenTrial | None:
+    """The trial the hpsearch process `worker` is training on `storage`, once it has reported an epoch."""
+    assert worker.poll() is None, worker.communicate()
+    try:
+        trials = load(storage).trials
+    except KeyError:
+        return None
+    return next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values
+                 and t.user_attrs.get("worker", "").endswith(f":{worker.pid}")), None)
+
+
 def first_epochs_done(process: subprocess.Popen, storage: str, trials: int = 1):
     """A condition for wait_for: the first `trials` trials have each reported an epoch."""
 

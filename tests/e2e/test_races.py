@@ -20,7 +20,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from hpsearch.storage import driver_url
-from tests.helpers import POSTGRES, SLOW, assert_exact_total, finish, load, needs_postgres, wait_for
+from tests.helpers import POSTGRES, SLOW, assert_exact_total, finish, load, needs_postgres, trial_in_training, wait_for
 
 
 @contextmanager
@@ -111,19 +111,8 @@ def test_a_worker_lost_mid_trial_has_its_copy_run_before_the_total_is_reached(wr
     path = write_study(budget={"epochs": 4, "trials": 3}, **SLOW)
     args = ["worker", "--study", str(path), "--device", "cpu", "--heartbeat", "1", *total]
     victim, survivor = start(args, storage), start(args, storage)
-
-    def training(worker: subprocess.Popen) -> optuna.trial.FrozenTrial | None:
-        """The trial `worker` is training, once it has reported an epoch."""
-        assert worker.poll() is None, worker.communicate()
-        try:
-            trials = load(storage).trials
-        except KeyError:
-            return None
-        return next((t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-                     and t.user_attrs.get("worker", "").endswith(f":{worker.pid}")), None)
-
-    wait_for(lambda: training(victim) and training(survivor))
-    lost_number = training(victim).number
+    wait_for(lambda: trial_in_training(victim, storage) and trial_in_training(survivor, storage))
+    lost_number = trial_in_training(victim, storage).number
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     code, _, err = finish(survivor)

@@ -17,7 +17,7 @@ from hpsearch.record import keys as A
 from hpsearch.cli import main
 from hpsearch.search.run import RunOptions, run
 from hpsearch.studyfile.schema import load_spec
-from tests.helpers import SLOW, finish, hpsearch, load, needs_postgres, wait_for
+from tests.helpers import SLOW, finish, hpsearch, load, needs_postgres, trial_in_training, wait_for
 from tests.search.test_run import InterruptAfterEpoch
 
 
@@ -78,19 +78,8 @@ def test_a_lone_worker_killed_outright_is_failed_by_a_living_worker_at_its_next_
     args = ("worker", "--study", str(path), "--storage", storage, "--device", "cpu", "--heartbeat", "1",
             "--until", "2")
     victim, survivor = hpsearch(*args), hpsearch(*args)
-
-    def training(worker) -> TrialState | None:
-        """The trial `worker` is training, once it has reported an epoch."""
-        assert worker.poll() is None, worker.communicate()
-        try:
-            trials = load(storage).trials
-        except KeyError:
-            return None
-        return next((t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values
-                     and t.user_attrs[A.WORKER].endswith(f":{worker.pid}")), None)
-
-    wait_for(lambda: training(victim) and training(survivor), timeout=300)
-    lost, busy = training(victim).number, training(survivor).number
+    wait_for(lambda: trial_in_training(victim, storage) and trial_in_training(survivor, storage), timeout=300)
+    lost, busy = trial_in_training(victim, storage).number, trial_in_training(survivor, storage).number
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     wait_for(lambda: load(storage).trials[lost].state == TrialState.FAIL, timeout=120)
