@@ -49,7 +49,10 @@ def _nvidia_driver() -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
-def git_commit(repo: str | Path = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> str | None:
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit(repo: str | Path = REPO) -> str | None:
     """The commit of the checkout at `repo` (this one), with '+dirty' when tracked files differ from it."""
     try:
         head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True,

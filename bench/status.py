@@ -28,12 +28,18 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from big_study import STUDY, stored_trials  # noqa: E402  (bench/big_study.py)
-from provenance import alternated, as_a_user_runs, git_commit, provenance, ratios, write_result  # noqa: E402  (bench/provenance.py)
+from provenance import (  # noqa: E402  (bench/provenance.py)
+    alternated,
+    as_a_user_runs,
+    git_commit,
+    provenance,
+    ratios,
+    write_result,
+)
 
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.storage import optuna_private  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
-
 
 HERE = Path(__file__).resolve().parent.parent
 

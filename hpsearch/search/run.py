@@ -33,7 +33,12 @@ from hpsearch.search import cost, warmstart
 from hpsearch.search.objective import RunEvents, TrialFailed, make_objective, slurm_job
 from hpsearch.search.options import RunOptions
 from hpsearch.search.preflight import check_storage
-from hpsearch.search.retries import LostTrialSweep, fail_lost, fail_lost_trials, queue_retry
+from hpsearch.search.retries import (
+    LostTrialSweep,
+    fail_lost,
+    fail_lost_trials,
+    queue_retry,
+)
 from hpsearch.search.samplers import make_sampler, start_up_trials
 from hpsearch.search.stop import StopCheck, StopRequested, record_run
 from hpsearch.search.studystore import open_study
