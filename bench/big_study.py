@@ -35,12 +35,21 @@ from hpsearch.search.options import RunOptions  # noqa: E402
 from hpsearch.search.run import run  # noqa: E402
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.studyfile.schema import load_spec  # noqa: E402
+from hpsearch.studyfile.types import StudySpec  # noqa: E402
 
 STUDY = {"name": "big", "about": "10 one-epoch trials on a study of any size",
          "dataset": {"name": "digits", "validation": 0.15, "test": 0.2},
          "budget": {"epochs": 1, "trials": 10}, "pruner": {"name": "median", "min_epochs": 1},
          "space": {"width": {"int": [4, 16]}, "lr": {"float": [0.01, 0.2], "log": True}},
          "fixed": {"blocks": 1, "convs_per_block": 1, "batch_size": 64, "optimizer": "sgd_nesterov"}}
+
+
+def written_study(folder: Path, **changes) -> tuple[Path, StudySpec]:
+    """STUDY with `changes`, written as `folder`/big.yaml, and its spec: the study file the benchmarks of a big
+    study run on."""
+    path = folder / "big.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, **changes}))
+    return path, load_spec(path)
 
 
 def stored_trials(count: int, rng: torch.Generator) -> list[optuna.trial.FrozenTrial]:
@@ -79,9 +88,7 @@ def main() -> int:
     record = provenance(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        study_file = folder / "big.yaml"
-        study_file.write_text(yaml.safe_dump({**STUDY, "sampler": {"name": args.sampler, "seed": 0}}))
-        spec = load_spec(study_file)
+        _, spec = written_study(folder, sampler={"name": args.sampler, "seed": 0})
         templates = {"empty": folder / "empty.db", "big": folder / "big.db"}
         for case, template in templates.items():
             study = open_study(spec, f"sqlite:///{template}")

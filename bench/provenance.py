@@ -49,7 +49,7 @@ def _nvidia_driver() -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = Path(__file__).resolve().parent.parent  # this checkout
 
 
 def git_commit(repo: str | Path = REPO) -> str | None:

@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402  (the provenance record only; the timed commands are separate processes)
-from provenance import as_a_user_runs, load_average, provenance, write_result  # noqa: E402  (bench/provenance.py)
+from provenance import REPO, as_a_user_runs, load_average, provenance, write_result  # noqa: E402  (bench/provenance.py)
 
-HERE = Path(__file__).resolve().parent.parent
 SHIPPED_STUDY = "digits-quick"
 COMMANDS = {  # what a user types to read a study; {storage} is the fixture copy
     "studies": ["studies"],
@@ -62,12 +61,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    trees = {"this": HERE, "other": args.other.resolve()}
+    trees = {"this": REPO, "other": args.other.resolve()}
     result = {"benchmark": "startup", **provenance(torch.device("cpu")), "trees": {k: str(v) for k, v in trees.items()},
               "repeats": args.repeats, "load_before": load_average(), "commands": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        shutil.copy(HERE / "tests" / "fixtures" / "old.db", folder / "old.db")
+        shutil.copy(REPO / "tests" / "fixtures" / "old.db", folder / "old.db")
         with sqlite3.connect(folder / "old.db") as db:
             db.execute("UPDATE studies SET study_name = ? WHERE study_name = 'tiny'", (SHIPPED_STUDY,))
         storage = f"sqlite:///{folder / 'old.db'}"

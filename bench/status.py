@@ -24,11 +24,11 @@ from pathlib import Path
 
 import optuna
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from big_study import STUDY, stored_trials  # noqa: E402  (bench/big_study.py)
+from big_study import stored_trials, written_study  # noqa: E402  (bench/big_study.py)
 from provenance import (  # noqa: E402  (bench/provenance.py)
+    REPO,
     alternated,
     as_a_user_runs,
     git_commit,
@@ -39,12 +39,9 @@ from provenance import (  # noqa: E402  (bench/provenance.py)
 
 from hpsearch.search.studystore import open_study  # noqa: E402
 from hpsearch.storage import optuna_private  # noqa: E402
-from hpsearch.studyfile.schema import load_spec  # noqa: E402
-
-HERE = Path(__file__).resolve().parent.parent
 
 
-def timed(command: list[str], folder: Path, tree: Path = HERE) -> tuple[float, float]:
+def timed(command: list[str], folder: Path, tree: Path = REPO) -> tuple[float, float]:
     """Wall seconds of the command as a fresh process of hpsearch from `tree`, and the CPU seconds it used (user
     and system)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -75,9 +72,7 @@ def main() -> int:
     record = provenance(torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        study_file = folder / "big.yaml"
-        study_file.write_text(yaml.safe_dump(STUDY))
-        spec = load_spec(study_file)
+        study_file, spec = written_study(folder)
         urls = {"empty": f"sqlite:///{folder / 'empty.db'}", "big": f"sqlite:///{folder / 'big.db'}"}
         for case, url in urls.items():
             made(spec, url, args.stored if case == "big" else 0)

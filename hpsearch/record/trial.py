@@ -320,12 +320,13 @@ def provenance(trial: FrozenTrial) -> Provenance:
 # attributes), read by its helpers: experimental since Optuna 2.8, and unchanged since.
 
 
-def _chain(read: Callable[[FrozenTrial], Any], trial: FrozenTrial) -> Any:
-    """What Optuna's retry helper `read` says of `trial`, without its warning that the helper is experimental."""
+def _chain(read: Callable[[Any], Any], given: Any) -> Any:
+    """What `read` says of `given` (a trial, or trials) through Optuna's retry helpers, without their warning that
+    they are experimental."""
     from hpsearch.storage import quiet_experimental
 
     with quiet_experimental():
-        return read(trial)
+        return read(given)
 
 
 def retry_history(trial: FrozenTrial) -> list[int]:
