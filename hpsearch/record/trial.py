@@ -357,20 +357,16 @@ def retried(trial: FrozenTrial) -> FrozenTrial:
 
 def first_attempt(trial: optuna.Trial) -> int:
     """The number of a running trial's first attempt: its own, unless it is a queued copy of a failed one."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
     from hpsearch.storage.optuna_private import trial_by_number
 
-    first = _chain(RetryHeartbeatStaleTrialCallback.retried_trial_number, trial_by_number(trial.study, trial.number))
-    return trial.number if first is None else first
+    return stored_first_attempt(trial_by_number(trial.study, trial.number))
 
 
 def copy_of(trial: optuna.Trial) -> int | None:
     """The attempt a running trial continues, where it is a queued copy of a failed one (the last of its chain)."""
     from hpsearch.storage.optuna_private import trial_by_number
 
-    chain = retry_history(trial_by_number(trial.study, trial.number))
-    return chain[-1] if chain else None
+    return last_attempt(trial_by_number(trial.study, trial.number))
 
 
 def stored_first_attempt(trial: FrozenTrial) -> int:
